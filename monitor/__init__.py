@@ -1,0 +1,1 @@
+"""The driftwarden daemon: config, events, windows, per-model state, pipeline, exporter, CLI."""

@@ -1,0 +1,96 @@
+"""The ``driftwarden`` command.
+
+Exit codes: 0 done, 1 a file could not be read or written, 2 the config (or
+the command line) is wrong; the message on stderr says which key and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from monitor.config import Config, ConfigError, load_config
+from monitor.exporter import build_registry, write_exposition
+from monitor.pipeline import Pipeline
+from monitor.replay import replay
+from monitor.sources.file import JsonlDeadLetters
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        config = load_config(arguments.config)
+    except ConfigError as error:
+        print(f"driftwarden: bad config: {error}", file=sys.stderr)
+        return 2
+    try:
+        return arguments.command(config, arguments)
+    except OSError as error:
+        print(f"driftwarden: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftwarden", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a config file and say what it sets up")
+    check.add_argument("config", metavar="FILE")
+    check.set_defaults(command=_check_config)
+
+    replay_command = commands.add_parser(
+        "replay", help="run the pipeline over a JSONL file of events, ticks on event time"
+    )
+    replay_command.add_argument("--config", required=True, metavar="FILE")
+    replay_command.add_argument("events", metavar="EVENTS.jsonl")
+    replay_command.add_argument("--metrics-file", metavar="OUT.prom", help="write the final exposition here")
+    replay_command.add_argument(
+        "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
+    )
+    replay_command.set_defaults(command=_replay)
+    return parser
+
+
+def _check_config(config: Config, arguments: argparse.Namespace) -> int:
+    windows = config.windows
+    extent = f"{windows.size} events" + (f" within {windows.duration_ms} ms" if windows.duration_ms else "")
+    print(f"{arguments.config}: ok")
+    print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
+    for model in config.models:
+        features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"
+        print(f"  model {model.name!r}: features {features}")
+    return 0
+
+
+def _replay(config: Config, arguments: argparse.Namespace) -> int:
+    dead_letters = JsonlDeadLetters(arguments.dead_letter_file) if arguments.dead_letter_file else None
+    try:
+        result = replay(config, arguments.events, dead_letters)
+    finally:
+        if dead_letters is not None:
+            dead_letters.close()
+    if arguments.metrics_file:
+        write_exposition(build_registry(result.pipeline), arguments.metrics_file)
+    print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} evaluations")
+    _print_summary(result.pipeline)
+    return 0
+
+
+def _print_summary(pipeline: Pipeline) -> None:
+    for state in pipeline.states:
+        evaluation = pipeline.evaluations.get(state.name)
+        line = f"  {state.name}: {state.n_events['inference']} calls, {state.n_events['feedback']} feedback"
+        if evaluation is not None and evaluation.traffic is not None:
+            traffic = evaluation.traffic
+            latency = ", ".join(f"p{quantile * 100:g} {value:.0f} ms" for quantile, value in traffic.latency_quantiles_ms)
+            line += f"; window {evaluation.window_events}: {latency}, errors {traffic.error_ratio:.2%}"
+        elif evaluation is not None:
+            line += f"; window {evaluation.window_events} (below min_samples, no statistics)"
+        print(line)
+    rejected = {reason: count for reason, count in pipeline.n_invalid.items() if count}
+    if rejected:
+        print("  rejected: " + ", ".join(f"{reason} {count}" for reason, count in rejected.items()))

@@ -1,0 +1,293 @@
+"""The daemon's YAML configuration, validated once at start.
+
+Every section is a pydantic model that forbids unknown keys, so a typo is an
+error rather than a silently ignored setting. :func:`load_config` turns any
+problem into a :class:`ConfigError` whose message names the key path and the
+reason, one line per problem.
+
+>>> config = parse_config({"models": [{"name": "support-bot"}]})
+>>> config.windows.evaluate_every_ms
+30000
+>>> parse_config({"windows": {"size": "big"}})
+Traceback (most recent call last):
+...
+monitor.config.ConfigError: windows.size: must be an integer (got 'big')
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
+
+#: Secrets that an environment variable overrides: ``DRIFTWARDEN_KAFKA_<KEY>``.
+SECRET_ENV = {
+    ("kafka", "sasl_password"): "DRIFTWARDEN_KAFKA_SASL_PASSWORD",
+    ("kafka", "ssl_password"): "DRIFTWARDEN_KAFKA_SSL_PASSWORD",
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message says where and why."""
+
+
+def parse_duration_ms(value: Any) -> int:
+    """Parse ``"500ms"``, ``"30s"``, ``"15m"``, ``"6h"``, ``"7d"`` or ``"1w"`` into milliseconds.
+
+    >>> parse_duration_ms("15m")
+    900000
+    """
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            milliseconds = float(match.group(1)) * _UNIT_MS[match.group(2)]
+            if milliseconds > 0:
+                return int(milliseconds)
+    raise ValueError(f"must be a positive duration such as '30s', '15m', '6h' or '7d' (got {value!r})")
+
+
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str | list[str] = "127.0.0.1:9092"
+    topics: list[str] = Field(default_factory=lambda: ["llm-events"], min_length=1)
+    group_id: str = "driftwarden"
+    dead_letter_topic: str | None = "llm-events-dlq"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class StateConfig(_Section):
+    dir: Path = Path("./driftwarden-state")
+
+
+class WindowsConfig(_Section):
+    """``size`` bounds every window's memory in events; ``duration`` narrows it by event time."""
+
+    size: int = Field(10_000, ge=1, le=10_000_000)
+    duration_ms: DurationMs | None = Field(None, alias="duration")
+    evaluate_every_ms: DurationMs = Field(30_000, alias="evaluate_every")
+    min_samples: int = Field(200, ge=1)
+
+
+class LimitsConfig(_Section):
+    """Bounds that keep memory and Prometheus cardinality finite whatever the traffic."""
+
+    max_event_bytes: int = Field(1_048_576, ge=256)
+    max_models: int = Field(100, ge=1)
+    max_categories: int = Field(1_000, ge=2)
+    max_text_chars: int = Field(4_096, ge=1)
+
+
+FeatureKind = Literal["numeric", "categorical", "text", "embedding"]
+
+
+#: Top-level inference fields a feature may read; anything else lives under
+#: ``features.<name>`` or ``segment.<name>``.
+EVENT_FIELDS = (
+    "model_version", "operation", "provider", "latency_ms", "ttft_ms", "input_tokens",
+    "output_tokens", "cache_read_input_tokens", "reasoning_output_tokens", "finish_reason",
+    "error", "prompt", "response", "embedding", "prediction", "score", "stream",
+)  # fmt: skip
+
+
+class FeatureConfig(_Section):
+    """One monitored column of a model's window.
+
+    ``path`` says where the value is: a top-level event field (the default when
+    ``name`` is one), ``features.<key>`` (the default otherwise) or ``segment.<key>``.
+    An ``embedding`` feature needs its dimension ``dim``, so that its ring is preallocated.
+    """
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    kind: FeatureKind
+    path: str = ""
+    dim: int | None = Field(None, ge=1, le=65_536)
+
+    @model_validator(mode="after")
+    def _resolve_path(self) -> FeatureConfig:
+        if not self.path:
+            default = self.name if self.name in EVENT_FIELDS else f"features.{self.name}"
+            object.__setattr__(self, "path", default)
+        head, _, key = self.path.partition(".")
+        if not (self.path in EVENT_FIELDS or (head in ("features", "segment") and key)):
+            raise ValueError(
+                f"path {self.path!r} must be 'features.<key>', 'segment.<key>' or one of "
+                f"the event fields {', '.join(EVENT_FIELDS)}"
+            )
+        if (self.kind == "embedding") != (self.dim is not None):
+            raise ValueError("'dim' is required for kind 'embedding' and only for it")
+        return self
+
+
+class ModelConfig(_Section):
+    """A monitored model; the name ``"*"`` tracks every model seen, each on its own."""
+
+    name: str = Field(min_length=1, max_length=256)
+    features: list[FeatureConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_features(self) -> ModelConfig:
+        names = [feature.name for feature in self.features]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"feature names must be unique (repeated: {', '.join(duplicated)})")
+        return self
+
+
+class Config(_Section):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="*")], min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Config:
+        names = [model.name for model in self.models]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"model names must be unique (repeated: {', '.join(duplicated)})")
+        return self
+
+    def model_config_for(self, name: str) -> ModelConfig | None:
+        """The config that governs model ``name``: its own entry, else ``"*"``, else None."""
+        wildcard = None
+        for model in self.models:
+            if model.name == name:
+                return model
+            if model.name == "*":
+                wildcard = model
+        return wildcard
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read, override secrets from the environment, and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
+    try:
+        return parse_config(data if data is not None else {}, environ)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def parse_config(data: Any, environ: dict[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML; raise :class:`ConfigError` listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping of sections (got {type(data).__name__})")
+    data = _with_secrets(data, os.environ if environ is None else environ)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_describe(problem) for problem in error.errors())) from None
+
+
+def _with_secrets(data: dict, environ: dict[str, str]) -> dict:
+    data = dict(data)
+    for (section, key), variable in SECRET_ENV.items():
+        if variable in environ:
+            values = data.get(section)
+            data[section] = {**(values if isinstance(values, dict) else {}), key: environ[variable]}
+    return data
+
+
+def _describe(problem: dict) -> str:
+    location = _key_path(problem["loc"])
+    kind = problem["type"]
+    given = problem.get("input")
+    if kind == "extra_forbidden":
+        reason = "unknown key" + _suggestion(problem["loc"])
+    elif kind == "missing":
+        reason = "required key is missing"
+    elif kind == "int_parsing" or kind == "int_type" or kind == "int_from_float":
+        reason = f"must be an integer (got {given!r})"
+    elif kind == "literal_error":
+        choices = problem["ctx"]["expected"]
+        reason = f"must be one of {choices} (got {given!r})"
+    elif kind == "value_error":
+        reason = str(problem["ctx"]["error"])
+    else:
+        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {given!r})"
+    return f"{location}: {reason}" if location else reason
+
+
+def _key_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("literal['*']",) or str(part).startswith(("function-", "literal[")):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _suggestion(loc: tuple) -> str:
+    """'(did you mean 'duration'?)' for a misspelt key, found among its section's keys."""
+    section: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if isinstance(part, int) or section is None:
+            continue
+        field = section.model_fields.get(part)
+        section = _model_type(field.annotation) if field else None
+    if section is None:
+        return ""
+    known = [field.alias or name for name, field in section.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(sorted(known))})"
+
+
+def _model_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_type(argument)
+        if found is not None:
+            return found
+    return None

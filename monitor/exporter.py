@@ -1,0 +1,210 @@
+"""Prometheus exposition of the pipeline, served with ``/metrics``, ``/healthz`` and ``/readyz``.
+
+Every metric is yielded at scrape time by :class:`PipelineCollector` from the
+pipeline's own counters and latest evaluations: the hot path never touches a
+prometheus-client instrument (it fills numpy histograms a batch at a time),
+and the counters are plain numbers a checkpoint can carry across a restart.
+Units become Prometheus' own here and only here: milliseconds inside the
+code, seconds on the wire. Nothing touches the global registry.
+
+>>> from monitor.config import parse_config
+>>> from monitor.pipeline import Pipeline
+>>> registry = build_registry(Pipeline(parse_config({})))
+>>> print(exposition(registry).decode().splitlines()[2])
+driftwarden_events_invalid_total{reason="oversized"} 0.0
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Callable, Iterable, Iterator
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from monitor.histogram import Histogram
+from monitor.pipeline import Pipeline
+from monitor.vocabulary import OTHER
+
+__all__ = ["MetricsServer", "PipelineCollector", "build_registry", "exposition", "write_exposition"]
+
+
+class PipelineCollector:
+    """Yields the metrics contract's families from a :class:`~monitor.pipeline.Pipeline`."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def collect(self) -> list[Metric]:
+        pipeline = self.pipeline
+        with pipeline.lock:  # one consistent snapshot, built before the scrape writes anything
+            states = list(pipeline.states)
+            families = [
+                *self._counters(states),
+                _histogram(
+                    "driftwarden_request_latency_seconds",
+                    "End-to-end latency of model calls.",
+                    ((state.name, state.latency) for state in states),
+                ),
+                _histogram(
+                    "driftwarden_time_to_first_token_seconds",
+                    "Time to the first token of streamed model calls.",
+                    ((state.name, state.ttft) for state in states),
+                ),
+            ]
+        return families + list(self._evaluations(pipeline.evaluations))
+
+    def _counters(self, states: list) -> Iterator[Metric]:
+        pipeline = self.pipeline
+        events = CounterMetricFamily(
+            "driftwarden_events", "Valid events consumed, by model and type.", labels=["model", "type"]
+        )
+        tokens = CounterMetricFamily(
+            "driftwarden_tokens", "Tokens used by model calls.", labels=["model", "direction"]
+        )
+        for state in states:
+            for kind, count in state.n_events.items():
+                events.add_metric([state.name, kind], count)
+            for direction, count in state.n_tokens.items():
+                tokens.add_metric([state.name, direction], count)
+        invalid = CounterMetricFamily(
+            "driftwarden_events_invalid", "Events rejected and dead-lettered, by reason.", labels=["reason"]
+        )
+        for reason, count in pipeline.n_invalid.items():
+            invalid.add_metric([reason], count)
+        unmonitored = CounterMetricFamily(
+            "driftwarden_events_unmonitored", "Valid events of models that no config entry monitors."
+        )
+        unmonitored.add_metric([], pipeline.states.n_unmonitored_events)
+        dropped = CounterMetricFamily(
+            "driftwarden_label_values_dropped",
+            f"Observations whose label value was folded into {OTHER} by a cardinality cap "
+            "(metric '*' is every per-model metric).",
+            labels=["metric", "label"],
+        )
+        dropped.add_metric(["*", "model"], pipeline.states.n_folded_events)
+        yield from (events, invalid, unmonitored, tokens, dropped)
+
+    def _evaluations(self, evaluations: dict) -> Iterator[Metric]:
+        window_events = GaugeMetricFamily(
+            "driftwarden_window_events", "Inference events in the latest evaluated window.", labels=["model"]
+        )
+        quantiles = GaugeMetricFamily(
+            "driftwarden_window_latency_seconds",
+            "Latency quantiles over the latest evaluated window.",
+            labels=["model", "quantile"],
+        )
+        error_ratio = GaugeMetricFamily(
+            "driftwarden_error_ratio", "Share of failed calls in the latest evaluated window.", labels=["model"]
+        )
+        evaluated_at = GaugeMetricFamily(
+            "driftwarden_last_evaluation_timestamp_seconds",
+            "When each model was last evaluated (event time in replay).",
+            labels=["model"],
+        )
+        for model, evaluation in evaluations.items():
+            window_events.add_metric([model], evaluation.window_events)
+            evaluated_at.add_metric([model], evaluation.evaluated_at_ms / 1000.0)
+            traffic = evaluation.traffic
+            if traffic is None:
+                continue
+            error_ratio.add_metric([model], traffic.error_ratio)
+            for quantile, value_ms in traffic.latency_quantiles_ms:
+                quantiles.add_metric([model, str(quantile)], value_ms / 1000.0)
+        yield from (window_events, quantiles, error_ratio, evaluated_at)
+
+
+def _histogram(name: str, documentation: str, series: Iterable[tuple[str, Histogram]]) -> Metric:
+    family = HistogramMetricFamily(name, documentation, labels=["model"])
+    for model, histogram in series:
+        bounds = [floatToGoString(bound / 1000.0) for bound in histogram.bounds] + ["+Inf"]
+        counts = histogram.cumulative_counts().tolist()
+        family.add_metric([model], list(zip(bounds, counts)), sum_value=histogram.total / 1000.0)
+    return family
+
+
+def build_registry(pipeline: Pipeline) -> CollectorRegistry:
+    """A fresh registry holding only the pipeline's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(pipeline))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of ``registry``, as ``/metrics`` serves it."""
+    return generate_latest(registry)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        """Scrapes every few seconds are not news."""
+
+
+class MetricsServer:
+    """HTTP endpoints for Prometheus and Kubernetes, in a background thread.
+
+    ``/metrics`` is the exposition; ``/healthz`` answers 200 while the process
+    serves; ``/readyz`` answers 200 when ``ready()`` returns true, else 503.
+    ``port=0`` picks a free port, readable from :attr:`port` once started.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ready: Callable[[], bool] = lambda: True,
+    ):
+        self.registry = registry
+        self.host = host
+        self.ready = ready
+        self._metrics_app = make_wsgi_app(registry)
+        self._server = make_server(host, port, self._app, _ThreadingWSGIServer, _QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return self._metrics_app(environ, start_response)
+        if path == "/healthz":
+            return _plain(start_response, "200 OK", b"ok\n")
+        if path == "/readyz":
+            if self.ready():
+                return _plain(start_response, "200 OK", b"ready\n")
+            return _plain(start_response, "503 Service Unavailable", b"not ready\n")
+        return _plain(start_response, "404 Not Found", b"try /metrics, /healthz or /readyz\n")
+
+
+def _plain(start_response: Callable, status: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def write_exposition(registry: CollectorRegistry, path: str | os.PathLike[str]) -> None:
+    """Write the exposition to ``path`` atomically (temp file, fsync, rename), e.g. for node_exporter's textfile collector."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as file:
+        file.write(exposition(registry))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)

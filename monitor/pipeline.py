@@ -1,0 +1,118 @@
+"""The processing loop's two halves: the per-event hot path and the evaluation tick.
+
+:meth:`Pipeline.apply` decodes a batch of records, groups the valid events by
+model, appends them to the models' windows and counters, and returns the
+rejected records for the caller to dead-letter (it is :meth:`~Pipeline.decode`
+then :meth:`~Pipeline.ingest`, which a replay calls apart to place its ticks
+between events). That is all the per-event work there is. :meth:`Pipeline.evaluate` runs the window statistics on every
+model at once and keeps the results the exporter shows until the next tick.
+
+A lock guards the state between the consuming thread, the evaluation tick
+and a scrape; it is taken once per batch, never per event.
+
+>>> from monitor.config import parse_config
+>>> from monitor.sources import Record
+>>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
+>>> rejected = pipeline.apply([
+...     Record(b'{"request_id": "a", "timestamp": 60, "model": "bot", "latency_ms": 900}', "t", 0, 0),
+...     Record(b'{"request_id": "b", "timestamp": 61, "model": "bot", "error": "Timeout"}', "t", 0, 1),
+...     Record(b'{"request_id": 3, "timestamp": 62, "model": "bot"}', "t", 0, 2)])
+>>> [letter.invalid.reason for letter in rejected]
+['wrong_type']
+>>> pipeline.evaluate(now_ms=pipeline.watermark_ms)
+>>> pipeline.evaluations["bot"].traffic.error_ratio
+0.5
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+from detectors.results import TrafficResult
+from detectors.traffic import TrafficStats
+from monitor.config import Config
+from monitor.events import REASONS, Invalid, decode
+from monitor.sources import Record
+from monitor.state import ModelStates
+
+__all__ = ["DeadLetter", "Evaluation", "Pipeline"]
+
+
+class DeadLetter(NamedTuple):
+    """A rejected record and why."""
+
+    record: Record
+    invalid: Invalid
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's latest evaluation; ``traffic`` is None below ``windows.min_samples`` events."""
+
+    evaluated_at_ms: float
+    window_events: int
+    traffic: TrafficResult | None
+
+
+class Pipeline:
+    """Per-model state fed batch by batch, evaluated on ticks."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.lock = threading.Lock()
+        self.states = ModelStates(config)
+        self.n_invalid = dict.fromkeys(REASONS, 0)
+        self.watermark_ms = float("-inf")
+        self.evaluations: dict[str, Evaluation] = {}
+        self._traffic_stats = TrafficStats()
+
+    def apply(self, records: Iterable[Record]) -> list[DeadLetter]:
+        """Decode and ingest a batch; return the rejected records, for the dead-letter queue."""
+        events, rejected = self.decode(records)
+        self.ingest(events, rejected)
+        return rejected
+
+    def decode(self, records: Iterable[Record]) -> tuple[list[dict], list[DeadLetter]]:
+        """Split a batch into valid events and rejected records; touches no state."""
+        max_bytes = self.config.limits.max_event_bytes
+        events = []
+        rejected = []
+        for record in records:
+            event = decode(record.value, max_bytes)
+            if type(event) is Invalid:
+                rejected.append(DeadLetter(record, event))
+            else:
+                events.append(event)
+        return events, rejected
+
+    def ingest(self, events: list[dict], rejected: Iterable[DeadLetter] = ()) -> None:
+        """Append valid events to their models' state and count the rejected ones."""
+        by_model: dict[str, list[dict]] = {}
+        for event in events:
+            group = by_model.get(event["model"])
+            if group is None:
+                group = by_model[event["model"]] = []
+            group.append(event)
+        with self.lock:
+            for model, group in by_model.items():
+                latest_ms = self.states.ingest(model, group)
+                if latest_ms > self.watermark_ms:
+                    self.watermark_ms = latest_ms
+            for letter in rejected:
+                self.n_invalid[letter.invalid.reason] += 1
+
+    def evaluate(self, now_ms: float) -> None:
+        """Compute every model's window statistics as of ``now_ms`` (event time in replay)."""
+        windows = self.config.windows
+        with self.lock:
+            views = {state.name: state.window.view(now_ms, windows.duration_ms) for state in self.states}
+        evaluations = {}
+        for name, view in views.items():
+            n_events = len(view["timestamp_ms"])
+            traffic = None
+            if n_events >= windows.min_samples:
+                traffic = self._traffic_stats.compute(view["latency_ms"], view["failed"])
+            evaluations[name] = Evaluation(now_ms, n_events, traffic)
+        self.evaluations = evaluations

@@ -1,0 +1,74 @@
+"""JSONL files: events to replay, and dead letters written beside them.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "events.jsonl"
+>>> _ = path.write_bytes(b'{"a": 1}\\n\\nnot json\\n')
+>>> [record.value for batch in JsonlSource(path).batches() for record in batch]
+[b'{"a": 1}', b'not json']
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+from monitor.sources import Record
+
+__all__ = ["JsonlDeadLetters", "JsonlSource"]
+
+
+class JsonlSource:
+    """Lines of a JSONL file in batches; ``offset`` is the 1-based line number, blank lines skipped."""
+
+    def __init__(self, path: str | os.PathLike[str], batch_size: int = 2_000):
+        self.path = Path(path)
+        self.batch_size = batch_size
+
+    def batches(self) -> Iterator[list[Record]]:
+        topic = str(self.path)
+        batch: list[Record] = []
+        with self.path.open("rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                batch.append(Record(line, topic, 0, number))
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+
+class JsonlDeadLetters:
+    """Rejected records appended to a JSONL file with their reason and origin.
+
+    The original bytes are kept as text when they are UTF-8, else base64.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._file = self.path.open("ab")
+
+    def write(self, record: Record, reason: str, detail: str) -> None:
+        try:
+            value, encoding = record.value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            value, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
+        letter = {
+            "reason": reason,
+            "detail": detail,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "encoding": encoding,
+            "value": value,
+        }
+        self._file.write(orjson.dumps(letter) + b"\n")
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,177 @@
+"""Per-model state: each model's window, traffic counters and category vocabularies.
+
+:class:`ModelState` turns a batch of validated events of one model into
+column arrays and appends them to its :class:`~monitor.windows.Window`;
+:class:`ModelStates` finds (or creates, for ``"*"``) the state of each model,
+folding models past ``limits.max_models`` into one :data:`OTHER` state so that
+memory and label cardinality stay bounded.
+
+>>> from monitor.config import parse_config
+>>> config = parse_config({"models": [{"name": "*", "features": [
+...     {"name": "locale", "kind": "categorical", "path": "segment.locale"}]}]})
+>>> states = ModelStates(config)
+>>> states.ingest("bot", [{"type": "inference", "timestamp_ms": 1.0, "latency_ms": 120.0,
+...                         "segment": {"locale": "de"}}])
+1.0
+>>> states["bot"].window.view()["feature.locale"]
+array([1], dtype=int32)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from monitor.config import Config, FeatureConfig, ModelConfig
+from monitor.histogram import Histogram
+from monitor.vocabulary import OTHER, Vocabulary
+from monitor.windows import Column, Window
+
+__all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates"]
+
+#: Upper bounds of the request latency histogram: LLM calls take 50 ms to minutes.
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000)
+#: Upper bounds of the time-to-first-token histogram.
+TTFT_BUCKETS_MS = (25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 10_000)
+
+_EMPTY: dict = {}
+
+
+class ModelState:
+    """Everything kept for one model between evaluations."""
+
+    def __init__(self, name: str, model: ModelConfig, config: Config):
+        self.name = name
+        self.features = model.features
+        self.max_text_chars = config.limits.max_text_chars
+        self.vocabularies = {
+            feature.name: Vocabulary(config.limits.max_categories)
+            for feature in model.features
+            if feature.kind == "categorical"
+        }
+        self._getters = [(feature, _getter(feature.path)) for feature in model.features]
+        columns = {
+            "timestamp_ms": Column(np.float64),
+            "latency_ms": Column(np.float64),
+            "failed": Column(np.bool_, missing=False),
+        }
+        columns.update({f"feature.{feature.name}": _column(feature) for feature in model.features})
+        self.window = Window(config.windows.size, columns)
+        self.latency = Histogram(LATENCY_BUCKETS_MS)
+        self.ttft = Histogram(TTFT_BUCKETS_MS)
+        self.n_events = {"inference": 0, "feedback": 0}
+        self.n_tokens = {"input": 0, "output": 0}
+
+    def ingest(self, events: list[dict]) -> float:
+        """Count a batch of this model's events, window its inference events; return the latest event time."""
+        inference = [event for event in events if event["type"] == "inference"]
+        self.n_events["feedback"] += len(events) - len(inference)
+        latest_ms = max(event["timestamp_ms"] for event in events)
+        if not inference:
+            return latest_ms
+        self.n_events["inference"] += len(inference)
+        self.n_tokens["input"] += sum(event.get("input_tokens") or 0 for event in inference)
+        self.n_tokens["output"] += sum(event.get("output_tokens") or 0 for event in inference)
+        latency_ms = np.array([event.get("latency_ms") for event in inference], dtype=np.float64)
+        self.latency.observe(latency_ms)
+        self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
+        batch = {
+            "timestamp_ms": np.array([event["timestamp_ms"] for event in inference], dtype=np.float64),
+            "latency_ms": latency_ms,
+            "failed": np.array([event.get("error") is not None for event in inference], dtype=np.bool_),
+        }
+        for feature, get in self._getters:
+            batch[f"feature.{feature.name}"] = self._feature_column(feature, [get(e) for e in inference])
+        self.window.append(batch)
+        return latest_ms
+
+    def _feature_column(self, feature: FeatureConfig, values: list[Any]) -> np.ndarray:
+        if feature.kind == "numeric":
+            return np.array([_as_float(value) for value in values], dtype=np.float64)
+        if feature.kind == "categorical":
+            return self.vocabularies[feature.name].encode(_as_category(value) for value in values)
+        if feature.kind == "text":
+            limit = self.max_text_chars
+            return np.array([value[:limit] if type(value) is str else None for value in values], dtype=object)
+        rows = np.full((len(values), feature.dim), np.nan, dtype=np.float32)
+        for row, value in enumerate(values):
+            if type(value) is list and len(value) == feature.dim:
+                rows[row] = value
+        return rows
+
+
+class ModelStates:
+    """The states of all monitored models, by name; past ``limits.max_models`` new ones fold into OTHER."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._states: dict[str, ModelState] = {}
+        self._admitted = Vocabulary(config.limits.max_models)
+        self.n_folded_events = 0
+        self.n_unmonitored_events = 0
+
+    def __getitem__(self, name: str) -> ModelState:
+        return self._states[name]
+
+    def __iter__(self) -> Iterator[ModelState]:
+        return iter(list(self._states.values()))
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def ingest(self, name: str, events: list[dict]) -> float:
+        """Route a batch of one model's events to its state; return their latest event time."""
+        state = self._states.get(name) or self._create(name, len(events))
+        if state is None:
+            self.n_unmonitored_events += len(events)
+            return max(event["timestamp_ms"] for event in events)
+        return state.ingest(events)
+
+    def _create(self, name: str, n_events: int) -> ModelState | None:
+        model = self.config.model_config_for(name)
+        if model is None:
+            return None
+        if model.name == "*" and self._admitted.code(name) == 0:
+            self.n_folded_events += n_events
+            name = OTHER
+            if name in self._states:
+                return self._states[name]
+        state = self._states[name] = ModelState(name, model, self.config)
+        return state
+
+
+def _column(feature: FeatureConfig) -> Column:
+    if feature.kind == "numeric":
+        return Column(np.float64)
+    if feature.kind == "categorical":
+        return Column(np.int32, missing=-1)
+    if feature.kind == "text":
+        return Column(object, missing=None)
+    return Column(np.float32, shape=(feature.dim,))
+
+
+def _getter(path: str) -> Callable[[dict], Any]:
+    head, _, key = path.partition(".")
+    if not key:
+        return lambda event: event.get(head)
+    return lambda event: (event.get(head) or _EMPTY).get(key)
+
+
+def _as_float(value: Any) -> float:
+    kind = type(value)
+    if kind is float or kind is int or kind is bool:
+        return float(value)
+    return math.nan
+
+
+def _as_category(value: Any) -> str | None:
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return repr(value)
+    return None

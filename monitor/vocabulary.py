@@ -1,0 +1,61 @@
+"""A bounded dictionary from strings to small integer codes.
+
+Categorical window columns store codes instead of strings, and label values
+exported to Prometheus pass through a vocabulary so that no traffic pattern
+can create unbounded series: once ``limit`` distinct values are known, every
+new one is folded into :data:`OTHER`. Admission is first come, first served,
+so a value's code (and a label's series) never changes once given.
+
+>>> vocabulary = Vocabulary(limit=2)
+>>> vocabulary.encode(["de", "en", "fr", None, "de"])
+array([ 1,  2,  0, -1,  1], dtype=int32)
+>>> vocabulary.values
+['__other__', 'de', 'en']
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["MISSING", "OTHER", "Vocabulary"]
+
+#: The value (code 0) that everything past the limit is folded into.
+OTHER = "__other__"
+#: The code of a missing value.
+MISSING = -1
+
+
+class Vocabulary:
+    """Codes for at most ``limit`` distinct strings, plus :data:`OTHER` as code 0."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._reset()
+
+    def _reset(self) -> None:
+        self._codes = {OTHER: 0}
+        self.values = [OTHER]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def code(self, value: str) -> int:
+        """The code of ``value``, admitting it if there is room, else 0 (:data:`OTHER`)."""
+        code = self._codes.get(value)
+        if code is None:
+            if len(self.values) > self.limit:
+                return 0
+            code = self._codes[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+    def encode(self, values: Iterable[str | None]) -> np.ndarray:
+        """Codes of many values as ``int32``; ``None`` becomes :data:`MISSING`."""
+        codes = self._codes
+        code = self.code
+        return np.fromiter(
+            (MISSING if value is None else codes.get(value) or code(value) for value in values),
+            dtype=np.int32,
+        )

@@ -1,0 +1,92 @@
+"""A sliding window of events, stored column by column in preallocated numpy rings.
+
+A :class:`Window` holds the last ``capacity`` rows appended to it. Every
+column shares one write cursor, so row ``i`` of each column describes the
+same event. Appending a batch is a vectorised slice assignment (at most two,
+when the batch wraps around the end); nothing grows per event. A duration
+window is the same ring read through a mask on the ``timestamp_ms`` column,
+so ``capacity`` bounds its memory however busy the model is.
+
+>>> window = Window(3, {"timestamp_ms": Column(np.float64), "latency_ms": Column(np.float64)})
+>>> window.append({"timestamp_ms": np.array([1.0, 2.0, 3.0, 4.0]),
+...                "latency_ms": np.array([10.0, 20.0, 30.0, 40.0])})
+>>> window.view()["latency_ms"]
+array([20., 30., 40.])
+>>> window.view(now_ms=4.0, duration_ms=2.0)["latency_ms"]
+array([30., 40.])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Column", "Window"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one column is stored: its dtype, the value that marks "missing", its row shape."""
+
+    dtype: type | np.dtype
+    missing: object = np.nan
+    shape: tuple[int, ...] = ()
+
+
+class Window:
+    """The last ``capacity`` rows of a fixed set of columns, oldest first when read."""
+
+    def __init__(self, capacity: int, columns: dict[str, Column]):
+        if "timestamp_ms" not in columns:
+            raise ValueError("a window needs a 'timestamp_ms' column")
+        self.capacity = capacity
+        self.columns = columns
+        self._reset()
+
+    def _reset(self) -> None:
+        self._data = {
+            name: np.full((self.capacity, *column.shape), column.missing, dtype=column.dtype)
+            for name, column in self.columns.items()
+        }
+        self._n_appended = 0
+
+    def __len__(self) -> int:
+        return min(self._n_appended, self.capacity)
+
+    @property
+    def n_appended(self) -> int:
+        """Rows ever appended, evicted ones included."""
+        return self._n_appended
+
+    def append(self, batch: dict[str, np.ndarray]) -> None:
+        """Append equally long arrays, one per column (all columns must be given)."""
+        n = len(batch["timestamp_ms"])
+        keep = min(n, self.capacity)  # of a batch longer than the ring, only its tail survives
+        start = (self._n_appended + n - keep) % self.capacity
+        first = min(keep, self.capacity - start)
+        for name, data in self._data.items():
+            rows = batch[name][n - keep :]
+            data[start : start + first] = rows[:first]
+            data[: keep - first] = rows[first:]
+        self._n_appended += n
+
+    def view(self, now_ms: float | None = None, duration_ms: float | None = None) -> dict[str, np.ndarray]:
+        """Copies of the columns, oldest row first.
+
+        With ``duration_ms``, only rows whose event time is after ``now_ms - duration_ms``.
+        """
+        size = len(self)
+        cursor = self._n_appended % self.capacity
+        columns = {}
+        for name, data in self._data.items():
+            if size < self.capacity:
+                columns[name] = data[:size].copy()
+            else:
+                columns[name] = np.concatenate((data[cursor:], data[:cursor]))
+        if duration_ms is not None:
+            if now_ms is None:
+                raise ValueError("a duration window needs now_ms")
+            inside = columns["timestamp_ms"] > now_ms - duration_ms
+            columns = {name: values[inside] for name, values in columns.items()}
+        return columns
