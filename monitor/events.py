@@ -1,15 +1,19 @@
 """Event schema v1: decode and validate one Kafka message.
 
-:func:`decode` turns raw bytes into a validated event (a plain ``dict``, typed
-below as :class:`InferenceEvent` or :class:`FeedbackEvent`) or an
-:class:`Invalid` naming a stable reason. It never raises: the daemon must not
-stop on bad input, so even an unforeseen error comes back as the reason
-``internal_error``.
+The schema is declared once, as the typed dictionaries below; msgspec checks
+every type and bound of it in C while it parses, so validating an event
+costs about what parsing it does. What a type cannot say (required fields,
+timestamps, OpenTelemetry names) is finished here in Python.
+
+:func:`decode` returns the validated event (a plain ``dict`` shaped like
+:class:`InferenceEvent` or :class:`FeedbackEvent`, unknown keys dropped) or
+an :class:`Invalid` naming one of the stable :data:`REASONS`. It never
+raises: the daemon must not stop on bad input, so even an unforeseen error
+comes back as the reason ``internal_error``.
 
 Events from OpenTelemetry GenAI instrumentation are accepted as they are:
 their ``gen_ai.*`` attribute names and the deprecated aliases still common in
-the wild are mapped onto the v1 fields, with units converted (see
-:data:`ALIASES`).
+the wild are mapped onto the v1 fields, units converted (see :data:`ALIASES`).
 
 >>> event = decode(b'{"request_id": "r1", "timestamp": 1700000000, "model": "m",'
 ...                b' "gen_ai.response.time_to_first_chunk": 0.25}')
@@ -21,29 +25,23 @@ Invalid(reason='negative', detail='latency_ms')
 
 from __future__ import annotations
 
-import math
+import re
+import typing
 from datetime import datetime
-from typing import Any, Callable, NamedTuple, TypedDict
+from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional, TypedDict, Union
 
-import orjson
+import msgspec
+from msgspec import Meta
 
-__all__ = [
-    "ALIASES",
-    "REASONS",
-    "FeedbackEvent",
-    "InferenceEvent",
-    "Invalid",
-    "decode",
-    "validate",
-]
+__all__ = ["ALIASES", "REASONS", "FeedbackEvent", "InferenceEvent", "Invalid", "decode"]
 
 #: Every reason an event can be rejected for; each is a label value of
 #: ``driftwarden_events_invalid_total`` and the header of its dead letter.
 REASONS = (
     "oversized",  # the message is larger than limits.max_event_bytes
-    "not_utf8",  # the bytes are not UTF-8
+    "not_utf8",  # a text field is not UTF-8
     "not_json",  # not a JSON document
-    "non_finite",  # NaN or +-Infinity, as a JSON literal or a value
+    "non_finite",  # NaN or +-Infinity, as a JSON literal or an overflowing number
     "not_object",  # JSON, but not an object
     "unknown_type",  # "type" is neither "inference" nor "feedback"
     "missing_field",  # a required field is absent or null
@@ -52,13 +50,19 @@ REASONS = (
     "bad_timestamp",  # not RFC 3339 with an offset, nor plausible epoch seconds
     "negative",  # a latency or token count below zero
     "out_of_range",  # a score outside [0, 1]
-    "non_scalar_feature",  # a feature value that is a list or an object
+    "non_scalar_feature",  # a feature or segment value that is a list or an object
     "internal_error",  # a bug in the decoder; the event is kept as a dead letter
 )
 
 MAX_ID_CHARS = 256
 # Epoch seconds beyond this (year 5138) are surely milliseconds sent by mistake.
 _MAX_EPOCH_SECONDS = 1e11
+
+Identifier = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0)]
+UnitInterval = Annotated[float, Meta(ge=0, le=1)]
+Scalar = Union[str, int, float, bool, None]
 
 
 class Invalid(NamedTuple):
@@ -68,75 +72,95 @@ class Invalid(NamedTuple):
     detail: str = ""
 
 
-class InferenceEvent(TypedDict, total=False):
-    """One model call. ``type`` and ``timestamp_ms`` are set by the decoder."""
+class _Common(TypedDict, total=False):
+    type: Literal["inference", "feedback"]  # absent means "inference"
+    request_id: Identifier
+    response_id: Identifier
+    timestamp: Union[str, float]  # RFC 3339 with an offset, or epoch seconds
+    timestamp_ms: float  # set by the decoder from timestamp
+    model: Identifier
 
-    type: str
-    request_id: str
-    timestamp_ms: float
-    model: str
-    model_version: str
-    operation: str
-    provider: str
-    latency_ms: float
-    ttft_ms: float
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    reasoning_output_tokens: int
-    finish_reason: str
-    error: str | None
+
+class InferenceEvent(_Common, total=False):
+    """One model call; ``request_id``, ``timestamp`` and ``model`` are required."""
+
+    model_version: Identifier
+    operation: Identifier
+    provider: Identifier
+    conversation_id: Identifier
+    finish_reason: Identifier
+    error: Identifier
+    latency_ms: NonNegative
+    ttft_ms: NonNegative
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_input_tokens: Count
+    reasoning_output_tokens: Count
     prompt: str
     response: str
-    embedding: list[float]
-    features: dict[str, float | str | bool]
-    prediction: float | str
-    score: float
+    embedding: Annotated[list[float], Meta(min_length=1)]
+    features: dict[str, Scalar]
+    prediction: Union[str, float]
+    score: UnitInterval
     segment: dict[str, str]
-    response_id: str
-    conversation_id: str
     stream: bool
 
 
-class FeedbackEvent(TypedDict, total=False):
-    """A label, rating or judge score for an earlier (or later) call."""
+class FeedbackEvent(_Common, total=False):
+    """A label, rating or judge score; ``timestamp``, ``model`` and one of the two ids are required."""
 
-    type: str
-    request_id: str
-    response_id: str
-    timestamp_ms: float
-    model: str
-    label: float | str | bool
+    label: Union[str, float, bool]
     rating: float
-    judge_score: float
-    evaluation_name: str
+    judge_score: UnitInterval
+    evaluation_name: Identifier
 
 
-#: OpenTelemetry GenAI attribute names and deprecated aliases -> (v1 field, unit conversion).
-ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
-    "gen_ai.request.model": ("model", None),
-    "gen_ai.operation.name": ("operation", None),
-    "gen_ai.provider.name": ("provider", None),
-    "gen_ai.system": ("provider", None),
-    "gen_ai.response.id": ("response_id", None),
-    "gen_ai.conversation.id": ("conversation_id", None),
-    "gen_ai.usage.input_tokens": ("input_tokens", None),
-    "gen_ai.usage.prompt_tokens": ("input_tokens", None),
-    "prompt_tokens": ("input_tokens", None),
-    "gen_ai.usage.output_tokens": ("output_tokens", None),
-    "gen_ai.usage.completion_tokens": ("output_tokens", None),
-    "completion_tokens": ("output_tokens", None),
-    "gen_ai.usage.cache_read.input_tokens": ("cache_read_input_tokens", None),
-    "gen_ai.response.finish_reasons": ("finish_reason", lambda v: v[0] if type(v) is list and v else v),
-    "gen_ai.response.time_to_first_chunk": (
-        "ttft_ms",
-        lambda v: v * 1000.0 if type(v) in (int, float) else v,
-    ),
-    "error.type": ("error", None),
-    "gen_ai.evaluation.name": ("evaluation_name", None),
-    "gen_ai.evaluation.score.value": ("judge_score", None),
+def _first(values: list[str]) -> str | None:
+    return values[0] if values else None
+
+
+def _seconds_to_ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+#: OpenTelemetry GenAI attribute names and deprecated aliases: their type on
+#: the wire, the v1 field they fill (unless that is present too) and the conversion.
+ALIASES: dict[str, tuple[Any, str, Callable[[Any], Any] | None]] = {
+    "gen_ai.request.model": (Identifier, "model", None),
+    "gen_ai.operation.name": (Identifier, "operation", None),
+    "gen_ai.provider.name": (Identifier, "provider", None),
+    "gen_ai.system": (Identifier, "provider", None),
+    "gen_ai.response.id": (Identifier, "response_id", None),
+    "gen_ai.conversation.id": (Identifier, "conversation_id", None),
+    "gen_ai.usage.input_tokens": (Count, "input_tokens", None),
+    "gen_ai.usage.prompt_tokens": (Count, "input_tokens", None),
+    "prompt_tokens": (Count, "input_tokens", None),
+    "gen_ai.usage.output_tokens": (Count, "output_tokens", None),
+    "gen_ai.usage.completion_tokens": (Count, "output_tokens", None),
+    "completion_tokens": (Count, "output_tokens", None),
+    "gen_ai.usage.cache_read.input_tokens": (Count, "cache_read_input_tokens", None),
+    "gen_ai.response.finish_reasons": (list[Identifier], "finish_reason", _first),
+    "gen_ai.response.time_to_first_chunk": (NonNegative, "ttft_ms", _seconds_to_ms),
+    "error.type": (Identifier, "error", None),
+    "gen_ai.evaluation.name": (Identifier, "evaluation_name", None),
+    "gen_ai.evaluation.score.value": (UnitInterval, "judge_score", None),
 }
 _ALIAS_KEYS = frozenset(ALIASES)
+
+# What msgspec decodes: every field of both event types and every alias, each
+# nullable (a null optional field means "absent"); unknown keys are dropped.
+_WIRE_TYPES = {
+    **typing.get_type_hints(InferenceEvent, include_extras=True),
+    **typing.get_type_hints(FeedbackEvent, include_extras=True),
+    **{alias: wire_type for alias, (wire_type, _, _) in ALIASES.items()},
+}
+_DECODER = msgspec.json.Decoder(
+    TypedDict("WireEvent", {name: Optional[kind] for name, kind in _WIRE_TYPES.items()}, total=False)
+)
+_FIELDS_LONGEST_FIRST = sorted(_WIRE_TYPES, key=len, reverse=True)
+_UNIT_FIELDS = frozenset(name for name, kind in _WIRE_TYPES.items() if kind is UnitInterval)
+_BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
+_REQUIRED = {"inference": ("request_id", "timestamp", "model"), "feedback": ("timestamp", "model")}
 
 
 def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackEvent | Invalid:
@@ -144,44 +168,29 @@ def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackE
     if len(raw) > max_bytes:
         return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
     try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        return _undecodable(raw, error)
-    if type(event) is not dict:
-        return Invalid("not_object", type(event).__name__)
-    return validate(event)
-
-
-def validate(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
-    """Validate and normalise an already-parsed event in place (also used by the producer SDK)."""
+        event = _DECODER.decode(raw)
+    except msgspec.ValidationError as error:
+        return _rejection(str(error))
+    except msgspec.DecodeError as error:
+        return _malformed(raw, str(error))
+    except UnicodeDecodeError as error:
+        return Invalid("not_utf8", str(error)[:120])
     try:
-        return _validate(event)
+        return _complete(event)
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)
 
 
-def _validate(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
+def _complete(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
+    """What the types cannot say: aliases, required fields, the timestamp."""
     if not _ALIAS_KEYS.isdisjoint(event):
         _apply_aliases(event)
-    kind = event.get("type")
-    if kind is None or kind == "inference":
-        kind = "inference"
-        checks = _INFERENCE_CHECKS
-    elif kind == "feedback":
-        checks = _FEEDBACK_CHECKS
-        if event.get("request_id") is None and event.get("response_id") is None:
-            return Invalid("missing_field", "request_id")
-    else:
-        return Invalid("unknown_type", "type")
+    kind = event.get("type") or "inference"
     for field in _REQUIRED[kind]:
         if event.get(field) is None:
             return Invalid("missing_field", field)
-    for field, value in event.items():
-        check = checks.get(field)
-        if check is not None and value is not None:
-            reason = check(value)
-            if reason is not None:
-                return Invalid(reason, field)
+    if kind == "feedback" and event.get("request_id") is None and event.get("response_id") is None:
+        return Invalid("missing_field", "request_id")
     timestamp_ms = _timestamp_ms(event["timestamp"])
     if timestamp_ms is None:
         return Invalid("bad_timestamp", "timestamp")
@@ -192,22 +201,13 @@ def _validate(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
 
 def _apply_aliases(event: dict) -> None:
     for alias in _ALIAS_KEYS.intersection(event):
-        field, convert = ALIASES[alias]
+        _, field, convert = ALIASES[alias]
         value = event.pop(alias)
-        if field not in event:
+        if event.get(field) is None and value is not None:
             event[field] = convert(value) if convert is not None else value
 
 
-def _undecodable(raw: bytes, error: orjson.JSONDecodeError) -> Invalid:
-    message = str(error)
-    if "utf-8" in message.lower() or "surrogate" in message.lower():
-        return Invalid("not_utf8", message[:120])
-    if "infinity" in message.lower() or b"NaN" in raw or b"Infinity" in raw:
-        return Invalid("non_finite", message[:120])
-    return Invalid("not_json", message[:120])
-
-
-def _timestamp_ms(value: Any) -> float | None:
+def _timestamp_ms(value: str | float) -> float | None:
     if type(value) is str:
         try:
             parsed = datetime.fromisoformat(value)
@@ -216,141 +216,37 @@ def _timestamp_ms(value: Any) -> float | None:
             return parsed.timestamp() * 1000.0
         except (ValueError, OverflowError):
             return None
-    if type(value) in (int, float) and 0 <= value < _MAX_EPOCH_SECONDS:
+    if 0 <= value < _MAX_EPOCH_SECONDS:
         return value * 1000.0
     return None
 
 
-# Field checks return None when the value is fine, else a reason. None values
-# never reach them: a null optional field means "absent".
+def _rejection(message: str) -> Invalid:
+    """The reason for one of msgspec's validation messages, e.g. "Expected `float` >= 0.0 - at `$.latency_ms`"."""
+    text, _, path = message.partition(" - at `$")
+    field = next((name for name in _FIELDS_LONGEST_FIRST if path.startswith(("." + name, f'["{name}"'))), "")
+    if not path:
+        return Invalid("not_object", text) if text.startswith("Expected `object`") else Invalid("not_json", text)
+    if text == "Number out of range":
+        return Invalid("non_finite", field)
+    if field == "type":
+        return Invalid("unknown_type", field)
+    if field == "timestamp":
+        return Invalid("bad_timestamp", field)
+    if "of length <=" in text:
+        return Invalid("too_long", field)
+    if text.endswith(("got `array`", "got `object`")) and field in ("features", "segment"):
+        return Invalid("non_scalar_feature", field)
+    if field in _UNIT_FIELDS and ("<=" in text or ">=" in text):
+        return Invalid("out_of_range", field)
+    if text.endswith(">= 0") or text.endswith(">= 0.0"):
+        return Invalid("negative", field)
+    return Invalid("wrong_type", field)
 
 
-def _string(value: Any) -> str | None:
-    return None if type(value) is str else "wrong_type"
-
-
-def _identifier(value: Any) -> str | None:
-    if type(value) is not str:
-        return "wrong_type"
-    return "too_long" if len(value) > MAX_ID_CHARS else None
-
-
-def _number(value: Any) -> str | None:
-    if type(value) is int:
-        return None
-    if type(value) is float:
-        return None if math.isfinite(value) else "non_finite"
-    return "wrong_type"
-
-
-def _non_negative(value: Any) -> str | None:
-    reason = _number(value)
-    if reason is None and value < 0:
-        return "negative"
-    return reason
-
-
-def _count(value: Any) -> str | None:
-    if type(value) is not int:
-        return "wrong_type"
-    return "negative" if value < 0 else None
-
-
-def _unit_interval(value: Any) -> str | None:
-    reason = _number(value)
-    if reason is None and not 0.0 <= value <= 1.0:
-        return "out_of_range"
-    return reason
-
-
-def _number_or_string(value: Any) -> str | None:
-    return None if type(value) is str else _number(value)
-
-
-def _label(value: Any) -> str | None:
-    return None if type(value) in (str, bool) else _number(value)
-
-
-def _boolean(value: Any) -> str | None:
-    return None if type(value) is bool else "wrong_type"
-
-
-def _timestamp(value: Any) -> str | None:
-    if type(value) is str:
-        return None
-    reason = _number(value)
-    return "bad_timestamp" if reason == "wrong_type" else reason
-
-
-def _features(value: Any) -> str | None:
-    if type(value) is not dict:
-        return "wrong_type"
-    for item in value.values():
-        kind = type(item)
-        if kind is float:
-            if not math.isfinite(item):
-                return "non_finite"
-        elif kind is dict or kind is list:
-            return "non_scalar_feature"
-    return None
-
-
-def _segment(value: Any) -> str | None:
-    if type(value) is not dict:
-        return "wrong_type"
-    for item in value.values():
-        if type(item) is not str:
-            return "non_scalar_feature" if type(item) in (dict, list) else "wrong_type"
-    return None
-
-
-def _embedding(value: Any) -> str | None:
-    if type(value) is not list or not value:
-        return "wrong_type"
-    for item in value:
-        reason = _number(item)
-        if reason is not None:
-            return reason
-    return None
-
-
-_COMMON_CHECKS = {
-    "request_id": _identifier,
-    "response_id": _identifier,
-    "model": _identifier,
-    "timestamp": _timestamp,
-}
-_INFERENCE_CHECKS = {
-    **_COMMON_CHECKS,
-    "model_version": _identifier,
-    "operation": _identifier,
-    "provider": _identifier,
-    "conversation_id": _identifier,
-    "finish_reason": _identifier,
-    "error": _identifier,
-    "latency_ms": _non_negative,
-    "ttft_ms": _non_negative,
-    "input_tokens": _count,
-    "output_tokens": _count,
-    "cache_read_input_tokens": _count,
-    "reasoning_output_tokens": _count,
-    "prompt": _string,
-    "response": _string,
-    "embedding": _embedding,
-    "features": _features,
-    "prediction": _number_or_string,
-    "score": _unit_interval,
-    "segment": _segment,
-    "stream": _boolean,
-}
-_FEEDBACK_CHECKS = {
-    **_COMMON_CHECKS,
-    "label": _label,
-    "rating": _number,
-    "judge_score": _unit_interval,
-    "evaluation_name": _identifier,
-}
-_REQUIRED = {
-    "inference": ("request_id", "timestamp", "model"),
-    "feedback": ("timestamp", "model"),
-}
+def _malformed(raw: bytes, message: str) -> Invalid:
+    """``not_json``, or ``non_finite`` when the parser stopped at a NaN or Infinity literal."""
+    where = _BYTE_OFFSET.search(message)
+    if where and raw[int(where.group(1)) :].startswith((b"NaN", b"Infinity", b"-Infinity")):
+        return Invalid("non_finite", message[:120])
+    return Invalid("not_json", message[:120])

@@ -10,8 +10,8 @@ code, seconds on the wire. Nothing touches the global registry.
 >>> from monitor.config import parse_config
 >>> from monitor.pipeline import Pipeline
 >>> registry = build_registry(Pipeline(parse_config({})))
->>> print(exposition(registry).decode().splitlines()[2])
-driftwarden_events_invalid_total{reason="oversized"} 0.0
+>>> [line for line in exposition(registry).decode().splitlines() if "oversized" in line]
+['driftwarden_events_invalid_total{reason="oversized"} 0.0']
 """
 
 from __future__ import annotations

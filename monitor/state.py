@@ -20,7 +20,7 @@ array([1], dtype=int32)
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -51,7 +51,6 @@ class ModelState:
             for feature in model.features
             if feature.kind == "categorical"
         }
-        self._getters = [(feature, _getter(feature.path)) for feature in model.features]
         columns = {
             "timestamp_ms": Column(np.float64),
             "latency_ms": Column(np.float64),
@@ -66,14 +65,14 @@ class ModelState:
 
     def ingest(self, events: list[dict]) -> float:
         """Count a batch of this model's events, window its inference events; return the latest event time."""
+        latest_ms = max([event["timestamp_ms"] for event in events])
         inference = [event for event in events if event["type"] == "inference"]
         self.n_events["feedback"] += len(events) - len(inference)
-        latest_ms = max(event["timestamp_ms"] for event in events)
         if not inference:
             return latest_ms
         self.n_events["inference"] += len(inference)
-        self.n_tokens["input"] += sum(event.get("input_tokens") or 0 for event in inference)
-        self.n_tokens["output"] += sum(event.get("output_tokens") or 0 for event in inference)
+        self.n_tokens["input"] += sum([event.get("input_tokens") or 0 for event in inference])
+        self.n_tokens["output"] += sum([event.get("output_tokens") or 0 for event in inference])
         latency_ms = np.array([event.get("latency_ms") for event in inference], dtype=np.float64)
         self.latency.observe(latency_ms)
         self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
@@ -82,16 +81,29 @@ class ModelState:
             "latency_ms": latency_ms,
             "failed": np.array([event.get("error") is not None for event in inference], dtype=np.bool_),
         }
-        for feature, get in self._getters:
-            batch[f"feature.{feature.name}"] = self._feature_column(feature, [get(e) for e in inference])
+        containers: dict[str, list[dict]] = {}  # each event's "features" or "segment", looked up once
+        for feature in self.features:
+            head, _, key = feature.path.partition(".")
+            if key:
+                if head not in containers:
+                    containers[head] = [event.get(head) or _EMPTY for event in inference]
+                values = [container.get(key) for container in containers[head]]
+            else:
+                values = [event.get(head) for event in inference]
+            batch[f"feature.{feature.name}"] = self._feature_column(feature, values)
         self.window.append(batch)
         return latest_ms
 
     def _feature_column(self, feature: FeatureConfig, values: list[Any]) -> np.ndarray:
         if feature.kind == "numeric":
-            return np.array([_as_float(value) for value in values], dtype=np.float64)
+            try:  # numbers and None (NaN) convert in C; anything else takes the slow path
+                return np.array(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                return np.array([_as_float(value) for value in values], dtype=np.float64)
         if feature.kind == "categorical":
-            return self.vocabularies[feature.name].encode(_as_category(value) for value in values)
+            return self.vocabularies[feature.name].encode(
+                [value if type(value) is str else _as_category(value) for value in values]
+            )
         if feature.kind == "text":
             limit = self.max_text_chars
             return np.array([value[:limit] if type(value) is str else None for value in values], dtype=object)
@@ -150,13 +162,6 @@ def _column(feature: FeatureConfig) -> Column:
     if feature.kind == "text":
         return Column(object, missing=None)
     return Column(np.float32, shape=(feature.dim,))
-
-
-def _getter(path: str) -> Callable[[dict], Any]:
-    head, _, key = path.partition(".")
-    if not key:
-        return lambda event: event.get(head)
-    return lambda event: (event.get(head) or _EMPTY).get(key)
 
 
 def _as_float(value: Any) -> float:

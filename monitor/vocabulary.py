@@ -15,8 +15,6 @@ array([ 1,  2,  0, -1,  1], dtype=int32)
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
 
 __all__ = ["MISSING", "OTHER", "Vocabulary"]
@@ -51,11 +49,11 @@ class Vocabulary:
             self.values.append(value)
         return code
 
-    def encode(self, values: Iterable[str | None]) -> np.ndarray:
+    def encode(self, values: list[str | None]) -> np.ndarray:
         """Codes of many values as ``int32``; ``None`` becomes :data:`MISSING`."""
-        codes = self._codes
-        code = self.code
-        return np.fromiter(
-            (MISSING if value is None else codes.get(value) or code(value) for value in values),
-            dtype=np.int32,
-        )
+        codes = [self._codes.get(value) for value in values]  # known values: one lookup each
+        if None in codes:
+            for position, value in enumerate(values):
+                if codes[position] is None:
+                    codes[position] = MISSING if value is None else self.code(value)
+        return np.array(codes, dtype=np.int32)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import orjson
+import msgspec
 
 from monitor.sources import Record
 
@@ -68,7 +68,7 @@ class JsonlDeadLetters:
             "encoding": encoding,
             "value": value,
         }
-        self._file.write(orjson.dumps(letter) + b"\n")
+        self._file.write(msgspec.json.encode(letter) + b"\n")
 
     def close(self) -> None:
         self._file.close()

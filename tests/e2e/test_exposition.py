@@ -1,0 +1,86 @@
+"""The metrics contract, pinned: a fixed event file's /metrics, served over HTTP, byte for byte.
+
+Regenerate the golden file after a deliberate contract change with
+``DRIFTWARDEN_UPDATE_GOLDEN=1 pytest tests/e2e/test_exposition.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.config import parse_config
+from monitor.exporter import MetricsServer, build_registry
+from monitor.pipeline import Pipeline
+from tests.conftest import DATA
+
+GOLDEN = DATA / "golden.prom"
+EVALUATED_AT_MS = 1_772_366_460_000.0  # the injected clock: 2026-03-01T12:01:00Z
+
+
+@pytest.fixture
+def served(golden_records):
+    pipeline = Pipeline(parse_config({"windows": {"size": 4, "min_samples": 1}}))
+    pipeline.apply(golden_records)
+    pipeline.evaluate(now_ms=EVALUATED_AT_MS)
+    ready = {"value": False}
+    server = MetricsServer(build_registry(pipeline), ready=lambda: ready["value"]).start()
+    yield server, ready
+    server.stop()
+
+
+def _get(server: MetricsServer, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_metrics_match_the_golden_exposition_byte_for_byte(served):
+    server, _ = served
+    status, body = _get(server, "/metrics")
+    assert status == 200
+    if os.environ.get("DRIFTWARDEN_UPDATE_GOLDEN"):
+        GOLDEN.write_bytes(body)
+    assert body.decode() == GOLDEN.read_text()
+
+
+def test_metrics_parse_with_prometheus_clients_own_parser(served):
+    server, _ = served
+    _, body = _get(server, "/metrics")
+    families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+    assert families["driftwarden_events"].type == "counter"
+    assert families["driftwarden_request_latency_seconds"].type == "histogram"
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families.values()
+        for sample in family.samples
+    }
+    assert samples[("driftwarden_events_total", (("model", "support-bot"), ("type", "inference")))] == 4
+    assert samples[("driftwarden_events_total", (("model", "support-bot"), ("type", "feedback")))] == 1
+    assert samples[("driftwarden_events_invalid_total", (("reason", "not_json"),))] == 1
+    assert samples[("driftwarden_events_invalid_total", (("reason", "not_object"),))] == 1
+    assert samples[("driftwarden_events_invalid_total", (("reason", "negative"),))] == 1
+    assert samples[("driftwarden_events_invalid_total", (("reason", "non_scalar_feature"),))] == 1
+    # The OpenTelemetry-named event counts as the summarizer's, its TTFT converted from seconds.
+    assert samples[("driftwarden_tokens_total", (("direction", "input"), ("model", "summarizer")))] == 10048
+    assert samples[("driftwarden_time_to_first_token_seconds_sum", (("model", "summarizer"),))] == 12.35
+    # A window of size 4 keeps support-bot's last four calls: 420.5, 1310, 95, 780 ms.
+    assert samples[("driftwarden_window_events", (("model", "support-bot"),))] == 4
+    assert samples[("driftwarden_error_ratio", (("model", "support-bot"),))] == 0.25
+    median = samples[("driftwarden_window_latency_seconds", (("model", "support-bot"), ("quantile", "0.5")))]
+    assert median == pytest.approx((420.5 + 780) / 2 / 1000)
+
+
+def test_health_and_readiness_endpoints_answer(served):
+    server, ready = served
+    assert _get(server, "/healthz") == (200, b"ok\n")
+    assert _get(server, "/readyz")[0] == 503
+    ready["value"] = True
+    assert _get(server, "/readyz") == (200, b"ready\n")
+    assert _get(server, "/nope")[0] == 404
