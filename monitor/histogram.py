@@ -26,8 +26,8 @@ class Histogram:
 
     def __init__(self, bounds: Sequence[float]):
         self.bounds = np.asarray(bounds, dtype=np.float64)
-        if self.bounds.ndim != 1 or np.any(np.diff(self.bounds) <= 0):
-            raise ValueError("bounds must be strictly increasing")
+        if self.bounds.ndim != 1 or not np.all(np.isfinite(self.bounds)) or np.any(np.diff(self.bounds) <= 0):
+            raise ValueError("bounds must be finite and strictly increasing")
         self._reset()
 
     def _reset(self) -> None:

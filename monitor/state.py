@@ -37,6 +37,7 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30
 TTFT_BUCKETS_MS = (25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 10_000)
 
 _EMPTY: dict = {}
+_NUMERIC_TYPES = frozenset((float, int, bool, type(None)))
 
 
 class ModelState:
@@ -96,10 +97,9 @@ class ModelState:
 
     def _feature_column(self, feature: FeatureConfig, values: list[Any]) -> np.ndarray:
         if feature.kind == "numeric":
-            try:  # numbers and None (NaN) convert in C; anything else takes the slow path
+            if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None (NaN) convert in C
                 return np.array(values, dtype=np.float64)
-            except (TypeError, ValueError):
-                return np.array([_as_float(value) for value in values], dtype=np.float64)
+            return np.array([_as_float(value) for value in values], dtype=np.float64)
         if feature.kind == "categorical":
             return self.vocabularies[feature.name].encode(
                 [value if type(value) is str else _as_category(value) for value in values]

@@ -1,0 +1,167 @@
+"""Tests of ``Vocabulary`` (bounded string codes) and ``Histogram`` (Prometheus ``le`` buckets)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.histogram import Histogram
+from monitor.vocabulary import MISSING, OTHER, Vocabulary
+
+PROPERTIES = settings(max_examples=200, deadline=None, database=None)
+
+words = st.text(alphabet="abcdef", min_size=1, max_size=3)
+
+
+# Vocabulary
+
+
+@PROPERTIES
+@given(
+    limit=st.integers(min_value=1, max_value=8),
+    batches=st.lists(st.lists(st.one_of(st.none(), words), max_size=20), max_size=6),
+)
+def test_codes_are_first_come_capped_and_stable(limit, batches):
+    vocabulary = Vocabulary(limit)
+    admitted: dict[str, int] = {}  # the reference: first `limit` distinct values, in order of arrival
+    for batch in batches:
+        codes = vocabulary.encode(batch)
+        assert codes.dtype == np.int32
+        expected = []
+        for value in batch:
+            if value is None:
+                expected.append(-1)
+                continue
+            if value not in admitted and len(admitted) < limit:
+                admitted[value] = len(admitted) + 1
+            expected.append(admitted.get(value, 0))
+        assert codes.tolist() == expected
+    assert vocabulary.values == [OTHER, *admitted]
+    assert len(vocabulary) == len(admitted) + 1
+    # Codes never change once given, whatever came after.
+    for value, code in admitted.items():
+        assert vocabulary.code(value) == code
+        assert vocabulary.encode([value]).tolist() == [code]
+
+
+def test_values_past_the_limit_fold_into_other():
+    vocabulary = Vocabulary(limit=2)
+
+    assert vocabulary.encode(["de", "en", "fr", None, "de", "it"]).tolist() == [1, 2, 0, MISSING, 1, 0]
+    assert vocabulary.code("fr") == 0
+    assert vocabulary.values == [OTHER, "de", "en"]
+    assert MISSING == -1
+
+
+def test_other_itself_is_code_zero():
+    vocabulary = Vocabulary(limit=3)
+
+    assert vocabulary.encode([OTHER, "a", OTHER]).tolist() == [0, 1, 0]
+    assert vocabulary.values == [OTHER, "a"]
+
+
+def test_encode_of_nothing_is_an_empty_int32_array():
+    codes = Vocabulary(limit=3).encode([])
+
+    assert codes.dtype == np.int32 and codes.size == 0
+
+
+# Histogram
+
+BOUNDS = [-1.0, 0.0, 0.5, 1.0, 2.5, 10.0]
+
+
+def _reference_cumulative(bounds: list[float], values: list[float]) -> list[int]:
+    """Prometheus semantics with plain loops: bucket ``le=b`` counts the values ``<= b``, then +Inf."""
+    counts = []
+    for bound in bounds:
+        n = 0
+        for value in values:
+            if not math.isnan(value) and value <= bound:
+                n += 1
+        counts.append(n)
+    counts.append(sum(1 for value in values if not math.isnan(value)))
+    return counts
+
+
+# Values drawn near and exactly on the bounds, plus NaN.
+observations = st.lists(
+    st.one_of(
+        st.sampled_from(BOUNDS),
+        st.floats(min_value=-5.0, max_value=20.0, allow_nan=False),
+        st.just(math.nan),
+        st.sampled_from([math.nextafter(b, math.inf) for b in BOUNDS] + [math.nextafter(b, -math.inf) for b in BOUNDS]),
+    ),
+    max_size=60,
+)
+
+
+@PROPERTIES
+@given(batches=st.lists(observations, max_size=5))
+def test_counts_follow_le_semantics_and_ignore_nan(batches):
+    histogram = Histogram(BOUNDS)
+    seen: list[float] = []
+    for batch in batches:
+        histogram.observe(np.array(batch, dtype=np.float64))
+        seen.extend(batch)
+
+    finite = [value for value in seen if not math.isnan(value)]
+    assert histogram.cumulative_counts().tolist() == _reference_cumulative(BOUNDS, seen)
+    assert histogram.n_observed == len(finite)
+    assert histogram.total == pytest.approx(math.fsum(finite), rel=1e-12, abs=1e-9)
+
+
+@PROPERTIES
+@given(batches=st.lists(st.lists(st.integers(min_value=0, max_value=200_000), max_size=80), max_size=5))
+def test_sum_is_exact_on_integer_valued_latencies(batches):
+    # Integer-valued floats add exactly, so here the sum must equal fsum to the last bit.
+    histogram = Histogram([50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000, 120_000])
+    seen: list[float] = []
+    for batch in batches:
+        values = [float(value) for value in batch]
+        histogram.observe(np.array(values, dtype=np.float64))
+        seen.extend(values)
+
+    assert histogram.total == math.fsum(seen)
+    assert histogram.cumulative_counts().tolist() == _reference_cumulative(
+        [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000, 120_000], seen
+    )
+
+
+def test_values_on_bounds_count_in_that_bucket():
+    histogram = Histogram([100.0, 500.0])
+
+    histogram.observe(np.array([100.0, 500.0, math.nextafter(100.0, math.inf), math.nan, 501.0]))
+
+    assert histogram.cumulative_counts().tolist() == [1, 3, 4]
+    assert histogram.counts.tolist() == [1, 2, 1]
+    assert histogram.total == 100.0 + 500.0 + math.nextafter(100.0, math.inf) + 501.0
+
+
+def test_all_nan_and_empty_batches_change_nothing():
+    histogram = Histogram([1.0, 2.0])
+
+    histogram.observe(np.array([], dtype=np.float64))
+    histogram.observe(np.array([math.nan, math.nan]))
+
+    assert histogram.cumulative_counts().tolist() == [0, 0, 0]
+    assert histogram.total == 0.0 and histogram.n_observed == 0
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [[1.0, 1.0], [2.0, 1.0], [1.0, 3.0, 2.0], [0.0, 5.0, 5.0, 6.0], [[1.0, 2.0], [3.0, 4.0]]],
+    ids=["equal", "decreasing", "dip", "repeat-inside", "two-dimensional"],
+)
+def test_bounds_that_do_not_strictly_increase_are_rejected(bounds):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Histogram(bounds)
+
+
+def test_nan_bounds_are_rejected():
+    with pytest.raises(ValueError):
+        Histogram([1.0, math.nan, 3.0])
