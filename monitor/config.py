@@ -29,7 +29,9 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -59,12 +61,14 @@ def parse_duration_ms(value: Any) -> int:
         match = _DURATION.match(value)
         if match:
             milliseconds = float(match.group(1)) * _UNIT_MS[match.group(2)]
-            if milliseconds > 0:
-                return int(milliseconds)
+            if milliseconds >= 1:
+                return round(milliseconds)
     raise ValueError(f"must be a positive duration such as '30s', '15m', '6h' or '7d' (got {value!r})")
 
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+#: YAML's ``true`` is not the number 1.
+Integer = Annotated[int, Strict()]
 
 
 class _Section(BaseModel):
@@ -88,7 +92,7 @@ class KafkaConfig(_Section):
 
 class ServerConfig(_Section):
     host: str = "0.0.0.0"
-    port: int = Field(9108, ge=0, le=65535)
+    port: Integer = Field(9108, ge=0, le=65535)
 
 
 class StateConfig(_Section):
@@ -98,19 +102,30 @@ class StateConfig(_Section):
 class WindowsConfig(_Section):
     """``size`` bounds every window's memory in events; ``duration`` narrows it by event time."""
 
-    size: int = Field(10_000, ge=1, le=10_000_000)
+    size: Integer = Field(10_000, ge=1, le=10_000_000)
     duration_ms: DurationMs | None = Field(None, alias="duration")
     evaluate_every_ms: DurationMs = Field(30_000, alias="evaluate_every")
-    min_samples: int = Field(200, ge=1)
+    min_samples: Integer = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _reachable_min_samples(self) -> WindowsConfig:
+        """A window never holds more than ``size`` events; the default ``min_samples`` shrinks to fit."""
+        if self.min_samples > self.size:
+            if "min_samples" in self.model_fields_set:
+                raise ValueError(
+                    f"min_samples ({self.min_samples}) exceeds size ({self.size}): no window would be evaluated"
+                )
+            object.__setattr__(self, "min_samples", self.size)
+        return self
 
 
 class LimitsConfig(_Section):
     """Bounds that keep memory and Prometheus cardinality finite whatever the traffic."""
 
-    max_event_bytes: int = Field(1_048_576, ge=256)
-    max_models: int = Field(100, ge=1)
-    max_categories: int = Field(1_000, ge=2)
-    max_text_chars: int = Field(4_096, ge=1)
+    max_event_bytes: Integer = Field(1_048_576, ge=256)
+    max_models: Integer = Field(100, ge=1)
+    max_categories: Integer = Field(1_000, ge=2)
+    max_text_chars: Integer = Field(4_096, ge=1)
 
 
 FeatureKind = Literal["numeric", "categorical", "text", "embedding"]
@@ -136,7 +151,7 @@ class FeatureConfig(_Section):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     kind: FeatureKind
     path: str = ""
-    dim: int | None = Field(None, ge=1, le=65_536)
+    dim: Integer | None = Field(None, ge=1, le=65_536)
 
     @model_validator(mode="after")
     def _resolve_path(self) -> FeatureConfig:
@@ -162,10 +177,7 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:
-        names = [feature.name for feature in self.features]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"feature names must be unique (repeated: {', '.join(duplicated)})")
+        _require_unique("feature", [feature.name for feature in self.features])
         return self
 
 
@@ -177,13 +189,11 @@ class Config(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="*")], min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_models(self) -> Config:
-        names = [model.name for model in self.models]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"model names must be unique (repeated: {', '.join(duplicated)})")
-        return self
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        _require_unique("model", [model.name for model in models])
+        return models
 
     def model_config_for(self, name: str) -> ModelConfig | None:
         """The config that governs model ``name``: its own entry, else ``"*"``, else None."""
@@ -196,6 +206,12 @@ class Config(_Section):
         return wildcard
 
 
+def _require_unique(kind: str, names: list[str]) -> None:
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"{kind} names must be unique (repeated: {', '.join(duplicated)})")
+
+
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
     """Read, override secrets from the environment, and validate a YAML config file."""
     path = Path(path)
@@ -203,6 +219,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 (byte {error.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -230,29 +248,46 @@ def parse_config(data: Any, environ: dict[str, str] | None = None) -> Config:
 def _with_secrets(data: dict, environ: dict[str, str]) -> dict:
     data = dict(data)
     for (section, key), variable in SECRET_ENV.items():
-        if variable in environ:
-            values = data.get(section)
-            data[section] = {**(values if isinstance(values, dict) else {}), key: environ[variable]}
+        values = data.get(section)
+        if variable in environ and (values is None or isinstance(values, dict)):
+            data[section] = {**(values or {}), key: environ[variable]}
     return data
+
+
+#: pydantic error types -> the reason in our words ({given} is the bad value, others come from its context).
+_REASONS = {
+    "missing": "required key is missing",
+    "int_type": "must be an integer (got {given!r})",
+    "int_parsing": "must be an integer (got {given!r})",
+    "int_from_float": "must be an integer (got {given!r})",
+    "string_type": "must be a string (got {given!r})",
+    "bool_type": "must be true or false (got {given!r})",
+    "bool_parsing": "must be true or false (got {given!r})",
+    "list_type": "must be a list (got {given!r})",
+    "dict_type": "must be a mapping (got {given!r})",
+    "model_type": "must be a mapping (got {given!r})",
+    "literal_error": "must be one of {expected} (got {given!r})",
+    "greater_than_equal": "must be >= {ge} (got {given!r})",
+    "less_than_equal": "must be <= {le} (got {given!r})",
+    "too_short": "must have at least {min_length} item(s)",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_pattern_mismatch": "must match {pattern} (got {given!r})",
+}
 
 
 def _describe(problem: dict) -> str:
     location = _key_path(problem["loc"])
     kind = problem["type"]
-    given = problem.get("input")
+    context = problem.get("ctx", {})
     if kind == "extra_forbidden":
         reason = "unknown key" + _suggestion(problem["loc"])
-    elif kind == "missing":
-        reason = "required key is missing"
-    elif kind == "int_parsing" or kind == "int_type" or kind == "int_from_float":
-        reason = f"must be an integer (got {given!r})"
-    elif kind == "literal_error":
-        choices = problem["ctx"]["expected"]
-        reason = f"must be one of {choices} (got {given!r})"
     elif kind == "value_error":
-        reason = str(problem["ctx"]["error"])
+        reason = str(context["error"])
+    elif kind in _REASONS:
+        reason = _REASONS[kind].format(given=problem.get("input"), **context)
     else:
-        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {given!r})"
+        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {problem.get('input')!r})"
     return f"{location}: {reason}" if location else reason
 
 

@@ -25,6 +25,7 @@ Invalid(reason='negative', detail='latency_ms')
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from datetime import datetime
@@ -167,14 +168,17 @@ def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackE
     """Decode one message; return the validated event or why it is invalid."""
     if len(raw) > max_bytes:
         return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
+    if not raw.isascii():  # msgspec checks UTF-8 only in the fields it keeps
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return Invalid("not_utf8", f"byte {error.start}")
     try:
         event = _DECODER.decode(raw)
     except msgspec.ValidationError as error:
         return _rejection(str(error))
     except msgspec.DecodeError as error:
         return _malformed(raw, str(error))
-    except UnicodeDecodeError as error:
-        return Invalid("not_utf8", str(error)[:120])
     try:
         return _complete(event)
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
@@ -184,7 +188,9 @@ def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackE
 def _complete(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
     """What the types cannot say: aliases, required fields, the timestamp."""
     if not _ALIAS_KEYS.isdisjoint(event):
-        _apply_aliases(event)
+        invalid = _apply_aliases(event)
+        if invalid is not None:
+            return invalid
     kind = event.get("type") or "inference"
     for field in _REQUIRED[kind]:
         if event.get(field) is None:
@@ -199,18 +205,23 @@ def _complete(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
     return event
 
 
-def _apply_aliases(event: dict) -> None:
-    for alias in _ALIAS_KEYS.intersection(event):
+def _apply_aliases(event: dict) -> Invalid | None:
+    """Rename aliases in :data:`ALIASES` order (current names before deprecated ones)."""
+    for alias in [alias for alias in ALIASES if alias in event]:
         _, field, convert = ALIASES[alias]
         value = event.pop(alias)
         if event.get(field) is None and value is not None:
-            event[field] = convert(value) if convert is not None else value
+            value = convert(value) if convert is not None else value
+            if value != value or value in (math.inf, -math.inf):  # a unit conversion overflowed
+                return Invalid("non_finite", alias)
+            event[field] = value
+    return None
 
 
 def _timestamp_ms(value: str | float) -> float | None:
     if type(value) is str:
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value if value[-1:] != "z" else value.upper())
             if parsed.tzinfo is None:  # RFC 3339 requires an offset; a naive time is ambiguous
                 return None
             return parsed.timestamp() * 1000.0
@@ -235,7 +246,7 @@ def _rejection(message: str) -> Invalid:
         return Invalid("bad_timestamp", field)
     if "of length <=" in text:
         return Invalid("too_long", field)
-    if text.endswith(("got `array`", "got `object`")) and field in ("features", "segment"):
+    if text.endswith(("got `array`", "got `object`")) and path.startswith((".features[", ".segment[")):
         return Invalid("non_scalar_feature", field)
     if field in _UNIT_FIELDS and ("<=" in text or ">=" in text):
         return Invalid("out_of_range", field)

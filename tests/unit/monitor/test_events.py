@@ -1,0 +1,337 @@
+"""Event schema v1: every rejection reason, valid inputs, OpenTelemetry aliases, and a decoder that never raises."""
+
+import calendar
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.config import parse_config
+from monitor.events import ALIASES, REASONS, FeedbackEvent, InferenceEvent, Invalid, decode
+from monitor.pipeline import DeadLetter, Pipeline
+from monitor.sources import Record
+
+_DROP = object()
+_BASE = {"request_id": "r1", "timestamp": 1_700_000_000, "model": "m"}
+_FEEDBACK = {"type": "feedback", "request_id": "r1", "timestamp": 1_700_000_000, "model": "m"}
+
+
+def _event(base=_BASE, **fields):
+    """A valid event with ``fields`` changed (``_DROP`` removes one), as raw bytes."""
+    event = {**base, **fields}
+    return orjson.dumps({key: value for key, value in event.items() if value is not _DROP})
+
+
+def _feedback(**fields):
+    return _event(_FEEDBACK, **fields)
+
+
+def _bad(name, raw, reason, detail=None, max_bytes=1_048_576):
+    return pytest.param(raw, reason, detail, max_bytes, id=f"{reason}-{name}")
+
+
+_PADDED = _event(prompt="x" * 300)
+BAD = [
+    _bad("padded", _PADDED, "oversized", f"{len(_PADDED)} bytes > 256", max_bytes=256),
+    _bad("ff-in-prompt", b'{"request_id": "r1", "timestamp": 1, "model": "m", "prompt": "\xff"}', "not_utf8"),
+    _bad("ff-in-unknown-key", b'{"a": "\xff"}', "not_utf8"),
+    _bad("truncated-multibyte", b'{"model": "caf\xc3"}', "not_utf8"),
+    _bad("truncated", b'{"request_id": "r1", ', "not_json"),
+    _bad("empty", b"", "not_json"),
+    _bad("single-quotes", b"{'a': 1}", "not_json"),
+    _bad("nan", b'{"request_id": "r1", "timestamp": 1, "model": "m", "latency_ms": NaN}', "non_finite"),
+    _bad("infinity", b'{"request_id": "r1", "timestamp": 1, "model": "m", "score": Infinity}', "non_finite"),
+    _bad("minus-infinity", b'{"request_id": "r1", "timestamp": -Infinity, "model": "m"}', "non_finite"),
+    _bad("1e999", b'{"request_id": "r1", "timestamp": 1, "model": "m", "features": {"a": 1e999}}', "non_finite"),
+    _bad("ttft-seconds-overflow", _event(**{"gen_ai.response.time_to_first_chunk": 1e308}), "non_finite",
+         "gen_ai.response.time_to_first_chunk"),
+    _bad("list", b'[{"request_id": "r1"}]', "not_object"),
+    _bad("number", b"42", "not_object"),
+    _bad("null", b"null", "not_object"),
+    _bad("training", _event(type="training"), "unknown_type", "type"),
+    _bad("capitalised", _event(type="Inference"), "unknown_type", "type"),
+    _bad("number", _event(type=1), "unknown_type", "type"),
+    _bad("request_id", _event(request_id=_DROP), "missing_field", "request_id"),
+    _bad("timestamp", _event(timestamp=_DROP), "missing_field", "timestamp"),
+    _bad("model", _event(model=_DROP), "missing_field", "model"),
+    _bad("null-model", _event(model=None), "missing_field", "model"),
+    _bad("feedback-timestamp", _feedback(timestamp=_DROP), "missing_field", "timestamp"),
+    _bad("feedback-model", _feedback(model=_DROP), "missing_field", "model"),
+    _bad("feedback-no-id", _feedback(request_id=_DROP), "missing_field", "request_id"),
+    _bad("feedback-null-ids", _feedback(request_id=None, response_id=None), "missing_field", "request_id"),
+    _bad("latency-string", _event(latency_ms="12"), "wrong_type", "latency_ms"),
+    _bad("input-tokens-float", _event(input_tokens=1.5), "wrong_type", "input_tokens"),
+    _bad("output-tokens-bool", _event(output_tokens=True), "wrong_type", "output_tokens"),
+    _bad("segment-number", _event(segment={"locale": 3}), "wrong_type", "segment"),
+    _bad("embedding-string", _event(embedding=[0.1, "x"]), "wrong_type", "embedding"),
+    _bad("embedding-empty", _event(embedding=[]), "wrong_type", "embedding"),
+    _bad("stream-string", _event(stream="yes"), "wrong_type", "stream"),
+    _bad("prediction-list", _event(prediction=[1]), "wrong_type", "prediction"),
+    _bad("score-string", _event(score="high"), "wrong_type", "score"),
+    _bad("features-list", _event(features=[1, 2]), "wrong_type", "features"),
+    _bad("request-id-number", _event(request_id=3), "wrong_type", "request_id"),
+    _bad("prompt-number", _event(prompt=5), "wrong_type", "prompt"),
+    _bad("feedback-rating-string", _feedback(rating="good"), "wrong_type", "rating"),
+    _bad("feedback-label-object", _feedback(label={"a": 1}), "wrong_type", "label"),
+    _bad("request_id", _event(request_id="x" * 257), "too_long", "request_id"),
+    _bad("model", _event(model="m" * 257), "too_long", "model"),
+    _bad("feedback-response_id", _feedback(response_id="x" * 257), "too_long", "response_id"),
+    _bad("unparseable", _event(timestamp="yesterday"), "bad_timestamp", "timestamp"),
+    _bad("naive", _event(timestamp="2023-11-14T22:13:20"), "bad_timestamp", "timestamp"),
+    _bad("epoch-ms", _event(timestamp=1_700_000_000_000), "bad_timestamp", "timestamp"),
+    _bad("negative-epoch", _event(timestamp=-1), "bad_timestamp", "timestamp"),
+    _bad("bool", _event(timestamp=True), "bad_timestamp", "timestamp"),
+    _bad("epoch-as-string", _event(timestamp="1700000000"), "bad_timestamp", "timestamp"),
+    _bad("feedback-list", _feedback(timestamp=[2023]), "bad_timestamp", "timestamp"),
+    _bad("latency", _event(latency_ms=-1), "negative", "latency_ms"),
+    _bad("ttft", _event(ttft_ms=-0.5), "negative", "ttft_ms"),
+    _bad("output-tokens", _event(output_tokens=-1), "negative", "output_tokens"),
+    _bad("score-above", _event(score=1.5), "out_of_range", "score"),
+    _bad("score-below", _event(score=-0.01), "out_of_range", "score"),
+    _bad("feedback-judge-score", _feedback(judge_score=-0.1), "out_of_range", "judge_score"),
+    _bad("otel-evaluation-score", _feedback(**{"gen_ai.evaluation.score.value": 2}), "out_of_range"),
+    _bad("feature-list", _event(features={"a": [1]}), "non_scalar_feature", "features"),
+    _bad("feature-dict", _event(features={"a": {"b": 1}}), "non_scalar_feature", "features"),
+    _bad("segment-dict", _event(segment={"g": {"x": "y"}}), "non_scalar_feature", "segment"),
+]
+
+
+_PASSING = [param for param in BAD if not param.marks]
+
+
+@pytest.mark.parametrize(("raw", "reason", "detail", "max_bytes"), BAD)
+def test_bad_event_is_rejected_with_its_reason(raw, reason, detail, max_bytes):
+    result = decode(raw, max_bytes)
+    assert type(result) is Invalid
+    assert result.reason == reason
+    if detail is not None:
+        assert result.detail == detail
+
+
+def test_table_covers_every_reason_but_internal_error():
+    assert {param.values[1] for param in _PASSING} == set(REASONS) - {"internal_error"}
+
+
+@pytest.mark.parametrize(("raw", "reason", "detail", "max_bytes"), BAD)
+def test_pipeline_dead_letters_and_counts_each_bad_event_once(raw, reason, detail, max_bytes):
+    pipeline = Pipeline(parse_config({}))
+    if reason == "oversized":
+        raw += b" " * pipeline.config.limits.max_event_bytes  # still JSON, now over the configured limit
+    bad = Record(raw, "t", 0, 1)
+    rejected = pipeline.apply([Record(_event(model="bot"), "t", 0, 0), bad, Record(_event(model="bot"), "t", 0, 2)])
+    assert [(letter.record, letter.invalid.reason) for letter in rejected] == [(bad, reason)]
+    assert isinstance(rejected[0], DeadLetter)
+    assert pipeline.n_invalid == {**dict.fromkeys(REASONS, 0), reason: 1}
+    assert pipeline.states["bot"].n_events == {"inference": 2, "feedback": 0}
+
+
+def test_pipeline_keeps_counting_valid_events_interleaved_with_the_whole_table():
+    pipeline = Pipeline(parse_config({}))
+    records, expected = [], []
+    for param in _PASSING:
+        raw, reason = param.values[0], param.values[1]
+        if reason == "oversized":
+            raw += b" " * pipeline.config.limits.max_event_bytes
+        records.append(Record(_event(model="bot", request_id=f"ok{len(records)}"), "t", 0, len(records)))
+        records.append(Record(raw, "t", 0, len(records)))
+        expected.append((records[-1], reason))
+    records.append(Record(_event(_FEEDBACK, model="bot"), "t", 0, len(records)))
+    rejected = pipeline.apply(records)
+    assert [(letter.record, letter.invalid.reason) for letter in rejected] == expected
+    assert {reason: n for reason, n in pipeline.n_invalid.items() if n} == Counter(r for _, r in expected)
+    assert pipeline.states["bot"].n_events == {"inference": len(_PASSING), "feedback": 1}
+    assert len(pipeline.states) == 1
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected_ms"),
+    [
+        ("2023-11-14T22:13:20Z", calendar.timegm((2023, 11, 14, 22, 13, 20)) * 1000),
+        ("2023-11-14T22:13:20+02:00", (calendar.timegm((2023, 11, 14, 22, 13, 20)) - 7200) * 1000),
+        ("2023-11-14T22:13:20.250-05:30", (calendar.timegm((2023, 11, 14, 22, 13, 20)) + 19800) * 1000 + 250),
+        (1_700_000_000, 1_700_000_000_000),
+        (1_700_000_000.25, 1_700_000_000_250),
+        (0, 0),
+    ],
+)
+def test_valid_timestamps_give_epoch_milliseconds(timestamp, expected_ms):
+    event = decode(_event(timestamp=timestamp))
+    assert event["timestamp_ms"] == pytest.approx(expected_ms, abs=1e-3)
+    assert type(event["timestamp_ms"]) is float
+
+
+def test_type_defaults_to_inference():
+    assert decode(_event())["type"] == "inference"
+
+
+def test_null_optional_fields_are_absent():
+    optional = ["model_version", "operation", "provider", "latency_ms", "ttft_ms", "input_tokens", "output_tokens",
+                "finish_reason", "error", "prompt", "embedding", "features", "prediction", "score", "segment",
+                "response_id", "stream"]  # fmt: skip
+    event = decode(_event(**dict.fromkeys(optional)))
+    assert type(event) is dict
+    assert all(event.get(field) is None for field in optional)
+
+
+def test_unknown_extra_keys_are_tolerated():
+    event = decode(_event(**{"x-trace": {"span": [1, 2]}, "tenant": "acme", "features_v2": [None]}))
+    assert type(event) is dict
+    assert (event["type"], event["request_id"], event["model"]) == ("inference", "r1", "m")
+
+
+def test_feedback_with_only_response_id_is_accepted():
+    event = decode(_feedback(request_id=_DROP, response_id="resp-1", judge_score=0.5))
+    assert (event["type"], event["response_id"], event["judge_score"]) == ("feedback", "resp-1", 0.5)
+
+
+def test_boundary_values_are_accepted():
+    event = decode(_event(request_id="x" * 256, score=1, latency_ms=0, output_tokens=0,
+                          features={"a": True, "b": "de", "c": -2.5}, segment={"g": "f"}))  # fmt: skip
+    assert type(event) is dict and event["request_id"] == "x" * 256
+
+
+@pytest.mark.parametrize(
+    ("alias", "value", "field", "expected"),
+    [
+        ("gen_ai.request.model", "m2", "model", "m2"),
+        ("gen_ai.usage.input_tokens", 7, "input_tokens", 7),
+        ("gen_ai.usage.prompt_tokens", 8, "input_tokens", 8),
+        ("prompt_tokens", 9, "input_tokens", 9),
+        ("gen_ai.usage.output_tokens", 10, "output_tokens", 10),
+        ("completion_tokens", 11, "output_tokens", 11),
+        ("gen_ai.response.finish_reasons", ["length", "stop"], "finish_reason", "length"),
+        ("gen_ai.response.time_to_first_chunk", 0.25, "ttft_ms", 250.0),
+        ("gen_ai.response.time_to_first_chunk", 2, "ttft_ms", 2000.0),
+        ("gen_ai.system", "openai", "provider", "openai"),
+        ("gen_ai.provider.name", "anthropic", "provider", "anthropic"),
+        ("gen_ai.response.id", "resp-9", "response_id", "resp-9"),
+        ("gen_ai.operation.name", "chat", "operation", "chat"),
+        ("error.type", "Timeout", "error", "Timeout"),
+    ],
+)
+def test_otel_names_map_onto_v1_fields(alias, value, field, expected):
+    base = {key: value for key, value in _BASE.items() if key != field}
+    event = decode(_event(base, **{alias: value}))
+    assert event[field] == expected
+    assert alias not in event
+
+
+def test_otel_evaluation_names_map_onto_feedback_fields():
+    event = decode(_feedback(**{"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.8}))
+    assert (event["evaluation_name"], event["judge_score"]) == ("relevance", 0.8)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "expected"),
+    [
+        ({"model": "canon", "gen_ai.request.model": "alias"}, "model", "canon"),
+        ({"input_tokens": 3, "prompt_tokens": 5}, "input_tokens", 3),
+        ({"ttft_ms": 100, "gen_ai.response.time_to_first_chunk": 5}, "ttft_ms", 100),
+        ({"provider": "p", "gen_ai.system": "q"}, "provider", "p"),
+    ],
+)
+def test_canonical_field_wins_over_its_alias(fields, field, expected):
+    assert decode(_event(**fields))[field] == expected
+
+
+BAD_ALIASES = [
+    (_BASE, "gen_ai.usage.input_tokens", "12", "wrong_type", "input_tokens"),
+    (_BASE, "gen_ai.response.time_to_first_chunk", "0.2", "wrong_type", "ttft_ms"),
+    (_BASE, "gen_ai.response.time_to_first_chunk", -0.1, "negative", "ttft_ms"),
+    (_BASE, "gen_ai.response.finish_reasons", [1], "wrong_type", "finish_reason"),
+    (_BASE, "gen_ai.request.model", 5, "wrong_type", "model"),
+    (_BASE, "gen_ai.response.id", "x" * 257, "too_long", "response_id"),
+    (_FEEDBACK, "gen_ai.evaluation.score.value", 1.5, "out_of_range", "judge_score"),
+]
+
+
+def _decode_alias(base, alias, value, field):
+    return decode(_event({key: v for key, v in base.items() if key != field}, **{alias: value}))
+
+
+@pytest.mark.parametrize(("base", "alias", "value", "reason", "field"), BAD_ALIASES)
+def test_bad_alias_value_is_rejected_with_the_canonical_fields_reason(base, alias, value, reason, field):
+    result = _decode_alias(base, alias, value, field)
+    assert type(result) is Invalid and result.reason == reason
+
+
+_PRECEDENCE = """
+import orjson
+from monitor.events import decode
+event = decode(orjson.dumps({"request_id": "r", "timestamp": 1, "model": "m", "prompt_tokens": 1,
+    "gen_ai.usage.prompt_tokens": 3, "gen_ai.usage.input_tokens": 2,
+    "gen_ai.system": "old", "gen_ai.provider.name": "new"}))
+print(event["input_tokens"], event["provider"])
+"""
+
+
+def test_competing_aliases_resolve_the_same_way_in_every_process():
+    outputs = {
+        subprocess.run([sys.executable, "-c", _PRECEDENCE], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                       capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        for seed in range(8)
+    }
+    assert outputs == {"2 new"}  # the current OpenTelemetry names beat the deprecated ones
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "expected"),
+    [
+        ({"model": None, "gen_ai.request.model": "m2"}, "model", "m2"),
+        ({"input_tokens": None, "prompt_tokens": 4}, "input_tokens", 4),
+    ],
+)
+def test_null_canonical_field_does_not_hide_its_alias(fields, field, expected):
+    assert decode(_event(**fields))[field] == expected
+
+
+def test_malformed_json_mentioning_nan_in_a_string_is_not_json():
+    assert decode(b'{"request_id": "r1", "timestamp": 1, "model": "NaN-bot",}').reason == "not_json"
+
+
+def test_lowercase_zulu_is_rfc3339():
+    assert decode(_event(timestamp="2023-11-14T22:13:20z"))["timestamp_ms"] == 1_700_000_000_000.0
+
+
+_FIELD_NAMES = sorted({"timestamp", *InferenceEvent.__annotations__, *FeedbackEvent.__annotations__, *ALIASES})
+_SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.floats()
+    | st.text(max_size=20) | st.sampled_from(["inference", "feedback", "2023-11-14T22:13:20Z", "NaN"])
+)  # fmt: skip
+_JSON = st.recursive(
+    _SCALARS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+_OBJECTS = st.builds(
+    lambda base, extra: {**base, **extra},
+    st.sampled_from([{}, _BASE, _FEEDBACK]),
+    st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.text(max_size=8), _JSON, max_size=8),
+)
+
+
+def _check_outcome(result):
+    if type(result) is Invalid:
+        assert result.reason in REASONS and result.reason != "internal_error", result
+    else:
+        assert type(result) is dict and result["type"] in {"inference", "feedback"}
+        assert type(result["timestamp_ms"]) is float and math.isfinite(result["timestamp_ms"])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.binary(max_size=300))
+def test_decode_never_raises_on_arbitrary_bytes(raw):
+    _check_outcome(decode(raw))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_OBJECTS)
+def test_decode_never_raises_on_arbitrary_json_objects(event):
+    _check_outcome(decode(json.dumps(event).encode()))
