@@ -94,3 +94,7 @@ def _print_summary(pipeline: Pipeline) -> None:
     rejected = {reason: count for reason, count in pipeline.n_invalid.items() if count}
     if rejected:
         print("  rejected: " + ", ".join(f"{reason} {count}" for reason, count in rejected.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

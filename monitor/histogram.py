@@ -6,6 +6,12 @@ batch is bucketed with one ``searchsorted`` and one ``bincount``; the
 exporter yields the counts at scrape time, and they are plain arrays that a
 checkpoint can save and restore.
 
+The sum is kept exactly, as an integer count of thousandths of the observed
+unit (microseconds, for milliseconds), so it does not depend on how the
+observations were split into batches: a replay and a Kafka run of the same
+events export the same ``_sum``. For that sum only, an observation counts at
+most :data:`MAX_SUMMED` (the ``+Inf`` bucket still counts it as it is).
+
 >>> histogram = Histogram(bounds=[100.0, 500.0])
 >>> histogram.observe(np.array([50.0, 100.0, 250.0, 900.0, np.nan]))
 >>> histogram.cumulative_counts().tolist(), histogram.total
@@ -18,7 +24,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Histogram"]
+__all__ = ["MAX_SUMMED", "Histogram"]
+
+#: The largest value the sum adds (1e9 ms is 11.6 days): int64 thousandths of
+#: it cannot overflow for batches of fewer than nine million observations.
+MAX_SUMMED = 1e9
 
 
 class Histogram:
@@ -32,7 +42,7 @@ class Histogram:
 
     def _reset(self) -> None:
         self.counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
-        self.total = 0.0
+        self._total_thousandths = 0
 
     def observe(self, values: np.ndarray) -> None:
         """Add every non-NaN value of ``values``."""
@@ -40,7 +50,13 @@ class Histogram:
         if values.size:
             buckets = np.searchsorted(self.bounds, values, side="left")
             self.counts += np.bincount(buckets, minlength=len(self.counts))
-            self.total += float(values.sum())
+            thousandths = np.rint(np.minimum(values, MAX_SUMMED) * 1000.0).astype(np.int64)
+            self._total_thousandths += int(thousandths.sum())
+
+    @property
+    def total(self) -> float:
+        """The sum of all observations, to a thousandth of their unit."""
+        return self._total_thousandths / 1000.0
 
     @property
     def n_observed(self) -> int:

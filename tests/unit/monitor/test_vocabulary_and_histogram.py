@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.histogram import Histogram
+from monitor.histogram import MAX_SUMMED, Histogram
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)
@@ -112,13 +112,34 @@ def test_counts_follow_le_semantics_and_ignore_nan(batches):
     finite = [value for value in seen if not math.isnan(value)]
     assert histogram.cumulative_counts().tolist() == _reference_cumulative(BOUNDS, seen)
     assert histogram.n_observed == len(finite)
-    assert histogram.total == pytest.approx(math.fsum(finite), rel=1e-12, abs=1e-9)
+    # The sum is kept in exact thousandths of the unit: each value rounded half-even, then added.
+    assert histogram.total == sum(round(value * 1000.0) for value in finite) / 1000.0
+    assert histogram.total == pytest.approx(math.fsum(finite), abs=0.0005 * len(finite) + 1e-9)
+
+
+@PROPERTIES
+@given(values=st.lists(st.floats(min_value=0.0, max_value=1e6), max_size=100), data=st.data())
+def test_sum_does_not_depend_on_how_observations_are_batched(values, data):
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=6)))
+    whole, split = Histogram(BOUNDS), Histogram(BOUNDS)
+    whole.observe(np.array(values, dtype=np.float64))
+    for start, end in zip([0, *cuts], [*cuts, len(values)]):
+        split.observe(np.array(values[start:end], dtype=np.float64))
+    assert split.total == whole.total
+    assert split.counts.tolist() == whole.counts.tolist()
+
+
+def test_absurd_values_are_capped_in_the_sum_only():
+    histogram = Histogram([1.0])
+    histogram.observe(np.array([1e300, 2.0]))
+    assert histogram.total == MAX_SUMMED + 2.0
+    assert histogram.counts.tolist() == [0, 2]
 
 
 @PROPERTIES
 @given(batches=st.lists(st.lists(st.integers(min_value=0, max_value=200_000), max_size=80), max_size=5))
 def test_sum_is_exact_on_integer_valued_latencies(batches):
-    # Integer-valued floats add exactly, so here the sum must equal fsum to the last bit.
+    # Integer-valued latencies are exact in thousandths, so the sum equals fsum to the last bit.
     histogram = Histogram([50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000, 120_000])
     seen: list[float] = []
     for batch in batches:
@@ -139,7 +160,7 @@ def test_values_on_bounds_count_in_that_bucket():
 
     assert histogram.cumulative_counts().tolist() == [1, 3, 4]
     assert histogram.counts.tolist() == [1, 2, 1]
-    assert histogram.total == 100.0 + 500.0 + math.nextafter(100.0, math.inf) + 501.0
+    assert histogram.total == 1201.0  # nextafter(100) is 100.000 to a thousandth
 
 
 def test_all_nan_and_empty_batches_change_nothing():
