@@ -88,26 +88,28 @@ def _assert_view_equals(view: dict[str, np.ndarray], rows: list[dict], columns: 
             np.testing.assert_array_equal(view[name], expected, err_msg=name)
 
 
-def _fill(capacity: int, sizes: list[int], order: str, seed: int):
-    """Append the batches to a window and to the reference list; return both."""
+def _steps(capacity: int, sizes: list[int], order: str, seed: int):
+    """Append the batches to a window and to the reference list, yielding both before and after each batch."""
     columns = _columns()
     window = Window(capacity, columns)
     reference: list[dict] = []
+    yield window, reference, columns
     for rows in _rows(sizes, order, seed):
         window.append(_as_batch(rows, columns))
         reference = (reference + rows)[-capacity:]
-    return window, reference, columns
+        yield window, reference, columns
+
+
+def _fill(capacity: int, sizes: list[int], order: str, seed: int):
+    """The window, the reference list and the columns after all batches."""
+    *_, last = _steps(capacity, sizes, order, seed)
+    return last
 
 
 @PROPERTIES
 @given(capacity=capacities, sizes=batch_sizes, order=orders, seed=seeds)
 def test_view_equals_the_last_capacity_rows_in_arrival_order(capacity, sizes, order, seed):
-    columns = _columns()
-    window = Window(capacity, columns)
-    reference: list[dict] = []
-    for rows in _rows(sizes, order, seed):
-        window.append(_as_batch(rows, columns))
-        reference = (reference + rows)[-capacity:]
+    for window, reference, columns in _steps(capacity, sizes, order, seed):
         # Checked after every batch, not only at the end, so each wrap position is seen.
         _assert_view_equals(window.view(), reference, columns)
         assert len(window) == len(reference)
