@@ -47,11 +47,13 @@ def events(rng: np.random.Generator) -> list[str]:
             event["gen_ai.response.time_to_first_chunk"] = event.pop("ttft_ms") / 1000
         lines.append(json.dumps(event))
         if i % 400 == 399:
-            lines.append(json.dumps({"request_id": f"fb-{i}", "type": "feedback", "timestamp": START + i,
-                                     "model": model, "rating": 1}))
+            lines.append(
+                json.dumps(
+                    {"request_id": f"fb-{i}", "type": "feedback", "timestamp": START + i, "model": model, "rating": 1}
+                )
+            )
     lines[100] = '{"request_id": "broken", "timestamp": '  # truncated write
-    lines[900] = json.dumps({"request_id": "neg", "timestamp": START + 900, "model": "summarizer",
-                             "latency_ms": -5})
+    lines[900] = json.dumps({"request_id": "neg", "timestamp": START + 900, "model": "summarizer", "latency_ms": -5})
     lines[2000] = json.dumps({"request_id": "ts", "timestamp": "yesterday", "model": "support-bot"})
     return lines
 

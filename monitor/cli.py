@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from monitor.config import Config, ConfigError, load_config
 from monitor.exporter import build_registry, write_exposition
@@ -86,7 +86,7 @@ def _print_summary(pipeline: Pipeline) -> None:
         line = f"  {state.name}: {state.n_events['inference']} calls, {state.n_events['feedback']} feedback"
         if evaluation is not None and evaluation.traffic is not None:
             traffic = evaluation.traffic
-            latency = ", ".join(f"p{quantile * 100:g} {value:.0f} ms" for quantile, value in traffic.latency_quantiles_ms)
+            latency = ", ".join(f"p{q * 100:g} {value:.0f} ms" for q, value in traffic.latency_quantiles_ms)
             line += f"; window {evaluation.window_events}: {latency}, errors {traffic.error_ratio:.2%}"
         elif evaluation is not None:
             line += f"; window {evaluation.window_events} (below min_samples, no statistics)"

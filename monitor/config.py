@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from monitor.events import InferenceEvent
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -72,7 +75,7 @@ Integer = Annotated[int, Strict()]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class KafkaConfig(_Section):
@@ -133,11 +136,11 @@ FeatureKind = Literal["numeric", "categorical", "text", "embedding"]
 
 #: Top-level inference fields a feature may read; anything else lives under
 #: ``features.<name>`` or ``segment.<name>``.
-EVENT_FIELDS = (
-    "model_version", "operation", "provider", "latency_ms", "ttft_ms", "input_tokens",
-    "output_tokens", "cache_read_input_tokens", "reasoning_output_tokens", "finish_reason",
-    "error", "prompt", "response", "embedding", "prediction", "score", "stream",
-)  # fmt: skip
+EVENT_FIELDS = tuple(
+    name
+    for name in typing.get_type_hints(InferenceEvent)
+    if name not in ("type", "request_id", "response_id", "timestamp", "timestamp_ms", "model", "features", "segment")
+)
 
 
 class FeatureConfig(_Section):

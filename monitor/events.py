@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import re
 import typing
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional, TypedDict, Union
+from typing import Annotated, Any, Literal, NamedTuple, TypedDict
 
 import msgspec
 from msgspec import Meta
@@ -63,7 +64,7 @@ Identifier = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
 NonNegative = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0)]
 UnitInterval = Annotated[float, Meta(ge=0, le=1)]
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 
 class Invalid(NamedTuple):
@@ -77,7 +78,7 @@ class _Common(TypedDict, total=False):
     type: Literal["inference", "feedback"]  # absent means "inference"
     request_id: Identifier
     response_id: Identifier
-    timestamp: Union[str, float]  # RFC 3339 with an offset, or epoch seconds
+    timestamp: str | float  # RFC 3339 with an offset, or epoch seconds
     timestamp_ms: float  # set by the decoder from timestamp
     model: Identifier
 
@@ -101,7 +102,7 @@ class InferenceEvent(_Common, total=False):
     response: str
     embedding: Annotated[list[float], Meta(min_length=1)]
     features: dict[str, Scalar]
-    prediction: Union[str, float]
+    prediction: str | float
     score: UnitInterval
     segment: dict[str, str]
     stream: bool
@@ -110,7 +111,7 @@ class InferenceEvent(_Common, total=False):
 class FeedbackEvent(_Common, total=False):
     """A label, rating or judge score; ``timestamp``, ``model`` and one of the two ids are required."""
 
-    label: Union[str, float, bool]
+    label: str | float | bool
     rating: float
     judge_score: UnitInterval
     evaluation_name: Identifier
@@ -156,7 +157,7 @@ _WIRE_TYPES = {
     **{alias: wire_type for alias, (wire_type, _, _) in ALIASES.items()},
 }
 _DECODER = msgspec.json.Decoder(
-    TypedDict("WireEvent", {name: Optional[kind] for name, kind in _WIRE_TYPES.items()}, total=False)
+    TypedDict("WireEvent", {name: kind | None for name, kind in _WIRE_TYPES.items()}, total=False)
 )
 _FIELDS_LONGEST_FIRST = sorted(_WIRE_TYPES, key=len, reverse=True)
 _UNIT_FIELDS = frozenset(name for name, kind in _WIRE_TYPES.items() if kind is UnitInterval)

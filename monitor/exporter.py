@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
@@ -64,9 +64,7 @@ class PipelineCollector:
         events = CounterMetricFamily(
             "driftwarden_events", "Valid events consumed, by model and type.", labels=["model", "type"]
         )
-        tokens = CounterMetricFamily(
-            "driftwarden_tokens", "Tokens used by model calls.", labels=["model", "direction"]
-        )
+        tokens = CounterMetricFamily("driftwarden_tokens", "Tokens used by model calls.", labels=["model", "direction"])
         for state in states:
             for kind, count in state.n_events.items():
                 events.add_metric([state.name, kind], count)
@@ -200,7 +198,10 @@ def _plain(start_response: Callable, status: str, body: bytes) -> list[bytes]:
 
 
 def write_exposition(registry: CollectorRegistry, path: str | os.PathLike[str]) -> None:
-    """Write the exposition to ``path`` atomically (temp file, fsync, rename), e.g. for node_exporter's textfile collector."""
+    """Write the exposition to ``path`` atomically (temp file, fsync, rename).
+
+    The file suits node_exporter's textfile collector as well as a person.
+    """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as file:

@@ -20,7 +20,7 @@ most :data:`MAX_SUMMED` (the ``+Inf`` bucket still counts it as it is).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -27,8 +27,9 @@ and a scrape; it is taken once per batch, never per event.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from detectors.results import TrafficResult
 from detectors.traffic import TrafficStats

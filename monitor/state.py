@@ -20,7 +20,8 @@ array([1], dtype=int32)
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -191,9 +191,7 @@ def _type7(sorted_values: list[float], q: float) -> float:
     quantiles=st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=5),
 )
 def test_traffic_stats_equal_numpy_on_random_arrays(data, n, quantiles):
-    latency_ms = data.draw(
-        hnp.arrays(np.float64, n, elements=st.floats(min_value=0.0, max_value=1e6, allow_nan=False))
-    )
+    latency_ms = data.draw(hnp.arrays(np.float64, n, elements=st.floats(min_value=0.0, max_value=1e6, allow_nan=False)))
     missing = data.draw(hnp.arrays(np.bool_, n))
     latency_ms[missing] = np.nan
     failed = data.draw(hnp.arrays(np.bool_, n))

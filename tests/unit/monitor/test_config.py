@@ -17,64 +17,98 @@ def _features(*lines):
 
 BAD = [
     pytest.param("window: {size: 10}\n", "window: unknown key (did you mean 'windows'?)", id="unknown-top-level"),
-    pytest.param("zzzzz: 1\n", "zzzzz: unknown key (valid keys: kafka, limits, models, server, state, windows)",
-                 id="unknown-top-level-far-from-any"),  # fmt: skip
-    pytest.param("windows: {evaluate_evry: 30s}\n",
-                 "windows.evaluate_evry: unknown key (did you mean 'evaluate_every'?)",
-                 id="unknown-nested"),  # fmt: skip
-    pytest.param(_features("{name: x, kind: numeric, pth: features.x}"),
-                 "models[0].features[0].pth: unknown key (did you mean 'path'?)",
-                 id="unknown-feature-key"),  # fmt: skip
+    pytest.param(
+        "zzzzz: 1\n",
+        "zzzzz: unknown key (valid keys: kafka, limits, models, server, state, windows)",
+        id="unknown-top-level-far-from-any",
+    ),  # fmt: skip
+    pytest.param(
+        "windows: {evaluate_evry: 30s}\n",
+        "windows.evaluate_evry: unknown key (did you mean 'evaluate_every'?)",
+        id="unknown-nested",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x, kind: numeric, pth: features.x}"),
+        "models[0].features[0].pth: unknown key (did you mean 'path'?)",
+        id="unknown-feature-key",
+    ),  # fmt: skip
     pytest.param("windows: {size: big}\n", "windows.size: must be an integer (got 'big')", id="wrong-type"),
     pytest.param("windows: {size: 1.5}\n", "windows.size: must be an integer (got 1.5)", id="float-for-integer"),
-    pytest.param("windows: 3\n", "windows: must be a mapping (got 3)",
-                 id="section-not-a-mapping"),  # fmt: skip
-    pytest.param('windows: {evaluate_every: "soon"}\n',
-                 "windows.evaluate_every: must be a positive duration such as '30s', '15m', '6h' or '7d' (got 'soon')",
-                 id="bad-duration"),  # fmt: skip
-    pytest.param(_features("{name: x, kind: numeric}", "{name: y, kind: numerik}"),
-                 "models[0].features[1].kind: must be one of 'numeric', 'categorical', 'text' or 'embedding' "
-                 "(got 'numerik')", id="unknown-feature-kind"),  # fmt: skip
-    pytest.param(_features("{name: embedding, kind: embedding}"),
-                 "models[0].features[0]: 'dim' is required for kind 'embedding' and only for it",
-                 id="embedding-without-dim"),  # fmt: skip
-    pytest.param(_features("{name: x, kind: numeric, dim: 3}"),
-                 "models[0].features[0]: 'dim' is required for kind 'embedding' and only for it",
-                 id="dim-without-embedding"),  # fmt: skip
-    pytest.param(_features("{name: x, kind: numeric, path: foo.bar}"),
-                 f"models[0].features[0]: path 'foo.bar' {_PATHS}", id="bad-feature-path"),  # fmt: skip
-    pytest.param(_features("{name: x, kind: numeric, path: 'segment.'}"),
-                 f"models[0].features[0]: path 'segment.' {_PATHS}", id="feature-path-without-key"),  # fmt: skip
-    pytest.param(_features("{name: x}"), "models[0].features[0].kind: required key is missing",
-                 id="feature-without-kind"),  # fmt: skip
+    pytest.param("windows: 3\n", "windows: must be a mapping (got 3)", id="section-not-a-mapping"),  # fmt: skip
+    pytest.param(
+        'windows: {evaluate_every: "soon"}\n',
+        "windows.evaluate_every: must be a positive duration such as '30s', '15m', '6h' or '7d' (got 'soon')",
+        id="bad-duration",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x, kind: numeric}", "{name: y, kind: numerik}"),
+        "models[0].features[1].kind: must be one of 'numeric', 'categorical', 'text' or 'embedding' (got 'numerik')",
+        id="unknown-feature-kind",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: embedding, kind: embedding}"),
+        "models[0].features[0]: 'dim' is required for kind 'embedding' and only for it",
+        id="embedding-without-dim",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x, kind: numeric, dim: 3}"),
+        "models[0].features[0]: 'dim' is required for kind 'embedding' and only for it",
+        id="dim-without-embedding",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x, kind: numeric, path: foo.bar}"),
+        f"models[0].features[0]: path 'foo.bar' {_PATHS}",
+        id="bad-feature-path",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x, kind: numeric, path: 'segment.'}"),
+        f"models[0].features[0]: path 'segment.' {_PATHS}",
+        id="feature-path-without-key",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x}"), "models[0].features[0].kind: required key is missing", id="feature-without-kind"
+    ),  # fmt: skip
     pytest.param("models:\n  - features: []\n", "models[0].name: required key is missing", id="model-without-name"),
-    pytest.param("models:\n  - name: a\n  - name: b\n  - name: a\n", "models: model names must be unique (repeated: a)",
-                 id="duplicate-model-names"),  # fmt: skip
-    pytest.param(_features("{name: x, kind: numeric}", "{name: x, kind: categorical}"),
-                 "models[0]: feature names must be unique (repeated: x)", id="duplicate-feature-names"),  # fmt: skip
-    pytest.param("models: []\n", "models: must have at least 1 item(s)",
-                 id="empty-models"),  # fmt: skip
-    pytest.param("server: {port: -1}\n", "server.port: must be >= 0 (got -1)",
-                 id="negative-port"),  # fmt: skip
-    pytest.param("server: {port: 70000}\n", "server.port: must be <= 65535 (got 70000)",
-                 id="port-too-large"),  # fmt: skip
-    pytest.param("kafka: {security_protocol: TLS}\n",
-                 "kafka.security_protocol: must be one of 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL' "
-                 "(got 'TLS')", id="bad-security-protocol"),  # fmt: skip
+    pytest.param(
+        "models:\n  - name: a\n  - name: b\n  - name: a\n",
+        "models: model names must be unique (repeated: a)",
+        id="duplicate-model-names",
+    ),  # fmt: skip
+    pytest.param(
+        _features("{name: x, kind: numeric}", "{name: x, kind: categorical}"),
+        "models[0]: feature names must be unique (repeated: x)",
+        id="duplicate-feature-names",
+    ),  # fmt: skip
+    pytest.param("models: []\n", "models: must have at least 1 item(s)", id="empty-models"),  # fmt: skip
+    pytest.param("server: {port: -1}\n", "server.port: must be >= 0 (got -1)", id="negative-port"),  # fmt: skip
+    pytest.param(
+        "server: {port: 70000}\n", "server.port: must be <= 65535 (got 70000)", id="port-too-large"
+    ),  # fmt: skip
+    pytest.param(
+        "kafka: {security_protocol: TLS}\n",
+        "kafka.security_protocol: must be one of 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL' (got 'TLS')",
+        id="bad-security-protocol",
+    ),  # fmt: skip
     pytest.param("kafka: {topics: []}\n", "kafka.topics: must have at least 1 item(s)", id="no-topics"),
-    pytest.param("windows:\n  size: 10\n   bad: [\n",
-                 "not valid YAML at line 3, column 7: mapping values are not allowed here",
-                 id="invalid-yaml"),  # fmt: skip
+    pytest.param(
+        "windows:\n  size: 10\n   bad: [\n",
+        "not valid YAML at line 3, column 7: mapping values are not allowed here",
+        id="invalid-yaml",
+    ),  # fmt: skip
     pytest.param("- kafka\n- windows\n", "the top level must be a mapping of sections (got list)", id="top-level-list"),
     pytest.param("hello\n", "the top level must be a mapping of sections (got str)", id="top-level-scalar"),
     pytest.param("windows: {size: true}\n", "windows.size: must be an integer (got True)", id="bool-for-integer"),
-    pytest.param("windows: {size: 50, min_samples: 100}\n",
-                 "windows: min_samples (100) exceeds size (50): no window would be evaluated",
-                 id="min-samples-beyond-size"),  # fmt: skip
+    pytest.param(
+        "windows: {size: 50, min_samples: 100}\n",
+        "windows: min_samples (100) exceeds size (50): no window would be evaluated",
+        id="min-samples-beyond-size",
+    ),  # fmt: skip
     pytest.param("models:\n  - name: ''\n", "models[0].name: must not be empty", id="empty-model-name"),
-    pytest.param(_features("{name: 'has space', kind: numeric}"),
-                 "models[0].features[0].name: must match ^[A-Za-z_][A-Za-z0-9_.\\-]*$ (got 'has space')",
-                 id="bad-feature-name"),  # fmt: skip
+    pytest.param(
+        _features("{name: 'has space', kind: numeric}"),
+        "models[0].features[0].name: must match ^[A-Za-z_][A-Za-z0-9_.\\-]*$ (got 'has space')",
+        id="bad-feature-name",
+    ),  # fmt: skip
 ]
 
 
@@ -190,8 +224,16 @@ def test_environment_secret_does_not_hide_a_broken_kafka_section(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "milliseconds"),
-    [("500ms", 500), ("30s", 30_000), ("15m", 900_000), ("6h", 21_600_000), ("7d", 604_800_000),
-     ("1w", 604_800_000), ("1.5s", 1_500), (" 30 s ", 30_000)],  # fmt: skip
+    [
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("15m", 900_000),
+        ("6h", 21_600_000),
+        ("7d", 604_800_000),
+        ("1w", 604_800_000),
+        ("1.5s", 1_500),
+        (" 30 s ", 30_000),
+    ],  # fmt: skip
 )
 def test_durations_parse_to_milliseconds(text, milliseconds):
     assert parse_duration_ms(text) == milliseconds

@@ -50,8 +50,12 @@ BAD = [
     _bad("infinity", b'{"request_id": "r1", "timestamp": 1, "model": "m", "score": Infinity}', "non_finite"),
     _bad("minus-infinity", b'{"request_id": "r1", "timestamp": -Infinity, "model": "m"}', "non_finite"),
     _bad("1e999", b'{"request_id": "r1", "timestamp": 1, "model": "m", "features": {"a": 1e999}}', "non_finite"),
-    _bad("ttft-seconds-overflow", _event(**{"gen_ai.response.time_to_first_chunk": 1e308}), "non_finite",
-         "gen_ai.response.time_to_first_chunk"),
+    _bad(
+        "ttft-seconds-overflow",
+        _event(**{"gen_ai.response.time_to_first_chunk": 1e308}),
+        "non_finite",
+        "gen_ai.response.time_to_first_chunk",
+    ),
     _bad("list", b'[{"request_id": "r1"}]', "not_object"),
     _bad("number", b"42", "not_object"),
     _bad("null", b"null", "not_object"),
@@ -274,8 +278,13 @@ print(event["input_tokens"], event["provider"])
 
 def test_competing_aliases_resolve_the_same_way_in_every_process():
     outputs = {
-        subprocess.run([sys.executable, "-c", _PRECEDENCE], env={**os.environ, "PYTHONHASHSEED": str(seed)},
-                       capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", _PRECEDENCE],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()  # fmt: skip
         for seed in range(8)
     }
     assert outputs == {"2 new"}  # the current OpenTelemetry names beat the deprecated ones

@@ -321,7 +321,8 @@ def test_token_counters_and_histograms_count_what_was_ingested():
         fields: dict = {}
         if i % 4:
             # Every other one sits exactly on a bucket bound, where `le` semantics matter.
-            latency = float(LATENCY_BUCKETS_MS[i % len(LATENCY_BUCKETS_MS)]) if i % 2 else float(rng.uniform(0, 150_000))
+            on_bound = float(LATENCY_BUCKETS_MS[i % len(LATENCY_BUCKETS_MS)])
+            latency = on_bound if i % 2 else float(rng.uniform(0, 150_000))
             fields["latency_ms"] = latency
             latencies.append(latency)
         if i % 5:

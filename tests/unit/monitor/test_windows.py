@@ -126,9 +126,7 @@ def test_view_equals_the_last_capacity_rows_in_arrival_order(capacity, sizes, or
     now_ms=st.integers(min_value=-10, max_value=3_000),
     duration_ms=st.integers(min_value=0, max_value=3_000),
 )
-def test_duration_view_keeps_rows_after_now_minus_duration_in_order(
-    capacity, sizes, order, seed, now_ms, duration_ms
-):
+def test_duration_view_keeps_rows_after_now_minus_duration_in_order(capacity, sizes, order, seed, now_ms, duration_ms):
     window, reference, columns = _fill(capacity, sizes, order, seed)
     inside = [row for row in reference if row["timestamp_ms"] > now_ms - duration_ms]
 
