@@ -27,7 +27,7 @@ import numpy as np
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.histogram import Histogram
-from monitor.vocabulary import OTHER, Vocabulary
+from monitor.vocabulary import MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
 
 __all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates"]
@@ -159,7 +159,7 @@ def _column(feature: FeatureConfig) -> Column:
     if feature.kind == "numeric":
         return Column(np.float64)
     if feature.kind == "categorical":
-        return Column(np.int32, missing=-1)
+        return Column(np.int32, missing=MISSING)
     if feature.kind == "text":
         return Column(object, missing=None)
     return Column(np.float32, shape=(feature.dim,))
