@@ -104,7 +104,7 @@ class InferenceEvent(_Common, total=False):
     features: dict[str, Scalar]
     prediction: str | float
     score: UnitInterval
-    segment: dict[str, str]
+    segment: dict[str, str | None]
     stream: bool
 
 
@@ -220,17 +220,16 @@ def _apply_aliases(event: dict) -> Invalid | None:
 
 
 def _timestamp_ms(value: str | float) -> float | None:
+    """Milliseconds since the epoch, or None unless RFC 3339 with an offset or epoch seconds, 1970 to 5138."""
     if type(value) is str:
         try:
             parsed = datetime.fromisoformat(value if value[-1:] != "z" else value.upper())
             if parsed.tzinfo is None:  # RFC 3339 requires an offset; a naive time is ambiguous
                 return None
-            return parsed.timestamp() * 1000.0
+            value = parsed.timestamp()
         except (ValueError, OverflowError):
             return None
-    if 0 <= value < _MAX_EPOCH_SECONDS:
-        return value * 1000.0
-    return None
+    return value * 1000.0 if 0 <= value < _MAX_EPOCH_SECONDS else None
 
 
 def _rejection(message: str) -> Invalid:

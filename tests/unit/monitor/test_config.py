@@ -97,6 +97,12 @@ BAD = [
     ),  # fmt: skip
     pytest.param("- kafka\n- windows\n", "the top level must be a mapping of sections (got list)", id="top-level-list"),
     pytest.param("hello\n", "the top level must be a mapping of sections (got str)", id="top-level-scalar"),
+    pytest.param(
+        "windows:\n  size: 10\n  size: 20\n",
+        "not valid YAML at line 3, column 3: duplicate key 'size'",
+        id="duplicate-key",
+    ),
+    pytest.param("? [a, b]\n: 1\n", "not valid YAML at line 1, column 3: found unhashable key", id="unhashable-key"),
     pytest.param("windows: {size: true}\n", "windows.size: must be an integer (got True)", id="bool-for-integer"),
     pytest.param(
         "windows: {size: 50, min_samples: 100}\n",

@@ -90,6 +90,7 @@ BAD = [
     _bad("naive", _event(timestamp="2023-11-14T22:13:20"), "bad_timestamp", "timestamp"),
     _bad("epoch-ms", _event(timestamp=1_700_000_000_000), "bad_timestamp", "timestamp"),
     _bad("negative-epoch", _event(timestamp=-1), "bad_timestamp", "timestamp"),
+    _bad("before-1970", _event(timestamp="1969-12-31T23:59:59Z"), "bad_timestamp", "timestamp"),
     _bad("bool", _event(timestamp=True), "bad_timestamp", "timestamp"),
     _bad("epoch-as-string", _event(timestamp="1700000000"), "bad_timestamp", "timestamp"),
     _bad("feedback-list", _feedback(timestamp=[2023]), "bad_timestamp", "timestamp"),
@@ -181,6 +182,12 @@ def test_null_optional_fields_are_absent():
     event = decode(_event(**dict.fromkeys(optional)))
     assert type(event) is dict
     assert all(event.get(field) is None for field in optional)
+
+
+def test_null_values_inside_features_and_segment_are_absent_values():
+    event = decode(_event(features={"a": None, "b": 1}, segment={"tier": None, "locale": "de"}))
+    assert type(event) is dict
+    assert event["features"] == {"a": None, "b": 1} and event["segment"] == {"tier": None, "locale": "de"}
 
 
 def test_unknown_extra_keys_are_tolerated():
