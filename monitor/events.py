@@ -40,7 +40,7 @@ __all__ = ["ALIASES", "REASONS", "FeedbackEvent", "InferenceEvent", "Invalid", "
 #: Every reason an event can be rejected for; each is a label value of
 #: ``driftwarden_events_invalid_total`` and the header of its dead letter.
 REASONS = (
-    "oversized",  # the message is larger than limits.max_event_bytes
+    "oversized",  # larger than limits.max_event_bytes, or nested too deeply to parse
     "not_utf8",  # a text field is not UTF-8
     "not_json",  # not a JSON document
     "non_finite",  # NaN or +-Infinity, as a JSON literal or an overflowing number
@@ -167,20 +167,22 @@ _REQUIRED = {"inference": ("request_id", "timestamp", "model"), "feedback": ("ti
 
 def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackEvent | Invalid:
     """Decode one message; return the validated event or why it is invalid."""
-    if len(raw) > max_bytes:
-        return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
-    if not raw.isascii():  # msgspec checks UTF-8 only in the fields it keeps
+    try:
+        if len(raw) > max_bytes:
+            return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
+        if not raw.isascii():  # msgspec checks UTF-8 only in the fields it keeps
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return Invalid("not_utf8", f"byte {error.start}")
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return Invalid("not_utf8", f"byte {error.start}")
-    try:
-        event = _DECODER.decode(raw)
-    except msgspec.ValidationError as error:
-        return _rejection(str(error))
-    except msgspec.DecodeError as error:
-        return _malformed(raw, str(error))
-    try:
+            event = _DECODER.decode(raw)
+        except msgspec.ValidationError as error:
+            return _rejection(str(error))
+        except msgspec.DecodeError as error:
+            return _malformed(raw, str(error))
+        except RecursionError:
+            return Invalid("oversized", "nested deeper than the parser allows")
         return _complete(event)
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)

@@ -39,6 +39,13 @@ def _bad(name, raw, reason, detail=None, max_bytes=1_048_576):
 _PADDED = _event(prompt="x" * 300)
 BAD = [
     _bad("padded", _PADDED, "oversized", f"{len(_PADDED)} bytes > 256", max_bytes=256),
+    _bad(
+        "deeply-nested-unknown-key",
+        b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "oversized",
+        "nested deeper than the parser allows",
+        max_bytes=10**6,
+    ),  # fmt: skip
     _bad("ff-in-prompt", b'{"request_id": "r1", "timestamp": 1, "model": "m", "prompt": "\xff"}', "not_utf8"),
     _bad("ff-in-unknown-key", b'{"a": "\xff"}', "not_utf8"),
     _bad("truncated-multibyte", b'{"model": "caf\xc3"}', "not_utf8"),
