@@ -39,14 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     check = commands.add_parser("check-config", help="validate a config file and say what it sets up")
-    check.add_argument("config", metavar="FILE")
+    check.add_argument("config", metavar="FILE", help="the daemon's YAML config")
     check.set_defaults(command=_check_config)
 
     replay_command = commands.add_parser(
         "replay", help="run the pipeline over a JSONL file of events, ticks on event time"
     )
-    replay_command.add_argument("--config", required=True, metavar="FILE")
-    replay_command.add_argument("events", metavar="EVENTS.jsonl")
+    replay_command.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    replay_command.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic")
     replay_command.add_argument("--metrics-file", metavar="OUT.prom", help="write the final exposition here")
     replay_command.add_argument(
         "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
