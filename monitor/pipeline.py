@@ -4,8 +4,10 @@
 model, appends them to the models' windows and counters, and returns the
 rejected records for the caller to dead-letter (it is :meth:`~Pipeline.decode`
 then :meth:`~Pipeline.ingest`, which a replay calls apart to place its ticks
-between events). That is all the per-event work there is. :meth:`Pipeline.evaluate` runs the window statistics on every
-model at once and keeps the results the exporter shows until the next tick.
+between events). That is all the per-event work there is.
+
+:meth:`Pipeline.evaluate` runs the window statistics on every model at once
+and keeps the results the exporter shows until the next tick.
 
 A lock guards the state between the consuming thread, the evaluation tick
 and a scrape; it is taken once per batch, never per event.
@@ -96,11 +98,11 @@ class Pipeline:
             if group is None:
                 group = by_model[event["model"]] = []
             group.append(event)
+        latest_ms = max([event["timestamp_ms"] for event in events], default=self.watermark_ms)
         with self.lock:
             for model, group in by_model.items():
-                latest_ms = self.states.ingest(model, group)
-                if latest_ms > self.watermark_ms:
-                    self.watermark_ms = latest_ms
+                self.states.ingest(model, group)
+            self.watermark_ms = max(self.watermark_ms, latest_ms)
             for letter in rejected:
                 self.n_invalid[letter.invalid.reason] += 1
 

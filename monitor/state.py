@@ -12,7 +12,6 @@ memory and label cardinality stay bounded.
 >>> states = ModelStates(config)
 >>> states.ingest("bot", [{"type": "inference", "timestamp_ms": 1.0, "latency_ms": 120.0,
 ...                         "segment": {"locale": "de"}}])
-1.0
 >>> states["bot"].window.view()["feature.locale"]
 array([1], dtype=int32)
 """
@@ -65,13 +64,12 @@ class ModelState:
         self.n_events = {"inference": 0, "feedback": 0}
         self.n_tokens = {"input": 0, "output": 0}
 
-    def ingest(self, events: list[dict]) -> float:
-        """Count a batch of this model's events, window its inference events; return the latest event time."""
-        latest_ms = max([event["timestamp_ms"] for event in events])
+    def ingest(self, events: list[dict]) -> None:
+        """Count a batch of this model's events and window its inference events."""
         inference = [event for event in events if event["type"] == "inference"]
         self.n_events["feedback"] += len(events) - len(inference)
         if not inference:
-            return latest_ms
+            return
         self.n_events["inference"] += len(inference)
         self.n_tokens["input"] += sum([event.get("input_tokens") or 0 for event in inference])
         self.n_tokens["output"] += sum([event.get("output_tokens") or 0 for event in inference])
@@ -94,7 +92,6 @@ class ModelState:
                 values = [event.get(head) for event in inference]
             batch[f"feature.{feature.name}"] = self._feature_column(feature, values)
         self.window.append(batch)
-        return latest_ms
 
     def _feature_column(self, feature: FeatureConfig, values: list[Any]) -> np.ndarray:
         if feature.kind == "numeric":
@@ -134,13 +131,13 @@ class ModelStates:
     def __len__(self) -> int:
         return len(self._states)
 
-    def ingest(self, name: str, events: list[dict]) -> float:
-        """Route a batch of one model's events to its state; return their latest event time."""
+    def ingest(self, name: str, events: list[dict]) -> None:
+        """Route a batch of one model's events to its state."""
         state = self._states.get(name) or self._create(name, len(events))
         if state is None:
             self.n_unmonitored_events += len(events)
-            return max(event["timestamp_ms"] for event in events)
-        return state.ingest(events)
+        else:
+            state.ingest(events)
 
     def _create(self, name: str, n_events: int) -> ModelState | None:
         model = self.config.model_config_for(name)
