@@ -53,6 +53,15 @@ class Histogram:
             thousandths = np.rint(np.minimum(values, MAX_SUMMED) * 1000.0).astype(np.int64)
             self._total_thousandths += int(thousandths.sum())
 
+    def snapshot(self) -> dict:
+        return {"counts": self.counts, "total_thousandths": self._total_thousandths}
+
+    def restore(self, snapshot: dict) -> None:
+        if snapshot["counts"].shape != self.counts.shape:
+            raise ValueError(f"the saved histogram has {len(snapshot['counts'])} buckets, not {len(self.counts)}")
+        self.counts = snapshot["counts"].astype(np.int64)
+        self._total_thousandths = snapshot["total_thousandths"]
+
     @property
     def total(self) -> float:
         """The sum of all observations, to a thousandth of their unit."""

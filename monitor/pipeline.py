@@ -106,6 +106,18 @@ class Pipeline:
             for letter in rejected:
                 self.n_invalid[letter.invalid.reason] += 1
 
+    def snapshot(self) -> dict:
+        """Everything a restart needs to carry on as if it never stopped (evaluations are recomputed)."""
+        with self.lock:
+            return {"n_invalid": self.n_invalid, "watermark_ms": self.watermark_ms, "states": self.states.snapshot()}
+
+    def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.checkpoint`)."""
+        with self.lock:
+            self.states.restore(snapshot["states"])
+            self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
+            self.watermark_ms = snapshot["watermark_ms"]
+
     def evaluate(self, now_ms: float) -> None:
         """Compute every model's window statistics as of ``now_ms`` (event time in replay)."""
         windows = self.config.windows

@@ -93,6 +93,25 @@ class ModelState:
             batch[f"feature.{feature.name}"] = self._feature_column(feature, values)
         self.window.append(batch)
 
+    def snapshot(self) -> dict:
+        return {
+            "window": self.window.snapshot(),
+            "latency": self.latency.snapshot(),
+            "ttft": self.ttft.snapshot(),
+            "n_events": self.n_events,
+            "n_tokens": self.n_tokens,
+            "vocabularies": {name: vocabulary.values for name, vocabulary in self.vocabularies.items()},
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        self.window.restore(snapshot["window"])
+        self.latency.restore(snapshot["latency"])
+        self.ttft.restore(snapshot["ttft"])
+        self.n_events = dict(snapshot["n_events"])
+        self.n_tokens = dict(snapshot["n_tokens"])
+        for name, values in snapshot["vocabularies"].items():
+            self.vocabularies[name].restore(values)
+
     def _feature_column(self, feature: FeatureConfig, values: list[Any]) -> np.ndarray:
         if feature.kind == "numeric":
             if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None (NaN) convert in C
@@ -138,6 +157,27 @@ class ModelStates:
             self.n_unmonitored_events += len(events)
         else:
             state.ingest(events)
+
+    def snapshot(self) -> dict:
+        return {
+            "admitted": self._admitted.values,
+            "n_folded_events": self.n_folded_events,
+            "n_unmonitored_events": self.n_unmonitored_events,
+            "models": {name: state.snapshot() for name, state in self._states.items()},
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot` taken under the same models and limits config."""
+        self._admitted.restore(snapshot["admitted"])
+        self.n_folded_events = snapshot["n_folded_events"]
+        self.n_unmonitored_events = snapshot["n_unmonitored_events"]
+        self._states = {}
+        for name, saved in snapshot["models"].items():
+            model = self.config.model_config_for(name)
+            if model is None:
+                raise ValueError(f"no config entry monitors the saved model {name!r}")
+            state = self._states[name] = ModelState(name, model, self.config)
+            state.restore(saved)
 
     def _create(self, name: str, n_events: int) -> ModelState | None:
         model = self.config.model_config_for(name)

@@ -36,6 +36,12 @@ class Vocabulary:
         self._codes = {OTHER: 0}
         self.values = [OTHER]
 
+    def restore(self, values: list[str]) -> None:
+        """Take back the :attr:`values` of a vocabulary, codes and all (a checkpoint saves the list)."""
+        self._reset()
+        for value in values[1:]:
+            self.code(value)
+
     def __len__(self) -> int:
         return len(self.values)
 

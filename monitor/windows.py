@@ -71,6 +71,20 @@ class Window:
             data[: keep - first] = rows[first:]
         self._n_appended += n
 
+    def snapshot(self) -> dict:
+        """The ring as it is, for a checkpoint (the arrays themselves, not copies)."""
+        return {"n_appended": self._n_appended, "columns": self._data}
+
+    def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot` of a window with the same capacity and columns."""
+        columns = snapshot["columns"]
+        for name, data in self._data.items():
+            saved = columns.get(name)
+            if saved is None or saved.shape != data.shape:
+                raise ValueError(f"the saved window does not fit column {name!r} of shape {data.shape}")
+        self._data = {name: np.asarray(columns[name], dtype=data.dtype) for name, data in self._data.items()}
+        self._n_appended = snapshot["n_appended"]
+
     def view(self, now_ms: float | None = None, duration_ms: float | None = None) -> dict[str, np.ndarray]:
         """Copies of the columns, oldest row first.
 

@@ -1,0 +1,137 @@
+"""Checkpoints: the pipeline's state and the Kafka offsets it covers, saved together.
+
+A restarted daemon restores the state and resumes reading at the saved
+offsets, so every event is counted once however the process ended (even
+SIGKILL): events applied after the last checkpoint are simply read again.
+The file is written atomically (temp file, fsync, rename, fsync of the
+directory), so a crash leaves the previous checkpoint or the new one, never a
+torn one. The daemon commits its offsets to the group only after a checkpoint
+that covers them is on disk.
+
+The format is msgpack (numpy arrays as extension values), not pickle: a
+state directory is data and loading it runs no code. A checkpoint remembers a
+fingerprint of the config sections that shape the state (windows, limits,
+models); when that config changes, the daemon keeps the offsets and starts
+the state afresh rather than forcing old columns into new windows.
+
+>>> import tempfile
+>>> from monitor.config import parse_config
+>>> from monitor.pipeline import Pipeline
+>>> config = parse_config({"state": {"dir": tempfile.mkdtemp()}})
+>>> store = CheckpointStore(config.state.dir)
+>>> store.save(Checkpoint({("llm-events", 0): 42}, Pipeline(config).snapshot(), config_fingerprint(config)))
+>>> store.load().offsets
+{('llm-events', 0): 42}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from monitor.config import Config
+
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointStore", "config_fingerprint"]
+
+_FORMAT = "driftwarden-checkpoint"
+_VERSION = 1
+_NUMERIC_ARRAY = 1  # msgpack extension codes
+_OBJECT_ARRAY = 2
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that exists but cannot be used; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """``offsets`` are the next offsets to read, per (topic, partition); ``pipeline`` a Pipeline snapshot."""
+
+    offsets: dict[tuple[str, int], int]
+    pipeline: dict
+    config_fingerprint: str
+    created_at: float = field(default_factory=time.time)
+
+
+def config_fingerprint(config: Config) -> str:
+    """A digest of the config sections whose change makes saved state unusable."""
+    shaping = config.model_dump(mode="json", include={"windows", "limits", "models"})
+    return hashlib.sha256(msgspec.json.encode(shaping, order="sorted")).hexdigest()[:16]
+
+
+class CheckpointStore:
+    """The one checkpoint file in a state directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+        self.path = self.directory / "checkpoint.msgpack"
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the checkpoint atomically and durably."""
+        document = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "created_at": checkpoint.created_at,
+            "config_fingerprint": checkpoint.config_fingerprint,
+            "offsets": [[topic, partition, offset] for (topic, partition), offset in checkpoint.offsets.items()],
+            "pipeline": checkpoint.pipeline,
+        }
+        payload = msgspec.msgpack.encode(document, enc_hook=_encode_array)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with temporary.open("wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+
+    def load(self) -> Checkpoint | None:
+        """The saved checkpoint, or None if there is none yet."""
+        try:
+            payload = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            document = msgspec.msgpack.decode(payload, ext_hook=_decode_array)
+            if not isinstance(document, dict) or document.get("format") != _FORMAT:
+                raise ValueError("not a driftwarden checkpoint")
+            if document["version"] != _VERSION:
+                raise ValueError(f"format version {document['version']}, this driftwarden reads {_VERSION}")
+            offsets = {(topic, partition): offset for topic, partition, offset in document["offsets"]}
+            return Checkpoint(offsets, document["pipeline"], document["config_fingerprint"], document["created_at"])
+        except (msgspec.DecodeError, ValueError, KeyError, TypeError) as error:
+            raise CheckpointError(
+                f"{self.path}: unreadable checkpoint ({error}); move it aside to start from the committed offsets"
+            ) from None
+
+
+def _encode_array(value: object) -> msgspec.msgpack.Ext:
+    if not isinstance(value, np.ndarray):
+        raise NotImplementedError(f"cannot checkpoint a {type(value).__name__}")
+    if value.dtype == object:
+        return msgspec.msgpack.Ext(_OBJECT_ARRAY, msgspec.msgpack.encode(value.tolist()))
+    header = [value.dtype.str, list(value.shape)]
+    return msgspec.msgpack.Ext(_NUMERIC_ARRAY, msgspec.msgpack.encode([header, np.ascontiguousarray(value).data]))
+
+
+def _decode_array(code: int, data: memoryview) -> np.ndarray:
+    if code == _OBJECT_ARRAY:
+        values = msgspec.msgpack.decode(data)
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return array
+    if code == _NUMERIC_ARRAY:
+        (dtype, shape), buffer = msgspec.msgpack.decode(data)
+        return np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape).copy()
+    raise ValueError(f"unknown extension type {code}")
