@@ -7,9 +7,12 @@ the command line) is wrong; the message on stderr says which key and why.
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 from collections.abc import Sequence
 
+from monitor.checkpoint import CheckpointError
 from monitor.config import Config, ConfigError, load_config
 from monitor.exporter import build_registry, write_exposition
 from monitor.pipeline import Pipeline
@@ -29,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return arguments.command(config, arguments)
+    except CheckpointError as error:
+        print(f"driftwarden: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"driftwarden: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 1
@@ -37,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftwarden", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="the daemon: consume Kafka, serve /metrics, checkpoint, until SIGTERM")
+    run.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    run.set_defaults(command=_run)
 
     check = commands.add_parser("check-config", help="validate a config file and say what it sets up")
     check.add_argument("config", metavar="FILE", help="the daemon's YAML config")
@@ -53,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay_command.set_defaults(command=_replay)
     return parser
+
+
+def _run(config: Config, arguments: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
+
+    _log_to_stderr()
+    daemon = Daemon(config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: daemon.stop())
+    daemon.run()
+    return 0
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def _check_config(config: Config, arguments: argparse.Namespace) -> int:

@@ -79,10 +79,20 @@ class _Section(BaseModel):
 
 
 class KafkaConfig(_Section):
+    """Where events come from. Client settings keep Kafka's own names and defaults (durations as '45s').
+
+    ``max_poll_records`` is also the pipeline's batch size. ``auto_offset_reset`` applies only
+    when the group has no committed offset and no checkpoint covers a partition.
+    """
+
     bootstrap_servers: str | list[str] = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=lambda: ["llm-events"], min_length=1)
     group_id: str = "driftwarden"
     dead_letter_topic: str | None = "llm-events-dlq"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: Integer = Field(2_000, ge=1, le=100_000)
+    max_poll_interval_ms: DurationMs = Field(300_000, alias="max_poll_interval")
+    session_timeout_ms: DurationMs = Field(45_000, alias="session_timeout")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -99,7 +109,10 @@ class ServerConfig(_Section):
 
 
 class StateConfig(_Section):
+    """Where checkpoints live, and how often the daemon writes one (and then commits its offsets)."""
+
     dir: Path = Path("./driftwarden-state")
+    checkpoint_every_ms: DurationMs = Field(30_000, alias="checkpoint_every")
 
 
 class WindowsConfig(_Section):

@@ -31,7 +31,14 @@ from monitor.histogram import Histogram
 from monitor.pipeline import Pipeline
 from monitor.vocabulary import OTHER
 
-__all__ = ["MetricsServer", "PipelineCollector", "build_registry", "exposition", "write_exposition"]
+__all__ = [
+    "ConsumerLagCollector",
+    "MetricsServer",
+    "PipelineCollector",
+    "build_registry",
+    "exposition",
+    "write_exposition",
+]
 
 
 class PipelineCollector:
@@ -126,10 +133,26 @@ def _histogram(name: str, documentation: str, series: Iterable[tuple[str, Histog
     return family
 
 
-def build_registry(pipeline: Pipeline) -> CollectorRegistry:
-    """A fresh registry holding only the pipeline's collector."""
+class ConsumerLagCollector:
+    """``driftwarden_consumer_lag`` from a callable giving messages not yet read per (topic, partition)."""
+
+    def __init__(self, lag: Callable[[], dict[tuple[str, int], int]]):
+        self.lag = lag
+
+    def collect(self) -> list[Metric]:
+        family = GaugeMetricFamily(
+            "driftwarden_consumer_lag", "Messages not yet consumed, per partition.", labels=["topic", "partition"]
+        )
+        for (topic, partition), lag in sorted(self.lag().items()):
+            family.add_metric([topic, str(partition)], lag)
+        return [family]
+
+
+def build_registry(pipeline: Pipeline, *collectors: object) -> CollectorRegistry:
+    """A fresh registry holding the pipeline's collector and any others (the daemon adds consumer lag)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PipelineCollector(pipeline))
+    for collector in (PipelineCollector(pipeline), *collectors):
+        registry.register(collector)
     return registry
 
 

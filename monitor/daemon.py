@@ -1,0 +1,173 @@
+"""``driftwarden run``: the consumer loop, its schedule, and a shutdown that loses nothing.
+
+One thread consumes: it polls a batch, applies it to the pipeline, sends the
+rejected records to the dead-letter topic, and, when a checkpoint is due,
+saves the state with the offsets it covers and then commits those offsets.
+APScheduler runs the evaluation tick (window statistics as of the latest
+event time) and asks for checkpoints on a timer. A scrape reads the pipeline
+under its lock at any time.
+
+Delivery is at-least-once from Kafka with no double counting: after a crash
+the daemon restores the last checkpoint and reads again from its offsets, so
+the events it had applied since are applied once more to a state that does
+not yet hold them. Dead letters are at-least-once (a crash can send one
+twice). On SIGTERM or SIGINT (:meth:`Daemon.stop`) the loop finishes its
+batch, checkpoints, commits, leaves the group and returns.
+
+``/readyz`` says ready while the consumer has partitions and has polled in
+the last few seconds; until Kafka answers, the daemon keeps trying and says
+not ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.config import Config
+from monitor.exporter import ConsumerLagCollector, MetricsServer, build_registry
+from monitor.pipeline import Pipeline
+from monitor.sources import Record
+from monitor.sources.kafka import KafkaDeadLetters, KafkaError, KafkaSink, KafkaSource, client_settings
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 500
+_READY_WITHIN_S = 10.0
+_RETRY_S = 2.0
+
+
+class Daemon:
+    """The monitoring daemon for one config; :meth:`run` blocks until :meth:`stop` is called."""
+
+    def __init__(self, config: Config, **consumer_overrides: object):
+        self.config = config
+        self.pipeline = Pipeline(config)
+        self.store = CheckpointStore(config.state.dir)
+        self._fingerprint = config_fingerprint(config)
+        self._consumer_overrides = consumer_overrides
+        self._source: KafkaSource | None = None
+        self._dead_letters: KafkaDeadLetters | None = None
+        self._stopping = threading.Event()
+        self._checkpoint_due = threading.Event()
+        lag = ConsumerLagCollector(lambda: self._source.lag if self._source else {})
+        self.registry = build_registry(self.pipeline, lag)
+        self.server = MetricsServer(self.registry, config.server.host, config.server.port, ready=self.ready)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.config.server.host}:{self.server.port}/metrics"
+
+    def ready(self) -> bool:
+        source = self._source
+        return (
+            source is not None
+            and source.assigned
+            and source.last_poll is not None
+            and time.monotonic() - source.last_poll < _READY_WITHIN_S
+        )
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and shut down (safe from a signal handler)."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        resume_from = self._restore()
+        self.server.start()
+        log.info("serving %s", self.metrics_url)
+        scheduler = self._scheduler()
+        scheduler.start()
+        try:
+            if self._connect(resume_from):
+                self._consume()
+                self._checkpoint()
+        finally:
+            scheduler.shutdown(wait=False)
+            if self._source is not None:
+                self._source.close()
+            if self._dead_letters is not None:
+                self._dead_letters.close()
+            self.server.stop()
+            log.info("stopped")
+
+    def _restore(self) -> dict:
+        checkpoint = self.store.load()
+        if checkpoint is None:
+            return {}
+        if checkpoint.config_fingerprint == self._fingerprint:
+            self.pipeline.restore(checkpoint.pipeline)
+            log.info("restored the checkpoint of %s", time.ctime(checkpoint.created_at))
+        else:
+            log.warning(
+                "windows, limits or models changed since the checkpoint of %s: state starts afresh, "
+                "reading resumes from its offsets",
+                time.ctime(checkpoint.created_at),
+            )
+        return checkpoint.offsets
+
+    def _scheduler(self) -> BackgroundScheduler:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
+        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+        every_s = self.config.windows.evaluate_every_ms / 1000
+        scheduler.add_job(self._evaluate, "interval", seconds=every_s, id="evaluate")
+        every_s = self.config.state.checkpoint_every_ms / 1000
+        scheduler.add_job(self._checkpoint_due.set, "interval", seconds=every_s, id="checkpoint")
+        return scheduler
+
+    def _connect(self, resume_from: dict) -> bool:
+        """Join the consumer group (retrying while Kafka is unreachable); False if stopped first."""
+        kafka = self.config.kafka
+        while not self._stopping.is_set():
+            try:
+                if kafka.dead_letter_topic and self._dead_letters is None:
+                    sink = KafkaSink(client_settings(kafka), kafka.dead_letter_topic, max_block_ms=10_000)
+                    self._dead_letters = KafkaDeadLetters(sink)
+                self._source = KafkaSource(kafka, resume_from, self._save_checkpoint, **self._consumer_overrides)
+                log.info("consuming %s as group %r", ", ".join(kafka.topics), kafka.group_id)
+                return True
+            except KafkaError as error:
+                log.warning("Kafka at %s: %s; retrying in %g s", kafka.bootstrap_servers, error, _RETRY_S)
+                self._stopping.wait(_RETRY_S)
+        return False
+
+    def _consume(self) -> None:
+        source = self._source
+        while not self._stopping.is_set():
+            records = source.poll(_POLL_MS)
+            if records:
+                self._apply(records)
+            if self._checkpoint_due.is_set():
+                self._checkpoint()
+
+    def _apply(self, records: list[Record]) -> None:
+        rejected = self.pipeline.apply(records)
+        for letter in rejected:
+            if self._dead_letters is not None:
+                self._dead_letters.write(letter.record, letter.invalid.reason, letter.invalid.detail)
+            else:
+                log.warning("dropped %s[%d]@%d: %s", *letter.record[1:], letter.invalid.reason)
+
+    def _checkpoint(self) -> None:
+        """Save state and offsets, then commit the offsets to the group."""
+        self._source.commit(self._save_checkpoint())
+
+    def _save_checkpoint(self) -> dict:
+        """Save state and the offsets it covers, the dead letters of those events delivered first."""
+        self._checkpoint_due.clear()
+        if self._dead_letters is not None:
+            self._dead_letters.flush()
+        offsets = dict(self._source.positions)
+        self.store.save(Checkpoint(offsets, self.pipeline.snapshot(), self._fingerprint))
+        return offsets
+
+    def _evaluate(self) -> None:
+        watermark_ms = self.pipeline.watermark_ms
+        if math.isfinite(watermark_ms):
+            self.pipeline.evaluate(watermark_ms)

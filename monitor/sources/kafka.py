@@ -1,0 +1,259 @@
+"""Kafka: the consumer group the daemon reads, and the topics it writes (dead letters, serving events).
+
+This is the only module that imports the Kafka client (kafka-python). Client
+settings are Kafka's standard ones, so the same config works against Apache
+Kafka, Redpanda, MSK or Tansu. Secrets pass from the config (itself filled
+from the environment) to the client and are never logged.
+
+Offsets are committed by hand, and only by the daemon after a checkpoint that
+covers them is on disk: see :mod:`monitor.checkpoint` and :mod:`monitor.daemon`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.config import KafkaConfig
+from monitor.sources import Record
+
+__all__ = [
+    "KafkaDeadLetters",
+    "KafkaError",
+    "KafkaSink",
+    "KafkaSource",
+    "client_settings",
+    "create_topics",
+]
+
+log = logging.getLogger(__name__)
+
+#: Positions in Kafka: the next offset to read, per (topic, partition).
+Offsets = dict[tuple[str, int], int]
+
+_LAG_EVERY_S = 1.0
+
+
+def client_settings(config: KafkaConfig) -> dict:
+    """kafka-python connection settings (servers, TLS, SASL) from the ``kafka`` config section."""
+    settings = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "security_protocol": config.security_protocol,
+        "client_id": "driftwarden",
+    }
+    optional = {
+        "sasl_mechanism": config.sasl_mechanism,
+        "sasl_plain_username": config.sasl_username,
+        "sasl_plain_password": config.sasl_password and config.sasl_password.get_secret_value(),
+        "ssl_cafile": config.ssl_cafile,
+        "ssl_certfile": config.ssl_certfile,
+        "ssl_keyfile": config.ssl_keyfile,
+        "ssl_password": config.ssl_password and config.ssl_password.get_secret_value(),
+    }
+    settings.update((key, value) for key, value in optional.items() if value is not None)
+    return settings
+
+
+class KafkaSource:
+    """The daemon's consumer group member: batches of :class:`Record` and the offsets they reach.
+
+    ``resume_from`` holds a checkpoint's offsets. When a partition is first
+    assigned, reading starts at the later of that offset and the group's
+    committed one (looked up once, at start): the checkpoint wins after a crash
+    between saving it and committing, the group wins when another replica moved
+    the partition on meanwhile. ``on_revoke`` runs before partitions are taken
+    away (inside :meth:`poll`, where the client allows no blocking call), so
+    that their state is checkpointed; their offsets are then committed
+    asynchronously while they are still ours.
+    """
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        resume_from: Offsets | None = None,
+        on_revoke: Callable[[], None] = lambda: None,
+        **overrides: object,
+    ):
+        settings = {
+            **client_settings(config),
+            "group_id": config.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": config.auto_offset_reset,
+            "max_poll_records": config.max_poll_records,
+            "max_poll_interval_ms": config.max_poll_interval_ms,
+            "session_timeout_ms": config.session_timeout_ms,
+            "heartbeat_interval_ms": max(100, config.session_timeout_ms // 3),
+            **overrides,
+        }
+        self._consumer = KafkaConsumer(**settings)
+        self._resume_from = self._ahead_of_group(resume_from or {})
+        self._on_revoke = on_revoke
+        #: Next offset to read for every partition this member has read or been given; a checkpoint saves these.
+        self.positions: Offsets = {}
+        #: Messages not yet read, per partition, as of the last poll (for ``driftwarden_consumer_lag``).
+        self.lag: Offsets = {}
+        self._lag_at = 0.0
+        self.last_poll = None  # time.monotonic() of the last poll that returned
+        self._consumer.subscribe(config.topics, listener=_Rebalance(self))
+
+    @property
+    def assigned(self) -> bool:
+        return bool(self._consumer.assignment())
+
+    def poll(self, timeout_ms: int = 500) -> list[Record]:
+        """The next batch (possibly empty), in partition order; tombstones come back as empty values."""
+        fetched = self._consumer.poll(timeout_ms=timeout_ms)
+        records = []
+        for partition, messages in fetched.items():
+            topic, number = partition.topic, partition.partition
+            records.extend([Record(message.value or b"", topic, number, message.offset) for message in messages])
+            self.positions[topic, number] = messages[-1].offset + 1
+        self.last_poll = time.monotonic()
+        if self.last_poll - self._lag_at >= _LAG_EVERY_S:
+            self._update_lag()
+        return records
+
+    def commit(self, offsets: Offsets) -> None:
+        """Commit ``offsets`` for the partitions still assigned; a failed commit is logged, not raised."""
+        assigned = self._consumer.assignment()
+        commits = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+            if TopicPartition(topic, partition) in assigned
+        }
+        if not commits:
+            return
+        try:
+            self._consumer.commit(commits)
+        except KafkaError as error:
+            log.warning("offset commit failed (the checkpoint still holds them): %s", error)
+
+    def close(self) -> None:
+        """Leave the group at once, so that its partitions move to another member without waiting."""
+        self._consumer.close(autocommit=False)
+
+    def _update_lag(self) -> None:
+        self._lag_at = self.last_poll
+        lag = {}
+        for partition in self._consumer.assignment():
+            key = (partition.topic, partition.partition)
+            if key not in self.positions:
+                position = self._consumer.position(partition, timeout_ms=0)
+                if position is None:
+                    continue
+                self.positions[key] = position
+            end = self._consumer.highwater(partition)
+            if end is not None:
+                lag[key] = max(0, end - self.positions[key])
+        self.lag = lag
+
+    def _ahead_of_group(self, saved: Offsets) -> Offsets:
+        ahead = {}
+        for (topic, partition), offset in saved.items():
+            committed = self._consumer.committed(TopicPartition(topic, partition))
+            if committed is None or offset > committed:
+                ahead[topic, partition] = offset
+        return ahead
+
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        for partition in partitions:
+            saved = self._resume_from.pop((partition.topic, partition.partition), None)
+            if saved is not None:
+                self._consumer.seek(partition, saved)
+                self.positions[partition.topic, partition.partition] = saved
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partitions")
+
+    def _revoked(self, partitions: list[TopicPartition]) -> None:
+        if not partitions:
+            return
+        self._on_revoke()
+        revoked = {(partition.topic, partition.partition) for partition in partitions}
+        self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
+        commits = {}
+        for partition in partitions:
+            position = self.positions.pop((partition.topic, partition.partition), None)
+            if position is not None:
+                commits[partition] = OffsetAndMetadata(position, "", -1)
+        if commits:
+            self._consumer.commit_async(commits)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource):
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.source._revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.source._assigned(list(assigned))
+
+
+class KafkaSink:
+    """Asynchronous sends to one topic. Failed deliveries are counted in :attr:`n_failed` and logged."""
+
+    def __init__(self, settings: dict, topic: str, **overrides: object):
+        self.topic = topic
+        self.n_failed = 0
+        self._producer = KafkaProducer(**{"acks": "all", "linger_ms": 20, **settings, **overrides})
+
+    def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue one message; blocks only while the client's own buffer is full (``max_block_ms``)."""
+        future = self._producer.send(self.topic, value=value, key=key, headers=headers)
+        future.add_errback(self._failed)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._producer.close(timeout=timeout_s)
+
+    def _failed(self, error: Exception) -> None:
+        self.n_failed += 1
+        log.error("delivery to %s failed: %s", self.topic, error)
+
+
+class KafkaDeadLetters:
+    """Rejected records sent to the dead-letter topic: the original bytes, why, and where they came from.
+
+    Headers: ``driftwarden.reason``, ``driftwarden.detail``, ``driftwarden.source.topic``,
+    ``driftwarden.source.partition`` and ``driftwarden.source.offset`` (all UTF-8 text).
+    """
+
+    def __init__(self, sink: KafkaSink):
+        self.sink = sink
+
+    def write(self, record: Record, reason: str, detail: str) -> None:
+        headers = [
+            ("driftwarden.reason", reason.encode()),
+            ("driftwarden.detail", detail.encode()),
+            ("driftwarden.source.topic", record.topic.encode()),
+            ("driftwarden.source.partition", str(record.partition).encode()),
+            ("driftwarden.source.offset", str(record.offset).encode()),
+        ]
+        self.sink.send(record.value, headers=headers)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def create_topics(settings: dict, partitions: dict[str, int]) -> None:
+    """Create topics with the given partition counts; topics that exist already are left as they are."""
+    admin = KafkaAdminClient(**settings)
+    try:
+        for name, count in partitions.items():
+            try:
+                admin.create_topics([NewTopic(name, num_partitions=count, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
