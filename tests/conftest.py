@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,70 @@ DATA = Path(__file__).parent / "data"
 def golden_records():
     """The golden event file as one batch of records."""
     return [record for batch in JsonlSource(DATA / "golden_events.jsonl").batches() for record in batch]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """One real Kafka-protocol broker (Tansu) for the session; tests keep apart by topic and group names."""
+    from monitor.sources.embedded_broker import EmbeddedBroker, tansu_binary
+    from tests.components import require
+
+    try:
+        tansu_binary()
+    except FileNotFoundError as error:
+        require(False, f"the embedded broker ({error})")
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def new_topic(kafka_broker, request):
+    """Create a fresh topic (and its dead-letter topic) named after the test: ``new_topic(partitions=1)``."""
+    from monitor.sources.kafka import create_topics
+
+    names = []
+
+    def create(partitions: int = 1) -> str:
+        name = f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
+        create_topics({"bootstrap_servers": kafka_broker.bootstrap_servers}, {name: partitions, f"{name}-dlq": 1})
+        names.append(name)
+        return name
+
+    return create
+
+
+@pytest.fixture
+def start_daemon(tmp_path):
+    """Start ``driftwarden run`` processes from config dicts; all are killed at the end of the test."""
+    from tests.components import DaemonProcess
+
+    daemons = []
+
+    def start(config: dict, ready_within_s: float = 30.0) -> DaemonProcess:
+        directory = tmp_path / f"daemon-{len(daemons)}"
+        directory.mkdir()
+        daemon = DaemonProcess(config, directory)
+        daemons.append(daemon)
+        return daemon.start(ready_within_s)
+
+    yield start
+    for daemon in daemons:
+        daemon.close()
+
+
+@pytest.fixture
+def start_prometheus(tmp_path):
+    """Start a real Prometheus scraping the given ``host:port`` targets; stopped at the end of the test."""
+    from tests.components import Prometheus
+
+    servers = []
+
+    def start(targets: list[str], rule_files: list[Path] = ()) -> Prometheus:
+        directory = tmp_path / f"prometheus-{len(servers)}"
+        directory.mkdir()
+        servers.append(Prometheus(targets, directory, rule_files))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

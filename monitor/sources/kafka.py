@@ -196,11 +196,19 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class KafkaSink:
-    """Asynchronous sends to one topic. Failed deliveries are counted in :attr:`n_failed` and logged."""
+    """Asynchronous sends to one topic. Failed deliveries are counted in :attr:`n_failed`, logged, and
+    passed to ``on_failure`` (from the client's I/O thread)."""
 
-    def __init__(self, settings: dict, topic: str, **overrides: object):
+    def __init__(
+        self,
+        settings: dict,
+        topic: str,
+        on_failure: Callable[[Exception], None] = lambda error: None,
+        **overrides: object,
+    ):
         self.topic = topic
         self.n_failed = 0
+        self._on_failure = on_failure
         self._producer = KafkaProducer(**{"acks": "all", "linger_ms": 20, **settings, **overrides})
 
     def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -217,6 +225,7 @@ class KafkaSink:
     def _failed(self, error: Exception) -> None:
         self.n_failed += 1
         log.error("delivery to %s failed: %s", self.topic, error)
+        self._on_failure(error)
 
 
 class KafkaDeadLetters:

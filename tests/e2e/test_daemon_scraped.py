@@ -1,0 +1,85 @@
+"""The daemon against real parts: events through a real broker, /metrics scraped by a real Prometheus.
+
+What Prometheus stored must equal what was produced: valid events per model
+and type, invalid ones per reason, and the dead-letter topic must hold
+exactly the malformed messages with their reason and origin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from kafka import KafkaConsumer
+
+from monitor.sources.kafka import KafkaSink
+from tests.components import daemon_config, wait_for
+
+MALFORMED = {
+    b"not json at all": "not_json",
+    b'{"request_id": "x", "timestamp": 1767225600, "model": "bot", "latency_ms": -1}': "negative",
+    b'{"request_id": "x", "timestamp": "yesterday", "model": "bot"}': "bad_timestamp",
+    b'{"timestamp": 1767225600, "model": "bot"}': "missing_field",
+    b"[1, 2, 3]": "not_object",
+    b"": "not_json",  # a tombstone
+}
+
+
+def produced_events() -> list[dict]:
+    events = []
+    for i in range(600):
+        model = ("chat", "rag", "summarizer")[i % 3]
+        event = {"request_id": f"r{i}", "timestamp": 1_767_225_600 + i, "model": model, "latency_ms": 100 + i}
+        if i % 10 == 0:
+            event = {"type": "feedback", "request_id": f"r{i - 1}", "timestamp": event["timestamp"], "model": model}
+        events.append(event)
+    return events
+
+
+def test_prometheus_sees_every_valid_event_and_every_rejection(
+    kafka_broker, new_topic, tmp_path, start_daemon, start_prometheus
+):
+    topic = new_topic(partitions=3)
+    sink = KafkaSink({"bootstrap_servers": kafka_broker.bootstrap_servers}, topic)
+    events = produced_events()
+    for position, event in enumerate(events):
+        sink.send(json.dumps(event).encode(), key=event["model"].encode())
+        if position % 100 == 0:
+            for value in MALFORMED:
+                sink.send(value, key=b"bad")
+    sink.flush()
+    expected = Counter((event["model"], event.get("type", "inference")) for event in events)
+    expected_invalid = Counter()
+    for reason in MALFORMED.values():
+        expected_invalid[reason] += 6
+
+    daemon = start_daemon(daemon_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic))
+    prometheus = start_prometheus([f"127.0.0.1:{daemon.port}"])
+
+    def scraped_everything():
+        totals = prometheus.values("driftwarden_events_total", "model", "type")
+        return totals if sum(totals.values()) == len(events) else None
+
+    totals = wait_for(scraped_everything, 60, "Prometheus to scrape every event")
+    assert totals == {key: float(count) for key, count in expected.items()}
+    invalid = prometheus.values("driftwarden_events_invalid_total > 0", "reason")
+    assert invalid == {(reason,): float(count) for reason, count in expected_invalid.items()}
+    assert prometheus.values("sum(driftwarden_consumer_lag)") == {(): 0.0}
+    assert prometheus.values('up{job="driftwarden"}') == {(): 1.0}
+
+    consumer = KafkaConsumer(
+        f"{topic}-dlq",
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    letters = list(consumer)
+    consumer.close()
+    assert Counter(letter.value for letter in letters) == Counter({value: 6 for value in MALFORMED})
+    for letter in letters:
+        headers = dict(letter.headers)
+        assert headers["driftwarden.reason"].decode() == MALFORMED[letter.value]
+        assert headers["driftwarden.source.topic"].decode() == topic
+        assert int(headers["driftwarden.source.partition"]) in (0, 1, 2)
+        assert int(headers["driftwarden.source.offset"]) >= 0
+    assert daemon.stop() == 0
