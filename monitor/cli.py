@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from monitor.checkpoint import CheckpointError
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
     try:
-        config = load_config(arguments.config)
+        config = load_config(arguments.config) if "config" in arguments else None  # demo brings its own
     except ConfigError as error:
         print(f"driftwarden: bad config: {error}", file=sys.stderr)
         return 2
@@ -47,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the daemon: consume Kafka, serve /metrics, checkpoint, until SIGTERM")
     run.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
     run.set_defaults(command=_run)
+
+    demo = commands.add_parser(
+        "demo", help="embedded broker + synthetic LLM traffic + the daemon, on localhost, until Ctrl-C"
+    )
+    demo.add_argument("--port", type=int, default=9108, help="where to serve /metrics (0: any free port)")
+    demo.add_argument("--rate", type=float, default=100.0, help="synthetic calls per second")
+    demo.add_argument("--regress-at", type=float, default=30.0, metavar="S", help="when support-bot slows down")
+    demo.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    demo.set_defaults(command=_demo)
 
     check = commands.add_parser("check-config", help="validate a config file and say what it sets up")
     check.add_argument("config", metavar="FILE", help="the daemon's YAML config")
@@ -74,6 +84,22 @@ def _run(config: Config, arguments: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.run()
     return 0
+
+
+def _demo(config: None, arguments: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the demo's own broker: its restarts are not news
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_demo(arguments.port, arguments.rate, arguments.duration, arguments.regress_at, stop, print_flushed)
+    return 0
+
+
+def print_flushed(text: str) -> None:
+    print(text, flush=True)
 
 
 def _log_to_stderr() -> None:

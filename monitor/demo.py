@@ -1,0 +1,200 @@
+"""``driftwarden demo``: the whole loop on one machine, in one command.
+
+It starts an embedded Kafka-protocol broker (Tansu), a synthetic LLM traffic
+generator that sends through the producer SDK, and the daemon, all on
+localhost, and prints what the daemon sees every few seconds. Part-way
+through, ``support-bot``'s latency regresses (x2.5) and its errors rise, and
+a few malformed messages go to the topic now and then, to be counted and
+dead-lettered. Ctrl-C (or ``--duration``) stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.producer import EventProducer
+from monitor.sources.embedded_broker import EmbeddedBroker
+from monitor.sources.kafka import KafkaSink, create_topics
+
+__all__ = ["Traffic", "run_demo"]
+
+TOPIC = "llm-events"
+DEAD_LETTER_TOPIC = "llm-events-dlq"
+REPORT_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+    median_latency_ms: float
+    error_rate: float
+    share: float
+
+
+MODELS = (
+    _Model("support-bot", 600.0, 0.01, 0.5),
+    _Model("summarizer", 1_500.0, 0.005, 0.3),
+    _Model("code-assistant", 2_500.0, 0.02, 0.2),
+)
+TOPICS = ("billing", "login", "shipping", "returns")
+LOCALES = ("en-US", "de-DE", "fr-FR", "ja-JP")
+
+
+def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
+    """The daemon's config for the demo: one-minute windows evaluated every five seconds."""
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap_servers,
+            "topics": [TOPIC],
+            "group_id": "driftwarden-demo",
+            "dead_letter_topic": DEAD_LETTER_TOPIC,
+            "max_poll_interval": "10s",
+            "session_timeout": "6s",
+        },
+        "server": {"host": "127.0.0.1", "port": port},
+        "state": {"dir": state_dir, "checkpoint_every": "10s"},
+        "windows": {"size": 5_000, "duration": "1m", "evaluate_every": "5s", "min_samples": 50},
+        "models": [
+            {
+                "name": "*",
+                "features": [
+                    {"name": "input_tokens", "kind": "numeric"},
+                    {"name": "output_tokens", "kind": "numeric"},
+                    {"name": "topic", "kind": "categorical"},
+                    {"name": "locale", "kind": "categorical", "path": "segment.locale"},
+                    {"name": "prompt", "kind": "text"},
+                ],
+            }
+        ],
+    }
+
+
+class Traffic:
+    """Synthetic calls at ``rate`` a second through the producer SDK; support-bot regresses at ``regress_at_s``."""
+
+    def __init__(self, bootstrap_servers: str, rate: float, regress_at_s: float, seed: int = 7):
+        self.rate = rate
+        self.regress_at_s = regress_at_s
+        self.producer = EventProducer(bootstrap_servers, TOPIC, send_text=True)
+        self._malformed = KafkaSink({"bootstrap_servers": bootstrap_servers}, TOPIC)
+        self._rng = np.random.default_rng(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
+        self.regressed = threading.Event()
+        self.n_malformed = 0
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.producer.close(timeout_s=3)
+        self._malformed.close(timeout_s=3)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        shares = np.array([model.share for model in MODELS])
+        n_sent = 0
+        while not self._stop.is_set():
+            elapsed = time.monotonic() - started
+            if elapsed >= self.regress_at_s:
+                self.regressed.set()
+            due = int(elapsed * self.rate) - n_sent
+            for model in self._rng.choice(len(MODELS), size=max(due, 0), p=shares):
+                self._call(MODELS[model], n_sent)
+                n_sent += 1
+                if n_sent % 997 == 0:
+                    self._malformed.send(b'{"request_id": "half-written", "timestamp": ')
+                    self.n_malformed += 1
+            self._stop.wait(0.05)
+
+    def _call(self, model: _Model, number: int) -> None:
+        rng = self._rng
+        regressed = model.name == "support-bot" and self.regressed.is_set()
+        latency_ms = float(model.median_latency_ms * rng.lognormal(0.0, 0.35) * (2.5 if regressed else 1.0))
+        failed = rng.random() < (0.08 if regressed else model.error_rate)
+        topic = TOPICS[int(rng.integers(len(TOPICS)))]
+        self.producer.inference(
+            request_id=f"demo-{number}",
+            model=model.name,
+            operation="chat",
+            latency_ms=round(latency_ms, 1),
+            ttft_ms=round(latency_ms * float(rng.uniform(0.1, 0.3)), 1),
+            input_tokens=int(rng.poisson(300)),
+            output_tokens=int(rng.poisson(120)),
+            finish_reason="stop",
+            error="RateLimitError" if failed else None,
+            prompt=f"A question about {topic}",
+            features={"topic": topic},
+            segment={"locale": LOCALES[int(rng.integers(len(LOCALES)))]},
+        )
+
+
+def run_demo(
+    port: int = 9108,
+    rate: float = 100.0,
+    duration_s: float | None = None,
+    regress_at_s: float = 30.0,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Run broker, traffic and daemon until ``stop`` is set or ``duration_s`` has passed."""
+    stop = stop or threading.Event()
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="driftwarden-demo-") as state_dir:
+        say(f"broker (Tansu) on {broker.bootstrap_servers}; state in {state_dir}")
+        create_topics({"bootstrap_servers": broker.bootstrap_servers}, {TOPIC: 3, DEAD_LETTER_TOPIC: 1})
+        daemon = Daemon(parse_config(demo_config(broker.bootstrap_servers, port, state_dir)))
+        daemon_thread = threading.Thread(target=daemon.run, name="daemon")
+        daemon_thread.start()
+        traffic = Traffic(broker.bootstrap_servers, rate, regress_at_s).start()
+        say(f"metrics at {daemon.metrics_url} (also /healthz, /readyz); {rate:g} calls/s; Ctrl-C stops")
+        started = time.monotonic()
+        announced = False
+        first_p95_ms: dict[str, float] = {}
+        try:
+            while not stop.wait(REPORT_EVERY_S):
+                if traffic.regressed.is_set() and not announced:
+                    say("injected: support-bot latency x2.5 and errors 1% -> 8%")
+                    announced = True
+                _report(daemon, time.monotonic() - started, first_p95_ms, say)
+                if duration_s is not None and time.monotonic() - started >= duration_s:
+                    break
+        finally:
+            say("stopping")
+            traffic.stop()
+            daemon.stop()
+            daemon_thread.join(timeout=30)
+    say(f"stopped: {traffic.producer.stats().sent} calls sent, {traffic.n_malformed} malformed messages")
+
+
+def _report(daemon: Daemon, elapsed_s: float, first_p95_ms: dict[str, float], say: Callable[[str], None]) -> None:
+    """One line per model; a p95 half as high again as the model's first one is pointed out."""
+    pipeline = daemon.pipeline
+    lines = [f"[{elapsed_s:5.0f} s] {'consuming' if daemon.ready() else 'not consuming yet'}"]
+    for name, evaluation in sorted(pipeline.evaluations.items()):
+        traffic = evaluation.traffic
+        if traffic is None:
+            lines.append(f"  {name:<15} window {evaluation.window_events} events (below min_samples)")
+            continue
+        quantiles = dict(traffic.latency_quantiles_ms)
+        p95_ms = quantiles[0.95]
+        ratio = p95_ms / first_p95_ms.setdefault(name, p95_ms)
+        lines.append(
+            f"  {name:<15} window {evaluation.window_events:5d}  p50 {quantiles[0.5]:6.0f} ms  "
+            f"p95 {p95_ms:6.0f} ms  errors {traffic.error_ratio:6.2%}"
+            + (f"  <- p95 {ratio:.1f}x its first window" if ratio >= 1.5 else "")
+        )
+    rejected = sum(pipeline.n_invalid.values())
+    if rejected:
+        lines.append(f"  {rejected} malformed messages counted and sent to {DEAD_LETTER_TOPIC}")
+    say("\n".join(lines))

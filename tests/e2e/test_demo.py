@@ -1,0 +1,45 @@
+"""``driftwarden demo`` as a new user runs it: it starts, serves /metrics, sees the regression, and stops cleanly."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.components import http_get, wait_for
+
+
+def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
+    log_path = tmp_path / "demo.log"
+    command = [sys.executable, "-m", "monitor.cli", "demo", "--port", "0", "--rate", "200", "--regress-at", "8"]
+    with log_path.open("wb") as log:
+        demo = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = wait_for(lambda: re.search(r"metrics at (\S+)", log_path.read_text()), 30, "the /metrics URL").group(1)
+        wait_for(lambda: "<- p95" in log_path.read_text(), 60, "the demo to point out support-bot's slower p95")
+        status, body = http_get(url)
+        assert status == 200
+        samples = {
+            (sample.name, sample.labels.get("model"), sample.labels.get("type")): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+        for model in ("support-bot", "summarizer", "code-assistant"):
+            assert samples[("driftwarden_events_total", model, "inference")] > 0
+        started = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    output = log_path.read_text()
+    assert re.search(r"support-bot .*<- p95 \d\.\dx its first window", output)
+    assert "Traceback" not in output
+    assert "stopped:" in output
+    assert http_get(url)[0] == 0  # nothing serves any more: broker, daemon and server are gone
