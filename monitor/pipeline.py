@@ -83,7 +83,7 @@ class Pipeline:
         events = []
         rejected = []
         for record in records:
-            event = decode(record.value, max_bytes)
+            event = decode(record.value or b"", max_bytes)  # a Kafka tombstone's value is None
             if type(event) is Invalid:
                 rejected.append(DeadLetter(record, event))
             else:

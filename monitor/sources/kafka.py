@@ -107,13 +107,12 @@ class KafkaSource:
         return bool(self._consumer.assignment())
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
-        """The next batch (possibly empty), in partition order; tombstones come back as empty values."""
+        """The next batch (possibly empty) of kafka-python ``ConsumerRecord``\ s, in partition order."""
         fetched = self._consumer.poll(timeout_ms=timeout_ms)
         records = []
         for partition, messages in fetched.items():
-            topic, number = partition.topic, partition.partition
-            records.extend([Record(message.value or b"", topic, number, message.offset) for message in messages])
-            self.positions[topic, number] = messages[-1].offset + 1
+            records.extend(messages)
+            self.positions[partition.topic, partition.partition] = messages[-1].offset + 1
         self.last_poll = time.monotonic()
         if self.last_poll - self._lag_at >= _LAG_EVERY_S:
             self._update_lag()
@@ -246,7 +245,7 @@ class KafkaDeadLetters:
             ("driftwarden.source.partition", str(record.partition).encode()),
             ("driftwarden.source.offset", str(record.offset).encode()),
         ]
-        self.sink.send(record.value, headers=headers)
+        self.sink.send(record.value or b"", headers=headers)  # a tombstone's value is None
 
     def flush(self) -> None:
         self.sink.flush()

@@ -1,0 +1,126 @@
+"""End-to-end ingest: the daemon's consumption rate against the raw Kafka client's, same broker, same topic.
+
+One run fills a topic with realistic events (``hot_path.realistic_events``),
+then reads all of it, alternately:
+
+- raw kafka-python: ``poll`` in batches and discard, the floor any Python consumer pays;
+- the daemon: ``monitor.daemon.Daemon`` as ``driftwarden run`` runs it (consumer
+  group, decode, validate, windows, counters, histograms, dead letters, an
+  evaluation tick every second, checkpoints), in a fresh consumer group each time.
+
+Each rate is timed from the first event read to the last, so that the group
+join (seconds, on any broker) is not in it. Best of ``--repeat``; read the
+ratio, not the absolute numbers (the machines are shared and noisy).
+
+Run: ``python bench/ingest.py [--events 200000] [--repeat 3] [--bootstrap HOST:PORT]``;
+without ``--bootstrap`` it starts the embedded broker (Tansu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import threading
+import time
+
+from hot_path import CONFIG, realistic_events
+from kafka import KafkaConsumer, TopicPartition
+
+from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.sources.embedded_broker import EmbeddedBroker
+from monitor.sources.kafka import KafkaSink, create_topics
+
+TOPIC = "bench-ingest"
+MAX_POLL_RECORDS = 2_000
+TARGET_RATIO = 0.70
+
+
+def fill_topic(bootstrap: str, values: list[bytes]) -> None:
+    create_topics({"bootstrap_servers": bootstrap}, {TOPIC: 1})
+    sink = KafkaSink({"bootstrap_servers": bootstrap}, TOPIC, linger_ms=50, batch_size=1_000_000)
+    for value in values:
+        sink.send(value)
+    sink.flush()
+    sink.close()
+
+
+def raw_rate(bootstrap: str, n_events: int) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, max_poll_records=MAX_POLL_RECORDS, enable_auto_commit=False)
+    partition = TopicPartition(TOPIC, 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    n_read, started = 0, None
+    while n_read < n_events:
+        for messages in consumer.poll(timeout_ms=500).values():
+            if started is None:
+                started = time.perf_counter()
+            n_read += len(messages)  # and discard
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return n_events / elapsed
+
+
+def daemon_rate(bootstrap: str, n_events: int, run: int) -> float:
+    with tempfile.TemporaryDirectory() as state_dir:
+        config = parse_config(
+            {
+                **CONFIG,
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "topics": [TOPIC],
+                    "group_id": f"bench-{run}-{time.time_ns()}",
+                    "dead_letter_topic": f"{TOPIC}-dlq",
+                    "max_poll_records": MAX_POLL_RECORDS,
+                    "max_poll_interval": "10s",
+                    "session_timeout": "6s",
+                },
+                "server": {"host": "127.0.0.1", "port": 0},
+                "state": {"dir": state_dir, "checkpoint_every": "5s"},
+                "windows": {**CONFIG["windows"], "evaluate_every": "1s"},
+            }
+        )
+        daemon = Daemon(config)
+        thread = threading.Thread(target=daemon.run)
+        thread.start()
+        try:
+            started = None
+            while True:
+                n_read = sum(state.n_events["inference"] for state in daemon.pipeline.states)
+                if n_read and started is None:
+                    started, n_first = time.perf_counter(), n_read
+                if n_read >= n_events:
+                    return (n_events - n_first) / (time.perf_counter() - started)
+                time.sleep(0.01)
+        finally:
+            daemon.stop()
+            thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bootstrap", help="an existing broker; default: start the embedded one")
+    arguments = parser.parse_args()
+    values = realistic_events(arguments.events)
+    with contextlib.ExitStack() as stack:
+        bootstrap = arguments.bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        fill_topic(bootstrap, values)
+        raw, daemon = 0.0, 0.0
+        for run in range(arguments.repeat):  # interleaved, so that a noisy neighbour hurts both alike
+            raw = max(raw, raw_rate(bootstrap, len(values)))
+            daemon = max(daemon, daemon_rate(bootstrap, len(values), run))
+    size = sum(map(len, values)) / len(values)
+    print(f"{len(values)} events of {size:.0f} bytes on one partition, best of {arguments.repeat}\n")
+    print("| consumer | events/s | vs raw kafka-python |")
+    print("| --- | ---: | ---: |")
+    print(f"| raw kafka-python (poll and discard) | {raw:,.0f} | 1.00 |")
+    print(f"| driftwarden daemon (end to end, latency statistics on) | {daemon:,.0f} | {daemon / raw:.2f} |")
+    verdict = "meets" if daemon / raw >= TARGET_RATIO else "MISSES"
+    print(f"\ntarget: the daemon at >= {TARGET_RATIO:.0%} of the raw client's rate: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
