@@ -107,7 +107,7 @@ class KafkaSource:
         return bool(self._consumer.assignment())
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
-        """The next batch (possibly empty) of kafka-python ``ConsumerRecord``\ s, in partition order."""
+        """The next batch (possibly empty) of kafka-python ``ConsumerRecord`` objects, in partition order."""
         fetched = self._consumer.poll(timeout_ms=timeout_ms)
         records = []
         for partition, messages in fetched.items():
