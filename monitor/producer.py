@@ -1,25 +1,27 @@
 """The producer SDK for serving code: one event per model call, sent without touching the request.
 
 :meth:`EventProducer.inference` and :meth:`EventProducer.feedback` build an
-event and put it on a bounded in-memory queue; that is all the request path
-pays (a dict and a ``put_nowait``). They never block and never raise: when
-the queue is full (the broker is slow or down) the event is dropped and
-counted, and the request goes on. A background thread validates each event
-with the daemon's own decoder (so the SDK sends nothing the daemon would
-reject), and hands it to the Kafka client keyed by model, so that one
-consumer owns all of a model's events. Prompt and response text stay out of
-the event unless ``send_text=True``.
+event, encode it to JSON (a snapshot: the caller may reuse its dicts) and put
+it on a bounded in-memory queue; that is all the request path pays, a few
+microseconds. They never block and never raise: when the queue is full (the
+broker is slow or down) the event is dropped and counted, and the request
+goes on. A background thread validates each event with the daemon's own
+decoder, so the SDK sends nothing the daemon would reject and nothing the
+schema does not name, and hands it to the Kafka client keyed by model, so
+that one consumer owns all of a model's events. Prompt and response text
+stay out of the event unless ``send_text=True``.
 
 >>> producer = EventProducer("127.0.0.1:1", connect=False)  # no broker needed to build events
 >>> producer.inference(request_id="r1", model="support-bot", latency_ms=840.0, prompt="secret")
 True
->>> producer.stats().queued, "prompt" in producer._queue.get_nowait()[1]
+>>> producer.stats().queued, b"secret" in producer._queue.get_nowait()[1]
 (1, False)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -38,13 +40,15 @@ log = logging.getLogger(__name__)
 
 _TEXT_FIELDS = ("prompt", "response")
 _RECONNECT_S = 1.0
+_BOOTSTRAP_MS = 1_000  # how long one connection attempt waits for the broker
+_ENCODE = msgspec.json.encode
 
 
 @dataclass(frozen=True)
 class ProducerStats:
     """What happened to the events given to the producer so far.
 
-    ``sent`` counts events handed to the Kafka client. ``dropped`` counts by
+    ``queued`` counts events accepted, ``sent`` those the broker acknowledged. ``dropped`` counts by
     reason: ``queue_full`` (the buffer was full), ``invalid:<reason>`` (the
     daemon would reject it), ``build_error`` (the arguments could not make an
     event), ``send_failed`` (the client gave up after its retries) and
@@ -106,10 +110,11 @@ class EventProducer:
             return ProducerStats(self._queued, self._sent, dict(self._dropped))
 
     def close(self, timeout_s: float = 5.0) -> ProducerStats:
-        """Send what is queued within ``timeout_s`` (what is left is dropped as ``closed``), then stop."""
+        """Send what is queued within about ``timeout_s`` (the rest is dropped as ``closed``), then stop."""
         self._closing.set()
+        self._thread.join(timeout_s)
         if self._thread.is_alive():
-            self._thread.join(timeout_s)
+            self._thread.join(_BOOTSTRAP_MS / 1000 + 0.5)  # a connection attempt in flight gives up by then
         while True:
             try:
                 self._queue.get_nowait()
@@ -122,12 +127,17 @@ class EventProducer:
 
     def _put(self, kind: str, request_id: str, model: str, fields: dict[str, Any]) -> bool:
         try:
-            event = {"type": kind, "request_id": request_id, "model": model, "timestamp": time.time()}
+            event = {"request_id": request_id, "model": model, "timestamp": time.time()}
             event.update((key, value) for key, value in fields.items() if value is not None)
+            event["type"] = kind
             if not self.send_text:
                 for key in _TEXT_FIELDS:
                     event.pop(key, None)
-            self._queue.put_nowait((model.encode(), event))
+            value = _ENCODE(event)  # a snapshot: the caller may change its dicts afterwards
+            if b"null" in value and _has_non_finite(event):  # JSON has no NaN: msgspec writes null
+                self._drop("invalid:non_finite")
+                return False
+            self._queue.put_nowait((model.encode(), value))
         except queue.Full:
             self._drop("queue_full")
             return False
@@ -139,56 +149,68 @@ class EventProducer:
         return True
 
     def _drop(self, reason: str, count: int = 1) -> None:
-        if count:
-            with self._counts_lock:
-                self._dropped[reason] += count
+        with self._counts_lock:
+            self._dropped[reason] += count
+
+    def _delivered(self, _metadata: object) -> None:
+        with self._counts_lock:
+            self._sent += 1
 
     def _send_forever(self) -> None:
         while not (self._closing.is_set() and self._queue.empty()):
             try:
-                key, event = self._queue.get(timeout=0.1)
+                key, value = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            value = self._encode(event)
-            if value is None:
-                continue
-            if not self._connected():
-                self._drop("closed")
-                continue
             try:
-                self._sink.send(value, key=key)
-            except KafkaError as error:  # no metadata within max_block_ms: the broker went away
-                log.warning("cannot send to %s: %s", self.topic, error)
+                self._send(key, value)
+            except Exception:  # noqa: BLE001 - one bad event must not stop the sender
+                log.exception("could not send an event")
                 self._drop("send_failed")
-                continue
-            with self._counts_lock:
-                self._sent += 1
         if self._sink is not None:
             self._sink.flush(timeout_s=1.0)
 
-    def _encode(self, event: dict) -> bytes | None:
+    def _send(self, key: bytes, value: bytes) -> None:
+        """Validate with the daemon's decoder and send the event as the schema has it (unknown keys dropped)."""
+        event = decode(value, self.max_event_bytes)
+        if type(event) is Invalid:
+            self._drop(f"invalid:{event.reason}")
+            log.warning("dropped an event the daemon would reject: %s (%s)", event.reason, event.detail)
+            return
+        del event["timestamp_ms"]
+        if not self._connected():
+            self._drop("closed")
+            return
         try:
-            value = msgspec.json.encode(event)
-        except (TypeError, msgspec.EncodeError):
-            self._drop("build_error")
-            return None
-        checked = decode(value, self.max_event_bytes)
-        if type(checked) is Invalid:
-            self._drop(f"invalid:{checked.reason}")
-            log.warning("dropped an event the daemon would reject: %s (%s)", checked.reason, checked.detail)
-            return None
-        return value
+            future = self._sink.send(_ENCODE(event), key=key)
+        except KafkaError as error:  # no metadata within max_block_ms: the broker went away
+            log.warning("cannot send to %s: %s", self.topic, error)
+            self._drop("send_failed")
+            return
+        future.add_callback(self._delivered)
+        future.add_errback(lambda _error: self._drop("send_failed"))
 
     def _connected(self) -> bool:
         """Connect if not yet connected, retrying until it works; False only if closing first."""
         while self._sink is None:
+            if self._closing.is_set():
+                return False
             try:
-                failed = lambda _error: self._drop("send_failed")  # noqa: E731
-                self._sink = KafkaSink(self._settings, self.topic, failed, max_block_ms=1_000)
+                self._sink = KafkaSink(
+                    self._settings, self.topic, max_block_ms=1_000, bootstrap_timeout_ms=_BOOTSTRAP_MS
+                )
             except KafkaError as error:
-                if self._closing.is_set():
-                    return False
                 servers = self._settings["bootstrap_servers"]
                 log.warning("cannot reach Kafka at %s (%s); events queue meanwhile", servers, error)
                 self._closing.wait(_RECONNECT_S)
         return True
+
+
+def _has_non_finite(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(item) for item in value)
+    return False

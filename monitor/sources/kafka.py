@@ -18,6 +18,7 @@ from collections.abc import Callable
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.future import Future
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.config import KafkaConfig
@@ -195,25 +196,21 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class KafkaSink:
-    """Asynchronous sends to one topic. Failed deliveries are counted in :attr:`n_failed`, logged, and
-    passed to ``on_failure`` (from the client's I/O thread)."""
+    """Asynchronous sends to one topic. Failed deliveries are counted in :attr:`n_failed` and logged."""
 
-    def __init__(
-        self,
-        settings: dict,
-        topic: str,
-        on_failure: Callable[[Exception], None] = lambda error: None,
-        **overrides: object,
-    ):
+    def __init__(self, settings: dict, topic: str, **overrides: object):
         self.topic = topic
         self.n_failed = 0
-        self._on_failure = on_failure
         self._producer = KafkaProducer(**{"acks": "all", "linger_ms": 20, **settings, **overrides})
 
-    def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
-        """Queue one message; blocks only while the client's own buffer is full (``max_block_ms``)."""
+    def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> Future:
+        """Queue one message; blocks only while the client's own buffer is full (``max_block_ms``).
+
+        The returned future resolves when the broker has the message (or fails).
+        """
         future = self._producer.send(self.topic, value=value, key=key, headers=headers)
         future.add_errback(self._failed)
+        return future
 
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)
@@ -224,7 +221,6 @@ class KafkaSink:
     def _failed(self, error: Exception) -> None:
         self.n_failed += 1
         log.error("delivery to %s failed: %s", self.topic, error)
-        self._on_failure(error)
 
 
 class KafkaDeadLetters:
