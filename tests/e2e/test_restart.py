@@ -127,8 +127,8 @@ def test_restart_after_signal_equals_uninterrupted_run(kafka_broker, new_topic, 
     topic = new_topic(partitions=1)
     state_dir = tmp_path / "state"
     bootstrap = kafka_broker.bootstrap_servers
-    # Checkpoints 3 s apart leave time to apply events that no checkpoint holds yet.
-    config = make_config(bootstrap, state_dir, topic, checkpoint_every="3s")
+    # Checkpoints 6 s apart leave time (even on a loaded machine) to apply events no checkpoint holds yet.
+    config = make_config(bootstrap, state_dir, topic, checkpoint_every="6s")
     expected = reference_exposition(config)
 
     produce(bootstrap, topic, LINES[:FIRST])
@@ -139,7 +139,7 @@ def test_restart_after_signal_equals_uninterrupted_run(kafka_broker, new_topic, 
         15,
         "a checkpoint covering the first half",
     )
-    # Right after a fresh checkpoint the next one is 3 s away: apply more events before it.
+    # Right after a fresh checkpoint the next one is 6 s away: apply more events before it.
     wait_for(lambda: checkpoint(state_dir).created_at > covering.created_at, 15, "the next checkpoint")
     produce(bootstrap, topic, LINES[FIRST : FIRST + EXTRA])
     wait_for(lambda: n_counted(first.metrics().decode()) == FIRST + EXTRA, 10, "the extra events counted")
