@@ -104,7 +104,7 @@ def print_flushed(text: str) -> None:
 
 def _log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its retries are summed up by our own warnings
 
 
 def _check_config(config: Config, arguments: argparse.Namespace) -> int:

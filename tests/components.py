@@ -94,10 +94,16 @@ class DaemonProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_within_s: float = 30.0) -> DaemonProcess:
+    def launch(self) -> DaemonProcess:
+        """Start the process without waiting for anything."""
         command = [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def start(self, ready_within_s: float = 30.0) -> DaemonProcess:
+        """Launch and wait until ``/readyz`` says it consumes."""
+        self.launch()
         wait_for(lambda: self._alive() and http_get(f"{self.url}/readyz")[0] == 200, ready_within_s, "/readyz")
         return self
 

@@ -47,6 +47,7 @@ def client_settings(config: KafkaConfig) -> dict:
         "bootstrap_servers": config.bootstrap_servers,
         "security_protocol": config.security_protocol,
         "client_id": "driftwarden",
+        "bootstrap_timeout_ms": 5_000,  # kafka-python waits 30 s; the daemon retries itself and must stop promptly
     }
     optional = {
         "sasl_mechanism": config.sasl_mechanism,
