@@ -89,6 +89,7 @@ class EventProducer:
         self._sent = 0
         self._dropped: Counter[str] = Counter()
         self._closing = threading.Event()
+        self._close_by = float("inf")  # close() sets when to stop trying
         self._sink = None
         self._thread = threading.Thread(target=self._send_forever, name="driftwarden-producer", daemon=True)
         if connect:
@@ -111,6 +112,7 @@ class EventProducer:
 
     def close(self, timeout_s: float = 5.0) -> ProducerStats:
         """Send what is queued within about ``timeout_s`` (the rest is dropped as ``closed``), then stop."""
+        self._close_by = time.monotonic() + timeout_s
         self._closing.set()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
@@ -191,9 +193,9 @@ class EventProducer:
         future.add_errback(lambda _error: self._drop("send_failed"))
 
     def _connected(self) -> bool:
-        """Connect if not yet connected, retrying until it works; False only if closing first."""
+        """Connect if not yet connected, retrying until it works; False once close() has run out of time."""
         while self._sink is None:
-            if self._closing.is_set():
+            if self._closing.is_set() and time.monotonic() >= self._close_by:
                 return False
             try:
                 self._sink = KafkaSink(

@@ -1,8 +1,9 @@
 """The daemon against real parts: events through a real broker, /metrics scraped by a real Prometheus.
 
-What Prometheus stored must equal what was produced: valid events per model
-and type, invalid ones per reason, and the dead-letter topic must hold
-exactly the malformed messages with their reason and origin.
+Events come from raw kafka-python writes (valid and malformed) and from the
+producer SDK. What Prometheus stored must equal what was produced: valid
+events per model and type, invalid ones per reason; the dead-letter topic
+must hold exactly the malformed messages with their reason and origin.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections import Counter
 
 from kafka import KafkaConsumer
 
+from monitor.producer import EventProducer, ProducerStats
 from monitor.sources.kafka import KafkaSink
 from tests.components import daemon_config, wait_for
 
@@ -48,7 +50,13 @@ def test_prometheus_sees_every_valid_event_and_every_rejection(
             for value in MALFORMED:
                 sink.send(value, key=b"bad")
     sink.flush()
+    producer = EventProducer(kafka_broker.bootstrap_servers, topic)  # as serving code would send them
+    for i in range(150):
+        producer.inference(request_id=f"sdk-{i}", model="sdk-bot", latency_ms=50.0 + i, input_tokens=i)
+    producer.feedback(request_id="sdk-1", model="sdk-bot", rating=1)
+    assert producer.close(timeout_s=10) == ProducerStats(queued=151, sent=151, dropped={})
     expected = Counter((event["model"], event.get("type", "inference")) for event in events)
+    expected.update({("sdk-bot", "inference"): 150, ("sdk-bot", "feedback"): 1})
     expected_invalid = Counter()
     for reason in MALFORMED.values():
         expected_invalid[reason] += 6
@@ -58,7 +66,7 @@ def test_prometheus_sees_every_valid_event_and_every_rejection(
 
     def scraped_everything():
         totals = prometheus.values("driftwarden_events_total", "model", "type")
-        return totals if sum(totals.values()) == len(events) else None
+        return totals if sum(totals.values()) == sum(expected.values()) else None
 
     totals = wait_for(scraped_everything, 60, "Prometheus to scrape every event")
     assert totals == {key: float(count) for key, count in expected.items()}
