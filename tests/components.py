@@ -94,11 +94,12 @@ class DaemonProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def launch(self) -> DaemonProcess:
-        """Start the process without waiting for anything."""
+    def launch(self, environ: dict[str, str] | None = None) -> DaemonProcess:
+        """Start the process without waiting for anything; ``environ`` adds environment variables."""
         command = [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            env = {**os.environ, **(environ or {})}
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
 
     def start(self, ready_within_s: float = 30.0) -> DaemonProcess:

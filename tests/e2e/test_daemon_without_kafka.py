@@ -39,3 +39,23 @@ def test_sigterm_while_kafka_is_unreachable_exits_promptly(daemon_without_kafka)
     started = time.monotonic()
     assert daemon.stop(signal.SIGTERM, timeout_s=30) == 0
     assert time.monotonic() - started < 15
+
+
+def test_secrets_from_the_environment_never_reach_the_log(kafka_broker, tmp_path):
+    """A SASL login that cannot succeed (the broker speaks no SASL) logs errors, never the password."""
+    password = "hunter2-do-not-log-me"
+    config = daemon_config(
+        kafka_broker.bootstrap_servers,
+        tmp_path / "state",
+        "secret",
+        kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "driftwarden"},
+    )
+    daemon = DaemonProcess(config, tmp_path).launch({"DRIFTWARDEN_KAFKA_SASL_PASSWORD": password})
+    try:
+        wait_for(lambda: "retrying" in daemon.log(), 60, "a failed SASL connection to be logged")
+        assert http_get(f"{daemon.url}/readyz")[0] == 503
+        assert daemon.stop(signal.SIGTERM, timeout_s=30) == 0
+    finally:
+        daemon.close()
+    log = daemon.log()
+    assert "Unable to bootstrap" in log and password not in log
