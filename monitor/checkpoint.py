@@ -10,8 +10,8 @@ that covers them is on disk.
 
 The format is msgpack (numpy arrays as extension values), not pickle: a
 state directory is data and loading it runs no code. A checkpoint remembers a
-fingerprint of the config sections that shape the state (windows, limits,
-models); when that config changes, the daemon keeps the offsets and starts
+fingerprint of the settings that shape the state (window size, model and
+category limits, models and features); when those change, the daemon keeps the offsets and starts
 the state afresh rather than forcing old columns into new windows.
 
 >>> import tempfile
@@ -59,9 +59,13 @@ class Checkpoint:
     created_at: float = field(default_factory=time.time)
 
 
+#: The settings that shape the saved state; changing any other setting keeps it.
+_SHAPING = {"windows": {"size"}, "limits": {"max_models", "max_categories", "max_text_chars"}, "models": True}
+
+
 def config_fingerprint(config: Config) -> str:
-    """A digest of the config sections whose change makes saved state unusable."""
-    shaping = config.model_dump(mode="json", include={"windows", "limits", "models"})
+    """A digest of the settings whose change makes saved state unusable (window size, limits, models)."""
+    shaping = config.model_dump(mode="json", include=_SHAPING)
     return hashlib.sha256(msgspec.json.encode(shaping, order="sorted")).hexdigest()[:16]
 
 

@@ -147,12 +147,11 @@ class Daemon:
                 self._checkpoint()
 
     def _apply(self, records: list[Record]) -> None:
-        rejected = self.pipeline.apply(records)
-        for letter in rejected:
+        for record, invalid in self.pipeline.apply(records):
             if self._dead_letters is not None:
-                self._dead_letters.write(letter.record, letter.invalid.reason, letter.invalid.detail)
+                self._dead_letters.write(record, invalid.reason, invalid.detail)
             else:
-                log.warning("dropped %s[%d]@%d: %s", *letter.record[1:], letter.invalid.reason)
+                log.warning("dropped %s[%d]@%d: %s", record.topic, record.partition, record.offset, invalid.reason)
 
     def _checkpoint(self) -> None:
         """Save state and offsets, then commit the offsets to the group."""

@@ -20,6 +20,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.future import Future
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import SecretStr
 
 from monitor.config import KafkaConfig
 from monitor.sources import Record
@@ -52,14 +53,18 @@ def client_settings(config: KafkaConfig) -> dict:
     optional = {
         "sasl_mechanism": config.sasl_mechanism,
         "sasl_plain_username": config.sasl_username,
-        "sasl_plain_password": config.sasl_password and config.sasl_password.get_secret_value(),
+        "sasl_plain_password": _secret(config.sasl_password),
         "ssl_cafile": config.ssl_cafile,
         "ssl_certfile": config.ssl_certfile,
         "ssl_keyfile": config.ssl_keyfile,
-        "ssl_password": config.ssl_password and config.ssl_password.get_secret_value(),
+        "ssl_password": _secret(config.ssl_password),
     }
     settings.update((key, value) for key, value in optional.items() if value is not None)
     return settings
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 class KafkaSource:

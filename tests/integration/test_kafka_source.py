@@ -1,0 +1,330 @@
+"""KafkaSource, KafkaSink and the dead letters against a real Kafka-protocol broker (Tansu, on 127.0.0.1).
+
+Every test has its own topic (``new_topic``) and consumer groups named after it.
+Joining a group takes about 3 s on this broker, so each test joins as few
+times as its point needs; committed offsets that only set the scene are
+written by a plain kafka-python consumer with a manual assignment, which
+joins nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from monitor.config import parse_config
+from monitor.pipeline import Pipeline
+from monitor.sources import Record
+from monitor.sources.kafka import KafkaDeadLetters, KafkaSink, KafkaSource, client_settings
+from tests.components import wait_for
+
+JOIN_S = 20.0  # a group join plus the first fetch, with room for a slow machine
+
+
+def _config(broker, topic: str, group: str, **kafka: object):
+    section = {
+        "bootstrap_servers": broker.bootstrap_servers,
+        "topics": [topic],
+        "group_id": group,
+        "dead_letter_topic": f"{topic}-dlq",
+        "max_poll_interval": "10s",
+        "session_timeout": "6s",
+        **kafka,
+    }
+    return parse_config({"kafka": section}).kafka
+
+
+@pytest.fixture
+def open_source():
+    """``open_source(config, **kwargs)``: a KafkaSource closed (leaving its group) at the end of the test."""
+    sources = []
+
+    def start(config, **kwargs: object) -> KafkaSource:
+        sources.append(KafkaSource(config, **kwargs))
+        return sources[-1]
+
+    yield start
+    for source in sources:
+        source.close()
+
+
+def _produce(broker, topic: str, messages: list[tuple[int, bytes | None]], key: bytes | None = b"k") -> None:
+    """Send ``(partition, value)`` pairs in order (``None`` is a tombstone) and wait for every ack."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    try:
+        for partition, value in messages:
+            producer.send(topic, value=value, key=key, partition=partition)
+        producer.flush(timeout=10)
+    finally:
+        producer.close(timeout=5)
+
+
+def _commit_for_group(broker, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit offsets for ``group`` without joining it (as another replica would have, earlier)."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = {TopicPartition(topic, partition): offset for (topic, partition), offset in offsets.items()}
+        consumer.assign(list(partitions))
+        consumer.commit({partition: OffsetAndMetadata(offset, "", -1) for partition, offset in partitions.items()})
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _committed(broker, group: str, topic: str, partition: int) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, partition))
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _read(source: KafkaSource, n: int, timeout_s: float = JOIN_S) -> list:
+    """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more."""
+    records: list = []
+    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records")
+    assert len(records) == n, f"expected {n} records, got {records}"
+    return records
+
+
+def _by_position(records: list) -> list[tuple[int, int, bytes | None]]:
+    return sorted((record.partition, record.offset, record.value) for record in records)
+
+
+def test_poll_returns_records_with_their_positions_and_tombstones_as_none(kafka_broker, new_topic, open_source):
+    topic = new_topic(partitions=2)
+    _produce(kafka_broker, topic, [(0, b"a0"), (1, b"b0"), (0, None), (1, b"b1"), (0, b'{"x": 1}')])
+    source = open_source(_config(kafka_broker, topic, f"{topic}-group"))
+    assert source.positions == {} and source.last_poll is None
+
+    records = _read(source, 5)
+
+    # kafka-python's own records, passed through: the four attributes a Record has, a tombstone's value None.
+    assert all(record.topic == topic for record in records)
+    assert all(type(record.value) is bytes for record in records if (record.partition, record.offset) != (0, 1))
+    assert _by_position(records) == [(0, 0, b"a0"), (0, 1, None), (0, 2, b'{"x": 1}'), (1, 0, b"b0"), (1, 1, b"b1")]
+    for partition in (0, 1):  # each partition's records come in offset order
+        offsets = [record.offset for record in records if record.partition == partition]
+        assert offsets == sorted(offsets)
+    assert source.positions == {(topic, 0): 3, (topic, 1): 2}  # the next offset to read: last + 1
+    assert source.assigned and source.last_poll is not None
+
+    assert source.poll(300) == []  # nothing more, and the positions stay
+    assert source.positions == {(topic, 0): 3, (topic, 1): 2}
+
+    # The pipeline takes the batch as it comes: the tombstone is rejected as an empty message, not an exception.
+    rejected = Pipeline(parse_config({})).apply(records)
+    tombstone = [(letter.record.partition, letter.record.offset) for letter in rejected if letter.record.value is None]
+    assert tombstone == [(0, 1)]
+    assert [letter.invalid.reason for letter in rejected if letter.record.value is None] == ["not_json"]
+
+
+def test_a_new_member_resumes_after_the_offsets_committed_by_the_last(kafka_broker, new_topic, open_source):
+    topic = new_topic(partitions=1)
+    group = f"{topic}-group"
+    _produce(kafka_broker, topic, [(0, f"old-{i}".encode()) for i in range(5)])
+    first = open_source(_config(kafka_broker, topic, group))
+    assert [record.offset for record in _read(first, 5)] == [0, 1, 2, 3, 4]
+    first.commit({**first.positions, (topic, 7): 1})  # a partition it does not own is left out, not an error
+    assert _committed(kafka_broker, group, topic, 0) == 5
+    first.close()
+
+    _produce(kafka_broker, topic, [(0, f"new-{i}".encode()) for i in range(3)])
+    second = open_source(_config(kafka_broker, topic, group))
+    records = _read(second, 3)  # an old record read again would come first, being earlier in the partition
+    assert _by_position(records) == [(0, 5, b"new-0"), (0, 6, b"new-1"), (0, 7, b"new-2")]
+    assert second.positions == {(topic, 0): 8}
+
+
+def test_a_checkpoint_ahead_of_the_group_wins(kafka_broker, new_topic, open_source):
+    """A crash between saving a checkpoint and committing it: the checkpoint's offsets are the truth."""
+    topic = new_topic(partitions=2)
+    group = f"{topic}-group"
+    _produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(10) for partition in (0, 1)])
+    _commit_for_group(kafka_broker, group, {(topic, 0): 3})  # partition 1: nothing committed yet
+
+    source = open_source(_config(kafka_broker, topic, group), resume_from={(topic, 0): 7, (topic, 1): 8})
+    records = _read(source, 3 + 2)
+
+    assert _by_position(records) == [(0, 7, b"0-7"), (0, 8, b"0-8"), (0, 9, b"0-9"), (1, 8, b"1-8"), (1, 9, b"1-9")]
+    assert source.positions == {(topic, 0): 10, (topic, 1): 10}
+
+
+def test_the_groups_committed_offset_wins_over_a_checkpoint_behind_it(kafka_broker, new_topic, open_source):
+    """Another replica moved the partition on since this checkpoint: its events are not counted twice."""
+    topic = new_topic(partitions=1)
+    group = f"{topic}-group"
+    _produce(kafka_broker, topic, [(0, f"m-{i}".encode()) for i in range(10)])
+    _commit_for_group(kafka_broker, group, {(topic, 0): 6})
+
+    source = open_source(_config(kafka_broker, topic, group), resume_from={(topic, 0): 2})
+    records = _read(source, 4)
+
+    assert _by_position(records) == [(0, 6, b"m-6"), (0, 7, b"m-7"), (0, 8, b"m-8"), (0, 9, b"m-9")]
+    assert source.positions == {(topic, 0): 10}
+
+
+def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(kafka_broker, new_topic, open_source):
+    topic = new_topic(partitions=1)
+    n = 30
+    _produce(kafka_broker, topic, [(0, f"e-{i}".encode()) for i in range(n)])
+    source = open_source(_config(kafka_broker, topic, f"{topic}-group", max_poll_records=2))
+    assert source.lag == {}
+    read: list = []
+    wait_for(lambda: read.extend(source.poll(200)) or read, JOIN_S, "the first records")
+    assert len(read) <= 2  # max_poll_records: the rest of the backlog waits
+
+    time.sleep(1.05)  # past the once-a-second limit: the next poll measures the lag
+    read += source.poll(200)
+    position = source.positions[topic, 0]
+    assert position == len(read) < n
+    assert source.lag == {(topic, 0): n - position}
+    measured = dict(source.lag)
+
+    read += source.poll(200)  # within the second: the lag is not measured again
+    assert source.positions[topic, 0] > position
+    assert source.lag == measured
+
+    def caught_up() -> bool:
+        read.extend(source.poll(100))
+        return source.lag == {(topic, 0): 0}
+
+    wait_for(caught_up, 15, "the lag to reach 0", every_s=0.05)
+    assert [record.offset for record in read] == list(range(n))
+    assert source.positions == {(topic, 0): n}
+
+
+def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_read_nothing_twice(
+    kafka_broker, new_topic, open_source
+):
+    topic = new_topic(partitions=2)
+    group = f"{topic}-group"
+    _produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
+    revoked_with: list[dict] = []
+    first = open_source(
+        _config(kafka_broker, topic, group), on_revoke=lambda: revoked_with.append(dict(first.positions))
+    )
+    read = _read(first, 4)
+    assert revoked_with == []  # nothing revoked while it was alone
+
+    second = open_source(_config(kafka_broker, topic, group))
+    stop = threading.Event()
+
+    def keep_polling_first() -> None:  # a member takes part in a rebalance only from inside poll
+        while not stop.is_set():
+            read.extend(first.poll(100))
+
+    poller = threading.Thread(target=keep_polling_first, daemon=True)
+    poller.start()
+    try:
+        wait_for(lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition")
+        assert revoked_with == [{(topic, 0): 2, (topic, 1): 2}]  # called while the positions were there to save
+        _produce(
+            kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)]
+        )
+        wait_for(
+            lambda: read.extend(second.poll(100)) or len(read) >= 8, JOIN_S, "the records sent after the rebalance"
+        )
+        read.extend(second.poll(500))
+    finally:
+        stop.set()
+        poller.join(timeout=10)
+
+    assert first.assigned and second.assigned  # one partition each
+    # Each new owner went on from the revoked positions: nothing read twice, nothing skipped.
+    assert _by_position(read) == [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(4)]
+    assert all((_committed(kafka_broker, group, topic, p) or 0) >= 2 for p in (0, 1))
+
+
+def test_dead_letters_carry_the_original_bytes_and_five_headers(kafka_broker, new_topic):
+    topic = new_topic(partitions=1)
+    config = _config(kafka_broker, topic, f"{topic}-group")
+    letters = KafkaDeadLetters(KafkaSink(client_settings(config), config.dead_letter_topic))
+    originals = [
+        (Record(b"\xff\xfe not utf-8 \x00", topic, 0, 41), "not_utf8", "byte 0"),
+        (Record(b'{"model": "m"}', topic, 3, 2**40), "missing_field", "request_id — é"),
+        (Record(None, topic, 1, 7), "not_json", "empty"),  # a tombstone, as the Kafka source passes it on
+    ]
+    try:
+        for record, reason, detail in originals:
+            letters.write(record, reason, detail)
+        letters.flush()
+        assert letters.sink.n_failed == 0
+    finally:
+        letters.close()
+
+    reader = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap_servers, auto_offset_reset="earliest")
+    try:
+        reader.assign([TopicPartition(config.dead_letter_topic, 0)])
+        messages = []
+        wait_for(lambda: messages.extend(sum(reader.poll(200).values(), [])) or len(messages) >= 3, 15, "3 letters")
+    finally:
+        reader.close(autocommit=False)
+
+    assert len(messages) == 3
+    for message, (record, reason, detail) in zip(messages, originals):
+        assert message.value == (record.value or b"")  # a tombstone's letter is empty, not a tombstone
+        assert message.key is None
+        assert list(message.headers) == [
+            ("driftwarden.reason", reason.encode()),
+            ("driftwarden.detail", detail.encode("utf-8")),
+            ("driftwarden.source.topic", topic.encode()),
+            ("driftwarden.source.partition", str(record.partition).encode()),
+            ("driftwarden.source.offset", str(record.offset).encode()),
+        ]
+
+
+# --- Client settings: no broker needed ------------------------------------------------------------------------
+
+
+def test_client_settings_pass_sasl_and_tls_settings_and_secrets_through():
+    config = parse_config(
+        {
+            "kafka": {
+                "bootstrap_servers": ["b-1.example:9096", "b-2.example:9096"],
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": "driftwarden",
+                "sasl_password": "from-the-file",
+                "ssl_cafile": "/etc/kafka/ca.pem",
+                "ssl_certfile": "/etc/kafka/client.pem",
+                "ssl_keyfile": "/etc/kafka/client.key",
+                "ssl_password": "key-secret",
+            }
+        },
+        environ={"DRIFTWARDEN_KAFKA_SASL_PASSWORD": "from-the-env"},
+    )
+    settings = client_settings(config.kafka)
+    expected = {
+        "bootstrap_servers": ["b-1.example:9096", "b-2.example:9096"],
+        "security_protocol": "SASL_SSL",
+        "client_id": "driftwarden",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "driftwarden",
+        "sasl_plain_password": "from-the-env",  # the environment overrides the file
+        "ssl_cafile": "/etc/kafka/ca.pem",
+        "ssl_certfile": "/etc/kafka/client.pem",
+        "ssl_keyfile": "/etc/kafka/client.key",
+        "ssl_password": "key-secret",
+    }
+    assert {key: settings.get(key) for key in expected} == expected
+    assert None not in settings.values()
+    assert type(settings["sasl_plain_password"]) is str and type(settings["ssl_password"]) is str  # not SecretStr
+    assert "from-the-env" not in repr(config) and "key-secret" not in repr(config)  # the config keeps them hidden
+
+
+def test_client_settings_leave_out_what_is_not_set():
+    settings = client_settings(parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}}, environ={}).kafka)
+    assert settings["bootstrap_servers"] == "127.0.0.1:9092" and settings["security_protocol"] == "PLAINTEXT"
+    assert None not in settings.values()
+    assert not [key for key in settings if key.startswith(("sasl_", "ssl_"))]
+
+
+@pytest.mark.parametrize("key, setting", [("sasl_password", "sasl_plain_password"), ("ssl_password", "ssl_password")])
+def test_an_empty_secret_is_passed_as_an_empty_string(key, setting):
+    config = parse_config({"kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", key: ""}}, environ={})
+    value = client_settings(config.kafka)[setting]
+    assert type(value) is str and value == ""
