@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from monitor.checkpoint import CheckpointError
 from monitor.config import Config, ConfigError, load_config
 from monitor.exporter import build_registry, write_exposition
+from monitor.logs import log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.replay import replay
 from monitor.sources.file import JsonlDeadLetters
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(config: Config, arguments: argparse.Namespace) -> int:
     from monitor.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
 
-    _log_to_stderr()
+    log_to_stderr(logging.INFO)
     daemon = Daemon(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
@@ -89,8 +90,7 @@ def _run(config: Config, arguments: argparse.Namespace) -> int:
 def _demo(config: None, arguments: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the demo's own broker: its restarts are not news
+    log_to_stderr(logging.WARNING)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -100,11 +100,6 @@ def _demo(config: None, arguments: argparse.Namespace) -> int:
 
 def print_flushed(text: str) -> None:
     print(text, flush=True)
-
-
-def _log_to_stderr() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)  # its retries are summed up by our own warnings
 
 
 def _check_config(config: Config, arguments: argparse.Namespace) -> int:

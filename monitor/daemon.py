@@ -1,8 +1,10 @@
 """``driftwarden run``: the consumer loop, its schedule, and a shutdown that loses nothing.
 
-One thread consumes: it polls a batch, applies it to the pipeline, sends the
-rejected records to the dead-letter topic, and, when a checkpoint is due,
-saves the state with the offsets it covers and then commits those offsets.
+One thread consumes: it takes a batch from the Kafka consumer (a child
+process, :mod:`monitor.sources.consumer_process`, fetching the next batch
+meanwhile), applies it to the pipeline, sends the rejected records to the
+dead-letter topic, and, when a checkpoint is due, saves the state with the
+offsets it covers and then commits those offsets.
 APScheduler runs the evaluation tick (window statistics as of the latest
 event time) and asks for checkpoints on a timer. A scrape reads the pipeline
 under its lock at any time.
@@ -33,7 +35,8 @@ from monitor.config import Config
 from monitor.exporter import ConsumerLagCollector, MetricsServer, build_registry
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
-from monitor.sources.kafka import KafkaDeadLetters, KafkaError, KafkaSink, KafkaSource, client_settings
+from monitor.sources.consumer_process import ConsumerProcess
+from monitor.sources.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 
 __all__ = ["Daemon"]
 
@@ -47,13 +50,12 @@ _RETRY_S = 2.0
 class Daemon:
     """The monitoring daemon for one config; :meth:`run` blocks until :meth:`stop` is called."""
 
-    def __init__(self, config: Config, **consumer_overrides: object):
+    def __init__(self, config: Config):
         self.config = config
         self.pipeline = Pipeline(config)
         self.store = CheckpointStore(config.state.dir)
         self._fingerprint = config_fingerprint(config)
-        self._consumer_overrides = consumer_overrides
-        self._source: KafkaSource | None = None
+        self._source: ConsumerProcess | None = None
         self._dead_letters: KafkaDeadLetters | None = None
         self._stopping = threading.Event()
         self._checkpoint_due = threading.Event()
@@ -122,20 +124,17 @@ class Daemon:
         return scheduler
 
     def _connect(self, resume_from: dict) -> bool:
-        """Join the consumer group (retrying while Kafka is unreachable); False if stopped first."""
+        """Start the consumer process and the dead-letter producer (retrying while Kafka is away)."""
         kafka = self.config.kafka
-        while not self._stopping.is_set():
+        self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
+        while kafka.dead_letter_topic and self._dead_letters is None and not self._stopping.is_set():
             try:
-                if kafka.dead_letter_topic and self._dead_letters is None:
-                    sink = KafkaSink(client_settings(kafka), kafka.dead_letter_topic, max_block_ms=10_000)
-                    self._dead_letters = KafkaDeadLetters(sink)
-                self._source = KafkaSource(kafka, resume_from, self._save_checkpoint, **self._consumer_overrides)
-                log.info("consuming %s as group %r", ", ".join(kafka.topics), kafka.group_id)
-                return True
+                sink = KafkaSink(client_settings(kafka), kafka.dead_letter_topic, max_block_ms=10_000)
+                self._dead_letters = KafkaDeadLetters(sink)
             except KafkaError as error:
                 log.warning("Kafka at %s: %s; retrying in %g s", kafka.bootstrap_servers, error, _RETRY_S)
                 self._stopping.wait(_RETRY_S)
-        return False
+        return not self._stopping.is_set()
 
     def _consume(self) -> None:
         source = self._source

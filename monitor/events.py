@@ -65,6 +65,7 @@ NonNegative = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0)]
 UnitInterval = Annotated[float, Meta(ge=0, le=1)]
 Scalar = str | int | float | bool | None
+Timestamp = Annotated[datetime, Meta(tz=True)]  # RFC 3339; a time without an offset is ambiguous
 
 
 class Invalid(NamedTuple):
@@ -78,7 +79,7 @@ class _Common(TypedDict, total=False):
     type: Literal["inference", "feedback"]  # absent means "inference"
     request_id: Identifier
     response_id: Identifier
-    timestamp: str | float  # RFC 3339 with an offset, or epoch seconds
+    timestamp: Timestamp | float  # RFC 3339 with an offset (parsed in C), or epoch seconds
     timestamp_ms: float  # set by the decoder from timestamp
     model: Identifier
 
@@ -221,14 +222,11 @@ def _apply_aliases(event: dict) -> Invalid | None:
     return None
 
 
-def _timestamp_ms(value: str | float) -> float | None:
-    """Milliseconds since the epoch, or None unless RFC 3339 with an offset or epoch seconds, 1970 to 5138."""
-    if type(value) is str:
+def _timestamp_ms(value: datetime | float) -> float | None:
+    """Milliseconds since the epoch, or None unless between 1970 and 5138 (later is surely milliseconds)."""
+    if type(value) is datetime:
         try:
-            parsed = datetime.fromisoformat(value if value[-1:] != "z" else value.upper())
-            if parsed.tzinfo is None:  # RFC 3339 requires an offset; a naive time is ambiguous
-                return None
-            value = parsed.timestamp()
+            value = value.timestamp()
         except (ValueError, OverflowError):
             return None
     return value * 1000.0 if 0 <= value < _MAX_EPOCH_SECONDS else None

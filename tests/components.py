@@ -118,6 +118,18 @@ class DaemonProcess:
         self.process.send_signal(signum)
         return self.process.wait(timeout=timeout_s)
 
+    def children(self) -> list[int]:
+        """Process ids whose parent is the daemon (its Kafka consumer process)."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                children.append(int(stat.parent.name))
+        return children
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -107,6 +107,7 @@ class KafkaSource:
         self.lag: Offsets = {}
         self._lag_at = 0.0
         self.last_poll = None  # time.monotonic() of the last poll that returned
+        self._closing = False
         self._consumer.subscribe(config.topics, listener=_Rebalance(self))
 
     @property
@@ -141,7 +142,11 @@ class KafkaSource:
             log.warning("offset commit failed (the checkpoint still holds them): %s", error)
 
     def close(self) -> None:
-        """Leave the group at once, so that its partitions move to another member without waiting."""
+        """Leave the group at once, so that its partitions move to another member without waiting.
+
+        Nothing is committed here: the owner of the state commits what its last checkpoint covers.
+        """
+        self._closing = True
         self._consumer.close(autocommit=False)
 
     def _update_lag(self) -> None:
@@ -176,7 +181,7 @@ class KafkaSource:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partitions")
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
-        if not partitions:
+        if not partitions or self._closing:
             return
         self._on_revoke()
         revoked = {(partition.topic, partition.partition) for partition in partitions}

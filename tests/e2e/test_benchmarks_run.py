@@ -23,3 +23,15 @@ def test_hot_path_benchmark_prints_its_table():
         "hand-rolled prometheus-client exporter",
         "driftwarden hot path",
     ]
+
+
+def test_ingest_benchmark_prints_its_table():
+    command = [sys.executable, str(BENCH / "ingest.py"), "--events", "5000", "--repeat", "1"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "raw kafka-python (poll and discard)",
+        "driftwarden daemon (end to end, latency statistics on)",
+    ]
+    assert "target: the daemon at >= 70% of the raw client's rate" in finished.stdout

@@ -144,9 +144,13 @@ def test_restart_after_signal_equals_uninterrupted_run(kafka_broker, new_topic, 
     produce(bootstrap, topic, LINES[FIRST : FIRST + EXTRA])
     wait_for(lambda: n_counted(first.metrics().decode()) == FIRST + EXTRA, 10, "the extra events counted")
 
+    children = first.children()
+    assert children, "the daemon runs its Kafka consumer in a child process"
     started = time.monotonic()
     exit_code = first.stop(signum)
     stop_s = time.monotonic() - started
+    # Even after SIGKILL the orphaned consumer notices and leaves the group.
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 10, "the consumer process to exit")
 
     saved = checkpoint(state_dir)
     if signum == signal.SIGKILL:

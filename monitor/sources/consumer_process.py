@@ -1,0 +1,156 @@
+"""The Kafka consumer in a child process, so that fetching and parsing overlap with the pipeline.
+
+kafka-python parses every message in Python, under the same interpreter lock
+as the pipeline; in one process the two take turns (bench/ingest.py). Here a
+child process runs the :class:`~monitor.sources.kafka.KafkaSource` and sends
+each batch through a pipe as plain columns, while the daemon applies the
+previous one. The pipe holds about one batch, so a slow pipeline slows the
+child down instead of filling memory.
+
+:class:`ConsumerProcess` has the same face as ``KafkaSource`` (``poll``,
+``commit``, ``positions``, ``lag``, ``assigned``, ``last_poll``, ``close``).
+Its ``positions`` are those of the last batch handed to the caller, so a
+checkpoint saves exactly the offsets of what was applied. Before a rebalance
+takes partitions away, the child asks the parent to checkpoint (``on_revoke``)
+and waits for it. If the parent dies, the child's next send fails and it
+leaves the group; if the child dies, :meth:`ConsumerProcess.poll` raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from monitor.config import KafkaConfig
+from monitor.logs import log_to_stderr
+from monitor.sources import Record
+from monitor.sources.kafka import KafkaError, KafkaSource, Offsets
+
+__all__ = ["ConsumerProcess"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_S = 2.0
+_CLOSE_WITHIN_S = 15.0
+
+
+class ConsumerProcess:
+    """A :class:`~monitor.sources.kafka.KafkaSource` running in a child process."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        resume_from: Offsets | None = None,
+        on_revoke: Callable[[], None] = lambda: None,
+        **overrides: object,
+    ):
+        self._on_revoke = on_revoke
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
+        self._connection, child_end = context.Pipe()
+        level = logging.getLogger().getEffectiveLevel()
+        self._process = context.Process(
+            target=_consume, args=(config, resume_from or {}, overrides, child_end, level), name="kafka-consumer"
+        )
+        self._process.start()
+        child_end.close()
+        self.positions: Offsets = {}
+        self.lag: Offsets = {}
+        self.assigned = False
+        self.last_poll: float | None = None
+
+    def poll(self, timeout_ms: int = 500) -> list[Record]:
+        """The next batch the child fetched (possibly empty); raises if the child has died."""
+        if not self._connection.poll(timeout_ms / 1000):
+            return []
+        try:
+            message = self._connection.recv()
+        except EOFError:
+            raise RuntimeError(f"the Kafka consumer process exited ({self._process.exitcode})") from None
+        kind = message[0]
+        if kind == "revoke":
+            self._on_revoke()
+            self._connection.send(("checkpointed",))
+            return []
+        _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned = message
+        self.last_poll = time.monotonic()
+        return list(map(Record, values, topics, partitions, offsets))
+
+    def commit(self, offsets: Offsets) -> None:
+        self._connection.send(("commit", offsets))
+
+    def close(self) -> None:
+        """Ask the child to leave the group and exit; batches still in the pipe are not applied."""
+        try:
+            self._connection.send(("close",))
+            deadline = time.monotonic() + _CLOSE_WITHIN_S
+            while self._process.is_alive() and time.monotonic() < deadline:
+                if self._connection.poll(0.1):
+                    self._connection.recv()  # a batch the child was blocked sending
+        except (EOFError, OSError):
+            pass
+        self._process.join(timeout=1)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._connection.close()
+
+
+def _consume(config: KafkaConfig, resume_from: Offsets, overrides: dict, parent: Connection, level: int) -> None:
+    """The child: poll, send each batch as columns, obey commit and close, until told or orphaned."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    log_to_stderr(level)
+    pending: list[tuple] = []  # commands that arrive while a revocation waits for its checkpoint
+    source = _connect(config, resume_from, overrides, parent, pending)
+    if source is None:
+        return
+    try:
+        while True:
+            while pending or parent.poll():
+                command = pending.pop(0) if pending else parent.recv()
+                if command[0] == "commit":
+                    source.commit(command[1])
+                elif command[0] == "close":
+                    return
+            records = source.poll(500)
+            parent.send(
+                (
+                    "batch",
+                    [record.value for record in records],
+                    [record.topic for record in records],
+                    [record.partition for record in records],
+                    [record.offset for record in records],
+                    dict(source.positions),
+                    dict(source.lag),
+                    source.assigned,
+                )
+            )
+    except (EOFError, OSError):
+        log.warning("the daemon is gone; leaving the group")
+    finally:
+        source.close()
+
+
+def _connect(
+    config: KafkaConfig, resume_from: Offsets, overrides: dict, parent: Connection, pending: list
+) -> KafkaSource | None:
+    """Join the group, retrying while Kafka is unreachable; None if told to close first."""
+
+    def checkpoint_before_revoke() -> None:
+        parent.send(("revoke",))
+        while (command := parent.recv())[0] != "checkpointed":
+            pending.append(command)
+
+    while True:
+        try:
+            source = KafkaSource(config, resume_from, checkpoint_before_revoke, **overrides)
+            log.info("consuming %s as group %r", ", ".join(config.topics), config.group_id)
+            return source
+        except KafkaError as error:
+            log.warning("Kafka at %s: %s; retrying in %g s", config.bootstrap_servers, error, _RETRY_S)
+        if parent.poll(_RETRY_S) and parent.recv()[0] == "close":
+            return None
