@@ -1,10 +1,10 @@
 """Where raw events come from (Kafka, JSONL files) and where rejected ones go.
 
 Every source yields batches of records: the raw bytes of one message and its
-position, which a dead letter carries back to whoever must fix it. Files yield
-:class:`Record`; the Kafka source passes kafka-python's own ``ConsumerRecord``
-through as it is (same four attributes, and ``value`` None for a tombstone),
-so that the hot path builds no object of its own per message.
+position, which a dead letter carries back to whoever must fix it. Files and
+the consumer process yield :class:`Record`; ``KafkaSource`` yields
+kafka-python's own ``ConsumerRecord``, which has the same four attributes
+(``value`` is None for a tombstone).
 """
 
 from __future__ import annotations
