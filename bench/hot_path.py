@@ -21,25 +21,12 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from monitor.config import parse_config
+from monitor.demo import CHAT_FEATURES
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
 
 BATCH = 2_000
-CONFIG = {
-    "windows": {"size": 10_000},
-    "models": [
-        {
-            "name": "*",
-            "features": [
-                {"name": "input_tokens", "kind": "numeric"},
-                {"name": "output_tokens", "kind": "numeric"},
-                {"name": "topic", "kind": "categorical"},
-                {"name": "locale", "kind": "categorical", "path": "segment.locale"},
-                {"name": "prompt", "kind": "text"},
-            ],
-        }
-    ],
-}
+CONFIG = {"windows": {"size": 10_000}, "models": [{"name": "*", "features": CHAT_FEATURES}]}
 
 
 def realistic_events(n: int, seed: int = 1) -> list[bytes]:

@@ -24,7 +24,7 @@ from monitor.producer import EventProducer
 from monitor.sources.embedded_broker import EmbeddedBroker
 from monitor.sources.kafka import KafkaSink, create_topics
 
-__all__ = ["Traffic", "run_demo"]
+__all__ = ["CHAT_FEATURES", "Traffic", "run_demo"]
 
 TOPIC = "llm-events"
 DEAD_LETTER_TOPIC = "llm-events-dlq"
@@ -45,6 +45,14 @@ MODELS = (
     _Model("code-assistant", 2_500.0, 0.02, 0.2),
 )
 TOPICS = ("billing", "login", "shipping", "returns")
+#: What the demo watches on every model: a chat service's usual features.
+CHAT_FEATURES = [
+    {"name": "input_tokens", "kind": "numeric"},
+    {"name": "output_tokens", "kind": "numeric"},
+    {"name": "topic", "kind": "categorical"},
+    {"name": "locale", "kind": "categorical", "path": "segment.locale"},
+    {"name": "prompt", "kind": "text"},
+]
 LOCALES = ("en-US", "de-DE", "fr-FR", "ja-JP")
 
 
@@ -62,18 +70,7 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
         "server": {"host": "127.0.0.1", "port": port},
         "state": {"dir": state_dir, "checkpoint_every": "10s"},
         "windows": {"size": 5_000, "duration": "1m", "evaluate_every": "5s", "min_samples": 50},
-        "models": [
-            {
-                "name": "*",
-                "features": [
-                    {"name": "input_tokens", "kind": "numeric"},
-                    {"name": "output_tokens", "kind": "numeric"},
-                    {"name": "topic", "kind": "categorical"},
-                    {"name": "locale", "kind": "categorical", "path": "segment.locale"},
-                    {"name": "prompt", "kind": "text"},
-                ],
-            }
-        ],
+        "models": [{"name": "*", "features": CHAT_FEATURES}],
     }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.sources.embedded_broker import free_port
+from monitor.sources.embedded_broker import free_port, terminate
 
 
 def require(found: bool, what: str) -> None:
@@ -185,9 +185,4 @@ class Prometheus:
         }
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout_s=10)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "free_port", "tansu_binary"]
+__all__ = ["EmbeddedBroker", "free_port", "tansu_binary", "terminate"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def terminate(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within ``timeout_s``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class EmbeddedBroker:
@@ -70,13 +81,8 @@ class EmbeddedBroker:
         raise TimeoutError(f"the embedded broker did not listen on {self.bootstrap_servers} in {timeout_s:g} s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            terminate(self._process, timeout_s=5)
         self._log.close()
 
     def output(self) -> str:
