@@ -105,7 +105,10 @@ def print_flushed(text: str) -> None:
 def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     windows = config.windows
     extent = f"{windows.size} events" + (f" within {windows.duration_ms} ms" if windows.duration_ms else "")
+    kafka, state = config.kafka, config.state
     print(f"{arguments.config}: ok")
+    print(f"  kafka: {', '.join(kafka.topics)} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
+    print(f"  state: checkpoints in {state.dir} every {state.checkpoint_every_ms} ms")
     print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
     for model in config.models:
         features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"

@@ -179,6 +179,8 @@ def test_check_config_accepts_the_example(capsys):
     out, err = capsys.readouterr()
     assert f"{EXAMPLE}: ok" in out
     assert "model 'support-bot'" in out
+    assert "kafka: llm-events as group 'driftwarden', dead letters to llm-events-dlq" in out
+    assert "every 30000 ms" in out  # the default checkpoint interval
     assert err == ""
 
 
