@@ -80,7 +80,11 @@ class ConsumerProcess:
         return list(map(Record, values, topics, partitions, offsets))
 
     def commit(self, offsets: Offsets) -> None:
-        self._connection.send(("commit", offsets))
+        """Ask the child to commit; if it has died, the checkpoint still holds the offsets."""
+        try:
+            self._connection.send(("commit", offsets))
+        except OSError:
+            log.warning("the Kafka consumer process is gone; offsets not committed (the checkpoint holds them)")
 
     def close(self) -> None:
         """Ask the child to leave the group and exit; batches still in the pipe are not applied."""
@@ -140,10 +144,17 @@ def _connect(
 ) -> KafkaSource | None:
     """Join the group, retrying while Kafka is unreachable; None if told to close first."""
 
-    def checkpoint_before_revoke() -> None:
-        parent.send(("revoke",))
-        while (command := parent.recv())[0] != "checkpointed":
-            pending.append(command)
+    def checkpoint_before_revoke() -> bool:
+        """Ask the parent to checkpoint; True once it has, False if it closes or is gone instead."""
+        try:
+            parent.send(("revoke",))
+            while (command := parent.recv())[0] != "checkpointed":
+                pending.append(command)
+                if command[0] == "close":
+                    return False
+        except (EOFError, OSError):
+            return False
+        return True
 
     while True:
         try:
@@ -152,5 +163,11 @@ def _connect(
             return source
         except KafkaError as error:
             log.warning("Kafka at %s: %s; retrying in %g s", config.bootstrap_servers, error, _RETRY_S)
-        if parent.poll(_RETRY_S) and parent.recv()[0] == "close":
-            return None
+        try:
+            if parent.poll(_RETRY_S):
+                command = parent.recv()
+                if command[0] == "close":
+                    return None
+                pending.append(command)
+        except (EOFError, OSError):
+            return None  # the daemon is gone

@@ -76,15 +76,16 @@ class KafkaSource:
     between saving it and committing, the group wins when another replica moved
     the partition on meanwhile. ``on_revoke`` runs before partitions are taken
     away (inside :meth:`poll`, where the client allows no blocking call), so
-    that their state is checkpointed; their offsets are then committed
-    asynchronously while they are still ours.
+    that their state is checkpointed; when it returns True (the state now
+    covers :attr:`positions`), their offsets are committed asynchronously
+    while they are still ours.
     """
 
     def __init__(
         self,
         config: KafkaConfig,
         resume_from: Offsets | None = None,
-        on_revoke: Callable[[], None] = lambda: None,
+        on_revoke: Callable[[], bool] = lambda: False,
         **overrides: object,
     ):
         settings = {
@@ -108,11 +109,12 @@ class KafkaSource:
         self._lag_at = 0.0
         self.last_poll = None  # time.monotonic() of the last poll that returned
         self._closing = False
+        self._owned: set[TopicPartition] = set()  # kafka-python's assignment() lags behind a rebalance
         self._consumer.subscribe(config.topics, listener=_Rebalance(self))
 
     @property
     def assigned(self) -> bool:
-        return bool(self._consumer.assignment())
+        return bool(self._owned)
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
         """The next batch (possibly empty) of kafka-python ``ConsumerRecord`` objects, in partition order."""
@@ -128,11 +130,10 @@ class KafkaSource:
 
     def commit(self, offsets: Offsets) -> None:
         """Commit ``offsets`` for the partitions still assigned; a failed commit is logged, not raised."""
-        assigned = self._consumer.assignment()
         commits = {
             TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
             for (topic, partition), offset in offsets.items()
-            if TopicPartition(topic, partition) in assigned
+            if TopicPartition(topic, partition) in self._owned
         }
         if not commits:
             return
@@ -152,7 +153,7 @@ class KafkaSource:
     def _update_lag(self) -> None:
         self._lag_at = self.last_poll
         lag = {}
-        for partition in self._consumer.assignment():
+        for partition in self._owned:
             key = (partition.topic, partition.partition)
             if key not in self.positions:
                 position = self._consumer.position(partition, timeout_ms=0)
@@ -173,6 +174,7 @@ class KafkaSource:
         return ahead
 
     def _assigned(self, partitions: list[TopicPartition]) -> None:
+        self._owned.update(partitions)
         for partition in partitions:
             saved = self._resume_from.pop((partition.topic, partition.partition), None)
             if saved is not None:
@@ -181,9 +183,10 @@ class KafkaSource:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partitions")
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
+        self._owned.difference_update(partitions)
         if not partitions or self._closing:
             return
-        self._on_revoke()
+        checkpointed = self._on_revoke()
         revoked = {(partition.topic, partition.partition) for partition in partitions}
         self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
         commits = {}
@@ -191,7 +194,7 @@ class KafkaSource:
             position = self.positions.pop((partition.topic, partition.partition), None)
             if position is not None:
                 commits[partition] = OffsetAndMetadata(position, "", -1)
-        if commits:
+        if commits and checkpointed:
             self._consumer.commit_async(commits)
 
 
