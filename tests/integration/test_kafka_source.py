@@ -328,3 +328,32 @@ def test_an_empty_secret_is_passed_as_an_empty_string(key, setting):
     config = parse_config({"kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", key: ""}}, environ={})
     value = client_settings(config.kafka)[setting]
     assert type(value) is str and value == ""
+
+
+def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(kafka_broker, new_topic, open_source):
+    """on_revoke returning False (the state could not be saved): the next owner reads again from the last commit."""
+    topic = new_topic(partitions=2)
+    group = f"{topic}-group"
+    _produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
+    first = open_source(_config(kafka_broker, topic, group), on_revoke=lambda: False)
+    _read(first, 4)
+    second = open_source(_config(kafka_broker, topic, group))
+    stop = threading.Event()
+
+    def keep_polling_first() -> None:
+        while not stop.is_set():
+            first.poll(100)
+
+    poller = threading.Thread(target=keep_polling_first, daemon=True)
+    poller.start()
+    read_by_second: list = []
+    try:
+        wait_for(
+            lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 2, JOIN_S, "a re-read partition"
+        )
+    finally:
+        stop.set()
+        poller.join(timeout=10)
+    partition = read_by_second[0].partition
+    assert [record.value for record in read_by_second] == [f"{partition}-{i}".encode() for i in range(2)]
+    assert _committed(kafka_broker, group, topic, partition) is None
