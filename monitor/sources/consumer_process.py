@@ -46,14 +46,13 @@ class ConsumerProcess:
         config: KafkaConfig,
         resume_from: Offsets | None = None,
         on_revoke: Callable[[], None] = lambda: None,
-        **overrides: object,
     ):
         self._on_revoke = on_revoke
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
         self._connection, child_end = context.Pipe()
         level = logging.getLogger().getEffectiveLevel()
         self._process = context.Process(
-            target=_consume, args=(config, resume_from or {}, overrides, child_end, level), name="kafka-consumer"
+            target=_consume, args=(config, resume_from or {}, child_end, level), name="kafka-consumer"
         )
         self._process.start()
         child_end.close()
@@ -103,13 +102,13 @@ class ConsumerProcess:
         self._connection.close()
 
 
-def _consume(config: KafkaConfig, resume_from: Offsets, overrides: dict, parent: Connection, level: int) -> None:
+def _consume(config: KafkaConfig, resume_from: Offsets, parent: Connection, level: int) -> None:
     """The child: poll, send each batch as columns, obey commit and close, until told or orphaned."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     log_to_stderr(level)
     pending: list[tuple] = []  # commands that arrive while a revocation waits for its checkpoint
-    source = _connect(config, resume_from, overrides, parent, pending)
+    source = _connect(config, resume_from, parent, pending)
     if source is None:
         return
     try:
@@ -139,9 +138,7 @@ def _consume(config: KafkaConfig, resume_from: Offsets, overrides: dict, parent:
         source.close()
 
 
-def _connect(
-    config: KafkaConfig, resume_from: Offsets, overrides: dict, parent: Connection, pending: list
-) -> KafkaSource | None:
+def _connect(config: KafkaConfig, resume_from: Offsets, parent: Connection, pending: list) -> KafkaSource | None:
     """Join the group, retrying while Kafka is unreachable; None if told to close first."""
 
     def checkpoint_before_revoke() -> bool:
@@ -158,7 +155,7 @@ def _connect(
 
     while True:
         try:
-            source = KafkaSource(config, resume_from, checkpoint_before_revoke, **overrides)
+            source = KafkaSource(config, resume_from, checkpoint_before_revoke)
             log.info("consuming %s as group %r", ", ".join(config.topics), config.group_id)
             return source
         except KafkaError as error:

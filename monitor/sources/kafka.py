@@ -86,7 +86,6 @@ class KafkaSource:
         config: KafkaConfig,
         resume_from: Offsets | None = None,
         on_revoke: Callable[[], bool] = lambda: False,
-        **overrides: object,
     ):
         settings = {
             **client_settings(config),
@@ -97,7 +96,6 @@ class KafkaSource:
             "max_poll_interval_ms": config.max_poll_interval_ms,
             "session_timeout_ms": config.session_timeout_ms,
             "heartbeat_interval_ms": max(100, config.session_timeout_ms // 3),
-            **overrides,
         }
         self._consumer = KafkaConsumer(**settings)
         self._resume_from = self._ahead_of_group(resume_from or {})

@@ -31,30 +31,14 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from monitor.config import parse_config
 from monitor.sources import Record
 from monitor.sources.consumer_process import ConsumerProcess
-from monitor.sources.kafka import KafkaSource
 from tests.components import wait_for
+from tests.integration.kafka_helpers import JOIN_S, by_position, committed, kafka_config, produce, read_n
 
-JOIN_S = 20.0  # a group join, the child's start and the first fetch, with room for a slow machine
 PROMPT_S = 10.0  # what "close() is prompt" means here
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _config(broker, topic: str, group: str, **kafka: object):
-    section = {
-        "bootstrap_servers": broker.bootstrap_servers,
-        "topics": [topic],
-        "group_id": group,
-        "dead_letter_topic": f"{topic}-dlq",
-        "max_poll_interval": "10s",
-        "session_timeout": "6s",
-        **kafka,
-    }
-    return parse_config({"kafka": section}).kafka
 
 
 def _kill(process: multiprocessing.Process) -> None:
@@ -78,55 +62,9 @@ def open_process():
         process._connection.close()
 
 
-@pytest.fixture
-def open_source():
-    """``open_source(config, **kwargs)``: a KafkaSource closed (leaving its group) at the end of the test."""
-    sources = []
-
-    def start(config, **kwargs: object) -> KafkaSource:
-        sources.append(KafkaSource(config, **kwargs))
-        return sources[-1]
-
-    yield start
-    for source in sources:
-        source.close()
-
-
-def _produce(broker, topic: str, messages: list[tuple[int, bytes | None]], key: bytes | None = b"k") -> None:
-    """Send ``(partition, value)`` pairs in order (``None`` is a tombstone) and wait for every ack."""
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", max_request_size=10_000_000)
-    try:
-        for partition, value in messages:
-            producer.send(topic, value=value, key=key, partition=partition)
-        producer.flush(timeout=30)
-    finally:
-        producer.close(timeout=5)
-
-
 def _numbered(indices: range) -> list[tuple[int, bytes]]:
     """Messages ``"<partition>-<index>"`` for partitions 0 and 1, interleaved."""
     return [(partition, f"{partition}-{i}".encode()) for i in indices for partition in (0, 1)]
-
-
-def _committed(broker, group: str, topic: str, partition: int) -> int | None:
-    """The group's committed offset, read without joining the group."""
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False)
-    try:
-        return consumer.committed(TopicPartition(topic, partition))
-    finally:
-        consumer.close(autocommit=False)
-
-
-def _read(source, n: int, timeout_s: float = JOIN_S) -> list:
-    """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more."""
-    records: list = []
-    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records")
-    assert len(records) == n, f"expected {n} records, got {records}"
-    return records
-
-
-def _by_position(records: list) -> list[tuple[int, int, bytes | None]]:
-    return sorted((record.partition, record.offset, record.value) for record in records)
 
 
 def _closed_within(process: ConsumerProcess, seconds: float) -> float:
@@ -152,19 +90,19 @@ def _gone(pid: int) -> bool:
 
 def test_records_arrive_in_order_as_produced_with_positions_lag_and_assignment(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=2)
-    _produce(kafka_broker, topic, [(0, b"a0"), (1, b"b0"), (0, None), (1, b"b1"), (0, b'{"x": 1}'), (1, b"b2")])
-    source = open_process(_config(kafka_broker, topic, f"{topic}-group"))
+    produce(kafka_broker, topic, [(0, b"a0"), (1, b"b0"), (0, None), (1, b"b1"), (0, b'{"x": 1}'), (1, b"b2")])
+    source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group"))
     assert (source.positions, source.lag, source.assigned, source.last_poll) == ({}, {}, False, None)
 
     before = time.monotonic()
-    records = _read(source, 6)
+    records = read_n(source, 6)
 
     assert all(type(record) is Record for record in records)  # plain columns through the pipe, rebuilt as Records
     assert all(record.topic == topic for record in records)
     for partition in (0, 1):  # each partition in offset order
         offsets = [record.offset for record in records if record.partition == partition]
         assert offsets == sorted(offsets)
-    assert _by_position(records) == [
+    assert by_position(records) == [
         (0, 0, b"a0"),
         (0, 1, None),  # the tombstone's value is None, not b""
         (0, 2, b'{"x": 1}'),
@@ -192,22 +130,22 @@ def test_records_arrive_in_order_as_produced_with_positions_lag_and_assignment(k
 def test_committed_offsets_are_resumed_after_and_a_checkpoint_ahead_of_them_wins(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, _numbered(range(5)))
-    first = open_process(_config(kafka_broker, topic, group))
-    assert len(_read(first, 10)) == 10
+    produce(kafka_broker, topic, _numbered(range(5)))
+    first = open_process(kafka_config(kafka_broker, topic, group))
+    assert len(read_n(first, 10)) == 10
     assert first.positions == {(topic, 0): 5, (topic, 1): 5}
 
     first.commit({**first.positions, (topic, 7): 1})  # a partition it does not own is left out, not an error
     _closed_within(first, PROMPT_S)  # the commit sent just before close() is not lost
     assert first._process.exitcode == 0
-    assert [_committed(kafka_broker, group, topic, p) for p in (0, 1)] == [5, 5]
+    assert [committed(kafka_broker, group, topic, p) for p in (0, 1)] == [5, 5]
 
-    _produce(kafka_broker, topic, _numbered(range(5, 8)))
+    produce(kafka_broker, topic, _numbered(range(5, 8)))
     # Partition 0: the checkpoint is behind the group (5), which wins. Partition 1: the checkpoint (7) is ahead.
-    second = open_process(_config(kafka_broker, topic, group), resume_from={(topic, 0): 2, (topic, 1): 7})
-    records = _read(second, 3 + 1)  # an old record read again would come first, being earlier in its partition
+    second = open_process(kafka_config(kafka_broker, topic, group), resume_from={(topic, 0): 2, (topic, 1): 7})
+    records = read_n(second, 3 + 1)  # an old record read again would come first, being earlier in its partition
 
-    assert _by_position(records) == [(0, 5, b"0-5"), (0, 6, b"0-6"), (0, 7, b"0-7"), (1, 7, b"1-7")]
+    assert by_position(records) == [(0, 5, b"0-5"), (0, 6, b"0-6"), (0, 7, b"0-7"), (1, 7, b"1-7")]
     assert second.positions == {(topic, 0): 8, (topic, 1): 8}
 
 
@@ -219,7 +157,7 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
 ):
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, _numbered(range(3)))
+    produce(kafka_broker, topic, _numbered(range(3)))
     members: dict = {}
     revoked_with: list[tuple[dict, bool]] = []
 
@@ -227,12 +165,12 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
         second = members.get("second")
         revoked_with.append((dict(members["first"].positions), bool(second and second.assigned)))
 
-    first = members["first"] = open_process(_config(kafka_broker, topic, group), on_revoke=on_revoke)
-    read_by_first = _read(first, 6)
+    first = members["first"] = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)
+    read_by_first = read_n(first, 6)
     assert revoked_with == []  # nothing revoked while it was alone
     assert first.positions == {(topic, 0): 3, (topic, 1): 3}
 
-    second = members["second"] = open_source(_config(kafka_broker, topic, group))
+    second = members["second"] = open_source(kafka_config(kafka_broker, topic, group))
     read_by_second: list = []
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -253,10 +191,10 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
         # on_revoke ran once, in the parent, before the second member owned anything, with the positions to save.
         assert revoked_with == [({(topic, 0): 3, (topic, 1): 3}, False)]
         # Then the child committed those positions while the partitions were still its own.
-        assert [_committed(kafka_broker, group, topic, p) for p in (0, 1)] == [3, 3]
+        assert [committed(kafka_broker, group, topic, p) for p in (0, 1)] == [3, 3]
 
         n_before = len(read_by_first) + len(read_by_second)
-        _produce(kafka_broker, topic, _numbered(range(3, 6)))
+        produce(kafka_broker, topic, _numbered(range(3, 6)))
         wait_for(
             lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= 12,
             JOIN_S,
@@ -277,7 +215,7 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
     assert sorted(owners.values(), key=sorted) == [{"first"}, {"second"}]  # one partition each, read by one member
     # Each partition went on from the revoked position: nothing read twice, nothing skipped.
     every = [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(6)]
-    assert _by_position(read_by_first + read_by_second) == every
+    assert by_position(read_by_first + read_by_second) == every
 
 
 def test_after_a_rebalance_positions_hold_only_the_partitions_still_owned(
@@ -285,12 +223,12 @@ def test_after_a_rebalance_positions_hold_only_the_partitions_still_owned(
 ):
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(0, b"a"), (1, b"b")])
-    first = open_process(_config(kafka_broker, topic, group))
-    assert len(_read(first, 2)) == 2
+    produce(kafka_broker, topic, [(0, b"a"), (1, b"b")])
+    first = open_process(kafka_config(kafka_broker, topic, group))
+    assert len(read_n(first, 2)) == 2
     assert first.positions == {(topic, 0): 1, (topic, 1): 1}
 
-    second = open_source(_config(kafka_broker, topic, group))
+    second = open_source(kafka_config(kafka_broker, topic, group))
     stop = threading.Event()
 
     def keep_polling_first() -> None:
@@ -318,14 +256,14 @@ def test_after_a_rebalance_positions_hold_only_the_partitions_still_owned(
 
 def test_close_is_prompt_and_leaves_no_child(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=1)
-    _produce(kafka_broker, topic, [(0, b"one")])
+    produce(kafka_broker, topic, [(0, b"one")])
 
-    starting = open_process(_config(kafka_broker, topic, f"{topic}-early"))
+    starting = open_process(kafka_config(kafka_broker, topic, f"{topic}-early"))
     _closed_within(starting, PROMPT_S)  # before the child has even joined the group
     assert not starting._process.is_alive() and starting._process.exitcode == 0
 
-    source = open_process(_config(kafka_broker, topic, f"{topic}-group"))
-    assert [record.value for record in _read(source, 1)] == [b"one"]
+    source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group"))
+    assert [record.value for record in read_n(source, 1)] == [b"one"]
     _closed_within(source, PROMPT_S)
     assert not source._process.is_alive()
     assert source._process.exitcode == 0  # it left by itself, not killed at close()'s deadline
@@ -340,8 +278,8 @@ def _queued_bytes(connection) -> int:
 def test_close_is_prompt_while_the_child_is_blocked_sending_a_batch_never_read(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=1)
     n, batch, size = 300, 100, 20_000  # batches of 2 MB: ten times what the pipe holds
-    _produce(kafka_broker, topic, [(0, bytes([i % 251]) * size) for i in range(n)])
-    source = open_process(_config(kafka_broker, topic, f"{topic}-group", max_poll_records=batch))
+    produce(kafka_broker, topic, [(0, bytes([i % 251]) * size) for i in range(n)])
+    source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group", max_poll_records=batch))
     first = wait_for(lambda: source.poll(200), JOIN_S, "the first batch")
     assert [record.offset for record in first] == list(range(batch))
     assert all(len(record.value) == size for record in first)
@@ -363,14 +301,14 @@ def test_close_is_prompt_while_a_revocation_waits_for_the_checkpoint(
 ):
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(0, b"a"), (1, b"b")])
+    produce(kafka_broker, topic, [(0, b"a"), (1, b"b")])
 
     def on_revoke() -> None:  # the daemon's checkpoint fails (a full disk): poll raises, the daemon closes
         raise OSError("no space left on device")
 
-    first = open_process(_config(kafka_broker, topic, group), on_revoke=on_revoke)
-    assert len(_read(first, 2)) == 2
-    second = open_source(_config(kafka_broker, topic, group))
+    first = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)
+    assert len(read_n(first, 2)) == 2
+    second = open_source(kafka_config(kafka_broker, topic, group))
     stop = threading.Event()
 
     def keep_polling_second() -> None:  # its join request sets the rebalance off
@@ -431,7 +369,7 @@ _ORPHAN_PARENT = textwrap.dedent(
 
 def test_the_child_of_a_killed_parent_leaves_the_group_and_exits(kafka_broker, new_topic, tmp_path):
     topic = new_topic(partitions=1)
-    _produce(kafka_broker, topic, [(0, b"one")])
+    produce(kafka_broker, topic, [(0, b"one")])
     script = tmp_path / "orphan_parent.py"
     script.write_text(_ORPHAN_PARENT)
     stderr_path = tmp_path / "stderr.log"
@@ -478,7 +416,7 @@ def test_the_child_of_a_killed_parent_leaves_the_group_and_exits(kafka_broker, n
 
 def test_poll_raises_when_the_child_dies(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=1)
-    source = open_process(_config(kafka_broker, topic, f"{topic}-group"))
+    source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group"))
     # The child sends a batch, empty while it joins, every half second: it runs.
     wait_for(lambda: source.poll(200) == [] and source.last_poll is not None, JOIN_S, "the first batch")
 

@@ -13,54 +13,15 @@ import threading
 import time
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from monitor.config import parse_config
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
-from monitor.sources.kafka import KafkaDeadLetters, KafkaSink, KafkaSource, client_settings
+from monitor.sources.kafka import KafkaDeadLetters, KafkaSink, client_settings
 from tests.components import wait_for
-
-JOIN_S = 20.0  # a group join plus the first fetch, with room for a slow machine
-
-
-def _config(broker, topic: str, group: str, **kafka: object):
-    section = {
-        "bootstrap_servers": broker.bootstrap_servers,
-        "topics": [topic],
-        "group_id": group,
-        "dead_letter_topic": f"{topic}-dlq",
-        "max_poll_interval": "10s",
-        "session_timeout": "6s",
-        **kafka,
-    }
-    return parse_config({"kafka": section}).kafka
-
-
-@pytest.fixture
-def open_source():
-    """``open_source(config, **kwargs)``: a KafkaSource closed (leaving its group) at the end of the test."""
-    sources = []
-
-    def start(config, **kwargs: object) -> KafkaSource:
-        sources.append(KafkaSource(config, **kwargs))
-        return sources[-1]
-
-    yield start
-    for source in sources:
-        source.close()
-
-
-def _produce(broker, topic: str, messages: list[tuple[int, bytes | None]], key: bytes | None = b"k") -> None:
-    """Send ``(partition, value)`` pairs in order (``None`` is a tombstone) and wait for every ack."""
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
-    try:
-        for partition, value in messages:
-            producer.send(topic, value=value, key=key, partition=partition)
-        producer.flush(timeout=10)
-    finally:
-        producer.close(timeout=5)
+from tests.integration.kafka_helpers import JOIN_S, by_position, committed, kafka_config, produce, read_n
 
 
 def _commit_for_group(broker, group: str, offsets: dict[tuple[str, int], int]) -> None:
@@ -74,38 +35,18 @@ def _commit_for_group(broker, group: str, offsets: dict[tuple[str, int], int]) -
         consumer.close(autocommit=False)
 
 
-def _committed(broker, group: str, topic: str, partition: int) -> int | None:
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False)
-    try:
-        return consumer.committed(TopicPartition(topic, partition))
-    finally:
-        consumer.close(autocommit=False)
-
-
-def _read(source: KafkaSource, n: int, timeout_s: float = JOIN_S) -> list:
-    """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more."""
-    records: list = []
-    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records")
-    assert len(records) == n, f"expected {n} records, got {records}"
-    return records
-
-
-def _by_position(records: list) -> list[tuple[int, int, bytes | None]]:
-    return sorted((record.partition, record.offset, record.value) for record in records)
-
-
 def test_poll_returns_records_with_their_positions_and_tombstones_as_none(kafka_broker, new_topic, open_source):
     topic = new_topic(partitions=2)
-    _produce(kafka_broker, topic, [(0, b"a0"), (1, b"b0"), (0, None), (1, b"b1"), (0, b'{"x": 1}')])
-    source = open_source(_config(kafka_broker, topic, f"{topic}-group"))
+    produce(kafka_broker, topic, [(0, b"a0"), (1, b"b0"), (0, None), (1, b"b1"), (0, b'{"x": 1}')])
+    source = open_source(kafka_config(kafka_broker, topic, f"{topic}-group"))
     assert source.positions == {} and source.last_poll is None
 
-    records = _read(source, 5)
+    records = read_n(source, 5)
 
     # kafka-python's own records, passed through: the four attributes a Record has, a tombstone's value None.
     assert all(record.topic == topic for record in records)
     assert all(type(record.value) is bytes for record in records if (record.partition, record.offset) != (0, 1))
-    assert _by_position(records) == [(0, 0, b"a0"), (0, 1, None), (0, 2, b'{"x": 1}'), (1, 0, b"b0"), (1, 1, b"b1")]
+    assert by_position(records) == [(0, 0, b"a0"), (0, 1, None), (0, 2, b'{"x": 1}'), (1, 0, b"b0"), (1, 1, b"b1")]
     for partition in (0, 1):  # each partition's records come in offset order
         offsets = [record.offset for record in records if record.partition == partition]
         assert offsets == sorted(offsets)
@@ -125,17 +66,17 @@ def test_poll_returns_records_with_their_positions_and_tombstones_as_none(kafka_
 def test_a_new_member_resumes_after_the_offsets_committed_by_the_last(kafka_broker, new_topic, open_source):
     topic = new_topic(partitions=1)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(0, f"old-{i}".encode()) for i in range(5)])
-    first = open_source(_config(kafka_broker, topic, group))
-    assert [record.offset for record in _read(first, 5)] == [0, 1, 2, 3, 4]
+    produce(kafka_broker, topic, [(0, f"old-{i}".encode()) for i in range(5)])
+    first = open_source(kafka_config(kafka_broker, topic, group))
+    assert [record.offset for record in read_n(first, 5)] == [0, 1, 2, 3, 4]
     first.commit({**first.positions, (topic, 7): 1})  # a partition it does not own is left out, not an error
-    assert _committed(kafka_broker, group, topic, 0) == 5
+    assert committed(kafka_broker, group, topic, 0) == 5
     first.close()
 
-    _produce(kafka_broker, topic, [(0, f"new-{i}".encode()) for i in range(3)])
-    second = open_source(_config(kafka_broker, topic, group))
-    records = _read(second, 3)  # an old record read again would come first, being earlier in the partition
-    assert _by_position(records) == [(0, 5, b"new-0"), (0, 6, b"new-1"), (0, 7, b"new-2")]
+    produce(kafka_broker, topic, [(0, f"new-{i}".encode()) for i in range(3)])
+    second = open_source(kafka_config(kafka_broker, topic, group))
+    records = read_n(second, 3)  # an old record read again would come first, being earlier in the partition
+    assert by_position(records) == [(0, 5, b"new-0"), (0, 6, b"new-1"), (0, 7, b"new-2")]
     assert second.positions == {(topic, 0): 8}
 
 
@@ -143,13 +84,13 @@ def test_a_checkpoint_ahead_of_the_group_wins(kafka_broker, new_topic, open_sour
     """A crash between saving a checkpoint and committing it: the checkpoint's offsets are the truth."""
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(10) for partition in (0, 1)])
+    produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(10) for partition in (0, 1)])
     _commit_for_group(kafka_broker, group, {(topic, 0): 3})  # partition 1: nothing committed yet
 
-    source = open_source(_config(kafka_broker, topic, group), resume_from={(topic, 0): 7, (topic, 1): 8})
-    records = _read(source, 3 + 2)
+    source = open_source(kafka_config(kafka_broker, topic, group), resume_from={(topic, 0): 7, (topic, 1): 8})
+    records = read_n(source, 3 + 2)
 
-    assert _by_position(records) == [(0, 7, b"0-7"), (0, 8, b"0-8"), (0, 9, b"0-9"), (1, 8, b"1-8"), (1, 9, b"1-9")]
+    assert by_position(records) == [(0, 7, b"0-7"), (0, 8, b"0-8"), (0, 9, b"0-9"), (1, 8, b"1-8"), (1, 9, b"1-9")]
     assert source.positions == {(topic, 0): 10, (topic, 1): 10}
 
 
@@ -157,21 +98,21 @@ def test_the_groups_committed_offset_wins_over_a_checkpoint_behind_it(kafka_brok
     """Another replica moved the partition on since this checkpoint: its events are not counted twice."""
     topic = new_topic(partitions=1)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(0, f"m-{i}".encode()) for i in range(10)])
+    produce(kafka_broker, topic, [(0, f"m-{i}".encode()) for i in range(10)])
     _commit_for_group(kafka_broker, group, {(topic, 0): 6})
 
-    source = open_source(_config(kafka_broker, topic, group), resume_from={(topic, 0): 2})
-    records = _read(source, 4)
+    source = open_source(kafka_config(kafka_broker, topic, group), resume_from={(topic, 0): 2})
+    records = read_n(source, 4)
 
-    assert _by_position(records) == [(0, 6, b"m-6"), (0, 7, b"m-7"), (0, 8, b"m-8"), (0, 9, b"m-9")]
+    assert by_position(records) == [(0, 6, b"m-6"), (0, 7, b"m-7"), (0, 8, b"m-8"), (0, 9, b"m-9")]
     assert source.positions == {(topic, 0): 10}
 
 
 def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(kafka_broker, new_topic, open_source):
     topic = new_topic(partitions=1)
     n = 30
-    _produce(kafka_broker, topic, [(0, f"e-{i}".encode()) for i in range(n)])
-    source = open_source(_config(kafka_broker, topic, f"{topic}-group", max_poll_records=2))
+    produce(kafka_broker, topic, [(0, f"e-{i}".encode()) for i in range(n)])
+    source = open_source(kafka_config(kafka_broker, topic, f"{topic}-group", max_poll_records=2))
     assert source.lag == {}
     read: list = []
     wait_for(lambda: read.extend(source.poll(200)) or read, JOIN_S, "the first records")
@@ -202,15 +143,15 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
 ):
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
+    produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
     revoked_with: list[dict] = []
     first = open_source(
-        _config(kafka_broker, topic, group), on_revoke=lambda: revoked_with.append(dict(first.positions)) or True
+        kafka_config(kafka_broker, topic, group), on_revoke=lambda: revoked_with.append(dict(first.positions)) or True
     )
-    read = _read(first, 4)
+    read = read_n(first, 4)
     assert revoked_with == []  # nothing revoked while it was alone
 
-    second = open_source(_config(kafka_broker, topic, group))
+    second = open_source(kafka_config(kafka_broker, topic, group))
     stop = threading.Event()
 
     def keep_polling_first() -> None:  # a member takes part in a rebalance only from inside poll
@@ -222,9 +163,7 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     try:
         wait_for(lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition")
         assert revoked_with == [{(topic, 0): 2, (topic, 1): 2}]  # called while the positions were there to save
-        _produce(
-            kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)]
-        )
+        produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)])
         wait_for(
             lambda: read.extend(second.poll(100)) or len(read) >= 8, JOIN_S, "the records sent after the rebalance"
         )
@@ -235,13 +174,13 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
 
     assert first.assigned and second.assigned  # one partition each
     # Each new owner went on from the revoked positions: nothing read twice, nothing skipped.
-    assert _by_position(read) == [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(4)]
-    assert all((_committed(kafka_broker, group, topic, p) or 0) >= 2 for p in (0, 1))
+    assert by_position(read) == [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(4)]
+    assert all((committed(kafka_broker, group, topic, p) or 0) >= 2 for p in (0, 1))
 
 
 def test_dead_letters_carry_the_original_bytes_and_five_headers(kafka_broker, new_topic):
     topic = new_topic(partitions=1)
-    config = _config(kafka_broker, topic, f"{topic}-group")
+    config = kafka_config(kafka_broker, topic, f"{topic}-group")
     letters = KafkaDeadLetters(KafkaSink(client_settings(config), config.dead_letter_topic))
     originals = [
         (Record(b"\xff\xfe not utf-8 \x00", topic, 0, 41), "not_utf8", "byte 0"),
@@ -334,10 +273,10 @@ def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(kafka_broker
     """on_revoke returning False (the state could not be saved): the next owner reads again from the last commit."""
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
-    _produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
-    first = open_source(_config(kafka_broker, topic, group), on_revoke=lambda: False)
-    _read(first, 4)
-    second = open_source(_config(kafka_broker, topic, group))
+    produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
+    first = open_source(kafka_config(kafka_broker, topic, group), on_revoke=lambda: False)
+    read_n(first, 4)
+    second = open_source(kafka_config(kafka_broker, topic, group))
     stop = threading.Event()
 
     def keep_polling_first() -> None:
@@ -356,4 +295,4 @@ def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(kafka_broker
         poller.join(timeout=10)
     partition = read_by_second[0].partition
     assert [record.value for record in read_by_second] == [f"{partition}-{i}".encode() for i in range(2)]
-    assert _committed(kafka_broker, group, topic, partition) is None
+    assert committed(kafka_broker, group, topic, partition) is None

@@ -1,0 +1,56 @@
+"""Helpers for tests against the real broker: configs, producing, reading, and the group's committed offsets."""
+
+from __future__ import annotations
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from monitor.config import KafkaConfig, parse_config
+from tests.components import wait_for
+
+JOIN_S = 20.0  # a group join plus the first fetch, with room for a slow machine
+
+
+def kafka_config(broker, topic: str, group: str, **kafka: object) -> KafkaConfig:
+    """The ``kafka`` section for ``topic`` and ``group``, with timeouts that let a group join in seconds."""
+    section = {
+        "bootstrap_servers": broker.bootstrap_servers,
+        "topics": [topic],
+        "group_id": group,
+        "dead_letter_topic": f"{topic}-dlq",
+        "max_poll_interval": "10s",
+        "session_timeout": "6s",
+        **kafka,
+    }
+    return parse_config({"kafka": section}).kafka
+
+
+def produce(broker, topic: str, messages: list[tuple[int, bytes | None]], key: bytes | None = b"k") -> None:
+    """Send ``(partition, value)`` pairs in order (``None`` is a tombstone) and wait for every ack."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", max_request_size=10_000_000)
+    try:
+        for partition, value in messages:
+            producer.send(topic, value=value, key=key, partition=partition)
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+
+def committed(broker, group: str, topic: str, partition: int) -> int | None:
+    """The group's committed offset, read without joining the group."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, partition))
+    finally:
+        consumer.close(autocommit=False)
+
+
+def read_n(source, n: int, timeout_s: float = JOIN_S) -> list:
+    """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more."""
+    records: list = []
+    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records")
+    assert len(records) == n, f"expected {n} records, got {records}"
+    return records
+
+
+def by_position(records: list) -> list[tuple[int, int, bytes | None]]:
+    return sorted((record.partition, record.offset, record.value) for record in records)
