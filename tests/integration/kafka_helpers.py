@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.config import KafkaConfig, parse_config
@@ -54,3 +58,28 @@ def read_n(source, n: int, timeout_s: float = JOIN_S) -> list:
 
 def by_position(records: list) -> list[tuple[int, int, bytes | None]]:
     return sorted((record.partition, record.offset, record.value) for record in records)
+
+
+@contextlib.contextmanager
+def polling_in_background(source, into: list | None = None) -> Iterator[list[BaseException]]:
+    """Keep ``source`` polling in a thread while the block runs (a member takes part in a rebalance only
+    from inside poll); records go to ``into``, and what poll raised to the list this yields."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def keep_polling() -> None:
+        try:
+            while not stop.is_set():
+                records = source.poll(100)
+                if into is not None:
+                    into.extend(records)
+        except BaseException as error:  # noqa: BLE001 - reported to the test thread
+            failures.append(error)
+
+    thread = threading.Thread(target=keep_polling, daemon=True)
+    thread.start()
+    try:
+        yield failures
+    finally:
+        stop.set()
+        thread.join(timeout=15)

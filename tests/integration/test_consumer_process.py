@@ -35,7 +35,15 @@ import pytest
 from monitor.sources import Record
 from monitor.sources.consumer_process import ConsumerProcess
 from tests.components import wait_for
-from tests.integration.kafka_helpers import JOIN_S, by_position, committed, kafka_config, produce, read_n
+from tests.integration.kafka_helpers import (
+    JOIN_S,
+    by_position,
+    committed,
+    kafka_config,
+    polling_in_background,
+    produce,
+    read_n,
+)
 
 PROMPT_S = 10.0  # what "close() is prompt" means here
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,19 +180,7 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
 
     second = members["second"] = open_source(kafka_config(kafka_broker, topic, group))
     read_by_second: list = []
-    stop = threading.Event()
-    failures: list[BaseException] = []
-
-    def keep_polling_first() -> None:  # the parent answers a revocation only from inside poll
-        try:
-            while not stop.is_set():
-                read_by_first.extend(first.poll(100))
-        except BaseException as error:  # noqa: BLE001 - reported by the test thread
-            failures.append(error)
-
-    poller = threading.Thread(target=keep_polling_first, daemon=True)
-    poller.start()
-    try:
+    with polling_in_background(first, into=read_by_first) as failures:  # the parent answers a revocation in poll
         wait_for(
             lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's share"
         )
@@ -202,11 +198,7 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
         )
         read_by_second.extend(second.poll(500))  # anything read twice would come now
         time.sleep(0.5)
-    finally:
-        stop.set()
-        poller.join(timeout=10)
     assert not failures, failures
-    assert not poller.is_alive()
 
     assert n_before == 6  # nothing was read again during the rebalance
     after = [(record.partition, "first") for record in read_by_first[6:]]
@@ -229,23 +221,12 @@ def test_after_a_rebalance_positions_hold_only_the_partitions_still_owned(
     assert first.positions == {(topic, 0): 1, (topic, 1): 1}
 
     second = open_source(kafka_config(kafka_broker, topic, group))
-    stop = threading.Event()
-
-    def keep_polling_first() -> None:
-        while not stop.is_set():
-            first.poll(100)
-
-    poller = threading.Thread(target=keep_polling_first, daemon=True)
-    poller.start()
-    try:
+    with polling_in_background(first):
         wait_for(lambda: second.poll(100) == [] and second.assigned, JOIN_S, "the second member's share")
         owned_by_second = {(tp.topic, tp.partition) for tp in second._consumer.assignment()}
         assert len(owned_by_second) == 1
         # The child measures the lag over its new assignment (once a second) and sends it with a batch.
         wait_for(lambda: first.lag and not owned_by_second & set(first.lag), 5, "the lag of the new assignment")
-    finally:
-        stop.set()
-        poller.join(timeout=10)
     assert first.assigned
     # The checkpoint the daemon saves from these must not carry a partition another member now reads.
     assert not owned_by_second & set(first.positions), first.positions
@@ -309,32 +290,23 @@ def test_close_is_prompt_while_a_revocation_waits_for_the_checkpoint(
     first = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)
     assert len(read_n(first, 2)) == 2
     second = open_source(kafka_config(kafka_broker, topic, group))
-    stop = threading.Event()
-
-    def keep_polling_second() -> None:  # its join request sets the rebalance off
-        while not stop.is_set():
-            second.poll(100)
-
-    poller = threading.Thread(target=keep_polling_second, daemon=True)
-    poller.start()
     closer = threading.Thread(target=first.close, daemon=True)
-    try:
-        with pytest.raises(OSError, match="no space"):
-            deadline = time.monotonic() + JOIN_S
-            while time.monotonic() < deadline:
-                first.poll(100)
+    with polling_in_background(second):  # its join request sets the rebalance off
+        try:
+            with pytest.raises(OSError, match="no space"):
+                deadline = time.monotonic() + JOIN_S
+                while time.monotonic() < deadline:
+                    first.poll(100)
 
-        started = time.monotonic()
-        closer.start()
-        closer.join(timeout=5)  # a close takes about half a second otherwise
-        assert not closer.is_alive(), f"close() still waiting after {time.monotonic() - started:.1f} s"
-        assert first._process.exitcode == 0  # the child left the group by itself
-    finally:
-        _kill(first._process)
-        if closer.is_alive():
-            closer.join(timeout=5)
-        stop.set()
-        poller.join(timeout=15)
+            started = time.monotonic()
+            closer.start()
+            closer.join(timeout=5)  # a close takes about half a second otherwise
+            assert not closer.is_alive(), f"close() still waiting after {time.monotonic() - started:.1f} s"
+            assert first._process.exitcode == 0  # the child left the group by itself
+        finally:
+            _kill(first._process)
+            if closer.is_alive():
+                closer.join(timeout=5)
 
 
 # --- One process dies ---------------------------------------------------------------------------------------------

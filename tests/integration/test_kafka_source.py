@@ -9,7 +9,6 @@ joins nothing.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -21,7 +20,15 @@ from monitor.pipeline import Pipeline
 from monitor.sources import Record
 from monitor.sources.kafka import KafkaDeadLetters, KafkaSink, client_settings
 from tests.components import wait_for
-from tests.integration.kafka_helpers import JOIN_S, by_position, committed, kafka_config, produce, read_n
+from tests.integration.kafka_helpers import (
+    JOIN_S,
+    by_position,
+    committed,
+    kafka_config,
+    polling_in_background,
+    produce,
+    read_n,
+)
 
 
 def _commit_for_group(broker, group: str, offsets: dict[tuple[str, int], int]) -> None:
@@ -152,15 +159,7 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     assert revoked_with == []  # nothing revoked while it was alone
 
     second = open_source(kafka_config(kafka_broker, topic, group))
-    stop = threading.Event()
-
-    def keep_polling_first() -> None:  # a member takes part in a rebalance only from inside poll
-        while not stop.is_set():
-            read.extend(first.poll(100))
-
-    poller = threading.Thread(target=keep_polling_first, daemon=True)
-    poller.start()
-    try:
+    with polling_in_background(first, into=read):
         wait_for(lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition")
         assert revoked_with == [{(topic, 0): 2, (topic, 1): 2}]  # called while the positions were there to save
         produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)])
@@ -168,9 +167,6 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
             lambda: read.extend(second.poll(100)) or len(read) >= 8, JOIN_S, "the records sent after the rebalance"
         )
         read.extend(second.poll(500))
-    finally:
-        stop.set()
-        poller.join(timeout=10)
 
     assert first.assigned and second.assigned  # one partition each
     # Each new owner went on from the revoked positions: nothing read twice, nothing skipped.
@@ -277,22 +273,11 @@ def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(kafka_broker
     first = open_source(kafka_config(kafka_broker, topic, group), on_revoke=lambda: False)
     read_n(first, 4)
     second = open_source(kafka_config(kafka_broker, topic, group))
-    stop = threading.Event()
-
-    def keep_polling_first() -> None:
-        while not stop.is_set():
-            first.poll(100)
-
-    poller = threading.Thread(target=keep_polling_first, daemon=True)
-    poller.start()
     read_by_second: list = []
-    try:
+    with polling_in_background(first):
         wait_for(
             lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 2, JOIN_S, "a re-read partition"
         )
-    finally:
-        stop.set()
-        poller.join(timeout=10)
     partition = read_by_second[0].partition
     assert [record.value for record in read_by_second] == [f"{partition}-{i}".encode() for i in range(2)]
     assert committed(kafka_broker, group, topic, partition) is None
