@@ -74,7 +74,7 @@ class EventProducer:
         *,
         buffer_size: int = 10_000,
         send_text: bool = False,
-        max_event_bytes: int = 1_000_000,
+        max_event_bytes: int = 1_048_576,  # the daemon's default limits.max_event_bytes
         client_settings: dict[str, Any] | None = None,
         connect: bool = True,
     ):
@@ -83,7 +83,7 @@ class EventProducer:
         self.max_event_bytes = max_event_bytes
         self._settings = {"bootstrap_servers": bootstrap_servers, "client_id": "driftwarden-producer"}
         self._settings.update(client_settings or {})
-        self._queue: queue.Queue[tuple[bytes, dict]] = queue.Queue(maxsize=buffer_size)
+        self._queue: queue.Queue[tuple[bytes, bytes]] = queue.Queue(maxsize=buffer_size)  # (key, event JSON)
         self._counts_lock = threading.Lock()
         self._queued = 0
         self._sent = 0
