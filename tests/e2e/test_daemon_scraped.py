@@ -91,3 +91,19 @@ def test_prometheus_sees_every_valid_event_and_every_rejection(
         assert int(headers["driftwarden.source.partition"]) in (0, 1, 2)
         assert int(headers["driftwarden.source.offset"]) >= 0
     assert daemon.stop() == 0
+
+
+def test_without_a_dead_letter_topic_malformed_events_are_counted_and_logged(
+    kafka_broker, new_topic, tmp_path, start_daemon
+):
+    topic = new_topic()
+    sink = KafkaSink({"bootstrap_servers": kafka_broker.bootstrap_servers}, topic)
+    sink.send(b'{"request_id": "a", "timestamp": 1767225600, "model": "bot"}')
+    sink.send(b"half a messa")
+    sink.flush()
+    config = daemon_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic, kafka={"dead_letter_topic": None})
+    daemon = start_daemon(config)
+    wait_for(lambda: b'driftwarden_events_invalid_total{reason="not_json"} 1.0' in daemon.metrics(), 30, "the count")
+    assert b'driftwarden_events_total{model="bot",type="inference"} 1.0' in daemon.metrics()
+    assert daemon.stop() == 0
+    assert f"dropped {topic}[0]@1: not_json" in daemon.log()
