@@ -94,11 +94,11 @@ def _demo(config: None, arguments: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run_demo(arguments.port, arguments.rate, arguments.duration, arguments.regress_at, stop, print_flushed)
+    run_demo(arguments.port, arguments.rate, arguments.duration, arguments.regress_at, stop, _print_flushed)
     return 0
 
 
-def print_flushed(text: str) -> None:
+def _print_flushed(text: str) -> None:
     print(text, flush=True)
 
 
