@@ -107,7 +107,10 @@ class Pipeline:
                 self.n_invalid[letter.invalid.reason] += 1
 
     def snapshot(self) -> dict:
-        """Everything a restart needs to carry on as if it never stopped (evaluations are recomputed)."""
+        """Everything a restart needs to carry on as if it never stopped (evaluations are recomputed).
+
+        The arrays are the live ones, not copies: save the snapshot before the next batch is applied.
+        """
         with self.lock:
             return {"n_invalid": self.n_invalid, "watermark_ms": self.watermark_ms, "states": self.states.snapshot()}
 
