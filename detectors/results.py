@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TrafficResult"]
+__all__ = ["DriftResult", "TrafficResult"]
 
 
 @dataclass(frozen=True)
@@ -19,3 +19,21 @@ class TrafficResult:
     n_latencies: int
     latency_quantiles_ms: tuple[tuple[float, float], ...]
     error_ratio: float
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One feature's two-sample test of a window against the reference.
+
+    For a test with a p-value, ``threshold`` is the significance level and the
+    feature drifted when ``p_value < threshold``; for a distance (``p_value`` is
+    None) it drifted when ``statistic >= threshold``. ``unseen_share`` is the
+    share of window values in categories the reference never saw (0 for numbers).
+    """
+
+    method: str
+    statistic: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    unseen_share: float = 0.0

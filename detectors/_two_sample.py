@@ -1,0 +1,74 @@
+"""What every windowed two-sample drift test shares: fit once on the reference, score each window."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from detectors.results import DriftResult
+
+__all__ = ["TwoSampleTest"]
+
+
+class TwoSampleTest:
+    """Base of the windowed tests: ``fit(reference)`` once, then ``score(window) -> DriftResult`` per tick.
+
+    Subclasses set the class attributes and implement ``_fit`` (precompute all
+    the reference allows: sorted sample, bin edges, category map) and
+    ``_statistic`` (return ``(statistic, p_value or None, unseen_share)``).
+    Inputs are 1-D arrays with missing values already removed (2-D rows for
+    embeddings); an empty input is a ``ValueError``.
+
+    ``threshold`` is the significance level when the test has a p-value
+    (drift when ``p_value < threshold``) and the distance otherwise (drift
+    when ``statistic >= threshold``); None takes the method's default.
+    """
+
+    #: The config name, the feature kinds the test accepts, its default threshold.
+    name: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]]
+    has_p_value: ClassVar[bool]
+    default_threshold: ClassVar[float]
+
+    def __init__(self, threshold: float | None = None):
+        self.threshold = self.default_threshold if threshold is None else float(threshold)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._n_reference = 0
+
+    @property
+    def fitted(self) -> bool:
+        return self._n_reference > 0
+
+    @property
+    def n_reference(self) -> int:
+        return self._n_reference
+
+    def fit(self, reference: np.ndarray) -> TwoSampleTest:
+        """Precompute the reference side; returns self."""
+        reference = np.asarray(reference)
+        if len(reference) == 0:
+            raise ValueError(f"{self.name}: the reference is empty")
+        self._reset()
+        self._fit(reference)
+        self._n_reference = len(reference)
+        return self
+
+    def score(self, window: np.ndarray) -> DriftResult:
+        """Test one window against the fitted reference."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: fit() a reference before score()")
+        window = np.asarray(window)
+        if len(window) == 0:
+            raise ValueError(f"{self.name}: the window is empty")
+        statistic, p_value, unseen_share = self._statistic(window)
+        drifted = p_value < self.threshold if self.has_p_value else statistic >= self.threshold
+        return DriftResult(self.name, float(statistic), p_value, self.threshold, bool(drifted), unseen_share)
+
+    def _fit(self, reference: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _statistic(self, window: np.ndarray) -> tuple[float, float | None, float]:
+        raise NotImplementedError
