@@ -1,0 +1,94 @@
+"""Config names of the two-sample tests, Evidently's automatic choice among them, and fitting one by name."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors._two_sample import TwoSampleTest
+from detectors.anderson import AndersonTest
+from detectors.chi_square import ChiSquareTest
+from detectors.jensen_shannon import JensenShannonTest
+from detectors.ks import KSTest
+from detectors.psi import PSITest
+from detectors.wasserstein import WassersteinTest
+
+__all__ = ["KINDS", "TWO_SAMPLE_TESTS", "auto_method", "make_test"]
+
+TWO_SAMPLE_TESTS: dict[str, type[TwoSampleTest]] = {
+    test.name: test for test in (KSTest, WassersteinTest, AndersonTest, PSITest, JensenShannonTest, ChiSquareTest)
+}
+KINDS = ("numeric", "categorical")
+
+#: Evidently's cut-offs: a reference of at most this many rows is "small" (p-value tests), and a
+#: numeric feature with at most this many distinct values is compared as categories.
+SMALL_REFERENCE_ROWS = 1000
+FEW_VALUES = 5
+#: The methods ``auto_method`` picks for categories; a numeric feature routed to them is binned by value.
+_CATEGORY_METHODS = ("chisquare", "jensenshannon")
+
+
+def auto_method(kind: str, reference: np.ndarray) -> str:
+    """The method Evidently would choose by default for a feature of this kind and reference.
+
+    Follows ``_get_default_stattest`` in ``evidently/legacy/calculations/stattests/registry.py``
+    (Evidently 0.7): a numeric feature with more than 5 distinct values gets
+    ``ks`` when the reference has at most 1000 rows, else ``wasserstein``;
+    a categorical feature, or a numeric one with at most 5 distinct values,
+    gets ``chisquare`` when the reference has at most 1000 rows, else
+    ``jensenshannon``.
+
+    Two differences: Evidently counts distinct values over reference and
+    current data together, the daemon over the reference alone (the choice is
+    made once, at fit); and for a small reference with at most 2 distinct
+    values Evidently runs a z-test of two proportions, for which this returns
+    ``chisquare`` (on a 2 x 2 table the two are the same test).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> auto_method("numeric", rng.normal(size=500)), auto_method("numeric", rng.normal(size=5_000))
+    ('ks', 'wasserstein')
+    >>> auto_method("numeric", rng.integers(0, 3, size=500)), auto_method("categorical", np.array(["a"] * 2_000))
+    ('chisquare', 'jensenshannon')
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(KINDS)}")
+    small = len(reference) <= SMALL_REFERENCE_ROWS
+    if kind == "numeric" and np.unique(reference).size > FEW_VALUES:
+        return "ks" if small else "wasserstein"
+    return "chisquare" if small else "jensenshannon"
+
+
+def make_test(method: str, kind: str, reference: np.ndarray, threshold: float | None = None) -> TwoSampleTest:
+    """The test named ``method`` (or ``"auto"``) for a feature of this kind, fitted on the reference.
+
+    ``"auto"`` resolves with ``auto_method``; when it sends a numeric feature
+    with few distinct values to a categorical test, the values are the
+    categories, as in Evidently. An unknown method, or one that does not
+    accept the kind, is a ``ValueError`` listing the valid names.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> test = make_test("auto", "numeric", rng.normal(size=5_000))
+    >>> test.name, test.threshold, test.score(rng.normal(loc=1.0, size=1_000)).drifted
+    ('wasserstein', 0.1, True)
+    >>> make_test("ks", "categorical", np.array(["a", "b"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: 'ks' does not test categorical features; valid: auto, chisquare, jensenshannon, psi
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(KINDS)}")
+    reference = np.asarray(reference)
+    if method == "auto":
+        method = auto_method(kind, reference)
+        kind = "categorical" if method in _CATEGORY_METHODS else kind
+    test_class = TWO_SAMPLE_TESTS.get(method)
+    if test_class is None:
+        raise ValueError(f"unknown drift method {method!r}; valid: auto, {', '.join(sorted(TWO_SAMPLE_TESTS))}")
+    if kind not in test_class.kinds:
+        valid = sorted(name for name, test in TWO_SAMPLE_TESTS.items() if kind in test.kinds)
+        raise ValueError(f"{method!r} does not test {kind} features; valid: auto, {', '.join(valid)}")
+    test = test_class(threshold, kind=kind) if len(test_class.kinds) > 1 else test_class(threshold)
+    return test.fit(reference)
