@@ -1,23 +1,41 @@
-"""Config names of the two-sample tests, Evidently's automatic choice among them, and fitting one by name."""
+"""Config names of the detectors: the two-sample tests (with Evidently's automatic choice among
+them, and fitting one by name) and the online change detectors."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from detectors._change_detector import ChangeDetector
 from detectors._two_sample import TwoSampleTest
+from detectors.adwin import ADWIN
 from detectors.anderson import AndersonTest
 from detectors.chi_square import ChiSquareTest
+from detectors.classifier import DomainClassifierTest
+from detectors.cusum import CUSUM
 from detectors.jensen_shannon import JensenShannonTest
 from detectors.ks import KSTest
+from detectors.mmd import MMDTest
+from detectors.page_hinkley import PageHinkley
 from detectors.psi import PSITest
 from detectors.wasserstein import WassersteinTest
 
-__all__ = ["KINDS", "TWO_SAMPLE_TESTS", "auto_method", "make_test"]
+__all__ = ["CHANGE_DETECTORS", "KINDS", "TWO_SAMPLE_TESTS", "auto_method", "make_test", "methods_for"]
 
 TWO_SAMPLE_TESTS: dict[str, type[TwoSampleTest]] = {
-    test.name: test for test in (KSTest, WassersteinTest, AndersonTest, PSITest, JensenShannonTest, ChiSquareTest)
+    test.name: test
+    for test in (
+        KSTest,
+        WassersteinTest,
+        AndersonTest,
+        PSITest,
+        JensenShannonTest,
+        ChiSquareTest,
+        DomainClassifierTest,
+        MMDTest,
+    )
 }
-KINDS = ("numeric", "categorical")
+CHANGE_DETECTORS: dict[str, type[ChangeDetector]] = {"adwin": ADWIN, "page_hinkley": PageHinkley, "cusum": CUSUM}
+KINDS = ("numeric", "categorical", "embedding")
 
 #: Evidently's cut-offs: a reference of at most this many rows is "small" (p-value tests), and a
 #: numeric feature with at most this many distinct values is compared as categories.
@@ -51,12 +69,22 @@ def auto_method(kind: str, reference: np.ndarray) -> str:
     >>> auto_method("numeric", rng.integers(0, 3, size=500)), auto_method("categorical", np.array(["a"] * 2_000))
     ('chisquare', 'jensenshannon')
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(KINDS)}")
+    if kind not in KINDS or kind == "embedding":
+        raise ValueError(f"no automatic method for kind {kind!r}; valid: numeric, categorical")
     small = len(reference) <= SMALL_REFERENCE_ROWS
     if kind == "numeric" and np.unique(reference).size > FEW_VALUES:
         return "ks" if small else "wasserstein"
     return "chisquare" if small else "jensenshannon"
+
+
+def methods_for(kind: str) -> list[str]:
+    """The method names that can test a feature of ``kind``, ``"auto"`` first where it applies.
+
+    >>> methods_for("embedding")
+    ['classifier', 'mmd']
+    """
+    automatic = ["auto"] if kind != "embedding" else []
+    return automatic + sorted(name for name, test in TWO_SAMPLE_TESTS.items() if kind in test.kinds)
 
 
 def make_test(method: str, kind: str, reference: np.ndarray, threshold: float | None = None) -> TwoSampleTest:
@@ -88,7 +116,6 @@ def make_test(method: str, kind: str, reference: np.ndarray, threshold: float | 
     if test_class is None:
         raise ValueError(f"unknown drift method {method!r}; valid: auto, {', '.join(sorted(TWO_SAMPLE_TESTS))}")
     if kind not in test_class.kinds:
-        valid = sorted(name for name, test in TWO_SAMPLE_TESTS.items() if kind in test.kinds)
-        raise ValueError(f"{method!r} does not test {kind} features; valid: auto, {', '.join(valid)}")
+        raise ValueError(f"{method!r} does not test {kind} features; valid: {', '.join(methods_for(kind))}")
     test = test_class(threshold, kind=kind) if len(test_class.kinds) > 1 else test_class(threshold)
     return test.fit(reference)

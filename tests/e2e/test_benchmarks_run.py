@@ -49,3 +49,25 @@ def test_drift_benchmark_prints_its_table():
     ]
     assert "verdicts identical to the scipy loop's" in finished.stdout
     assert "target: driftwarden score >= 30x faster than Evidently DataDriftPreset" in finished.stdout
+
+
+def test_embedding_drift_benchmark_prints_its_tables():
+    command = [sys.executable, str(BENCH / "embedding_drift.py"), "--quick"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [
+        line
+        for line in finished.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line and not line.startswith(("| method ", "| pass "))
+    ]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "classifier",
+        "classifier, unbounded",
+        "Evidently model()",
+        "mmd",
+        "mmd, unbounded",
+        "Evidently mmd()",
+        "len() of each text",
+        "TextDescriptors.describe",
+    ]
+    assert "target: each driftwarden test under 2 s per evaluation" in finished.stdout
