@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DriftResult", "TrafficResult"]
+__all__ = ["DriftResult", "ModelDrift", "TrafficResult"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,28 @@ class DriftResult:
     threshold: float
     drifted: bool
     unseen_share: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelDrift:
+    """One model's window against its reference: each tested feature's result, corrected together.
+
+    ``features`` maps a feature's label (a text feature's descriptors are
+    ``prompt.length_chars`` and so on) to its result; features with too few
+    values on either side are not tested and not listed.
+    """
+
+    features: dict[str, DriftResult]
+    n_window: int
+    n_reference: int
+    reference_age_ms: float
+
+    @property
+    def drifted(self) -> list[str]:
+        """Labels of the features that drifted."""
+        return [label for label, result in self.features.items() if result.drifted]
+
+    @property
+    def drift_share(self) -> float:
+        """Share of the tested features that drifted (0 when none could be tested)."""
+        return len(self.drifted) / len(self.features) if self.features else 0.0

@@ -59,8 +59,12 @@ class Checkpoint:
     created_at: float = field(default_factory=time.time)
 
 
-#: The settings that shape the saved state; changing any other setting keeps it.
-_SHAPING = {"windows": {"size"}, "limits": {"max_models", "max_categories", "max_text_chars"}, "models": True}
+#: The settings that shape the saved state; changing any other setting (a drift method, alpha) keeps it.
+_SHAPING = {
+    "windows": {"size"},
+    "limits": {"max_models", "max_categories", "max_text_chars"},
+    "models": {"__all__": {"name": True, "features": True, "reference": True, "drift": {"change_detector"}}},
+}
 
 
 def config_fingerprint(config: Config) -> str:

@@ -12,14 +12,20 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 from monitor.checkpoint import CheckpointError
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
+from monitor.drift import false_alarm_policy
 from monitor.exporter import build_registry, write_exposition
 from monitor.logs import log_to_stderr
 from monitor.pipeline import Pipeline
+from monitor.reference import ReferenceFileError, reference_records
 from monitor.replay import replay
-from monitor.sources.file import JsonlDeadLetters
+from monitor.report import ReportUnavailable, drift_report_html
+from monitor.sources.file import JsonlDeadLetters, JsonlSource, write_jsonl
 
 __all__ = ["main"]
 
@@ -27,6 +33,9 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
+    # One BLAS thread: the tick's matrix work is small, threads waiting on each other on a busy
+    # machine made the embedding tests ten times slower, and results stay bit-identical across hosts.
+    threadpool_limits(limits=1)
     try:
         config = load_config(arguments.config) if "config" in arguments else None  # demo brings its own
     except ConfigError as error:
@@ -34,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return arguments.command(config, arguments)
-    except CheckpointError as error:
+    except (CheckpointError, ReferenceFileError) as error:
         print(f"driftwarden: {error}", file=sys.stderr)
         return 1
     except OSError as error:
@@ -73,6 +82,26 @@ def _parser() -> argparse.ArgumentParser:
         "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
     )
     replay_command.set_defaults(command=_replay)
+
+    reference = commands.add_parser(
+        "reference", help="write a reference file: each model's first (or last) valid inference events of a file"
+    )
+    reference.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    reference.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic")
+    reference.add_argument("--out", required=True, metavar="REFERENCE.jsonl", help="where to write the reference")
+    reference.add_argument("--model", action="append", metavar="NAME", help="only this model (repeatable)")
+    reference.add_argument("--size", type=int, default=DEFAULT_WARMUP, metavar="N", help="events per model")
+    reference.add_argument("--last", action="store_true", help="take the last N events instead of the first")
+    reference.set_defaults(command=_reference)
+
+    report = commands.add_parser(
+        "report", help="replay a file, then write an HTML drift report of a model's last window (Evidently)"
+    )
+    report.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    report.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic")
+    report.add_argument("--model", required=True, metavar="NAME", help="the model to report on")
+    report.add_argument("--out", required=True, metavar="REPORT.html", help="where to write the report")
+    report.set_defaults(command=_report)
     return parser
 
 
@@ -112,7 +141,10 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
     for model in config.models:
         features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"
-        print(f"  model {model.name!r}: features {features}")
+        source = f"file {model.reference.file}" if model.reference.file else f"first {model.reference.warmup} events"
+        print(f"  model {model.name!r}: features {features}; reference: {source}")
+        if model.features:
+            print(f"    drift: {false_alarm_policy(model.drift, windows)}")
     return 0
 
 
@@ -130,6 +162,27 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(config: Config, arguments: argparse.Namespace) -> int:
+    models = set(arguments.model) if arguments.model else None
+    batches = JsonlSource(arguments.events).batches()
+    records = reference_records(batches, config.limits.max_event_bytes, arguments.size, models, arguments.last)
+    write_jsonl(arguments.out, records)
+    print(f"wrote {len(records)} reference events to {arguments.out}")
+    return 0
+
+
+def _report(config: Config, arguments: argparse.Namespace) -> int:
+    pipeline = replay(config, arguments.events).pipeline
+    try:
+        page = drift_report_html(pipeline, arguments.model)
+    except ReportUnavailable as error:
+        print(f"driftwarden: {error.args[0]}", file=sys.stderr)
+        return 1
+    Path(arguments.out).write_text(page, encoding="utf-8")
+    print(f"wrote the drift report of {arguments.model!r} to {arguments.out}")
+    return 0
+
+
 def _print_summary(pipeline: Pipeline) -> None:
     for state in pipeline.states:
         evaluation = pipeline.evaluations.get(state.name)
@@ -138,6 +191,9 @@ def _print_summary(pipeline: Pipeline) -> None:
             traffic = evaluation.traffic
             latency = ", ".join(f"p{q * 100:g} {value:.0f} ms" for q, value in traffic.latency_quantiles_ms)
             line += f"; window {evaluation.window_events}: {latency}, errors {traffic.error_ratio:.2%}"
+            if evaluation.drift is not None:
+                drifted = ", ".join(evaluation.drift.drifted) or "none"
+                line += f"; drift share {evaluation.drift.drift_share:.2f} (drifted: {drifted})"
         elif evaluation is not None:
             line += f"; window {evaluation.window_events} (below min_samples, no statistics)"
         print(line)

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.events import InferenceEvent
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
@@ -45,6 +46,9 @@ SECRET_ENV = {
     ("kafka", "sasl_password"): "DRIFTWARDEN_KAFKA_SASL_PASSWORD",
     ("kafka", "ssl_password"): "DRIFTWARDEN_KAFKA_SSL_PASSWORD",
 }
+
+#: Inference events a model's warm-up reference holds unless configured otherwise.
+DEFAULT_WARMUP = 5_000
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -123,6 +127,10 @@ class WindowsConfig(_Section):
     evaluate_every_ms: DurationMs = Field(30_000, alias="evaluate_every")
     min_samples: Integer = Field(200, ge=1)
 
+    @property
+    def evaluations_per_week(self) -> float:
+        return _UNIT_MS["w"] / self.evaluate_every_ms
+
     @model_validator(mode="after")
     def _reachable_min_samples(self) -> WindowsConfig:
         """A window never holds more than ``size`` events; the default ``min_samples`` shrinks to fit."""
@@ -162,12 +170,14 @@ class FeatureConfig(_Section):
     ``path`` says where the value is: a top-level event field (the default when
     ``name`` is one), ``features.<key>`` (the default otherwise) or ``segment.<key>``.
     An ``embedding`` feature needs its dimension ``dim``, so that its ring is preallocated.
+    ``method`` overrides the model's drift method for this feature's kind.
     """
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     kind: FeatureKind
     path: str = ""
     dim: Integer | None = Field(None, ge=1, le=65_536)
+    method: str | None = None
 
     @model_validator(mode="after")
     def _resolve_path(self) -> FeatureConfig:
@@ -182,7 +192,79 @@ class FeatureConfig(_Section):
             )
         if (self.kind == "embedding") != (self.dim is not None):
             raise ValueError("'dim' is required for kind 'embedding' and only for it")
+        if self.method is not None:
+            _check_method(self.method, self.kind)
         return self
+
+
+class ReferenceConfig(_Section):
+    """The fixed sample windows are compared with: the model's first ``warmup`` inference events, or a
+    JSONL ``file`` of reference events (the model's own events in it; see ``driftwarden reference``)."""
+
+    warmup: Integer | None = Field(None, ge=1, le=1_000_000)
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReferenceConfig:
+        if self.warmup is not None and self.file is not None:
+            raise ValueError("give either 'warmup' or 'file', not both")
+        if self.file is None and self.warmup is None:
+            object.__setattr__(self, "warmup", DEFAULT_WARMUP)
+        return self
+
+
+class DriftConfig(_Section):
+    """How a model's features are tested against its reference on every evaluation.
+
+    A method per feature kind (``auto`` follows Evidently's choice by kind and
+    reference size; text features are tested through their numeric descriptors),
+    distance thresholds by method, and the false-alarm policy of the p-value
+    tests: ``alpha`` after ``correction`` across the model's features, or
+    ``false_alarms_per_week`` from which alpha follows (see :mod:`monitor.drift`).
+    ``change_detector`` watches the window's latency and error ratio tick by tick.
+    """
+
+    numeric: str = "auto"
+    categorical: str = "auto"
+    text: str = "auto"
+    embedding: str = "classifier"
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    false_alarms_per_week: float | None = Field(None, gt=0.0)
+    correction: Literal["none", "bonferroni", "bh"] = "bh"
+    change_detector: str | None = "adwin"
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> DriftConfig:
+        for kind in ("numeric", "categorical", "text", "embedding"):
+            _check_method(getattr(self, kind), kind)
+        for method, threshold in self.thresholds.items():
+            test = TWO_SAMPLE_TESTS.get(method)
+            if test is None or test.has_p_value:
+                distances = sorted(name for name, test in TWO_SAMPLE_TESTS.items() if not test.has_p_value)
+                raise ValueError(
+                    f"thresholds: {method!r} is not a distance method ({', '.join(distances)}); "
+                    "p-value tests use 'alpha'"
+                )
+            if not threshold > 0:
+                raise ValueError(f"thresholds.{method}: must be > 0 (got {threshold!r})")
+        if self.change_detector is not None and self.change_detector not in CHANGE_DETECTORS:
+            raise ValueError(
+                f"unknown change_detector {self.change_detector!r}; valid: {', '.join(CHANGE_DETECTORS)} or null"
+            )
+        if self.false_alarms_per_week is not None:
+            if "alpha" in self.model_fields_set:
+                raise ValueError("give either 'alpha' or 'false_alarms_per_week', not both")
+            if self.correction == "none":
+                raise ValueError("'false_alarms_per_week' needs correction 'bh' or 'bonferroni'")
+        return self
+
+
+def _check_method(method: str, kind: str) -> None:
+    """Raise naming the valid methods when ``method`` cannot test a feature of ``kind``."""
+    valid = methods_for("numeric" if kind == "text" else kind)  # text drifts through its numeric descriptors
+    if method not in valid:
+        raise ValueError(f"unknown {kind} drift method {method!r}; valid: {', '.join(valid)}")
 
 
 class ModelConfig(_Section):
@@ -190,6 +272,8 @@ class ModelConfig(_Section):
 
     name: str = Field(min_length=1, max_length=256)
     features: list[FeatureConfig] = Field(default_factory=list)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:
@@ -210,6 +294,19 @@ class Config(_Section):
     def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
         _require_unique("model", [model.name for model in models])
         return models
+
+    @model_validator(mode="after")
+    def _reachable_false_alarm_rate(self) -> Config:
+        """A false-alarm budget above one per evaluation would need an alpha of 1 or more."""
+        per_week = self.windows.evaluations_per_week
+        for index, model in enumerate(self.models):
+            wanted = model.drift.false_alarms_per_week
+            if wanted is not None and wanted >= per_week:
+                raise ValueError(
+                    f"models[{index}].drift.false_alarms_per_week: must be below the {per_week:.0f} "
+                    f"evaluations a week that windows.evaluate_every gives (got {wanted!r})"
+                )
+        return self
 
     def model_config_for(self, name: str) -> ModelConfig | None:
         """The config that governs model ``name``: its own entry, else ``"*"``, else None."""
@@ -293,6 +390,8 @@ _REASONS = {
     "int_type": "must be an integer (got {given!r})",
     "int_parsing": "must be an integer (got {given!r})",
     "int_from_float": "must be an integer (got {given!r})",
+    "float_type": "must be a number (got {given!r})",
+    "float_parsing": "must be a number (got {given!r})",
     "string_type": "must be a string (got {given!r})",
     "bool_type": "must be true or false (got {given!r})",
     "bool_parsing": "must be true or false (got {given!r})",
@@ -300,6 +399,8 @@ _REASONS = {
     "dict_type": "must be a mapping (got {given!r})",
     "model_type": "must be a mapping (got {given!r})",
     "literal_error": "must be one of {expected} (got {given!r})",
+    "greater_than": "must be > {gt} (got {given!r})",
+    "less_than": "must be < {lt} (got {given!r})",
     "greater_than_equal": "must be >= {ge} (got {given!r})",
     "less_than_equal": "must be <= {le} (got {given!r})",
     "too_short": "must have at least {min_length} item(s)",

@@ -34,6 +34,7 @@ from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import Config
 from monitor.exporter import ConsumerLagCollector, MetricsServer, build_registry
 from monitor.pipeline import Pipeline
+from monitor.report import drift_report_html
 from monitor.sources import Record
 from monitor.sources.consumer_process import ConsumerProcess
 from monitor.sources.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
@@ -61,7 +62,13 @@ class Daemon:
         self._checkpoint_due = threading.Event()
         lag = ConsumerLagCollector(lambda: self._source.lag if self._source else {})
         self.registry = build_registry(self.pipeline, lag)
-        self.server = MetricsServer(self.registry, config.server.host, config.server.port, ready=self.ready)
+        self.server = MetricsServer(
+            self.registry,
+            config.server.host,
+            config.server.port,
+            ready=self.ready,
+            report=lambda model: drift_report_html(self.pipeline, model),
+        )
 
     @property
     def metrics_url(self) -> str:

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
@@ -64,7 +65,7 @@ class PipelineCollector:
                     ((state.name, state.ttft) for state in states),
                 ),
             ]
-        return families + list(self._evaluations(pipeline.evaluations))
+        return families + list(self._evaluations(pipeline.evaluations)) + list(_drift(pipeline.evaluations))
 
     def _counters(self, states: list) -> Iterator[Metric]:
         pipeline = self.pipeline
@@ -93,7 +94,22 @@ class PipelineCollector:
             labels=["metric", "label"],
         )
         dropped.add_metric(["*", "model"], pipeline.states.n_folded_events)
-        yield from (events, invalid, unmonitored, tokens, dropped)
+        changes = CounterMetricFamily(
+            "driftwarden_changes",
+            "Changes found by the online change detector in a window summary (latency_p50, latency_p95, "
+            "error_ratio), one per detection: alert on increase().",
+            labels=["model", "metric", "method"],
+        )
+        reference_events = GaugeMetricFamily(
+            "driftwarden_reference_events",
+            "Events in the model's drift reference (a warm-up reference is complete at its configured size).",
+            labels=["model"],
+        )
+        for state in states:
+            reference_events.add_metric([state.name], len(state.reference))
+            for signal, count in state.changes.n_changes.items():
+                changes.add_metric([state.name, signal, state.changes.method], count)
+        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events)
 
     def _evaluations(self, evaluations: dict) -> Iterator[Metric]:
         window_events = GaugeMetricFamily(
@@ -122,6 +138,49 @@ class PipelineCollector:
             for quantile, value_ms in traffic.latency_quantiles_ms:
                 quantiles.add_metric([model, str(quantile)], value_ms / 1000.0)
         yield from (window_events, quantiles, error_ratio, evaluated_at)
+
+
+def _drift(evaluations: dict) -> Iterator[Metric]:
+    """The latest drift evaluation of every model whose reference is complete."""
+    per_test = ["model", "feature", "method"]
+    score = GaugeMetricFamily(
+        "driftwarden_drift_score", "Drift statistic of a feature's window against its reference.", labels=per_test
+    )
+    p_value = GaugeMetricFamily(
+        "driftwarden_drift_p_value", "P-value of a feature's drift test (tests that have one).", labels=per_test
+    )
+    threshold = GaugeMetricFamily(
+        "driftwarden_drift_threshold",
+        "What the test is held to: the corrected p-value a feature must reach, or the distance it must reach.",
+        labels=per_test,
+    )
+    detected = GaugeMetricFamily(
+        "driftwarden_drift_detected",
+        "1 when the feature drifted at the latest evaluation.",
+        labels=["model", "feature"],
+    )
+    share = GaugeMetricFamily(
+        "driftwarden_drift_share", "Share of the model's tested features that drifted.", labels=["model"]
+    )
+    age = GaugeMetricFamily(
+        "driftwarden_reference_age_seconds",
+        "Event time from the reference's newest event to the latest evaluation.",
+        labels=["model"],
+    )
+    for model, evaluation in evaluations.items():
+        drift = evaluation.drift
+        if drift is None:
+            continue
+        share.add_metric([model], drift.drift_share)
+        age.add_metric([model], drift.reference_age_ms / 1000.0)
+        for feature, result in drift.features.items():
+            labels = [model, feature, result.method]
+            score.add_metric(labels, result.statistic)
+            threshold.add_metric(labels, result.threshold)
+            if result.p_value is not None:
+                p_value.add_metric(labels, result.p_value)
+            detected.add_metric([model, feature], float(result.drifted))
+    yield from (score, p_value, threshold, detected, share, age)
 
 
 def _histogram(name: str, documentation: str, series: Iterable[tuple[str, Histogram]]) -> Metric:
@@ -174,7 +233,9 @@ class MetricsServer:
     """HTTP endpoints for Prometheus and Kubernetes, in a background thread.
 
     ``/metrics`` is the exposition; ``/healthz`` answers 200 while the process
-    serves; ``/readyz`` answers 200 when ``ready()`` returns true, else 503.
+    serves; ``/readyz`` answers 200 when ``ready()`` returns true, else 503;
+    ``/report?model=NAME`` answers the HTML that ``report(NAME)`` draws, or 404
+    with the reason when it raises ``LookupError``.
     ``port=0`` picks a free port, readable from :attr:`port` once started.
     """
 
@@ -184,10 +245,12 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ready: Callable[[], bool] = lambda: True,
+        report: Callable[[str], str] | None = None,
     ):
         self.registry = registry
         self.host = host
         self.ready = ready
+        self.report = report
         self._metrics_app = make_wsgi_app(registry)
         self._server = make_server(host, port, self._app, _ThreadingWSGIServer, _QuietHandler)
         self.port = self._server.server_port
@@ -212,11 +275,18 @@ class MetricsServer:
             if self.ready():
                 return _plain(start_response, "200 OK", b"ready\n")
             return _plain(start_response, "503 Service Unavailable", b"not ready\n")
-        return _plain(start_response, "404 Not Found", b"try /metrics, /healthz or /readyz\n")
+        if path == "/report" and self.report is not None:
+            model = parse_qs(environ.get("QUERY_STRING", "")).get("model", [""])[0]
+            try:
+                page = self.report(model)
+            except LookupError as error:
+                return _plain(start_response, "404 Not Found", f"{error.args[0]}\n".encode())
+            return _plain(start_response, "200 OK", page.encode(), "text/html")
+        return _plain(start_response, "404 Not Found", b"try /metrics, /healthz, /readyz or /report?model=NAME\n")
 
 
-def _plain(start_response: Callable, status: str, body: bytes) -> list[bytes]:
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+def _plain(start_response: Callable, status: str, body: bytes, kind: str = "text/plain") -> list[bytes]:
+    start_response(status, [("Content-Type", f"{kind}; charset=utf-8"), ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -33,12 +33,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from detectors.results import TrafficResult
+from detectors.results import ModelDrift, TrafficResult
 from detectors.traffic import TrafficStats
 from monitor.config import Config
+from monitor.drift import DriftSuite, drift_alpha
 from monitor.events import REASONS, Invalid, decode
 from monitor.sources import Record
-from monitor.state import ModelStates
+from monitor.state import ModelState, ModelStates
 
 __all__ = ["DeadLetter", "Evaluation", "Pipeline"]
 
@@ -52,11 +53,16 @@ class DeadLetter(NamedTuple):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One model's latest evaluation; ``traffic`` is None below ``windows.min_samples`` events."""
+    """One model's latest evaluation.
+
+    ``traffic`` is None below ``windows.min_samples`` events, ``drift`` also
+    until the model's reference is complete.
+    """
 
     evaluated_at_ms: float
     window_events: int
     traffic: TrafficResult | None
+    drift: ModelDrift | None = None
 
 
 class Pipeline:
@@ -70,6 +76,7 @@ class Pipeline:
         self.watermark_ms = float("-inf")
         self.evaluations: dict[str, Evaluation] = {}
         self._traffic_stats = TrafficStats()
+        self._drift_suites: dict[str, DriftSuite] = {}
 
     def apply(self, records: Iterable[Record]) -> list[DeadLetter]:
         """Decode and ingest a batch; return the rejected records, for the dead-letter queue."""
@@ -118,19 +125,42 @@ class Pipeline:
         """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.checkpoint`)."""
         with self.lock:
             self.states.restore(snapshot["states"])
+            self._drift_suites = {}  # fitted again on the restored references
             self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
             self.watermark_ms = snapshot["watermark_ms"]
 
     def evaluate(self, now_ms: float) -> None:
         """Compute every model's window statistics as of ``now_ms`` (event time in replay)."""
         windows = self.config.windows
-        with self.lock:
+        with self.lock:  # copies of what the tick reads; the statistics run without the lock
             views = {state.name: state.window.view(now_ms, windows.duration_ms) for state in self.states}
+            suites = {state.name: self._drift_suite(state) for state in self.states}
+            references = {  # a reference, once complete, is fitted once
+                state.name: (state.reference.columns(), state.reference.newest_ms)
+                for state in self.states
+                if state.reference.complete and not suites[state.name].fitted
+            }
         evaluations = {}
         for name, view in views.items():
             n_events = len(view["timestamp_ms"])
-            traffic = None
+            traffic = drift = None
             if n_events >= windows.min_samples:
                 traffic = self._traffic_stats.compute(view["latency_ms"], view["failed"])
-            evaluations[name] = Evaluation(now_ms, n_events, traffic)
-        self.evaluations = evaluations
+                suite = suites[name]
+                if name in references:
+                    suite.fit(*references[name])
+                if suite.fitted:
+                    drift = suite.score(view, now_ms)
+            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift)
+        with self.lock:
+            for name, evaluation in evaluations.items():
+                if evaluation.traffic is not None:
+                    self.states[name].changes.update(evaluation.traffic)
+            self.evaluations = evaluations
+
+    def _drift_suite(self, state: ModelState) -> DriftSuite:
+        suite = self._drift_suites.get(state.name)
+        if suite is None:
+            alpha = drift_alpha(state.model.drift, self.config.windows)
+            suite = self._drift_suites[state.name] = DriftSuite(state.model, alpha, self.config.windows.min_samples)
+        return suite

@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from detectors.text_descriptors import TextDescriptors
+from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.histogram import Histogram
+from monitor.reference import Reference, read_reference_file
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
 
@@ -37,14 +40,17 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30
 TTFT_BUCKETS_MS = (25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 10_000)
 
 _EMPTY: dict = {}
+#: Text features are windowed as these numeric descriptors of the text.
+TEXT_DESCRIPTORS = TextDescriptors()
 _NUMERIC_TYPES = frozenset((float, int, bool, type(None)))
 
 
 class ModelState:
     """Everything kept for one model between evaluations."""
 
-    def __init__(self, name: str, model: ModelConfig, config: Config):
+    def __init__(self, name: str, model: ModelConfig, config: Config, reference_events: list[dict] | None = None):
         self.name = name
+        self.model = model
         self.features = model.features
         self.max_text_chars = config.limits.max_text_chars
         self.vocabularies = {
@@ -57,12 +63,16 @@ class ModelState:
             "latency_ms": Column(np.float64),
             "failed": Column(np.bool_, missing=False),
         }
-        columns.update({f"feature.{feature.name}": _column(feature) for feature in model.features})
+        for feature in model.features:
+            columns.update(_columns(feature))
         self.window = Window(config.windows.size, columns)
+        self._reference_events = reference_events
+        self.reference = self._new_reference()
         self.latency = Histogram(LATENCY_BUCKETS_MS)
         self.ttft = Histogram(TTFT_BUCKETS_MS)
         self.n_events = {"inference": 0, "feedback": 0}
         self.n_tokens = {"input": 0, "output": 0}
+        self.changes = ChangeWatch(model.drift.change_detector)
 
     def ingest(self, events: list[dict]) -> None:
         """Count a batch of this model's events and window its inference events."""
@@ -73,12 +83,18 @@ class ModelState:
         self.n_events["inference"] += len(inference)
         self.n_tokens["input"] += sum([event.get("input_tokens") or 0 for event in inference])
         self.n_tokens["output"] += sum([event.get("output_tokens") or 0 for event in inference])
-        latency_ms = np.array([event.get("latency_ms") for event in inference], dtype=np.float64)
-        self.latency.observe(latency_ms)
+        batch = self._batch(inference)
+        self.latency.observe(batch["latency_ms"])
         self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
+        self.window.append(batch)
+        if self._reference_events is None:  # a warm-up reference takes the first events
+            self.reference.offer(batch)
+
+    def _batch(self, inference: list[dict]) -> dict[str, np.ndarray]:
+        """The window's columns for a batch of inference events."""
         batch = {
             "timestamp_ms": np.array([event["timestamp_ms"] for event in inference], dtype=np.float64),
-            "latency_ms": latency_ms,
+            "latency_ms": np.array([event.get("latency_ms") for event in inference], dtype=np.float64),
             "failed": np.array([event.get("error") is not None for event in inference], dtype=np.bool_),
         }
         containers: dict[str, list[dict]] = {}  # each event's "features" or "segment", looked up once
@@ -90,8 +106,17 @@ class ModelState:
                 values = [container.get(key) for container in containers[head]]
             else:
                 values = [event.get(head) for event in inference]
-            batch[f"feature.{feature.name}"] = self._feature_column(feature, values)
-        self.window.append(batch)
+            batch.update(self._feature_columns(feature, values))
+        return batch
+
+    def _new_reference(self) -> Reference:
+        """An empty warm-up reference, or the reference file's events of this model."""
+        if self._reference_events is None:
+            return Reference(self.model.reference.warmup, self.window.columns)
+        reference = Reference(len(self._reference_events), self.window.columns)
+        if self._reference_events:
+            reference.offer(self._batch(self._reference_events))
+        return reference
 
     def snapshot(self) -> dict:
         return {
@@ -101,6 +126,8 @@ class ModelState:
             "n_events": self.n_events,
             "n_tokens": self.n_tokens,
             "vocabularies": {name: vocabulary.values for name, vocabulary in self.vocabularies.items()},
+            "reference": self.reference.snapshot() if self._reference_events is None else None,
+            "changes": self.changes.snapshot(),
         }
 
     def restore(self, snapshot: dict) -> None:
@@ -109,26 +136,35 @@ class ModelState:
         self.ttft.restore(snapshot["ttft"])
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
+        self.changes.restore(snapshot["changes"])
         for name, values in snapshot["vocabularies"].items():
             self.vocabularies[name].restore(values)
+        if self._reference_events is None:
+            self.reference.restore(snapshot["reference"])
+        else:  # read again under the restored vocabularies, so categories keep the window's codes
+            self.reference = self._new_reference()
 
-    def _feature_column(self, feature: FeatureConfig, values: list[Any]) -> np.ndarray:
+    def _feature_columns(self, feature: FeatureConfig, values: list[Any]) -> dict[str, np.ndarray]:
+        column = f"feature.{feature.name}"
         if feature.kind == "numeric":
             if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None (NaN) convert in C
-                return np.array(values, dtype=np.float64)
-            return np.array([_as_float(value) for value in values], dtype=np.float64)
+                return {column: np.array(values, dtype=np.float64)}
+            return {column: np.array([_as_float(value) for value in values], dtype=np.float64)}
         if feature.kind == "categorical":
-            return self.vocabularies[feature.name].encode(
-                [value if type(value) is str else _as_category(value) for value in values]
-            )
-        if feature.kind == "text":
+            return {
+                column: self.vocabularies[feature.name].encode(
+                    [value if type(value) is str else _as_category(value) for value in values]
+                )
+            }
+        if feature.kind == "text":  # only the descriptors are kept, never the text
             limit = self.max_text_chars
-            return np.array([value[:limit] if type(value) is str else None for value in values], dtype=object)
+            texts = [value[:limit] if type(value) is str else None for value in values]
+            return {f"{column}.{name}": data for name, data in TEXT_DESCRIPTORS.describe(texts).items()}
         rows = np.full((len(values), feature.dim), np.nan, dtype=np.float32)
         for row, value in enumerate(values):
             if type(value) is list and len(value) == feature.dim:
                 rows[row] = value
-        return rows
+        return {column: rows}
 
 
 class ModelStates:
@@ -138,6 +174,11 @@ class ModelStates:
         self.config = config
         self._states: dict[str, ModelState] = {}
         self._admitted = Vocabulary(config.limits.max_models)
+        self._reference_files = {
+            model.reference.file: read_reference_file(model.reference.file, config.limits.max_event_bytes)
+            for model in config.models
+            if model.reference.file is not None
+        }
         self.n_folded_events = 0
         self.n_unmonitored_events = 0
 
@@ -176,7 +217,7 @@ class ModelStates:
             model = self.config.model_config_for(name)
             if model is None:
                 raise ValueError(f"no config entry monitors the saved model {name!r}")
-            state = self._states[name] = ModelState(name, model, self.config)
+            state = self._states[name] = self._new_state(name, model)
             state.restore(saved)
 
     def _create(self, name: str, n_events: int) -> ModelState | None:
@@ -188,18 +229,24 @@ class ModelStates:
             name = OTHER
             if name in self._states:
                 return self._states[name]
-        state = self._states[name] = ModelState(name, model, self.config)
+        state = self._states[name] = self._new_state(name, model)
         return state
 
+    def _new_state(self, name: str, model: ModelConfig) -> ModelState:
+        file = model.reference.file
+        reference_events = None if file is None else self._reference_files[file].get(name, [])
+        return ModelState(name, model, self.config, reference_events)
 
-def _column(feature: FeatureConfig) -> Column:
+
+def _columns(feature: FeatureConfig) -> dict[str, Column]:
+    column = f"feature.{feature.name}"
     if feature.kind == "numeric":
-        return Column(np.float64)
+        return {column: Column(np.float64)}
     if feature.kind == "categorical":
-        return Column(np.int32, missing=MISSING)
+        return {column: Column(np.int32, missing=MISSING)}
     if feature.kind == "text":
-        return Column(object, missing=None)
-    return Column(np.float32, shape=(feature.dim,))
+        return {f"{column}.{name}": Column(np.float64) for name in TEXT_DESCRIPTORS.names}
+    return {column: Column(np.float32, shape=(feature.dim,))}
 
 
 def _as_float(value: Any) -> float:

@@ -18,7 +18,7 @@ import msgspec
 
 from monitor.sources import Record
 
-__all__ = ["JsonlDeadLetters", "JsonlSource"]
+__all__ = ["JsonlDeadLetters", "JsonlSource", "write_jsonl"]
 
 
 class JsonlSource:
@@ -72,3 +72,14 @@ class JsonlDeadLetters:
 
     def close(self) -> None:
         self._file.close()
+
+
+def write_jsonl(path: str | os.PathLike[str], records: list[Record]) -> None:
+    """Write the records' values one per line, atomically (temp file, fsync, rename)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as file:
+        file.writelines(record.value + b"\n" for record in records)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)

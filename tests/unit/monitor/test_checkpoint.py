@@ -108,7 +108,8 @@ def test_a_restored_pipeline_exports_and_continues_exactly_like_the_original(tmp
 
 
 def test_the_round_trip_exercises_every_kind_of_state_it_claims_to_keep(tmp_path):
-    """Guards the test above: the example data really wraps the rings and fills vocabularies and text columns."""
+    """Guards the test above: the example data really wraps the rings, fills vocabularies, text descriptors
+    and the warm-up reference."""
     original = Pipeline(_example_config())
     original.apply(_records(EXAMPLE_LINES[:1234]))
     restored = _through_disk(original, tmp_path)
@@ -117,8 +118,10 @@ def test_the_round_trip_exercises_every_kind_of_state_it_claims_to_keep(tmp_path
     assert bot.window.n_appended == original.states["support-bot"].window.n_appended
     assert len(bot.vocabularies["locale"]) > 2 and len(bot.vocabularies["topic"]) > 2
     assert bot.vocabularies["topic"].values == original.states["support-bot"].vocabularies["topic"].values
-    prompts = bot.window.view()["feature.prompt"]
-    assert prompts.dtype == object and all(isinstance(prompt, str) for prompt in prompts)
+    window = bot.window.view()
+    assert not np.isnan(window["feature.prompt.length_chars"]).all()
+    assert all(column.dtype != object for column in window.values())  # the text itself is never kept
+    assert 0 < len(bot.reference) == len(original.states["support-bot"].reference)
     assert bot.latency.n_observed > 0 and bot.latency.total == original.states["support-bot"].latency.total
     assert sum(restored.n_invalid.values()) > 0 and restored.n_invalid == original.n_invalid
     assert restored.watermark_ms == original.watermark_ms > 0
@@ -532,7 +535,8 @@ def test_a_pipeline_with_embedding_and_text_features_restores_and_continues(tmp_
     wrong_dim = view["latency_ms"] % 9 == 0  # latency_ms is the event's number i
     assert wrong_dim.any() and np.isnan(view["feature.vector"][wrong_dim]).all()
     assert not np.isnan(view["feature.vector"][~wrong_dim]).any()
-    assert {len(prompt) for prompt in view["feature.prompt"] if prompt is not None} == {64}
+    lengths = view["feature.prompt.length_chars"]
+    assert set(lengths[~np.isnan(lengths)].tolist()) == {64.0}  # truncated to max_text_chars, then described
     _assert_same(restored.snapshot(), original.snapshot())
 
     original.apply(_records(lines[120:], 120))

@@ -242,7 +242,7 @@ def test_categorical_features_are_capped_by_max_categories():
     assert state.vocabularies["tier"].values == [OTHER, "true", "3"]
 
 
-def test_text_features_are_truncated_to_max_text_chars():
+def test_text_features_are_described_after_truncation_to_max_text_chars():
     config = parse_config(
         {
             "limits": {"max_text_chars": 5},
@@ -270,9 +270,11 @@ def test_text_features_are_truncated_to_max_text_chars():
     )
 
     view = pipeline.states["m"].window.view()
-    assert view["feature.prompt"].tolist() == ["hello", "hi", ""]
-    assert view["feature.topic"].tolist() == ["billi", None, "été à"]
-    assert view["feature.note"].tolist() == ["ok", None, None]
+    assert view["feature.prompt.length_chars"].tolist() == [5, 2, 0]  # described after truncation
+    assert view["feature.prompt.length_words"].tolist() == [1, 1, 0]
+    np.testing.assert_array_equal(view["feature.topic.length_chars"], [5, np.nan, 5])
+    np.testing.assert_array_equal(view["feature.topic.non_ascii_share"], [0.0, np.nan, 0.6])
+    np.testing.assert_array_equal(view["feature.note.length_chars"], [2, np.nan, np.nan])  # 12 is not text
 
 
 def test_embeddings_of_the_wrong_dimension_become_nan_rows():

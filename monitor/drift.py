@@ -1,0 +1,147 @@
+"""A model's drift tests: fitted once on its reference, scored on every evaluation of its window.
+
+Each configured feature is tested as a kind the detectors know: numeric and
+categorical columns as they are, a text feature through each of its
+descriptors (``prompt.length_chars`` is tested like a numeric feature), an
+embedding row by row. Missing values are left out on both sides, and a
+feature with fewer than ``min_samples`` values on either side is not tested.
+The verdicts of the p-value tests are then corrected across the model's
+features (:mod:`detectors.correction`).
+
+The false-alarm policy in an on-call engineer's units: a model is evaluated
+``windows.evaluations_per_week`` times a week, and with Bonferroni or
+Benjamini-Hochberg correction each evaluation of a stream that does not drift
+flags some feature with probability at most ``alpha``. So at most
+``alpha * evaluations_per_week`` false drift verdicts a week are expected;
+``drift.false_alarms_per_week`` sets that number and alpha follows from it.
+
+>>> from monitor.config import parse_config
+>>> config = parse_config({"windows": {"evaluate_every": "1m"},
+...                        "models": [{"name": "bot", "drift": {"false_alarms_per_week": 1}}]})
+>>> drift, windows = config.models[0].drift, config.windows
+>>> round(drift_alpha(drift, windows) * windows.evaluations_per_week, 6)
+1.0
+>>> print(false_alarm_policy(drift, windows))
+alpha 9.92e-05 after bh correction, 10080 evaluations a week: at most 1 false drift alert a week without drift
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.correction import correct
+from detectors.registry import make_test
+from detectors.results import ModelDrift
+from monitor.config import DriftConfig, ModelConfig, WindowsConfig
+from monitor.state import TEXT_DESCRIPTORS
+from monitor.vocabulary import MISSING
+
+__all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "tested_features"]
+
+
+def drift_alpha(drift: DriftConfig, windows: WindowsConfig) -> float:
+    """The significance level of the model's p-value tests, after correction."""
+    if drift.false_alarms_per_week is None:
+        return drift.alpha
+    return drift.false_alarms_per_week / windows.evaluations_per_week
+
+
+def false_alarm_policy(drift: DriftConfig, windows: WindowsConfig) -> str:
+    """The expected false drift alerts a week on a stream without drift, in one line."""
+    alpha = drift_alpha(drift, windows)
+    per_week = windows.evaluations_per_week
+    expected = f"{alpha * per_week:.3g}"
+    if drift.correction == "none":
+        return (
+            f"alpha {alpha:.3g} per feature without correction, {per_week:.0f} evaluations a week: "
+            f"up to {expected} false drift alerts a week per feature without drift (set correction: bh)"
+        )
+    return (
+        f"alpha {alpha:.3g} after {drift.correction} correction, {per_week:.0f} evaluations a week: "
+        f"at most {expected} false drift alert{'' if expected == '1' else 's'} a week without drift"
+    )
+
+
+@dataclass(frozen=True)
+class TestedFeature:
+    """One tested column: its label in metrics, its window column, the kind it is tested as, the method."""
+
+    label: str
+    column: str
+    kind: str
+    method: str
+
+
+class DriftSuite:
+    """The drift tests of one model's features; :meth:`fit` once on the reference, then :meth:`score`."""
+
+    def __init__(self, model: ModelConfig, alpha: float, min_samples: int):
+        self.alpha = alpha
+        self.min_samples = min_samples
+        self.drift = model.drift
+        self.features = tested_features(model)
+        self._tests: dict = {}
+        self._n_reference = 0
+        self._reference_newest_ms = float("nan")
+        self.fitted = False
+
+    def fit(self, reference: dict[str, np.ndarray], newest_ms: float) -> None:
+        """Fit every feature's test on the reference columns (those with enough values)."""
+        tests = {}
+        for feature in self.features:
+            values = _present(reference[feature.column], feature.kind)
+            if len(values) >= self.min_samples:
+                test = make_test(feature.method, feature.kind, values)
+                thresholds = self.drift.thresholds
+                test.threshold = self.alpha if test.has_p_value else thresholds.get(test.name, test.threshold)
+                tests[feature.label] = test
+        self._tests = tests
+        self._n_reference = len(reference["timestamp_ms"])
+        self._reference_newest_ms = newest_ms
+        self.fitted = True
+
+    def score(self, window: dict[str, np.ndarray], now_ms: float) -> ModelDrift:
+        """Test the window's features and correct the verdicts across them."""
+        labels, results = [], []
+        for feature in self.features:
+            test = self._tests.get(feature.label)
+            if test is None:
+                continue
+            values = _present(window[feature.column], feature.kind)
+            if len(values) >= self.min_samples:
+                labels.append(feature.label)
+                results.append(test.score(values))
+        corrected = correct(results, self.drift.correction, self.alpha)
+        return ModelDrift(
+            features=dict(zip(labels, corrected)),
+            n_window=len(window["timestamp_ms"]),
+            n_reference=self._n_reference,
+            reference_age_ms=now_ms - self._reference_newest_ms,
+        )
+
+
+def tested_features(model: ModelConfig) -> list[TestedFeature]:
+    """The columns a model's drift tests read, a text feature's descriptors one by one."""
+    tested = []
+    for feature in model.features:
+        column = f"feature.{feature.name}"
+        method = feature.method or getattr(model.drift, feature.kind)
+        if feature.kind == "text":
+            tested += [
+                TestedFeature(f"{feature.name}.{name}", f"{column}.{name}", "numeric", method)
+                for name in TEXT_DESCRIPTORS.names
+            ]
+        else:
+            tested.append(TestedFeature(feature.name, column, feature.kind, method))
+    return tested
+
+
+def _present(values: np.ndarray, kind: str) -> np.ndarray:
+    """The values that are not missing."""
+    if kind == "categorical":
+        return values[values != MISSING]
+    if kind == "embedding":
+        return values[~np.isnan(values).any(axis=1)]
+    return values[~np.isnan(values)]
