@@ -45,6 +45,8 @@ MODELS = (
     _Model("code-assistant", 2_500.0, 0.02, 0.2),
 )
 TOPICS = ("billing", "login", "shipping", "returns")
+#: support-bot's topic mix once it has drifted (uniform before).
+DRIFTED_TOPIC_SHARES = (0.1, 0.1, 0.1, 0.7)
 #: What the demo watches on every model: a chat service's usual features.
 CHAT_FEATURES = [
     {"name": "input_tokens", "kind": "numeric"},
@@ -57,7 +59,8 @@ LOCALES = ("en-US", "de-DE", "fr-FR", "ja-JP")
 
 
 def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
-    """The daemon's config for the demo: one-minute windows evaluated every five seconds."""
+    """The daemon's config for the demo: one-minute windows evaluated every five seconds against
+    each model's first 500 calls."""
     return {
         "kafka": {
             "bootstrap_servers": bootstrap_servers,
@@ -70,12 +73,23 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
         "server": {"host": "127.0.0.1", "port": port},
         "state": {"dir": state_dir, "checkpoint_every": "10s"},
         "windows": {"size": 5_000, "duration": "1m", "evaluate_every": "5s", "min_samples": 50},
-        "models": [{"name": "*", "features": CHAT_FEATURES}],
+        "models": [
+            {
+                "name": "*",
+                "features": CHAT_FEATURES,
+                "reference": {"warmup": 500},
+                "drift": {"false_alarms_per_week": 1},  # alpha follows: about 8e-6 at one evaluation each 5 s
+            }
+        ],
     }
 
 
 class Traffic:
-    """Synthetic calls at ``rate`` a second through the producer SDK; support-bot regresses at ``regress_at_s``."""
+    """Synthetic calls at ``rate`` a second through the producer SDK.
+
+    At ``regress_at_s`` support-bot regresses: slower, more errors, and its
+    traffic drifts (most questions are now about returns, and they carry more input tokens).
+    """
 
     def __init__(self, bootstrap_servers: str, rate: float, regress_at_s: float, seed: int = 7):
         self.rate = rate
@@ -120,14 +134,14 @@ class Traffic:
         regressed = model.name == "support-bot" and self.regressed.is_set()
         latency_ms = float(model.median_latency_ms * rng.lognormal(0.0, 0.35) * (2.5 if regressed else 1.0))
         failed = rng.random() < (0.08 if regressed else model.error_rate)
-        topic = TOPICS[int(rng.integers(len(TOPICS)))]
+        topic = TOPICS[int(rng.choice(len(TOPICS), p=DRIFTED_TOPIC_SHARES if regressed else None))]
         self.producer.inference(
             request_id=f"demo-{number}",
             model=model.name,
             operation="chat",
             latency_ms=round(latency_ms, 1),
             ttft_ms=round(latency_ms * float(rng.uniform(0.1, 0.3)), 1),
-            input_tokens=int(rng.poisson(300)),
+            input_tokens=int(rng.poisson(450 if regressed else 300)),
             output_tokens=int(rng.poisson(120)),
             finish_reason="stop",
             error="RateLimitError" if failed else None,
@@ -161,7 +175,7 @@ def run_demo(
         try:
             while not stop.wait(REPORT_EVERY_S):
                 if traffic.regressed.is_set() and not announced:
-                    say("injected: support-bot latency x2.5 and errors 1% -> 8%")
+                    say("injected: support-bot latency x2.5, errors 1% -> 8%, its topics and input tokens drift")
                     announced = True
                 _report(daemon, time.monotonic() - started, first_p95_ms, say)
                 if duration_s is not None and time.monotonic() - started >= duration_s:
@@ -191,6 +205,9 @@ def _report(daemon: Daemon, elapsed_s: float, first_p95_ms: dict[str, float], sa
             f"p95 {p95_ms:6.0f} ms  errors {traffic.error_ratio:6.2%}"
             + (f"  <- p95 {ratio:.1f}x its first window" if ratio >= 1.5 else "")
         )
+        drift = evaluation.drift
+        if drift is not None and drift.drifted:
+            lines.append(f"  {name:<15} drifted from its reference: {', '.join(drift.drifted)}")
     rejected = sum(pipeline.n_invalid.values())
     if rejected:
         lines.append(f"  {rejected} malformed messages counted and sent to {DEAD_LETTER_TOPIC}")

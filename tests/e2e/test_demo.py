@@ -13,6 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.components import http_get, wait_for
 
 
+DRIFTED = re.compile(r"support-bot +drifted from its reference: (.*)")
+
+
 def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     log_path = tmp_path / "demo.log"
     command = [sys.executable, "-m", "monitor.cli", "demo", "--port", "0", "--rate", "200", "--regress-at", "8"]
@@ -21,6 +24,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     try:
         url = wait_for(lambda: re.search(r"metrics at (\S+)", log_path.read_text()), 30, "the /metrics URL").group(1)
         wait_for(lambda: "<- p95" in log_path.read_text(), 60, "the demo to point out support-bot's slower p95")
+        wait_for(lambda: DRIFTED.search(log_path.read_text()), 30, "the demo to point out support-bot's drift")
         status, body = http_get(url)
         assert status == 200
         samples = {
@@ -40,6 +44,9 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
             demo.wait()
     output = log_path.read_text()
     assert re.search(r"support-bot .*<- p95 \d\.\dx its first window", output)
+    flagged = {feature for line in DRIFTED.findall(output) for feature in line.split(", ")}
+    assert flagged and all(feature in ("topic", "input_tokens") or feature.startswith("prompt.") for feature in flagged)
+    assert not re.search(r"(summarizer|code-assistant) +drifted", output)  # one false alarm a week, not per minute
     assert "Traceback" not in output
     assert "stopped:" in output
     assert http_get(url)[0] == 0  # nothing serves any more: broker, daemon and server are gone
