@@ -1,35 +1,36 @@
-"""Online change detection on each model's tick-level summaries: latency p50 and p95, error ratio.
+"""Online change detection on each model's latency p50 and p95 and error ratio, block by block.
 
-Every evaluation feeds the window's summaries to one change detector per
-signal (ADWIN, Page-Hinkley or CUSUM, river's ``update`` protocol), and a
-detection is counted in ``driftwarden_changes_total``: alert on its
-``increase()``. Consecutive windows overlap, so successive values are not
-independent; read a detection as "the window's level moved", not as a
-calibrated test. Latencies are fed in milliseconds, which matters for
-Page-Hinkley's absolute ``threshold`` (CUSUM and ADWIN scale themselves).
+A model's inference events are cut into consecutive blocks of ``block_size``
+events (``windows.min_samples``) as they arrive; each complete block's
+summaries feed one change detector per signal (ADWIN, Page-Hinkley or CUSUM,
+river's ``update`` protocol), and each detection is counted in
+``driftwarden_changes_total``: alert on its ``increase()``. Blocks do not
+overlap, so the detectors see independent values, and they depend on the
+events alone, not on when batches or ticks fall, so a replay counts the same
+changes as the live daemon. This runs with each batch (a few small quantiles
+per ``block_size`` events), and the partial block is part of the checkpoint.
+Latencies are fed in milliseconds, which matters for Page-Hinkley's absolute
+``threshold`` (CUSUM and ADWIN scale themselves).
 
 >>> import numpy as np
->>> from detectors.results import TrafficResult
 >>> rng = np.random.default_rng(7)
->>> watch = ChangeWatch("adwin")
->>> for tick in range(300):  # p95 latency moves from about 800 ms to about 1000 ms at tick 200
-...     p95_ms = rng.normal(800 if tick < 200 else 1000, 30)
-...     changed = watch.update(TrafficResult(1000, 1000, ((0.5, p95_ms / 2), (0.95, p95_ms)), 0.01))
+>>> watch = ChangeWatch("adwin", block_size=100)
+>>> for block in range(300):  # latency moves from about 800 ms to about 1000 ms at block 200
+...     latency_ms = rng.normal(800 if block < 200 else 1000, 60, size=100)
+...     changed = watch.observe(latency_ms, np.zeros(100, dtype=bool))
 ...     if changed:
-...         print(tick, changed)
+...         print(block, changed)
 223 ['latency_p50', 'latency_p95']
-
-ADWIN's bound assumes values in [0, 1] for its small-sample term, so on an
-error ratio it needs a large move (0.01 to 0.2 over some dozens of ticks)
-before it is sure; that is the price of its few false alarms.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from detectors.registry import CHANGE_DETECTORS
-from detectors.results import TrafficResult
+from detectors.traffic import TrafficStats
 
 __all__ = ["SIGNALS", "ChangeWatch"]
 
@@ -40,35 +41,52 @@ SIGNALS = ("latency_p50", "latency_p95", "error_ratio")
 class ChangeWatch:
     """One model's change detectors (none when ``method`` is None) and the changes each has found."""
 
-    def __init__(self, method: str | None):
+    def __init__(self, method: str | None, block_size: int):
         self.method = method
+        self.block_size = block_size
         self._detectors = {signal: CHANGE_DETECTORS[method]() for signal in SIGNALS} if method else {}
+        self._stats = TrafficStats(quantiles=(0.5, 0.95))
+        self._pending = {"latency_ms": np.empty(0), "failed": np.empty(0, dtype=np.bool_)}
         self.n_changes = dict.fromkeys(self._detectors, 0)
 
-    def update(self, traffic: TrafficResult) -> list[str]:
-        """Feed one evaluation's summaries; return the signals whose change completed with it."""
-        quantiles = dict(traffic.latency_quantiles_ms)
-        values = {
-            "latency_p50": quantiles.get(0.5, math.nan),
-            "latency_p95": quantiles.get(0.95, math.nan),
-            "error_ratio": traffic.error_ratio,
-        }
+    def observe(self, latency_ms: np.ndarray, failed: np.ndarray) -> list[str]:
+        """Take a batch's events; feed every block it completes; return the signals whose change completed."""
+        if not self._detectors:
+            return []
+        latency_ms = np.concatenate((self._pending["latency_ms"], latency_ms))
+        failed = np.concatenate((self._pending["failed"], failed))
+        complete = len(latency_ms) // self.block_size * self.block_size
+        self._pending = {"latency_ms": latency_ms[complete:], "failed": failed[complete:]}
         changed = []
-        for signal, detector in self._detectors.items():
-            if math.isfinite(values[signal]):
-                detector.update(values[signal])
-                if detector.drift_detected:
-                    self.n_changes[signal] += 1
-                    changed.append(signal)
+        for begin in range(0, complete, self.block_size):
+            block = slice(begin, begin + self.block_size)
+            summary = self._stats.compute(latency_ms[block], failed[block])
+            quantiles = dict(summary.latency_quantiles_ms)
+            values = {
+                "latency_p50": quantiles.get(0.5, math.nan),
+                "latency_p95": quantiles.get(0.95, math.nan),
+                "error_ratio": summary.error_ratio,
+            }
+            for signal, detector in self._detectors.items():
+                if math.isfinite(values[signal]):
+                    detector.update(values[signal])
+                    if detector.drift_detected:
+                        self.n_changes[signal] += 1
+                        changed.append(signal)
         return changed
 
     def snapshot(self) -> dict:
         return {
+            "pending": self._pending,
             "n_changes": self.n_changes,
             "detectors": {signal: detector.snapshot() for signal, detector in self._detectors.items()},
         }
 
     def restore(self, snapshot: dict) -> None:
+        self._pending = {
+            "latency_ms": np.asarray(snapshot["pending"]["latency_ms"], dtype=np.float64),
+            "failed": np.asarray(snapshot["pending"]["failed"], dtype=np.bool_),
+        }
         self.n_changes = dict(snapshot["n_changes"])
         for signal, saved in snapshot["detectors"].items():
             self._detectors[signal].restore(saved)

@@ -63,7 +63,14 @@ class Checkpoint:
 _SHAPING = {
     "windows": {"size"},
     "limits": {"max_models", "max_categories", "max_text_chars"},
-    "models": {"__all__": {"name": True, "features": True, "reference": True, "drift": {"change_detector"}}},
+    "models": {
+        "__all__": {
+            "name": True,
+            "features": {"__all__": {"name", "kind", "path", "dim"}},
+            "reference": True,
+            "drift": {"change_detector"},
+        }
+    },
 }
 
 

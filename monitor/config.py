@@ -32,6 +32,7 @@ from pydantic import (
     SecretStr,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -192,9 +193,14 @@ class FeatureConfig(_Section):
             )
         if (self.kind == "embedding") != (self.dim is not None):
             raise ValueError("'dim' is required for kind 'embedding' and only for it")
-        if self.method is not None:
-            _check_method(self.method, self.kind)
         return self
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str | None, info: ValidationInfo) -> str | None:
+        if method is not None and "kind" in info.data:
+            _check_method(method, info.data["kind"])
+        return method
 
 
 class ReferenceConfig(_Section):
@@ -234,10 +240,21 @@ class DriftConfig(_Section):
     correction: Literal["none", "bonferroni", "bh"] = "bh"
     change_detector: str | None = "adwin"
 
+    @field_validator("numeric", "categorical", "text", "embedding")
+    @classmethod
+    def _known_method(cls, method: str, info: ValidationInfo) -> str:
+        _check_method(method, info.field_name)
+        return method
+
+    @field_validator("change_detector")
+    @classmethod
+    def _known_change_detector(cls, method: str | None) -> str | None:
+        if method is not None and method not in CHANGE_DETECTORS:
+            raise ValueError(f"unknown change_detector {method!r}; valid: {', '.join(CHANGE_DETECTORS)} or null")
+        return method
+
     @model_validator(mode="after")
-    def _known_methods(self) -> DriftConfig:
-        for kind in ("numeric", "categorical", "text", "embedding"):
-            _check_method(getattr(self, kind), kind)
+    def _consistent_policy(self) -> DriftConfig:
         for method, threshold in self.thresholds.items():
             test = TWO_SAMPLE_TESTS.get(method)
             if test is None or test.has_p_value:
@@ -248,10 +265,6 @@ class DriftConfig(_Section):
                 )
             if not threshold > 0:
                 raise ValueError(f"thresholds.{method}: must be > 0 (got {threshold!r})")
-        if self.change_detector is not None and self.change_detector not in CHANGE_DETECTORS:
-            raise ValueError(
-                f"unknown change_detector {self.change_detector!r}; valid: {', '.join(CHANGE_DETECTORS)} or null"
-            )
         if self.false_alarms_per_week is not None:
             if "alpha" in self.model_fields_set:
                 raise ValueError("give either 'alpha' or 'false_alarms_per_week', not both")

@@ -152,11 +152,7 @@ class Pipeline:
                 if suite.fitted:
                     drift = suite.score(view, now_ms)
             evaluations[name] = Evaluation(now_ms, n_events, traffic, drift)
-        with self.lock:
-            for name, evaluation in evaluations.items():
-                if evaluation.traffic is not None:
-                    self.states[name].changes.update(evaluation.traffic)
-            self.evaluations = evaluations
+        self.evaluations = evaluations
 
     def _drift_suite(self, state: ModelState) -> DriftSuite:
         suite = self._drift_suites.get(state.name)

@@ -72,7 +72,7 @@ class ModelState:
         self.ttft = Histogram(TTFT_BUCKETS_MS)
         self.n_events = {"inference": 0, "feedback": 0}
         self.n_tokens = {"input": 0, "output": 0}
-        self.changes = ChangeWatch(model.drift.change_detector)
+        self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
 
     def ingest(self, events: list[dict]) -> None:
         """Count a batch of this model's events and window its inference events."""
@@ -87,6 +87,7 @@ class ModelState:
         self.latency.observe(batch["latency_ms"])
         self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
         self.window.append(batch)
+        self.changes.observe(batch["latency_ms"], batch["failed"])
         if self._reference_events is None:  # a warm-up reference takes the first events
             self.reference.offer(batch)
 

@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.components import http_get, wait_for
 
-
 DRIFTED = re.compile(r"support-bot +drifted from its reference: (.*)")
 
 
