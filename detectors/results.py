@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DriftResult", "ModelDrift", "TrafficResult"]
+__all__ = [
+    "AccuracyEstimate",
+    "DriftResult",
+    "FairnessResult",
+    "GroupFairness",
+    "ModelDrift",
+    "QualityResult",
+    "TrafficResult",
+]
 
 
 @dataclass(frozen=True)
@@ -62,3 +70,88 @@ class ModelDrift:
     def drift_share(self) -> float:
         """Share of the tested features that drifted (0 when none could be tested)."""
         return len(self.drifted) / len(self.features) if self.features else 0.0
+
+
+@dataclass(frozen=True)
+class GroupFairness:
+    """One group's figures in a window (see ``detectors.fairness.FairnessStats``).
+
+    ``outcome_rate`` is the share of the group's rows with the positive outcome,
+    ``outcome_rate_lower``/``_upper`` its Wilson score interval. The label-based
+    figures count only the ``n_labelled`` rows that have a label, and are NaN
+    where undefined (no labelled positives for the true positive rate, no
+    labelled negatives for the false positive rate, no labels for accuracy).
+    ``sufficient`` is False for a group with fewer rows than the minimum; its
+    figures are reported but left out of the model-level disparities.
+    """
+
+    n: int
+    sufficient: bool
+    outcome_rate: float
+    outcome_rate_lower: float
+    outcome_rate_upper: float
+    n_labelled: int
+    true_positive_rate: float
+    false_positive_rate: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class FairnessResult:
+    """One sensitive attribute's groups in a window and the model-level disparities between them.
+
+    ``groups`` maps each group's name (largest first, then ``"__other__"`` for
+    the pooled tail) to its figures; ``n_pooled_groups`` is the number of
+    distinct values folded into ``"__other__"`` by the cap. The disparities are
+    NaN when fewer than two groups qualify.
+    """
+
+    groups: dict[str, GroupFairness]
+    demographic_parity_difference: float
+    disparate_impact_ratio: float
+    equalized_odds_difference: float
+    n_pooled_groups: int
+
+    @property
+    def four_fifths_violated(self) -> bool:
+        """The four-fifths rule: the lowest outcome rate is under 80% of the highest (False when NaN)."""
+        return self.disparate_impact_ratio < 0.8
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """Quality figures of one window, each NaN when it cannot be computed (see ``detectors.quality.QualityStats``).
+
+    The names are the ``metric`` label values of ``driftwarden_quality``.
+    ``label_coverage`` is ``n_labelled / n_events``; the label-based figures
+    use the rows that have both a prediction and a label.
+    """
+
+    n_events: int
+    n_labelled: int
+    label_coverage: float
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    mae: float
+    rmse: float
+    feedback_positive_ratio: float
+    judge_score_mean: float
+    refusal_ratio: float
+    empty_response_ratio: float
+    error_ratio: float
+    json_valid_ratio: float
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """Label-free estimate of a window's accuracy and its band (see ``detectors.accuracy_estimate``).
+
+    ``n`` is the number of window rows with a score; all three figures are NaN when it is 0.
+    """
+
+    estimated: float
+    lower: float
+    upper: float
+    n: int
