@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["merge_sorted"]
+from detectors._two_sample import TwoSampleTest
+
+__all__ = ["SortedSampleTest", "merge_sorted"]
+
+
+class SortedSampleTest(TwoSampleTest):
+    """Base of the numeric tests on the two empirical CDFs: ``fit`` sorts the reference once, and
+    :meth:`_merge` sorts a window and merges it with the reference (see :func:`merge_sorted`)."""
+
+    kinds = ("numeric",)
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._reference: np.ndarray | None = None
+
+    def _fit(self, reference: np.ndarray) -> None:
+        self._reference = np.sort(np.asarray(reference, dtype=float))
+
+    def _merge(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return merge_sorted(self._reference, np.sort(np.asarray(window, dtype=float)))
 
 
 def merge_sorted(sorted_reference: np.ndarray, sorted_window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 
-from detectors._merge import merge_sorted
-from detectors._two_sample import TwoSampleTest
+from detectors._merge import SortedSampleTest
 
 __all__ = ["AndersonTest"]
 
@@ -23,7 +22,7 @@ CRITICAL = (
 _LOG_P_FIT = np.polyfit(CRITICAL, np.log(SIGNIFICANCE), 2)
 
 
-class AndersonTest(TwoSampleTest):
+class AndersonTest(SortedSampleTest):
     """Anderson-Darling two-sample test; drift when ``p_value < threshold`` (0.1, Evidently's default).
 
     Equals ``scipy.stats.anderson_ksamp([reference, window], variant="midrank")``
@@ -58,19 +57,11 @@ class AndersonTest(TwoSampleTest):
     """
 
     name = "anderson"
-    kinds = ("numeric",)
     has_p_value = True
     default_threshold = 0.1
 
-    def _reset(self) -> None:
-        super()._reset()
-        self._reference: np.ndarray | None = None
-
-    def _fit(self, reference: np.ndarray) -> None:
-        self._reference = np.sort(np.asarray(reference, dtype=float))
-
     def _statistic(self, window: np.ndarray) -> tuple[float, float, float]:
-        merged, n_window_upto = merge_sorted(self._reference, np.sort(np.asarray(window, dtype=float)))
+        merged, n_window_upto = self._merge(window)
         m, n = self._reference.size, window.size
         run_starts = np.flatnonzero(np.append(True, merged[1:] != merged[:-1]))
         a2akn = _midrank_a2akn(run_starts, n_window_upto, m, n) if run_starts.size > 1 else 0.0

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import kstwo
 
-from detectors._merge import merge_sorted
-from detectors._two_sample import TwoSampleTest
+from detectors._merge import SortedSampleTest
 
 __all__ = ["KSTest"]
 
 
-class KSTest(TwoSampleTest):
+class KSTest(SortedSampleTest):
     """Largest gap between the empirical CDFs, and its p-value; drift when ``p_value < threshold``.
 
     Equals ``scipy.stats.ks_2samp(reference, window, method="asymp")``, ties
@@ -42,19 +41,11 @@ class KSTest(TwoSampleTest):
     """
 
     name = "ks"
-    kinds = ("numeric",)
     has_p_value = True
     default_threshold = 0.05
 
-    def _reset(self) -> None:
-        super()._reset()
-        self._reference: np.ndarray | None = None
-
-    def _fit(self, reference: np.ndarray) -> None:
-        self._reference = np.sort(np.asarray(reference, dtype=float))
-
     def _statistic(self, window: np.ndarray) -> tuple[float, float, float]:
-        merged, n_window_upto = merge_sorted(self._reference, np.sort(np.asarray(window, dtype=float)))
+        merged, n_window_upto = self._merge(window)
         m, n = self._reference.size, window.size
         run_ends = np.append(merged[1:] != merged[:-1], True)  # where both CDFs are exact
         n_window = n_window_upto[run_ends]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._merge import merge_sorted
-from detectors._two_sample import TwoSampleTest
+from detectors._merge import SortedSampleTest
 
 __all__ = ["WassersteinTest"]
 
@@ -13,7 +12,7 @@ __all__ = ["WassersteinTest"]
 MIN_STD = 0.001
 
 
-class WassersteinTest(TwoSampleTest):
+class WassersteinTest(SortedSampleTest):
     """``wasserstein_distance(reference, window) / max(std(reference), 0.001)``; drift when at or above ``threshold``.
 
     As Evidently's ``wasserstein`` test (``evidently/legacy/calculations/stattests/
@@ -40,7 +39,6 @@ class WassersteinTest(TwoSampleTest):
     """
 
     name = "wasserstein"
-    kinds = ("numeric",)
     has_p_value = False
     default_threshold = 0.1
 
@@ -50,11 +48,11 @@ class WassersteinTest(TwoSampleTest):
         self._norm = 1.0
 
     def _fit(self, reference: np.ndarray) -> None:
-        self._reference = np.sort(np.asarray(reference, dtype=float))
+        super()._fit(reference)
         self._norm = max(float(np.std(self._reference)), MIN_STD)
 
     def _statistic(self, window: np.ndarray) -> tuple[float, None, float]:
-        merged, n_window_upto = merge_sorted(self._reference, np.sort(np.asarray(window, dtype=float)))
+        merged, n_window_upto = self._merge(window)
         n_window = n_window_upto[:-1]
         n_reference = np.arange(1, merged.size) - n_window
         gap = np.abs(n_reference / self._reference.size - n_window / window.size)
