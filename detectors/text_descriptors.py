@@ -28,7 +28,10 @@ REFUSAL_PATTERNS = (
     r"as an ai\b",
 )
 #: Where a refusal may start: after at most three words ("Hello! Unfortunately, I can't help ...").
-_REFUSAL = re.compile(r"\W*(?:\w+\W+){0,3}?(?:" + "|".join(REFUSAL_PATTERNS) + ")", re.IGNORECASE)
+#: Matched on the lower-cased head of the text (cheaper than IGNORECASE), words taken possessively.
+_REFUSAL = re.compile(r"\W*+(?:\w++\W++){0,3}?(?:" + "|".join(REFUSAL_PATTERNS) + ")")
+#: A refusal starts within this many characters, or it is not one.
+_REFUSAL_HEAD = 300
 
 
 @cache
@@ -141,7 +144,7 @@ class TextDescriptors:
             "has_url": [("://" in text or "www." in text) and _URL.search(text) is not None for text in texts],
             "has_email": ["@" in text and _EMAIL.search(text) is not None for text in texts],
             "is_empty": n_words == 0,
-            "is_refusal": [_REFUSAL.match(text) is not None for text in texts],
+            "is_refusal": [_REFUSAL.match(text[:_REFUSAL_HEAD].lower()) is not None for text in texts],
         }
         described = {}
         for name in self.names:

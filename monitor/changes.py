@@ -58,15 +58,7 @@ class ChangeWatch:
         complete = len(latency_ms) // self.block_size * self.block_size
         self._pending = {"latency_ms": latency_ms[complete:], "failed": failed[complete:]}
         changed = []
-        for begin in range(0, complete, self.block_size):
-            block = slice(begin, begin + self.block_size)
-            summary = self._stats.compute(latency_ms[block], failed[block])
-            quantiles = dict(summary.latency_quantiles_ms)
-            values = {
-                "latency_p50": quantiles.get(0.5, math.nan),
-                "latency_p95": quantiles.get(0.95, math.nan),
-                "error_ratio": summary.error_ratio,
-            }
+        for values in self._summaries(latency_ms[:complete], failed[:complete]):
             for signal, detector in self._detectors.items():
                 if math.isfinite(values[signal]):
                     detector.update(values[signal])
@@ -74,6 +66,23 @@ class ChangeWatch:
                         self.n_changes[signal] += 1
                         changed.append(signal)
         return changed
+
+    def _summaries(self, latency_ms: np.ndarray, failed: np.ndarray) -> list[dict[str, float]]:
+        """Each complete block's signals, in order; one vectorised pass when no latency is missing."""
+        n_blocks = len(latency_ms) // self.block_size
+        if n_blocks == 0:
+            return []
+        if np.isnan(latency_ms).any():  # rare: a block without latencies has no quantiles
+            blocks = [self._stats.compute(latency_ms[i : i + self.block_size], failed[i : i + self.block_size])
+                      for i in range(0, len(latency_ms), self.block_size)]  # fmt: skip
+            rows = [(dict(block.latency_quantiles_ms), block.error_ratio) for block in blocks]
+            p50 = [quantiles.get(0.5, math.nan) for quantiles, _ in rows]
+            p95 = [quantiles.get(0.95, math.nan) for quantiles, _ in rows]
+            error_ratio = [ratio for _, ratio in rows]
+        else:
+            p50, p95 = np.quantile(latency_ms.reshape(n_blocks, -1), (0.5, 0.95), axis=1).tolist()
+            error_ratio = failed.reshape(n_blocks, -1).mean(axis=1).tolist()
+        return [{"latency_p50": a, "latency_p95": b, "error_ratio": c} for a, b, c in zip(p50, p95, error_ratio)]
 
     def snapshot(self) -> dict:
         return {
