@@ -185,12 +185,7 @@ class FeatureConfig(_Section):
         if not self.path:
             default = self.name if self.name in EVENT_FIELDS else f"features.{self.name}"
             object.__setattr__(self, "path", default)
-        head, _, key = self.path.partition(".")
-        if not (self.path in EVENT_FIELDS or (head in ("features", "segment") and key)):
-            raise ValueError(
-                f"path {self.path!r} must be 'features.<key>', 'segment.<key>' or one of "
-                f"the event fields {', '.join(EVENT_FIELDS)}"
-            )
+        _check_path(self.path)
         if (self.kind == "embedding") != (self.dim is not None):
             raise ValueError("'dim' is required for kind 'embedding' and only for it")
         return self
@@ -273,6 +268,82 @@ class DriftConfig(_Section):
         return self
 
 
+class QualityConfig(_Section):
+    """Feedback and quality proxies of a model.
+
+    Feedback joins its inference event within ``label_ttl`` (event time), at
+    most ``max_pending`` waiting at once. ``positive`` is the class whose
+    precision, recall and F1 are reported; ``numeric: true`` reads predictions
+    and labels as numbers (MAE, RMSE). ``json_response: true``: the model must
+    answer JSON, and the share of responses that parse is reported.
+    ``accuracy_estimate`` calibrates ``score`` on the reference's labelled
+    rows (isotonic or platt; null: off) to estimate accuracy without labels.
+    """
+
+    label_ttl_ms: DurationMs = Field(7 * _UNIT_MS["d"], alias="label_ttl")
+    max_pending: Integer = Field(100_000, ge=1, le=10_000_000)
+    positive: str | None = None
+    numeric: bool = False
+    json_response: bool = False
+    accuracy_estimate: Literal["isotonic", "platt"] | None = "isotonic"
+
+    @model_validator(mode="after")
+    def _classes_or_numbers(self) -> QualityConfig:
+        if self.numeric and self.positive is not None:
+            raise ValueError("a numeric model has no 'positive' class")
+        return self
+
+
+class OutcomeConfig(_Section):
+    """The outcome whose rate is compared across groups: ``field`` (a path, as a feature's) equals ``positive``."""
+
+    field: str = "prediction"
+    positive: str
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, field: str) -> str:
+        return _check_path(field)
+
+
+class BiasConfig(_Section):
+    """Fairness per segment attribute: outcome rates per group and the disparities between groups.
+
+    Groups with fewer than ``min_group_size`` events are reported as
+    insufficient; only the ``max_groups`` largest keep their name as a label.
+    """
+
+    attributes: list[str] = Field(default_factory=list)
+    outcome: OutcomeConfig | None = None
+    min_group_size: Integer = Field(30, ge=1)
+    max_groups: Integer = Field(20, ge=1, le=1_000)
+
+    @field_validator("attributes")
+    @classmethod
+    def _segment_attributes(cls, attributes: list[str]) -> list[str]:
+        for attribute in attributes:
+            _check_path(attribute)
+        _require_unique("attribute", attributes)
+        return attributes
+
+    @model_validator(mode="after")
+    def _outcome_for_attributes(self) -> BiasConfig:
+        if self.attributes and self.outcome is None:
+            raise ValueError("'outcome' is required when 'attributes' are given")
+        return self
+
+
+def _check_path(path: str) -> str:
+    """Raise unless ``path`` names a top-level event field, ``features.<key>`` or ``segment.<key>``."""
+    head, _, key = path.partition(".")
+    if not (path in EVENT_FIELDS or (head in ("features", "segment") and key)):
+        raise ValueError(
+            f"path {path!r} must be 'features.<key>', 'segment.<key>' or one of "
+            f"the event fields {', '.join(EVENT_FIELDS)}"
+        )
+    return path
+
+
 def _check_method(method: str, kind: str) -> None:
     """Raise naming the valid methods when ``method`` cannot test a feature of ``kind``."""
     valid = methods_for("numeric" if kind == "text" else kind)  # text drifts through its numeric descriptors
@@ -287,6 +358,8 @@ class ModelConfig(_Section):
     features: list[FeatureConfig] = Field(default_factory=list)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    bias: BiasConfig = Field(default_factory=BiasConfig)
 
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:

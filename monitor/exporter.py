@@ -16,6 +16,7 @@ code, seconds on the wire. Nothing touches the global registry.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from detectors.results import QualityResult
 from monitor.histogram import Histogram
 from monitor.pipeline import Pipeline
 from monitor.vocabulary import OTHER
@@ -64,8 +66,15 @@ class PipelineCollector:
                     "Time to the first token of streamed model calls.",
                     ((state.name, state.ttft) for state in states),
                 ),
+                _histogram(
+                    "driftwarden_label_delay_seconds",
+                    "Time from a model call to its feedback (0 when the feedback came first), observed at the join.",
+                    ((state.name, state.join.delay) for state in states),
+                ),
+                *_feedback(states),
             ]
-        return families + list(self._evaluations(pipeline.evaluations)) + list(_drift(pipeline.evaluations))
+        evaluations = pipeline.evaluations
+        return families + [*self._evaluations(evaluations), *_drift(evaluations), *_quality(evaluations)]
 
     def _counters(self, states: list) -> Iterator[Metric]:
         pipeline = self.pipeline
@@ -138,6 +147,79 @@ class PipelineCollector:
             for quantile, value_ms in traffic.latency_quantiles_ms:
                 quantiles.add_metric([model, str(quantile)], value_ms / 1000.0)
         yield from (window_events, quantiles, error_ratio, evaluated_at)
+
+
+def _feedback(states: list) -> Iterator[Metric]:
+    pending = GaugeMetricFamily(
+        "driftwarden_feedback_pending", "Feedback events waiting for their model call.", labels=["model"]
+    )
+    outcomes = CounterMetricFamily(
+        "driftwarden_feedback",
+        "Feedback events by what became of them: joined to their call, expired after label_ttl, "
+        "or dropped from a full pending table.",
+        labels=["model", "result"],
+    )
+    for state in states:
+        join = state.join
+        pending.add_metric([state.name], join.n_pending)
+        for result, count in (("joined", join.n_joined), ("expired", join.n_expired), ("dropped", join.n_dropped)):
+            outcomes.add_metric([state.name, result], count)
+    yield from (pending, outcomes)
+
+
+#: ``driftwarden_quality``'s metrics, from the fields of a QualityResult.
+_QUALITY_METRICS = tuple(name for name in QualityResult.__dataclass_fields__ if not name.startswith("n_"))
+_BIAS_METRICS = ("demographic_parity_difference", "disparate_impact_ratio", "equalized_odds_difference")
+
+
+def _quality(evaluations: dict) -> Iterator[Metric]:
+    """Quality proxies, the accuracy estimate and fairness of each model's latest window (NaN left out)."""
+    quality = GaugeMetricFamily(
+        "driftwarden_quality",
+        "Quality of the latest window: labelled metrics (with label_coverage), label-free proxies, "
+        "and estimated_accuracy with its band.",
+        labels=["model", "metric"],
+    )
+    bias = GaugeMetricFamily(
+        "driftwarden_bias",
+        "Disparities of the outcome between an attribute's groups.",
+        labels=["model", "attribute", "metric"],
+    )
+    ratio = GaugeMetricFamily(
+        "driftwarden_segment_outcome_ratio",
+        "Share of a group's calls with the positive outcome (groups with enough calls only).",
+        labels=["model", "attribute", "group"],
+    )
+    group_events = GaugeMetricFamily(
+        "driftwarden_segment_events",
+        "Calls per group in the latest window; groups below bias.min_group_size are insufficient.",
+        labels=["model", "attribute", "group"],
+    )
+    for model, evaluation in evaluations.items():
+        result = evaluation.quality
+        if result is None:
+            continue
+        figures = {name: getattr(result.quality, name) for name in _QUALITY_METRICS}
+        if result.estimate is not None:
+            estimate = result.estimate
+            figures.update(
+                estimated_accuracy=estimate.estimated,
+                estimated_accuracy_lower=estimate.lower,
+                estimated_accuracy_upper=estimate.upper,
+            )
+        for name, value in figures.items():
+            if not math.isnan(value):
+                quality.add_metric([model, name], value)
+        for attribute, fairness in result.bias.items():
+            for name in _BIAS_METRICS:
+                value = getattr(fairness, name)
+                if not math.isnan(value):
+                    bias.add_metric([model, attribute, name], value)
+            for group, figures in fairness.groups.items():
+                group_events.add_metric([model, attribute, group], figures.n)
+                if figures.sufficient:
+                    ratio.add_metric([model, attribute, group], figures.outcome_rate)
+    yield from (quality, bias, ratio, group_events)
 
 
 def _drift(evaluations: dict) -> Iterator[Metric]:

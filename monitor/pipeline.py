@@ -38,10 +38,14 @@ from detectors.traffic import TrafficStats
 from monitor.config import Config
 from monitor.drift import DriftSuite, drift_alpha
 from monitor.events import REASONS, Invalid, decode
+from monitor.quality import ModelQuality, QualitySuite
 from monitor.sources import Record
 from monitor.state import ModelState, ModelStates
 
 __all__ = ["DeadLetter", "Evaluation", "Pipeline"]
+
+#: The reference columns the accuracy estimate is calibrated on.
+_CALIBRATION = ("score", "label", "prediction")
 
 
 class DeadLetter(NamedTuple):
@@ -55,14 +59,15 @@ class DeadLetter(NamedTuple):
 class Evaluation:
     """One model's latest evaluation.
 
-    ``traffic`` is None below ``windows.min_samples`` events, ``drift`` also
-    until the model's reference is complete.
+    ``traffic`` and ``quality`` are None below ``windows.min_samples`` events,
+    ``drift`` also until the model's reference is complete.
     """
 
     evaluated_at_ms: float
     window_events: int
     traffic: TrafficResult | None
     drift: ModelDrift | None = None
+    quality: ModelQuality | None = None
 
 
 class Pipeline:
@@ -77,6 +82,7 @@ class Pipeline:
         self.evaluations: dict[str, Evaluation] = {}
         self._traffic_stats = TrafficStats()
         self._drift_suites: dict[str, DriftSuite] = {}
+        self._quality_suites: dict[str, QualitySuite] = {}
 
     def apply(self, records: Iterable[Record]) -> list[DeadLetter]:
         """Decode and ingest a batch; return the rejected records, for the dead-letter queue."""
@@ -126,6 +132,7 @@ class Pipeline:
         with self.lock:
             self.states.restore(snapshot["states"])
             self._drift_suites = {}  # fitted again on the restored references
+            self._quality_suites = {}
             self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
             self.watermark_ms = snapshot["watermark_ms"]
 
@@ -140,10 +147,17 @@ class Pipeline:
                 for state in self.states
                 if state.reference.complete and not suites[state.name].fitted
             }
+            labelled = {  # what the accuracy estimate is calibrated on: labels keep arriving
+                state.name: state.reference.rows.view(names=_CALIBRATION) for state in self.states
+            }
+            categories = {
+                state.name: {name: list(vocabulary.values) for name, vocabulary in state.categories.items()}
+                for state in self.states
+            }
         evaluations = {}
         for name, view in views.items():
             n_events = len(view["timestamp_ms"])
-            traffic = drift = None
+            traffic = drift = quality = None
             if n_events >= windows.min_samples:
                 traffic = self._traffic_stats.compute(view["latency_ms"], view["failed"])
                 suite = suites[name]
@@ -151,8 +165,18 @@ class Pipeline:
                     suite.fit(*references[name])
                 if suite.fitted:
                     drift = suite.score(view, now_ms)
-            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift)
+                quality = self._quality_suite(name).evaluate(
+                    view, labelled[name], categories[name].pop("prediction"), categories[name]
+                )
+            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality)
         self.evaluations = evaluations
+
+    def _quality_suite(self, name: str) -> QualitySuite:
+        suite = self._quality_suites.get(name)
+        if suite is None:
+            model = self.states[name].model
+            suite = self._quality_suites[name] = QualitySuite(model, self.config.windows.min_samples)
+        return suite
 
     def _drift_suite(self, state: ModelState) -> DriftSuite:
         suite = self._drift_suites.get(state.name)

@@ -84,6 +84,11 @@ class Reference:
         if room > 0:
             self._rows.append({name: values[:room] for name, values in batch.items()})
 
+    @property
+    def rows(self) -> Window:
+        """The reference's rows; row ``i`` is the ``i``-th event offered (feedback writes its labels there)."""
+        return self._rows
+
     def columns(self) -> dict[str, np.ndarray]:
         """Copies of the reference's columns, in arrival order."""
         return self._rows.view()

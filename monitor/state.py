@@ -22,11 +22,13 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from detectors.text_descriptors import TextDescriptors
 from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
+from monitor.feedback import FEEDBACK_COLUMNS, FeedbackJoin, feedback_values
 from monitor.histogram import Histogram
 from monitor.reference import Reference, read_reference_file
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
@@ -65,6 +67,18 @@ class ModelState:
         }
         for feature in model.features:
             columns.update(_columns(feature))
+        columns.update(FEEDBACK_COLUMNS)
+        columns.update({"prediction": Column(np.float64), "score": Column(np.float64)})
+        columns["content_filter"] = Column(np.bool_, missing=False)
+        if model.quality.json_response:
+            columns["json_valid"] = Column(np.float64)
+        #: Predictions and labels (as codes unless numeric), and each bias attribute's groups.
+        self.categories = {"prediction": Vocabulary(config.limits.max_categories)}
+        for attribute in model.bias.attributes:
+            self.categories[attribute] = Vocabulary(config.limits.max_categories)
+            columns[f"group.{attribute}"] = Column(np.int32, missing=MISSING)
+        if model.bias.outcome is not None:
+            columns["outcome"] = Column(np.float64)
         self.window = Window(config.windows.size, columns)
         self._reference_events = reference_events
         self.reference = self._new_reference()
@@ -73,23 +87,43 @@ class ModelState:
         self.n_events = {"inference": 0, "feedback": 0}
         self.n_tokens = {"input": 0, "output": 0}
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
+        warmup = model.reference.warmup if reference_events is None else 0
+        self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup)
 
     def ingest(self, events: list[dict]) -> None:
-        """Count a batch of this model's events and window its inference events."""
+        """Count a batch of this model's events, window its inference events and join its feedback."""
         inference = [event for event in events if event["type"] == "inference"]
-        self.n_events["feedback"] += len(events) - len(inference)
-        if not inference:
-            return
+        feedback = [event for event in events if event["type"] == "feedback"]
+        self.n_events["feedback"] += len(feedback)
+        if inference:
+            self._ingest_inference(inference)
+        if feedback:
+            encode = self._encode_label
+            self.join.add_feedback(
+                [
+                    (event.get("request_id") or event["response_id"], event["timestamp_ms"], values)
+                    for event in feedback
+                    if (values := feedback_values(event, encode))
+                ],
+                self.window,
+                self.reference.rows,
+            )
+        self.join.expire(max(event["timestamp_ms"] for event in events))
+
+    def _ingest_inference(self, inference: list[dict]) -> None:
         self.n_events["inference"] += len(inference)
         self.n_tokens["input"] += sum([event.get("input_tokens") or 0 for event in inference])
         self.n_tokens["output"] += sum([event.get("output_tokens") or 0 for event in inference])
         batch = self._batch(inference)
         self.latency.observe(batch["latency_ms"])
         self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
+        first_row = self.window.n_appended
         self.window.append(batch)
         self.changes.observe(batch["latency_ms"], batch["failed"])
         if self._reference_events is None:  # a warm-up reference takes the first events
             self.reference.offer(batch)
+        ids = [(event.get("request_id"), event.get("response_id")) for event in inference]
+        self.join.add_inference(ids, first_row, self.window, self.reference.rows)
 
     def _batch(self, inference: list[dict]) -> dict[str, np.ndarray]:
         """The window's columns for a batch of inference events."""
@@ -100,15 +134,46 @@ class ModelState:
         }
         containers: dict[str, list[dict]] = {}  # each event's "features" or "segment", looked up once
         for feature in self.features:
-            head, _, key = feature.path.partition(".")
-            if key:
-                if head not in containers:
-                    containers[head] = [event.get(head) or _EMPTY for event in inference]
-                values = [container.get(key) for container in containers[head]]
-            else:
-                values = [event.get(head) for event in inference]
-            batch.update(self._feature_columns(feature, values))
+            batch.update(self._feature_columns(feature, _values(inference, feature.path, containers)))
+        batch.update(self._quality_columns(inference, containers))
         return batch
+
+    def _quality_columns(self, inference: list[dict], containers: dict[str, list[dict]]) -> dict[str, np.ndarray]:
+        """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
+        model = self.model
+        encode = self._encode_label
+        n = len(inference)
+        columns = {
+            "prediction": np.array([encode(event.get("prediction")) for event in inference], dtype=np.float64),
+            "score": np.array([event.get("score") for event in inference], dtype=np.float64),
+            "content_filter": np.array([event.get("finish_reason") == "content_filter" for event in inference]),
+            **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
+        }
+        if model.quality.json_response:
+            columns["json_valid"] = np.array([_json_valid(event.get("response")) for event in inference])
+        for attribute in model.bias.attributes:
+            groups = _values(inference, attribute, containers)
+            columns[f"group.{attribute}"] = self.categories[attribute].encode(
+                [value if type(value) is str else _as_category(value) for value in groups]
+            )
+        outcome = model.bias.outcome
+        if outcome is not None:
+            columns["outcome"] = np.array(
+                [
+                    math.nan if value is None else float(_as_category(value) == outcome.positive)
+                    for value in _values(inference, outcome.field, containers)
+                ]  # fmt: skip
+            )
+        return columns
+
+    def _encode_label(self, value: Any) -> float:
+        """A prediction or label as a window number: itself for a numeric model, else its class code."""
+        if value is None:
+            return math.nan
+        if self.model.quality.numeric:
+            return _as_float(value)
+        category = _as_category(value)
+        return math.nan if category is None else float(self.categories["prediction"].code(category))
 
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
@@ -129,6 +194,8 @@ class ModelState:
             "vocabularies": {name: vocabulary.values for name, vocabulary in self.vocabularies.items()},
             "reference": self.reference.snapshot() if self._reference_events is None else None,
             "changes": self.changes.snapshot(),
+            "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
+            "join": self.join.snapshot(),
         }
 
     def restore(self, snapshot: dict) -> None:
@@ -140,6 +207,9 @@ class ModelState:
         self.changes.restore(snapshot["changes"])
         for name, values in snapshot["vocabularies"].items():
             self.vocabularies[name].restore(values)
+        for name, values in snapshot["categories"].items():
+            self.categories[name].restore(values)
+        self.join.restore(snapshot["join"])
         if self._reference_events is None:
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
@@ -248,6 +318,29 @@ def _columns(feature: FeatureConfig) -> dict[str, Column]:
     if feature.kind == "text":
         return {f"{column}.{name}": Column(np.float64) for name in TEXT_DESCRIPTORS.names}
     return {column: Column(np.float32, shape=(feature.dim,))}
+
+
+def _values(events: list[dict], path: str, containers: dict[str, list[dict]]) -> list[Any]:
+    """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``).
+
+    ``containers`` caches each event's ``features`` or ``segment`` mapping across calls on one batch.
+    """
+    head, _, key = path.partition(".")
+    if not key:
+        return [event.get(head) for event in events]
+    if head not in containers:
+        containers[head] = [event.get(head) or _EMPTY for event in events]
+    return [container.get(key) for container in containers[head]]
+
+
+def _json_valid(response: Any) -> float:
+    if type(response) is not str:
+        return math.nan
+    try:
+        msgspec.json.decode(response)
+    except msgspec.DecodeError:
+        return 0.0
+    return 1.0
 
 
 def _as_float(value: Any) -> float:

@@ -71,6 +71,20 @@ class Window:
             data[: keep - first] = rows[first:]
         self._n_appended += n
 
+    def holds(self, row: int) -> bool:
+        """Whether the row appended at position ``row`` (counted from the first ever) is still in the ring."""
+        return self._n_appended - len(self) <= row < self._n_appended
+
+    def write(self, row: int, values: dict[str, float]) -> None:
+        """Overwrite some columns of a row the ring still holds (see :meth:`holds`)."""
+        position = row % self.capacity
+        for name, value in values.items():
+            self._data[name][position] = value
+
+    def read(self, row: int, name: str) -> object:
+        """One value of a row the ring still holds."""
+        return self._data[name][row % self.capacity]
+
     def snapshot(self) -> dict:
         """The ring as it is, for a checkpoint (the arrays themselves, not copies)."""
         return {"n_appended": self._n_appended, "columns": self._data}
@@ -85,15 +99,18 @@ class Window:
         self._data = {name: np.asarray(columns[name], dtype=data.dtype) for name, data in self._data.items()}
         self._n_appended = snapshot["n_appended"]
 
-    def view(self, now_ms: float | None = None, duration_ms: float | None = None) -> dict[str, np.ndarray]:
-        """Copies of the columns, oldest row first.
+    def view(
+        self, now_ms: float | None = None, duration_ms: float | None = None, names: tuple[str, ...] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Copies of the columns (or only ``names``), oldest row first.
 
         With ``duration_ms``, only rows whose event time is after ``now_ms - duration_ms``.
         """
         size = len(self)
         cursor = self._n_appended % self.capacity
+        wanted = self._data if names is None else {name: self._data[name] for name in (*names, "timestamp_ms")}
         columns = {}
-        for name, data in self._data.items():
+        for name, data in wanted.items():
             if size < self.capacity:
                 columns[name] = data[:size].copy()
             else:

@@ -17,7 +17,7 @@ DRIFTED = re.compile(r"support-bot +drifted from its reference: (.*)")
 
 def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     log_path = tmp_path / "demo.log"
-    command = [sys.executable, "-m", "monitor.cli", "demo", "--port", "0", "--rate", "200", "--regress-at", "8"]
+    command = [sys.executable, "-m", "monitor.cli", "demo", "--port", "0", "--rate", "200", "--regress-at", "15"]
     with log_path.open("wb") as log:
         demo = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -1,0 +1,121 @@
+"""A model's quality and fairness on each evaluation: proxies, a label-free accuracy estimate, bias per group.
+
+Reads the window's columns that the feedback join fills (``label``,
+``rating``, ``judge_score``) and the ones every call brings (``prediction``,
+``score``, ``failed``, ``content_filter``, ``json_valid``, ``group.*``,
+``outcome``). A ``response`` text feature adds its descriptors: refusals and
+empty answers are counted from ``response.is_refusal`` and
+``response.is_empty``. The accuracy estimate is calibrated on the reference
+rows that have a label and a score (refitted when more labels arrived there)
+and applied to the window's scores, so a quality drop shows before its labels
+come; the realized ``accuracy`` is exported beside it once they do.
+
+>>> from monitor.config import parse_config
+>>> model = parse_config({"models": [{"name": "bot", "quality": {"positive": "yes"}}]}).models[0]
+>>> suite = QualitySuite(model, min_samples=2)
+>>> window = {"prediction": np.array([1.0, 1.0, 2.0]), "label": np.array([1.0, 2.0, np.nan]),
+...           "score": np.full(3, np.nan), "rating": np.array([1.0, np.nan, -1.0]),
+...           "judge_score": np.full(3, np.nan), "failed": np.zeros(3, bool), "content_filter": np.zeros(3, bool)}
+>>> result = suite.evaluate(window, reference=None, classes=["__other__", "yes", "no"], group_names={})
+>>> result.quality.accuracy, result.quality.label_coverage, result.quality.feedback_positive_ratio
+(0.5, 0.6666666666666666, 0.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.accuracy_estimate import AccuracyEstimator
+from detectors.fairness import FairnessStats
+from detectors.quality import QualityStats
+from detectors.results import AccuracyEstimate, FairnessResult, QualityResult
+from monitor.config import ModelConfig
+from monitor.vocabulary import MISSING
+
+__all__ = ["ModelQuality", "QualitySuite"]
+
+
+@dataclass(frozen=True)
+class ModelQuality:
+    """One model's quality figures, its accuracy estimate (None until calibrated) and fairness by attribute."""
+
+    quality: QualityResult
+    estimate: AccuracyEstimate | None
+    bias: dict[str, FairnessResult]
+
+
+class QualitySuite:
+    """The quality, accuracy-estimate and fairness calculators of one model."""
+
+    def __init__(self, model: ModelConfig, min_samples: int):
+        self.model = model
+        self.min_samples = min_samples
+        self._fairness = FairnessStats(model.bias.min_group_size, model.bias.max_groups)
+        method = model.quality.accuracy_estimate
+        self._estimator = AccuracyEstimator(method) if method and not model.quality.numeric else None
+        self._n_calibrated = 0  # labelled reference rows the estimator was fitted on
+
+    def evaluate(
+        self,
+        window: dict[str, np.ndarray],
+        reference: dict[str, np.ndarray] | None,
+        classes: list[str],
+        group_names: dict[str, list[str]],
+    ) -> ModelQuality:
+        """Figures of one window; ``classes`` are the prediction and label classes by code, ``group_names``
+        each bias attribute's group names by code."""
+        numeric = self.model.quality.numeric
+        positive = None if numeric else _code(classes, self.model.quality.positive)
+        stats = QualityStats(positive=positive, numeric=numeric)
+        refused, empty = window["content_filter"], None
+        if "feature.response.is_refusal" in window:
+            refused = refused | (window["feature.response.is_refusal"] == 1.0)
+            empty = window["feature.response.is_empty"]
+        quality = stats.compute(
+            prediction=window["prediction"],
+            label=window["label"],
+            rating=window["rating"],
+            judge_score=window["judge_score"],
+            refused=refused,
+            empty=empty,
+            failed=window["failed"],
+            json_valid=window.get("json_valid"),
+        )
+        return ModelQuality(quality, self._estimate(window, reference), self._bias(window, classes, group_names))
+
+    def _estimate(self, window: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None):
+        if self._estimator is None or reference is None:
+            return None
+        correct = np.where(np.isnan(reference["label"]), np.nan, reference["label"] == reference["prediction"])
+        n_labelled = int(np.count_nonzero(~np.isnan(correct) & ~np.isnan(reference["score"])))
+        if n_labelled >= self.min_samples and n_labelled != self._n_calibrated:
+            self._estimator.fit(reference["score"], correct)
+            self._n_calibrated = n_labelled
+        return self._estimator.estimate(window["score"]) if self._estimator.fitted else None
+
+    def _bias(
+        self, window: dict[str, np.ndarray], classes: list[str], group_names: dict[str, list[str]]
+    ) -> dict[str, FairnessResult]:
+        """Fairness by attribute; a label is positive when it is the outcome's positive class."""
+        outcome = self.model.bias.outcome
+        if outcome is None:
+            return {}
+        positive = _code(classes, outcome.positive)
+        results = {}
+        for attribute in self.model.bias.attributes:
+            codes = window[f"group.{attribute}"]
+            known = (codes != MISSING) & ~np.isnan(window["outcome"])
+            label = window["label"][known]
+            label = np.where(np.isnan(label), np.nan, label == positive)
+            names = np.array(group_names[attribute], dtype=object)[codes[known]]
+            results[attribute] = self._fairness.compute(names, window["outcome"][known], label)
+        return results
+
+
+def _code(classes: list[str], name: str | None) -> float | None:
+    """The code of class ``name`` (None without one; NaN, matching nothing, if never seen)."""
+    if name is None:
+        return None
+    return float(classes.index(name)) if name in classes else float("nan")
