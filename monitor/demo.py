@@ -10,6 +10,7 @@ dead-lettered. Ctrl-C (or ``--duration``) stops everything cleanly.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 import time
@@ -40,10 +41,14 @@ class _Model:
 
 
 MODELS = (
-    _Model("support-bot", 600.0, 0.01, 0.5),
-    _Model("summarizer", 1_500.0, 0.005, 0.3),
-    _Model("code-assistant", 2_500.0, 0.02, 0.2),
+    _Model("support-bot", 600.0, 0.01, 0.4),
+    _Model("summarizer", 1_500.0, 0.005, 0.25),
+    _Model("code-assistant", 2_500.0, 0.02, 0.15),
+    _Model("loan-approver", 300.0, 0.005, 0.2),
 )
+REGIONS = ("north", "south", "east")
+#: loan-approver's approval rate by region, before and after its bias sets in (south falls).
+APPROVAL_RATES = {False: (0.6, 0.6, 0.6), True: (0.6, 0.2, 0.6)}
 TOPICS = ("billing", "login", "shipping", "returns")
 #: support-bot's topic mix once it has drifted (uniform before).
 DRIFTED_TOPIC_SHARES = (0.1, 0.1, 0.1, 0.7)
@@ -79,6 +84,8 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
                 "features": CHAT_FEATURES,
                 "reference": {"warmup": 500},
                 "drift": {"false_alarms_per_week": 1},  # alpha follows: about 8e-6 at one evaluation each 5 s
+                "quality": {"positive": "approve"},
+                "bias": {"attributes": ["segment.region"], "outcome": {"field": "prediction", "positive": "approve"}},
             }
         ],
     }
@@ -88,7 +95,9 @@ class Traffic:
     """Synthetic calls at ``rate`` a second through the producer SDK.
 
     At ``regress_at_s`` support-bot regresses: slower, more errors, and its
-    traffic drifts (most questions are now about returns, and they carry more input tokens).
+    traffic drifts (most questions are now about returns, and they carry more input tokens);
+    and loan-approver turns biased: it approves far fewer calls from the south region.
+    Half of loan-approver's calls get a label right after the call.
     """
 
     def __init__(self, bootstrap_servers: str, rate: float, regress_at_s: float, seed: int = 7):
@@ -130,6 +139,9 @@ class Traffic:
             self._stop.wait(0.05)
 
     def _call(self, model: _Model, number: int) -> None:
+        if model.name == "loan-approver":
+            self._decide(model, number)
+            return
         rng = self._rng
         regressed = model.name == "support-bot" and self.regressed.is_set()
         latency_ms = float(model.median_latency_ms * rng.lognormal(0.0, 0.35) * (2.5 if regressed else 1.0))
@@ -149,6 +161,26 @@ class Traffic:
             features={"topic": topic},
             segment={"locale": LOCALES[int(rng.integers(len(LOCALES)))]},
         )
+
+    def _decide(self, model: _Model, number: int) -> None:
+        """A classifier-like call: approve or deny, with a confidence and (often) a label later."""
+        rng = self._rng
+        region = int(rng.integers(len(REGIONS)))
+        approve = rng.random() < APPROVAL_RATES[self.regressed.is_set()][region]
+        confidence = float(rng.uniform(0.55, 0.99))
+        correct = rng.random() < confidence  # a calibrated model: right as often as it says
+        prediction, other = ("approve", "deny") if approve else ("deny", "approve")
+        request_id = f"demo-{number}"
+        self.producer.inference(
+            request_id=request_id,
+            model=model.name,
+            latency_ms=round(float(model.median_latency_ms * rng.lognormal(0.0, 0.3)), 1),
+            prediction=prediction,
+            score=round(confidence, 3),
+            segment={"region": REGIONS[region]},
+        )
+        if rng.random() < 0.5:
+            self.producer.feedback(request_id=request_id, model=model.name, label=prediction if correct else other)
 
 
 def run_demo(
@@ -175,7 +207,10 @@ def run_demo(
         try:
             while not stop.wait(REPORT_EVERY_S):
                 if traffic.regressed.is_set() and not announced:
-                    say("injected: support-bot latency x2.5, errors 1% -> 8%, its topics and input tokens drift")
+                    say(
+                        "injected: support-bot latency x2.5, errors 1% -> 8%, its topics and input tokens drift; "
+                        "loan-approver approves 20% of the south region instead of 60%"
+                    )
                     announced = True
                 _report(daemon, time.monotonic() - started, first_p95_ms, traffic.regressed.is_set(), say)
                 if duration_s is not None and time.monotonic() - started >= duration_s:
@@ -186,6 +221,26 @@ def run_demo(
             daemon.stop()
             daemon_thread.join(timeout=30)
     say(f"stopped: {traffic.producer.stats().sent} calls sent, {traffic.n_malformed} malformed messages")
+
+
+def _quality_lines(name: str, result) -> list[str]:
+    """Accuracy (realized and estimated) and the four-fifths rule, for models that have them."""
+    if result is None or math.isnan(result.quality.accuracy):
+        return []
+    line = f"  {name:<15} accuracy {result.quality.accuracy:.2f} on {result.quality.label_coverage:.0%} labelled"
+    if result.estimate is not None:
+        line += (
+            f", estimated {result.estimate.estimated:.2f} [{result.estimate.lower:.2f}, {result.estimate.upper:.2f}]"
+        )
+    lines = [line]
+    for attribute, fairness in result.bias.items():
+        if fairness.four_fifths_violated:
+            rates = ", ".join(f"{group} {figures.outcome_rate:.0%}" for group, figures in fairness.groups.items())
+            lines.append(
+                f"  {name:<15} biased by {attribute}: disparate impact {fairness.disparate_impact_ratio:.2f} "
+                f"< 0.8 (approval {rates})"
+            )
+    return lines
 
 
 def _report(
@@ -213,6 +268,7 @@ def _report(
         drift = evaluation.drift
         if drift is not None and drift.drifted:
             lines.append(f"  {name:<15} drifted from its reference: {', '.join(drift.drifted)}")
+        lines += _quality_lines(name, evaluation.quality)
     rejected = sum(pipeline.n_invalid.values())
     if rejected:
         lines.append(f"  {rejected} malformed messages counted and sent to {DEAD_LETTER_TOPIC}")

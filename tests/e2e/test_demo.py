@@ -24,6 +24,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
         url = wait_for(lambda: re.search(r"metrics at (\S+)", log_path.read_text()), 30, "the /metrics URL").group(1)
         wait_for(lambda: "<- p95" in log_path.read_text(), 60, "the demo to point out support-bot's slower p95")
         wait_for(lambda: DRIFTED.search(log_path.read_text()), 30, "the demo to point out support-bot's drift")
+        wait_for(lambda: "biased by segment.region" in log_path.read_text(), 45, "the demo to point out the bias")
         status, body = http_get(url)
         assert status == 200
         samples = {
@@ -31,7 +32,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
             for family in text_string_to_metric_families(body.decode())
             for sample in family.samples
         }
-        for model in ("support-bot", "summarizer", "code-assistant"):
+        for model in ("support-bot", "summarizer", "code-assistant", "loan-approver"):
             assert samples[("driftwarden_events_total", model, "inference")] > 0
         started = time.monotonic()
         demo.send_signal(signal.SIGINT)
@@ -46,6 +47,9 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     flagged = {feature for line in DRIFTED.findall(output) for feature in line.split(", ")}
     assert flagged and all(feature in ("topic", "input_tokens") or feature.startswith("prompt.") for feature in flagged)
     assert not re.search(r"(summarizer|code-assistant) +drifted", output)  # one false alarm a week, not per minute
+    biased = r"loan-approver +biased by segment\.region: disparate impact 0\.\d+ < 0\.8 \(approval .*south"
+    assert re.search(biased, output)
+    assert re.search(r"loan-approver +accuracy 0\.\d\d on \d+% labelled, estimated 0\.\d\d", output)
     assert "Traceback" not in output
     assert "stopped:" in output
     assert http_get(url)[0] == 0  # nothing serves any more: broker, daemon and server are gone
