@@ -3,9 +3,9 @@
 Reads the window's columns that the feedback join fills (``label``,
 ``rating``, ``judge_score``) and the ones every call brings (``prediction``,
 ``score``, ``failed``, ``content_filter``, ``json_valid``, ``group.*``,
-``outcome``). A ``response`` text feature adds its descriptors: refusals and
-empty answers are counted from ``response.is_refusal`` and
-``response.is_empty``. The accuracy estimate is calibrated on the reference
+``outcome``). A text feature on the ``response`` field adds its descriptors:
+refusals and empty answers are counted from its ``is_refusal`` and
+``is_empty``. The accuracy estimate is calibrated on the reference
 rows that have a label and a score (refitted when more labels arrived there)
 and applied to the window's scores, so a quality drop shows before its labels
 come; the realized ``accuracy`` is exported beside it once they do.
@@ -56,6 +56,8 @@ class QualitySuite:
         method = model.quality.accuracy_estimate
         self._estimator = AccuracyEstimator(method) if method and not model.quality.numeric else None
         self._n_calibrated = 0  # labelled reference rows the estimator was fitted on
+        responses = [feature.name for feature in model.features if (feature.kind, feature.path) == ("text", "response")]
+        self._response = f"feature.{responses[0]}" if responses else None  # its descriptors tell refusals
 
     def evaluate(
         self,
@@ -70,9 +72,9 @@ class QualitySuite:
         positive = None if numeric else _code(classes, self.model.quality.positive)
         stats = QualityStats(positive=positive, numeric=numeric)
         refused, empty = window["content_filter"], None
-        if "feature.response.is_refusal" in window:
-            refused = refused | (window["feature.response.is_refusal"] == 1.0)
-            empty = window["feature.response.is_empty"]
+        if self._response is not None:
+            refused = refused | (window[f"{self._response}.is_refusal"] == 1.0)
+            empty = window[f"{self._response}.is_empty"]
         quality = stats.compute(
             prediction=window["prediction"],
             label=window["label"],

@@ -173,7 +173,8 @@ class ModelState:
         if self.model.quality.numeric:
             return _as_float(value)
         category = _as_category(value)
-        return math.nan if category is None else float(self.categories["prediction"].code(category))
+        code = 0 if category is None else self.categories["prediction"].code(category)
+        return math.nan if code == 0 else float(code)  # a class past the cap is unknown, not "__other__"
 
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
@@ -351,11 +352,14 @@ def _as_float(value: Any) -> float:
 
 
 def _as_category(value: Any) -> str | None:
+    """A value as a category name; a whole number is the same category whether JSON wrote 1 or 1.0."""
     kind = type(value)
     if kind is str:
         return value
     if kind is bool:
         return "true" if value else "false"
+    if kind is float and value.is_integer():
+        return repr(int(value))
     if kind is int or kind is float:
         return repr(value)
     return None
