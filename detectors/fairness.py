@@ -81,9 +81,19 @@ class FairnessStats:
         self.max_groups = max_groups
         self.confidence = confidence
 
-    def compute(self, groups: np.ndarray, outcome: np.ndarray, label: np.ndarray | None = None) -> FairnessResult:
-        """Figures of one window; all three arrays have one entry per row."""
-        names, codes, n_pooled = self._capped(np.asarray(groups))
+    def compute(
+        self,
+        groups: np.ndarray,
+        outcome: np.ndarray,
+        label: np.ndarray | None = None,
+        names: list[str] | None = None,
+    ) -> FairnessResult:
+        """Figures of one window; all three arrays have one entry per row.
+
+        With ``names``, ``groups`` are non-negative integer codes into it (counted
+        with ``bincount``, much faster than sorting strings); otherwise any labels.
+        """
+        names, codes, n_pooled = self._capped(np.asarray(groups), names)
         outcome = np.asarray(outcome, dtype=bool)
         n_groups = len(names)
         n = np.bincount(codes, minlength=n_groups)
@@ -112,21 +122,34 @@ class FairnessStats:
             groups={name: GroupFairness(*row) for name, row in zip(names, zip(*(c.tolist() for c in columns)))},
             demographic_parity_difference=_spread(compared),
             disparate_impact_ratio=ratio(compared.min(), compared.max()) if compared.size >= 2 else float("nan"),
-            equalized_odds_difference=float(np.max([_spread(tpr[labelled_enough]), _spread(fpr[labelled_enough])])),
+            equalized_odds_difference=_larger(_spread(tpr[labelled_enough]), _spread(fpr[labelled_enough])),
             n_pooled_groups=n_pooled,
         )
 
-    def _capped(self, groups: np.ndarray) -> tuple[list[str], np.ndarray, int]:
+    def _capped(self, groups: np.ndarray, names: list[str] | None) -> tuple[list[str], np.ndarray, int]:
         """Names of the kept groups (largest first, then ``"__other__"`` if any pooled), each row's index
         into them, and the number of distinct values pooled."""
-        values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-        names = values.astype(str)
+        if names is None:
+            values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+            names = values.astype(str)
+        else:  # integer codes: counted without sorting the rows
+            all_counts = np.bincount(groups, minlength=len(names))
+            present = np.flatnonzero(all_counts)
+            lookup = np.zeros(len(all_counts), dtype=np.intp)
+            lookup[present] = np.arange(len(present))
+            names, inverse, counts = np.asarray(names, dtype=str)[present], lookup[groups], all_counts[present]
+            values = names
         by_size = np.argsort(-counts, kind="stable")
         kept = by_size[names[by_size] != OTHER][: self.max_groups]
         n_pooled = len(values) - len(kept)
         position = np.full(len(values), len(kept))
         position[kept] = np.arange(len(kept))
         return names[kept].tolist() + [OTHER] * (n_pooled > 0), position[inverse.ravel()], n_pooled
+
+
+def _larger(a: float, b: float) -> float:
+    """The larger of two spreads, either alone when the other is undefined, NaN when both are."""
+    return max(a, b) if not (np.isnan(a) or np.isnan(b)) else (b if np.isnan(a) else a)
 
 
 def _spread(rates: np.ndarray) -> float:

@@ -29,7 +29,9 @@ checkpoint.
 
 from __future__ import annotations
 
+import heapq
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,7 +52,13 @@ Feedback = tuple[str, float, dict[str, float]]
 
 
 class FeedbackJoin:
-    """One model's join of feedback to its window rows (and warm-up reference rows)."""
+    """One model's join of feedback to its window rows (and warm-up reference rows).
+
+    Waiting feedback is kept by id with a heap on event time beside it, so
+    that the oldest by event time is the one that expires or is dropped first
+    whatever the arrival order, each in O(log n). Several feedback events for
+    one waiting call merge (latest values win) and count as that many.
+    """
 
     def __init__(self, ttl_ms: float, max_pending: int, reference_size: int):
         self.ttl_ms = ttl_ms
@@ -61,7 +69,10 @@ class FeedbackJoin:
         self._row_ids: dict[int, tuple[str | None, str | None]] = {}  # window row -> its ids, for eviction
         self._oldest_row = 0  # rows below it are no longer indexed
         self._reference_rows: dict[str, int] = {}  # id -> warm-up reference row
-        self._pending: dict[str, tuple[float, dict[str, float]]] = {}  # id -> (event time, values), oldest first
+        self._pending: dict[str, _Waiting] = {}
+        self._by_time: list[tuple[float, int, str]] = []  # (event time, sequence, id); stale entries skipped
+        self._sequence = 0
+        self._delays: list[float] = []  # observed once per batch
         self.n_joined = 0
         self.n_expired = 0
         self.n_dropped = 0
@@ -87,74 +98,120 @@ class FeedbackJoin:
         self._oldest_row = max(self._oldest_row, oldest)
         pending = self._pending
         for row, keys in enumerate(ids, start=first_row):
-            if row < oldest:
-                continue  # appended and overwritten within this batch
-            row_ids[row] = keys
+            in_window = row >= oldest  # else appended and overwritten within this batch
+            if in_window:
+                row_ids[row] = keys
             for key in keys:
                 if key is None:
                     continue
-                rows[key] = row
+                if in_window:
+                    rows[key] = row
                 if row < self.reference_size:
                     self._reference_rows[key] = row
                 waiting = pending.pop(key, None)
                 if waiting is not None:
-                    self._join(key, waiting[0], waiting[1], window, reference)
+                    self._join(key, waiting, window, reference)
+        self._observe_delays()
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
         """Join each feedback event to its row, or keep it waiting."""
+        pending = self._pending
         for key, timestamp_ms, values in feedback:
             if key in self._rows or key in self._reference_rows:
-                self._join(key, timestamp_ms, values, window, reference)
+                self._join(key, _Waiting(timestamp_ms, values, 1, -1), window, reference)
                 continue
-            pending = self._pending
-            earlier = pending.pop(key, None)  # several feedback events for one call merge, latest wins
-            pending[key] = (timestamp_ms, {**earlier[1], **values} if earlier else values)
+            earlier = pending.get(key)
+            if earlier is not None:  # several feedback events for one call merge, latest values win
+                values = {**earlier.values, **values}
+                timestamp_ms = max(timestamp_ms, earlier.timestamp_ms)
+            self._wait(key, _Waiting(timestamp_ms, values, 1 + (earlier.n_events if earlier else 0), -1))
             if len(pending) > self.max_pending:
-                del pending[next(iter(pending))]
-                self.n_dropped += 1
+                self.n_dropped += self._pop_oldest().n_events
+        self._observe_delays()
 
     def expire(self, now_ms: float) -> None:
         """Drop the waiting feedback older than the TTL (event time)."""
-        pending, cutoff = self._pending, now_ms - self.ttl_ms
-        while pending:
-            key = next(iter(pending))
-            if pending[key][0] >= cutoff:
-                break
-            del pending[key]
-            self.n_expired += 1
+        cutoff = now_ms - self.ttl_ms
+        while self._pending and self._oldest_time() < cutoff:
+            self.n_expired += self._pop_oldest().n_events
 
-    def _join(self, key: str, timestamp_ms: float, values: dict, window: Window, reference: Window | None) -> None:
-        joined = False
+    def _wait(self, key: str, waiting: _Waiting) -> None:
+        self._sequence += 1
+        self._pending[key] = waiting._replace(sequence=self._sequence)
+        heapq.heappush(self._by_time, (waiting.timestamp_ms, self._sequence, key))
+        if len(self._by_time) > 2 * len(self._pending) + 1_000:  # merged entries left stale ones behind
+            self._by_time = [(w.timestamp_ms, w.sequence, k) for k, w in self._pending.items()]
+            heapq.heapify(self._by_time)
+
+    def _oldest_time(self) -> float:
+        by_time, pending = self._by_time, self._pending
+        while True:
+            timestamp_ms, sequence, key = by_time[0]
+            waiting = pending.get(key)
+            if waiting is not None and waiting.sequence == sequence:
+                return timestamp_ms
+            heapq.heappop(by_time)
+
+    def _pop_oldest(self) -> _Waiting:
+        self._oldest_time()  # drops stale heap entries from the top
+        _, _, key = heapq.heappop(self._by_time)
+        return self._pending.pop(key)
+
+    def _join(self, key: str, waiting: _Waiting, window: Window, reference: Window | None) -> None:
+        """Write the feedback into its call's rows; one that came more than the TTL before its call expired."""
+        called_ms = None
         row = self._rows.get(key)
         if row is not None and window.holds(row):
-            window.write(row, values)
-            self.delay.observe(np.array([max(0.0, timestamp_ms - window.read(row, "timestamp_ms"))]))
-            joined = True
+            called_ms = window.read(row, "timestamp_ms")
+            if waiting.timestamp_ms < called_ms - self.ttl_ms:
+                self.n_expired += waiting.n_events
+                return
+            window.write(row, waiting.values)
         row = self._reference_rows.get(key)
         if row is not None and reference is not None and reference.holds(row):
-            reference.write(row, values)
-            joined = True
-        if joined:
-            self.n_joined += 1
-        else:
-            self._pending[key] = (timestamp_ms, values)
+            reference.write(row, waiting.values)
+            called_ms = reference.read(row, "timestamp_ms") if called_ms is None else called_ms
+        if called_ms is None:
+            self._wait(key, waiting)  # its call left the window: it waits, and expires
+            return
+        self.n_joined += waiting.n_events
+        self._delays.append(max(0.0, waiting.timestamp_ms - called_ms))
+
+    def _observe_delays(self) -> None:
+        if self._delays:
+            self.delay.observe(np.array(self._delays))
+            self._delays = []
 
     def snapshot(self) -> dict:
         return {
             "row_ids": [[row, *keys] for row, keys in self._row_ids.items()],
             "reference_rows": list(self._reference_rows.items()),
-            "pending": [[key, timestamp_ms, values] for key, (timestamp_ms, values) in self._pending.items()],
+            "pending": [[key, *waiting] for key, waiting in self._pending.items()],
             "delay": self.delay.snapshot(),
-            "counts": [self.n_joined, self.n_expired, self.n_dropped, self._oldest_row],
+            "counts": [self.n_joined, self.n_expired, self.n_dropped, self._oldest_row, self._sequence],
         }
 
     def restore(self, snapshot: dict) -> None:
         self._row_ids = {row: (request_id, response_id) for row, request_id, response_id in snapshot["row_ids"]}
         self._rows = {key: row for row, keys in sorted(self._row_ids.items()) for key in keys if key is not None}
         self._reference_rows = dict(snapshot["reference_rows"])
-        self._pending = {key: (timestamp_ms, dict(values)) for key, timestamp_ms, values in snapshot["pending"]}
+        self._pending = {
+            key: _Waiting(timestamp_ms, dict(values), n_events, sequence)
+            for key, timestamp_ms, values, n_events, sequence in snapshot["pending"]
+        }
+        self._by_time = [(waiting.timestamp_ms, waiting.sequence, key) for key, waiting in self._pending.items()]
+        heapq.heapify(self._by_time)
         self.delay.restore(snapshot["delay"])
-        self.n_joined, self.n_expired, self.n_dropped, self._oldest_row = snapshot["counts"]
+        self.n_joined, self.n_expired, self.n_dropped, self._oldest_row, self._sequence = snapshot["counts"]
+
+
+class _Waiting(NamedTuple):
+    """Feedback waiting for its call: its event time, values, how many events merged into it, heap sequence."""
+
+    timestamp_ms: float
+    values: dict[str, float]
+    n_events: int
+    sequence: int
 
 
 def feedback_values(event: dict, encode_label) -> dict[str, float]:

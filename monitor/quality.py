@@ -111,8 +111,9 @@ class QualitySuite:
             known = (codes != MISSING) & ~np.isnan(window["outcome"])
             label = window["label"][known]
             label = np.where(np.isnan(label), np.nan, label == positive)
-            names = np.array(group_names[attribute], dtype=object)[codes[known]]
-            results[attribute] = self._fairness.compute(names, window["outcome"][known], label)
+            results[attribute] = self._fairness.compute(
+                codes[known], window["outcome"][known], label, names=group_names[attribute]
+            )
         return results
 
 

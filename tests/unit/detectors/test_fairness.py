@@ -252,3 +252,18 @@ def test_figures_are_consistent_on_any_window(rows, min_group_size, max_groups):
         expected = demographic_parity_ratio(outcome, outcome, sensitive_features=capped)
         assert result.disparate_impact_ratio == pytest.approx(expected, abs=TOLERANCE, nan_ok=True)
     assert math.isnan(result.equalized_odds_difference) or 0 <= result.equalized_odds_difference <= 1
+
+
+def test_integer_codes_with_names_give_the_same_figures_as_the_names_themselves():
+    rng = np.random.default_rng(12)
+    names = ["__other__", "north", "south", "east", "west", "rare"]
+    codes = rng.choice(len(names), size=3_000, p=[0.0, 0.3, 0.3, 0.25, 0.14, 0.01])
+    outcome = rng.random(3_000) < np.array([0.5, 0.6, 0.2, 0.5, 0.7, 0.5])[codes]
+    label = np.where(rng.random(3_000) < 0.5, np.nan, (rng.random(3_000) < 0.5).astype(float))
+    stats = FairnessStats(min_group_size=40, max_groups=3)
+
+    by_name = stats.compute(np.array(names, dtype=object)[codes], outcome, label)
+    by_code = stats.compute(codes, outcome, label, names=names)
+
+    assert by_code == by_name
+    assert list(by_code.groups) == ["north", "south", "east", "__other__"]

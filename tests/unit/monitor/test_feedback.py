@@ -1,0 +1,471 @@
+"""Feedback joined to its model call: either order, by either id, within label_ttl, bounded, across a restart.
+
+Pure tests without a broker: pipelines are fed records of JSON events made here (one call a second from
+``T0``), checkpoints go to ``tmp_path``, and what Prometheus would read is checked on the exposition
+itself. :class:`~monitor.feedback.FeedbackJoin` is driven directly where the pipeline would only slow a
+test down (a million orphan feedback events) or hide what is measured (the cost of one expiry).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.config import parse_config
+from monitor.exporter import build_registry, exposition
+from monitor.feedback import FeedbackJoin
+from monitor.pipeline import Pipeline
+from monitor.sources import Record
+
+T0 = 1_790_000_000  # epoch seconds of call 0
+HOUR_S = 3_600
+
+
+def _call(i: int, **fields: object) -> dict:
+    """Inference event number ``i``, at ``T0 + i`` seconds, with request id ``m-<i>``."""
+    return {"request_id": f"m-{i}", "timestamp": T0 + i, "model": "m", "latency_ms": 100.0, **fields}
+
+
+def _feedback(i: int | str, at_s: float, by: str = "request_id", **values: object) -> dict:
+    """Feedback at ``T0 + at_s`` naming call ``i`` (``m-<i>``) by ``by``, or the id ``i`` itself if a string."""
+    key = i if isinstance(i, str) else f"m-{i}"
+    return {"type": "feedback", by: key, "timestamp": T0 + at_s, "model": "m", **values}
+
+
+def _pipeline(
+    size: int = 100,
+    warmup: int = 1,
+    label_ttl: str = "1h",
+    max_pending: int = 1_000,
+    bias: dict | None = None,
+    **quality: object,
+) -> Pipeline:
+    model = {
+        "name": "m",
+        "reference": {"warmup": warmup},
+        "quality": {"label_ttl": label_ttl, "max_pending": max_pending, **quality},
+    }
+    if bias is not None:
+        model["bias"] = bias
+    return Pipeline(parse_config({"windows": {"size": size, "min_samples": 1}, "models": [model]}))
+
+
+def _apply(pipeline: Pipeline, events: list[dict], batch: int | None = None) -> None:
+    """Apply ``events`` in batches of ``batch`` (all at once by default); none may be rejected."""
+    batch = batch or max(len(events), 1)
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        records = [Record(json.dumps(event).encode(), "llm-events", 0, start + i) for i, event in enumerate(chunk)]
+        assert pipeline.apply(records) == []
+
+
+def _metrics(pipeline: Pipeline, evaluate: bool = False) -> bytes:
+    if evaluate:
+        pipeline.evaluate(pipeline.watermark_ms)
+    return exposition(build_registry(pipeline))
+
+
+def _sample(pipeline: Pipeline, name: str, **labels: str) -> float | None:
+    """The value of the exposed sample ``name`` whose labels include ``labels`` (None if there is none)."""
+    for family in text_string_to_metric_families(_metrics(pipeline).decode()):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return None
+
+
+def _outcomes(pipeline: Pipeline) -> dict[str, float]:
+    """``driftwarden_feedback_total`` by result, and the pending gauge, as exposed for model ``m``."""
+    counts = {
+        result: _sample(pipeline, "driftwarden_feedback_total", model="m", result=result)
+        for result in ("joined", "expired", "dropped")
+    }
+    return {**counts, "pending": _sample(pipeline, "driftwarden_feedback_pending", model="m")}
+
+
+def _row(pipeline: Pipeline, i: int) -> dict[str, float]:
+    """The window row of call ``i`` (found by its event time), as plain numbers."""
+    view = pipeline.states["m"].window.view()
+    (position,) = np.flatnonzero(view["timestamp_ms"] == (T0 + i) * 1000.0)
+    return {name: values[position].item() for name, values in view.items() if values.ndim == 1}
+
+
+def _code(pipeline: Pipeline, value: str) -> float:
+    """The code that predictions and labels share for class ``value``."""
+    return float(pipeline.states["m"].categories["prediction"].values.index(value))
+
+
+def _through_disk(pipeline: Pipeline, directory: Path) -> Pipeline:
+    """Checkpoint ``pipeline`` to ``directory``, load it back and restore it into a fresh pipeline."""
+    store = CheckpointStore(directory)
+    store.save(Checkpoint({("llm-events", 0): 1}, pipeline.snapshot(), config_fingerprint(pipeline.config)))
+    loaded = store.load()
+    assert loaded is not None
+    restored = Pipeline(pipeline.config)
+    restored.restore(loaded.pipeline)
+    return restored
+
+
+# --- Either order, either id -----------------------------------------------------------------------------------
+
+
+def test_feedback_after_its_call_lands_in_its_row_and_observes_the_label_delay():
+    pipeline = _pipeline()
+    _apply(pipeline, [_call(i, prediction="yes") for i in range(10)])
+    _apply(pipeline, [_feedback(3, at_s=3 + 90, label="no")])  # 90 s after call 3
+
+    labels = {i: _row(pipeline, i)["label"] for i in range(10)}
+    assert labels.pop(3) == _code(pipeline, "no")
+    assert np.isnan(list(labels.values())).all()  # no other row got it
+    assert _outcomes(pipeline) == {"joined": 1.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+    delay = "driftwarden_label_delay_seconds"
+    assert _sample(pipeline, f"{delay}_count", model="m") == 1.0
+    assert _sample(pipeline, f"{delay}_sum", model="m") == 90.0  # seconds on the wire
+    assert _sample(pipeline, f"{delay}_bucket", model="m", le="60.0") == 0.0
+    assert _sample(pipeline, f"{delay}_bucket", model="m", le="600.0") == 1.0
+
+
+def test_feedback_before_its_call_waits_then_joins_when_the_call_arrives():
+    pipeline = _pipeline()
+    _apply(pipeline, [_call(i) for i in range(5)])
+    _apply(pipeline, [_feedback(7, at_s=5, label="yes", rating=1.0)])  # call 7 comes 2 s later
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 0.0, "dropped": 0.0, "pending": 1.0}
+
+    _apply(pipeline, [_call(i) for i in range(5, 10)])
+    row = _row(pipeline, 7)
+    assert (row["label"], row["rating"]) == (_code(pipeline, "yes"), 1.0)
+    assert np.isnan(_row(pipeline, 6)["label"]) and np.isnan(_row(pipeline, 8)["label"])
+    assert _outcomes(pipeline) == {"joined": 1.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+    assert _sample(pipeline, "driftwarden_label_delay_seconds_count", model="m") == 1.0
+    assert _sample(pipeline, "driftwarden_label_delay_seconds_sum", model="m") == 0.0  # feedback came first
+
+
+def test_feedback_in_the_same_batch_as_its_call_joins_whichever_comes_first():
+    pipeline = _pipeline()
+    _apply(pipeline, [_feedback(0, at_s=0, label="a"), _call(0), _call(1), _feedback(1, at_s=31, label="b")])
+    assert (_row(pipeline, 0)["label"], _row(pipeline, 1)["label"]) == (_code(pipeline, "a"), _code(pipeline, "b"))
+    assert _outcomes(pipeline)["joined"] == 2.0
+    assert _sample(pipeline, "driftwarden_label_delay_seconds_sum", model="m") == 30.0
+
+
+@pytest.mark.parametrize("feedback_first", [False, True], ids=["call-first", "feedback-first"])
+def test_feedback_joins_by_response_id(feedback_first):
+    pipeline = _pipeline()
+    calls = [_call(i, response_id=f"resp-{i}") for i in range(6)]
+    feedback = [_feedback("resp-4", at_s=10, by="response_id", judge_score=0.25)]
+    _apply(pipeline, feedback + calls if feedback_first else calls + feedback, batch=3)
+    assert _row(pipeline, 4)["judge_score"] == 0.25
+    assert np.isnan([_row(pipeline, i)["judge_score"] for i in (0, 1, 2, 3, 5)]).all()
+    assert _outcomes(pipeline) == {"joined": 1.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+
+
+def test_a_rating_does_not_erase_an_earlier_label_and_a_later_label_replaces_it():
+    pipeline = _pipeline()
+    _apply(pipeline, [_call(i) for i in range(3)])
+    _apply(pipeline, [_feedback(1, at_s=5, label="yes")])
+    _apply(pipeline, [_feedback(1, at_s=6, rating=-1.0)])
+    _apply(pipeline, [_feedback(1, at_s=7, judge_score=0.9)])
+    row = _row(pipeline, 1)
+    assert (row["label"], row["rating"], row["judge_score"]) == (_code(pipeline, "yes"), -1.0, 0.9)
+
+    _apply(pipeline, [_feedback(1, at_s=8, label="no"), _feedback(1, at_s=9, rating=1.0)])  # latest wins
+    row = _row(pipeline, 1)
+    assert (row["label"], row["rating"], row["judge_score"]) == (_code(pipeline, "no"), 1.0, 0.9)
+    assert _outcomes(pipeline) == {"joined": 5.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}  # once each
+
+
+def test_feedback_waiting_for_one_call_merges_so_a_rating_does_not_erase_the_waiting_label():
+    pipeline = _pipeline()
+    _apply(pipeline, [_feedback(0, at_s=0, label="yes", judge_score=0.1)])
+    _apply(pipeline, [_feedback(0, at_s=1, rating=-1.0, judge_score=0.7)])
+    _apply(pipeline, [_call(0)])
+    row = _row(pipeline, 0)
+    assert (row["label"], row["rating"], row["judge_score"]) == (_code(pipeline, "yes"), -1.0, 0.7)
+
+
+def test_duplicate_feedback_after_the_call_is_counted_once_each_and_the_latest_wins():
+    pipeline = _pipeline()
+    _apply(pipeline, [_call(0)])
+    _apply(pipeline, [_feedback(0, at_s=1, label="yes", rating=1.0), _feedback(0, at_s=2, label="no")])
+    row = _row(pipeline, 0)
+    assert (row["label"], row["rating"]) == (_code(pipeline, "no"), 1.0)
+    assert _outcomes(pipeline)["joined"] == 2.0
+    assert _sample(pipeline, "driftwarden_label_delay_seconds_count", model="m") == 2.0
+
+
+def test_duplicate_feedback_before_the_call_is_counted_once_each_and_the_latest_wins():
+    pipeline = _pipeline()
+    _apply(pipeline, [_feedback(0, at_s=0, label="yes", rating=1.0), _feedback(0, at_s=0.5, label="no")])
+    assert _outcomes(pipeline)["pending"] == 1.0  # one call waited for
+    _apply(pipeline, [_call(1), _call(0)])
+    row = _row(pipeline, 0)
+    assert (row["label"], row["rating"]) == (_code(pipeline, "no"), 1.0)  # merged, latest wins: this part holds
+    assert _outcomes(pipeline)["joined"] == 2.0
+
+
+# --- Expiry -----------------------------------------------------------------------------------------------------
+
+
+def test_unknown_ids_expire_after_label_ttl_of_event_time_not_before():
+    pipeline = _pipeline(label_ttl="1h")
+    _apply(pipeline, [_feedback("ghost", at_s=0, label="yes"), _feedback(50, at_s=0, label="yes")])
+    _apply(pipeline, [_call(i) for i in range(3)])
+    _apply(pipeline, [_call(HOUR_S)])  # exactly label_ttl later: still waiting
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 0.0, "dropped": 0.0, "pending": 2.0}
+
+    _apply(pipeline, [_call(HOUR_S + 1)])
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 2.0, "dropped": 0.0, "pending": 0.0}
+    _apply(pipeline, [_call(50) | {"timestamp": T0 + HOUR_S + 2}])  # call 50 comes too late for its label
+    view = pipeline.states["m"].window.view()
+    assert np.isnan(view["label"]).all()
+    assert _outcomes(pipeline)["joined"] == 0.0
+
+
+@pytest.mark.parametrize("batch", [1, 7, 40])
+def test_feedback_for_a_call_that_left_the_window_is_written_nowhere_and_expires(batch):
+    pipeline = _pipeline(size=10, warmup=2)
+    _apply(pipeline, [_call(i) for i in range(40)], batch=batch)  # the ring holds calls 30..39
+    _apply(pipeline, [_feedback(i, at_s=40, label="yes", rating=1.0) for i in (5, 15, 25)])
+    state = pipeline.states["m"]
+    for column in ("label", "rating"):  # row i % 10 of the ring now holds call 35: it must not take 5's or 25's
+        assert np.isnan(state.window.view()[column]).all()
+        assert np.isnan(state.reference.rows.view()[column]).all()  # calls 0 and 1 only
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 0.0, "dropped": 0.0, "pending": 3.0}
+
+    _apply(pipeline, [_call(40 + HOUR_S + 1)])
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 3.0, "dropped": 0.0, "pending": 0.0}
+
+
+def test_feedback_arriving_out_of_event_time_order_expires_on_its_own_time():
+    pipeline = _pipeline(label_ttl="1h")
+    _apply(pipeline, [_feedback("newer", at_s=100, label="yes")])
+    _apply(pipeline, [_feedback("older", at_s=0, label="yes")])  # arrives later, happened earlier
+    _apply(pipeline, [_call(HOUR_S + 50)])  # "older" is past label_ttl, "newer" is not
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 1.0, "dropped": 0.0, "pending": 1.0}
+
+
+def test_feedback_past_its_ttl_is_not_joined_however_the_stream_is_batched():
+    events = [  # the feedback waits for call 9, which comes after label_ttl, just after another call
+        _feedback(9, at_s=0, label="yes"),
+        _call(1) | {"timestamp": T0 + HOUR_S + 50},
+        _call(9) | {"timestamp": T0 + HOUR_S + 60},
+    ]
+    outcomes = {}
+    for batch in (1, 2, 3):
+        pipeline = _pipeline(label_ttl="1h")
+        _apply(pipeline, events, batch=batch)
+        outcomes[batch] = _outcomes(pipeline)
+    expected = {"joined": 0.0, "expired": 1.0, "dropped": 0.0, "pending": 0.0}
+    assert outcomes == {1: expected, 2: expected, 3: expected}
+
+
+# --- Bounded memory ---------------------------------------------------------------------------------------------
+
+
+def test_a_million_orphan_feedback_events_keep_the_pending_table_bounded():
+    """max_pending 1,000 under 10**6 feedback events naming ids that never come.
+
+    Memory is traced over the last 300,000 events only (tracemalloc slows allocation several-fold), well
+    past the steady state. The bound: the pending table's 1,000 entries (key, tuple, float: about 0.2 kB
+    each) are already there, and one chunk of 10,000 fresh events is alive while it is added (under 2 MB
+    measured). Had the table kept the events traced here, it would need about 70 MB; 16 MB leaves room for
+    the dict's own slack yet catches a leak of a fifth of them.
+    """
+    max_pending, total, chunk = 1_000, 1_000_000, 10_000
+    join = FeedbackJoin(ttl_ms=7 * 86_400_000, max_pending=max_pending, reference_size=0)
+    pipeline = _pipeline()  # a real window, though orphans never reach it
+    _apply(pipeline, [_call(0)])
+    window = pipeline.states["m"].window
+    values = {"label": 1.0}
+
+    def add(first: int) -> None:
+        join.add_feedback([(f"orphan-{i}", 1.0e12 + i, values) for i in range(first, first + chunk)], window)
+
+    traced_from = total - 300_000
+    for first in range(0, traced_from, chunk):
+        add(first)
+        assert len(join._pending) == max_pending
+    tracemalloc.start()
+    try:
+        baseline, _ = tracemalloc.get_traced_memory()
+        for first in range(traced_from, total, chunk):
+            add(first)
+            assert len(join._pending) == max_pending
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert join.n_pending == max_pending
+    assert (join.n_dropped, join.n_joined, join.n_expired) == (total - max_pending, 0, 0)
+    assert next(iter(join._pending)) == f"orphan-{total - max_pending}"  # the oldest were dropped
+    assert peak - baseline < 16 * 2**20, f"traced peak grew by {(peak - baseline) / 2**20:.1f} MB"
+    assert current - baseline < 1 * 2**20, f"{(current - baseline) / 2**20:.1f} MB left once the last chunk is gone"
+
+
+def test_a_full_pending_table_drops_the_oldest_and_counts_it_in_the_exposition():
+    pipeline = _pipeline(max_pending=100, label_ttl="1d")
+    _apply(pipeline, [_feedback(1_000 + i, at_s=i / 1000, rating=1.0) for i in range(5_000)], batch=512)
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 0.0, "dropped": 4_900.0, "pending": 100.0}
+    _apply(pipeline, [_call(5_899), _call(5_900)])  # 1,000 + 4,900 is the oldest one kept
+    assert np.isnan(_row(pipeline, 5_899)["rating"]) and _row(pipeline, 5_900)["rating"] == 1.0
+
+
+def _seconds_per_drop(max_pending: int, n_drops: int) -> float:
+    join = FeedbackJoin(ttl_ms=1e12, max_pending=max_pending, reference_size=0)
+    values = {"rating": 1.0}
+    join.add_feedback([(f"k{i}", 0.0, values) for i in range(max_pending)], None)
+    overflow = [(f"o{i}", 0.0, values) for i in range(n_drops)]
+    start = time.perf_counter()
+    join.add_feedback(overflow, None)
+    elapsed = time.perf_counter() - start
+    assert join.n_dropped == n_drops
+    return elapsed / n_drops
+
+
+def test_dropping_from_a_full_pending_table_costs_the_same_whatever_its_size():
+    small = min(_seconds_per_drop(1_000, 20_000) for _ in range(3))
+    large = _seconds_per_drop(64_000, 20_000)
+    assert large < 4 * small, f"{large * 1e6:.2f} us per drop at 64,000 pending vs {small * 1e6:.2f} us at 1,000"
+
+
+def _seconds_to_expire(n: int) -> float:
+    join = FeedbackJoin(ttl_ms=1_000, max_pending=10 * n, reference_size=0)
+    values = {"rating": 1.0}
+    join.add_feedback([(f"k{i}", 0.0, values) for i in range(n)], None)
+    start = time.perf_counter()
+    join.expire(now_ms=10_000.0)
+    elapsed = time.perf_counter() - start
+    assert (join.n_expired, join.n_pending) == (n, 0)
+    return elapsed
+
+
+def test_expiring_many_pending_entries_at_once_takes_linear_time():
+    small = min(_seconds_to_expire(6_000) for _ in range(3))
+    large = _seconds_to_expire(60_000)
+    assert large < 30 * small, f"{large:.3f} s to expire 60,000 vs {small:.4f} s for 6,000 (linear: 10x)"
+
+
+# --- Restart ----------------------------------------------------------------------------------------------------
+
+
+def _before_checkpoint() -> list[dict]:
+    """Calls 0..29 (the ring of 20 wraps), some feedback joined, some waiting for calls 40..44 or for nobody."""
+    return [
+        *[_call(i, prediction="yes" if i % 3 else "no", score=0.5 + i % 5 / 10) for i in range(30)],
+        _feedback(12, at_s=31, label="yes"),  # joins a window row
+        _feedback(2, at_s=31, label="no"),  # joins a warm-up reference row only
+        *[_feedback(i, at_s=32, label="yes", rating=1.0) for i in range(40, 45)],  # wait for their calls
+        _feedback("ghost", at_s=33, rating=-1.0),  # waits for nothing
+    ]
+
+
+def _after_checkpoint() -> list[dict]:
+    """Feedback for indexed rows, the awaited calls, a reference label, and time enough for the ghost to expire."""
+    return [
+        *[_feedback(i, at_s=35, label="no", judge_score=0.5) for i in range(15, 20)],
+        *[_call(i, prediction="yes", score=0.9) for i in range(30, 50)],
+        _feedback(3, at_s=51, label="yes"),
+        _call(60 + HOUR_S),
+    ]
+
+
+def test_pending_feedback_and_indexed_rows_survive_a_restart(tmp_path):
+    original = _pipeline(size=20, warmup=5, accuracy_estimate="isotonic", positive="yes")
+    _apply(original, _before_checkpoint(), batch=9)
+    restored = _through_disk(original, tmp_path)
+    assert _metrics(restored, evaluate=True) == _metrics(original, evaluate=True)
+    assert restored.states["m"].join.n_pending == 6
+
+    for pipeline in (original, restored):
+        _apply(pipeline, _after_checkpoint(), batch=9)
+    assert _metrics(restored, evaluate=True) == _metrics(original, evaluate=True)
+    for name in ("window", "reference"):
+        ours = getattr(restored.states["m"], name)
+        theirs = getattr(original.states["m"], name)
+        ours, theirs = (view.rows.view() if name == "reference" else view.view() for view in (ours, theirs))
+        for column in ("label", "rating", "judge_score"):
+            np.testing.assert_array_equal(ours[column], theirs[column], err_msg=f"{name}.{column}")
+    # Guards the comparison: every kind of saved join state was used after the restart.
+    assert _outcomes(restored) == {"joined": 2 + 5 + 5 + 1, "expired": 1.0, "dropped": 0.0, "pending": 0.0}
+    reference_labels = restored.states["m"].reference.rows.view()["label"]
+    assert reference_labels[2] == _code(restored, "no") and reference_labels[3] == _code(restored, "yes")
+
+
+# --- Warm-up reference, label codes -----------------------------------------------------------------------------
+
+
+def test_labels_join_the_warm_up_reference_rows_after_their_calls_left_the_window():
+    pipeline = _pipeline(size=10, warmup=20, accuracy_estimate="isotonic")
+    calls = [_call(i, prediction="yes", score=0.55 + (i % 9) / 20) for i in range(50)]
+    _apply(pipeline, calls, batch=5)  # the window holds calls 40..49, the reference calls 0..19
+    pipeline.evaluate(pipeline.watermark_ms)
+    assert pipeline.evaluations["m"].quality.estimate is None  # nothing to calibrate on yet
+
+    _apply(pipeline, [_feedback(i, at_s=60, label="yes" if i % 4 else "no") for i in range(20)])
+    labels = pipeline.states["m"].reference.rows.view()["label"]
+    expected = [_code(pipeline, "yes" if i % 4 else "no") for i in range(20)]
+    assert labels.tolist() == expected
+    assert np.isnan(pipeline.states["m"].window.view()["label"]).all()
+    assert _outcomes(pipeline) == {"joined": 20.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+    pipeline.evaluate(pipeline.watermark_ms)
+    assert pipeline.evaluations["m"].quality.estimate is not None  # calibrated on the reference's labels
+
+
+def test_labels_join_the_warm_up_reference_even_when_a_batch_is_longer_than_the_window():
+    pipeline = _pipeline(size=10, warmup=20)
+    _apply(pipeline, [_call(i, prediction="yes") for i in range(30)])  # one batch of 30 into a ring of 10
+    _apply(pipeline, [_feedback(i, at_s=40, label="yes") for i in range(20)])
+    assert pipeline.states["m"].reference.rows.view()["label"].tolist() == [_code(pipeline, "yes")] * 20
+
+
+@pytest.mark.parametrize(
+    ("prediction", "label"),
+    [("approve", "approve"), ("true", True), (1.0, 1), (2.5, 2.5)],
+    ids=["strings", "bool-label", "int-label", "float"],
+)
+def test_categorical_labels_share_codes_with_predictions(prediction, label):
+    pipeline = _pipeline()
+    _apply(pipeline, [_feedback(0, at_s=0, label="deny")])  # a label seen before any prediction takes a code too
+    _apply(pipeline, [_call(0, prediction="deny"), _call(1, prediction=prediction), _call(2, prediction="deny")])
+    _apply(pipeline, [_feedback(1, at_s=3, label=label), _feedback(2, at_s=3, label=label)])
+    rows = [_row(pipeline, i) for i in range(3)]
+    assert [row["label"] == row["prediction"] for row in rows] == [True, True, False]
+    pipeline.evaluate(pipeline.watermark_ms)
+    assert pipeline.evaluations["m"].quality.quality.accuracy == pytest.approx(2 / 3)
+
+
+def test_numeric_labels_are_numbers():
+    pipeline = _pipeline(numeric=True)
+    _apply(pipeline, [_call(0, prediction=3.5), _call(1, prediction=10.0), _feedback(0, at_s=2, label=4)])
+    _apply(pipeline, [_feedback(1, at_s=2, label=7.0)])
+    assert [(_row(pipeline, i)["prediction"], _row(pipeline, i)["label"]) for i in (0, 1)] == [(3.5, 4.0), (10.0, 7.0)]
+    assert pipeline.states["m"].categories["prediction"].values == ["__other__"]  # no codes given out
+    pipeline.evaluate(pipeline.watermark_ms)
+    quality = pipeline.evaluations["m"].quality.quality
+    assert (quality.mae, quality.rmse) == (pytest.approx(1.75), pytest.approx(np.sqrt((0.25 + 9) / 2)))
+
+
+def test_joined_labels_reach_the_fairness_figures():
+    bias = {"attributes": ["segment.region"], "outcome": {"field": "prediction", "positive": "approve"}}
+    pipeline = _pipeline(bias={**bias, "min_group_size": 1})
+    calls = [
+        _call(i, prediction="approve" if i % 2 else "deny", segment={"region": "north" if i < 4 else "south"})
+        for i in range(8)
+    ]
+    _apply(pipeline, calls)
+    pipeline.evaluate(pipeline.watermark_ms)
+    assert np.isnan(pipeline.evaluations["m"].quality.bias["segment.region"].equalized_odds_difference)
+
+    # Labels: north is always right (true positive rate 1, false positive rate 0), south always wrong (0 and 1).
+    right_or_wrong = [("approve" if i % 2 else "deny") if i < 4 else ("deny" if i % 2 else "approve") for i in range(8)]
+    _apply(pipeline, [_feedback(i, at_s=9, label=label) for i, label in enumerate(right_or_wrong)])
+    pipeline.evaluate(pipeline.watermark_ms)
+    fairness = pipeline.evaluations["m"].quality.bias["segment.region"]
+    assert fairness.groups["north"].n_labelled == 4 and fairness.groups["south"].n_labelled == 4
+    assert fairness.equalized_odds_difference == 1.0
