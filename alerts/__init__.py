@@ -1,5 +1,7 @@
 """Alert rules, sinks and the retraining queue; depends on ``detectors.results`` types only.
 
-The rule engine, the Alertmanager/webhook/log sinks and the retraining queue
-land with the alerts issue; until then this package is empty.
+``alerts.rules`` turns metric samples into alerts (inactive, pending,
+firing, resolved); ``alerts.sinks`` delivers them (Alertmanager, webhook,
+log) through a persistent outbox; ``alerts.retraining`` queues retraining
+jobs in a SQLite ledger and publishes them. I/O lives only in the last two.
 """

@@ -7,15 +7,18 @@ the command line) is wrong; the message on stderr says which key and why.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from alerts.retraining import RetrainingQueue
 from monitor.checkpoint import CheckpointError
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.drift import false_alarm_policy
@@ -102,6 +105,18 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--model", required=True, metavar="NAME", help="the model to report on")
     report.add_argument("--out", required=True, metavar="REPORT.html", help="where to write the report")
     report.set_defaults(command=_report)
+
+    jobs = commands.add_parser("jobs", help="the retraining jobs in the state directory's ledger")
+    jobs_commands = jobs.add_subparsers(required=True, metavar="list|show")
+    listing = jobs_commands.add_parser("list", help="the latest jobs, newest first")
+    listing.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    listing.add_argument("--model", metavar="NAME", help="only this model's jobs")
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="at most N jobs")
+    listing.set_defaults(command=_jobs_list)
+    show = jobs_commands.add_parser("show", help="one job, as JSON")
+    show.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    show.add_argument("job_id", metavar="ID")
+    show.set_defaults(command=_jobs_show)
     return parser
 
 
@@ -159,7 +174,16 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         write_exposition(build_registry(result.pipeline), arguments.metrics_file)
     print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} evaluations")
     _print_summary(result.pipeline)
+    for alert in result.alerts:
+        at_ms = alert.ends_at_ms if alert.state == "resolved" else alert.starts_at_ms
+        labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
+        summary = alert.annotations.get("summary", "")
+        print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
     return 0
+
+
+def _iso(time_ms: float) -> str:
+    return datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
 def _reference(config: Config, arguments: argparse.Namespace) -> int:
@@ -180,6 +204,30 @@ def _report(config: Config, arguments: argparse.Namespace) -> int:
         return 1
     Path(arguments.out).write_text(page, encoding="utf-8")
     print(f"wrote the drift report of {arguments.model!r} to {arguments.out}")
+    return 0
+
+
+def _ledger(config: Config) -> RetrainingQueue:
+    path = Path(config.state.dir) / "jobs.sqlite"
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no retraining ledger (no job was ever queued)", str(path))
+    return RetrainingQueue(path, config.retraining.cooldown_ms)
+
+
+def _jobs_list(config: Config, arguments: argparse.Namespace) -> int:
+    jobs = _ledger(config).jobs(arguments.model, arguments.limit)
+    print(f"{'id':<24} {'model':<20} {'status':<12} {'created':<25} reason")
+    for job in jobs:
+        print(f"{job.id:<24} {job.model:<20} {job.status:<12} {_iso(job.created_ms):<25} {job.reason}")
+    return 0
+
+
+def _jobs_show(config: Config, arguments: argparse.Namespace) -> int:
+    job = _ledger(config).get(arguments.job_id)
+    if job is None:
+        print(f"driftwarden: no job {arguments.job_id!r} in the ledger", file=sys.stderr)
+        return 1
+    print(job.to_json())
     return 0
 
 

@@ -37,8 +37,10 @@ from pydantic import (
     model_validator,
 )
 
+from alerts.rules import OPERATORS, Rule, check_template
 from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.events import InferenceEvent
+from monitor.metrics import METRICS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -47,6 +49,8 @@ SECRET_ENV = {
     ("kafka", "sasl_password"): "DRIFTWARDEN_KAFKA_SASL_PASSWORD",
     ("kafka", "ssl_password"): "DRIFTWARDEN_KAFKA_SSL_PASSWORD",
 }
+#: The webhook's signing secret, likewise.
+WEBHOOK_SECRET_ENV = "DRIFTWARDEN_WEBHOOK_SECRET"
 
 #: Inference events a model's warm-up reference holds unless configured otherwise.
 DEFAULT_WARMUP = 5_000
@@ -367,6 +371,135 @@ class ModelConfig(_Section):
         return self
 
 
+class RuleConfig(_Section):
+    """An alert rule (see :mod:`alerts.rules`): data, never code.
+
+    ``metric`` is an exported series (the ``driftwarden_`` prefix may be left
+    out), ``selector`` matches its labels exactly, ``annotations`` are
+    templates with ``{name}`` fields: the series' labels, ``value``,
+    ``threshold``, ``metric``, and per model ``drifted_features``,
+    ``window_events``, ``reference_events``, ``drift_share``, ``report_url``.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
+    metric: str
+    selector: dict[str, str] = Field(default_factory=dict)
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    threshold: float
+    resolve_threshold: float | None = None
+    for_ms: DurationMs | Literal[0] = Field(0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    actions: list[Literal["alertmanager", "webhook", "log", "retrain"]] = Field(default_factory=lambda: ["log"])
+
+    @field_validator("metric")
+    @classmethod
+    def _exported_metric(cls, metric: str) -> str:
+        metric = metric if metric.startswith("driftwarden_") else f"driftwarden_{metric}"
+        if metric not in METRICS:
+            close = difflib.get_close_matches(metric, METRICS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; exported: {', '.join(METRICS)}"
+            raise ValueError(f"{metric!r} is not a metric the daemon exports{hint}")
+        return metric
+
+    @field_validator("annotations")
+    @classmethod
+    def _plain_templates(cls, annotations: dict[str, str]) -> dict[str, str]:
+        for template in annotations.values():
+            check_template(template)
+        return annotations
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuleConfig:
+        unknown = sorted(set(self.selector) - set(METRICS[self.metric]))
+        if unknown:
+            raise ValueError(
+                f"selector label(s) {', '.join(unknown)} not on {self.metric} "
+                f"(its labels: {', '.join(METRICS[self.metric]) or 'none'})"
+            )
+        if self.resolve_threshold is not None:
+            if self.op in ("==", "!="):
+                raise ValueError(f"'resolve_threshold' needs an ordering comparison, not {self.op!r}")
+            if OPERATORS[self.op](self.resolve_threshold, self.threshold) and self.resolve_threshold != self.threshold:
+                raise ValueError(
+                    f"resolve_threshold ({self.resolve_threshold}) must lie on the resolved side of "
+                    f"threshold ({self.threshold}) for {self.op!r}"
+                )
+        return self
+
+    def rule(self) -> Rule:
+        """The rule engine's form of this rule."""
+        return Rule(
+            name=self.name,
+            metric=self.metric,
+            op=self.op,
+            threshold=self.threshold,
+            selector=dict(self.selector),
+            resolve_threshold=self.resolve_threshold,
+            for_ms=self.for_ms,
+            severity=self.severity,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations) or _DEFAULT_ANNOTATIONS,
+            actions=tuple(self.actions),
+        )
+
+
+#: Annotations of a rule that sets none: what fired, and for a model what drifted and against what.
+_DEFAULT_ANNOTATIONS = {
+    "summary": "{alertname} on {model}: {metric} is {value} (threshold {threshold})",
+    "description": "window {window_events} events, reference {reference_events} events; "
+    "drifted features: {drifted_features}",
+    "report": "{report_url}",
+}
+
+
+class AlertmanagerConfig(_Section):
+    url: str = Field(pattern=r"^https?://")
+    timeout_ms: DurationMs = Field(5_000, alias="timeout")
+
+
+class WebhookConfig(_Section):
+    """A JSON POST per delivery; with a ``secret`` (or DRIFTWARDEN_WEBHOOK_SECRET) the body is signed
+    in ``X-Driftwarden-Signature: sha256=<HMAC>``."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr | None = None
+    timeout_ms: DurationMs = Field(5_000, alias="timeout")
+
+
+class SinksConfig(_Section):
+    alertmanager: AlertmanagerConfig | None = None
+    webhook: WebhookConfig | None = None
+
+
+class AlertsConfig(_Section):
+    """Rules, where their alerts go, and the daemon's own URL for links (``generatorURL``, reports)."""
+
+    external_url: str | None = Field(None, pattern=r"^https?://")
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    outbox_size: Integer = Field(10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _actions_have_sinks(self) -> AlertsConfig:
+        _require_unique("rule", [rule.name for rule in self.rules])
+        for index, rule in enumerate(self.rules):
+            for action in rule.actions:
+                if action in ("alertmanager", "webhook") and getattr(self.sinks, action) is None:
+                    raise ValueError(f"rules[{index}].actions: {action!r} needs alerts.sinks.{action}")
+        return self
+
+
+class RetrainingConfig(_Section):
+    """Retraining jobs: published to ``topic`` keyed by model, optionally POSTed to ``trigger_url``;
+    at most one job per model per ``cooldown``."""
+
+    topic: str | None = "driftwarden-retraining"
+    trigger_url: str | None = Field(None, pattern=r"^https?://")
+    cooldown_ms: DurationMs = Field(6 * _UNIT_MS["h"], alias="cooldown")
+
+
 class Config(_Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -374,6 +507,8 @@ class Config(_Section):
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="*")], min_length=1)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
 
     @field_validator("models")
     @classmethod
@@ -467,6 +602,11 @@ def _with_secrets(data: dict, environ: dict[str, str]) -> dict:
         values = data.get(section)
         if variable in environ and (values is None or isinstance(values, dict)):
             data[section] = {**(values or {}), key: environ[variable]}
+    webhook = ((data.get("alerts") or {}).get("sinks") or {}).get("webhook")
+    if WEBHOOK_SECRET_ENV in environ and isinstance(webhook, dict):
+        alerts = data["alerts"]
+        sinks = {**alerts["sinks"], "webhook": {**webhook, "secret": environ[WEBHOOK_SECRET_ENV]}}
+        data["alerts"] = {**alerts, "sinks": sinks}
     return data
 
 

@@ -30,6 +30,7 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from monitor.alerting import Alerting, AlertsCollector
 from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import Config
 from monitor.exporter import ConsumerLagCollector, MetricsServer, build_registry
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _POLL_MS = 500
 _READY_WITHIN_S = 10.0
 _RETRY_S = 2.0
+_DELIVER_EVERY_S = 1.0
 
 
 class Daemon:
@@ -61,7 +63,9 @@ class Daemon:
         self._stopping = threading.Event()
         self._checkpoint_due = threading.Event()
         lag = ConsumerLagCollector(lambda: self._source.lag if self._source else {})
-        self.registry = build_registry(self.pipeline, lag)
+        self.alerting = Alerting(config, lambda: self.registry.collect(), publish=self._publish_job)
+        self.registry = build_registry(self.pipeline, lag, AlertsCollector(self.alerting))
+        self._jobs: KafkaSink | None = None
         self.server = MetricsServer(
             self.registry,
             config.server.host,
@@ -103,6 +107,8 @@ class Daemon:
                 self._source.close()
             if self._dead_letters is not None:
                 self._dead_letters.close()
+            if self._jobs is not None:
+                self._jobs.close()
             self.server.stop()
             log.info("stopped")
 
@@ -112,6 +118,7 @@ class Daemon:
             return {}
         if checkpoint.config_fingerprint == self._fingerprint:
             self.pipeline.restore(checkpoint.pipeline)
+            self.alerting.restore(checkpoint.pipeline.get("alerts", {}))
             log.info("restored the checkpoint of %s", time.ctime(checkpoint.created_at))
         else:
             log.warning(
@@ -128,6 +135,7 @@ class Daemon:
         scheduler.add_job(self._evaluate, "interval", seconds=every_s, id="evaluate")
         every_s = self.config.state.checkpoint_every_ms / 1000
         scheduler.add_job(self._checkpoint_due.set, "interval", seconds=every_s, id="checkpoint")
+        scheduler.add_job(self.alerting.deliver, "interval", seconds=_DELIVER_EVERY_S, id="deliver")
         return scheduler
 
     def _connect(self, resume_from: dict) -> bool:
@@ -169,10 +177,19 @@ class Daemon:
         if self._dead_letters is not None:
             self._dead_letters.flush()
         offsets = dict(self._source.positions)
-        self.store.save(Checkpoint(offsets, self.pipeline.snapshot(), self._fingerprint))
+        state = {**self.pipeline.snapshot(), "alerts": self.alerting.snapshot()}
+        self.store.save(Checkpoint(offsets, state, self._fingerprint))
         return offsets
 
     def _evaluate(self) -> None:
         watermark_ms = self.pipeline.watermark_ms
         if math.isfinite(watermark_ms):
             self.pipeline.evaluate(watermark_ms)
+            self.alerting.tick(self.pipeline, watermark_ms)
+
+    def _publish_job(self, key: str, value: bytes) -> None:
+        """Publish a retraining job to ``retraining.topic`` keyed by model; returns once the broker has it."""
+        if self._jobs is None:
+            settings = client_settings(self.config.kafka)
+            self._jobs = KafkaSink(settings, self.config.retraining.topic, max_block_ms=10_000)
+        self._jobs.send(value, key=key.encode()).get(timeout=10)

@@ -4,7 +4,8 @@ Ticks fall on multiples of ``windows.evaluate_every`` in event time: when the
 first event at or past a tick arrives, the models are evaluated as of that
 tick over the events that came before it. The replay ends with one evaluation over
 the windows as they stand at the end of the file, so its gauges describe the
-file's last window whatever the batch size.
+file's last window whatever the batch size. Alert rules run on every tick;
+their transitions are returned, not delivered.
 
 >>> import tempfile, pathlib
 >>> from monitor.config import parse_config
@@ -25,7 +26,10 @@ import math
 import os
 from dataclasses import dataclass
 
+from alerts.alert import Alert
+from monitor.alerting import Alerting
 from monitor.config import Config
+from monitor.exporter import PipelineCollector
 from monitor.pipeline import Pipeline
 from monitor.sources.file import JsonlDeadLetters, JsonlSource
 
@@ -34,10 +38,13 @@ __all__ = ["ReplayResult", "replay"]
 
 @dataclass(frozen=True)
 class ReplayResult:
+    """The pipeline as the file left it, counts, and every alert transition in order (firing, resolved)."""
+
     pipeline: Pipeline
     n_records: int
     n_rejected: int
     n_ticks: int
+    alerts: list[Alert]
 
 
 def replay(
@@ -48,6 +55,14 @@ def replay(
 ) -> ReplayResult:
     """Feed ``events_path`` through a fresh pipeline; rejected lines go to ``dead_letters`` if given."""
     pipeline = Pipeline(config)
+    alerting = Alerting(config, PipelineCollector(pipeline).collect, deliver=False)
+    transitions: list[Alert] = []
+
+    def evaluate(now_ms: float) -> None:
+        pipeline.evaluate(now_ms)
+        alerts = alerting.tick(pipeline, now_ms)
+        transitions.extend(a for a in alerts if a.state == "resolved" or a.starts_at_ms == now_ms)
+
     every_ms = config.windows.evaluate_every_ms
     next_tick_ms = None
     n_records = n_rejected = n_ticks = 0
@@ -67,14 +82,14 @@ def replay(
                 pipeline.ingest(events[start:position], rejected)
                 rejected, start = [], position
                 tick_ms = _last_tick_before(event_ms, every_ms)
-                pipeline.evaluate(tick_ms)
+                evaluate(tick_ms)
                 n_ticks += 1
                 next_tick_ms = tick_ms + every_ms
         pipeline.ingest(events[start:], rejected)
     if math.isfinite(pipeline.watermark_ms):
-        pipeline.evaluate(pipeline.watermark_ms)
+        evaluate(pipeline.watermark_ms)
         n_ticks += 1
-    return ReplayResult(pipeline, n_records, n_rejected, n_ticks)
+    return ReplayResult(pipeline, n_records, n_rejected, n_ticks, transitions)
 
 
 def _last_tick_before(time_ms: float, every_ms: int) -> float:

@@ -186,3 +186,61 @@ class Prometheus:
 
     def stop(self) -> None:
         terminate(self.process, timeout_s=10)
+
+
+class Alertmanager:
+    """A real Alertmanager (API v2) with a do-nothing receiver; ``stop`` and ``start`` again keep port and data.
+
+    Alertmanager keeps alerts in memory only (its data directory holds
+    silences and the notification log), so a restarted one knows only the
+    alerts sent to it since.
+    """
+
+    def __init__(self, directory: Path, resolve_timeout: str = "5m"):
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        require(binary is not None, "Alertmanager (Debian package 'prometheus-alertmanager')")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.directory = directory
+        config = {
+            "global": {"resolve_timeout": resolve_timeout},
+            "route": {"receiver": "blackhole", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "blackhole"}],
+        }
+        self.config_path = directory / "alertmanager.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = directory / "alertmanager.log"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> Alertmanager:
+        """Launch on this instance's port and data directory and wait for ``/-/ready``."""
+        command = [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.directory / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                pytest.fail(f"Alertmanager exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            return http_get(f"{self.url}/-/ready")[0] == 200
+
+        wait_for(ready, 30, "Alertmanager to be ready", every_s=0.1)
+        return self
+
+    def alerts(self, **filters: str) -> list[dict]:
+        """``GET /api/v2/alerts`` (active, unresolved alerts; ``filters`` as query parameters)."""
+        query = f"?{urllib.parse.urlencode(filters)}" if filters else ""
+        status, body = http_get(f"{self.url}/api/v2/alerts{query}")
+        assert status == 200, f"GET /api/v2/alerts answered {status}: {body[:500]!r}"
+        return json.loads(body)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process, timeout_s=10)

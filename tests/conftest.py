@@ -83,3 +83,21 @@ def start_prometheus(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def start_alertmanager(tmp_path):
+    """Start a real Alertmanager with a do-nothing receiver; stopped at the end of the test."""
+    from tests.components import Alertmanager
+
+    servers = []
+
+    def start(resolve_timeout: str = "5m") -> Alertmanager:
+        directory = tmp_path / f"alertmanager-{len(servers)}"
+        directory.mkdir()
+        servers.append(Alertmanager(directory, resolve_timeout))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -71,3 +71,35 @@ def test_embedding_drift_benchmark_prints_its_tables():
         "TextDescriptors.describe",
     ]
     assert "target: each driftwarden test under 2 s per evaluation" in finished.stdout
+
+
+def test_quality_benchmark_prints_its_tables():
+    command = [sys.executable, str(BENCH / "quality.py"), "--quick"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [
+        line
+        for line in finished.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line and not line.startswith(("| path ", "| pending table "))
+    ]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "pipeline, calls only (feedback removed)",
+        "pipeline, calls and feedback (joining)",
+        "FeedbackJoin alone (pre-built tuples)",
+        "minimal dict join (pre-built tuples)",
+        "full at max_pending 1,000: drop the oldest",
+        "full at max_pending 10,000: drop the oldest",
+        "expire 1,000 entries at once",
+        "expire 10,000 entries at once",
+        "Pipeline.evaluate (whole tick)",
+        "QualitySuite.evaluate (quality part)",
+        "of which QualityStats.compute",
+        "of which fairness, 10 attributes",
+        "of which accuracy estimate (calibrated)",
+        "FairnessStats on int codes instead of names",
+        "fairlearn MetricFrame, selection rate, 10 attributes",
+        "np.bincount selection rate, 10 attributes",
+    ]
+    assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in finished.stdout
+    assert "target: QualitySuite.evaluate (quality part) under 50 ms" in finished.stdout
+    assert "per-group outcome rates identical to fairlearn's selection rates: True" in finished.stdout

@@ -19,7 +19,7 @@ BAD = [
     pytest.param("window: {size: 10}\n", "window: unknown key (did you mean 'windows'?)", id="unknown-top-level"),
     pytest.param(
         "zzzzz: 1\n",
-        "zzzzz: unknown key (valid keys: kafka, limits, models, server, state, windows)",
+        "zzzzz: unknown key (valid keys: alerts, kafka, limits, models, retraining, server, state, windows)",
         id="unknown-top-level-far-from-any",
     ),  # fmt: skip
     pytest.param(

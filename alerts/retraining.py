@@ -1,0 +1,520 @@
+"""Retraining jobs: asked for by firing alerts, kept in a SQLite ledger, published and triggered.
+
+A rule whose ``actions`` include ``retrain`` asks :class:`RetrainingQueue` for a
+job when it fires. The queue creates at most one job per model per
+``cooldown_ms`` of event time and records it in a SQLite ledger (WAL,
+``synchronous=FULL``) before :meth:`RetrainingQueue.request` returns, so the
+ledger is both the queue's memory (a restarted daemon inside the cooldown
+creates no new job) and its outbox: :meth:`RetrainingQueue.deliver` takes due
+jobs from it, hands each to the injected ``publish(key=model, value=bytes)``
+callable (the daemon's Kafka producer; it returns once the broker acknowledged
+and raises on failure), then, when ``trigger_url`` is set, POSTs the same JSON
+there. Failed steps are retried with exponential backoff.
+
+Job ids are idempotency keys: a digest of the model, the cooldown bucket the
+request falls in and the earliest alert's fingerprint and start. Replaying the
+same evaluation ticks after a crash asks for the same id, which the ledger
+already holds, and nothing is queued twice (and the cooldown, which also
+counts jobs created *after* the replayed tick, refuses it as well).
+
+Status of a job (the ``status`` label of ``driftwarden_retraining_jobs_total``):
+
+``queued``
+    In the ledger, not yet published. With neither ``publish`` nor
+    ``trigger_url`` configured a job stays ``queued`` for good: the ledger
+    (:meth:`~RetrainingQueue.jobs`) is then the only record, for an operator
+    or another process to read.
+``published``
+    The broker acknowledged it. Final unless ``trigger_url`` is set.
+``acknowledged``
+    The trigger URL answered 2xx (straight from ``queued`` when there is no
+    ``publish``).
+``failed``
+    A step failed :data:`MAX_ATTEMPTS` times in a row (20 by default: about
+    two hours of retries, less than the default six-hour cooldown).
+
+>>> import tempfile, os
+>>> from alerts.alert import Alert
+>>> sent = []
+>>> queue = RetrainingQueue(os.path.join(tempfile.mkdtemp(), "ledger.sqlite"), cooldown_ms=6 * 3600_000,
+...                         publish=lambda key, value: sent.append(key))
+>>> alert = Alert("f1", {"alertname": "DataDrift", "model": "bot"}, {"summary": "drift share 0.42 > 0.3"},
+...               "firing", 0.42, 1_000, None, ("retrain",))
+>>> job = queue.request("bot", [alert], {"n_events": 1000}, {"n_events": 5000}, now_ms=60_000)
+>>> job.status, job.reason
+('queued', 'DataDrift: drift share 0.42 > 0.3')
+>>> queue.request("bot", [alert], {}, {}, now_ms=120_000) is None  # inside the cooldown
+True
+>>> [(job.status, job.attempts) for job in queue.deliver(now_ms=60_000)], sent
+([('published', 0)], ['bot'])
+>>> queue.counts()[("bot", "published")]
+1
+>>> queue.close()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from alerts.alert import Alert
+
+__all__ = [
+    "ACKNOWLEDGED",
+    "BACKOFF_INITIAL_MS",
+    "BACKOFF_MAX_MS",
+    "FAILED",
+    "MAX_ATTEMPTS",
+    "PUBLISHED",
+    "QUEUED",
+    "STATUSES",
+    "Job",
+    "RetrainingQueue",
+    "backoff_ms",
+]
+
+log = logging.getLogger(__name__)
+
+QUEUED = "queued"
+PUBLISHED = "published"
+ACKNOWLEDGED = "acknowledged"
+FAILED = "failed"
+STATUSES = (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED)
+
+#: Delay after the first failed attempt of a step; it doubles after each further failure ...
+BACKOFF_INITIAL_MS = 2_000
+#: ... up to this cap.
+BACKOFF_MAX_MS = 600_000
+#: Failed attempts of one step (publish, then trigger) after which a job is ``failed``: with the backoff above,
+#: 2 s + 4 s + ... + 512 s then 10 min each, the last attempt comes about 1 h 57 min after the first.
+MAX_ATTEMPTS = 20
+
+#: Version of the job document (``Job.to_json``) that consumers of the topic and the trigger receive.
+SCHEMA_VERSION = 1
+_LEDGER_VERSION = 1
+_MAX_ERROR_CHARS = 500
+
+PublishFn = Callable[..., object]
+
+
+def backoff_ms(attempts: int) -> int:
+    """Delay before the next attempt after ``attempts`` consecutive failures: 2 s doubling, capped at 10 min.
+
+    >>> [backoff_ms(n) for n in (1, 2, 3, 9, 10, 30)]
+    [2000, 4000, 8000, 512000, 600000, 600000]
+    """
+    if attempts < 1:
+        return 0
+    return min(BACKOFF_INITIAL_MS << min(attempts - 1, 32), BACKOFF_MAX_MS)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One retraining job as the ledger holds it.
+
+    ``alerts`` hold each alert's name, fingerprint, state, labels,
+    annotations, value and start; ``window`` and ``reference`` are the
+    summaries the caller passed (sizes, drift share, drifted features...),
+    as plain JSON values. ``created_ms`` is the event time of the request.
+    The delivery fields (``status``, ``attempts`` of the current step,
+    ``last_error``, ``next_attempt_ms``, ``updated_ms``) change as the job is
+    delivered; :meth:`to_json` leaves them out, so every attempt sends the same
+    bytes.
+    """
+
+    id: str
+    model: str
+    reason: str
+    alerts: tuple[dict[str, Any], ...]
+    window: dict[str, Any]
+    reference: dict[str, Any]
+    created_ms: int
+    status: str = QUEUED
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_ms: int | None = 0
+    updated_ms: int | None = None
+
+    def to_json(self) -> str:
+        """The job document published to the topic and POSTed to the trigger (compact, keys sorted).
+
+        Consumers deduplicate on ``id``: delivery is at least once.
+        """
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "id": self.id,
+            "model": self.model,
+            "reason": self.reason,
+            "alerts": list(self.alerts),
+            "window": self.window,
+            "reference": self.reference,
+            "created_ms": self.created_ms,
+        }
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(status) for status in STATUSES)})),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_ms);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, next_attempt_ms);
+"""
+_COLUMNS = "id, model, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload"
+
+
+class RetrainingQueue:
+    """Retraining jobs for firing alerts: one per model per cooldown, kept in a ledger, delivered with retries.
+
+    Parameters
+    ----------
+    ledger_path : str or Path
+        The SQLite file (created with its directory if missing), normally
+        ``<state.dir>/retraining.sqlite``. One queue per file.
+    cooldown_ms : float
+        No job is created for a model while another job of that model was
+        created less than ``cooldown_ms`` of event time before (or after) the
+        request; 0 disables the cooldown (the ids still deduplicate replays).
+    publish : callable, optional
+        ``publish(key=model, value=json_bytes)``: returns once the broker
+        acknowledged the message, raises on failure. Injected by the daemon so
+        that ``alerts`` never imports Kafka.
+    trigger_url : str, optional
+        An ``http(s)://`` URL that receives each job as a JSON POST (with an
+        ``Idempotency-Key`` header holding the job id) after it is published;
+        a 2xx answer acknowledges the job. Redirects are not followed.
+    timeout_s : float
+        Timeout of one trigger request.
+    max_attempts : int
+        Consecutive failed attempts of one step after which a job is ``failed``.
+
+    Notes
+    -----
+    Thread-safe: requests, reads and one delivery at a time may run from
+    different threads; the ledger lock is not held while publishing or
+    POSTing. ``request`` takes event time, ``deliver`` the clock the backoff
+    should follow (wall time in the daemon); a new job is due at once.
+    """
+
+    def __init__(
+        self,
+        ledger_path: str | Path,
+        cooldown_ms: float,
+        publish: PublishFn | None = None,
+        trigger_url: str | None = None,
+        timeout_s: float = 5.0,
+        max_attempts: int = MAX_ATTEMPTS,
+    ):
+        if cooldown_ms < 0:
+            raise ValueError(f"cooldown_ms must be >= 0, got {cooldown_ms!r}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+        if trigger_url is not None and not trigger_url.startswith(("http://", "https://")):
+            raise ValueError(f"trigger_url must be an http:// or https:// URL, got {trigger_url!r}")
+        self.ledger_path = Path(ledger_path)
+        self.cooldown_ms = cooldown_ms
+        self.publish = publish
+        self.trigger_url = trigger_url
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self._lock = threading.RLock()  # the connection and its transactions
+        self._deliver_lock = threading.Lock()  # one delivery round at a time, so no job is sent twice at once
+        self._opener = urllib.request.build_opener(_NoRedirect)
+        self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.ledger_path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a job is on disk before the checkpoint that follows it
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > _LEDGER_VERSION:
+                self._db.close()
+                raise RuntimeError(
+                    f"{self.ledger_path}: retraining ledger version {version} is newer than this driftwarden"
+                    f" ({_LEDGER_VERSION})"
+                )
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={_LEDGER_VERSION}")
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        model: str,
+        alerts: Iterable[Alert],
+        window: Mapping[str, Any],
+        reference: Mapping[str, Any],
+        now_ms: float,
+    ) -> Job | None:
+        """Create and record a job for ``model`` unless the cooldown or an identical earlier request forbids it.
+
+        Returns the new job (``queued``), or None when no job was created: a
+        job of this model was created less than ``cooldown_ms`` from
+        ``now_ms``, or this very job (same id) is already in the ledger. The
+        job is committed to the ledger before this returns; a ledger error
+        raises, so that the caller does not checkpoint past it.
+        """
+        alerts = sorted(alerts, key=lambda alert: (alert.starts_at_ms, alert.fingerprint))
+        if not alerts:
+            raise ValueError(f"a retraining job for {model!r} needs at least one alert")
+        created_ms = int(now_ms)
+        job = Job(
+            id=_job_id(model, alerts[0], created_ms, self.cooldown_ms),
+            model=model,
+            reason="; ".join(f"{alert.name}: {_summary(alert)}" for alert in alerts),
+            alerts=tuple(_plain(_alert_document(alert)) for alert in alerts),
+            window=_plain(dict(window)),
+            reference=_plain(dict(reference)),
+            created_ms=created_ms,
+            updated_ms=created_ms,
+        )
+        payload = job.to_json()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone():
+                    self._db.execute("ROLLBACK")
+                    return None
+                recent = self._db.execute(
+                    "SELECT 1 FROM jobs WHERE model = ? AND created_ms > ? AND created_ms < ? LIMIT 1",
+                    (model, created_ms - self.cooldown_ms, created_ms + self.cooldown_ms),
+                ).fetchone()
+                if recent:
+                    self._db.execute("ROLLBACK")
+                    return None
+                self._db.execute(
+                    f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (job.id, model, created_ms, QUEUED, 0, None, 0, created_ms, payload),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        log.info("retraining job %s queued for model %s: %s", job.id, model, job.reason)
+        return job
+
+    # -- delivery -------------------------------------------------------------------------------------------
+
+    def deliver(self, now_ms: float) -> list[Job]:
+        """Deliver the jobs due at ``now_ms``; return them as they stand afterwards.
+
+        A ``queued`` job is published (``published``) and then, when
+        ``trigger_url`` is set, POSTed (``acknowledged`` on 2xx). A failure
+        leaves the job where it was, counts an attempt, records the error and
+        schedules the next attempt after :func:`backoff_ms`; after
+        ``max_attempts`` failures of one step the job is ``failed``. Success of
+        a step resets ``attempts`` for the next one. Never raises for a
+        delivery failure; with neither ``publish`` nor ``trigger_url`` it does
+        nothing.
+        """
+        if self.publish is None and self.trigger_url is None:
+            return []
+        with self._deliver_lock:
+            statuses = (QUEUED, PUBLISHED) if self.trigger_url is not None else (QUEUED,)
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({', '.join('?' * len(statuses))})"
+                    " AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms, id",
+                    (*statuses, now_ms),
+                ).fetchall()
+            return [self._deliver_one(_job_from_row(row), now_ms) for row in rows]
+
+    def _deliver_one(self, job: Job, now_ms: float) -> Job:
+        body = job.to_json().encode()
+        if job.status == QUEUED and self.publish is not None:
+            try:
+                self.publish(key=job.model, value=body)
+            except Exception as error:
+                return self._failed(job, now_ms, f"publish: {_describe(error)}")
+            job = self._update(job, now_ms, status=PUBLISHED, attempts=0, last_error=None, next_attempt_ms=0)
+            log.info("retraining job %s for model %s published", job.id, job.model)
+        if self.trigger_url is None:
+            return job
+        try:
+            self._post(body, job.id)
+        except Exception as error:
+            return self._failed(job, now_ms, f"trigger: {_describe(error)}")
+        log.info("retraining job %s for model %s acknowledged by the trigger", job.id, job.model)
+        return self._update(job, now_ms, status=ACKNOWLEDGED, attempts=0, last_error=None, next_attempt_ms=None)
+
+    def _post(self, body: bytes, job_id: str) -> None:
+        request = urllib.request.Request(
+            self.trigger_url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Idempotency-Key": job_id, "User-Agent": "driftwarden"},
+        )
+        # urllib raises HTTPError for anything but 2xx (3xx too, since redirects are refused).
+        with self._opener.open(request, timeout=self.timeout_s) as response:
+            response.read()
+
+    def _failed(self, job: Job, now_ms: float, error: str) -> Job:
+        attempts = job.attempts + 1
+        if attempts >= self.max_attempts:
+            log.error("retraining job %s for model %s failed after %d attempts: %s", job.id, job.model, attempts, error)
+            return self._update(job, now_ms, status=FAILED, attempts=attempts, last_error=error, next_attempt_ms=None)
+        next_attempt_ms = int(now_ms) + backoff_ms(attempts)
+        log.warning(
+            "retraining job %s for model %s, attempt %d of %d: %s; next in %d ms",
+            job.id,
+            job.model,
+            attempts,
+            self.max_attempts,
+            error,
+            next_attempt_ms - int(now_ms),
+        )
+        return self._update(job, now_ms, attempts=attempts, last_error=error, next_attempt_ms=next_attempt_ms)
+
+    def _update(self, job: Job, now_ms: float, **changes: Any) -> Job:
+        job = replace(job, updated_ms=int(now_ms), **changes)
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status = ?, attempts = ?, last_error = ?, next_attempt_ms = ?, updated_ms = ?"
+                " WHERE id = ?",
+                (job.status, job.attempts, job.last_error, job.next_attempt_ms, job.updated_ms, job.id),
+            )
+        return job
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    def jobs(self, model: str | None = None, limit: int = 100) -> list[Job]:
+        """The newest ``limit`` jobs (of ``model``, or of every model), newest first."""
+        where, parameters = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY created_ms DESC, id DESC LIMIT ?",
+                (*parameters, limit),
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Number of jobs per (model, current status), every status listed (0 included) for each model seen.
+
+        Feeds ``driftwarden_retraining_jobs_total{model,status}``: it counts
+        jobs by their *current* status, so a job moves from ``queued`` to
+        ``published`` and the ``queued`` count goes down again; only the sum
+        over statuses (every job ever created for the model) only grows.
+        """
+        with self._lock:
+            rows = self._db.execute("SELECT model, status, COUNT(*) FROM jobs GROUP BY model, status").fetchall()
+        counts = {(model, status): 0 for model in sorted({row[0] for row in rows}) for status in STATUSES}
+        counts.update(((model, status), n) for model, status, n in rows)
+        return counts
+
+    # -- lifetime -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RetrainingQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a 301-303 to a POST as a GET without the body and report the GET's 200."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _job_id(model: str, first: Alert, now_ms: float, cooldown_ms: float) -> str:
+    """Model, cooldown bucket and the earliest alert's fingerprint and start: the same ticks give the same id.
+
+    Two jobs of one model are at least ``cooldown_ms`` apart, so they fall in
+    different buckets and never share an id.
+    """
+    bucket = int(now_ms // cooldown_ms) if cooldown_ms > 0 else int(now_ms)
+    key = json.dumps([model, bucket, first.fingerprint, first.starts_at_ms], separators=(",", ":"))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _summary(alert: Alert) -> str:
+    annotations = alert.annotations
+    return annotations.get("summary") or annotations.get("description") or f"value {alert.value:g}"
+
+
+def _alert_document(alert: Alert) -> dict[str, Any]:
+    return {
+        "name": alert.name,
+        "fingerprint": alert.fingerprint,
+        "state": alert.state,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "value": alert.value,
+        "starts_at_ms": alert.starts_at_ms,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy scalars and arrays unwrapped, sets sorted, NaN and infinities as None."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return [_plain(item) for item in sorted(value, key=str)]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return _plain(value.tolist())
+    raise TypeError(f"retraining job summaries must be JSON data, got {type(value).__name__}: {value!r}")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        error.close()
+        text = f"HTTP {error.code} {error.reason}"
+    elif isinstance(error, urllib.error.URLError) and isinstance(error.reason, Exception):
+        text = f"{type(error.reason).__name__}: {error.reason}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text[:_MAX_ERROR_CHARS]
+
+
+def _job_from_row(row: tuple) -> Job:
+    job_id, model, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload = row
+    document = json.loads(payload)
+    return Job(
+        id=job_id,
+        model=model,
+        reason=document["reason"],
+        alerts=tuple(document["alerts"]),
+        window=document["window"],
+        reference=document["reference"],
+        created_ms=created_ms,
+        status=status,
+        attempts=attempts,
+        last_error=last_error,
+        next_attempt_ms=next_attempt_ms,
+        updated_ms=updated_ms,
+    )

@@ -1,0 +1,232 @@
+"""The rule engine: metric samples in, alerts out, with ``for`` durations and hysteresis.
+
+A rule is data (from the config): a metric, a label selector, a comparison
+and threshold, an optional resolve threshold, a ``for`` duration, a severity,
+extra labels, annotation templates and actions. On every evaluation tick the
+engine takes the samples the daemon exports, and for each rule and each
+matching series (its label set) moves a small state machine:
+
+* inactive -> pending when the condition holds;
+* pending -> firing once it has held for ``for`` (event time); pending ->
+  inactive if it stops holding before that (a flap never fires);
+* firing stays firing while the *resolve* condition does not hold: the value
+  must cross ``resolve_threshold`` (default: the threshold) the other way,
+  so a value hovering at the threshold does not page on and off;
+* firing -> resolved, reported once with its end time; a series that
+  disappears resolves too.
+
+Every firing alert is returned on every tick (Alertmanager forgets alerts
+that are not re-sent), each resolved one once. Annotations are templates
+with ``{name}`` fields only (no attribute access, no code), filled from the
+series' labels, ``value``, ``threshold`` and the per-model context the daemon
+passes (drifted features, window and reference sizes, the report link).
+The state is checkpointed, so a restart neither re-pages nor forgets.
+
+>>> rule = Rule(name="DataDrift", metric="driftwarden_drift_share", op=">", threshold=0.3, for_ms=60_000,
+...             annotations={"summary": "{model}: {value:.0%} of features drifted"})
+>>> engine = RuleEngine([rule])
+>>> sample = Sample("driftwarden_drift_share", {"model": "bot"}, 0.5)
+>>> [alert.state for alert in engine.evaluate([sample], now_ms=0)]  # pending: nothing to send yet
+[]
+>>> [(alert.state, alert.annotations["summary"]) for alert in engine.evaluate([sample], now_ms=60_000)]
+[('firing', 'bot: 50% of features drifted')]
+>>> [alert.state for alert in engine.evaluate([sample._replace(value=0.1)], now_ms=90_000)]
+['resolved']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from alerts.alert import Alert
+
+__all__ = ["OPERATORS", "TEMPLATE_FIELDS", "Rule", "RuleEngine", "Sample", "check_template"]
+
+#: The comparisons a rule may use.
+OPERATORS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+#: Fields every template may use besides the series' labels and the per-model context.
+TEMPLATE_FIELDS = ("alertname", "severity", "metric", "value", "threshold")
+
+
+class Sample(NamedTuple):
+    """One exported series' value: the metric family's sample name, its labels, the value."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An alerting rule; see the module docstring for its semantics."""
+
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    selector: dict[str, str] = field(default_factory=dict)
+    resolve_threshold: float | None = None
+    for_ms: float = 0.0
+    severity: str = "warning"
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    actions: tuple[str, ...] = ("log",)
+
+    def matches(self, sample: Sample) -> bool:
+        return sample.name == self.metric and all(sample.labels.get(k) == v for k, v in self.selector.items())
+
+    def holds(self, value: float) -> bool:
+        """The firing condition."""
+        return OPERATORS[self.op](value, self.threshold)
+
+    def still_holds(self, value: float) -> bool:
+        """While firing: the condition against the resolve threshold (hysteresis)."""
+        threshold = self.threshold if self.resolve_threshold is None else self.resolve_threshold
+        return OPERATORS[self.op](value, threshold)
+
+
+def check_template(template: str) -> None:
+    """Raise ``ValueError`` unless every field of ``template`` is a plain name (format specs allowed)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"bad template {template!r}: {error}") from None
+    for _, name, _, conversion in parsed:
+        if name is not None and (not name.isidentifier() or conversion):
+            raise ValueError(f"template field {{{name}}} must be a plain name such as {{model}} or {{value}}")
+
+
+class _Blank(dict):
+    """Template values; a field the series does not have renders empty instead of failing."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+@dataclass
+class _Series:
+    """The engine's memory of one rule on one series."""
+
+    labels: dict[str, str]
+    state: str  # "pending" or "firing"
+    active_since_ms: float
+    starts_at_ms: float | None = None
+    value: float = 0.0
+
+
+class RuleEngine:
+    """Evaluates rules tick by tick; :meth:`evaluate` returns the alerts to deliver."""
+
+    def __init__(self, rules: Iterable[Rule]):
+        self.rules = list(rules)
+        self._series: dict[str, _Series] = {}  # fingerprint -> state of a pending or firing series
+
+    def firing(self) -> int:
+        """How many series are firing."""
+        return sum(series.state == "firing" for series in self._series.values())
+
+    def firing_by(self) -> dict[tuple[str, str, str], int]:
+        """Firing series counted by (alertname, model, severity), for ``driftwarden_alerts_firing``."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for series in self._series.values():
+            if series.state == "firing":
+                key = (series.labels["alertname"], series.labels.get("model", ""), series.labels["severity"])
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def evaluate(
+        self, samples: Iterable[Sample], now_ms: float, context: dict[str, dict[str, str]] | None = None
+    ) -> list[Alert]:
+        """Advance every rule by one tick; ``context`` maps a model to extra template values."""
+        samples = list(samples)
+        context = context or {}
+        alerts = []
+        seen = set()
+        for rule in self.rules:
+            for sample in samples:
+                if not rule.matches(sample):
+                    continue
+                labels = {**sample.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
+                fingerprint = _fingerprint(labels)
+                seen.add(fingerprint)
+                alert = self._step(rule, fingerprint, labels, sample.value, now_ms, context)
+                if alert is not None:
+                    alerts.append(alert)
+        for fingerprint in [key for key in self._series if key not in seen]:  # the series is gone
+            series = self._series.pop(fingerprint)
+            if series.state == "firing":
+                rule = self._rule(series.labels["alertname"])
+                alerts.append(self._alert(rule, fingerprint, series, "resolved", now_ms, context))
+        return alerts
+
+    def _step(
+        self, rule: Rule, fingerprint: str, labels: dict, value: float, now_ms: float, context: dict
+    ) -> Alert | None:
+        series = self._series.get(fingerprint)
+        if series is None:
+            if not rule.holds(value):
+                return None
+            series = self._series[fingerprint] = _Series(labels, "pending", now_ms)
+        series.value = value
+        if series.state == "pending":
+            if not rule.holds(value):
+                del self._series[fingerprint]
+                return None
+            if now_ms - series.active_since_ms < rule.for_ms:
+                return None
+            series.state, series.starts_at_ms = "firing", now_ms
+        elif not rule.still_holds(value):
+            del self._series[fingerprint]
+            return self._alert(rule, fingerprint, series, "resolved", now_ms, context)
+        return self._alert(rule, fingerprint, series, "firing", now_ms, context)
+
+    def _alert(self, rule: Rule, fingerprint: str, series: _Series, state: str, now_ms: float, context: dict) -> Alert:
+        values = _Blank(series.labels)
+        values.update(context.get(series.labels.get("model", ""), {}))
+        values.update(metric=rule.metric, value=series.value, threshold=rule.threshold)
+        annotations = {name: template.format_map(values) for name, template in rule.annotations.items()}
+        return Alert(
+            fingerprint=fingerprint,
+            labels=dict(series.labels),
+            annotations=annotations,
+            state=state,
+            value=series.value,
+            starts_at_ms=series.starts_at_ms,
+            ends_at_ms=now_ms if state == "resolved" else None,
+            actions=rule.actions,
+        )
+
+    def _rule(self, name: str) -> Rule:
+        return next(rule for rule in self.rules if rule.name == name)
+
+    def snapshot(self) -> dict:
+        return {
+            fingerprint: [series.labels, series.state, series.active_since_ms, series.starts_at_ms, series.value]
+            for fingerprint, series in self._series.items()
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot`; series of rules no longer configured are dropped."""
+        names = {rule.name for rule in self.rules}
+        self._series = {
+            fingerprint: _Series(dict(labels), state, active_since_ms, starts_at_ms, value)
+            for fingerprint, (labels, state, active_since_ms, starts_at_ms, value) in snapshot.items()
+            if labels["alertname"] in names
+        }
+
+
+def _fingerprint(labels: dict[str, str]) -> str:
+    text = "\x00".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

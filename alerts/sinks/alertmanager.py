@@ -1,0 +1,118 @@
+"""Alerts to Alertmanager through its API v2 (``POST /api/v2/alerts``), queued in the outbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from alerts.alert import Alert
+from alerts.sinks import OutboxSink, rfc3339
+from alerts.sinks.outbox import Delivery, Outbox
+
+__all__ = ["AlertmanagerSink", "alertmanager_alert"]
+
+
+def alertmanager_alert(alert: Alert, generator_url: str | None = None) -> dict:
+    """One alert as Alertmanager's API v2 takes it (``PostableAlert``).
+
+    A firing alert carries no ``endsAt``: Alertmanager then keeps it active
+    for its ``resolve_timeout`` (default 5 min) after it last received it, and
+    the rule engine re-sends it on every tick. A resolved alert carries the
+    time it ended, which is in the past, so Alertmanager resolves it at once.
+    Label and annotation values are strings; empty label values are dropped,
+    as Alertmanager does.
+
+    Examples
+    --------
+    >>> alert = Alert("fp", {"alertname": "DataDrift", "model": "bot"}, {"summary": "drift share 0.4"},
+    ...               "firing", 0.4, 1_700_000_000_000, None, ("alertmanager",))
+    >>> print(json.dumps(alertmanager_alert(alert, "http://driftwarden:9108/"), indent=1))
+    {
+     "labels": {
+      "alertname": "DataDrift",
+      "model": "bot"
+     },
+     "annotations": {
+      "summary": "drift share 0.4"
+     },
+     "startsAt": "2023-11-14T22:13:20.000Z",
+     "generatorURL": "http://driftwarden:9108/"
+    }
+    """
+    payload = {
+        "labels": {str(name): str(value) for name, value in alert.labels.items() if value not in (None, "")},
+        "annotations": {str(name): str(value) for name, value in alert.annotations.items()},
+        "startsAt": rfc3339(alert.starts_at_ms),
+    }
+    if alert.state == "resolved":
+        payload["endsAt"] = rfc3339(alert.ends_at_ms if alert.ends_at_ms is not None else alert.starts_at_ms)
+    if generator_url:
+        payload["generatorURL"] = generator_url
+    return payload
+
+
+class AlertmanagerSink(OutboxSink):
+    """Sends every alert it is given to Alertmanager, through the outbox, retrying until it answers.
+
+    Alertmanager forgets a firing alert it has not heard of for its
+    ``resolve_timeout``, so the rule engine hands over every firing alert on
+    every tick and this sink sends each one (the outbox keeps only the latest
+    copy per alert while it waits). Entries are keyed by ``fingerprint/state``;
+    since the outbox delivers in queue order, a firing alert and its resolve
+    reach Alertmanager in that order even after an outage, and Alertmanager
+    (which keeps alerts in memory only) gets every pending alert once it is
+    back.
+
+    ``endsAt``: omitted for a firing alert (see :func:`alertmanager_alert`).
+    An ``endsAt`` computed when the alert is added would be stale by the time
+    a queued copy is delivered after an outage, and Alertmanager would take
+    the late firing alert for a resolved one. ``resolve_after_s`` instead sets
+    it at delivery, to delivery time plus that many seconds, as Prometheus
+    does (4 evaluation intervals): use it when ``evaluate_every`` is longer
+    than Alertmanager's ``resolve_timeout``, or to have alerts resolve sooner
+    when the daemon stops.
+
+    Parameters
+    ----------
+    url : str
+        Alertmanager's base URL, e.g. ``http://alertmanager:9093``.
+    outbox : Outbox
+        Where alerts wait for delivery.
+    timeout_s : float
+        Per-request timeout.
+    generator_url : str, optional
+        The ``generatorURL`` back-link put on every alert (e.g. the daemon's
+        or a dashboard's URL).
+    resolve_after_s : float, optional
+        Set ``endsAt`` of firing alerts to delivery time plus this.
+    name : str
+        The sink's name in the outbox (distinct per Alertmanager sink).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        outbox: Outbox,
+        timeout_s: float = 5.0,
+        generator_url: str | None = None,
+        resolve_after_s: float | None = None,
+        name: str = "alertmanager",
+    ):
+        super().__init__(url, outbox, name, f"{url.rstrip('/')}/api/v2/alerts", timeout_s)
+        self.generator_url = generator_url
+        self.resolve_after_s = resolve_after_s
+
+    def add(self, alerts: Iterable[Alert]) -> None:
+        """Queue every alert (firing ones replace their previous queued copy); durable on return."""
+        with self.outbox.batch():
+            for alert in alerts:
+                payload = json.dumps(alertmanager_alert(alert, self.generator_url), separators=(",", ":"))
+                self.outbox.put(self.name, f"{alert.fingerprint}/{alert.state}", payload.encode())
+
+    def _request(self, entries: list[Delivery], now_ms: float) -> tuple[bytes, dict[str, str]]:
+        alerts = [json.loads(entry.payload) for entry in entries]
+        if self.resolve_after_s is not None:
+            ends_at = rfc3339(now_ms + self.resolve_after_s * 1000)
+            for alert in alerts:
+                alert.setdefault("endsAt", ends_at)
+        return json.dumps(alerts, separators=(",", ":")).encode(), {"Content-Type": "application/json"}

@@ -1,0 +1,101 @@
+"""The Alertmanager sink against a real Alertmanager: delivered, resolved, and retried across an outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import datetime
+
+from alerts.alert import Alert
+from alerts.sinks.alertmanager import AlertmanagerSink
+from alerts.sinks.outbox import Outbox
+
+GENERATOR = "http://driftwarden.test:9108/models/support-bot"
+
+
+def firing(name: str, starts_at_ms: float, value: float = 0.42) -> Alert:
+    return Alert(
+        fingerprint=f"{name}-fp",
+        labels={"alertname": name, "model": "support-bot", "severity": "warning"},
+        annotations={"summary": f"drift share {value}", "runbook_url": "https://runbooks.test/drift"},
+        state="firing",
+        value=value,
+        starts_at_ms=starts_at_ms,
+        ends_at_ms=None,
+        actions=("alertmanager",),
+    )
+
+
+def resolved(alert: Alert, ends_at_ms: float) -> Alert:
+    return dataclasses.replace(alert, state="resolved", value=0.1, ends_at_ms=ends_at_ms)
+
+
+def named(alertmanager, name: str) -> list[dict]:
+    return alertmanager.alerts(filter=f'alertname="{name}"')
+
+
+def ms(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def test_firing_alert_appears_then_resolves(start_alertmanager, tmp_path):
+    alertmanager = start_alertmanager()
+    outbox = Outbox(tmp_path / "outbox.db")
+    sink = AlertmanagerSink(alertmanager.url, outbox, timeout_s=2.0, generator_url=GENERATOR)
+    now_ms = time.time() * 1000
+    alert = firing("DataDrift", starts_at_ms=now_ms - 60_000)
+
+    sink.add([alert])
+    assert sink.deliver(now_ms) == 1
+    assert len(outbox) == 0
+
+    [received] = named(alertmanager, "DataDrift")
+    assert received["labels"] == alert.labels
+    assert received["annotations"] == alert.annotations
+    assert received["generatorURL"] == GENERATOR
+    assert abs(ms(received["startsAt"]) - alert.starts_at_ms) < 1
+    # No endsAt sent: Alertmanager keeps it active for resolve_timeout (5 min here) after it last heard of it.
+    assert ms(received["endsAt"]) > now_ms + 4 * 60_000
+    assert received["status"]["state"] in ("active", "unprocessed")
+
+    sink.add([resolved(alert, ends_at_ms=now_ms - 1_000)])
+    assert sink.deliver(now_ms) == 1
+    assert named(alertmanager, "DataDrift") == []
+    assert len(outbox) == 0
+
+
+def test_outage_keeps_alerts_until_alertmanager_is_back(start_alertmanager, tmp_path):
+    alertmanager = start_alertmanager()
+    outbox = Outbox(tmp_path / "outbox.db")
+    sink = AlertmanagerSink(alertmanager.url, outbox, timeout_s=2.0)
+    now_ms = time.time() * 1000
+    alertmanager.stop()
+
+    first = firing("LatencyRegression", starts_at_ms=now_ms - 30_000)
+    sink.add([first])
+    assert sink.deliver(now_ms) == 0  # connection refused
+    [entry] = outbox.due("alertmanager", now_ms + 1_000, limit=10)
+    assert entry.attempts == 1 and entry.next_attempt_ms == int(now_ms) + 1_000
+    assert sink.deliver(now_ms + 500) == 0  # backing off: not even tried
+    assert outbox.due("alertmanager", now_ms + 1_000, limit=10)[0].attempts == 1
+    assert sink.deliver(now_ms + 1_000) == 0  # tried again, refused again
+    assert outbox.due("alertmanager", now_ms + 3_000, limit=10)[0].attempts == 2
+
+    # The next tick re-sends it (replacing the queued copy) and adds another; both wait behind the backoff.
+    # An alert that fired and resolved during the outage is queued in that order and must end up resolved.
+    second = firing("BiasDetected", starts_at_ms=now_ms - 10_000)
+    brief = firing("ErrorRatio", starts_at_ms=now_ms - 20_000)
+    sink.add([first, second, brief])
+    sink.add([first, second, resolved(brief, ends_at_ms=now_ms - 5_000)])
+    assert len(outbox) == 4
+    assert sink.deliver(now_ms + 2_000) == 0
+
+    alertmanager.start()  # same port, same data directory
+    assert sink.deliver(now_ms + 3_000) == 4
+    assert len(outbox) == 0
+    assert sorted(received["labels"]["alertname"] for received in alertmanager.alerts()) == [
+        "BiasDetected",
+        "LatencyRegression",
+    ]
+    [received] = named(alertmanager, "LatencyRegression")
+    assert abs(ms(received["startsAt"]) - first.starts_at_ms) < 1

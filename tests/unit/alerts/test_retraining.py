@@ -1,0 +1,470 @@
+"""The retraining queue: cooldown, idempotent ids, a ledger that survives restarts, delivery with retries.
+
+The Kafka side is a plain function standing in for the daemon's publisher
+(the real broker is exercised by the integration tests); the HTTP trigger is a
+real ``http.server`` on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from alerts.alert import Alert
+from alerts.retraining import (
+    ACKNOWLEDGED,
+    BACKOFF_MAX_MS,
+    FAILED,
+    MAX_ATTEMPTS,
+    PUBLISHED,
+    QUEUED,
+    STATUSES,
+    RetrainingQueue,
+    backoff_ms,
+)
+
+HOUR_MS = 3_600_000
+COOLDOWN_MS = 6 * HOUR_MS
+T0 = 1_772_366_460_000  # event time of the first request
+
+
+def _alert(name="DataDrift", model="support-bot", fingerprint="fp-drift", starts_at_ms=T0 - 300_000, **extra):
+    annotations = extra.pop("annotations", {"summary": f"{name} on {model}"})
+    return Alert(
+        fingerprint=fingerprint,
+        labels={"alertname": name, "model": model, "severity": "warning", **extra},
+        annotations=annotations,
+        state="firing",
+        value=0.42,
+        starts_at_ms=starts_at_ms,
+        ends_at_ms=None,
+        actions=("alertmanager", "retrain"),
+    )
+
+
+WINDOW = {"n_events": 10_000, "drift_share": 0.42, "drifted_features": ["input_tokens", "locale"]}
+REFERENCE = {"n_events": 5_000, "source": "warmup"}
+
+
+def _request(queue, model="support-bot", now_ms=T0, alerts=None):
+    return queue.request(model, alerts or [_alert(model=model)], WINDOW, REFERENCE, now_ms)
+
+
+class Publisher:
+    """The daemon's publish callable, faked: records each call, fails while ``failures`` is positive."""
+
+    def __init__(self, failures: int = 0):
+        self.failures = failures
+        self.calls: list[tuple[str, bytes]] = []
+
+    def __call__(self, *, key: str, value: bytes) -> None:
+        self.calls.append((key, value))
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return tmp_path / "state" / "retraining.sqlite"
+
+
+@pytest.fixture
+def trigger():
+    """A loopback HTTP server answering POSTs with the codes in ``server.codes`` (then 204), recording them."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            server.received.append((self.path, dict(self.headers), body))
+            code = server.codes.pop(0) if server.codes else 204
+            self.send_response(code)
+            if 300 <= code < 400:
+                self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.codes = []
+    server.received = []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/retrain"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+# -- cooldown and ids --------------------------------------------------------------------------------------------
+
+
+def test_one_job_per_model_per_cooldown_and_a_new_one_after_it(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        first = _request(queue, now_ms=T0)
+        assert first is not None and first.status == QUEUED and first.created_ms == T0
+        assert _request(queue, now_ms=T0 + 1) is None
+        assert _request(queue, now_ms=T0 + COOLDOWN_MS - 1) is None
+        other = _request(queue, model="loan-approver", now_ms=T0 + 1)  # models keep their own cooldown
+        assert other is not None and other.model == "loan-approver"
+        second = _request(queue, now_ms=T0 + COOLDOWN_MS)
+        assert second is not None and second.id != first.id
+        assert [job.id for job in queue.jobs("support-bot")] == [second.id, first.id]
+        assert len(queue.jobs()) == 3
+
+
+def test_an_earlier_tick_replayed_inside_the_cooldown_of_a_later_job_creates_none(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        assert _request(queue, now_ms=T0) is not None
+        assert _request(queue, now_ms=T0 - 60_000, alerts=[_alert(fingerprint="other")]) is None
+        assert _request(queue, now_ms=T0 - COOLDOWN_MS, alerts=[_alert(fingerprint="other")]) is not None
+
+
+def test_the_same_request_twice_makes_one_job_even_without_cooldown(ledger, tmp_path):
+    alerts = [_alert(), _alert("LatencyHigh", fingerprint="fp-latency", starts_at_ms=T0 - 60_000)]
+    with RetrainingQueue(ledger, cooldown_ms=0) as queue:
+        job = _request(queue, alerts=alerts)
+        assert job is not None
+        assert _request(queue, alerts=list(reversed(alerts))) is None  # same tick replayed, alerts in any order
+        assert len(queue.jobs()) == 1
+        assert _request(queue, now_ms=T0 + 30_000, alerts=alerts) is not None  # no cooldown: a later tick is new
+    # The id is derived from the request alone: another ledger gives the same one.
+    with RetrainingQueue(tmp_path / "other.sqlite", cooldown_ms=0) as queue:
+        assert _request(queue, alerts=alerts).id == job.id
+
+
+def test_ids_depend_on_model_alert_and_time_bucket(tmp_path):
+    def job_id(name, model="support-bot", now_ms=T0, alert=None):
+        with RetrainingQueue(tmp_path / f"{name}.sqlite", cooldown_ms=COOLDOWN_MS) as queue:
+            return queue.request(model, [alert or _alert(model=model)], WINDOW, REFERENCE, now_ms).id
+
+    base = job_id("base")
+    assert job_id("same-bucket", now_ms=T0 + 1_000) == base
+    assert job_id("model", model="loan-approver") != base
+    assert job_id("bucket", now_ms=T0 + COOLDOWN_MS) != base
+    assert job_id("fingerprint", alert=_alert(fingerprint="fp-other")) != base
+    assert job_id("start", alert=_alert(starts_at_ms=T0 - 1)) != base
+
+
+def test_a_request_needs_an_alert(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue, pytest.raises(ValueError, match="at least one"):
+        queue.request("support-bot", [], WINDOW, REFERENCE, T0)
+
+
+# -- the ledger across restarts ----------------------------------------------------------------------------------
+
+
+def test_a_restart_inside_the_cooldown_creates_no_job_and_keeps_statuses(ledger):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as queue:
+        published = _request(queue)
+        queue.deliver(T0)
+        queued = _request(queue, model="loan-approver")  # never delivered: no publisher after the restart
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        assert _request(queue, now_ms=T0 + HOUR_MS, alerts=[_alert(fingerprint="after-restart")]) is None
+        assert _request(queue) is None  # the replayed tick itself
+        assert queue.get(published.id).status == PUBLISHED
+        assert queue.get(queued.id) == queued
+        assert queue.counts()[("support-bot", PUBLISHED)] == 1
+        assert _request(queue, now_ms=T0 + COOLDOWN_MS) is not None
+
+
+def test_the_ledger_is_sqlite_in_wal_mode_with_the_delivery_columns(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        job = _request(queue)
+    db = sqlite3.connect(ledger)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        row = db.execute(
+            "SELECT model, status, attempts, last_error, next_attempt_ms, updated_ms, payload FROM jobs WHERE id = ?",
+            (job.id,),
+        ).fetchone()
+    finally:
+        db.close()
+    assert row[:6] == ("support-bot", QUEUED, 0, None, 0, T0)
+    assert json.loads(row[6]) == json.loads(job.to_json())
+
+
+def test_concurrent_requests_for_one_model_make_one_job(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        barrier = threading.Barrier(8)
+        results = []
+
+        def ask(i):
+            barrier.wait()
+            results.append(_request(queue, now_ms=T0 + i, alerts=[_alert(fingerprint=f"fp-{i}")]))
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 8
+        assert sum(job is not None for job in results) == 1
+        assert len(queue.jobs()) == 1
+
+
+# -- publishing --------------------------------------------------------------------------------------------------
+
+
+def test_deliver_publishes_keyed_by_model_once(ledger):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as queue:
+        job = _request(queue)
+        delivered = queue.deliver(T0 + 5)
+        assert [(j.id, j.status, j.attempts, j.last_error) for j in delivered] == [(job.id, PUBLISHED, 0, None)]
+        assert publisher.calls == [("support-bot", job.to_json().encode())]
+        assert queue.get(job.id).status == PUBLISHED
+        assert queue.get(job.id).updated_ms == T0 + 5
+        assert queue.deliver(T0 + HOUR_MS) == []  # published is final without a trigger
+        assert len(publisher.calls) == 1
+
+
+def test_without_publish_or_trigger_a_job_stays_queued(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        job = _request(queue)
+        assert queue.deliver(T0 + HOUR_MS) == []
+        assert queue.get(job.id).status == QUEUED
+
+
+def test_a_failed_publish_is_retried_with_exponential_backoff(ledger):
+    publisher = Publisher(failures=2)
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as queue:
+        job = _request(queue)
+        now = T0 + 10
+        (after,) = queue.deliver(now)
+        assert (after.status, after.attempts, after.next_attempt_ms) == (QUEUED, 1, now + 2_000)
+        assert after.last_error == "publish: ConnectionError: broker unavailable"
+        assert queue.get(job.id) == after
+        assert queue.deliver(now + 1_999) == [] and len(publisher.calls) == 1  # not due yet
+        (after,) = queue.deliver(now + 2_000)
+        assert (after.status, after.attempts, after.next_attempt_ms) == (QUEUED, 2, now + 2_000 + 4_000)
+        (after,) = queue.deliver(now + 6_000)
+        assert (after.status, after.attempts, after.last_error) == (PUBLISHED, 0, None)
+        assert len(publisher.calls) == 3 and len({value for _, value in publisher.calls}) == 1  # same bytes each time
+
+
+def test_backoff_doubles_from_two_seconds_up_to_ten_minutes():
+    assert [backoff_ms(n) for n in range(1, 12)] == [
+        2_000,
+        4_000,
+        8_000,
+        16_000,
+        32_000,
+        64_000,
+        128_000,
+        256_000,
+        512_000,
+        600_000,
+        600_000,
+    ]
+    assert backoff_ms(1_000) == BACKOFF_MAX_MS
+
+
+@pytest.mark.parametrize("max_attempts", [3, MAX_ATTEMPTS])
+def test_a_job_fails_after_max_attempts(ledger, max_attempts):
+    publisher = Publisher(failures=10**6)
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher, max_attempts=max_attempts) as queue:
+        job = _request(queue)
+        now, delays = T0, []
+        while True:
+            (after,) = queue.deliver(now)
+            if after.status == FAILED:
+                break
+            delays.append(after.next_attempt_ms - now)
+            now = after.next_attempt_ms
+        assert len(publisher.calls) == max_attempts
+        assert delays == [backoff_ms(n) for n in range(1, max_attempts)]
+        assert (after.attempts, after.next_attempt_ms) == (max_attempts, None)
+        assert after.last_error.startswith("publish: ConnectionError")
+        assert queue.deliver(now + 10 * BACKOFF_MAX_MS) == []
+        assert queue.get(job.id).status == FAILED
+    if max_attempts == MAX_ATTEMPTS:  # the documented budget: about two hours, less than the default cooldown
+        assert 1.5 * HOUR_MS < sum(delays) < COOLDOWN_MS
+
+
+# -- the HTTP trigger --------------------------------------------------------------------------------------------
+
+
+def test_a_2xx_from_the_trigger_acknowledges_the_published_job(ledger, trigger):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher, trigger_url=trigger.url) as queue:
+        job = _request(queue)
+        trigger.codes = [202]
+        (after,) = queue.deliver(T0)
+        assert (after.status, after.attempts, after.next_attempt_ms) == (ACKNOWLEDGED, 0, None)
+        assert queue.get(job.id).status == ACKNOWLEDGED
+        ((path, headers, body),) = trigger.received
+        assert path == "/retrain"
+        assert headers["Content-Type"] == "application/json"
+        assert headers["Idempotency-Key"] == job.id
+        assert body == publisher.calls[0][1] == job.to_json().encode()
+        assert queue.deliver(T0 + HOUR_MS) == [] and len(trigger.received) == 1
+
+
+def test_a_500_from_the_trigger_is_retried_and_the_job_is_not_published_twice(ledger, trigger):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher, trigger_url=trigger.url) as queue:
+        job = _request(queue)
+        trigger.codes = [500, 503]
+        (after,) = queue.deliver(T0)
+        assert (after.status, after.attempts, after.next_attempt_ms) == (PUBLISHED, 1, T0 + 2_000)
+        assert after.last_error == "trigger: HTTP 500 Internal Server Error"
+        assert queue.deliver(T0 + 1_000) == []
+        (after,) = queue.deliver(T0 + 2_000)
+        assert (after.status, after.attempts) == (PUBLISHED, 2)
+        assert after.last_error == "trigger: HTTP 503 Service Unavailable"
+        (after,) = queue.deliver(after.next_attempt_ms)
+        assert (after.status, after.last_error) == (ACKNOWLEDGED, None)
+        assert len(trigger.received) == 3
+        assert len(publisher.calls) == 1
+        assert queue.get(job.id).status == ACKNOWLEDGED
+
+
+def test_a_trigger_without_publish_acknowledges_a_queued_job(ledger, trigger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, trigger_url=trigger.url) as queue:
+        job = _request(queue)
+        (after,) = queue.deliver(T0)
+        assert after.status == ACKNOWLEDGED
+        assert json.loads(trigger.received[0][2])["id"] == job.id
+
+
+def test_a_redirect_is_not_an_acknowledgement(ledger, trigger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, trigger_url=trigger.url) as queue:
+        _request(queue)
+        trigger.codes = [302]
+        (after,) = queue.deliver(T0)
+        assert (after.status, after.attempts) == (QUEUED, 1)
+        assert after.last_error.startswith("trigger: HTTP 302")
+        assert [path for path, _, _ in trigger.received] == ["/retrain"]
+
+
+def test_an_unreachable_trigger_is_retried(ledger, trigger):
+    url = trigger.url
+    trigger.shutdown()
+    trigger.server_close()  # nothing listens on the port any more
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, trigger_url=url, timeout_s=2.0) as queue:
+        _request(queue)
+        (after,) = queue.deliver(T0)
+    assert (after.status, after.attempts, after.next_attempt_ms) == (QUEUED, 1, T0 + 2_000)
+    assert after.last_error.startswith("trigger: ConnectionRefusedError")
+
+
+# -- payload, reads and counts -----------------------------------------------------------------------------------
+
+
+def test_the_payload_names_the_alerts_and_carries_the_summaries(ledger):
+    alerts = [
+        _alert("LatencyHigh", fingerprint="fp-latency", starts_at_ms=T0 - 60_000, annotations={}),
+        _alert(feature="locale", annotations={"summary": "drift share 0.42 > 0.3", "runbook_url": "http://r/1"}),
+    ]
+    window = {
+        "n_events": np.int64(10_000),
+        "drift_share": np.float64(0.42),
+        "p_values": np.array([0.01, 0.5]),
+        "drifted_features": {"locale", "input_tokens"},
+        "psi": float("nan"),
+    }
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        job = queue.request("support-bot", alerts, window, REFERENCE, T0)
+        assert job.reason == "DataDrift: drift share 0.42 > 0.3; LatencyHigh: value 0.42"  # earliest alert first
+        document = json.loads(job.to_json())
+        assert document == {
+            "schema_version": 1,
+            "id": job.id,
+            "model": "support-bot",
+            "reason": job.reason,
+            "alerts": [
+                {
+                    "name": "DataDrift",
+                    "fingerprint": "fp-drift",
+                    "state": "firing",
+                    "labels": {
+                        "alertname": "DataDrift",
+                        "model": "support-bot",
+                        "severity": "warning",
+                        "feature": "locale",
+                    },
+                    "annotations": {"summary": "drift share 0.42 > 0.3", "runbook_url": "http://r/1"},
+                    "value": 0.42,
+                    "starts_at_ms": T0 - 300_000,
+                },
+                {
+                    "name": "LatencyHigh",
+                    "fingerprint": "fp-latency",
+                    "state": "firing",
+                    "labels": {"alertname": "LatencyHigh", "model": "support-bot", "severity": "warning"},
+                    "annotations": {},
+                    "value": 0.42,
+                    "starts_at_ms": T0 - 60_000,
+                },
+            ],
+            "window": {
+                "n_events": 10_000,
+                "drift_share": 0.42,
+                "p_values": [0.01, 0.5],
+                "drifted_features": ["input_tokens", "locale"],
+                "psi": None,
+            },
+            "reference": REFERENCE,
+            "created_ms": T0,
+        }
+        assert "status" not in document  # the delivery state is the ledger's, not the message's
+        assert queue.get(job.id) == job
+        assert queue.get("no-such-job") is None
+
+
+def test_a_summary_that_is_not_json_data_is_refused(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        with pytest.raises(TypeError, match="JSON data"):
+            queue.request("support-bot", [_alert()], {"when": object()}, REFERENCE, T0)
+        assert queue.jobs() == []
+
+
+def test_jobs_newest_first_filtered_and_limited(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=0) as queue:
+        made = [_request(queue, now_ms=T0 + i * 1_000) for i in range(5)]
+        other = _request(queue, model="loan-approver", now_ms=T0 + 10_000)
+        assert [job.id for job in queue.jobs()] == [other.id, *(job.id for job in reversed(made))]
+        assert [job.id for job in queue.jobs("support-bot", limit=2)] == [made[4].id, made[3].id]
+        assert queue.jobs("nobody") == []
+
+
+def test_counts_are_jobs_by_current_status_for_every_status(ledger):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as queue:
+        assert queue.counts() == {}
+        _request(queue)
+        _request(queue, model="loan-approver")
+        before = queue.counts()
+        assert before == {
+            **{("loan-approver", status): 0 for status in STATUSES},
+            **{("support-bot", status): 0 for status in STATUSES},
+            ("loan-approver", QUEUED): 1,
+            ("support-bot", QUEUED): 1,
+        }
+        publisher.failures = 1  # the first job delivered fails once, the other is published
+        queue.deliver(T0)
+        after = queue.counts()
+        assert sum(after.values()) == 2
+        assert sorted(status for (_, status), n in after.items() for _ in range(n)) == [PUBLISHED, QUEUED]
+
+
+def test_alerts_retraining_imports_neither_monitor_nor_kafka():
+    code = (
+        "import sys, alerts.retraining; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('monitor', 'kafka')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,348 @@
+"""The Prometheus rules in ``dashboards/prometheus``: valid, unit-tested, and written over metrics the daemon exports.
+
+``promtool check rules`` and ``promtool test rules`` run as subprocesses (a missing promtool skips locally and
+fails in CI). The rest reads the YAML: every alert has a promtool test where it fires and one where it does not,
+every recording rule is evaluated by a test, and every metric a rule reads is one that the daemon's exporter
+yields, with label names it carries and label values it exports (``monitor.exporter.build_registry`` over a
+pipeline fed with drift, quality and bias traffic).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitor.config import parse_config
+from monitor.exporter import ConsumerLagCollector, build_registry
+from monitor.pipeline import Pipeline
+from monitor.sources import Record
+from tests.components import require
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "dashboards" / "prometheus"
+RECORDING = RULES / "recording.yaml"
+ALERTS = RULES / "alerts.yaml"
+TEST_FILES = sorted((RULES / "tests").glob("*.yaml"))
+
+#: Series that Prometheus makes itself rather than scrapes from driftwarden.
+PROMETHEUS_OWN = {"up"}
+#: Target labels Prometheus adds to every scraped series.
+TARGET_LABELS = {"job", "instance"}
+SEVERITIES = {"critical", "warning", "info"}
+#: Alerts about the daemon or Prometheus rather than one model: no `model` label to name.
+NOT_PER_MODEL = {"DriftwardenInvalidEvents", "DriftwardenConsumerLag", "DriftwardenDown", "DriftwardenAbsent"}
+KEYWORDS = {
+    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "inf", "nan",
+}  # fmt: skip
+
+# --- the rules as data ------------------------------------------------------------------------------------------
+
+
+def _rules(path: Path) -> list[dict]:
+    return [rule for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+
+
+def _alerts() -> list[dict]:
+    return _rules(ALERTS)
+
+
+def _recorded() -> set[str]:
+    return {rule["record"] for rule in _rules(RECORDING)}
+
+
+def _unit_tests() -> list[tuple[Path, dict]]:
+    return [(path, yaml.safe_load(path.read_text())) for path in TEST_FILES]
+
+
+_TOKEN = re.compile(
+    r"""
+      (?P<comment>\#[^\n]*)
+    | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
+    | (?P<grouping>(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\))
+    | (?P<range>\[[^\]]*\])
+    | (?P<selector>(?P<name>[a-zA-Z_:][\w:]*)?\s*\{(?P<matchers>[^}]*)\})
+    | (?P<number>(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)[a-z]*)
+    | (?P<word>[a-zA-Z_:][\w:]*)
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+#: What follows a function or an aggregation's name: its arguments, or first its grouping clause.
+_CALL = re.compile(r"\s*(?:\(|(?:by|without)\s*\()")
+_MATCHER = re.compile(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """The vector selectors of a PromQL expression: (metric name, [(label, op, value), ...]).
+
+    A small tokenizer, enough for rule files: strings, comments, grouping clauses (``by (...)``), ranges and
+    numbers with units are skipped; a word followed by ``(`` is a function or an aggregation.
+
+    >>> selectors('sum without (instance) (rate(foo_total{a="x", b=~"y|z"}[5m])) > 0.5 and on (job) bar offset 1d')
+    [('foo_total', [('a', '=', 'x'), ('b', '=~', 'y|z')]), ('bar', [])]
+    """
+    found = []
+    for match in _TOKEN.finditer(expr):
+        if match["selector"] is not None:
+            text = match["matchers"]
+            read = "".join(matcher.group(0) for matcher in _MATCHER.finditer(text))
+            assert read.strip() == text.strip(), f"cannot read the matchers {text!r} in {expr!r}"
+            found.append((match["name"] or "", _MATCHER.findall(text)))
+        elif match["word"] is not None:
+            word = match["word"]
+            if word.lower() in KEYWORDS or _CALL.match(expr, match.end()):
+                continue
+            found.append((word, []))
+    return found
+
+
+# --- what the daemon exports -------------------------------------------------------------------------------------
+
+T0 = 1_790_000_000
+
+
+def _traffic() -> list[Record]:
+    """A model whose inputs drift half-way, with labels (each right after its call), scores, and two regions."""
+    rng = random.Random(7)
+    events = []
+    for i in range(240):
+        region = ("north", "south")[i % 2]
+        prediction = "approve" if rng.random() < (0.7 if region == "north" else 0.4) else "deny"
+        score = rng.uniform(0.5, 1.0)
+        label = prediction if rng.random() < score else ("deny" if prediction == "approve" else "approve")
+        drifted = i >= 140
+        call = {
+            "request_id": f"r{i}",
+            "timestamp": T0 + i,
+            "model": "loans",
+            "latency_ms": 200.0 + 10 * (i % 7),
+            "ttft_ms": 50.0,
+            "input_tokens": (400 if drifted else 100) + i % 13,
+            "output_tokens": 20,
+            "prediction": prediction,
+            "score": score,
+            "segment": {"region": region, "locale": "de" if drifted else "en"},
+        }
+        if i % 17 == 0:
+            call["error"] = "Timeout"
+        events.append(call)
+        feedback = {"type": "feedback", "request_id": f"r{i}", "timestamp": T0 + i + 0.5, "model": "loans"}
+        events.append({**feedback, "label": label})
+    values = [json.dumps(event).encode() for event in events] + [b"not json"]
+    return [Record(value, "llm-events", 0, offset) for offset, value in enumerate(values)]
+
+
+@pytest.fixture(scope="module")
+def exported() -> dict[str, dict[str, set[str]]]:
+    """Every series name the daemon exports, with each label it carries and the values seen in one run."""
+    config = parse_config(
+        {
+            "windows": {"size": 100, "min_samples": 20},
+            "models": [
+                {
+                    "name": "loans",
+                    "reference": {"warmup": 100},
+                    "features": [
+                        {"name": "input_tokens", "kind": "numeric"},
+                        {"name": "locale", "kind": "categorical", "path": "segment.locale"},
+                    ],
+                    "quality": {"positive": "approve", "label_ttl": "1h"},
+                    "bias": {
+                        "attributes": ["segment.region"],
+                        "outcome": {"field": "prediction", "positive": "approve"},
+                        "min_group_size": 10,
+                    },
+                }
+            ],
+        }
+    )
+    pipeline = Pipeline(config)
+    records = _traffic()
+    for start in range(0, len(records), 7):  # batches as a consumer's polls bring them
+        pipeline.apply(records[start : start + 7])
+    pipeline.evaluate(pipeline.watermark_ms)
+    # `driftwarden run` registers the consumer lag beside the pipeline's collector (monitor/daemon.py).
+    registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("llm-events", 0): 3}))
+
+    series: dict[str, dict[str, set[str]]] = {}
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    for family in registry.collect():
+        for suffix in suffixes.get(family.type, ("",)):  # families without samples count too
+            series.setdefault(family.name + suffix, {})
+        for sample in family.samples:
+            labels = series.setdefault(sample.name, {})
+            for label, value in sample.labels.items():
+                labels.setdefault(label, set()).add(value)
+    # The run fed every kind of figure the rules read (the label values checked below come from it).
+    assert {"accuracy", "estimated_accuracy"} <= series["driftwarden_quality"]["metric"]
+    assert "disparate_impact_ratio" in series["driftwarden_bias"]["metric"]
+    assert series["driftwarden_drift_share"]["model"] == {"loans"}
+    assert series["driftwarden_drift_detected"]["feature"] == {"input_tokens", "locale"}
+    return series
+
+
+# --- promtool --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    require(path is not None, "promtool (Debian package 'prometheus')")
+    return path
+
+
+def _promtool(promtool: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool, *arguments], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_promtool_checks_both_rule_files(promtool):
+    result = _promtool(promtool, "check", "rules", str(RECORDING), str(ALERTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == 2, result.stdout
+
+
+def test_promtool_unit_tests_pass(promtool):
+    assert TEST_FILES, "no promtool test files in dashboards/prometheus/tests"
+    result = _promtool(promtool, "test", "rules", *map(str, TEST_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(TEST_FILES), result.stdout
+
+
+# --- the rule files' shape --------------------------------------------------------------------------------------
+
+
+def test_each_file_holds_one_group_of_its_kind():
+    recording = yaml.safe_load(RECORDING.read_text())["groups"]
+    alerting = yaml.safe_load(ALERTS.read_text())["groups"]
+    assert [group["name"] for group in recording] == ["driftwarden.recording"]
+    assert [group["name"] for group in alerting] == ["driftwarden.alerts"]
+    assert all("record" in rule and "alert" not in rule for rule in recording[0]["rules"])
+    assert all("alert" in rule and "record" not in rule for rule in alerting[0]["rules"])
+
+
+def test_recording_rules_are_named_level_metric_operations():
+    for name in _recorded():
+        assert re.fullmatch(r"[a-z_]+:driftwarden_[a-z0-9_]+:[a-z0-9_]+", name), name
+    records = [rule["record"] for rule in _rules(RECORDING)]
+    assert len(records) == len(set(records))
+
+
+def test_every_alert_has_severity_summary_description_and_runbook():
+    names = [rule["alert"] for rule in _alerts()]
+    assert len(names) == len(set(names))
+    for rule in _alerts():
+        name, annotations = rule["alert"], rule.get("annotations", {})
+        assert name.startswith("Driftwarden"), name
+        assert rule.get("labels", {}).get("severity") in SEVERITIES, name
+        assert {"summary", "description", "runbook"} <= set(annotations), name
+        assert "$value" in annotations["description"], name
+        if name not in NOT_PER_MODEL:
+            assert "$labels.model" in annotations["summary"] and "$labels.model" in annotations["description"], name
+
+
+def test_the_brief_alerts_are_all_there():
+    assert {rule["alert"] for rule in _alerts()} >= {
+        "DriftwardenDataDrift", "DriftwardenFeatureDrift", "DriftwardenLatencyP95High", "DriftwardenErrorRatioHigh",
+        "DriftwardenQualityDrop", "DriftwardenBias", "DriftwardenLabelsExpiring", "DriftwardenChangeDetected",
+        "DriftwardenInvalidEvents", "DriftwardenConsumerLag", "DriftwardenDown", "DriftwardenStale",
+    }  # fmt: skip
+
+
+# --- the unit tests cover the rules -------------------------------------------------------------------------------
+
+
+def test_unit_tests_load_the_real_rule_files():
+    for path, spec in _unit_tests():
+        loaded = {(path.parent / name).resolve() for name in spec["rule_files"]}
+        assert loaded <= {RECORDING.resolve(), ALERTS.resolve()}, path
+        assert RECORDING.resolve() in loaded, f"{path.name}: alerts read recorded series"
+
+
+def test_every_alert_is_tested_firing_and_quiet():
+    firing, quiet = set(), set()
+    for _, spec in _unit_tests():
+        for test in spec["tests"]:
+            for case in test.get("alert_rule_test", []):
+                (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    alerts = {rule["alert"] for rule in _alerts()}
+    assert not alerts - firing, f"never tested firing: {sorted(alerts - firing)}"
+    assert not alerts - quiet, f"never tested quiet: {sorted(alerts - quiet)}"
+    assert not (firing | quiet) - alerts, f"tests of unknown alerts: {sorted((firing | quiet) - alerts)}"
+
+
+def test_every_recording_rule_is_evaluated_by_a_test():
+    evaluated = set()
+    for _, spec in _unit_tests():
+        for test in spec["tests"]:
+            for case in test.get("promql_expr_test", []):
+                assert case["exp_samples"] or "!=" in case["expr"] or ">" in case["expr"], case
+                evaluated.update(name for name, _ in selectors(case["expr"]))
+    assert not _recorded() - evaluated, f"recording rules without a promql_expr_test: {sorted(_recorded() - evaluated)}"
+
+
+# --- the rules read what the daemon exports ------------------------------------------------------------------------
+
+
+def _rule_expressions() -> list[tuple[str, str]]:
+    return [(rule.get("record") or rule["alert"], rule["expr"]) for rule in _rules(RECORDING) + _alerts()]
+
+
+def test_the_selector_reader_sees_every_metric():
+    """Guard for the tokenizer: each rule reads at least one series, and no rule hides a name it missed."""
+    for name, expr in _rule_expressions():
+        found = selectors(expr)
+        assert found, name
+        assert all(re.fullmatch(r"[a-zA-Z_:][\w:]*", metric) for metric, _ in found), (name, found)
+
+
+def test_rules_read_only_metrics_the_daemon_exports(exported):
+    recorded = _recorded()
+    for rule, expr in _rule_expressions():
+        for metric, matchers in selectors(expr):
+            if ":" in metric:
+                assert metric in recorded, f"{rule} reads {metric}, which no recording rule records"
+                continue
+            if metric in PROMETHEUS_OWN:
+                continue
+            assert metric in exported, f"{rule} reads {metric}, which the daemon does not export"
+            labels = exported[metric]
+            for label, op, value in matchers:
+                assert label in labels or label in TARGET_LABELS, f"{rule}: {metric} has no label {label!r}"
+                if label in labels and op in ("=", "=~") and re.fullmatch(r"[\w.]+(\|[\w.]+)*", value):
+                    missing = set(value.split("|")) - labels[label]
+                    assert not missing, f"{rule}: {metric}{{{label}}} never takes the values {sorted(missing)}"
+
+
+def test_grouping_labels_are_labels_of_the_series(exported):
+    """``by``/``without``/``on``/``ignoring`` name labels that the rule's raw series (or Prometheus) carry."""
+    grouping = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
+    for rule, expr in _rule_expressions():
+        carried = set(TARGET_LABELS)
+        for metric, _ in selectors(expr):
+            if metric in exported:
+                carried |= set(exported[metric])
+            elif ":" in metric:
+                carried |= _labels_of_recorded(metric, exported)
+        for clause in grouping.findall(expr):
+            for label in filter(None, (part.strip() for part in clause.split(","))):
+                assert label in carried, f"{rule} groups by {label!r}, which none of its series carries"
+
+
+def _labels_of_recorded(name: str, exported: dict[str, dict[str, set[str]]]) -> set[str]:
+    """Every label the raw series behind a recording rule carry (an upper bound of the recorded labels)."""
+    rules = {rule["record"]: rule["expr"] for rule in _rules(RECORDING)}
+    labels: set[str] = set()
+    for metric, _ in selectors(rules[name]):
+        if metric in exported:
+            labels |= set(exported[metric])
+        elif ":" in metric and metric != name:
+            labels |= _labels_of_recorded(metric, exported)
+    return labels
