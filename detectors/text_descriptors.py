@@ -111,6 +111,11 @@ class TextDescriptors:
         "is_refusal",
     )
 
+    def __init__(self, refusals: bool = True):
+        self.refusals = refusals
+        if not refusals:  # a prompt is never a refusal: save the one regex run per text
+            self.names = tuple(name for name in TextDescriptors.names if name != "is_refusal")
+
     def describe(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
         """Every descriptor of every text, as ``{name: float64 array}`` in ``names`` order."""
         missing = np.fromiter((text is None for text in texts), dtype=bool, count=len(texts))
@@ -144,8 +149,9 @@ class TextDescriptors:
             "has_url": [("://" in text or "www." in text) and _URL.search(text) is not None for text in texts],
             "has_email": ["@" in text and _EMAIL.search(text) is not None for text in texts],
             "is_empty": n_words == 0,
-            "is_refusal": [_REFUSAL.match(text[:_REFUSAL_HEAD].lower()) is not None for text in texts],
         }
+        if self.refusals:
+            columns["is_refusal"] = [_REFUSAL.match(text[:_REFUSAL_HEAD].lower()) is not None for text in texts]
         described = {}
         for name in self.names:
             described[name] = np.asarray(columns[name], dtype=np.float64)

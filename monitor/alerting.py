@@ -88,8 +88,12 @@ class Alerting:
         context = {model: self._context(model, evaluation) for model, evaluation in pipeline.evaluations.items()}
         with self.lock:
             alerts = self.engine.evaluate(samples, now_ms, context)
+        transitions = [alert for alert in alerts if alert.state == "resolved" or alert.starts_at_ms == now_ms]
         for name, sink in self.sinks.items():
-            routed = [alert for alert in alerts if name in alert.actions]
+            # Alertmanager forgets alerts not re-sent; the log and the webhook hear of each change once,
+            # also across a restart (the engine's state is checkpointed, a sink's memory is not).
+            offered = alerts if name == "alertmanager" else transitions
+            routed = [alert for alert in offered if name in alert.actions]
             if routed:
                 sink.add(routed)
         if self.retraining is not None:

@@ -74,9 +74,15 @@ _SHAPING = {
 }
 
 
+#: The layout of the saved state; bump it when a release changes what the state holds, so that an
+#: upgraded daemon starts afresh (keeping the offsets) instead of failing on an old checkpoint.
+STATE_LAYOUT = 2
+
+
 def config_fingerprint(config: Config) -> str:
-    """A digest of the settings whose change makes saved state unusable (window size, limits, models)."""
-    shaping = config.model_dump(mode="json", include=_SHAPING)
+    """A digest of the settings whose change makes saved state unusable (window size, limits, models),
+    and of the state layout."""
+    shaping = {**config.model_dump(mode="json", include=_SHAPING), "layout": STATE_LAYOUT}
     return hashlib.sha256(msgspec.json.encode(shaping, order="sorted")).hexdigest()[:16]
 
 

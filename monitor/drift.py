@@ -35,7 +35,7 @@ from detectors.correction import correct
 from detectors.registry import make_test
 from detectors.results import ModelDrift
 from monitor.config import DriftConfig, ModelConfig, WindowsConfig
-from monitor.state import TEXT_DESCRIPTORS
+from monitor.state import text_descriptors
 from monitor.vocabulary import MISSING
 
 __all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "tested_features"]
@@ -131,7 +131,7 @@ def tested_features(model: ModelConfig) -> list[TestedFeature]:
         if feature.kind == "text":
             tested += [
                 TestedFeature(f"{feature.name}.{name}", f"{column}.{name}", "numeric", method)
-                for name in TEXT_DESCRIPTORS.names
+                for name in text_descriptors(feature).names
             ]
         else:
             tested.append(TestedFeature(feature.name, column, feature.kind, method))

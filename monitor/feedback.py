@@ -16,12 +16,15 @@ checkpoint.
 
 >>> import numpy as np
 >>> from monitor.windows import Column, Window
->>> window = Window(3, {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS})
+>>> columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS}
+>>> window = Window(3, {**columns, **{name: Column(object, missing=None) for name in ID_COLUMNS}})
 >>> join = FeedbackJoin(ttl_ms=60_000, max_pending=10, reference_size=0)
 >>> join.add_feedback([("r2", 1_500.0, {"label": 1.0})], window)  # before its call: it waits
->>> window.append({"timestamp_ms": np.array([1_000.0, 1_200.0]), "label": np.full(2, np.nan),
-...                "rating": np.full(2, np.nan), "judge_score": np.full(2, np.nan)})
->>> join.add_inference([("r1", None), ("r2", None)], first_row=0, window=window)
+>>> batch = {"timestamp_ms": np.array([1_000.0, 1_200.0]), "label": np.full(2, np.nan), "rating": np.full(2, np.nan),
+...          "judge_score": np.full(2, np.nan), "request_id": np.array(["r1", "r2"], dtype=object),
+...          "response_id": np.array([None, None], dtype=object)}
+>>> window.append(batch)
+>>> join.add_inference(batch, first_row=0, window=window, reference=window)
 >>> join.add_feedback([("r1", 4_000.0, {"rating": 1.0})], window)
 >>> window.view()["label"].tolist(), window.view()["rating"].tolist(), join.n_pending, join.n_joined
 ([nan, 1.0], [1.0, nan], 0, 2)
@@ -38,10 +41,12 @@ import numpy as np
 from monitor.histogram import Histogram
 from monitor.windows import Column, Window
 
-__all__ = ["FEEDBACK_COLUMNS", "LABEL_DELAY_BUCKETS_MS", "FeedbackJoin"]
+__all__ = ["FEEDBACK_COLUMNS", "ID_COLUMNS", "LABEL_DELAY_BUCKETS_MS", "FeedbackJoin", "feedback_values"]
 
 #: The window columns feedback fills (NaN until it arrives); labels are numbers or category codes.
 FEEDBACK_COLUMNS = {"label": Column(np.float64), "rating": Column(np.float64), "judge_score": Column(np.float64)}
+#: The window columns that hold each call's ids, by which feedback finds it.
+ID_COLUMNS = ("request_id", "response_id")
 #: Upper bounds of the label delay histogram: from a second to a month.
 LABEL_DELAY_BUCKETS_MS = tuple(
     seconds * 1_000 for seconds in (1, 10, 60, 600, 3_600, 6 * 3_600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400)
@@ -66,8 +71,6 @@ class FeedbackJoin:
         self.reference_size = reference_size
         self.delay = Histogram(LABEL_DELAY_BUCKETS_MS)
         self._rows: dict[str, int] = {}  # id -> window row (counted from the first ever)
-        self._row_ids: dict[int, tuple[str | None, str | None]] = {}  # window row -> its ids, for eviction
-        self._oldest_row = 0  # rows below it are no longer indexed
         self._reference_rows: dict[str, int] = {}  # id -> warm-up reference row
         self._pending: dict[str, _Waiting] = {}
         self._by_time: list[tuple[float, int, str]] = []  # (event time, sequence, id); stale entries skipped
@@ -81,37 +84,39 @@ class FeedbackJoin:
     def n_pending(self) -> int:
         return len(self._pending)
 
-    def add_inference(
-        self,
-        ids: list[tuple[str | None, str | None]],
-        first_row: int,
-        window: Window,
-        reference: Window | None = None,
-    ) -> None:
-        """Index a batch of inference events just appended at ``first_row``; join the feedback waiting for them."""
-        rows, row_ids = self._rows, self._row_ids
-        oldest = window.n_appended - len(window)
-        for row in range(self._oldest_row, oldest):  # rows the ring has overwritten
-            for key in row_ids.pop(row, ()):
-                if key is not None and rows.get(key) == row:
+    def forget(self, window: Window, n_rows: int) -> None:
+        """Unindex the calls whose rows appending ``n_rows`` more will overwrite (call before the append)."""
+        n_overwritten = min(len(window) + n_rows - window.capacity, len(window))
+        if n_overwritten <= 0:
+            return
+        oldest = window.oldest(n_overwritten, ID_COLUMNS)
+        first_row = window.n_appended - len(window)
+        rows = self._rows
+        for column in ID_COLUMNS:
+            for row, key in enumerate(oldest[column].tolist(), start=first_row):
+                if key is not None and rows.get(key) == row:  # not since reused by a newer call
                     del rows[key]
-        self._oldest_row = max(self._oldest_row, oldest)
-        pending = self._pending
-        for row, keys in enumerate(ids, start=first_row):
-            in_window = row >= oldest  # else appended and overwritten within this batch
-            if in_window:
-                row_ids[row] = keys
-            for key in keys:
-                if key is None:
-                    continue
-                if in_window:
-                    rows[key] = row
-                if row < self.reference_size:
-                    self._reference_rows[key] = row
-                waiting = pending.pop(key, None)
+
+    def add_inference(self, batch: dict[str, np.ndarray], first_row: int, window: Window, reference: Window) -> None:
+        """Index a batch of inference events just appended at ``first_row``; join the feedback waiting for them."""
+        request_ids, response_ids = batch["request_id"].tolist(), batch["response_id"].tolist()
+        n = len(request_ids)
+        skip = max(0, window.n_appended - len(window) - first_row)  # rows overwritten within this very batch
+        rows = self._rows
+        rows.update(zip(request_ids[skip:], range(first_row + skip, first_row + n)))
+        if response_ids.count(None) < n:
+            rows.update((key, row) for row, key in enumerate(response_ids, start=first_row) if key is not None)
+        if first_row < self.reference_size:
+            for row in range(first_row, min(first_row + n, self.reference_size)):
+                for key in (request_ids[row - first_row], response_ids[row - first_row]):
+                    if key is not None:
+                        self._reference_rows[key] = row
+        if self._pending:
+            for key in request_ids + response_ids:
+                waiting = self._pending.pop(key, None) if key is not None else None
                 if waiting is not None:
                     self._join(key, waiting, window, reference)
-        self._observe_delays()
+            self._observe_delays()
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
         """Join each feedback event to its row, or keep it waiting."""
@@ -184,16 +189,21 @@ class FeedbackJoin:
 
     def snapshot(self) -> dict:
         return {
-            "row_ids": [[row, *keys] for row, keys in self._row_ids.items()],
             "reference_rows": list(self._reference_rows.items()),
             "pending": [[key, *waiting] for key, waiting in self._pending.items()],
             "delay": self.delay.snapshot(),
-            "counts": [self.n_joined, self.n_expired, self.n_dropped, self._oldest_row, self._sequence],
+            "counts": [self.n_joined, self.n_expired, self.n_dropped, self._sequence],
         }
 
-    def restore(self, snapshot: dict) -> None:
-        self._row_ids = {row: (request_id, response_id) for row, request_id, response_id in snapshot["row_ids"]}
-        self._rows = {key: row for row, keys in sorted(self._row_ids.items()) for key in keys if key is not None}
+    def restore(self, snapshot: dict, window: Window) -> None:
+        """Take back a :meth:`snapshot`; the id index is rebuilt from the restored window's id columns."""
+        ids = window.view(names=ID_COLUMNS)
+        first_row = window.n_appended - len(window)
+        self._rows = {}
+        for column in ID_COLUMNS:
+            self._rows.update(
+                (key, row) for row, key in enumerate(ids[column].tolist(), start=first_row) if key is not None
+            )
         self._reference_rows = dict(snapshot["reference_rows"])
         self._pending = {
             key: _Waiting(timestamp_ms, dict(values), n_events, sequence)
@@ -202,7 +212,7 @@ class FeedbackJoin:
         self._by_time = [(waiting.timestamp_ms, waiting.sequence, key) for key, waiting in self._pending.items()]
         heapq.heapify(self._by_time)
         self.delay.restore(snapshot["delay"])
-        self.n_joined, self.n_expired, self.n_dropped, self._oldest_row, self._sequence = snapshot["counts"]
+        self.n_joined, self.n_expired, self.n_dropped, self._sequence = snapshot["counts"]
 
 
 class _Waiting(NamedTuple):

@@ -28,13 +28,13 @@ import numpy as np
 from detectors.text_descriptors import TextDescriptors
 from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
-from monitor.feedback import FEEDBACK_COLUMNS, FeedbackJoin, feedback_values
+from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values
 from monitor.histogram import Histogram
 from monitor.reference import Reference, read_reference_file
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
 
-__all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates"]
+__all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates", "text_descriptors"]
 
 #: Upper bounds of the request latency histogram: LLM calls take 50 ms to minutes.
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000)
@@ -42,8 +42,15 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30
 TTFT_BUCKETS_MS = (25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 10_000)
 
 _EMPTY: dict = {}
-#: Text features are windowed as these numeric descriptors of the text.
-TEXT_DESCRIPTORS = TextDescriptors()
+_DESCRIBE_RESPONSE = TextDescriptors()
+_DESCRIBE_PROMPT = TextDescriptors(refusals=False)
+
+
+def text_descriptors(feature: FeatureConfig) -> TextDescriptors:
+    """How a text feature is windowed: as numeric descriptors; refusals are looked for in responses only."""
+    return _DESCRIBE_RESPONSE if feature.path == "response" else _DESCRIBE_PROMPT
+
+
 _NUMERIC_TYPES = frozenset((float, int, bool, type(None)))
 
 
@@ -68,6 +75,7 @@ class ModelState:
         for feature in model.features:
             columns.update(_columns(feature))
         columns.update(FEEDBACK_COLUMNS)
+        columns.update({name: Column(object, missing=None) for name in ID_COLUMNS})
         columns.update({"prediction": Column(np.float64), "score": Column(np.float64)})
         columns["content_filter"] = Column(np.bool_, missing=False)
         if model.quality.json_response:
@@ -117,13 +125,13 @@ class ModelState:
         batch = self._batch(inference)
         self.latency.observe(batch["latency_ms"])
         self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
+        self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
         self.changes.observe(batch["latency_ms"], batch["failed"])
         if self._reference_events is None:  # a warm-up reference takes the first events
             self.reference.offer(batch)
-        ids = [(event.get("request_id"), event.get("response_id")) for event in inference]
-        self.join.add_inference(ids, first_row, self.window, self.reference.rows)
+        self.join.add_inference(batch, first_row, self.window, self.reference.rows)
 
     def _batch(self, inference: list[dict]) -> dict[str, np.ndarray]:
         """The window's columns for a batch of inference events."""
@@ -141,10 +149,16 @@ class ModelState:
     def _quality_columns(self, inference: list[dict], containers: dict[str, list[dict]]) -> dict[str, np.ndarray]:
         """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
         model = self.model
-        encode = self._encode_label
         n = len(inference)
+        predictions = [event.get("prediction") for event in inference]
         columns = {
-            "prediction": np.array([encode(event.get("prediction")) for event in inference], dtype=np.float64),
+            "request_id": np.array([event.get("request_id") for event in inference], dtype=object),
+            "response_id": np.array([event.get("response_id") for event in inference], dtype=object),
+            "prediction": (
+                np.full(n, np.nan)
+                if predictions.count(None) == n
+                else np.array([self._encode_label(value) for value in predictions], dtype=np.float64)
+            ),
             "score": np.array([event.get("score") for event in inference], dtype=np.float64),
             "content_filter": np.array([event.get("finish_reason") == "content_filter" for event in inference]),
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
@@ -210,7 +224,7 @@ class ModelState:
             self.vocabularies[name].restore(values)
         for name, values in snapshot["categories"].items():
             self.categories[name].restore(values)
-        self.join.restore(snapshot["join"])
+        self.join.restore(snapshot["join"], self.window)
         if self._reference_events is None:
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
@@ -231,7 +245,7 @@ class ModelState:
         if feature.kind == "text":  # only the descriptors are kept, never the text
             limit = self.max_text_chars
             texts = [value[:limit] if type(value) is str else None for value in values]
-            return {f"{column}.{name}": data for name, data in TEXT_DESCRIPTORS.describe(texts).items()}
+            return {f"{column}.{name}": data for name, data in text_descriptors(feature).describe(texts).items()}
         rows = np.full((len(values), feature.dim), np.nan, dtype=np.float32)
         for row, value in enumerate(values):
             if type(value) is list and len(value) == feature.dim:
@@ -317,7 +331,7 @@ def _columns(feature: FeatureConfig) -> dict[str, Column]:
     if feature.kind == "categorical":
         return {column: Column(np.int32, missing=MISSING)}
     if feature.kind == "text":
-        return {f"{column}.{name}": Column(np.float64) for name in TEXT_DESCRIPTORS.names}
+        return {f"{column}.{name}": Column(np.float64) for name in text_descriptors(feature).names}
     return {column: Column(np.float32, shape=(feature.dim,))}
 
 

@@ -71,6 +71,12 @@ class Window:
             data[: keep - first] = rows[first:]
         self._n_appended += n
 
+    def oldest(self, n: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Copies of ``names`` for the oldest ``n`` rows held (the ones the next appends overwrite first)."""
+        start = (self._n_appended - len(self)) % self.capacity
+        positions = (start + np.arange(min(n, len(self)))) % self.capacity
+        return {name: self._data[name][positions] for name in names}
+
     def holds(self, row: int) -> bool:
         """Whether the row appended at position ``row`` (counted from the first ever) is still in the ring."""
         return self._n_appended - len(self) <= row < self._n_appended

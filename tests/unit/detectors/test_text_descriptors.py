@@ -185,3 +185,16 @@ def test_a_batch_equals_its_texts_one_at_a_time():
         single = DESCRIPTORS.describe([text])
         for name in DESCRIPTORS.names:
             np.testing.assert_array_equal(batch[name][row], single[name][0], err_msg=name)
+
+
+def test_without_refusals_the_descriptors_are_the_same_less_is_refusal():
+    texts = ["I'm sorry, but I can't help with that.", "How do I reset my password?", None, ""]
+    full = TextDescriptors().describe(texts)
+
+    prompts = TextDescriptors(refusals=False)
+    described = prompts.describe(texts)
+
+    assert "is_refusal" not in prompts.names and list(described) == list(prompts.names)
+    assert full["is_refusal"].tolist()[:2] == [1.0, 0.0]
+    for name, values in described.items():
+        np.testing.assert_array_equal(values, full[name])

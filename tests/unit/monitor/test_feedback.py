@@ -94,7 +94,11 @@ def _row(pipeline: Pipeline, i: int) -> dict[str, float]:
     """The window row of call ``i`` (found by its event time), as plain numbers."""
     view = pipeline.states["m"].window.view()
     (position,) = np.flatnonzero(view["timestamp_ms"] == (T0 + i) * 1000.0)
-    return {name: values[position].item() for name, values in view.items() if values.ndim == 1}
+    return {
+        name: values[position] if values.dtype == object else values[position].item()
+        for name, values in view.items()
+        if values.ndim == 1
+    }
 
 
 def _code(pipeline: Pipeline, value: str) -> float:
