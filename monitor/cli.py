@@ -22,7 +22,7 @@ from alerts.retraining import RetrainingQueue
 from monitor.checkpoint import CheckpointError
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.drift import false_alarm_policy
-from monitor.exporter import build_registry, write_exposition
+from monitor.exporter import write_exposition
 from monitor.logs import log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.reference import ReferenceFileError, reference_records
@@ -160,6 +160,12 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
         print(f"  model {model.name!r}: features {features}; reference: {source}")
         if model.features:
             print(f"    drift: {false_alarm_policy(model.drift, windows)}")
+    sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
+    for rule in config.alerts.rules:
+        wait = f" for {rule.for_ms} ms" if rule.for_ms else ""
+        print(f"  rule {rule.name}: {rule.metric} {rule.op} {rule.threshold}{wait} -> {', '.join(rule.actions)}")
+    if config.alerts.rules:
+        print(f"  alert sinks: log{''.join(', ' + name for name in sinks)}")
     return 0
 
 
@@ -171,7 +177,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         if dead_letters is not None:
             dead_letters.close()
     if arguments.metrics_file:
-        write_exposition(build_registry(result.pipeline), arguments.metrics_file)
+        write_exposition(result.registry(), arguments.metrics_file)
     print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} evaluations")
     _print_summary(result.pipeline)
     for alert in result.alerts:

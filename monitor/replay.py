@@ -26,10 +26,12 @@ import math
 import os
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
 from alerts.alert import Alert
-from monitor.alerting import Alerting
+from monitor.alerting import Alerting, AlertsCollector
 from monitor.config import Config
-from monitor.exporter import PipelineCollector
+from monitor.exporter import PipelineCollector, build_registry
 from monitor.pipeline import Pipeline
 from monitor.sources.file import JsonlDeadLetters, JsonlSource
 
@@ -45,6 +47,11 @@ class ReplayResult:
     n_rejected: int
     n_ticks: int
     alerts: list[Alert]
+    alerting: Alerting
+
+    def registry(self) -> CollectorRegistry:
+        """What the daemon would export for the same events (without consumer lag, which a file has not)."""
+        return build_registry(self.pipeline, AlertsCollector(self.alerting))
 
 
 def replay(
@@ -89,7 +96,7 @@ def replay(
     if math.isfinite(pipeline.watermark_ms):
         evaluate(pipeline.watermark_ms)
         n_ticks += 1
-    return ReplayResult(pipeline, n_records, n_rejected, n_ticks, transitions)
+    return ReplayResult(pipeline, n_records, n_rejected, n_ticks, transitions, alerting)
 
 
 def _last_tick_before(time_ms: float, every_ms: int) -> float:

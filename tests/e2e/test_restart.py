@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.checkpoint import CheckpointStore
 from monitor.config import parse_config
-from monitor.exporter import build_registry, exposition
+from monitor.exporter import exposition
 from monitor.replay import replay
 from monitor.sources.kafka import KafkaSink
 from tests.components import DaemonProcess, daemon_config, wait_for
@@ -60,7 +60,7 @@ def make_config(bootstrap_servers: str, state_dir: Path, topic: str, **state: st
 def reference_exposition(config: dict) -> str:
     result = replay(parse_config(config), EVENTS)
     assert result.n_records == len(LINES) == 3609 and result.n_rejected == 3
-    return exposition(build_registry(result.pipeline)).decode()
+    return exposition(result.registry()).decode()
 
 
 def without_lag(text: str) -> str:
