@@ -67,6 +67,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from alerts._backoff import backoff_ms
 from alerts.alert import Alert
 
 __all__ = [
@@ -80,7 +81,7 @@ __all__ = [
     "STATUSES",
     "Job",
     "RetrainingQueue",
-    "backoff_ms",
+    "retry_delay_ms",
 ]
 
 log = logging.getLogger(__name__)
@@ -107,15 +108,9 @@ _MAX_ERROR_CHARS = 500
 PublishFn = Callable[..., object]
 
 
-def backoff_ms(attempts: int) -> int:
-    """Delay before the next attempt after ``attempts`` consecutive failures: 2 s doubling, capped at 10 min.
-
-    >>> [backoff_ms(n) for n in (1, 2, 3, 9, 10, 30)]
-    [2000, 4000, 8000, 512000, 600000, 600000]
-    """
-    if attempts < 1:
-        return 0
-    return min(BACKOFF_INITIAL_MS << min(attempts - 1, 32), BACKOFF_MAX_MS)
+def retry_delay_ms(attempts: int) -> int:
+    """Delay before a job's next attempt: 2 s doubling to 10 min (see :func:`alerts._backoff.backoff_ms`)."""
+    return backoff_ms(attempts, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS)
 
 
 @dataclass(frozen=True)
@@ -319,7 +314,7 @@ class RetrainingQueue:
         A ``queued`` job is published (``published``) and then, when
         ``trigger_url`` is set, POSTed (``acknowledged`` on 2xx). A failure
         leaves the job where it was, counts an attempt, records the error and
-        schedules the next attempt after :func:`backoff_ms`; after
+        schedules the next attempt after :func:`retry_delay_ms`; after
         ``max_attempts`` failures of one step the job is ``failed``. Success of
         a step resets ``attempts`` for the next one. Never raises for a
         delivery failure; with neither ``publish`` nor ``trigger_url`` it does
@@ -371,7 +366,7 @@ class RetrainingQueue:
         if attempts >= self.max_attempts:
             log.error("retraining job %s for model %s failed after %d attempts: %s", job.id, job.model, attempts, error)
             return self._update(job, now_ms, status=FAILED, attempts=attempts, last_error=error, next_attempt_ms=None)
-        next_attempt_ms = int(now_ms) + backoff_ms(attempts)
+        next_attempt_ms = int(now_ms) + retry_delay_ms(attempts)
         log.warning(
             "retraining job %s for model %s, attempt %d of %d: %s; next in %d ms",
             job.id,

@@ -22,7 +22,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from alerts.sinks.outbox import Delivery, Outbox, backoff_ms
+from alerts.sinks.outbox import Delivery, Outbox, retry_delay_ms
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -131,7 +131,7 @@ class OutboxSink:
             elif not ok:
                 attempts = entries[0].attempts + 1
                 message = "%s sink: delivering %d alerts to %s failed (%s); attempt %d, next in %g s"
-                wait_s = backoff_ms(attempts) / 1000
+                wait_s = retry_delay_ms(attempts) / 1000
                 self._log.warning(message, self.name, len(entries), self._endpoint, error, attempts, wait_s)
                 return delivered
             delivered += len(entries) if ok else 0

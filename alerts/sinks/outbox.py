@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Delivery", "Outbox", "backoff_ms", "BACKOFF_FIRST_MS", "BACKOFF_MAX_MS"]
+from alerts._backoff import backoff_ms
+
+__all__ = ["Delivery", "Outbox", "BACKOFF_FIRST_MS", "BACKOFF_MAX_MS", "retry_delay_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +36,9 @@ CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (sink, id);
 _COLUMNS = "id, sink, key, payload, attempts, next_attempt_ms, created_ms"
 
 
-def backoff_ms(attempts: int) -> int:
-    """Delay before the next try after ``attempts`` failed ones: 1 s doubling to 5 min, without jitter.
-
-    Examples
-    --------
-    >>> [backoff_ms(n) // 1000 for n in (1, 2, 3, 8, 9, 10, 50)]
-    [1, 2, 4, 128, 256, 300, 300]
-    """
-    if attempts < 1:
-        return 0
-    return min(BACKOFF_FIRST_MS << min(attempts - 1, 30), BACKOFF_MAX_MS)
+def retry_delay_ms(attempts: int) -> int:
+    """Delay before a delivery's next try: 1 s doubling to 5 min (see :func:`alerts._backoff.backoff_ms`)."""
+    return backoff_ms(attempts, BACKOFF_FIRST_MS, BACKOFF_MAX_MS)
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ class Outbox:
     order; ``due`` hands out its head, up to the first entry still waiting for
     its retry time, so a receiver sees entries in order and a failed batch
     holds back the entries behind it. ``done`` removes an entry, ``retry``
-    counts a failed attempt and schedules the next after :func:`backoff_ms`.
+    counts a failed attempt and schedules the next after :func:`retry_delay_ms`.
     Past ``max_size`` entries the oldest are dropped and counted in
     ``dropped``. Every write is one committed transaction (``synchronous=FULL``),
     so what ``put`` accepted survives a crash; ``batch()`` groups several into
@@ -180,7 +174,7 @@ class Outbox:
             if row is None:
                 return None
             attempts = row[0] + 1
-            next_attempt_ms = int(now_ms) + backoff_ms(attempts)
+            next_attempt_ms = int(now_ms) + retry_delay_ms(attempts)
             db.execute(
                 "UPDATE outbox SET attempts = ?, next_attempt_ms = ? WHERE id = ?", (attempts, next_attempt_ms, id)
             )

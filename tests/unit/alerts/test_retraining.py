@@ -27,7 +27,7 @@ from alerts.retraining import (
     QUEUED,
     STATUSES,
     RetrainingQueue,
-    backoff_ms,
+    retry_delay_ms,
 )
 
 HOUR_MS = 3_600_000
@@ -255,7 +255,7 @@ def test_a_failed_publish_is_retried_with_exponential_backoff(ledger):
 
 
 def test_backoff_doubles_from_two_seconds_up_to_ten_minutes():
-    assert [backoff_ms(n) for n in range(1, 12)] == [
+    assert [retry_delay_ms(n) for n in range(1, 12)] == [
         2_000,
         4_000,
         8_000,
@@ -268,7 +268,7 @@ def test_backoff_doubles_from_two_seconds_up_to_ten_minutes():
         600_000,
         600_000,
     ]
-    assert backoff_ms(1_000) == BACKOFF_MAX_MS
+    assert retry_delay_ms(1_000) == BACKOFF_MAX_MS
 
 
 @pytest.mark.parametrize("max_attempts", [3, MAX_ATTEMPTS])
@@ -284,7 +284,7 @@ def test_a_job_fails_after_max_attempts(ledger, max_attempts):
             delays.append(after.next_attempt_ms - now)
             now = after.next_attempt_ms
         assert len(publisher.calls) == max_attempts
-        assert delays == [backoff_ms(n) for n in range(1, max_attempts)]
+        assert delays == [retry_delay_ms(n) for n in range(1, max_attempts)]
         assert (after.attempts, after.next_attempt_ms) == (max_attempts, None)
         assert after.last_error.startswith("publish: ConnectionError")
         assert queue.deliver(now + 10 * BACKOFF_MAX_MS) == []

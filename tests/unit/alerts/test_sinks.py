@@ -14,7 +14,7 @@ import pytest
 from alerts.alert import Alert
 from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.log import LogSink
-from alerts.sinks.outbox import BACKOFF_MAX_MS, Outbox, backoff_ms
+from alerts.sinks.outbox import BACKOFF_MAX_MS, Outbox, retry_delay_ms
 from alerts.sinks.webhook import SIGNATURE_HEADER, WebhookSink
 from monitor.sources.embedded_broker import free_port
 
@@ -128,7 +128,7 @@ def test_outbox_backoff_doubles_from_one_second_to_five_minutes(outbox):
         assert [e.id for e in outbox.due("am", next_ms, limit=1)] == [entry.id]
         now = next_ms
     assert delays == [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000] + [BACKOFF_MAX_MS] * 3
-    assert [backoff_ms(n) for n in (1, 9, 10, 100)] == [1_000, 256_000, 300_000, 300_000]
+    assert [retry_delay_ms(n) for n in (1, 9, 10, 100)] == [1_000, 256_000, 300_000, 300_000]
     outbox.done(entry.id)
     assert outbox.retry(entry.id, now_ms=now) is None
 
