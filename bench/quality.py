@@ -41,7 +41,7 @@ from fairlearn.metrics import MetricFrame, selection_rate
 from detectors.fairness import FairnessStats
 from detectors.quality import QualityStats
 from monitor.config import parse_config
-from monitor.feedback import FEEDBACK_COLUMNS, FeedbackJoin
+from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin
 from monitor.pipeline import Pipeline
 from monitor.quality import QualitySuite
 from monitor.reference import Reference
@@ -154,16 +154,19 @@ def join_batches(batches: list[list[dict]]) -> list[tuple]:
 
 
 def run_join(prepared: list[tuple], window_size: int, warmup: int, ttl_ms: float, max_pending: int) -> FeedbackJoin:
-    columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS}
+    ids_columns = {name: Column(object, missing=None) for name in ID_COLUMNS}
+    columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS, **ids_columns}
     window, reference = Window(window_size, columns), Reference(warmup, columns)
     join = FeedbackJoin(ttl_ms, max_pending, warmup)
     empty = {name: np.full(BATCH, np.nan) for name in FEEDBACK_COLUMNS}
     for ids, feedback, times, latest_ms in prepared:
         batch = {"timestamp_ms": times, **{name: values[: len(times)] for name, values in empty.items()}}
+        batch.update(zip(ID_COLUMNS, (np.array(column, dtype=object) for column in zip(*ids))))
+        join.forget(window, len(times))
         first_row = window.n_appended
         window.append(batch)
         reference.offer(batch)
-        join.add_inference(ids, first_row, window, reference.rows)
+        join.add_inference(batch, first_row, window, reference.rows)
         join.add_feedback(feedback, window, reference.rows)
         join.expire(latest_ms)
     return join
