@@ -126,7 +126,7 @@ class Alerting:
             window, reference = _summaries(evaluation)
             job = self.retraining.request(model, model_alerts, window, reference, now_ms)
             if job is not None:
-                log.warning("queued retraining job %s for %s: %s", job.id, model, job.reason)
+                log.info("queued retraining job %s for %s: %s", job.id, model, job.reason)
 
     def _context(self, model: str, evaluation) -> dict[str, str]:
         context = {"window_events": str(evaluation.window_events)}

@@ -447,7 +447,7 @@ class RuleConfig(_Section):
 
 #: Annotations of a rule that sets none: what fired, and for a model what drifted and against what.
 _DEFAULT_ANNOTATIONS = {
-    "summary": "{alertname} on {model}: {metric} is {value} (threshold {threshold})",
+    "summary": "{alertname} on {model}: {metric} is {value:.3g} (threshold {threshold:.3g})",
     "description": "window {window_events} events, reference {reference_events} events; "
     "drifted features: {drifted_features}",
     "report": "{report_url}",

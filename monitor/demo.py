@@ -29,6 +29,7 @@ __all__ = ["CHAT_FEATURES", "Traffic", "run_demo"]
 
 TOPIC = "llm-events"
 DEAD_LETTER_TOPIC = "llm-events-dlq"
+RETRAINING_TOPIC = "driftwarden-retraining"
 REPORT_EVERY_S = 5.0
 
 
@@ -88,6 +89,21 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
                 "bias": {"attributes": ["segment.region"], "outcome": {"field": "prediction", "positive": "approve"}},
             }
         ],
+        "alerts": {
+            "rules": [
+                {"name": "DataDrift", "metric": "drift_share", "op": ">", "threshold": 0.2, "actions": ["retrain"]},
+                {
+                    "name": "Bias",
+                    "metric": "bias",
+                    "selector": {"metric": "disparate_impact_ratio"},
+                    "op": "<",
+                    "threshold": 0.7,  # below the four-fifths rule's 0.8: early, small windows are noisy
+                    "for": "10s",
+                    "actions": ["retrain"],
+                },
+            ]
+        },
+        "retraining": {"topic": RETRAINING_TOPIC, "cooldown": "1h"},
     }
 
 
@@ -195,24 +211,26 @@ def run_demo(
     stop = stop or threading.Event()
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="driftwarden-demo-") as state_dir:
         say(f"broker (Tansu) on {broker.bootstrap_servers}; state in {state_dir}")
-        create_topics({"bootstrap_servers": broker.bootstrap_servers}, {TOPIC: 3, DEAD_LETTER_TOPIC: 1})
+        topics = {TOPIC: 3, DEAD_LETTER_TOPIC: 1, RETRAINING_TOPIC: 1}
+        create_topics({"bootstrap_servers": broker.bootstrap_servers}, topics)
         daemon = Daemon(parse_config(demo_config(broker.bootstrap_servers, port, state_dir)))
         daemon_thread = threading.Thread(target=daemon.run, name="daemon")
         daemon_thread.start()
         traffic = Traffic(broker.bootstrap_servers, rate, regress_at_s).start()
         say(f"metrics at {daemon.metrics_url} (also /healthz, /readyz); {rate:g} calls/s; Ctrl-C stops")
         started = time.monotonic()
-        announced = False
+        told = False  # that the regression was injected
         first_p95_ms: dict[str, float] = {}
+        announced: set[str] = set()  # retraining jobs already printed
         try:
             while not stop.wait(REPORT_EVERY_S):
-                if traffic.regressed.is_set() and not announced:
+                if traffic.regressed.is_set() and not told:
                     say(
                         "injected: support-bot latency x2.5, errors 1% -> 8%, its topics and input tokens drift; "
                         "loan-approver approves 20% of the south region instead of 60%"
                     )
-                    announced = True
-                _report(daemon, time.monotonic() - started, first_p95_ms, traffic.regressed.is_set(), say)
+                    told = True
+                _report(daemon, time.monotonic() - started, first_p95_ms, traffic.regressed.is_set(), announced, say)
                 if duration_s is not None and time.monotonic() - started >= duration_s:
                     break
         finally:
@@ -244,7 +262,12 @@ def _quality_lines(name: str, result) -> list[str]:
 
 
 def _report(
-    daemon: Daemon, elapsed_s: float, first_p95_ms: dict[str, float], regressed: bool, say: Callable[[str], None]
+    daemon: Daemon,
+    elapsed_s: float,
+    first_p95_ms: dict[str, float],
+    regressed: bool,
+    announced: set[str],
+    say: Callable[[str], None],
 ) -> None:
     """One line per model; a p95 half as high again as the model's first one (from before the
     regression) is pointed out."""
@@ -272,4 +295,9 @@ def _report(
     rejected = sum(pipeline.n_invalid.values())
     if rejected:
         lines.append(f"  {rejected} malformed messages counted and sent to {DEAD_LETTER_TOPIC}")
+    queue = daemon.alerting.retraining
+    for job in reversed(queue.jobs() if queue is not None else []):
+        if job.id not in announced:
+            announced.add(job.id)
+            lines.append(f"  queued retraining job {job.id[:12]} for {job.model} ({RETRAINING_TOPIC}): {job.reason}")
     say("\n".join(lines))

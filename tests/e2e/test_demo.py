@@ -25,6 +25,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
         wait_for(lambda: "<- p95" in log_path.read_text(), 60, "the demo to point out support-bot's slower p95")
         wait_for(lambda: DRIFTED.search(log_path.read_text()), 30, "the demo to point out support-bot's drift")
         wait_for(lambda: "biased by segment.region" in log_path.read_text(), 45, "the demo to point out the bias")
+        wait_for(lambda: "queued retraining job" in log_path.read_text(), 30, "the demo to queue a retraining job")
         status, body = http_get(url)
         assert status == 200
         samples = {
@@ -50,6 +51,8 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     biased = r"loan-approver +biased by segment\.region: disparate impact 0\.\d+ < 0\.8 \(approval .*south"
     assert re.search(biased, output)
     assert re.search(r"loan-approver +accuracy 0\.\d\d on \d+% labelled, estimated 0\.\d\d", output)
+    jobs = re.findall(r"queued retraining job \w+ for ([\w-]+) \(driftwarden-retraining\): (\w+)", output)
+    assert ("support-bot", "DataDrift") in jobs and len(jobs) == len(set(jobs))  # each job is told once
     assert "Traceback" not in output
     assert "stopped:" in output
     assert http_get(url)[0] == 0  # nothing serves any more: broker, daemon and server are gone
