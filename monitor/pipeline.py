@@ -148,7 +148,9 @@ class Pipeline:
                 if state.reference.complete and not suites[state.name].fitted
             }
             labelled = {  # what the accuracy estimate is calibrated on: labels keep arriving
-                state.name: state.reference.rows.view(names=_CALIBRATION) for state in self.states
+                state.name: state.reference.rows.view(names=_CALIBRATION)
+                for state in self.states
+                if self._quality_suite(state.name).calibrates
             }
             categories = {
                 state.name: {name: list(vocabulary.values) for name, vocabulary in state.categories.items()}
@@ -166,7 +168,7 @@ class Pipeline:
                 if suite.fitted:
                     drift = suite.score(view, now_ms)
                 quality = self._quality_suite(name).evaluate(
-                    view, labelled[name], categories[name].pop("prediction"), categories[name]
+                    view, labelled.get(name), categories[name].pop("prediction"), categories[name]
                 )
             evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality)
         self.evaluations = evaluations

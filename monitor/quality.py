@@ -59,6 +59,11 @@ class QualitySuite:
         responses = [feature.name for feature in model.features if (feature.kind, feature.path) == ("text", "response")]
         self._response = f"feature.{responses[0]}" if responses else None  # its descriptors tell refusals
 
+    @property
+    def calibrates(self) -> bool:
+        """Whether the accuracy estimate is on, and so needs the reference's labelled rows."""
+        return self._estimator is not None
+
     def evaluate(
         self,
         window: dict[str, np.ndarray],
