@@ -113,14 +113,15 @@ class Traffic:
     At ``regress_at_s`` support-bot regresses: slower, more errors, and its
     traffic drifts (most questions are now about returns, and they carry more input tokens);
     and loan-approver turns biased: it approves far fewer calls from the south region.
-    Half of loan-approver's calls get a label right after the call.
+    Half of loan-approver's calls get a label right after the call; a tenth of the chat calls
+    get a user's rating and an LLM judge's score, both worse once support-bot has regressed.
     """
 
-    def __init__(self, bootstrap_servers: str, rate: float, regress_at_s: float, seed: int = 7):
+    def __init__(self, bootstrap_servers: str, rate: float, regress_at_s: float, seed: int = 7, topic: str = TOPIC):
         self.rate = rate
         self.regress_at_s = regress_at_s
-        self.producer = EventProducer(bootstrap_servers, TOPIC, send_text=True)
-        self._malformed = KafkaSink({"bootstrap_servers": bootstrap_servers}, TOPIC)
+        self.producer = EventProducer(bootstrap_servers, topic, send_text=True)
+        self._malformed = KafkaSink({"bootstrap_servers": bootstrap_servers}, topic)
         self._rng = np.random.default_rng(seed)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
@@ -163,8 +164,9 @@ class Traffic:
         latency_ms = float(model.median_latency_ms * rng.lognormal(0.0, 0.35) * (2.5 if regressed else 1.0))
         failed = rng.random() < (0.08 if regressed else model.error_rate)
         topic = TOPICS[int(rng.choice(len(TOPICS), p=DRIFTED_TOPIC_SHARES if regressed else None))]
+        request_id = f"demo-{number}"
         self.producer.inference(
-            request_id=f"demo-{number}",
+            request_id=request_id,
             model=model.name,
             operation="chat",
             latency_ms=round(latency_ms, 1),
@@ -177,6 +179,12 @@ class Traffic:
             features={"topic": topic},
             segment={"locale": LOCALES[int(rng.integers(len(LOCALES)))]},
         )
+        if rng.random() < 0.1:
+            helpful = not failed and rng.random() < (0.5 if regressed else 0.85)
+            judge_score = round(float(rng.beta(8, 2) if helpful else rng.beta(2, 5)), 3)
+            self.producer.feedback(
+                request_id=request_id, model=model.name, rating=1 if helpful else -1, judge_score=judge_score
+            )
 
     def _decide(self, model: _Model, number: int) -> None:
         """A classifier-like call: approve or deny, with a confidence and (often) a label later."""
