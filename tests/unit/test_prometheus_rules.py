@@ -19,11 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.alerting import Alerting, AlertsCollector
 from monitor.config import parse_config
 from monitor.exporter import ConsumerLagCollector, build_registry
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
 from tests.components import require
+from tests.dashboards import as_prometheus_sees_it, dashboards, queries
+from tests.promql import selectors
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "dashboards" / "prometheus"
@@ -32,17 +35,14 @@ ALERTS = RULES / "alerts.yaml"
 TEST_FILES = sorted((RULES / "tests").glob("*.yaml"))
 
 #: Series that Prometheus makes itself rather than scrapes from driftwarden.
-PROMETHEUS_OWN = {"up"}
-#: Target labels Prometheus adds to every scraped series.
-TARGET_LABELS = {"job", "instance"}
+PROMETHEUS_OWN = {"up", "ALERTS"}
+#: Labels of Prometheus' ALERTS series: its own, and those of the alerting rules' results.
+ALERTS_LABELS = {"alertname", "alertstate", "severity", "model", "feature", "metric", "attribute", "topic"}
+#: Target labels Prometheus adds to scraped series (`pod`: the Prometheus Operator's ServiceMonitor).
+TARGET_LABELS = {"job", "instance", "pod"}
 SEVERITIES = {"critical", "warning", "info"}
 #: Alerts about the daemon or Prometheus rather than one model: no `model` label to name.
 NOT_PER_MODEL = {"DriftwardenInvalidEvents", "DriftwardenConsumerLag", "DriftwardenDown", "DriftwardenAbsent"}
-KEYWORDS = {
-    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "inf", "nan",
-}  # fmt: skip
-
 # --- the rules as data ------------------------------------------------------------------------------------------
 
 
@@ -60,48 +60,6 @@ def _recorded() -> set[str]:
 
 def _unit_tests() -> list[tuple[Path, dict]]:
     return [(path, yaml.safe_load(path.read_text())) for path in TEST_FILES]
-
-
-_TOKEN = re.compile(
-    r"""
-      (?P<comment>\#[^\n]*)
-    | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
-    | (?P<grouping>(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\))
-    | (?P<range>\[[^\]]*\])
-    | (?P<selector>(?P<name>[a-zA-Z_:][\w:]*)?\s*\{(?P<matchers>[^}]*)\})
-    | (?P<number>(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)[a-z]*)
-    | (?P<word>[a-zA-Z_:][\w:]*)
-    | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-#: What follows a function or an aggregation's name: its arguments, or first its grouping clause.
-_CALL = re.compile(r"\s*(?:\(|(?:by|without)\s*\()")
-_MATCHER = re.compile(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
-
-
-def selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
-    """The vector selectors of a PromQL expression: (metric name, [(label, op, value), ...]).
-
-    A small tokenizer, enough for rule files: strings, comments, grouping clauses (``by (...)``), ranges and
-    numbers with units are skipped; a word followed by ``(`` is a function or an aggregation.
-
-    >>> selectors('sum without (instance) (rate(foo_total{a="x", b=~"y|z"}[5m])) > 0.5 and on (job) bar offset 1d')
-    [('foo_total', [('a', '=', 'x'), ('b', '=~', 'y|z')]), ('bar', [])]
-    """
-    found = []
-    for match in _TOKEN.finditer(expr):
-        if match["selector"] is not None:
-            text = match["matchers"]
-            read = "".join(matcher.group(0) for matcher in _MATCHER.finditer(text))
-            assert read.strip() == text.strip(), f"cannot read the matchers {text!r} in {expr!r}"
-            found.append((match["name"] or "", _MATCHER.findall(text)))
-        elif match["word"] is not None:
-            word = match["word"]
-            if word.lower() in KEYWORDS or _CALL.match(expr, match.end()):
-                continue
-            found.append((word, []))
-    return found
 
 
 # --- what the daemon exports -------------------------------------------------------------------------------------
@@ -130,18 +88,19 @@ def _traffic() -> list[Record]:
             "prediction": prediction,
             "score": score,
             "segment": {"region": region, "locale": "de" if drifted else "en"},
+            "response": json.dumps({"decision": prediction}) if i % 5 else "",
         }
         if i % 17 == 0:
             call["error"] = "Timeout"
         events.append(call)
         feedback = {"type": "feedback", "request_id": f"r{i}", "timestamp": T0 + i + 0.5, "model": "loans"}
-        events.append({**feedback, "label": label})
+        events.append({**feedback, "label": label, "rating": rng.choice((-1, 1)), "judge_score": rng.random()})
     values = [json.dumps(event).encode() for event in events] + [b"not json"]
     return [Record(value, "llm-events", 0, offset) for offset, value in enumerate(values)]
 
 
 @pytest.fixture(scope="module")
-def exported() -> dict[str, dict[str, set[str]]]:
+def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     """Every series name the daemon exports, with each label it carries and the values seen in one run."""
     config = parse_config(
         {
@@ -153,8 +112,9 @@ def exported() -> dict[str, dict[str, set[str]]]:
                     "features": [
                         {"name": "input_tokens", "kind": "numeric"},
                         {"name": "locale", "kind": "categorical", "path": "segment.locale"},
+                        {"name": "response", "kind": "text"},
                     ],
-                    "quality": {"positive": "approve", "label_ttl": "1h"},
+                    "quality": {"positive": "approve", "label_ttl": "1h", "json_response": True},
                     "bias": {
                         "attributes": ["segment.region"],
                         "outcome": {"field": "prediction", "positive": "approve"},
@@ -162,6 +122,13 @@ def exported() -> dict[str, dict[str, set[str]]]:
                     },
                 }
             ],
+            "alerts": {
+                "rules": [
+                    {"name": "DataDrift", "metric": "drift_share", "op": ">", "threshold": 0.1, "actions": ["retrain"]}
+                ]
+            },
+            "retraining": {"topic": "driftwarden-retraining"},
+            "state": {"dir": str(tmp_path_factory.mktemp("state"))},
         }
     )
     pipeline = Pipeline(config)
@@ -169,8 +136,10 @@ def exported() -> dict[str, dict[str, set[str]]]:
     for start in range(0, len(records), 7):  # batches as a consumer's polls bring them
         pipeline.apply(records[start : start + 7])
     pipeline.evaluate(pipeline.watermark_ms)
-    # `driftwarden run` registers the consumer lag beside the pipeline's collector (monitor/daemon.py).
-    registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("llm-events", 0): 3}))
+    # `driftwarden run` registers the consumer lag and the alerts beside the pipeline's collector (monitor/daemon.py).
+    alerting = Alerting(config, lambda: registry.collect())
+    registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("llm-events", 0): 3}), AlertsCollector(alerting))
+    alerting.tick(pipeline, pipeline.watermark_ms)
 
     series: dict[str, dict[str, set[str]]] = {}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
@@ -185,7 +154,9 @@ def exported() -> dict[str, dict[str, set[str]]]:
     assert {"accuracy", "estimated_accuracy"} <= series["driftwarden_quality"]["metric"]
     assert "disparate_impact_ratio" in series["driftwarden_bias"]["metric"]
     assert series["driftwarden_drift_share"]["model"] == {"loans"}
-    assert series["driftwarden_drift_detected"]["feature"] == {"input_tokens", "locale"}
+    assert {"input_tokens", "locale", "response.is_refusal"} <= series["driftwarden_drift_detected"]["feature"]
+    assert series["driftwarden_alerts_firing"]["alertname"] == {"DataDrift"}
+    assert series["driftwarden_retraining_jobs_total"]["model"] == {"loans"}
     return series
 
 
@@ -291,13 +262,20 @@ def test_every_recording_rule_is_evaluated_by_a_test():
 # --- the rules read what the daemon exports ------------------------------------------------------------------------
 
 
-def _rule_expressions() -> list[tuple[str, str]]:
-    return [(rule.get("record") or rule["alert"], rule["expr"]) for rule in _rules(RECORDING) + _alerts()]
+def _expressions() -> list[tuple[str, str]]:
+    """Every expression Prometheus evaluates for driftwarden: the rules, and the dashboards' panel queries."""
+    rules = [(rule.get("record") or rule["alert"], rule["expr"]) for rule in _rules(RECORDING) + _alerts()]
+    panels = [
+        (f"{name}: {panel}", as_prometheus_sees_it(expr))
+        for name, dashboard in dashboards().items()
+        for panel, expr in queries(dashboard)
+    ]
+    return rules + panels
 
 
 def test_the_selector_reader_sees_every_metric():
     """Guard for the tokenizer: each rule reads at least one series, and no rule hides a name it missed."""
-    for name, expr in _rule_expressions():
+    for name, expr in _expressions():
         found = selectors(expr)
         assert found, name
         assert all(re.fullmatch(r"[a-zA-Z_:][\w:]*", metric) for metric, _ in found), (name, found)
@@ -305,7 +283,7 @@ def test_the_selector_reader_sees_every_metric():
 
 def test_rules_read_only_metrics_the_daemon_exports(exported):
     recorded = _recorded()
-    for rule, expr in _rule_expressions():
+    for rule, expr in _expressions():
         for metric, matchers in selectors(expr):
             if ":" in metric:
                 assert metric in recorded, f"{rule} reads {metric}, which no recording rule records"
@@ -324,13 +302,15 @@ def test_rules_read_only_metrics_the_daemon_exports(exported):
 def test_grouping_labels_are_labels_of_the_series(exported):
     """``by``/``without``/``on``/``ignoring`` name labels that the rule's raw series (or Prometheus) carry."""
     grouping = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
-    for rule, expr in _rule_expressions():
+    for rule, expr in _expressions():
         carried = set(TARGET_LABELS)
         for metric, _ in selectors(expr):
             if metric in exported:
                 carried |= set(exported[metric])
             elif ":" in metric:
                 carried |= _labels_of_recorded(metric, exported)
+            elif metric == "ALERTS":
+                carried |= ALERTS_LABELS
         for clause in grouping.findall(expr):
             for label in filter(None, (part.strip() for part in clause.split(","))):
                 assert label in carried, f"{rule} groups by {label!r}, which none of its series carries"
