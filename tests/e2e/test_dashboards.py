@@ -1,0 +1,137 @@
+"""Every dashboard panel and every Prometheus rule, evaluated by a real Prometheus that scrapes the daemon.
+
+The demo's traffic (:class:`monitor.demo.Traffic`: four models, support-bot's latency regression, errors and
+drift, loan-approver's bias, labels, ratings and judge scores, malformed messages) goes through the session
+broker to ``driftwarden run`` with the demo's config, whose alert rules queue retraining jobs. A real
+Prometheus, loaded with ``dashboards/prometheus/recording.yaml`` and ``alerts.yaml``, scrapes the daemon
+every second. Once Prometheus holds what the regression brings (a drifted feature, a firing rule, a
+retraining job, a detected change), every query is evaluated through Prometheus' HTTP API, as Grafana
+would send it on "All" jobs and models, and must parse and return data:
+
+- every target of every panel of every dashboard in ``dashboards/grafana``, and every variable's values;
+- every recording rule's expression, and the series it records;
+- every alerting rule's expression with its comparisons made ``bool`` (``x > 0.3`` -> ``x > bool 0.3``),
+  which returns the compared series whether or not the alert's condition holds; and since the scenario
+  breaks the model, the alerts about it are pending or firing in Prometheus itself.
+
+Two alerting rules cannot return data here, by construction: ``DriftwardenAbsent`` (``absent()`` is empty
+while a target is scraped; its selector must return data instead) and ``DriftwardenLatencyP95Regression``
+(it compares with a day ago: its operand without the ``offset`` must return data). promtool's unit tests
+(``tests/unit/test_prometheus_rules.py``) show both firing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import uuid
+from functools import partial
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitor.demo import RETRAINING_TOPIC, Traffic, demo_config
+from monitor.sources.embedded_broker import free_port
+from monitor.sources.kafka import create_topics
+from tests.components import DaemonProcess, Prometheus, http_get, wait_for
+from tests.dashboards import as_prometheus_sees_it, dashboards, queries, variable_queries
+
+RULES = Path(__file__).resolve().parents[2] / "dashboards" / "prometheus"
+RULE_FILES = [RULES / "recording.yaml", RULES / "alerts.yaml"]
+RATE = 300.0  # calls a second
+REGRESS_AT_S = 12.0  # after every model's warm-up reference (500 calls each) has filled
+#: What the regression brings, once Prometheus holds all of it.
+REGRESSED = {
+    "a drifted feature": "driftwarden_drift_detected == 1",
+    "a firing rule of the daemon": "driftwarden_alerts_firing > 0",
+    "a queued retraining job": 'driftwarden_retraining_jobs_total{status="queued"} > 0',
+    "a detected change": "driftwarden_changes_total > 0",
+    "the four-fifths rule broken": 'driftwarden_bias{metric="disparate_impact_ratio"} < 0.8',
+    "an invalid event": "driftwarden_events_invalid_total > 0",
+}
+_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
+
+
+def _rules(path: Path) -> list[dict]:
+    return [rule for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def prometheus(kafka_broker, tmp_path_factory):
+    """Prometheus scraping a daemon that has consumed the demo's traffic through the regression."""
+    directory = tmp_path_factory.mktemp("dashboards")
+    topic = f"dashboards-{uuid.uuid4().hex[:8]}"
+    topics = {topic: 3, f"{topic}-dlq": 1, RETRAINING_TOPIC: 1}
+    create_topics({"bootstrap_servers": kafka_broker.bootstrap_servers}, topics)
+    config = demo_config(kafka_broker.bootstrap_servers, free_port(), str(directory / "state"))
+    config["kafka"].update(topics=[topic], group_id=f"{topic}-group", dead_letter_topic=f"{topic}-dlq")
+    config["windows"]["evaluate_every"] = "1s"
+    for part in ("daemon", "prometheus"):
+        (directory / part).mkdir()
+    daemon = DaemonProcess(config, directory / "daemon")
+    traffic = server = None
+    try:
+        daemon.start()
+        server = Prometheus([f"127.0.0.1:{daemon.port}"], directory / "prometheus", RULE_FILES)
+        traffic = Traffic(kafka_broker.bootstrap_servers, RATE, REGRESS_AT_S, topic=topic).start()
+        for what, expression in REGRESSED.items():
+            wait_for(partial(server.query, expression), 120, f"Prometheus to hold {what} ({expression})", every_s=1)
+        yield server
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        if server is not None:
+            server.stop()
+        daemon.close()
+        assert "Traceback" not in daemon.log(), daemon.log()
+
+
+PANELS = [(name, panel, expr) for name, dashboard in dashboards().items() for panel, expr in queries(dashboard)]
+
+
+@pytest.mark.parametrize(("dashboard", "panel", "expr"), PANELS, ids=[f"{n}: {p}" for n, p, _ in PANELS])
+def test_every_panel_query_returns_data(prometheus, dashboard, panel, expr):
+    assert prometheus.query(as_prometheus_sees_it(expr)), f"{dashboard}, panel {panel!r} would be empty: {expr}"
+
+
+def test_every_variable_has_values(prometheus):
+    for name, dashboard in dashboards().items():
+        for variable, selector, label in variable_queries(dashboard):
+            match = urllib.parse.urlencode({"match[]": as_prometheus_sees_it(selector)})
+            status, body = http_get(f"{prometheus.url}/api/v1/label/{label}/values?{match}")
+            values = json.loads(body)["data"]
+            assert status == 200 and values, f"{name}: ${variable} has no values ({selector})"
+
+
+@pytest.mark.parametrize("rule", _rules(RULE_FILES[0]), ids=lambda rule: rule["record"])
+def test_every_recording_rule_returns_data(prometheus, rule):
+    assert prometheus.query(rule["expr"]), f"{rule['record']}: {rule['expr']} is empty"
+    assert prometheus.query(rule["record"]), f"Prometheus recorded nothing as {rule['record']}"
+
+
+NEVER_HERE = {
+    "DriftwardenAbsent": lambda expr: expr.removeprefix("absent(").removesuffix(")"),
+    "DriftwardenLatencyP95Regression": lambda expr: re.sub(r"\s*offset 1d", "", expr),
+}
+
+
+@pytest.mark.parametrize("rule", _rules(RULE_FILES[1]), ids=lambda rule: rule["alert"])
+def test_every_alerting_rule_returns_data(prometheus, rule):
+    expr = rule["expr"].strip()
+    if rule["alert"] in NEVER_HERE:
+        assert not prometheus.query(expr), f"{rule['alert']} holds while the daemon is scraped"
+        expr = NEVER_HERE[rule["alert"]](expr)
+    compared = _COMPARISON.sub(r"\1 bool", expr)
+    assert prometheus.query(compared), f"{rule['alert']}: {compared} is empty"
+
+
+def test_the_alerts_about_the_broken_models_are_active_in_prometheus(prometheus):
+    """Pending or firing: Prometheus evaluates the rules a moment after each scrape."""
+    expected = {"DriftwardenFeatureDrift", "DriftwardenBias", "DriftwardenChangeDetected"}
+
+    def active() -> set[str]:
+        return {sample["metric"]["alertname"] for sample in prometheus.query('ALERTS{alertname=~"Driftwarden.*"}')}
+
+    wait_for(lambda: expected <= active(), 30, f"{sorted(expected)} among the active alerts", every_s=1)
