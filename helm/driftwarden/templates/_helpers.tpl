@@ -1,0 +1,93 @@
+{{/* The chart's name, for the app.kubernetes.io/name label. */}}
+{{- define "driftwarden.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's resource name: the release name, with the chart's name added unless it has it. */}}
+{{- define "driftwarden.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "driftwarden.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "driftwarden.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "driftwarden.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "driftwarden.labels" -}}
+helm.sh/chart: {{ include "driftwarden.chart" . }}
+{{ include "driftwarden.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: driftwarden
+{{- end }}
+
+{{- define "driftwarden.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "driftwarden.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "driftwarden.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the daemon's files live in the container. */}}
+{{- define "driftwarden.configDir" -}}/etc/driftwarden{{- end }}
+{{- define "driftwarden.stateDir" -}}/var/lib/driftwarden{{- end }}
+{{- define "driftwarden.tlsDir" -}}kafka-tls{{- end }}
+
+{{/*
+The daemon's config.yaml: .Values.config with the keys the chart owns set over it (a deep merge,
+so the user's other server, state and kafka keys stay).
+*/}}
+{{- define "driftwarden.config" -}}
+{{- $forced := dict
+      "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port))
+      "state" (dict "dir" (include "driftwarden.stateDir" .)) }}
+{{- if .Values.kafka.tls.enabled }}
+{{- $tls := printf "%s/%s" (include "driftwarden.configDir" .) (include "driftwarden.tlsDir" .) }}
+{{- $kafka := dict "ssl_cafile" (printf "%s/ca.crt" $tls) }}
+{{- if .Values.kafka.tls.clientCertificate }}
+{{- $_ := set $kafka "ssl_certfile" (printf "%s/tls.crt" $tls) }}
+{{- $_ := set $kafka "ssl_keyfile" (printf "%s/tls.key" $tls) }}
+{{- end }}
+{{- $_ := set $forced "kafka" $kafka }}
+{{- end }}
+{{- mustMergeOverwrite (deepCopy (.Values.config | default dict)) $forced | toYaml }}
+{{- end }}
+
+{{/* Settings that cannot work together fail the render with the reason. */}}
+{{- define "driftwarden.validate" -}}
+{{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
+{{- fail (printf "persistence.enabled with replicaCount %d: a ReadWriteOnce volume holds one daemon's state (checkpoints with their Kafka offsets, the alert outbox, the job ledger) and two daemons must never share it. Use replicaCount 1 with persistence, or persistence.enabled=false (an emptyDir per replica) to scale out." (int .Values.replicaCount)) }}
+{{- end }}
+{{- $protocol := (.Values.config.kafka | default dict).security_protocol | default "PLAINTEXT" }}
+{{- if and .Values.kafka.tls.enabled (not (has $protocol (list "SSL" "SASL_SSL"))) }}
+{{- fail (printf "kafka.tls.enabled needs config.kafka.security_protocol SSL or SASL_SSL (got %s): the certificates would not be used." $protocol) }}
+{{- end }}
+{{- if and .Values.kafka.tls.enabled (not .Values.kafka.tls.existingSecret) }}
+{{- fail "kafka.tls.enabled needs kafka.tls.existingSecret: the Secret holding ca.crt (and tls.crt, tls.key)." }}
+{{- end }}
+{{- if and .Values.kafka.sasl.existingSecret (not (hasPrefix "SASL_" $protocol)) }}
+{{- fail (printf "kafka.sasl.existingSecret needs config.kafka.security_protocol SASL_PLAINTEXT or SASL_SSL (got %s): the password would not be used." $protocol) }}
+{{- end }}
+{{- end }}
