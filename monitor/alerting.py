@@ -55,6 +55,7 @@ class Alerting:
         self.lock = threading.Lock()
         self.sinks: dict[str, object] = {}
         self.retraining: RetrainingQueue | None = None
+        self.evaluated_models: set[str] = set()  # their retraining counters start at 0, so increase() sees a first job
         if deliver:
             self._open(publish)
 
@@ -119,6 +120,8 @@ class Alerting:
             self.engine.restore(snapshot)
 
     def _retrain(self, alerts: list[Alert], pipeline: Pipeline, now_ms: float) -> None:
+        with self.lock:
+            self.evaluated_models.update(pipeline.evaluations)
         firing: dict[str, list[Alert]] = {}
         for alert in alerts:
             if alert.state == "firing" and "retrain" in alert.actions:
@@ -164,7 +167,11 @@ def _summaries(evaluation) -> tuple[dict, dict]:
 
 
 class AlertsCollector:
-    """``driftwarden_alerts_firing`` from the rule engine and ``driftwarden_retraining_jobs_total`` from the ledger."""
+    """``driftwarden_alerts_firing`` from the rule engine and ``driftwarden_retraining_jobs_total`` from the ledger.
+
+    Every status of every evaluated model is yielded, 0 until a job reaches it: a counter born at 1
+    would hide its first job from ``increase()``.
+    """
 
     def __init__(self, alerting: Alerting):
         self.alerting = alerting
@@ -183,8 +190,12 @@ class AlertsCollector:
             labels=["model", "status"],
         )
         if self.alerting.retraining is not None:
-            for (model, status), count in sorted(_reached(self.alerting.retraining.counts()).items()):
-                jobs.add_metric([model, status], count)
+            reached = _reached(self.alerting.retraining.counts())
+            with self.alerting.lock:
+                models = self.alerting.evaluated_models | {model for model, _ in reached}
+            for model in sorted(models):
+                for status in _REACHED:
+                    jobs.add_metric([model, status], reached.get((model, status), 0))
         return [firing, jobs]
 
 

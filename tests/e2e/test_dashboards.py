@@ -78,6 +78,9 @@ def prometheus(kafka_broker, tmp_path_factory):
         traffic = Traffic(kafka_broker.bootstrap_servers, RATE, REGRESS_AT_S, topic=topic).start()
         for what, expression in REGRESSED.items():
             wait_for(partial(server.query, expression), 120, f"Prometheus to hold {what} ({expression})", every_s=1)
+        # Two more scrapes: a series born in the last one needs a second sample for rate() and increase().
+        scraped_at = _last_scrape_s(server)
+        wait_for(lambda: _last_scrape_s(server) >= scraped_at + 2, 10, "two more scrapes", every_s=0.5)
         yield server
     finally:
         if traffic is not None:
@@ -86,6 +89,11 @@ def prometheus(kafka_broker, tmp_path_factory):
             server.stop()
         daemon.close()
         assert "Traceback" not in daemon.log(), daemon.log()
+
+
+def _last_scrape_s(prometheus: Prometheus) -> float:
+    [sample] = prometheus.query("timestamp(up)")
+    return float(sample["value"][1])
 
 
 PANELS = [(name, panel, expr) for name, dashboard in dashboards().items() for panel, expr in queries(dashboard)]
