@@ -155,8 +155,8 @@ class ModelState:
         n = len(inference)
         predictions = _field(inference, "prediction")
         columns = {
-            "request_id": np.array(_field(inference, "request_id"), dtype=object),
-            "response_id": np.array(_field(inference, "response_id"), dtype=object),
+            # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
+            **{name: np.fromiter(_field(inference, name), dtype=object, count=n) for name in ID_COLUMNS},
             "prediction": (
                 np.full(n, np.nan)
                 if predictions.count(None) == n
