@@ -119,8 +119,9 @@ class TextDescriptors:
 
     def describe(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
         """Every descriptor of every text, as ``{name: float64 array}`` in ``names`` order."""
-        missing = np.array([text is None for text in texts]) if None in texts else None
-        if missing is not None:
+        missing = None
+        if None in texts:  # texts not sent
+            missing = np.array([text is None for text in texts])
             texts = [text or "" for text in texts]
         lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         # One string for the batch, every text between separators; text i and the separator after it
@@ -156,7 +157,9 @@ class TextDescriptors:
                 else np.zeros(len(texts))
             ),
             "has_email": (
-                ["@" in text and _EMAIL.search(text) is not None for text in texts] if at_signs else np.zeros(len(texts))
+                ["@" in text and _EMAIL.search(text) is not None for text in texts]
+                if at_signs
+                else np.zeros(len(texts))
             ),
             "is_empty": n_words == 0,
         }
