@@ -26,6 +26,7 @@ import time
 
 from hot_path import CONFIG, realistic_events
 from kafka import KafkaConsumer, TopicPartition
+from threadpoolctl import threadpool_limits
 
 from monitor.config import parse_config
 from monitor.daemon import Daemon
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bootstrap", help="an existing broker; default: start the embedded one")
     arguments = parser.parse_args()
+    threadpool_limits(limits=1)  # as `driftwarden run` does: BLAS threads spinning after each tick take cores
     values = realistic_events(arguments.events)
     with contextlib.ExitStack() as stack:
         bootstrap = arguments.bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap_servers

@@ -93,7 +93,10 @@ class FeedbackJoin:
         first_row = window.n_appended - len(window)
         rows = self._rows
         for column in ID_COLUMNS:
-            for row, key in enumerate(oldest[column].tolist(), start=first_row):
+            keys = oldest[column].tolist()
+            if keys.count(None) == len(keys):  # response ids are often not sent
+                continue
+            for row, key in enumerate(keys, start=first_row):
                 if key is not None and rows.get(key) == row:  # not since reused by a newer call
                     del rows[key]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -100,8 +101,10 @@ class ModelState:
 
     def ingest(self, events: list[dict]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
-        inference = [event for event in events if event["type"] == "inference"]
-        feedback = [event for event in events if event["type"] == "feedback"]
+        inference, feedback = events, []
+        if "feedback" in _field(events, "type"):
+            inference = [event for event in events if event["type"] == "inference"]
+            feedback = [event for event in events if event["type"] == "feedback"]
         self.n_events["feedback"] += len(feedback)
         if inference:
             self._ingest_inference(inference)
@@ -116,15 +119,15 @@ class ModelState:
                 self.window,
                 self.reference.rows,
             )
-        self.join.expire(max(event["timestamp_ms"] for event in events))
+        self.join.expire(max(_field(events, "timestamp_ms")))
 
     def _ingest_inference(self, inference: list[dict]) -> None:
         self.n_events["inference"] += len(inference)
-        self.n_tokens["input"] += sum([event.get("input_tokens") or 0 for event in inference])
-        self.n_tokens["output"] += sum([event.get("output_tokens") or 0 for event in inference])
+        self.n_tokens["input"] += sum(filter(None, _field(inference, "input_tokens")))
+        self.n_tokens["output"] += sum(filter(None, _field(inference, "output_tokens")))
         batch = self._batch(inference)
         self.latency.observe(batch["latency_ms"])
-        self.ttft.observe(np.array([event.get("ttft_ms") for event in inference], dtype=np.float64))
+        self.ttft.observe(np.array(_field(inference, "ttft_ms"), dtype=np.float64))
         self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
@@ -136,8 +139,8 @@ class ModelState:
     def _batch(self, inference: list[dict]) -> dict[str, np.ndarray]:
         """The window's columns for a batch of inference events."""
         batch = {
-            "timestamp_ms": np.array([event["timestamp_ms"] for event in inference], dtype=np.float64),
-            "latency_ms": np.array([event.get("latency_ms") for event in inference], dtype=np.float64),
+            "timestamp_ms": np.array(_field(inference, "timestamp_ms"), dtype=np.float64),
+            "latency_ms": np.array(_field(inference, "latency_ms"), dtype=np.float64),
             "failed": np.array([event.get("error") is not None for event in inference], dtype=np.bool_),
         }
         containers: dict[str, list[dict]] = {}  # each event's "features" or "segment", looked up once
@@ -150,17 +153,17 @@ class ModelState:
         """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
         model = self.model
         n = len(inference)
-        predictions = [event.get("prediction") for event in inference]
+        predictions = _field(inference, "prediction")
         columns = {
-            "request_id": np.array([event.get("request_id") for event in inference], dtype=object),
-            "response_id": np.array([event.get("response_id") for event in inference], dtype=object),
+            # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
+            **{name: np.fromiter(_field(inference, name), dtype=object, count=n) for name in ID_COLUMNS},
             "prediction": (
                 np.full(n, np.nan)
                 if predictions.count(None) == n
                 else np.array([self._encode_label(value) for value in predictions], dtype=np.float64)
             ),
-            "score": np.array([event.get("score") for event in inference], dtype=np.float64),
-            "content_filter": np.array([event.get("finish_reason") == "content_filter" for event in inference]),
+            "score": np.array(_field(inference, "score"), dtype=np.float64),
+            "content_filter": np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
@@ -342,10 +345,15 @@ def _values(events: list[dict], path: str, containers: dict[str, list[dict]]) ->
     """
     head, _, key = path.partition(".")
     if not key:
-        return [event.get(head) for event in events]
+        return _field(events, head)
     if head not in containers:
-        containers[head] = [event.get(head) or _EMPTY for event in events]
-    return [container.get(key) for container in containers[head]]
+        containers[head] = [container or _EMPTY for container in _field(events, head)]
+    return _field(containers[head], key)
+
+
+def _field(mappings: list[dict], key: str) -> list[Any]:
+    """Each mapping's value of ``key`` (None where absent): ``dict.get`` mapped in C, no bytecode per event."""
+    return list(map(dict.get, mappings, repeat(key)))
 
 
 def _json_valid(response: Any) -> float:
