@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.future import Future
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import SecretStr
@@ -224,11 +224,22 @@ class KafkaSink:
         future.add_errback(self._failed)
         return future
 
-    def flush(self, timeout_s: float | None = None) -> None:
-        self._producer.flush(timeout=timeout_s)
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until what is queued is delivered or has failed; False if some is still pending after ``timeout_s``."""
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:
+            return False
+        return True
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self._producer.close(timeout=timeout_s)
+        """Deliver what is queued within ``timeout_s``, then stop; what is still pending is dropped (as failed)."""
+        try:
+            self._producer.close(timeout=timeout_s)
+        except KafkaTimeoutError:  # kafka-python's close gives up here and leaves its sender thread running
+            log.warning("closing the producer for %s: the broker took no more in %g s", self.topic, timeout_s)
+            self._producer._sender.force_close()  # fails what is pending, and the thread ends
+            self._producer._sender.join(timeout_s)
 
     def _failed(self, error: Exception) -> None:
         self.n_failed += 1

@@ -354,6 +354,27 @@ def test_an_event_lost_after_the_handoff_is_counted_once():
     assert after_queue(stats) == stats.queued, f"2 events accepted, accounted for {after_queue(stats)}: {stats}"
 
 
+def test_close_returns_in_time_when_the_broker_died_with_an_event_in_flight():
+    """With the client's default delivery timeout (two minutes), kafka-python's own close raises on its timeout and
+    leaves its sender thread running; the SDK's close returns in time and accounts for the event."""
+    broker = EmbeddedBroker().start()
+    try:
+        create_topics({"bootstrap_servers": broker.bootstrap_servers}, {"dies": 1})
+        producer = EventProducer(broker.bootstrap_servers, "dies")
+        assert producer.inference(request_id="delivered", model="bot") is True
+        wait_for(lambda: producer.stats().sent == 1, 20, "the first event to be sent")
+        time.sleep(0.5)  # acknowledged
+    finally:
+        broker.stop()
+    assert producer.inference(request_id="in-flight", model="bot") is True
+    time.sleep(1)  # handed to the client, which cannot deliver it
+    started = time.monotonic()
+    stats = producer.close(timeout_s=2)
+    assert time.monotonic() - started < 8
+    assert stats.queued == 2
+    assert after_queue(stats) == stats.queued, f"2 events accepted, accounted for {after_queue(stats)}: {stats}"
+
+
 # --- 6. the request path never raises ----------------------------------------------------------
 
 
