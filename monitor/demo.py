@@ -243,9 +243,11 @@ def run_demo(
                     break
         finally:
             say("stopping")
-            traffic.stop()
-            daemon.stop()
-            daemon_thread.join(timeout=30)
+            try:
+                traffic.stop()
+            finally:
+                daemon.stop()
+                daemon_thread.join(timeout=30)
     say(f"stopped: {traffic.producer.stats().sent} calls sent, {traffic.n_malformed} malformed messages")
 
 

@@ -67,7 +67,11 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         url = f"tcp://{self.bootstrap_servers}"
         command = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # A session of its own: Ctrl-C in a terminal reaches the whole process group, and the broker must
+        # outlive the clients that still checkpoint, commit and leave their group; its owner stops it last.
+        self._process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +20,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     log_path = tmp_path / "demo.log"
     command = [sys.executable, "-m", "monitor.cli", "demo", "--port", "0", "--rate", "200", "--regress-at", "15"]
     with log_path.open("wb") as log:
-        demo = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        demo = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = wait_for(lambda: re.search(r"metrics at (\S+)", log_path.read_text()), 30, "the /metrics URL").group(1)
         wait_for(lambda: "<- p95" in log_path.read_text(), 60, "the demo to point out support-bot's slower p95")
@@ -36,7 +37,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
         for model in ("support-bot", "summarizer", "code-assistant", "loan-approver"):
             assert samples[("driftwarden_events_total", model, "inference")] > 0
         started = time.monotonic()
-        demo.send_signal(signal.SIGINT)
+        os.killpg(demo.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the broker and the consumer process get it too
         assert demo.wait(timeout=30) == 0
         assert time.monotonic() - started < 15
     finally:
