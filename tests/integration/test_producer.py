@@ -336,17 +336,24 @@ def test_events_queued_while_the_broker_is_down_are_delivered_when_it_comes_back
     assert delivered_after_s < 15
 
 
-def test_an_event_lost_after_the_handoff_is_counted_once():
+def _producer_whose_broker_went_away(**client_settings: object) -> EventProducer:
+    """A producer that delivered one event to a broker that has stopped since."""
     broker = EmbeddedBroker().start()
     try:
         create_topics({"bootstrap_servers": broker.bootstrap_servers}, {"goes-away": 1})
-        settings = {"delivery_timeout_ms": 2000, "request_timeout_ms": 1000, "linger_ms": 0, "retries": 0}
-        producer = EventProducer(broker.bootstrap_servers, "goes-away", client_settings=settings)
+        producer = EventProducer(broker.bootstrap_servers, "goes-away", client_settings=client_settings)
         assert producer.inference(request_id="delivered", model="bot") is True
         wait_for(lambda: producer.stats().sent == 1, 20, "the first event to be sent")
         time.sleep(0.5)  # acknowledged
     finally:
         broker.stop()
+    return producer
+
+
+def test_an_event_lost_after_the_handoff_is_counted_once():
+    producer = _producer_whose_broker_went_away(
+        delivery_timeout_ms=2000, request_timeout_ms=1000, linger_ms=0, retries=0
+    )
     assert producer.inference(request_id="lost", model="bot") is True
     wait_for(lambda: producer.stats().dropped.get("send_failed"), 20, "the client to give up on the second event")
     stats = producer.close(timeout_s=2)
@@ -357,15 +364,7 @@ def test_an_event_lost_after_the_handoff_is_counted_once():
 def test_close_returns_in_time_when_the_broker_died_with_an_event_in_flight():
     """With the client's default delivery timeout (two minutes), kafka-python's own close raises on its timeout and
     leaves its sender thread running; the SDK's close returns in time and accounts for the event."""
-    broker = EmbeddedBroker().start()
-    try:
-        create_topics({"bootstrap_servers": broker.bootstrap_servers}, {"dies": 1})
-        producer = EventProducer(broker.bootstrap_servers, "dies")
-        assert producer.inference(request_id="delivered", model="bot") is True
-        wait_for(lambda: producer.stats().sent == 1, 20, "the first event to be sent")
-        time.sleep(0.5)  # acknowledged
-    finally:
-        broker.stop()
+    producer = _producer_whose_broker_went_away()
     assert producer.inference(request_id="in-flight", model="bot") is True
     time.sleep(1)  # handed to the client, which cannot deliver it
     started = time.monotonic()
