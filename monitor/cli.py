@@ -178,7 +178,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
             dead_letters.close()
     if arguments.metrics_file:
         write_exposition(result.registry(), arguments.metrics_file)
-    print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} evaluations")
+    print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} model evaluations")
     _print_summary(result.pipeline)
     for alert in result.alerts:
         at_ms = alert.ends_at_ms if alert.state == "resolved" else alert.starts_at_ms

@@ -133,10 +133,15 @@ class Daemon:
         if checkpoint.config_fingerprint == self._fingerprint:
             self.pipeline.restore(checkpoint.pipeline)
             self.alerting.restore(checkpoint.pipeline.get("alerts", {}))
-            log.info("restored the checkpoint of %s", time.ctime(checkpoint.created_at))
+            log.info(
+                "restored the checkpoint of %s (%d models; started afresh: %s)",
+                time.ctime(checkpoint.created_at),
+                len(self.pipeline.states),
+                ", ".join(f"{model} ({reason})" for model, reason in self.pipeline.states.resets.items()) or "none",
+            )
         else:
             log.warning(
-                "windows, limits or models changed since the checkpoint of %s: state starts afresh, "
+                "the state layout or limits.max_models changed since the checkpoint of %s: state starts afresh, "
                 "reading resumes from its offsets",
                 time.ctime(checkpoint.created_at),
             )

@@ -128,7 +128,15 @@ class PipelineCollector:
         )
         for stage, count in pipeline.n_internal_errors.items():
             internal.add_metric([stage], count)
-        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events, internal)
+        resets = GaugeMetricFamily(
+            "driftwarden_state_reset",
+            "1 for a model whose saved state was not restored at this start, by reason: config_changed (its "
+            "config shapes its state differently now) or unreadable (the saved state did not fit).",
+            labels=["model", "reason"],
+        )
+        for model, reason in pipeline.states.resets.items():
+            resets.add_metric([model, reason], 1)
+        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events, internal, resets)
 
     def _evaluations(self, evaluations: dict) -> Iterator[Metric]:
         window_events = GaugeMetricFamily(
