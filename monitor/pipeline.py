@@ -101,6 +101,7 @@ class Pipeline:
         self.n_evaluations = 0
         self._latest_evaluation_ms = -math.inf  # the clock of series without a model
         self._arrived_ms: dict[str, float] = {}  # wall-clock time of each model's latest event (run only)
+        self._settled: set[str] = set()  # idle models evaluated as of their latest event since it arrived
         self._traffic_stats = TrafficStats()
         self._drift_suites: dict[str, DriftSuite] = {}
         self._quality_suites: dict[str, QualitySuite] = {}
@@ -151,6 +152,7 @@ class Pipeline:
             if state is not None:
                 if wall_ms is not None:
                     self._arrived_ms[state.name] = wall_ms
+                    self._settled.discard(state.name)
                 self._ingest_model(state, group, wall_ms)
 
     def _ingest_model(self, state: ModelState, events: list[dict], wall_ms: float | None) -> None:
@@ -198,16 +200,24 @@ class Pipeline:
         return boundary_ms // span_ms == previous.evaluated_at_ms // span_ms
 
     def advance_idle(self, wall_ms: float) -> None:
-        """Idle watermark: a model that has seen no event for ``windows.idle_after`` has its event time
-        follow the wall clock (``wall_ms - idle_after``), evaluated at the boundary that reaches, so that
-        pending alerts complete and a silent model's duration window empties."""
+        """Models that have seen no event for ``windows.idle_after`` of wall-clock time (``run`` only).
+
+        Such a model is first evaluated as of its latest event, as a replay ends: every event it has
+        counts. Then, if it is live (its event time within :data:`CATCH_UP_LAG_MS` of the wall clock), its
+        event time follows the wall clock, ``wall_ms - idle_after``, evaluated at each boundary that
+        crosses: pending alerts complete and a silent model's duration window empties. A backfill keeps
+        its own time, as its replay would.
+        """
         windows = self.config.windows
         for state in self.states:
             arrived_ms = self._arrived_ms.setdefault(state.name, wall_ms)  # restored models: as if just heard
-            if wall_ms - arrived_ms < windows.idle_after_ms:
+            if wall_ms - arrived_ms < windows.idle_after_ms or math.isinf(state.watermark_ms):
                 continue
+            if state.name not in self._settled:
+                self._settled.add(state.name)
+                self._evaluate_model(state.name, state.watermark_ms)
             idle_ms = wall_ms - windows.idle_after_ms
-            if idle_ms <= state.watermark_ms:
+            if idle_ms <= state.watermark_ms or wall_ms - state.watermark_ms > CATCH_UP_LAG_MS:
                 continue
             boundary_ms = _boundary_at_or_before(idle_ms, windows.evaluate_every_ms)
             crossed = boundary_ms > state.watermark_ms

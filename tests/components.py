@@ -72,7 +72,7 @@ def daemon_config(bootstrap_servers: str, state_dir: Path, topic: str, **section
         },
         "server": {"host": "127.0.0.1", "port": free_port()},
         "state": {"dir": str(state_dir), "checkpoint_every": "1s"},
-        "windows": {"size": 500, "evaluate_every": "1s", "min_samples": 10},
+        "windows": {"size": 500, "evaluate_every": "1s", "idle_after": "500ms", "min_samples": 10},
     }
     for section, values in sections.items():
         config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values

@@ -169,9 +169,10 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
     members: dict = {}
     revoked_with: list[tuple[dict, bool]] = []
 
-    def on_revoke() -> None:  # the daemon checkpoints here; what it would save, and whether B already owns anything
+    def on_revoke() -> dict:  # the daemon checkpoints here; what it would save, and whether B already owns anything
         second = members.get("second")
         revoked_with.append((dict(members["first"].positions), bool(second and second.assigned)))
+        return dict(members["first"].positions)  # the offsets the checkpoint saved: the child may commit them
 
     first = members["first"] = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)
     read_by_first = read_n(first, 6)

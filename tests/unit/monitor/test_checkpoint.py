@@ -252,6 +252,9 @@ def _with(section: str, **values: object) -> dict:
     return {**BASE, section: {**BASE.get(section, {}), **values}}
 
 
+BIAS = {"attributes": ["segment.x"], "outcome": {"positive": "y"}}
+
+
 def _model_fingerprint(config: dict) -> str:
     """The fingerprint of model "m"'s state under ``config``."""
     return ModelStates(parse_config(config)).state_for("m", 0).fingerprint
@@ -265,7 +268,7 @@ def _model_fingerprint(config: dict) -> str:
         _with("limits", max_text_chars=10),
         {**BASE, "models": [{"name": "*"}]},
         {**BASE, "models": [{"name": "*", "features": [{"name": "locale", "kind": "text", "path": "segment.locale"}]}]},
-        {**BASE, "models": [{**BASE["models"][0], "bias": {"attributes": ["segment.x"], "outcome": {"positive": "1"}}}]},
+        {**BASE, "models": [{**BASE["models"][0], "bias": BIAS}]},
         {**BASE, "models": [{**BASE["models"][0], "quality": {"json_response": True}}]},
     ],
     ids=["size", "max_categories", "max_text_chars", "no-features", "feature-kind", "bias-attribute", "json-response"],
