@@ -18,6 +18,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from monitor.checkpoint import CheckpointError
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
@@ -223,8 +224,9 @@ def _ledger(config: Config) -> RetrainingQueue:
 def _jobs_list(config: Config, arguments: argparse.Namespace) -> int:
     jobs = _ledger(config).jobs(arguments.model, arguments.limit)
     print(f"{'id':<24} {'model':<20} {'status':<12} {'created':<25} reason")
-    for job in jobs:
-        print(f"{job.id:<24} {job.model:<20} {job.status:<12} {_iso(job.created_ms):<25} {job.reason}")
+    for job in jobs:  # model names and reasons come from events: one row each, whatever they hold
+        model, reason = printable(job.model), printable(job.reason)
+        print(f"{job.id:<24} {model:<20} {job.status:<12} {_iso(job.created_ms):<25} {reason}")
     return 0
 
 
@@ -233,7 +235,7 @@ def _jobs_show(config: Config, arguments: argparse.Namespace) -> int:
     if job is None:
         print(f"driftwarden: no job {arguments.job_id!r} in the ledger", file=sys.stderr)
         return 1
-    print(job.to_json())
+    print(job.to_json())  # JSON with every non-ASCII character escaped: one line
     return 0
 
 

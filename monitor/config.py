@@ -457,13 +457,17 @@ _DEFAULT_ANNOTATIONS = {
 
 
 class AlertmanagerConfig(_Section):
+    """``resolve_hold``: least time between a firing alert reaching Alertmanager and its resolve (a little
+    above the route's ``group_wait``), so that an alert that fired and resolved during an outage still pages."""
+
     url: str = Field(pattern=r"^https?://")
     timeout_ms: DurationMs = Field(5_000, alias="timeout")
+    resolve_hold_ms: DurationMs | Literal[0] = Field(35_000, alias="resolve_hold")
 
 
 class WebhookConfig(_Section):
-    """A JSON POST per delivery; with a ``secret`` (or DRIFTWARDEN_WEBHOOK_SECRET) the body is signed
-    in ``X-Driftwarden-Signature: sha256=<HMAC>``."""
+    """A JSON POST per delivery; with a ``secret`` (or DRIFTWARDEN_WEBHOOK_SECRET) a timestamp and the body
+    are signed (``X-Driftwarden-Timestamp``, ``X-Driftwarden-Signature: sha256=<HMAC>``)."""
 
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr | None = None

@@ -193,20 +193,26 @@ class Alertmanager:
 
     Alertmanager keeps alerts in memory only (its data directory holds
     silences and the notification log), so a restarted one knows only the
-    alerts sent to it since.
+    alerts sent to it since. With ``webhook_url`` its receiver notifies that
+    URL instead, each alert in a group of its own, resolved ones too.
     """
 
-    def __init__(self, directory: Path, resolve_timeout: str = "5m"):
+    def __init__(self, directory: Path, resolve_timeout: str = "5m", webhook_url: str | None = None):
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         require(binary is not None, "Alertmanager (Debian package 'prometheus-alertmanager')")
         self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.directory = directory
+        route: dict[str, object] = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"}
+        receiver: dict = {"name": "blackhole"}
+        if webhook_url is not None:
+            route["group_by"] = ["..."]
+            receiver = {"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
         config = {
             "global": {"resolve_timeout": resolve_timeout},
-            "route": {"receiver": "blackhole", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
-            "receivers": [{"name": "blackhole"}],
+            "route": {"receiver": receiver["name"], **route},
+            "receivers": [receiver],
         }
         self.config_path = directory / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config))
