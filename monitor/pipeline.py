@@ -16,9 +16,9 @@ and a scrape; it is taken once per batch, never per event.
 >>> from monitor.sources import Record
 >>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
 >>> rejected = pipeline.apply([
-...     Record(b'{"request_id": "a", "timestamp": 60, "model": "bot", "latency_ms": 900}', "t", 0, 0),
-...     Record(b'{"request_id": "b", "timestamp": 61, "model": "bot", "error": "Timeout"}', "t", 0, 1),
-...     Record(b'{"request_id": 3, "timestamp": 62, "model": "bot"}', "t", 0, 2)])
+...     Record(b'{"request_id": "a", "timestamp": 1700000060, "model": "bot", "latency_ms": 900}', "t", 0, 0),
+...     Record(b'{"request_id": "b", "timestamp": 1700000061, "model": "bot", "error": "Timeout"}', "t", 0, 1),
+...     Record(b'{"request_id": 3, "timestamp": 1700000062, "model": "bot"}', "t", 0, 2)])
 >>> [letter.invalid.reason for letter in rejected]
 ['wrong_type']
 >>> pipeline.evaluate(now_ms=pipeline.watermark_ms)
@@ -28,6 +28,7 @@ and a scrape; it is taken once per batch, never per event.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -90,13 +91,19 @@ class Pipeline:
         self.ingest(events, rejected)
         return rejected
 
-    def decode(self, records: Iterable[Record]) -> tuple[list[dict], list[DeadLetter]]:
-        """Split a batch into valid events and rejected records; touches no state."""
+    def decode(
+        self, records: Iterable[Record], latest_ms: float = math.inf
+    ) -> tuple[list[dict], list[DeadLetter]]:
+        """Split a batch into valid events and rejected records; touches no state.
+
+        Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
+        clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
+        """
         max_bytes = self.config.limits.max_event_bytes
         events = []
         rejected = []
         for record in records:
-            event = decode(record.value or b"", max_bytes)  # a Kafka tombstone's value is None
+            event = decode(record.value or b"", max_bytes, latest_ms)  # a Kafka tombstone's value is None
             if type(event) is Invalid:
                 rejected.append(DeadLetter(record, event))
             else:

@@ -10,8 +10,8 @@ their transitions are returned, not delivered.
 >>> import tempfile, pathlib
 >>> from monitor.config import parse_config
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.jsonl"
->>> _ = path.write_text('{"request_id": "a", "timestamp": 1, "model": "bot", "latency_ms": 80}\\n'
-...                     '{"request_id": "b", "timestamp": 2, "model": "bot", "latency_ms": 120}\\n'
+>>> _ = path.write_text('{"request_id": "a", "timestamp": 1700000001, "model": "bot", "latency_ms": 80}\\n'
+...                     '{"request_id": "b", "timestamp": 1700000002, "model": "bot", "latency_ms": 120}\\n'
 ...                     'not json\\n')
 >>> result = replay(parse_config({"windows": {"min_samples": 1}}), path)
 >>> result.n_records, result.n_rejected, result.n_ticks
