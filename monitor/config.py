@@ -151,12 +151,17 @@ class WindowsConfig(_Section):
 
 
 class LimitsConfig(_Section):
-    """Bounds that keep memory and Prometheus cardinality finite whatever the traffic."""
+    """Bounds that keep memory and Prometheus cardinality finite whatever the traffic.
+
+    ``max_clock_skew``: in ``run``, an event dated further than this ahead of the wall clock is
+    rejected (``future_timestamp``), so that one wrong clock cannot move event time.
+    """
 
     max_event_bytes: Integer = Field(1_048_576, ge=256)
     max_models: Integer = Field(100, ge=1)
     max_categories: Integer = Field(1_000, ge=2)
     max_text_chars: Integer = Field(4_096, ge=1)
+    max_clock_skew_ms: DurationMs = Field(600_000, alias="max_clock_skew")
 
 
 FeatureKind = Literal["numeric", "categorical", "text", "embedding"]
@@ -608,10 +613,11 @@ def _with_secrets(data: dict, environ: dict[str, str]) -> dict:
         values = data.get(section)
         if variable in environ and (values is None or isinstance(values, dict)):
             data[section] = {**(values or {}), key: environ[variable]}
-    webhook = ((data.get("alerts") or {}).get("sinks") or {}).get("webhook")
+    alerts: Any = data.get("alerts")  # a section of the wrong type is left for validation to report
+    sinks: Any = alerts.get("sinks") if isinstance(alerts, dict) else None
+    webhook = sinks.get("webhook") if isinstance(sinks, dict) else None
     if WEBHOOK_SECRET_ENV in environ and isinstance(webhook, dict):
-        alerts = data["alerts"]
-        sinks = {**alerts["sinks"], "webhook": {**webhook, "secret": environ[WEBHOOK_SECRET_ENV]}}
+        sinks = {**sinks, "webhook": {**webhook, "secret": environ[WEBHOOK_SECRET_ENV]}}
         data["alerts"] = {**alerts, "sinks": sinks}
     return data
 
@@ -643,18 +649,37 @@ _REASONS = {
 
 
 def _describe(problem: dict) -> str:
+    """One line for a pydantic error: the key path and the reason, with the value unless it may hold a secret."""
     location = _key_path(problem["loc"])
     kind = problem["type"]
     context = problem.get("ctx", {})
+    annotation = _annotation_at(problem["loc"])
+    given = problem.get("input")
+    # A secret, or what was given for a section holding secrets, unless a mapping (it is judged key by key)
+    secret = _holds_secret(annotation, sections=False) or (not isinstance(given, dict) and _holds_secret(annotation))
+    if secret:
+        given = _Hidden(given)
     if kind == "extra_forbidden":
         reason = "unknown key" + _suggestion(problem["loc"])
+    elif kind in _REASONS:
+        reason = _REASONS[kind].format(given=given, **context)
+    elif secret:  # pydantic's own message may quote the value
+        reason = f"is not valid (got {given!r})"
     elif kind == "value_error":
         reason = str(context["error"])
-    elif kind in _REASONS:
-        reason = _REASONS[kind].format(given=problem.get("input"), **context)
     else:
-        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {problem.get('input')!r})"
+        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {given!r})"
     return f"{location}: {reason}" if location else reason
+
+
+class _Hidden:
+    """A value that may be a secret, in an error message: only its type is shown."""
+
+    def __init__(self, value: Any):
+        self.type_name = type(value).__name__
+
+    def __repr__(self) -> str:
+        return f"a value of type {self.type_name}, not shown"
 
 
 def _key_path(loc: tuple) -> str:
@@ -662,21 +687,49 @@ def _key_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("literal['*']",) or str(part).startswith(("function-", "literal[")):
+        elif _is_union_member(part):
             continue
         else:
             path += f".{part}" if path else str(part)
     return path
 
 
+def _is_union_member(part: Any) -> bool:
+    """pydantic's name for the member of a union (or a validator) in an error's location, not a key."""
+    return str(part).startswith(("function-", "literal["))
+
+
+def _annotation_at(loc: tuple) -> Any:
+    """The type of the config key at ``loc``, or of the deepest key on its way that is not a section
+    (a mapping or a scalar); None for a key that is not in the schema."""
+    annotation: Any = Config
+    for part in loc:
+        if isinstance(part, int) or _is_union_member(part):
+            continue
+        section = _model_type(annotation)
+        if section is None:
+            break
+        field = next(
+            (field for name, field in section.model_fields.items() if part in (name, field.alias)), None
+        )  # fmt: skip
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
+def _holds_secret(annotation: Any, sections: bool = True) -> bool:
+    """Whether a value of this type is a secret (a ``SecretStr``) or, with ``sections``, a section holding one."""
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sections and any(_holds_secret(field.annotation) for field in annotation.model_fields.values())
+    return any(_holds_secret(argument, sections) for argument in getattr(annotation, "__args__", ()))
+
+
 def _suggestion(loc: tuple) -> str:
     """'(did you mean 'duration'?)' for a misspelt key, found among its section's keys."""
-    section: type[BaseModel] | None = Config
-    for part in loc[:-1]:
-        if isinstance(part, int) or section is None:
-            continue
-        field = section.model_fields.get(part)
-        section = _model_type(field.annotation) if field else None
+    section = _model_type(_annotation_at(loc[:-1]))
     if section is None:
         return ""
     known = [field.alias or name for name, field in section.model_fields.items()]

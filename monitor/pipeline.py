@@ -16,9 +16,9 @@ and a scrape; it is taken once per batch, never per event.
 >>> from monitor.sources import Record
 >>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
 >>> rejected = pipeline.apply([
-...     Record(b'{"request_id": "a", "timestamp": 60, "model": "bot", "latency_ms": 900}', "t", 0, 0),
-...     Record(b'{"request_id": "b", "timestamp": 61, "model": "bot", "error": "Timeout"}', "t", 0, 1),
-...     Record(b'{"request_id": 3, "timestamp": 62, "model": "bot"}', "t", 0, 2)])
+...     Record(b'{"request_id": "a", "timestamp": 1700000060, "model": "bot", "latency_ms": 900}', "t", 0, 0),
+...     Record(b'{"request_id": "b", "timestamp": 1700000061, "model": "bot", "error": "Timeout"}', "t", 0, 1),
+...     Record(b'{"request_id": 3, "timestamp": 1700000062, "model": "bot"}', "t", 0, 2)])
 >>> [letter.invalid.reason for letter in rejected]
 ['wrong_type']
 >>> pipeline.evaluate(now_ms=pipeline.watermark_ms)
@@ -112,18 +112,29 @@ class Pipeline:
         return max((state.watermark_ms for state in self.states), default=-math.inf)
 
     def apply(self, records: Iterable[Record], wall_ms: float | None = None) -> list[DeadLetter]:
-        """Decode and ingest a batch; return the rejected records, for the dead-letter queue."""
-        events, rejected = self.decode(records)
+        """Decode and ingest a batch; return the rejected records, for the dead-letter queue.
+
+        ``wall_ms`` is the wall clock in ``run``: events dated more than ``limits.max_clock_skew`` after it
+        are rejected (``future_timestamp``), and it drives idle models and catch-up (see :meth:`ingest`).
+        """
+        latest_ms = math.inf if wall_ms is None else wall_ms + self.config.limits.max_clock_skew_ms
+        events, rejected = self.decode(records, latest_ms)
         self.ingest(events, rejected, wall_ms)
         return rejected
 
-    def decode(self, records: Iterable[Record]) -> tuple[list[dict], list[DeadLetter]]:
-        """Split a batch into valid events and rejected records; touches no state."""
+    def decode(
+        self, records: Iterable[Record], latest_ms: float = math.inf
+    ) -> tuple[list[dict], list[DeadLetter]]:
+        """Split a batch into valid events and rejected records; touches no state.
+
+        Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
+        clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
+        """
         max_bytes = self.config.limits.max_event_bytes
         events = []
         rejected = []
         for record in records:
-            event = decode(record.value or b"", max_bytes)  # a Kafka tombstone's value is None
+            event = decode(record.value or b"", max_bytes, latest_ms)  # a Kafka tombstone's value is None
             if type(event) is Invalid:
                 rejected.append(DeadLetter(record, event))
             else:

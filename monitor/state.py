@@ -32,7 +32,7 @@ from detectors.text_descriptors import TextDescriptors
 from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values
-from monitor.histogram import Histogram
+from monitor.histogram import MAX_COUNT, Histogram
 from monitor.reference import Reference, read_reference_file
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
@@ -60,7 +60,12 @@ _NUMERIC_TYPES = frozenset((float, int, bool, type(None)))
 
 
 class ModelState:
-    """Everything kept for one model between evaluations."""
+    """Everything kept for one model between evaluations.
+
+    ``n_events`` grows by one per event; ``n_tokens`` adds each event's counts (each at most 2**53, the
+    decoder's bound) and saturates at :data:`~monitor.histogram.MAX_COUNT`, so that a checkpoint can
+    always store it.
+    """
 
     def __init__(self, name: str, model: ModelConfig, config: Config, reference_events: list[dict] | None = None):
         self.name = name
@@ -131,8 +136,9 @@ class ModelState:
 
     def _ingest_inference(self, inference: list[dict]) -> None:
         self.n_events["inference"] += len(inference)
-        self.n_tokens["input"] += sum(filter(None, _field(inference, "input_tokens")))
-        self.n_tokens["output"] += sum(filter(None, _field(inference, "output_tokens")))
+        n_tokens = self.n_tokens
+        n_tokens["input"] = min(n_tokens["input"] + sum(filter(None, _field(inference, "input_tokens"))), MAX_COUNT)
+        n_tokens["output"] = min(n_tokens["output"] + sum(filter(None, _field(inference, "output_tokens"))), MAX_COUNT)
         batch = self._batch(inference)
         self.latency.observe(batch["latency_ms"])
         self.ttft.observe(np.array(_field(inference, "ttft_ms"), dtype=np.float64))

@@ -151,3 +151,16 @@ def test_an_exception_in_the_alert_rules_is_counted_and_ingest_goes_on():
     pipeline.apply([_record("a", T0 + i * 6_000, i) for i in range(5)])
     assert pipeline.states["a"].n_events["inference"] == 5
     assert pipeline.n_internal_errors["alerts"] == 2 * 2  # two boundaries: the model's rules and the global ones
+
+
+def test_in_run_an_event_too_far_ahead_of_the_wall_clock_is_invalid_and_moves_no_clock():
+    pipeline = Pipeline(_config())  # limits.max_clock_skew: 10m
+    wall_ms = T0
+    rejected = pipeline.apply(
+        [_record("a", T0), _record("a", T0 + 9 * 60_000, 1), _record("a", T0 + 11 * 60_000, 2)], wall_ms=wall_ms
+    )
+    assert [(letter.record.offset, letter.invalid.reason) for letter in rejected] == [(2, "future_timestamp")]
+    assert pipeline.states["a"].watermark_ms == T0 + 9 * 60_000
+    assert pipeline.n_invalid["future_timestamp"] == 1
+    # A replay has no wall clock: last week's, or next year's, events are valid there.
+    assert Pipeline(_config()).apply([_record("a", T0 + 365 * 86_400_000)]) == []
