@@ -304,7 +304,7 @@ def _outcome(outcome: ReportPage | ReportFailed) -> ReportPage:
 class RenderProcess:
     """Calls :func:`render_page` in one spawned child process, started on first use, stopped when idle.
 
-    The child imports pandas and Evidently (a few hundred MB) once and
+    The child imports pandas and Evidently (about 350 MB) once and
     keeps them for the next page; ``idle_s`` after its last page it exits.
     It runs at a lower CPU priority (nice 10), so that the consumer wins
     when both want the CPU (``bench/report.py``).
