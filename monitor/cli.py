@@ -154,6 +154,9 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     print(f"{arguments.config}: ok")
     print(f"  kafka: {', '.join(kafka.topics)} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
     print(f"  state: checkpoints in {state.dir} every {state.checkpoint_every_ms} ms")
+    server = config.server
+    web = server.web_config_file.describe() if server.web_config_file else "http, no TLS, no basic auth"
+    print(f"  server: {server.host}:{server.port}, {web}")
     print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
     for model in config.models:
         features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"

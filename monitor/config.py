@@ -41,6 +41,7 @@ from alerts.rules import OPERATORS, Rule, check_template
 from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.events import InferenceEvent
 from monitor.metrics import METRICS
+from monitor.webconfig import WebConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -112,9 +113,28 @@ class KafkaConfig(_Section):
     ssl_password: SecretStr | None = None
 
 
+def _web_config(value: Any) -> Any:
+    """exporter-toolkit's web configuration, read and checked now (certificates loaded) so that a start fails early."""
+    if value is None or isinstance(value, WebConfig):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be the path of a web configuration file (got {value!r})")
+    return WebConfig.parse(_read_yaml(Path(value)), Path(value))
+
+
 class ServerConfig(_Section):
+    """The HTTP server of /metrics, /healthz, /readyz and /report.
+
+    ``web_config_file``: TLS and basic auth as every Prometheus exporter takes them (``monitor/webconfig.py``).
+    ``timeout``: how long a connection may take to send its request or read a chunk of the answer.
+    ``max_connections``: open sockets at most; one more closes the one idle longest.
+    """
+
     host: str = "0.0.0.0"
     port: Integer = Field(9108, ge=0, le=65535)
+    web_config_file: Annotated[WebConfig | None, BeforeValidator(_web_config)] = None
+    timeout_ms: DurationMs = Field(5_000, alias="timeout")
+    max_connections: Integer = Field(64, ge=1, le=10_000)
 
 
 class StateConfig(_Section):
@@ -560,6 +580,15 @@ def _require_unique(kind: str, names: list[str]) -> None:
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
     """Read, override secrets from the environment, and validate a YAML config file."""
     path = Path(path)
+    data = _read_yaml(path)
+    try:
+        return parse_config(data if data is not None else {}, environ)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content; a ConfigError naming the file if it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -567,16 +596,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 (byte {error.start})") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
-    try:
-        return parse_config(data if data is not None else {}, environ)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
 
 
 class _StrictLoader(yaml.SafeLoader):

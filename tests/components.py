@@ -147,14 +147,18 @@ class DaemonProcess:
 class Prometheus:
     """A real Prometheus scraping ``targets`` every second, queried through its HTTP API."""
 
-    def __init__(self, targets: list[str], directory: Path, rule_files: list[Path] = ()):
+    def __init__(
+        self, targets: list[str], directory: Path, rule_files: list[Path] = (), scrape_configs: list[dict] = ()
+    ):
+        """``scrape_configs`` replace the one plain-HTTP job ``driftwarden`` of ``targets``."""
         require(shutil.which("prometheus") is not None, "prometheus (Debian package 'prometheus')")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": "driftwarden", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": list(scrape_configs)
+            or [{"job_name": "driftwarden", "static_configs": [{"targets": targets}]}],
         }
         config_path = directory / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config))

@@ -24,7 +24,7 @@ from monitor.drift import drift_alpha, false_alarm_policy
 from monitor.exporter import MetricsServer, build_registry, exposition
 from monitor.pipeline import Pipeline
 from monitor.reference import ReferenceFileError, read_reference_file, reference_records
-from monitor.report import drift_report_html
+from monitor.report import DriftReports, render_page
 from monitor.sources import Record
 from monitor.state import ModelStates
 from monitor.vocabulary import MISSING
@@ -606,7 +606,7 @@ def _get(url: str) -> tuple[int, str, str]:
 def test_the_report_endpoint_serves_the_evidently_page_once_drift_was_evaluated():
     pipeline = _drifting_pipeline()
     pipeline.evaluate(pipeline.watermark_ms)  # the reference is still filling
-    server = MetricsServer(build_registry(pipeline), port=0, report=lambda model: drift_report_html(pipeline, model))
+    server = MetricsServer(build_registry(pipeline), port=0, report=DriftReports(pipeline, render=render_page))
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}/report"
