@@ -142,6 +142,8 @@ def _platt(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
         return float(np.sum(np.logaddexp(0.0, logit) - target * logit)), np.array([residual @ scores, residual.sum()])
 
     start = np.array([0.0, np.log((n_correct + 1.0) / (n_wrong + 1.0))])
-    options = {"gtol": 1e-6, "ftol": 64 * np.finfo(float).eps}
-    slope, intercept = minimize(loss_and_gradient, start, method="L-BFGS-B", jac=True, options=options).x
+    result = minimize(
+        loss_and_gradient, start, method="L-BFGS-B", jac=True, options={"gtol": 1e-6, "ftol": 64 * np.finfo(float).eps}
+    )
+    slope, intercept = result.x
     return float(slope), float(intercept)
