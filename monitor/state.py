@@ -32,7 +32,7 @@ from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values
 from monitor.histogram import Histogram
 from monitor.reference import Reference, read_reference_file
-from monitor.vocabulary import MISSING, OTHER, Vocabulary
+from monitor.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
 
 __all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates", "text_descriptors"]
@@ -97,7 +97,7 @@ class ModelState:
         self.n_tokens = {"input": 0, "output": 0}
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
         warmup = model.reference.warmup if reference_events is None else 0
-        self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup)
+        self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup, self._class_code)
 
     def ingest(self, events: list[dict]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
@@ -109,12 +109,12 @@ class ModelState:
         if inference:
             self._ingest_inference(inference)
         if feedback:
-            encode = self._encode_label
+            read_label = self._read_label
             self.join.add_feedback(
                 [
                     (event.get("request_id") or event["response_id"], event["timestamp_ms"], values)
                     for event in feedback
-                    if (values := feedback_values(event, encode))
+                    if (values := feedback_values(event, read_label))
                 ],
                 self.window,
                 self.reference.rows,
@@ -184,13 +184,21 @@ class ModelState:
         return columns
 
     def _encode_label(self, value: Any) -> float:
-        """A prediction or label as a window number: itself for a numeric model, else its class code."""
-        if value is None:
-            return math.nan
+        """A prediction as a window number: itself for a numeric model, else its class code."""
+        label = self._read_label(value)
+        return self._class_code(label) if isinstance(label, str) else label
+
+    def _read_label(self, value: Any) -> float | str:
+        """A prediction or label as it is kept until it joins a call: a number for a numeric model, else its
+        class name (NaN when it cannot be a class: not a scalar, or too long to take a code)."""
         if self.model.quality.numeric:
             return _as_float(value)
         category = _as_category(value)
-        code = 0 if category is None else self.categories["prediction"].code(category)
+        return math.nan if category is None or len(category) > MAX_VALUE_CHARS else category
+
+    def _class_code(self, category: str) -> float:
+        """The window number of a class: its code, admitted if there is room; NaN past the cap."""
+        code = self.categories["prediction"].code(category)
         return math.nan if code == 0 else float(code)  # a class past the cap is unknown, not "__other__"
 
     def _new_reference(self) -> Reference:
