@@ -18,6 +18,11 @@ A class label waits as its class name and takes its code (shared with the
 predictions, first come and capped) only when it joins its call, so feedback
 that never joins, however many distinct labels it carries, uses no code.
 
+Calls and feedback are known by :func:`join_key` of their ids: the id itself
+when it is short ASCII (as request ids usually are), else a 32-character
+digest of it, so that an id costs the window, the index and the pending table
+at most 64 bytes of text whatever a producer sends.
+
 >>> import numpy as np
 >>> from monitor.windows import Column, Window
 >>> columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS}
@@ -36,6 +41,7 @@ that never joins, however many distinct labels it carries, uses no code.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Callable
@@ -46,12 +52,23 @@ import numpy as np
 from monitor.histogram import Histogram
 from monitor.windows import Column, Window
 
-__all__ = ["FEEDBACK_COLUMNS", "ID_COLUMNS", "LABEL_DELAY_BUCKETS_MS", "FeedbackJoin", "feedback_values"]
+__all__ = [
+    "FEEDBACK_COLUMNS",
+    "ID_COLUMNS",
+    "LABEL_DELAY_BUCKETS_MS",
+    "MAX_KEY_CHARS",
+    "FeedbackJoin",
+    "feedback_values",
+    "join_key",
+    "join_keys",
+]
 
 #: The window columns feedback fills (NaN until it arrives); labels are numbers or class codes.
 FEEDBACK_COLUMNS = {"label": Column(np.float64), "rating": Column(np.float64), "judge_score": Column(np.float64)}
-#: The window columns that hold each call's ids, by which feedback finds it.
+#: The window columns that hold each call's ids (as join keys), by which feedback finds it.
 ID_COLUMNS = ("request_id", "response_id")
+#: The longest id a join key keeps as it is (ASCII only); a longer one is kept as a digest.
+MAX_KEY_CHARS = 64
 #: Upper bounds of the label delay histogram: from a second to a month.
 LABEL_DELAY_BUCKETS_MS = tuple(
     seconds * 1_000 for seconds in (1, 10, 60, 600, 3_600, 6 * 3_600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400)
@@ -246,6 +263,33 @@ class _Waiting(NamedTuple):
     values: Values
     n_events: int
     sequence: int
+
+
+def join_key(id_: str) -> str:
+    """The key by which the join knows an id: the id itself if it is ASCII and at most :data:`MAX_KEY_CHARS` long,
+    else a 32-character digest of it (BLAKE2b, 128 bits: a collision is as unlikely as guessing it).
+
+    >>> join_key("chatcmpl-8x2"), join_key("x" * 300)
+    ('chatcmpl-8x2', 'c2f093e41879e412280bfcc0ed6533e4')
+    """
+    if len(id_) <= MAX_KEY_CHARS and id_.isascii():
+        return id_
+    return hashlib.blake2b(id_.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def join_keys(ids: list[str | None]) -> list[str | None]:
+    """:func:`join_key` of each id of a batch (None stays None); checked in C alone when every id is short ASCII."""
+    try:
+        if _short_ascii(ids):  # type: ignore[arg-type]  # the usual batch: no None, checked without a pass for it
+            return ids
+    except TypeError:  # some ids are None (response ids often are)
+        if _short_ascii([key for key in ids if key is not None]):
+            return ids
+    return [None if key is None else join_key(key) for key in ids]
+
+
+def _short_ascii(keys: list[str]) -> bool:
+    return max(map(len, keys), default=0) <= MAX_KEY_CHARS and "".join(keys).isascii()
 
 
 def feedback_values(event: dict, read_label: Callable[[Any], float | str]) -> Values:

@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import parse_config
 from monitor.exporter import build_registry, exposition
-from monitor.feedback import FeedbackJoin
+from monitor.feedback import MAX_KEY_CHARS, FeedbackJoin, join_key, join_keys
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
 
@@ -541,3 +541,45 @@ def test_a_label_too_long_to_be_a_class_waits_as_unknown_without_its_text():
     row = _row(pipeline, 0)
     assert np.isnan(row["label"]) and row["rating"] == 1.0
     assert pipeline.states["m"].categories["prediction"].values == ["__other__", "y"]
+
+
+# --- Memory per id ----------------------------------------------------------------------------------------------
+
+
+def _long_id(i: int, fill: str) -> str:
+    """A distinct id of the 256 characters the schema allows at most."""
+    prefix = f"{i}-"
+    return prefix + fill * (256 - len(prefix))
+
+
+@pytest.mark.parametrize("fill", ["r", "é", "\U0001f600"], ids=["ascii", "latin-1", "astral"])
+def test_long_ids_join_in_either_order_yet_the_join_keeps_at_most_64_ascii_characters_per_id(fill, tmp_path):
+    """An id of 256 characters costs up to 1.1 kB as a Python string (4 bytes a character beyond the BMP); the
+    window, the id index and the pending table keep a short digest of it instead."""
+    pipeline = _pipeline(size=50)
+    calls = [_call(i, response_id=_long_id(i, fill.upper())) | {"request_id": _long_id(i, fill)} for i in range(40)]
+    early = [_feedback(_long_id(i, fill), at_s=0, label="yes") for i in range(30, 40)]  # before their calls
+    ghosts = [_feedback(_long_id(1_000 + i, fill), at_s=0, rating=1.0) for i in range(5)]  # for nobody
+    _apply(pipeline, early + ghosts + calls[:30])
+    pipeline = _through_disk(pipeline, tmp_path)
+    _apply(pipeline, calls[30:])
+    late = [_feedback(_long_id(i, fill.upper()), at_s=50, by="response_id", label="no") for i in range(10)]
+    _apply(pipeline, late)
+
+    labels = [_row(pipeline, i)["label"] for i in range(40)]
+    np.testing.assert_array_equal(labels, [_code(pipeline, "no")] * 10 + [np.nan] * 20 + [_code(pipeline, "yes")] * 10)
+    state = pipeline.states["m"]
+    assert _outcomes(pipeline) == {"joined": 20.0, "expired": 0.0, "dropped": 0.0, "pending": 5.0}
+    kept = [*state.join._pending, *state.join._rows, *state.window.view()["request_id"]]
+    kept += [*state.window.view()["response_id"], *state.reference.rows.view()["request_id"]]
+    assert all(len(key) <= 64 and key.isascii() for key in kept), max(kept, key=len)
+
+
+def test_join_keys_digest_only_long_or_non_ascii_ids_and_keep_none():
+    short, long, accented, surrogate = "a" * MAX_KEY_CHARS, "a" * (MAX_KEY_CHARS + 1), "é", "\ud800"
+    assert join_keys([short, short]) == [short, short]
+    assert join_keys([None, None]) == [None, None]
+    assert join_keys([short, None, long]) == [short, None, join_key(long)]
+    assert join_keys([accented, surrogate]) == [join_key(accented), join_key(surrogate)]  # a lone surrogate too
+    assert len({join_key(long), join_key(accented), join_key(surrogate)}) == 3
+    assert all(len(join_key(key)) == 32 and join_key(join_key(key)) == join_key(key) for key in (long, accented))
