@@ -24,6 +24,7 @@ from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.drift import false_alarm_policy
 from monitor.exporter import write_exposition
 from monitor.logs import log_to_stderr
+from monitor.memory import memory_bound
 from monitor.pipeline import Pipeline
 from monitor.reference import ReferenceFileError, reference_records
 from monitor.replay import replay
@@ -154,6 +155,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     print(f"  kafka: {', '.join(kafka.topics)} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
     print(f"  state: checkpoints in {state.dir} every {state.checkpoint_every_ms} ms")
     print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
+    print(f"  memory: at most {memory_bound(config)}")
     for model in config.models:
         features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"
         source = f"file {model.reference.file}" if model.reference.file else f"first {model.reference.warmup} events"

@@ -285,7 +285,7 @@ class QualityConfig(_Section):
     """
 
     label_ttl_ms: DurationMs = Field(7 * _UNIT_MS["d"], alias="label_ttl")
-    max_pending: Integer = Field(100_000, ge=1, le=10_000_000)
+    max_pending: Integer = Field(1_000, ge=1, le=10_000_000)
     positive: str | None = None
     numeric: bool = False
     json_response: bool = False

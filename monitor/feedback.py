@@ -282,8 +282,8 @@ def join_keys(ids: list[str | None]) -> list[str | None]:
     try:
         if _short_ascii(ids):  # type: ignore[arg-type]  # the usual batch: no None, checked without a pass for it
             return ids
-    except TypeError:  # some ids are None (response ids often are)
-        if _short_ascii([key for key in ids if key is not None]):
+    except TypeError:  # some ids are None (response ids often are); filter drops "" too, which is short ASCII
+        if _short_ascii(list(filter(None, ids))):
             return ids
     return [None if key is None else join_key(key) for key in ids]
 

@@ -157,11 +157,7 @@ class ModelState:
         columns = {
             # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
             **{name: np.fromiter(join_keys(_field(inference, name)), dtype=object, count=n) for name in ID_COLUMNS},
-            "prediction": (
-                np.full(n, np.nan)
-                if predictions.count(None) == n
-                else np.array([self._encode_label(value) for value in predictions], dtype=np.float64)
-            ),
+            "prediction": np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
             "score": np.array(_field(inference, "score"), dtype=np.float64),
             "content_filter": np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
@@ -183,10 +179,16 @@ class ModelState:
             )
         return columns
 
-    def _encode_label(self, value: Any) -> float:
-        """A prediction as a window number: itself for a numeric model, else its class code."""
-        label = self._read_label(value)
-        return self._class_code(label) if isinstance(label, str) else label
+    def _encode_predictions(self, predictions: list[Any]) -> np.ndarray:
+        """Predictions as window numbers: themselves for a numeric model, else their class codes."""
+        if self.model.quality.numeric:
+            return np.array([_as_float(value) for value in predictions], dtype=np.float64)
+        classes = self.categories["prediction"].encode(
+            [value if type(value) is str else _as_category(value) for value in predictions]
+        )
+        codes = classes.astype(np.float64)
+        codes[classes <= 0] = math.nan  # missing, or a class past the cap: unknown, not "__other__"
+        return codes
 
     def _read_label(self, value: Any) -> float | str:
         """A prediction or label as it is kept until it joins a call: a number for a numeric model, else its
