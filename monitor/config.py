@@ -276,7 +276,8 @@ class QualityConfig(_Section):
     """Feedback and quality proxies of a model.
 
     Feedback joins its inference event within ``label_ttl`` (event time), at
-    most ``max_pending`` waiting at once. ``positive`` is the class whose
+    most ``max_pending`` waiting at once per model (each admitted by ``"*"``
+    has its own table: see ``monitor.memory``). ``positive`` is the class whose
     precision, recall and F1 are reported; ``numeric: true`` reads predictions
     and labels as numbers (MAE, RMSE). ``json_response: true``: the model must
     answer JSON, and the share of responses that parse is reported.
