@@ -191,8 +191,8 @@ class ModelState:
         return codes
 
     def _read_label(self, value: Any) -> float | str:
-        """A prediction or label as it is kept until it joins a call: a number for a numeric model, else its
-        class name (NaN when it cannot be a class: not a scalar, or too long to take a code)."""
+        """A feedback label as it waits to join its call: a number for a numeric model, else its class name
+        (NaN when it cannot be a class: not a scalar, or too long to take a code)."""
         if self.model.quality.numeric:
             return _as_float(value)
         category = _as_category(value)
