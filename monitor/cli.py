@@ -25,6 +25,7 @@ from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.drift import false_alarm_policy
 from monitor.exporter import write_exposition
 from monitor.logs import log_to_stderr
+from monitor.memory import memory_bound
 from monitor.pipeline import Pipeline
 from monitor.reference import ReferenceFileError, reference_records
 from monitor.replay import replay
@@ -158,6 +159,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     web = server.web_config_file.describe() if server.web_config_file else "http, no TLS, no basic auth"
     print(f"  server: {server.host}:{server.port}, {web}")
     print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
+    print(f"  memory: at most {memory_bound(config)}")
     for model in config.models:
         features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"
         source = f"file {model.reference.file}" if model.reference.file else f"first {model.reference.warmup} events"

@@ -303,7 +303,8 @@ class QualityConfig(_Section):
     """Feedback and quality proxies of a model.
 
     Feedback joins its inference event within ``label_ttl`` (event time), at
-    most ``max_pending`` waiting at once. ``positive`` is the class whose
+    most ``max_pending`` waiting at once per model (each admitted by ``"*"``
+    has its own table: see ``monitor.memory``). ``positive`` is the class whose
     precision, recall and F1 are reported; ``numeric: true`` reads predictions
     and labels as numbers (MAE, RMSE). ``json_response: true``: the model must
     answer JSON, and the share of responses that parse is reported.
@@ -312,7 +313,7 @@ class QualityConfig(_Section):
     """
 
     label_ttl_ms: DurationMs = Field(7 * _UNIT_MS["d"], alias="label_ttl")
-    max_pending: Integer = Field(100_000, ge=1, le=10_000_000)
+    max_pending: Integer = Field(1_000, ge=1, le=10_000_000)
     positive: str | None = None
     numeric: bool = False
     json_response: bool = False

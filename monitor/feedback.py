@@ -14,6 +14,15 @@ calibrated on it. The label delay (feedback time minus call time; 0 when
 the feedback came first) is observed at each join. Everything is in the
 checkpoint.
 
+A class label waits as its class name and takes its code (shared with the
+predictions, first come and capped) only when it joins its call, so feedback
+that never joins, however many distinct labels it carries, uses no code.
+
+Calls and feedback are known by :func:`join_key` of their ids: the id itself
+when it is short ASCII (as request ids usually are), else a 32-character
+digest of it, so that an id costs the window, the index and the pending table
+at most 64 bytes of text whatever a producer sends.
+
 >>> import numpy as np
 >>> from monitor.windows import Column, Window
 >>> columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS}
@@ -32,28 +41,43 @@ checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from monitor.histogram import Histogram
 from monitor.windows import Column, Window
 
-__all__ = ["FEEDBACK_COLUMNS", "ID_COLUMNS", "LABEL_DELAY_BUCKETS_MS", "FeedbackJoin", "feedback_values"]
+__all__ = [
+    "FEEDBACK_COLUMNS",
+    "ID_COLUMNS",
+    "LABEL_DELAY_BUCKETS_MS",
+    "MAX_KEY_CHARS",
+    "FeedbackJoin",
+    "feedback_values",
+    "join_key",
+    "join_keys",
+]
 
-#: The window columns feedback fills (NaN until it arrives); labels are numbers or category codes.
+#: The window columns feedback fills (NaN until it arrives); labels are numbers or class codes.
 FEEDBACK_COLUMNS = {"label": Column(np.float64), "rating": Column(np.float64), "judge_score": Column(np.float64)}
-#: The window columns that hold each call's ids, by which feedback finds it.
+#: The window columns that hold each call's ids (as join keys), by which feedback finds it.
 ID_COLUMNS = ("request_id", "response_id")
+#: The longest id a join key keeps as it is (ASCII only); a longer one is kept as a digest.
+MAX_KEY_CHARS = 64
 #: Upper bounds of the label delay histogram: from a second to a month.
 LABEL_DELAY_BUCKETS_MS = tuple(
     seconds * 1_000 for seconds in (1, 10, 60, 600, 3_600, 6 * 3_600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400)
 )
 
+#: The values a feedback event carries: numbers, but a class label is its class name until it joins.
+Values = dict[str, float | str]
 #: A feedback event as the join takes it: the id it names, its event time, the values it carries.
-Feedback = tuple[str, float, dict[str, float]]
+Feedback = tuple[str, float, Values]
 
 
 class FeedbackJoin:
@@ -63,12 +87,21 @@ class FeedbackJoin:
     that the oldest by event time is the one that expires or is dropped first
     whatever the arrival order, each in O(log n). Several feedback events for
     one waiting call merge (latest values win) and count as that many.
+    ``encode_class`` turns a class label into its window number as it joins
+    (by default every class is unknown: the labels are numbers).
     """
 
-    def __init__(self, ttl_ms: float, max_pending: int, reference_size: int):
+    def __init__(
+        self,
+        ttl_ms: float,
+        max_pending: int,
+        reference_size: int,
+        encode_class: Callable[[str], float] = lambda category: math.nan,
+    ):
         self.ttl_ms = ttl_ms
         self.max_pending = max_pending
         self.reference_size = reference_size
+        self.encode_class = encode_class
         self.delay = Histogram(LABEL_DELAY_BUCKETS_MS)
         self._rows: dict[str, int] = {}  # id -> window row (counted from the first ever)
         self._reference_rows: dict[str, int] = {}  # id -> warm-up reference row
@@ -168,20 +201,25 @@ class FeedbackJoin:
     def _join(self, key: str, waiting: _Waiting, window: Window, reference: Window | None) -> None:
         """Write the feedback into its call's rows; one that came more than the TTL before its call expired."""
         called_ms = None
+        targets = []
         row = self._rows.get(key)
         if row is not None and window.holds(row):
             called_ms = window.read(row, "timestamp_ms")
             if waiting.timestamp_ms < called_ms - self.ttl_ms:
                 self.n_expired += waiting.n_events
                 return
-            window.write(row, waiting.values)
+            targets.append((window, row))
         row = self._reference_rows.get(key)
         if row is not None and reference is not None and reference.holds(row):
-            reference.write(row, waiting.values)
+            targets.append((reference, row))
             called_ms = reference.read(row, "timestamp_ms") if called_ms is None else called_ms
         if called_ms is None:
             self._wait(key, waiting)  # its call left the window: it waits, and expires
             return
+        encode = self.encode_class  # a class label takes its code now that it has joined a call
+        values = {name: encode(value) if isinstance(value, str) else value for name, value in waiting.values.items()}
+        for ring, row in targets:
+            ring.write(row, values)
         self.n_joined += waiting.n_events
         self._delays.append(max(0.0, waiting.timestamp_ms - called_ms))
 
@@ -222,16 +260,43 @@ class _Waiting(NamedTuple):
     """Feedback waiting for its call: its event time, values, how many events merged into it, heap sequence."""
 
     timestamp_ms: float
-    values: dict[str, float]
+    values: Values
     n_events: int
     sequence: int
 
 
-def feedback_values(event: dict, encode_label) -> dict[str, float]:
-    """The values a feedback event carries, as window numbers (labels through ``encode_label``)."""
-    values = {}
+def join_key(id_: str) -> str:
+    """The key by which the join knows an id: the id itself if it is ASCII and at most :data:`MAX_KEY_CHARS` long,
+    else a 32-character digest of it (BLAKE2b, 128 bits: a collision is as unlikely as guessing it).
+
+    >>> join_key("chatcmpl-8x2"), join_key("x" * 300)
+    ('chatcmpl-8x2', 'c2f093e41879e412280bfcc0ed6533e4')
+    """
+    if len(id_) <= MAX_KEY_CHARS and id_.isascii():
+        return id_
+    return hashlib.blake2b(id_.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def join_keys(ids: list[str | None]) -> list[str | None]:
+    """:func:`join_key` of each id of a batch (None stays None); checked in C alone when every id is short ASCII."""
+    try:
+        if _short_ascii(ids):  # type: ignore[arg-type]  # the usual batch: no None, checked without a pass for it
+            return ids
+    except TypeError:  # some ids are None (response ids often are); filter drops "" too, which is short ASCII
+        if _short_ascii(list(filter(None, ids))):
+            return ids
+    return [None if key is None else join_key(key) for key in ids]
+
+
+def _short_ascii(keys: list[str]) -> bool:
+    return max(map(len, keys), default=0) <= MAX_KEY_CHARS and "".join(keys).isascii()
+
+
+def feedback_values(event: dict, read_label: Callable[[Any], float | str]) -> Values:
+    """The values a feedback event carries: numbers, and its label as ``read_label`` reads it."""
+    values: Values = {}
     if event.get("label") is not None:
-        values["label"] = encode_label(event["label"])
+        values["label"] = read_label(event["label"])
     for name in ("rating", "judge_score"):
         value = event.get(name)
         if value is not None and math.isfinite(value):

@@ -31,10 +31,10 @@ import numpy as np
 from detectors.text_descriptors import TextDescriptors
 from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
-from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values
+from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values, join_key, join_keys
 from monitor.histogram import MAX_COUNT, Histogram
 from monitor.reference import Reference, read_reference_file
-from monitor.vocabulary import MISSING, OTHER, Vocabulary
+from monitor.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
 
 __all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates", "text_descriptors"]
@@ -108,7 +108,7 @@ class ModelState:
         self.watermark_ms = -math.inf
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
         warmup = model.reference.warmup if reference_events is None else 0
-        self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup)
+        self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup, self._class_code)
 
     def ingest(self, events: list[dict]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
@@ -120,12 +120,12 @@ class ModelState:
         if inference:
             self._ingest_inference(inference)
         if feedback:
-            encode = self._encode_label
+            read_label = self._read_label
             self.join.add_feedback(
                 [
-                    (event.get("request_id") or event["response_id"], event["timestamp_ms"], values)
+                    (join_key(event.get("request_id") or event["response_id"]), event["timestamp_ms"], values)
                     for event in feedback
-                    if (values := feedback_values(event, encode))
+                    if (values := feedback_values(event, read_label))
                 ],
                 self.window,
                 self.reference.rows,
@@ -170,12 +170,8 @@ class ModelState:
         predictions = _field(inference, "prediction")
         columns = {
             # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
-            **{name: np.fromiter(_field(inference, name), dtype=object, count=n) for name in ID_COLUMNS},
-            "prediction": (
-                np.full(n, np.nan)
-                if predictions.count(None) == n
-                else np.array([self._encode_label(value) for value in predictions], dtype=np.float64)
-            ),
+            **{name: np.fromiter(join_keys(_field(inference, name)), dtype=object, count=n) for name in ID_COLUMNS},
+            "prediction": np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
             "score": np.array(_field(inference, "score"), dtype=np.float64),
             "content_filter": np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
@@ -197,14 +193,28 @@ class ModelState:
             )
         return columns
 
-    def _encode_label(self, value: Any) -> float:
-        """A prediction or label as a window number: itself for a numeric model, else its class code."""
-        if value is None:
-            return math.nan
+    def _encode_predictions(self, predictions: list[Any]) -> np.ndarray:
+        """Predictions as window numbers: themselves for a numeric model, else their class codes."""
+        if self.model.quality.numeric:
+            return np.array([_as_float(value) for value in predictions], dtype=np.float64)
+        classes = self.categories["prediction"].encode(
+            [value if type(value) is str else _as_category(value) for value in predictions]
+        )
+        codes = classes.astype(np.float64)
+        codes[classes <= 0] = math.nan  # missing, or a class past the cap: unknown, not "__other__"
+        return codes
+
+    def _read_label(self, value: Any) -> float | str:
+        """A feedback label as it waits to join its call: a number for a numeric model, else its class name
+        (NaN when it cannot be a class: not a scalar, or too long to take a code)."""
         if self.model.quality.numeric:
             return _as_float(value)
         category = _as_category(value)
-        code = 0 if category is None else self.categories["prediction"].code(category)
+        return math.nan if category is None or len(category) > MAX_VALUE_CHARS else category
+
+    def _class_code(self, category: str) -> float:
+        """The window number of a class: its code, admitted if there is room; NaN past the cap."""
+        code = self.categories["prediction"].code(category)
         return math.nan if code == 0 else float(code)  # a class past the cap is unknown, not "__other__"
 
     def _new_reference(self) -> Reference:

@@ -4,7 +4,9 @@ Categorical window columns store codes instead of strings, and label values
 exported to Prometheus pass through a vocabulary so that no traffic pattern
 can create unbounded series: once ``limit`` distinct values are known, every
 new one is folded into :data:`OTHER`. Admission is first come, first served,
-so a value's code (and a label's series) never changes once given.
+so a value's code (and a label's series) never changes once given. A value
+longer than :data:`MAX_VALUE_CHARS` is folded too, so that a vocabulary's
+memory is bounded by its limit.
 
 >>> vocabulary = Vocabulary(limit=2)
 >>> vocabulary.encode(["de", "en", "fr", None, "de"])
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MISSING", "OTHER", "Vocabulary"]
+__all__ = ["MAX_VALUE_CHARS", "MISSING", "OTHER", "Vocabulary"]
 
 #: The value (code 0) that everything past the limit is folded into.
 OTHER = "__other__"
 #: The code of a missing value.
 MISSING = -1
+#: The longest value that can take a code (as long as an event's ids may be).
+MAX_VALUE_CHARS = 256
 
 
 class Vocabulary:
@@ -38,18 +42,17 @@ class Vocabulary:
 
     def restore(self, values: list[str]) -> None:
         """Take back the :attr:`values` of a vocabulary, codes and all (a checkpoint saves the list)."""
-        self._reset()
-        for value in values[1:]:
-            self.code(value)
+        self.values = list(values)
+        self._codes = {value: code for code, value in enumerate(self.values)}
 
     def __len__(self) -> int:
         return len(self.values)
 
     def code(self, value: str) -> int:
-        """The code of ``value``, admitting it if there is room, else 0 (:data:`OTHER`)."""
+        """The code of ``value``, admitting it if there is room and it is not too long, else 0 (:data:`OTHER`)."""
         code = self._codes.get(value)
         if code is None:
-            if len(self.values) > self.limit:
+            if len(self.values) > self.limit or len(value) > MAX_VALUE_CHARS:
                 return 0
             code = self._codes[value] = len(self.values)
             self.values.append(value)

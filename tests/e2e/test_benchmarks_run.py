@@ -103,3 +103,23 @@ def test_quality_benchmark_prints_its_tables():
     assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in finished.stdout
     assert "target: QualitySuite.evaluate (quality part) under 50 ms" in finished.stdout
     assert "per-group outcome rates identical to fairlearn's selection rates: True" in finished.stdout
+
+
+def test_memory_benchmark_prints_its_table():
+    command = [sys.executable, str(BENCH / "memory.py"), "--quick"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    names = [row.split("|")[1].strip() for row in rows[1:]]
+    assert names[:5] == [
+        "this process at rest (not in the formula)",
+        "windows, references (arrays, ids), vocabularies, models",
+        "pending feedback",
+        "first evaluation, peak: fitted tests, copies",
+        "checkpoint, peak above the state before it",
+    ]
+    assert names[-2:] == [
+        "baseline: driftwarden run and its consumer at rest (PSS)",
+        "total: baseline, the highest peak, the report (no batch in flight)",
+    ]
+    assert "the formula at its worst for this config" in finished.stdout

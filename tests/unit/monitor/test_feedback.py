@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import parse_config
 from monitor.exporter import build_registry, exposition
-from monitor.feedback import FeedbackJoin
+from monitor.feedback import MAX_KEY_CHARS, FeedbackJoin, join_key, join_keys
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
 
@@ -473,3 +474,112 @@ def test_joined_labels_reach_the_fairness_figures():
     fairness = pipeline.evaluations["m"].quality.bias["segment.region"]
     assert fairness.groups["north"].n_labelled == 4 and fairness.groups["south"].n_labelled == 4
     assert fairness.equalized_odds_difference == 1.0
+
+
+# --- Junk labels ------------------------------------------------------------------------------------------------
+
+
+def _labelled_traffic(first: int, n: int, seed: int) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Calls ``first`` .. ``first + n - 1`` predicting one of three classes, and a label for four in five of them,
+    half before and half after their call; with the (label, prediction) pairs the labels make."""
+    rng = np.random.default_rng(seed)
+    classes = ["yes", "no", "maybe"]
+    events, pairs = [], []
+    for i in range(first, first + n):
+        prediction, label = classes[rng.integers(3)], classes[rng.integers(3)]
+        call = _call(i, prediction=prediction)
+        if i % 5 == 0:
+            events.append(call)
+            continue
+        feedback = _feedback(i, at_s=i + (-1 if i % 2 else 30), label=label)
+        events.extend([feedback, call] if i % 2 else [call, feedback])
+        pairs.append((label, prediction))
+    return events, pairs
+
+
+def _assert_quality_equals_sklearn(pipeline: Pipeline, pairs: list[tuple[str, str]]) -> None:
+    pipeline.evaluate(pipeline.watermark_ms)
+    quality = pipeline.evaluations["m"].quality.quality
+    truth, predicted = zip(*pairs)
+    assert quality.n_labelled == len(pairs)
+    assert quality.accuracy == pytest.approx(accuracy_score(truth, predicted))
+    is_yes = [[value == "yes" for value in values] for values in (truth, predicted)]  # "yes" against the rest
+    for ours, theirs in ((quality.precision, precision_score), (quality.recall, recall_score), (quality.f1, f1_score)):
+        assert ours == pytest.approx(theirs(*is_yes))
+
+
+def test_junk_labels_of_feedback_that_never_joins_leave_the_class_codes_to_real_labels(tmp_path):
+    """1,500 feedback events naming calls that never come, each with its own label, against 1,000 class codes
+    (limits.max_categories): none of them may take a code, before or after a checkpoint, so the labels of real
+    calls still get theirs and accuracy, precision, recall and F1 equal scikit-learn's on the joined pairs."""
+    pipeline = _pipeline(size=400, max_pending=2_000, positive="yes", label_ttl="1d")
+    _apply(pipeline, [_feedback(f"ghost-{i}", at_s=0, label=f"junk-{i}") for i in range(1_500)], batch=500)
+    assert pipeline.states["m"].categories["prediction"].values == ["__other__"]
+    assert pipeline.states["m"].join.n_pending == 1_500
+
+    restored = _through_disk(pipeline, tmp_path / "junk")
+    events, pairs = _labelled_traffic(first=0, n=300, seed=8)
+    for each in (pipeline, restored):
+        _apply(each, events, batch=50)
+        assert sorted(each.states["m"].categories["prediction"].values) == ["__other__", "maybe", "no", "yes"]
+        _assert_quality_equals_sklearn(each, pairs)
+        assert each.states["m"].join.n_pending == 1_500  # the junk still waits, holding no code
+
+    again = _through_disk(restored, tmp_path / "joined")
+    more, more_pairs = _labelled_traffic(first=300, n=100, seed=9)
+    _apply(again, more, batch=50)
+    _assert_quality_equals_sklearn(again, pairs + more_pairs)
+
+
+def test_a_label_too_long_to_be_a_class_waits_as_unknown_without_its_text():
+    pipeline = _pipeline()
+    _apply(pipeline, [_feedback(0, at_s=0, label="y" * 10_000, rating=1.0)])
+    (waiting,) = pipeline.states["m"].join._pending.values()
+    assert np.isnan(waiting.values["label"])  # the pending table holds no 10,000-character string
+
+    _apply(pipeline, [_call(0, prediction="y")])
+    row = _row(pipeline, 0)
+    assert np.isnan(row["label"]) and row["rating"] == 1.0
+    assert pipeline.states["m"].categories["prediction"].values == ["__other__", "y"]
+
+
+# --- Memory per id ----------------------------------------------------------------------------------------------
+
+
+def _long_id(i: int, fill: str) -> str:
+    """A distinct id of the 256 characters the schema allows at most."""
+    prefix = f"{i}-"
+    return prefix + fill * (256 - len(prefix))
+
+
+@pytest.mark.parametrize("fill", ["r", "é", "\U0001f600"], ids=["ascii", "latin-1", "astral"])
+def test_long_ids_join_in_either_order_yet_the_join_keeps_at_most_64_ascii_characters_per_id(fill, tmp_path):
+    """An id of 256 characters costs up to 1.1 kB as a Python string (4 bytes a character beyond the BMP); the
+    window, the id index and the pending table keep a short digest of it instead."""
+    pipeline = _pipeline(size=50)
+    calls = [_call(i, response_id=_long_id(i, fill.upper())) | {"request_id": _long_id(i, fill)} for i in range(40)]
+    early = [_feedback(_long_id(i, fill), at_s=0, label="yes") for i in range(30, 40)]  # before their calls
+    ghosts = [_feedback(_long_id(1_000 + i, fill), at_s=0, rating=1.0) for i in range(5)]  # for nobody
+    _apply(pipeline, early + ghosts + calls[:30])
+    pipeline = _through_disk(pipeline, tmp_path)
+    _apply(pipeline, calls[30:])
+    late = [_feedback(_long_id(i, fill.upper()), at_s=50, by="response_id", label="no") for i in range(10)]
+    _apply(pipeline, late)
+
+    labels = [_row(pipeline, i)["label"] for i in range(40)]
+    np.testing.assert_array_equal(labels, [_code(pipeline, "no")] * 10 + [np.nan] * 20 + [_code(pipeline, "yes")] * 10)
+    state = pipeline.states["m"]
+    assert _outcomes(pipeline) == {"joined": 20.0, "expired": 0.0, "dropped": 0.0, "pending": 5.0}
+    kept = [*state.join._pending, *state.join._rows, *state.window.view()["request_id"]]
+    kept += [*state.window.view()["response_id"], *state.reference.rows.view()["request_id"]]
+    assert all(len(key) <= 64 and key.isascii() for key in kept), max(kept, key=len)
+
+
+def test_join_keys_digest_only_long_or_non_ascii_ids_and_keep_none():
+    short, long, accented, surrogate = "a" * MAX_KEY_CHARS, "a" * (MAX_KEY_CHARS + 1), "é", "\ud800"
+    assert join_keys([short, short]) == [short, short]
+    assert join_keys([None, None]) == [None, None]
+    assert join_keys([short, None, long]) == [short, None, join_key(long)]
+    assert join_keys([accented, surrogate]) == [join_key(accented), join_key(surrogate)]  # a lone surrogate too
+    assert len({join_key(long), join_key(accented), join_key(surrogate)}) == 3
+    assert all(len(join_key(key)) == 32 and join_key(join_key(key)) == join_key(key) for key in (long, accented))

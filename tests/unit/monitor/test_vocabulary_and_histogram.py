@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from monitor.checkpoint import Checkpoint, CheckpointStore
 from monitor.histogram import MAX_COUNT, MAX_SUMMED, Histogram
-from monitor.vocabulary import MISSING, OTHER, Vocabulary
+from monitor.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)
 
@@ -63,6 +63,25 @@ def test_other_itself_is_code_zero():
 
     assert vocabulary.encode([OTHER, "a", OTHER]).tolist() == [0, 1, 0]
     assert vocabulary.values == [OTHER, "a"]
+
+
+def test_a_value_too_long_to_be_a_category_folds_into_other_and_takes_no_room():
+    vocabulary = Vocabulary(limit=2)
+    long = "x" * (MAX_VALUE_CHARS + 1)
+
+    assert vocabulary.encode([long, "x" * MAX_VALUE_CHARS, "b"]).tolist() == [0, 1, 2]
+    assert vocabulary.code(long) == 0
+    assert vocabulary.values == [OTHER, "x" * MAX_VALUE_CHARS, "b"]
+
+
+def test_restore_gives_back_the_same_codes():
+    vocabulary = Vocabulary(limit=3)
+    vocabulary.encode(["b", "a"])
+    restored = Vocabulary(limit=3)
+    restored.restore(vocabulary.values)
+
+    assert restored.encode(["a", "b", "c", "d"]).tolist() == [2, 1, 3, 0]
+    assert restored.values == [OTHER, "b", "a", "c"]
 
 
 def test_encode_of_nothing_is_an_empty_int32_array():
