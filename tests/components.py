@@ -273,6 +273,34 @@ def n_counted(metrics: bytes | str) -> int:
     )
 
 
+#: Families that say when an evaluation ran rather than what it found (a run's model that has gone quiet
+#: follows the wall clock, a replay's does not), the backlog, and rejections.
+NOT_STATISTICS = (
+    "driftwarden_consumer_lag",
+    "driftwarden_events_invalid_total",
+    "driftwarden_last_evaluation_timestamp_seconds",
+    "driftwarden_reference_age_seconds",
+)
+
+
+def statistics(metrics: bytes | str, leave_out: tuple[str, ...] = NOT_STATISTICS) -> dict[tuple, float]:
+    """Every sample of an exposition by name and sorted labels, except those of the ``leave_out`` samples."""
+    text = metrics.decode() if isinstance(metrics, bytes) else metrics
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name not in leave_out
+    }
+
+
+def differences(actual: dict[tuple, float], expected: dict[tuple, float], limit: int = 40) -> str:
+    """The samples whose values differ, one per line as ``name{labels}: (actual, expected)``; empty if none."""
+    keys = sorted(key for key in actual.keys() | expected.keys() if actual.get(key) != expected.get(key))
+    return "\n".join(f"{name}{dict(labels)}: {(actual.get((name, labels)), expected.get((name, labels)))}"
+                     for name, labels in keys[:limit])
+
+
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 20.0) -> list:
     """Every message on ``topic`` (all partitions, first to last), read without joining a group."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
@@ -348,15 +376,21 @@ class TansuBroker:
     restart loses every topic and offset; with :class:`S3Server`'s it keeps them.
     """
 
-    def __init__(self, storage_engine: str = "memory://tansu/", environ: dict[str, str] | None = None,
-                 advertised_port: int | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        storage_engine: str = "memory://tansu/",
+        environ: dict[str, str] | None = None,
+        port: int | None = None,
+        advertised_port: int | None = None,
+        log_path: Path | None = None,
+    ):
         from monitor.sources.embedded_broker import tansu_binary
 
         try:
             self.binary = tansu_binary()
         except FileNotFoundError as error:
             require(False, f"the embedded broker ({error})")
-        self.port = free_port()
+        self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
         self.bootstrap_servers = f"127.0.0.1:{self.advertised_port}"
         self.storage_engine = storage_engine

@@ -58,9 +58,11 @@ from tests.components import (
     WebhookReceiver,
     committed_offset,
     daemon_config,
+    differences,
     http_get,
     n_counted,
     read_topic,
+    statistics,
     wait_for,
 )
 
@@ -70,15 +72,6 @@ EVIL = "evil\nbot\r\t\x1b[31m\x07\u2028"  # a model name with a newline and cont
 XSS = "</script><script>alert(document.domain)</script>"
 YEAR_3000_S = 32_503_680_000
 MIB = 1_048_576
-#: Families that say *when* an evaluation ran rather than what it found (run's clock and replay's differ
-#: once a quiet model's event time follows the wall clock), the backlog, and the rejections a file of
-#: valid events has none of.
-NOT_STATISTICS = (
-    "driftwarden_consumer_lag",
-    "driftwarden_events_invalid_total",
-    "driftwarden_last_evaluation_timestamp_seconds",
-    "driftwarden_reference_age_seconds",
-)
 
 
 def event(request_id: str, at_s: float, model: str = "chat", **fields: object) -> dict:
@@ -342,16 +335,6 @@ def hostile_config(bootstrap_servers: str, state_dir: Path, topic: str) -> dict:
     )
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of an exposition, keyed by name and sorted labels, without the families that are no statistics."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name not in NOT_STATISTICS
-    }
-
-
 def settled(daemon: DaemonProcess, n_messages: int, timeout_s: float) -> str | None:
     """/metrics once all ``n_messages`` are counted and a later tick changed nothing; None if the daemon died."""
     deadline = time.monotonic() + timeout_s
@@ -476,13 +459,8 @@ def test_statistics_equal_a_replay_of_the_valid_events_alone(hostile_run, tmp_pa
     result = replay(parse_config(run.config), events)
     assert result.n_rejected == 0, "replay rejects what run accepted"
 
-    expected = samples(exposition(result.registry()).decode())
-    actual = samples(run.metrics)
-    differ = {key: (actual.get(key), expected.get(key)) for key in actual.keys() | expected.keys()
-              if actual.get(key) != expected.get(key)}
-    assert not differ, "run vs replay of the valid events, (run, replay):\n" + "\n".join(
-        f"{name}{dict(labels)}: {values}" for (name, labels), values in sorted(differ.items())[:40]
-    )
+    differ = differences(statistics(run.metrics), statistics(exposition(result.registry())))
+    assert not differ, f"run vs replay of the valid events, (run, replay):\n{differ}"
 
 
 def test_junk_labels_for_unknown_calls_leave_the_labelled_model_its_accuracy(hostile_run):
