@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import string
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -147,11 +147,35 @@ class RuleEngine:
         return counts
 
     def evaluate(
-        self, samples: Iterable[Sample], now_ms: float, context: dict[str, dict[str, str]] | None = None
+        self,
+        samples: Iterable[Sample],
+        now_ms: float,
+        context: dict[str, dict[str, str]] | None = None,
+        models: Collection[str] | None = None,
     ) -> list[Alert]:
-        """Advance every rule by one tick; ``context`` maps a model to extra template values."""
+        """Advance every rule by one tick at ``now_ms``; return the alerts to deliver.
+
+        ``context`` maps a model to extra template values. ``models`` limits
+        the tick to the series of those models, so that each model can be
+        evaluated on its own clock: a series' model is its ``model`` label
+        (``""`` for a series without one; a rule's own ``model`` label counts
+        as the series'), samples of other models are ignored, and series of
+        other models neither advance nor disappear. ``for`` is measured on the
+        ``now_ms`` of the ticks of the series' own model. None (the default)
+        evaluates every series.
+
+        >>> engine = RuleEngine([Rule("Drift", "driftwarden_drift_share", ">", 0.3, for_ms=60_000)])
+        >>> both = [Sample("driftwarden_drift_share", {"model": m}, 0.5) for m in ("a", "b")]
+        >>> engine.evaluate(both, now_ms=0), engine.evaluate(both, now_ms=10_000, models={"b"})
+        ([], [])
+        >>> [alert.labels["model"] for alert in engine.evaluate(both, now_ms=60_000, models={"a"})]
+        ['a']
+        >>> engine.evaluate([], now_ms=65_000, models={"b"}), engine.firing()  # b: pending since 0, gone
+        ([], 1)
+        """
         samples = list(samples)
         context = context or {}
+        wanted = None if models is None else set(models)
         alerts = []
         seen = set()
         for rule in self.rules:
@@ -159,12 +183,19 @@ class RuleEngine:
                 if not rule.matches(sample):
                     continue
                 labels = {**sample.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
+                if wanted is not None and labels.get("model", "") not in wanted:
+                    continue
                 fingerprint = _fingerprint(labels)
                 seen.add(fingerprint)
                 alert = self._step(rule, fingerprint, labels, sample.value, now_ms, context)
                 if alert is not None:
                     alerts.append(alert)
-        for fingerprint in [key for key in self._series if key not in seen]:  # the series is gone
+        gone = [
+            fingerprint
+            for fingerprint, series in self._series.items()
+            if fingerprint not in seen and (wanted is None or series.labels.get("model", "") in wanted)
+        ]
+        for fingerprint in gone:
             series = self._series.pop(fingerprint)
             if series.state == "firing":
                 rule = self._rule(series.labels["alertname"])

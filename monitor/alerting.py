@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -83,14 +83,26 @@ class Alerting:
                 trigger_url=retraining.trigger_url,
             )
 
-    def tick(self, pipeline: Pipeline, now_ms: float) -> list[Alert]:
-        """Evaluate the rules on what is exported now; route the alerts; return them."""
+    def tick(self, pipeline: Pipeline, now_ms: float, models: Collection[str] | None = None) -> list[Alert]:
+        """Evaluate the rules on what is exported now; route the alerts; return them.
+
+        ``models`` limits the tick to those models' series, their context and
+        their retraining requests (see :meth:`alerts.rules.RuleEngine.evaluate`;
+        ``""`` stands for series without a model label), so that each model
+        keeps its own clock: ``for`` and the retraining cooldown are measured
+        on the ``now_ms`` passed for that model. None evaluates every model.
+        """
         if not self.engine.rules:  # nothing to evaluate: spare the tick a scrape's worth of samples
             return []
+        wanted = None if models is None else set(models)
         samples = [Sample(s.name, s.labels, s.value) for family in self.collect() for s in family.samples]
-        context = {model: self._context(model, evaluation) for model, evaluation in pipeline.evaluations.items()}
+        context = {
+            model: self._context(model, evaluation)
+            for model, evaluation in pipeline.evaluations.items()
+            if wanted is None or model in wanted
+        }
         with self.lock:
-            alerts = self.engine.evaluate(samples, now_ms, context)
+            alerts = self.engine.evaluate(samples, now_ms, context, wanted)
         transitions = [alert for alert in alerts if alert.state == "resolved" or alert.starts_at_ms == now_ms]
         for name, sink in self.sinks.items():
             # Alertmanager forgets alerts not re-sent; the log and the webhook hear of each change once,
@@ -100,7 +112,7 @@ class Alerting:
             if routed:
                 sink.add(routed)
         if self.retraining is not None:
-            self._retrain(alerts, pipeline, now_ms)
+            self._retrain(alerts, pipeline, now_ms, context.keys())
         return alerts
 
     def deliver(self) -> None:
@@ -119,9 +131,9 @@ class Alerting:
         with self.lock:
             self.engine.restore(snapshot)
 
-    def _retrain(self, alerts: list[Alert], pipeline: Pipeline, now_ms: float) -> None:
+    def _retrain(self, alerts: list[Alert], pipeline: Pipeline, now_ms: float, evaluated: Iterable[str]) -> None:
         with self.lock:
-            self.evaluated_models.update(pipeline.evaluations)
+            self.evaluated_models.update(evaluated)
         firing: dict[str, list[Alert]] = {}
         for alert in alerts:
             if alert.state == "firing" and "retrain" in alert.actions:

@@ -131,6 +131,8 @@ class WindowsConfig(_Section):
     duration_ms: DurationMs | None = Field(None, alias="duration")
     evaluate_every_ms: DurationMs = Field(30_000, alias="evaluate_every")
     min_samples: Integer = Field(200, ge=1)
+    #: In ``run``, a model that has seen no event for this long lets its event time follow the wall clock.
+    idle_after_ms: DurationMs = Field(120_000, alias="idle_after")
 
     @property
     def evaluations_per_week(self) -> float:

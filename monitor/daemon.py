@@ -2,12 +2,21 @@
 
 One thread consumes: it takes a batch from the Kafka consumer (a child
 process, :mod:`monitor.sources.consumer_process`, fetching the next batch
-meanwhile), applies it to the pipeline, sends the rejected records to the
-dead-letter topic, and, when a checkpoint is due, saves the state with the
-offsets it covers and then commits those offsets.
-APScheduler runs the evaluation tick (window statistics as of the latest
-event time) and asks for checkpoints on a timer. A scrape reads the pipeline
-under its lock at any time.
+meanwhile), applies it to the pipeline (which evaluates each model, and runs
+the alert rules, as the model's event time crosses a boundary of
+``windows.evaluate_every``), sends the rejected records to the dead-letter
+topic, lets idle models' event time follow the wall clock, and, when a
+checkpoint is due, hands over to :class:`~monitor.checkpointer.Checkpointer`
+(flush and check the dead letters, save the state with the offsets it covers,
+commit). APScheduler asks for checkpoints and delivers notifications on
+timers. A scrape reads the pipeline under its lock at any time.
+
+Nothing raised on behalf of one message, one send or one model stops the
+loop: the decoder never raises, a model whose ingest or evaluation raises is
+logged and counted (``driftwarden_internal_errors_total``), a dead letter that
+cannot be sent is kept and sent again, and while more than
+:data:`MAX_DEAD_LETTER_BACKLOG` wait the loop stops reading rather than
+commit past them.
 
 Delivery is at-least-once from Kafka with no double counting: after a crash
 the daemon restores the last checkpoint and reads again from its offsets, so
@@ -24,16 +33,16 @@ not ready.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from monitor.alerting import Alerting, AlertsCollector
-from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.checkpoint import CheckpointStore, config_fingerprint
+from monitor.checkpointer import Checkpointer, Offsets
 from monitor.config import Config
-from monitor.exporter import ConsumerLagCollector, MetricsServer, build_registry
+from monitor.exporter import ConsumerLagCollector, DaemonCollector, MetricsServer, build_registry
 from monitor.pipeline import Pipeline
 from monitor.report import drift_report_html
 from monitor.sources import Record
@@ -48,6 +57,8 @@ _POLL_MS = 500
 _READY_WITHIN_S = 10.0
 _RETRY_S = 2.0
 _DELIVER_EVERY_S = 1.0
+#: Dead letters waiting to be sent again above which the loop stops reading new events.
+MAX_DEAD_LETTER_BACKLOG = 10_000
 
 
 class Daemon:
@@ -58,13 +69,16 @@ class Daemon:
         self.pipeline = Pipeline(config)
         self.store = CheckpointStore(config.state.dir)
         self._fingerprint = config_fingerprint(config)
+        self.checkpointer = Checkpointer(self.store, self._snapshot, self._fingerprint)
         self._source: ConsumerProcess | None = None
         self._dead_letters: KafkaDeadLetters | None = None
         self._stopping = threading.Event()
         self._checkpoint_due = threading.Event()
         lag = ConsumerLagCollector(lambda: self._source.lag if self._source else {})
         self.alerting = Alerting(config, lambda: self.registry.collect(), publish=self._publish_job)
-        self.registry = build_registry(self.pipeline, lag, AlertsCollector(self.alerting))
+        self.pipeline.on_evaluate = lambda models, now_ms: self.alerting.tick(self.pipeline, now_ms, models)
+        daemon = DaemonCollector(self.checkpointer, lambda: self._dead_letters.n_failed if self._dead_letters else 0)
+        self.registry = build_registry(self.pipeline, lag, daemon, AlertsCollector(self.alerting))
         self._jobs: KafkaSink | None = None
         self.server = MetricsServer(
             self.registry,
@@ -131,8 +145,6 @@ class Daemon:
     def _scheduler(self) -> BackgroundScheduler:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
         scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-        every_s = self.config.windows.evaluate_every_ms / 1000
-        scheduler.add_job(self._evaluate, "interval", seconds=every_s, id="evaluate")
         every_s = self.config.state.checkpoint_every_ms / 1000
         scheduler.add_job(self._checkpoint_due.set, "interval", seconds=every_s, id="checkpoint")
         scheduler.add_job(self.alerting.deliver, "interval", seconds=_DELIVER_EVERY_S, id="deliver")
@@ -146,6 +158,7 @@ class Daemon:
             try:
                 sink = KafkaSink(client_settings(kafka), kafka.dead_letter_topic, max_block_ms=10_000)
                 self._dead_letters = KafkaDeadLetters(sink)
+                self.checkpointer.sinks.append(self._dead_letters)
             except KafkaError as error:
                 log.warning("Kafka at %s: %s; retrying in %g s", kafka.bootstrap_servers, error, _RETRY_S)
                 self._stopping.wait(_RETRY_S)
@@ -154,38 +167,36 @@ class Daemon:
     def _consume(self) -> None:
         source = self._source
         while not self._stopping.is_set():
-            records = source.poll(_POLL_MS)
-            if records:
-                self._apply(records)
+            if self._dead_letters is not None and self._dead_letters.backlog > MAX_DEAD_LETTER_BACKLOG:
+                self._checkpoint_due.set()  # read nothing more until the dead letters are delivered
+                self._stopping.wait(_POLL_MS / 1000)
+            else:
+                records = source.poll(_POLL_MS)
+                if records:
+                    self._apply(records)
+                self.pipeline.advance_idle(time.time() * 1000)
             if self._checkpoint_due.is_set():
                 self._checkpoint()
 
     def _apply(self, records: list[Record]) -> None:
-        for record, invalid in self.pipeline.apply(records):
+        for record, invalid in self.pipeline.apply(records, wall_ms=time.time() * 1000):
             if self._dead_letters is not None:
                 self._dead_letters.write(record, invalid.reason, invalid.detail)
             else:
                 log.warning("dropped %s[%d]@%d: %s", record.topic, record.partition, record.offset, invalid.reason)
 
     def _checkpoint(self) -> None:
-        """Save state and offsets, then commit the offsets to the group."""
-        self._source.commit(self._save_checkpoint())
-
-    def _save_checkpoint(self) -> dict:
-        """Save state and the offsets it covers, the dead letters of those events delivered first."""
+        """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.checkpointer`)."""
         self._checkpoint_due.clear()
-        if self._dead_letters is not None:
-            self._dead_letters.flush()
-        offsets = dict(self._source.positions)
-        state = {**self.pipeline.snapshot(), "alerts": self.alerting.snapshot()}
-        self.store.save(Checkpoint(offsets, state, self._fingerprint))
-        return offsets
+        self.checkpointer.checkpoint(self._source.positions, self._source.commit)
 
-    def _evaluate(self) -> None:
-        watermark_ms = self.pipeline.watermark_ms
-        if math.isfinite(watermark_ms):
-            self.pipeline.evaluate(watermark_ms)
-            self.alerting.tick(self.pipeline, watermark_ms)
+    def _save_checkpoint(self) -> Offsets | None:
+        """Before a rebalance takes partitions away: save state and offsets; the child commits them."""
+        self._checkpoint_due.clear()
+        return self.checkpointer.checkpoint(self._source.positions, lambda offsets: None)
+
+    def _snapshot(self) -> dict:
+        return {**self.pipeline.snapshot(), "alerts": self.alerting.snapshot()}
 
     def _publish_job(self, key: str, value: bytes) -> None:
         """Publish a retraining job to ``retraining.topic`` keyed by model; returns once the broker has it."""

@@ -30,12 +30,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from detectors.results import QualityResult
+from monitor.checkpointer import Checkpointer
 from monitor.histogram import Histogram
 from monitor.pipeline import Pipeline
 from monitor.vocabulary import OTHER
 
 __all__ = [
     "ConsumerLagCollector",
+    "DaemonCollector",
     "MetricsServer",
     "PipelineCollector",
     "build_registry",
@@ -118,7 +120,15 @@ class PipelineCollector:
             reference_events.add_metric([state.name], len(state.reference))
             for signal, count in state.changes.n_changes.items():
                 changes.add_metric([state.name, signal, state.changes.method], count)
-        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events)
+        internal = CounterMetricFamily(
+            "driftwarden_internal_errors",
+            "Exceptions caught where a bug would have stopped the daemon, by stage (ingest counts the events "
+            "dropped, evaluate and alerts the model evaluations or rule runs that failed); the log has the trace.",
+            labels=["stage"],
+        )
+        for stage, count in pipeline.n_internal_errors.items():
+            internal.add_metric([stage], count)
+        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events, internal)
 
     def _evaluations(self, evaluations: dict) -> Iterator[Metric]:
         window_events = GaugeMetricFamily(
@@ -287,6 +297,30 @@ class ConsumerLagCollector:
         for (topic, partition), lag in sorted(self.lag().items()):
             family.add_metric([topic, str(partition)], lag)
         return [family]
+
+
+class DaemonCollector:
+    """The daemon's own health: checkpoints by outcome and dead letters that failed to send."""
+
+    def __init__(self, checkpointer: Checkpointer, n_dead_letters_failed: Callable[[], int]):
+        self.checkpointer = checkpointer
+        self.n_dead_letters_failed = n_dead_letters_failed
+
+    def collect(self) -> list[Metric]:
+        checkpoints = CounterMetricFamily(
+            "driftwarden_checkpoints",
+            "Checkpoints by outcome: saved (and committed), or aborted because a sink had undelivered "
+            "messages (sink_failed) or the state could not be written (save_failed).",
+            labels=["result"],
+        )
+        for result, count in self.checkpointer.n_checkpoints.items():
+            checkpoints.add_metric([result], count)
+        failed = CounterMetricFamily(
+            "driftwarden_dead_letters_failed",
+            "Dead-letter deliveries that failed; each is sent again, and no offset is committed past it meanwhile.",
+        )
+        failed.add_metric([], self.n_dead_letters_failed())
+        return [checkpoints, failed]
 
 
 def build_registry(pipeline: Pipeline, *collectors: object) -> CollectorRegistry:

@@ -28,10 +28,15 @@ and a scrape; it is taken once per batch, never per event.
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
+
+import numpy as np
 
 from detectors.results import ModelDrift, TrafficResult
 from detectors.traffic import TrafficStats
@@ -42,10 +47,16 @@ from monitor.quality import ModelQuality, QualitySuite
 from monitor.sources import Record
 from monitor.state import ModelState, ModelStates
 
-__all__ = ["DeadLetter", "Evaluation", "Pipeline"]
+__all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pipeline"]
+
+log = logging.getLogger(__name__)
 
 #: The reference columns the accuracy estimate is calibrated on.
 _CALIBRATION = ("score", "label", "prediction")
+#: A model whose boundary is this far behind the wall clock is catching up on a backlog (``run`` only) ...
+CATCH_UP_LAG_MS = 3_600_000
+#: ... and is then evaluated once per this many boundaries, to bound the cost of reading the backlog.
+CATCH_UP_EVERY = 10
 
 
 class DeadLetter(NamedTuple):
@@ -71,23 +82,38 @@ class Evaluation:
 
 
 class Pipeline:
-    """Per-model state fed batch by batch, evaluated on ticks."""
+    """Per-model state fed batch by batch, each model evaluated as its own event time crosses a boundary.
 
-    def __init__(self, config: Config):
+    ``on_evaluate(models, now_ms)`` runs after each evaluation (the alert rules): with one model's name
+    at that model's boundary, and with ``[""]`` (series without a model) when the latest evaluation time
+    of all models advances.
+    """
+
+    def __init__(self, config: Config, on_evaluate: Callable[[list[str], float], object] | None = None):
         self.config = config
+        self.on_evaluate = on_evaluate
         self.lock = threading.Lock()
         self.states = ModelStates(config)
         self.n_invalid = dict.fromkeys(REASONS, 0)
-        self.watermark_ms = float("-inf")
+        #: Exceptions caught where a bug could have stopped the daemon, by stage (events for ingest).
+        self.n_internal_errors = dict.fromkeys(("ingest", "evaluate", "alerts"), 0)
         self.evaluations: dict[str, Evaluation] = {}
+        self.n_evaluations = 0
+        self._latest_evaluation_ms = -math.inf  # the clock of series without a model
+        self._arrived_ms: dict[str, float] = {}  # wall-clock time of each model's latest event (run only)
         self._traffic_stats = TrafficStats()
         self._drift_suites: dict[str, DriftSuite] = {}
         self._quality_suites: dict[str, QualitySuite] = {}
 
-    def apply(self, records: Iterable[Record]) -> list[DeadLetter]:
+    @property
+    def watermark_ms(self) -> float:
+        """The latest event time of any model (-inf before the first event)."""
+        return max((state.watermark_ms for state in self.states), default=-math.inf)
+
+    def apply(self, records: Iterable[Record], wall_ms: float | None = None) -> list[DeadLetter]:
         """Decode and ingest a batch; return the rejected records, for the dead-letter queue."""
         events, rejected = self.decode(records)
-        self.ingest(events, rejected)
+        self.ingest(events, rejected, wall_ms)
         return rejected
 
     def decode(self, records: Iterable[Record]) -> tuple[list[dict], list[DeadLetter]]:
@@ -103,21 +129,107 @@ class Pipeline:
                 events.append(event)
         return events, rejected
 
-    def ingest(self, events: list[dict], rejected: Iterable[DeadLetter] = ()) -> None:
-        """Append valid events to their models' state and count the rejected ones."""
+    def ingest(self, events: list[dict], rejected: Iterable[DeadLetter] = (), wall_ms: float | None = None) -> None:
+        """Append valid events to their models' state, count the rejected ones, and evaluate every model
+        whose event time crosses a boundary of ``windows.evaluate_every`` (see :meth:`_ingest_model`).
+
+        ``wall_ms`` is the wall clock in ``run`` (None in a replay): it marks when each model was last heard
+        from (:meth:`advance_idle`) and whether a model is catching up (:data:`CATCH_UP_LAG_MS`).
+        """
         by_model: dict[str, list[dict]] = {}
         for event in events:
             group = by_model.get(event["model"])
             if group is None:
                 group = by_model[event["model"]] = []
             group.append(event)
-        latest_ms = max([event["timestamp_ms"] for event in events], default=self.watermark_ms)
         with self.lock:
-            for model, group in by_model.items():
-                self.states.ingest(model, group)
-            self.watermark_ms = max(self.watermark_ms, latest_ms)
             for letter in rejected:
                 self.n_invalid[letter.invalid.reason] += 1
+        for model, group in by_model.items():
+            with self.lock:
+                state = self.states.state_for(model, len(group))
+            if state is not None:
+                if wall_ms is not None:
+                    self._arrived_ms[state.name] = wall_ms
+                self._ingest_model(state, group, wall_ms)
+
+    def _ingest_model(self, state: ModelState, events: list[dict], wall_ms: float | None) -> None:
+        """Append one model's events in order; when one carries its event time past a boundary, evaluate
+        the model as of that boundary (the last one the event passed) over the events before it."""
+        every_ms = self.config.windows.evaluate_every_ms
+        timestamps = np.fromiter(map(itemgetter("timestamp_ms"), events), dtype=np.float64, count=len(events))
+        watermark_ms = state.watermark_ms
+        if math.isinf(watermark_ms):  # the first event starts the clock; there is nothing before it
+            watermark_ms = float(timestamps[0])
+        if timestamps.max() < _boundary_at_or_before(watermark_ms, every_ms) + every_ms:
+            self._append(state, events)
+            return
+        boundaries = np.maximum.accumulate(np.maximum(timestamps, watermark_ms)) // every_ms * every_ms
+        crossings = np.flatnonzero(np.diff(boundaries, prepend=_boundary_at_or_before(watermark_ms, every_ms)))
+        start = 0
+        for position in crossings.tolist():
+            boundary_ms = float(boundaries[position])
+            if self._catching_up_skips(state.name, boundary_ms, wall_ms):
+                continue
+            self._append(state, events[start:position])
+            start = position
+            self._evaluate_model(state.name, boundary_ms)
+        self._append(state, events[start:])
+
+    def _append(self, state: ModelState, events: list[dict]) -> None:
+        if not events:
+            return
+        with self.lock:
+            try:
+                state.ingest(events)
+            except Exception:  # a bug, since the decoder vouched for them: counted and logged, never fatal
+                log.exception("ingesting %d events of %r failed; they are dropped", len(events), state.name)
+                self.n_internal_errors["ingest"] += len(events)
+
+    def _catching_up_skips(self, model: str, boundary_ms: float, wall_ms: float | None) -> bool:
+        """While a model's boundary is more than CATCH_UP_LAG_MS behind the wall clock (``run`` reading a
+        backlog), it is evaluated only when the boundary enters a new CATCH_UP_EVERY span of evaluations."""
+        if wall_ms is None or wall_ms - boundary_ms <= CATCH_UP_LAG_MS:
+            return False
+        previous = self.evaluations.get(model)
+        if previous is None:
+            return False
+        span_ms = CATCH_UP_EVERY * self.config.windows.evaluate_every_ms
+        return boundary_ms // span_ms == previous.evaluated_at_ms // span_ms
+
+    def advance_idle(self, wall_ms: float) -> None:
+        """Idle watermark: a model that has seen no event for ``windows.idle_after`` has its event time
+        follow the wall clock (``wall_ms - idle_after``), evaluated at the boundary that reaches, so that
+        pending alerts complete and a silent model's duration window empties."""
+        windows = self.config.windows
+        for state in self.states:
+            arrived_ms = self._arrived_ms.setdefault(state.name, wall_ms)  # restored models: as if just heard
+            if wall_ms - arrived_ms < windows.idle_after_ms:
+                continue
+            idle_ms = wall_ms - windows.idle_after_ms
+            if idle_ms <= state.watermark_ms:
+                continue
+            boundary_ms = _boundary_at_or_before(idle_ms, windows.evaluate_every_ms)
+            crossed = boundary_ms > state.watermark_ms
+            with self.lock:
+                state.watermark_ms = idle_ms
+            if crossed:
+                self._evaluate_model(state.name, boundary_ms)
+
+    def _evaluate_model(self, model: str, now_ms: float) -> None:
+        self.evaluate(now_ms, [model])
+        if self.on_evaluate is None:
+            return
+        scopes = [[model]]
+        if now_ms > self._latest_evaluation_ms:
+            self._latest_evaluation_ms = now_ms
+            scopes.append([""])
+        for scope in scopes:
+            try:
+                self.on_evaluate(scope, now_ms)
+            except Exception:
+                log.exception("alert rules on %r failed at %s", scope[0], now_ms)
+                self.n_internal_errors["alerts"] += 1
 
     def snapshot(self) -> dict:
         """Everything a restart needs to carry on as if it never stopped (evaluations are recomputed).
@@ -125,7 +237,7 @@ class Pipeline:
         The arrays are the live ones, not copies: save the snapshot before the next batch is applied.
         """
         with self.lock:
-            return {"n_invalid": self.n_invalid, "watermark_ms": self.watermark_ms, "states": self.states.snapshot()}
+            return {"n_invalid": self.n_invalid, "states": self.states.snapshot()}
 
     def restore(self, snapshot: dict) -> None:
         """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.checkpoint`)."""
@@ -134,44 +246,51 @@ class Pipeline:
             self._drift_suites = {}  # fitted again on the restored references
             self._quality_suites = {}
             self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
-            self.watermark_ms = snapshot["watermark_ms"]
 
-    def evaluate(self, now_ms: float) -> None:
-        """Compute every model's window statistics as of ``now_ms`` (event time in replay)."""
+    def evaluate(self, now_ms: float, models: Collection[str] | None = None) -> None:
+        """Compute the window statistics of ``models`` (default: all) as of the event time ``now_ms``."""
         windows = self.config.windows
         with self.lock:  # copies of what the tick reads; the statistics run without the lock
-            views = {state.name: state.window.view(now_ms, windows.duration_ms) for state in self.states}
-            suites = {state.name: self._drift_suite(state) for state in self.states}
+            states = [state for state in self.states if models is None or state.name in models]
+            views = {state.name: state.window.view(now_ms, windows.duration_ms) for state in states}
+            suites = {state.name: self._drift_suite(state) for state in states}
             references = {  # a reference, once complete, is fitted once
                 state.name: (state.reference.columns(), state.reference.newest_ms)
-                for state in self.states
+                for state in states
                 if state.reference.complete and not suites[state.name].fitted
             }
             labelled = {  # what the accuracy estimate is calibrated on: labels keep arriving
                 state.name: state.reference.rows.view(names=_CALIBRATION)
-                for state in self.states
+                for state in states
                 if self._quality_suite(state.name).calibrates
             }
             categories = {
                 state.name: {name: list(vocabulary.values) for name, vocabulary in state.categories.items()}
-                for state in self.states
+                for state in states
             }
         evaluations = {}
         for name, view in views.items():
             n_events = len(view["timestamp_ms"])
             traffic = drift = quality = None
-            if n_events >= windows.min_samples:
-                traffic = self._traffic_stats.compute(view["latency_ms"], view["failed"])
-                suite = suites[name]
-                if name in references:
-                    suite.fit(*references[name])
-                if suite.fitted:
-                    drift = suite.score(view, now_ms)
-                quality = self._quality_suite(name).evaluate(
-                    view, labelled.get(name), categories[name].pop("prediction"), categories[name]
-                )
+            try:
+                if n_events >= windows.min_samples:
+                    traffic = self._traffic_stats.compute(view["latency_ms"], view["failed"])
+                    suite = suites[name]
+                    if name in references:
+                        suite.fit(*references[name])
+                    if suite.fitted:
+                        drift = suite.score(view, now_ms)
+                    quality = self._quality_suite(name).evaluate(
+                        view, labelled.get(name), categories[name].pop("prediction"), categories[name]
+                    )
+            except Exception:  # a bug for one model's data must not stop the others, nor the daemon
+                log.exception("evaluating %r failed; its previous evaluation stands", name)
+                self.n_internal_errors["evaluate"] += 1
+                continue
             evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality)
-        self.evaluations = evaluations
+        merged = {**self.evaluations, **evaluations}  # in the models' order, whichever was evaluated last
+        self.evaluations = {state.name: merged[state.name] for state in self.states if state.name in merged}
+        self.n_evaluations += len(evaluations)
 
     def _quality_suite(self, name: str) -> QualitySuite:
         suite = self._quality_suites.get(name)
@@ -186,3 +305,8 @@ class Pipeline:
             alpha = drift_alpha(state.model.drift, self.config.windows)
             suite = self._drift_suites[state.name] = DriftSuite(state.model, alpha, self.config.windows.min_samples)
         return suite
+
+
+def _boundary_at_or_before(time_ms: float, every_ms: int) -> float:
+    """The latest multiple of ``every_ms`` at or before ``time_ms``."""
+    return time_ms // every_ms * every_ms

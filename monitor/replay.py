@@ -1,17 +1,19 @@
-"""Replay a JSONL file through the pipeline as fast as it goes, with ticks on event time.
+"""Replay a JSONL file through the pipeline as fast as it goes, with evaluations on event time.
 
-Ticks fall on multiples of ``windows.evaluate_every`` in event time: when the
-first event at or past a tick arrives, the models are evaluated as of that
-tick over the events that came before it. The replay ends with one evaluation over
-the windows as they stand at the end of the file, so its gauges describe the
-file's last window whatever the batch size. Alert rules run on every tick;
-their transitions are returned, not delivered.
+A replay evaluates exactly as ``driftwarden run`` does (see
+:class:`~monitor.pipeline.Pipeline`): each model at the multiples of
+``windows.evaluate_every`` that its own event time crosses, over the events
+that came before. It ends with one evaluation of every model as of its latest
+event, so its gauges describe the file's last window whatever the batch size.
+Alert rules run after every evaluation; their transitions are returned, not
+delivered. A replay has no wall clock: no event is too far in the future, no
+model goes idle, and nothing is coalesced as a backlog.
 
 >>> import tempfile, pathlib
 >>> from monitor.config import parse_config
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.jsonl"
->>> _ = path.write_text('{"request_id": "a", "timestamp": 1, "model": "bot", "latency_ms": 80}\\n'
-...                     '{"request_id": "b", "timestamp": 2, "model": "bot", "latency_ms": 120}\\n'
+>>> _ = path.write_text('{"request_id": "a", "timestamp": 1700000001, "model": "bot", "latency_ms": 80}\\n'
+...                     '{"request_id": "b", "timestamp": 1700000002, "model": "bot", "latency_ms": 120}\\n'
 ...                     'not json\\n')
 >>> result = replay(parse_config({"windows": {"min_samples": 1}}), path)
 >>> result.n_records, result.n_rejected, result.n_ticks
@@ -22,7 +24,6 @@ their transitions are returned, not delivered.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -65,40 +66,22 @@ def replay(
     alerting = Alerting(config, PipelineCollector(pipeline).collect, deliver=False)
     transitions: list[Alert] = []
 
-    def evaluate(now_ms: float) -> None:
-        pipeline.evaluate(now_ms)
-        alerts = alerting.tick(pipeline, now_ms)
+    def rules(models: list[str], now_ms: float) -> None:
+        alerts = alerting.tick(pipeline, now_ms, models)
         transitions.extend(a for a in alerts if a.state == "resolved" or a.starts_at_ms == now_ms)
 
-    every_ms = config.windows.evaluate_every_ms
-    next_tick_ms = None
-    n_records = n_rejected = n_ticks = 0
+    pipeline.on_evaluate = rules
+    n_records = n_rejected = 0
     for batch in JsonlSource(events_path, batch_size).batches():
-        events, rejected = pipeline.decode(batch)
+        rejected = pipeline.apply(batch)
         n_records += len(batch)
         n_rejected += len(rejected)
         if dead_letters is not None:
             for letter in rejected:
                 dead_letters.write(letter.record, letter.invalid.reason, letter.invalid.detail)
-        start = 0
-        for position, event in enumerate(events):
-            event_ms = event["timestamp_ms"]
-            if next_tick_ms is None:
-                next_tick_ms = _last_tick_before(event_ms, every_ms) + every_ms
-            elif event_ms >= next_tick_ms:  # the watermark passes a tick: evaluate what came before
-                pipeline.ingest(events[start:position], rejected)
-                rejected, start = [], position
-                tick_ms = _last_tick_before(event_ms, every_ms)
-                evaluate(tick_ms)
-                n_ticks += 1
-                next_tick_ms = tick_ms + every_ms
-        pipeline.ingest(events[start:], rejected)
-    if math.isfinite(pipeline.watermark_ms):
-        evaluate(pipeline.watermark_ms)
-        n_ticks += 1
-    return ReplayResult(pipeline, n_records, n_rejected, n_ticks, transitions, alerting)
-
-
-def _last_tick_before(time_ms: float, every_ms: int) -> float:
-    """The latest multiple of ``every_ms`` at or before ``time_ms``."""
-    return time_ms // every_ms * every_ms
+    for state in pipeline.states:  # the windows as the file leaves them
+        pipeline.evaluate(state.watermark_ms, [state.name])
+        rules([state.name], state.watermark_ms)
+    if len(pipeline.states):
+        rules([""], pipeline.watermark_ms)
+    return ReplayResult(pipeline, n_records, n_rejected, pipeline.n_evaluations, transitions, alerting)

@@ -95,6 +95,8 @@ class ModelState:
         self.ttft = Histogram(TTFT_BUCKETS_MS)
         self.n_events = {"inference": 0, "feedback": 0}
         self.n_tokens = {"input": 0, "output": 0}
+        #: The model's event time: the latest timestamp it has seen (or an idle watermark; see monitor.pipeline).
+        self.watermark_ms = -math.inf
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
         warmup = model.reference.warmup if reference_events is None else 0
         self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup)
@@ -119,7 +121,9 @@ class ModelState:
                 self.window,
                 self.reference.rows,
             )
-        self.join.expire(max(_field(events, "timestamp_ms")))
+        latest_ms = max(_field(events, "timestamp_ms"))
+        self.join.expire(latest_ms)
+        self.watermark_ms = max(self.watermark_ms, latest_ms)
 
     def _ingest_inference(self, inference: list[dict]) -> None:
         self.n_events["inference"] += len(inference)
@@ -214,6 +218,7 @@ class ModelState:
             "changes": self.changes.snapshot(),
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
             "join": self.join.snapshot(),
+            "watermark_ms": self.watermark_ms,
         }
 
     def restore(self, snapshot: dict) -> None:
@@ -222,6 +227,7 @@ class ModelState:
         self.ttft.restore(snapshot["ttft"])
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
+        self.watermark_ms = snapshot["watermark_ms"]
         self.changes.restore(snapshot["changes"])
         for name, values in snapshot["vocabularies"].items():
             self.vocabularies[name].restore(values)
@@ -282,11 +288,17 @@ class ModelStates:
 
     def ingest(self, name: str, events: list[dict]) -> None:
         """Route a batch of one model's events to its state."""
-        state = self._states.get(name) or self._create(name, len(events))
-        if state is None:
-            self.n_unmonitored_events += len(events)
-        else:
+        state = self.state_for(name, len(events))
+        if state is not None:
             state.ingest(events)
+
+    def state_for(self, name: str, n_events: int) -> ModelState | None:
+        """The state that ``n_events`` events of model ``name`` go to (created if need be), or None if no
+        config entry monitors it; the events are counted as folded or unmonitored here."""
+        state = self._states.get(name) or self._create(name, n_events)
+        if state is None:
+            self.n_unmonitored_events += n_events
+        return state
 
     def snapshot(self) -> dict:
         return {

@@ -45,7 +45,7 @@ class ConsumerProcess:
         self,
         config: KafkaConfig,
         resume_from: Offsets | None = None,
-        on_revoke: Callable[[], None] = lambda: None,
+        on_revoke: Callable[[], object] = lambda: None,
     ):
         self._on_revoke = on_revoke
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
@@ -71,8 +71,8 @@ class ConsumerProcess:
             raise RuntimeError(f"the Kafka consumer process exited ({self._process.exitcode})") from None
         kind = message[0]
         if kind == "revoke":
-            self._on_revoke()
-            self._connection.send(("checkpointed",))
+            saved = self._on_revoke() is not None  # None: the checkpoint was aborted, commit nothing
+            self._connection.send(("checkpointed", saved))
             return []
         _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned = message
         self.last_poll = time.monotonic()
@@ -142,7 +142,7 @@ def _connect(config: KafkaConfig, resume_from: Offsets, parent: Connection, pend
     """Join the group, retrying while Kafka is unreachable; None if told to close first."""
 
     def checkpoint_before_revoke() -> bool:
-        """Ask the parent to checkpoint; True once it has, False if it closes or is gone instead."""
+        """Ask the parent to checkpoint; True once it has saved one, False if it could not, closes or is gone."""
         try:
             parent.send(("revoke",))
             while (command := parent.recv())[0] != "checkpointed":
@@ -151,7 +151,7 @@ def _connect(config: KafkaConfig, resume_from: Offsets, parent: Connection, pend
                     return False
         except (EOFError, OSError):
             return False
-        return True
+        return command[1]
 
     while True:
         try:

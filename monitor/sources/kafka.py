@@ -214,6 +214,8 @@ class KafkaSink:
         self.topic = topic
         self.n_failed = 0
         self._producer = KafkaProducer(**{"acks": "all", "linger_ms": 20, **settings, **overrides})
+        #: The largest message the client sends (its ``max_request_size``); larger ones it refuses at once.
+        self.max_message_bytes: int = self._producer.config["max_request_size"]
 
     def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> Future:
         """Queue one message; blocks only while the client's own buffer is full (``max_block_ms``).
@@ -250,13 +252,28 @@ class KafkaDeadLetters:
     """Rejected records sent to the dead-letter topic: the original bytes, why, and where they came from.
 
     Headers: ``driftwarden.reason``, ``driftwarden.detail``, ``driftwarden.source.topic``,
-    ``driftwarden.source.partition`` and ``driftwarden.source.offset`` (all UTF-8 text).
+    ``driftwarden.source.partition`` and ``driftwarden.source.offset`` (all UTF-8 text). A record larger
+    than the producer may send (``max_request_size``, 1 MiB by default; a compressed message passes the
+    broker far larger) is sent truncated to fit, with ``driftwarden.truncated: true`` and
+    ``driftwarden.original_size`` (bytes) added.
+
+    A send the client refuses or the broker fails is kept and sent again by the next :meth:`flush`, which
+    says False until every dead letter so far is delivered: the checkpoint that would commit past them is
+    aborted meanwhile (:mod:`monitor.checkpointer`). :attr:`backlog` counts what waits to be sent again.
     """
 
-    def __init__(self, sink: KafkaSink):
+    def __init__(self, sink: KafkaSink, flush_timeout_s: float = 10.0):
         self.sink = sink
+        self.flush_timeout_s = flush_timeout_s
+        self.n_failed = 0  # deliveries that failed (each retry that fails counts again)
+        self._failed: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+
+    @property
+    def backlog(self) -> int:
+        return len(self._failed)
 
     def write(self, record: Record, reason: str, detail: str) -> None:
+        value = record.value or b""  # a tombstone's value is None
         headers = [
             ("driftwarden.reason", reason.encode()),
             ("driftwarden.detail", detail.encode()),
@@ -264,13 +281,37 @@ class KafkaDeadLetters:
             ("driftwarden.source.partition", str(record.partition).encode()),
             ("driftwarden.source.offset", str(record.offset).encode()),
         ]
-        self.sink.send(record.value or b"", headers=headers)  # a tombstone's value is None
+        room = self.sink.max_message_bytes - _RECORD_OVERHEAD - sum(len(k) + len(v) for k, v in headers)
+        if len(value) > room:
+            headers += [("driftwarden.truncated", b"true"), ("driftwarden.original_size", str(len(value)).encode())]
+            value = value[: max(0, room - _TRUNCATION_HEADERS)]
+        self._send(value, headers)
 
-    def flush(self) -> None:
-        self.sink.flush()
+    def flush(self) -> bool:
+        """Send again what failed, wait for everything sent; True only if every dead letter is delivered."""
+        retry, self._failed = self._failed, []
+        for value, headers in retry:
+            self._send(value, headers)
+        return self.sink.flush(self.flush_timeout_s) and not self._failed
 
     def close(self) -> None:
         self.sink.close()
+
+    def _send(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        def failed(error: Exception) -> None:
+            self.n_failed += 1
+            self._failed.append((value, headers))
+
+        try:
+            self.sink.send(value, headers=headers).add_errback(failed)
+        except Exception as error:  # noqa: BLE001 - refused at once (buffer full, closed): one send never stops the loop
+            log.error("dead letter to %s refused: %s", self.sink.topic, error)
+            failed(error)
+
+
+#: Bytes a record adds to its key, value and headers in a batch (varints, attributes, batch header), rounded up.
+_RECORD_OVERHEAD = 1_024
+_TRUNCATION_HEADERS = 64
 
 
 def create_topics(settings: dict, partitions: dict[str, int]) -> None:

@@ -109,6 +109,31 @@ def test_firing_by_counts_for_the_firing_gauge():
     assert engine.firing_by() == {("D", "a", "critical"): 1, ("D", "b", "critical"): 1}
 
 
+def test_models_limit_a_tick_to_their_series_each_on_its_own_clock():
+    engine = RuleEngine([Rule("D", "driftwarden_drift_share", ">", 0.3, for_ms=2 * MINUTE)])
+    unlabelled = Sample("driftwarden_drift_share", {}, 0.5)
+    everything = [_share(0.5, "a"), _share(0.5, "b"), unlabelled]
+
+    assert engine.evaluate(everything, 0, models={"a"}) == []  # a pending since 0
+    assert engine.evaluate(everything, 10 * MINUTE, models={"b", ""}) == []  # b and "" pending since 10 min
+    fired = engine.evaluate(everything, 2 * MINUTE, models={"a"})  # a's clock: 2 minutes on
+    assert [(alert.labels["model"], alert.starts_at_ms) for alert in fired] == [("a", 2 * MINUTE)]
+    assert engine.evaluate(everything, 11 * MINUTE, models={"b", ""}) == []  # b's clock: 1 minute on
+
+    # A tick of b (pending for 1.5 of its 2 minutes) neither advances nor resolves a, whose sample it lacks.
+    assert engine.evaluate([_share(0.5, "b")], 11.5 * MINUTE, models={"b"}) == []
+    assert engine.firing_by() == {("D", "a", "warning"): 1}
+    # A tick of "" only: the series without a model label fires; b, missing from it, is left alone.
+    [alert] = engine.evaluate([unlabelled], 12 * MINUTE, models={""})
+    assert (alert.labels.get("model"), alert.state, alert.starts_at_ms) == (None, "firing", 12 * MINUTE)
+    # a's series disappears on a's own tick, and resolves at a's time.
+    [alert] = engine.evaluate([_share(0.5, "b")], 3 * MINUTE, models={"a"})
+    assert (alert.labels["model"], alert.state, alert.ends_at_ms) == ("a", "resolved", 3 * MINUTE)
+    # Without models every series is evaluated: b (still pending) and "" disappear.
+    assert [(a.labels.get("model"), a.state) for a in engine.evaluate([], 13 * MINUTE)] == [(None, "resolved")]
+    assert engine.snapshot() == {}
+
+
 def _rule(**fields) -> dict:
     return {"alerts": {"rules": [{"name": "D", "metric": "drift_share", "op": ">", "threshold": 0.3, **fields}]}}
 

@@ -1,5 +1,6 @@
 """``monitor.metrics.METRICS`` (what alert rules are checked against) is exactly what a daemon exports:
-every series a fully configured pipeline, its alerting and the consumer lag yield, with the same labels."""
+every series a fully configured pipeline, its alerting, the consumer lag and the daemon's checkpoints yield, with
+the same labels."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerting import Alerting, AlertsCollector
 from monitor.config import parse_config
-from monitor.exporter import ConsumerLagCollector, build_registry, exposition
+from monitor.checkpoint import CheckpointStore
+from monitor.checkpointer import Checkpointer
+from monitor.exporter import ConsumerLagCollector, DaemonCollector, build_registry, exposition
 from monitor.metrics import METRICS
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
@@ -48,7 +51,9 @@ def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     pipeline.apply(_events())
     registry = None
     alerting = Alerting(config, lambda: registry.collect())
-    registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("t", 0): 0}), AlertsCollector(alerting))
+    daemon = DaemonCollector(Checkpointer(CheckpointStore(tmp_path), pipeline.snapshot, "f"), lambda: 0)
+    lag = ConsumerLagCollector(lambda: {("t", 0): 0})
+    registry = build_registry(pipeline, lag, daemon, AlertsCollector(alerting))
     pipeline.evaluate(pipeline.watermark_ms)
     alerting.tick(pipeline, pipeline.watermark_ms)
 
