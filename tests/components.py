@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import http.server
 import json
+import logging
 import os
 import shutil
 import signal
@@ -273,13 +274,16 @@ def n_counted(metrics: bytes | str) -> int:
     )
 
 
-#: Families that say when an evaluation ran rather than what it found (a run's model that has gone quiet
-#: follows the wall clock, a replay's does not), the backlog, and rejections.
+#: Samples that say when an evaluation ran rather than what it found (a run's model that has gone quiet
+#: follows the wall clock, a replay's does not), rejections, and how ``run`` itself fares (backlog,
+#: checkpoints, dead-letter deliveries), which a replay has no notion of.
 NOT_STATISTICS = (
-    "driftwarden_consumer_lag",
-    "driftwarden_events_invalid_total",
     "driftwarden_last_evaluation_timestamp_seconds",
     "driftwarden_reference_age_seconds",
+    "driftwarden_events_invalid_total",
+    "driftwarden_consumer_lag",
+    "driftwarden_checkpoints_total",
+    "driftwarden_dead_letters_failed_total",
 )
 
 
@@ -344,6 +348,7 @@ class S3Server:
         import boto3
 
         self.port = free_port()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -54,9 +54,29 @@ from tests.components import (
     statistics,
     wait_for,
 )
-from tests.e2e.test_restart import LINES, make_config
+from tests.e2e.test_restart import LINES
+from tests.e2e.test_restart import make_config as example_config
 
 GOOD = [line for line in LINES if not isinstance(decode(line), Invalid)]  # valid wherever and whenever read
+
+
+def make_config(bootstrap_servers: str, state_dir: Path, topic: str) -> dict:
+    """The example's models and limits, checkpoints every second, and models quiet for 2 s evaluated as of the
+    wall clock (over their whole window, as a replay ends: so that the statistics of both can be compared)."""
+    config = example_config(bootstrap_servers, state_dir, topic, checkpoint_every="1s")
+    config["windows"]["idle_after"] = "2s"
+    return config
+
+
+def settled(daemon: DaemonProcess, expected: dict, timeout_s: float = 20.0) -> str:
+    """The differences between the daemon's statistics and ``expected`` once there are none, or at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive(daemon)
+        differ = differences(statistics(daemon.metrics()), expected)
+        if not differ or time.monotonic() > deadline:
+            return differ
+        time.sleep(0.5)
 
 
 def produce(bootstrap_servers: str, topic: str, values: list[bytes]) -> None:
@@ -147,7 +167,10 @@ def test_a_refused_dead_letter_is_never_committed_past(refusing_broker, tmp_path
     committed = committed_offset(broker.bootstrap_servers, group, topic)
     assert committed is None or committed <= bad_offsets[0], f"committed {committed}, past a lost dead letter"
     saved = CheckpointStore(config["state"]["dir"]).load()
-    assert saved is None or saved.offsets[topic, 0] <= bad_offsets[0], "a checkpoint past a lost dead letter"
+    assert saved is None or saved.offsets.get((topic, 0), 0) <= bad_offsets[0], "a checkpoint past a lost dead letter"
+    outcomes = statistics(daemon.metrics(), leave_out=())
+    assert outcomes[("driftwarden_checkpoints_total", (("result", "sink_failed"),))] > 0
+    assert outcomes[("driftwarden_dead_letters_failed_total", ())] > 0
 
     proxy.refuse(None)
     wait_for(lambda: committed_offset(broker.bootstrap_servers, group, topic) == len(values), 30,
@@ -186,6 +209,8 @@ def test_a_full_state_disk_commits_nothing_and_the_daemon_recovers(kafka_broker,
         alive(daemon)
         assert committed_offset(kafka_broker.bootstrap_servers, group, topic) == len(first)
         assert CheckpointStore(state_dir).load().offsets == {(topic, 0): len(first)}
+        outcomes = statistics(daemon.metrics(), leave_out=())
+        assert outcomes[("driftwarden_checkpoints_total", (("result", "save_failed"),))] > 0
 
         disk.free()
         n = len(first) + len(second)
@@ -227,11 +252,14 @@ def broker_away_and_back(broker: TansuBroker, tmp_path: Path, daemons: list, out
              "the first part committed")
 
     broker.stop()
-    away = time.monotonic()
+    # Ready means "has polled in the last 10 s" (README): not ready within 20 s, and from then on until it is back.
     wait_for(lambda: alive(daemon) or http_get(f"{daemon.url}/readyz")[0] == 503, 20,
              "/readyz to say not ready while the broker is away")
-    while time.monotonic() - away < outage_s:
+    unready = time.monotonic()
+    while time.monotonic() - unready < outage_s:
         alive(daemon)
+        status = http_get(f"{daemon.url}/readyz")[0]
+        assert status == 503, f"/readyz answered {status} {time.monotonic() - unready:.0f} s into the outage"
         time.sleep(1)
 
     broker.start()
@@ -247,8 +275,7 @@ def broker_away_and_back(broker: TansuBroker, tmp_path: Path, daemons: list, out
         len(before) - 1,
         n - 1,
     }
-    status, body = http_get(f"{daemon.url}/metrics")
-    differ = differences(statistics(body), replayed(config, before + after, tmp_path))
+    differ = settled(daemon, replayed(config, before + after, tmp_path))
     assert not differ, f"run (left) vs replay (right) of the same events:\n{differ}"
 
 
@@ -269,7 +296,7 @@ def test_the_broker_goes_away_for_longer_than_every_kafka_timeout(persistent_bro
 def killed_repeatedly(kafka_broker, new_topic, tmp_path: Path, daemons: list, n_kills: int, seed: int) -> None:
     rng = random.Random(seed)
     topic = new_topic(partitions=1)
-    config = make_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic, checkpoint_every="1s")
+    config = make_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic)
     expected = replayed(config, LINES, tmp_path)
 
     def stream() -> None:  # the events arrive in seeded chunks while the daemons come and go
@@ -303,10 +330,8 @@ def killed_repeatedly(kafka_broker, new_topic, tmp_path: Path, daemons: list, n_
     daemons.append(last)
     last.start()
     wait_for(lambda: counted(last) >= len(LINES), 60, "the whole stream counted")
-    time.sleep(2.5)  # a tick after the last event
-    alive(last)
+    differ = settled(last, expected)
     assert counted(last) == len(LINES), "every event counted once"
-    differ = differences(statistics(last.metrics()), expected)
     assert not differ, f"after {n_kills} SIGKILLs (left) vs an uninterrupted replay (right):\n{differ}"
 
 
