@@ -9,7 +9,9 @@ creates no new job) and its outbox: :meth:`RetrainingQueue.deliver` takes due
 jobs from it, hands each to the injected ``publish(key=model, value=bytes)``
 callable (the daemon's Kafka producer; it returns once the broker acknowledged
 and raises on failure), then, when ``trigger_url`` is set, POSTs the same JSON
-there. Failed steps are retried with exponential backoff.
+there. Failed steps are retried with the same :class:`~alerts.backoff.Backoff`
+schedule and the same :class:`~alerts.http.HttpClient` (timeouts, no
+redirects) as alert notifications, with their own figures (:data:`BACKOFF`).
 
 Job ids are idempotency keys: a digest of the model, the cooldown bucket the
 request falls in and the earliest alert's fingerprint and start. Replaying the
@@ -30,8 +32,9 @@ Status of a job (the ``status`` label of ``driftwarden_retraining_jobs_total``):
     The trigger URL answered 2xx (straight from ``queued`` when there is no
     ``publish``).
 ``failed``
-    A step failed :data:`MAX_ATTEMPTS` times in a row (20 by default: about
-    two hours of retries, less than the default six-hour cooldown).
+    A step failed ``BACKOFF.max_attempts`` times in a row (20: about two hours
+    of retries, less than the default six-hour cooldown), or the trigger
+    rejected the job as invalid (400, 422: the same bytes cannot succeed).
 
 >>> import tempfile, os
 >>> from alerts.alert import Alert
@@ -60,28 +63,24 @@ import logging
 import math
 import sqlite3
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from alerts._backoff import backoff_ms
 from alerts.alert import Alert
+from alerts.backoff import Backoff
+from alerts.http import HttpClient
 
 __all__ = [
     "ACKNOWLEDGED",
-    "BACKOFF_INITIAL_MS",
-    "BACKOFF_MAX_MS",
+    "BACKOFF",
     "FAILED",
-    "MAX_ATTEMPTS",
     "PUBLISHED",
     "QUEUED",
     "STATUSES",
     "Job",
     "RetrainingQueue",
-    "retry_delay_ms",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,13 +91,9 @@ ACKNOWLEDGED = "acknowledged"
 FAILED = "failed"
 STATUSES = (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED)
 
-#: Delay after the first failed attempt of a step; it doubles after each further failure ...
-BACKOFF_INITIAL_MS = 2_000
-#: ... up to this cap.
-BACKOFF_MAX_MS = 600_000
-#: Failed attempts of one step (publish, then trigger) after which a job is ``failed``: with the backoff above,
-#: 2 s + 4 s + ... + 512 s then 10 min each, the last attempt comes about 1 h 57 min after the first.
-MAX_ATTEMPTS = 20
+#: Retries of one step (publish, then trigger): 2 s doubling to 10 min; after 20 failed attempts in a row the
+#: job is ``failed`` (2 s + 4 s + ... + 512 s then 10 min each: the last comes about 1 h 57 min after the first).
+BACKOFF = Backoff(first_ms=2_000, max_ms=600_000, max_attempts=20)
 
 #: Version of the job document (``Job.to_json``) that consumers of the topic and the trigger receive.
 SCHEMA_VERSION = 1
@@ -106,11 +101,6 @@ _LEDGER_VERSION = 1
 _MAX_ERROR_CHARS = 500
 
 PublishFn = Callable[..., object]
-
-
-def retry_delay_ms(attempts: int) -> int:
-    """Delay before a job's next attempt: 2 s doubling to 10 min (see :func:`alerts._backoff.backoff_ms`)."""
-    return backoff_ms(attempts, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS)
 
 
 @dataclass(frozen=True)
@@ -198,8 +188,9 @@ class RetrainingQueue:
         a 2xx answer acknowledges the job. Redirects are not followed.
     timeout_s : float
         Timeout of one trigger request.
-    max_attempts : int
-        Consecutive failed attempts of one step after which a job is ``failed``.
+    backoff : Backoff
+        When a failed step is tried again, and after how many failures in a
+        row the job is ``failed``.
 
     Notes
     -----
@@ -216,23 +207,23 @@ class RetrainingQueue:
         publish: PublishFn | None = None,
         trigger_url: str | None = None,
         timeout_s: float = 5.0,
-        max_attempts: int = MAX_ATTEMPTS,
+        backoff: Backoff = BACKOFF,
     ):
         if cooldown_ms < 0:
             raise ValueError(f"cooldown_ms must be >= 0, got {cooldown_ms!r}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+        if backoff.max_attempts is None:
+            raise ValueError("a retraining backoff needs max_attempts: a job must end failed, not wait for ever")
         if trigger_url is not None and not trigger_url.startswith(("http://", "https://")):
-            raise ValueError(f"trigger_url must be an http:// or https:// URL, got {trigger_url!r}")
+            raise ValueError("trigger_url must be an http:// or https:// URL")  # the URL itself may hold a token
         self.ledger_path = Path(ledger_path)
         self.cooldown_ms = cooldown_ms
         self.publish = publish
         self.trigger_url = trigger_url
         self.timeout_s = timeout_s
-        self.max_attempts = max_attempts
+        self.backoff = backoff
         self._lock = threading.RLock()  # the connection and its transactions
         self._deliver_lock = threading.Lock()  # one delivery round at a time, so no job is sent twice at once
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._client = HttpClient(timeout_s)
         self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.ledger_path, isolation_level=None, check_same_thread=False, timeout=30.0)
         with self._lock:
@@ -314,8 +305,9 @@ class RetrainingQueue:
         A ``queued`` job is published (``published``) and then, when
         ``trigger_url`` is set, POSTed (``acknowledged`` on 2xx). A failure
         leaves the job where it was, counts an attempt, records the error and
-        schedules the next attempt after :func:`retry_delay_ms`; after
-        ``max_attempts`` failures of one step the job is ``failed``. Success of
+        schedules the next attempt after ``backoff``; after its
+        ``max_attempts`` failures of one step, or a trigger that rejects the
+        job as invalid (400, 422), the job is ``failed``. Success of
         a step resets ``attempts`` for the next one. Never raises for a
         delivery failure; with neither ``publish`` nor ``trigger_url`` it does
         nothing.
@@ -343,36 +335,25 @@ class RetrainingQueue:
             log.info("retraining job %s for model %s published", job.id, job.model)
         if self.trigger_url is None:
             return job
-        try:
-            self._post(body, job.id)
-        except Exception as error:
-            return self._failed(job, now_ms, f"trigger: {_describe(error)}")
+        headers = {"Content-Type": "application/json", "Idempotency-Key": job.id, "User-Agent": "driftwarden"}
+        answer = self._client.post(self.trigger_url, body, headers)
+        if not answer.ok:
+            return self._failed(job, now_ms, f"trigger: {answer.error}"[:_MAX_ERROR_CHARS], give_up=answer.rejected)
         log.info("retraining job %s for model %s acknowledged by the trigger", job.id, job.model)
         return self._update(job, now_ms, status=ACKNOWLEDGED, attempts=0, last_error=None, next_attempt_ms=None)
 
-    def _post(self, body: bytes, job_id: str) -> None:
-        request = urllib.request.Request(
-            self.trigger_url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "Idempotency-Key": job_id, "User-Agent": "driftwarden"},
-        )
-        # urllib raises HTTPError for anything but 2xx (3xx too, since redirects are refused).
-        with self._opener.open(request, timeout=self.timeout_s) as response:
-            response.read()
-
-    def _failed(self, job: Job, now_ms: float, error: str) -> Job:
+    def _failed(self, job: Job, now_ms: float, error: str, give_up: bool = False) -> Job:
         attempts = job.attempts + 1
-        if attempts >= self.max_attempts:
+        next_attempt_ms = None if give_up else self.backoff.next_attempt_ms(attempts, now_ms)
+        if next_attempt_ms is None:
             log.error("retraining job %s for model %s failed after %d attempts: %s", job.id, job.model, attempts, error)
             return self._update(job, now_ms, status=FAILED, attempts=attempts, last_error=error, next_attempt_ms=None)
-        next_attempt_ms = int(now_ms) + retry_delay_ms(attempts)
         log.warning(
             "retraining job %s for model %s, attempt %d of %d: %s; next in %d ms",
             job.id,
             job.model,
             attempts,
-            self.max_attempts,
+            self.backoff.max_attempts,
             error,
             next_attempt_ms - int(now_ms),
         )
@@ -433,13 +414,6 @@ class RetrainingQueue:
         self.close()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a 301-303 to a POST as a GET without the body and report the GET's 200."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
 def _job_id(model: str, first: Alert, now_ms: float, cooldown_ms: float) -> str:
     """Model, cooldown bucket and the earliest alert's fingerprint and start: the same ticks give the same id.
 
@@ -486,14 +460,7 @@ def _plain(value: Any) -> Any:
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        error.close()
-        text = f"HTTP {error.code} {error.reason}"
-    elif isinstance(error, urllib.error.URLError) and isinstance(error.reason, Exception):
-        text = f"{type(error.reason).__name__}: {error.reason}"
-    else:
-        text = f"{type(error).__name__}: {error}"
-    return text[:_MAX_ERROR_CHARS]
+    return f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
 
 
 def _job_from_row(row: tuple) -> Job:

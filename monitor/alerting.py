@@ -10,23 +10,35 @@ context: the drifted features (with statistic and method), window and
 reference sizes, drift share and the link to the HTML report. In a replay
 nothing is delivered: the alerts are returned for the command to print.
 
+No transition is lost to a sink that cannot take it (a full disk under the
+outbox or the retraining ledger): the engine moves on, and what a sink's
+``add`` (or the ledger's ``request``) refused is *offered again*, first, on
+every following tick until it is taken. Until then it is part of
+:meth:`Alerting.snapshot`, so a checkpoint holds it and a restart offers it
+again. The engine's step and the hand-over happen under one lock, so a
+snapshot never sees the one without the other. A sink that took an alert
+delivers it once (the outbox is keyed per alert and transition).
+
 ``driftwarden_alerts_firing`` and ``driftwarden_retraining_jobs_total`` are
 yielded by :class:`AlertsCollector`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from alerts.alert import Alert
 from alerts.retraining import RetrainingQueue
 from alerts.rules import RuleEngine, Sample
+from alerts.sinks import Sink
 from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.log import LogSink
 from alerts.sinks.outbox import Outbox
@@ -53,9 +65,10 @@ class Alerting:
         self.collect = collect
         self.engine = RuleEngine(rule.rule() for rule in config.alerts.rules)
         self.lock = threading.Lock()
-        self.sinks: dict[str, object] = {}
+        self.sinks: dict[str, Sink] = {}
         self.retraining: RetrainingQueue | None = None
         self.evaluated_models: set[str] = set()  # their retraining counters start at 0, so increase() sees a first job
+        self._refused: dict[str, list] = {}  # sink name or "retrain" -> alerts (job requests) it has not taken yet
         if deliver:
             self._open(publish)
 
@@ -68,12 +81,16 @@ class Alerting:
         if alerts.sinks.alertmanager is not None:
             target = alerts.sinks.alertmanager
             self.sinks["alertmanager"] = AlertmanagerSink(
-                target.url, outbox, target.timeout_ms / 1000, generator_url=alerts.external_url
+                target.url,
+                outbox,
+                target.timeout_ms / 1000,
+                generator_url=alerts.external_url,
+                resolve_hold_s=target.resolve_hold_ms / 1000,
             )
         if alerts.sinks.webhook is not None:
-            target = alerts.sinks.webhook
-            secret = target.secret.get_secret_value() if target.secret else None
-            self.sinks["webhook"] = WebhookSink(target.url, outbox, secret, target.timeout_ms / 1000)
+            hook = alerts.sinks.webhook
+            secret = hook.secret.get_secret_value() if hook.secret else None
+            self.sinks["webhook"] = WebhookSink(hook.url, outbox, secret, hook.timeout_ms / 1000)
         if any("retrain" in rule.actions for rule in alerts.rules):
             retraining = self.config.retraining
             self.retraining = RetrainingQueue(
@@ -101,49 +118,78 @@ class Alerting:
             for model, evaluation in pipeline.evaluations.items()
             if wanted is None or model in wanted
         }
-        with self.lock:
+        with self.lock:  # the engine's step and the hand-over of its alerts, as one for snapshot()
             alerts = self.engine.evaluate(samples, now_ms, context, wanted)
-        transitions = [alert for alert in alerts if alert.state == "resolved" or alert.starts_at_ms == now_ms]
-        for name, sink in self.sinks.items():
-            # Alertmanager forgets alerts not re-sent; the log and the webhook hear of each change once,
-            # also across a restart (the engine's state is checkpointed, a sink's memory is not).
-            offered = alerts if name == "alertmanager" else transitions
-            routed = [alert for alert in offered if name in alert.actions]
-            if routed:
-                sink.add(routed)
-        if self.retraining is not None:
-            self._retrain(alerts, pipeline, now_ms, context.keys())
+            transitions = [alert for alert in alerts if alert.state == "resolved" or alert.starts_at_ms == now_ms]
+            for name, sink in self.sinks.items():
+                # Alertmanager forgets alerts not re-sent; the log and the webhook hear of each change once,
+                # also across a restart (the engine's state is checkpointed, a sink's memory is not).
+                offered = alerts if name == "alertmanager" else transitions
+                self._offer(name, sink.add, [alert for alert in offered if name in alert.actions], _last_copies)
+            if self.retraining is not None:
+                self.evaluated_models.update(context)
+                self._offer("retrain", self._request_jobs, _job_requests(alerts, pipeline, now_ms), _first_requests)
         return alerts
 
-    def deliver(self) -> None:
-        """Send what the outbox and the retraining ledger hold and is due (the scheduler calls this)."""
-        now_ms = time.time() * 1000
-        for sink in self.sinks.values():
-            sink.deliver(now_ms)
-        if self.retraining is not None:
-            self.retraining.deliver(now_ms)
+    def _offer(self, name: str, add: Callable[[list], None], items: list, keep: Callable[[list], list]) -> None:
+        """Hand ``add`` what it refused before, then ``items``; if it raises, ``keep`` what to offer again."""
+        batch = [*self._refused.pop(name, []), *items]
+        if not batch:
+            return
+        try:
+            add(batch)
+        except Exception as error:
+            self._refused[name] = keep(batch)
+            log.error(
+                "%s could not take %d alert(s) (%s: %s); offering them again on the next evaluation",
+                name,
+                len(batch),
+                type(error).__name__,
+                error,
+            )
 
-    def snapshot(self) -> dict:
-        with self.lock:
-            return self.engine.snapshot()
-
-    def restore(self, snapshot: dict) -> None:
-        with self.lock:
-            self.engine.restore(snapshot)
-
-    def _retrain(self, alerts: list[Alert], pipeline: Pipeline, now_ms: float, evaluated: Iterable[str]) -> None:
-        with self.lock:
-            self.evaluated_models.update(evaluated)
-        firing: dict[str, list[Alert]] = {}
-        for alert in alerts:
-            if alert.state == "firing" and "retrain" in alert.actions:
-                firing.setdefault(alert.labels.get("model", ""), []).append(alert)
-        for model, model_alerts in firing.items():
-            evaluation = pipeline.evaluations.get(model)
-            window, reference = _summaries(evaluation)
-            job = self.retraining.request(model, model_alerts, window, reference, now_ms)
+    def _request_jobs(self, requests: list[_JobRequest]) -> None:
+        for request in requests:
+            model, now_ms, alerts, window, reference = request
+            job = self.retraining.request(model, alerts, window, reference, now_ms)
             if job is not None:
                 log.info("queued retraining job %s for %s: %s", job.id, model, job.reason)
+
+    def deliver(self) -> None:
+        """Send what the outbox and the retraining ledger hold and is due (the scheduler calls this).
+
+        A sink whose delivery fails for want of its outbox (a full disk) is
+        logged and left for the next round; the other sinks still deliver.
+        """
+        now_ms = time.time() * 1000
+        destinations: dict[str, Any] = dict(self.sinks)
+        if self.retraining is not None:
+            destinations["retrain"] = self.retraining
+        for name, destination in destinations.items():
+            try:
+                destination.deliver(now_ms)
+            except Exception as error:
+                message = "%s: delivery failed (%s: %s); trying again in the next round"
+                log.error(message, name, type(error).__name__, error)
+
+    def snapshot(self) -> dict:
+        """The rule engine's series and what sinks have not taken yet, as plain data for the checkpoint."""
+        with self.lock:
+            return {
+                "series": self.engine.snapshot(),
+                "refused": {name: [_encode(item) for item in items] for name, items in self._refused.items()},
+            }
+
+    def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot` (or the bare series of a checkpoint from before the refused alerts)."""
+        with self.lock:
+            self.engine.restore(snapshot["series"] if "series" in snapshot else snapshot)
+            destinations = {*self.sinks, *(("retrain",) if self.retraining is not None else ())}
+            self._refused = {
+                name: [_decode(document) for document in documents]
+                for name, documents in snapshot.get("refused", {}).items()
+                if name in destinations
+            }
 
     def _context(self, model: str, evaluation) -> dict[str, str]:
         context = {"window_events": str(evaluation.window_events)}
@@ -165,17 +211,79 @@ class Alerting:
         return context
 
 
+class _JobRequest(NamedTuple):
+    """A retraining job asked for at ``now_ms`` (its model's event time), with the summaries of that tick."""
+
+    model: str
+    now_ms: float
+    alerts: tuple[Alert, ...]
+    window: dict
+    reference: dict
+
+
+def _job_requests(alerts: list[Alert], pipeline: Pipeline, now_ms: float) -> list[_JobRequest]:
+    """One request per model with firing ``retrain`` alerts (the ledger's cooldown and ids say if it is new)."""
+    firing: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        if alert.state == "firing" and "retrain" in alert.actions:
+            firing.setdefault(alert.labels.get("model", ""), []).append(alert)
+    return [
+        _JobRequest(model, now_ms, tuple(model_alerts), *_summaries(pipeline.evaluations.get(model)))
+        for model, model_alerts in firing.items()
+    ]
+
+
 def _summaries(evaluation) -> tuple[dict, dict]:
-    """What a retraining job says about the window and the reference it was judged against."""
+    """What a retraining job says about the window and the reference it was judged against (plain data)."""
     if evaluation is None:
         return {}, {}
-    window = {"events": evaluation.window_events, "evaluated_at_ms": evaluation.evaluated_at_ms}
-    reference = {}
+    window: dict[str, Any] = {
+        "events": int(evaluation.window_events),
+        "evaluated_at_ms": float(evaluation.evaluated_at_ms),
+    }
+    reference: dict[str, Any] = {}
     if evaluation.drift is not None:
         drift = evaluation.drift
-        window.update(drift_share=drift.drift_share, drifted_features=drift.drifted)
-        reference = {"events": drift.n_reference, "age_ms": drift.reference_age_ms}
+        window.update(drift_share=float(drift.drift_share), drifted_features=list(drift.drifted))
+        reference = {"events": int(drift.n_reference), "age_ms": float(drift.reference_age_ms)}
     return window, reference
+
+
+def _last_copies(alerts: list[Alert]) -> list[Alert]:
+    """One copy per transition (a firing alert is re-sent on every tick): the latest, in the order of the latest.
+
+    >>> a1, b, a2 = (Alert(fp, {}, {}, "firing", value, 0.0, None, ()) for fp, value in [("a", 1), ("b", 2), ("a", 3)])
+    >>> [alert.value for alert in _last_copies([a1, b, a2])]
+    [2, 3]
+    """
+    kept: dict[tuple, Alert] = {}
+    for alert in alerts:
+        key = (alert.fingerprint, alert.state, alert.starts_at_ms)
+        kept.pop(key, None)
+        kept[key] = alert
+    return list(kept.values())
+
+
+def _first_requests(requests: list[_JobRequest]) -> list[_JobRequest]:
+    """A model's first refused request: the job as it was first asked for (later ones fall in its cooldown)."""
+    kept: dict[str, _JobRequest] = {}
+    for request in requests:
+        kept.setdefault(request.model, request)
+    return list(kept.values())
+
+
+def _encode(item: Alert | _JobRequest) -> list | dict:
+    """An alert (a list of its fields) or a job request (a mapping) as checkpoint data."""
+    if isinstance(item, Alert):
+        return list(dataclasses.astuple(item))
+    return {**item._asdict(), "alerts": [_encode(alert) for alert in item.alerts]}
+
+
+def _decode(document: list | dict) -> Alert | _JobRequest:
+    if isinstance(document, list):
+        fingerprint, labels, annotations, state, value, starts_at_ms, ends_at_ms, actions = document
+        return Alert(fingerprint, labels, annotations, state, value, starts_at_ms, ends_at_ms, tuple(actions))
+    return _JobRequest(**{**document, "alerts": tuple(_decode(alert) for alert in document["alerts"])})
 
 
 class AlertsCollector:

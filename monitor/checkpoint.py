@@ -10,9 +10,11 @@ that covers them is on disk.
 
 The format is msgpack (numpy arrays as extension values), not pickle: a
 state directory is data and loading it runs no code. A checkpoint remembers a
-fingerprint of the settings that shape the state (window size, model and
-category limits, models and features); when those change, the daemon keeps the offsets and starts
-the state afresh rather than forcing old columns into new windows.
+fingerprint of the state layout (and the model limit); when that changes, the
+daemon keeps the offsets and starts the state afresh rather than forcing old
+columns into new windows. Each model's state carries a fingerprint of its own
+shape (window, features, bias attributes, reference, ...): a config change
+resets only the models it touches (:meth:`monitor.state.ModelStates.restore`).
 
 >>> import tempfile
 >>> from monitor.config import parse_config
@@ -59,29 +61,18 @@ class Checkpoint:
     created_at: float = field(default_factory=time.time)
 
 
-#: The settings that shape the saved state; changing any other setting (a drift method, alpha) keeps it.
-_SHAPING = {
-    "windows": {"size"},
-    "limits": {"max_models", "max_categories", "max_text_chars"},
-    "models": {
-        "__all__": {
-            "name": True,
-            "features": {"__all__": {"name", "kind", "path", "dim"}},
-            "reference": True,
-            "drift": {"change_detector"},
-        }
-    },
-}
+#: The settings that shape the saved state as a whole; what shapes each model's state is in its own
+#: fingerprint (:attr:`monitor.state.ModelState.fingerprint`), so a change there resets that model only.
+_SHAPING = {"limits": {"max_models"}}
 
 
 #: The layout of the saved state; bump it when a release changes what the state holds, so that an
 #: upgraded daemon starts afresh (keeping the offsets) instead of failing on an old checkpoint.
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 
 
 def config_fingerprint(config: Config) -> str:
-    """A digest of the settings whose change makes saved state unusable (window size, limits, models),
-    and of the state layout."""
+    """A digest of the state layout and of the settings whose change makes all saved state unusable."""
     shaping = {**config.model_dump(mode="json", include=_SHAPING), "layout": STATE_LAYOUT}
     return hashlib.sha256(msgspec.json.encode(shaping, order="sorted")).hexdigest()[:16]
 

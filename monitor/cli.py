@@ -18,6 +18,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from monitor.checkpoint import CheckpointError
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
@@ -153,6 +154,9 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     print(f"{arguments.config}: ok")
     print(f"  kafka: {', '.join(kafka.topics)} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
     print(f"  state: checkpoints in {state.dir} every {state.checkpoint_every_ms} ms")
+    server = config.server
+    web = server.web_config_file.describe() if server.web_config_file else "http, no TLS, no basic auth"
+    print(f"  server: {server.host}:{server.port}, {web}")
     print(f"  windows: last {extent}, evaluated every {windows.evaluate_every_ms} ms")
     for model in config.models:
         features = ", ".join(f"{feature.name} ({feature.kind})" for feature in model.features) or "none"
@@ -178,7 +182,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
             dead_letters.close()
     if arguments.metrics_file:
         write_exposition(result.registry(), arguments.metrics_file)
-    print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} evaluations")
+    print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} model evaluations")
     _print_summary(result.pipeline)
     for alert in result.alerts:
         at_ms = alert.ends_at_ms if alert.state == "resolved" else alert.starts_at_ms
@@ -223,8 +227,9 @@ def _ledger(config: Config) -> RetrainingQueue:
 def _jobs_list(config: Config, arguments: argparse.Namespace) -> int:
     jobs = _ledger(config).jobs(arguments.model, arguments.limit)
     print(f"{'id':<24} {'model':<20} {'status':<12} {'created':<25} reason")
-    for job in jobs:
-        print(f"{job.id:<24} {job.model:<20} {job.status:<12} {_iso(job.created_ms):<25} {job.reason}")
+    for job in jobs:  # model names and reasons come from events: one row each, whatever they hold
+        model, reason = printable(job.model), printable(job.reason)
+        print(f"{job.id:<24} {model:<20} {job.status:<12} {_iso(job.created_ms):<25} {reason}")
     return 0
 
 
@@ -233,7 +238,7 @@ def _jobs_show(config: Config, arguments: argparse.Namespace) -> int:
     if job is None:
         print(f"driftwarden: no job {arguments.job_id!r} in the ledger", file=sys.stderr)
         return 1
-    print(job.to_json())
+    print(job.to_json())  # JSON with every non-ASCII character escaped: one line
     return 0
 
 

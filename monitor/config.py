@@ -41,6 +41,7 @@ from alerts.rules import OPERATORS, Rule, check_template
 from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.events import InferenceEvent
 from monitor.metrics import METRICS
+from monitor.webconfig import WebConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -112,9 +113,28 @@ class KafkaConfig(_Section):
     ssl_password: SecretStr | None = None
 
 
+def _web_config(value: Any) -> Any:
+    """exporter-toolkit's web configuration, read and checked now (certificates loaded) so that a start fails early."""
+    if value is None or isinstance(value, WebConfig):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be the path of a web configuration file (got {value!r})")
+    return WebConfig.parse(_read_yaml(Path(value)), Path(value))
+
+
 class ServerConfig(_Section):
+    """The HTTP server of /metrics, /healthz, /readyz and /report.
+
+    ``web_config_file``: TLS and basic auth as every Prometheus exporter takes them (``monitor/webconfig.py``).
+    ``timeout``: how long a connection may take to send its request or read a chunk of the answer.
+    ``max_connections``: open sockets at most; one more closes the one idle longest.
+    """
+
     host: str = "0.0.0.0"
     port: Integer = Field(9108, ge=0, le=65535)
+    web_config_file: Annotated[WebConfig | None, BeforeValidator(_web_config)] = None
+    timeout_ms: DurationMs = Field(5_000, alias="timeout")
+    max_connections: Integer = Field(64, ge=1, le=10_000)
 
 
 class StateConfig(_Section):
@@ -151,12 +171,17 @@ class WindowsConfig(_Section):
 
 
 class LimitsConfig(_Section):
-    """Bounds that keep memory and Prometheus cardinality finite whatever the traffic."""
+    """Bounds that keep memory and Prometheus cardinality finite whatever the traffic.
+
+    ``max_clock_skew``: in ``run``, an event dated further than this ahead of the wall clock is
+    rejected (``future_timestamp``), so that one wrong clock cannot move event time.
+    """
 
     max_event_bytes: Integer = Field(1_048_576, ge=256)
     max_models: Integer = Field(100, ge=1)
     max_categories: Integer = Field(1_000, ge=2)
     max_text_chars: Integer = Field(4_096, ge=1)
+    max_clock_skew_ms: DurationMs = Field(600_000, alias="max_clock_skew")
 
 
 FeatureKind = Literal["numeric", "categorical", "text", "embedding"]
@@ -457,13 +482,17 @@ _DEFAULT_ANNOTATIONS = {
 
 
 class AlertmanagerConfig(_Section):
+    """``resolve_hold``: least time between a firing alert reaching Alertmanager and its resolve (a little
+    above the route's ``group_wait``), so that an alert that fired and resolved during an outage still pages."""
+
     url: str = Field(pattern=r"^https?://")
     timeout_ms: DurationMs = Field(5_000, alias="timeout")
+    resolve_hold_ms: DurationMs | Literal[0] = Field(35_000, alias="resolve_hold")
 
 
 class WebhookConfig(_Section):
-    """A JSON POST per delivery; with a ``secret`` (or DRIFTWARDEN_WEBHOOK_SECRET) the body is signed
-    in ``X-Driftwarden-Signature: sha256=<HMAC>``."""
+    """A JSON POST per delivery; with a ``secret`` (or DRIFTWARDEN_WEBHOOK_SECRET) a timestamp and the body
+    are signed (``X-Driftwarden-Timestamp``, ``X-Driftwarden-Signature: sha256=<HMAC>``)."""
 
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr | None = None
@@ -551,6 +580,15 @@ def _require_unique(kind: str, names: list[str]) -> None:
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
     """Read, override secrets from the environment, and validate a YAML config file."""
     path = Path(path)
+    data = _read_yaml(path)
+    try:
+        return parse_config(data if data is not None else {}, environ)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content; a ConfigError naming the file if it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -558,16 +596,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 (byte {error.start})") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
-    try:
-        return parse_config(data if data is not None else {}, environ)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -604,10 +638,11 @@ def _with_secrets(data: dict, environ: dict[str, str]) -> dict:
         values = data.get(section)
         if variable in environ and (values is None or isinstance(values, dict)):
             data[section] = {**(values or {}), key: environ[variable]}
-    webhook = ((data.get("alerts") or {}).get("sinks") or {}).get("webhook")
+    alerts: Any = data.get("alerts")  # a section of the wrong type is left for validation to report
+    sinks: Any = alerts.get("sinks") if isinstance(alerts, dict) else None
+    webhook = sinks.get("webhook") if isinstance(sinks, dict) else None
     if WEBHOOK_SECRET_ENV in environ and isinstance(webhook, dict):
-        alerts = data["alerts"]
-        sinks = {**alerts["sinks"], "webhook": {**webhook, "secret": environ[WEBHOOK_SECRET_ENV]}}
+        sinks = {**sinks, "webhook": {**webhook, "secret": environ[WEBHOOK_SECRET_ENV]}}
         data["alerts"] = {**alerts, "sinks": sinks}
     return data
 
@@ -639,18 +674,37 @@ _REASONS = {
 
 
 def _describe(problem: dict) -> str:
+    """One line for a pydantic error: the key path and the reason, with the value unless it may hold a secret."""
     location = _key_path(problem["loc"])
     kind = problem["type"]
     context = problem.get("ctx", {})
+    annotation = _annotation_at(problem["loc"])
+    given = problem.get("input")
+    # A secret, or what was given for a section holding secrets, unless a mapping (it is judged key by key)
+    secret = _holds_secret(annotation, sections=False) or (not isinstance(given, dict) and _holds_secret(annotation))
+    if secret:
+        given = _Hidden(given)
     if kind == "extra_forbidden":
         reason = "unknown key" + _suggestion(problem["loc"])
+    elif kind in _REASONS:
+        reason = _REASONS[kind].format(given=given, **context)
+    elif secret:  # pydantic's own message may quote the value
+        reason = f"is not valid (got {given!r})"
     elif kind == "value_error":
         reason = str(context["error"])
-    elif kind in _REASONS:
-        reason = _REASONS[kind].format(given=problem.get("input"), **context)
     else:
-        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {problem.get('input')!r})"
+        reason = f"{problem['msg'][0].lower()}{problem['msg'][1:]} (got {given!r})"
     return f"{location}: {reason}" if location else reason
+
+
+class _Hidden:
+    """A value that may be a secret, in an error message: only its type is shown."""
+
+    def __init__(self, value: Any):
+        self.type_name = type(value).__name__
+
+    def __repr__(self) -> str:
+        return f"a value of type {self.type_name}, not shown"
 
 
 def _key_path(loc: tuple) -> str:
@@ -658,21 +712,49 @@ def _key_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("literal['*']",) or str(part).startswith(("function-", "literal[")):
+        elif _is_union_member(part):
             continue
         else:
             path += f".{part}" if path else str(part)
     return path
 
 
+def _is_union_member(part: Any) -> bool:
+    """pydantic's name for the member of a union (or a validator) in an error's location, not a key."""
+    return str(part).startswith(("function-", "literal["))
+
+
+def _annotation_at(loc: tuple) -> Any:
+    """The type of the config key at ``loc``, or of the deepest key on its way that is not a section
+    (a mapping or a scalar); None for a key that is not in the schema."""
+    annotation: Any = Config
+    for part in loc:
+        if isinstance(part, int) or _is_union_member(part):
+            continue
+        section = _model_type(annotation)
+        if section is None:
+            break
+        field = next(
+            (field for name, field in section.model_fields.items() if part in (name, field.alias)), None
+        )  # fmt: skip
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
+def _holds_secret(annotation: Any, sections: bool = True) -> bool:
+    """Whether a value of this type is a secret (a ``SecretStr``) or, with ``sections``, a section holding one."""
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sections and any(_holds_secret(field.annotation) for field in annotation.model_fields.values())
+    return any(_holds_secret(argument, sections) for argument in getattr(annotation, "__args__", ()))
+
+
 def _suggestion(loc: tuple) -> str:
     """'(did you mean 'duration'?)' for a misspelt key, found among its section's keys."""
-    section: type[BaseModel] | None = Config
-    for part in loc[:-1]:
-        if isinstance(part, int) or section is None:
-            continue
-        field = section.model_fields.get(part)
-        section = _model_type(field.annotation) if field else None
+    section = _model_type(_annotation_at(loc[:-1]))
     if section is None:
         return ""
     known = [field.alias or name for name, field in section.model_fields.items()]

@@ -44,7 +44,7 @@ from monitor.checkpointer import Checkpointer, Offsets
 from monitor.config import Config
 from monitor.exporter import ConsumerLagCollector, DaemonCollector, MetricsServer, build_registry
 from monitor.pipeline import Pipeline
-from monitor.report import drift_report_html
+from monitor.report import DriftReports
 from monitor.sources import Record
 from monitor.sources.consumer_process import ConsumerProcess
 from monitor.sources.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
@@ -85,12 +85,17 @@ class Daemon:
             config.server.host,
             config.server.port,
             ready=self.ready,
-            report=lambda model: drift_report_html(self.pipeline, model),
+            report=DriftReports(self.pipeline),
+            web=config.server.web_config_file,
+            timeout_s=config.server.timeout_ms / 1000,
+            max_connections=config.server.max_connections,
         )
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.config.server.host}:{self.server.port}/metrics"
+        web = self.config.server.web_config_file
+        scheme = "https" if web is not None and web.tls is not None else "http"
+        return f"{scheme}://{self.config.server.host}:{self.server.port}/metrics"
 
     def ready(self) -> bool:
         source = self._source
@@ -133,10 +138,15 @@ class Daemon:
         if checkpoint.config_fingerprint == self._fingerprint:
             self.pipeline.restore(checkpoint.pipeline)
             self.alerting.restore(checkpoint.pipeline.get("alerts", {}))
-            log.info("restored the checkpoint of %s", time.ctime(checkpoint.created_at))
+            log.info(
+                "restored the checkpoint of %s (%d models; started afresh: %s)",
+                time.ctime(checkpoint.created_at),
+                len(self.pipeline.states),
+                ", ".join(f"{model} ({reason})" for model, reason in self.pipeline.states.resets.items()) or "none",
+            )
         else:
             log.warning(
-                "windows, limits or models changed since the checkpoint of %s: state starts afresh, "
+                "the state layout or limits.max_models changed since the checkpoint of %s: state starts afresh, "
                 "reading resumes from its offsets",
                 time.ctime(checkpoint.created_at),
             )

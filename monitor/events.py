@@ -3,7 +3,13 @@
 The schema is declared once, as the typed dictionaries below; msgspec checks
 every type and bound of it in C while it parses, so validating an event
 costs about what parsing it does. What a type cannot say (required fields,
-timestamps, OpenTelemetry names) is finished here in Python.
+timestamps, OpenTelemetry names, repeated keys) is finished here in Python.
+
+The decoder is the only judge of validity: what it passes, the state takes
+without checking again. So every integer a field reads is bounded by
+:data:`MAX_EXACT_INT` (2**53, exact as a float64; beyond is ``out_of_range``),
+a timestamp is from 2000 on and no later than the caller's ``latest_ms``, and
+no object names a key twice (``duplicate_key``: msgspec would keep the last).
 
 :func:`decode` returns the validated event (a plain ``dict`` shaped like
 :class:`InferenceEvent` or :class:`FeedbackEvent`, unknown keys dropped) or
@@ -21,10 +27,15 @@ the wild are mapped onto the v1 fields, units converted (see :data:`ALIASES`).
 ('inference', 1700000000000.0, 250.0)
 >>> decode(b'{"request_id": "r1", "timestamp": 1700000000, "model": "m", "latency_ms": -3}')
 Invalid(reason='negative', detail='latency_ms')
+>>> decode(b'{"request_id": "r1", "timestamp": 1700000000, "model": "m", "input_tokens": 18446744073709551615}')
+Invalid(reason='out_of_range', detail='input_tokens')
+>>> decode(b'{"request_id": "r1", "timestamp": 1700000000, "model": "m"}', latest_ms=1_600_000_000_000)
+Invalid(reason='future_timestamp', detail='timestamp')
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import typing
@@ -49,22 +60,32 @@ REASONS = (
     "missing_field",  # a required field is absent or null
     "wrong_type",  # a field has the wrong JSON type
     "too_long",  # an identifier longer than MAX_ID_CHARS
-    "bad_timestamp",  # not RFC 3339 with an offset, nor plausible epoch seconds
+    "bad_timestamp",  # not RFC 3339 with an offset, nor epoch seconds; before 2000, or epoch milliseconds
+    "future_timestamp",  # later than the caller's latest_ms (in `run`: the wall clock + limits.max_clock_skew)
     "negative",  # a latency or token count below zero
-    "out_of_range",  # a score outside [0, 1]
+    "out_of_range",  # a score outside [0, 1], or an integer beyond +-2**53 (what a float64 holds exactly)
     "non_scalar_feature",  # a feature or segment value that is a list or an object
+    "duplicate_key",  # an object (the event, its features or segment, ...) that names a key twice
     "internal_error",  # a bug in the decoder; the event is kept as a dead letter
 )
 
 MAX_ID_CHARS = 256
-# Epoch seconds beyond this (year 5138) are surely milliseconds sent by mistake.
+#: The largest integer magnitude accepted: every integer up to it is exact as a float64, which is how
+#: the state, the checkpoints and Prometheus hold numbers. Larger ones are ``out_of_range``.
+MAX_EXACT_INT = 2**53
+# Epoch seconds before 2000-01-01 are a clock that was never set; beyond 1e11 (year 5138), surely milliseconds.
+_MIN_EPOCH_SECONDS = 946_684_800
 _MAX_EPOCH_SECONDS = 1e11
 
+# Every numeric type has an integer branch bounded by MAX_EXACT_INT: a float-only type would round a large
+# integer silently, or fail on a 400-digit one as if it were an overflowing float.
 Identifier = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
-NonNegative = Annotated[float, Meta(ge=0)]
-Count = Annotated[int, Meta(ge=0)]
-UnitInterval = Annotated[float, Meta(ge=0, le=1)]
-Scalar = str | int | float | bool | None
+ExactInt = Annotated[int, Meta(ge=-MAX_EXACT_INT, le=MAX_EXACT_INT)]
+Number = ExactInt | float
+NonNegative = Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)] | Annotated[float, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)]
+UnitInterval = Annotated[int, Meta(ge=0, le=1)] | Annotated[float, Meta(ge=0, le=1)]
+Scalar = str | ExactInt | float | bool | None
 Timestamp = Annotated[datetime, Meta(tz=True)]  # RFC 3339; a time without an offset is ambiguous
 
 
@@ -79,8 +100,8 @@ class _Common(TypedDict, total=False):
     type: Literal["inference", "feedback"]  # absent means "inference"
     request_id: Identifier
     response_id: Identifier
-    timestamp: Timestamp | float  # RFC 3339 with an offset (parsed in C), or epoch seconds
-    timestamp_ms: float  # set by the decoder from timestamp
+    timestamp: Timestamp | Number  # RFC 3339 with an offset (parsed in C), or epoch seconds
+    timestamp_ms: float  # set by the decoder from timestamp, never read from the message
     model: Identifier
 
 
@@ -101,9 +122,9 @@ class InferenceEvent(_Common, total=False):
     reasoning_output_tokens: Count
     prompt: str
     response: str
-    embedding: Annotated[list[float], Meta(min_length=1)]
+    embedding: Annotated[list[Number], Meta(min_length=1)]
     features: dict[str, Scalar]
-    prediction: str | float
+    prediction: str | Number
     score: UnitInterval
     segment: dict[str, str | None]
     stream: bool
@@ -112,8 +133,8 @@ class InferenceEvent(_Common, total=False):
 class FeedbackEvent(_Common, total=False):
     """A label, rating or judge score; ``timestamp``, ``model`` and one of the two ids are required."""
 
-    label: str | float | bool
-    rating: float
+    label: str | Number | bool
+    rating: Number
     judge_score: UnitInterval
     evaluation_name: Identifier
 
@@ -150,13 +171,15 @@ ALIASES: dict[str, tuple[Any, str, Callable[[Any], Any] | None]] = {
 }
 _ALIAS_KEYS = frozenset(ALIASES)
 
-# What msgspec decodes: every field of both event types and every alias, each
-# nullable (a null optional field means "absent"); unknown keys are dropped.
+# What msgspec decodes: every field of both event types (but the decoder's own
+# timestamp_ms) and every alias, each nullable (a null optional field means
+# "absent"); unknown keys are dropped.
 _WIRE_TYPES = {
     **typing.get_type_hints(InferenceEvent, include_extras=True),
     **typing.get_type_hints(FeedbackEvent, include_extras=True),
     **{alias: wire_type for alias, (wire_type, _, _) in ALIASES.items()},
 }
+del _WIRE_TYPES["timestamp_ms"]
 _DECODER = msgspec.json.Decoder(
     TypedDict("WireEvent", {name: kind | None for name, kind in _WIRE_TYPES.items()}, total=False)
 )
@@ -164,10 +187,26 @@ _FIELDS_LONGEST_FIRST = sorted(_WIRE_TYPES, key=len, reverse=True)
 _UNIT_FIELDS = frozenset(name for name, kind in _WIRE_TYPES.items() if kind is UnitInterval)
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 _REQUIRED = {"inference": ("request_id", "timestamp", "model"), "feedback": ("timestamp", "model")}
+_BEYOND_EXACT = ("Integer value out of range", f"<= {MAX_EXACT_INT}", f">= {-MAX_EXACT_INT}")
+_EMPTY: dict = {}
+_BACKSLASH = ord("\\")  # an int, looked for with memchr: ten times faster than the one-byte bytes b"\\"
 
 
-def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackEvent | Invalid:
-    """Decode one message; return the validated event or why it is invalid."""
+def decode(
+    raw: bytes, max_bytes: int = 1_048_576, latest_ms: float = math.inf
+) -> InferenceEvent | FeedbackEvent | Invalid:
+    """Decode one message; return the validated event or why it is invalid.
+
+    Parameters
+    ----------
+    raw
+        The message's value.
+    max_bytes
+        Larger messages are ``oversized``.
+    latest_ms
+        Events dated later (epoch milliseconds) are ``future_timestamp``: the daemon passes its wall
+        clock plus ``limits.max_clock_skew``; the default accepts any date, as a replay of old events must.
+    """
     try:
         if len(raw) > max_bytes:
             return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
@@ -178,18 +217,77 @@ def decode(raw: bytes, max_bytes: int = 1_048_576) -> InferenceEvent | FeedbackE
                 return Invalid("not_utf8", f"byte {error.start}")
         try:
             event = _DECODER.decode(raw)
+            repeated = _repeated_key(raw, event)
         except msgspec.ValidationError as error:
             return _rejection(str(error))
         except msgspec.DecodeError as error:
             return _malformed(raw, str(error))
         except RecursionError:
             return Invalid("oversized", "nested deeper than the parser allows")
-        return _complete(event)
+        if repeated is not None:
+            return Invalid("duplicate_key", repeated)
+        return _complete(event, latest_ms)
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)
 
 
-def _complete(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
+def _repeated_key(raw: bytes, event: dict) -> str | None:
+    """A key that some object of the message names twice (escaped for printing), or None.
+
+    msgspec keeps the last of repeated keys, so a count decides first, in C. Outside strings, JSON
+    has exactly one colon per key: the message holds at least as many colons as keys in all its
+    objects. When it holds no more than the distinct keys msgspec kept, plus the colons of strings
+    it kept (at least two in an RFC 3339 time; those of ``prompt`` and ``response``) unless one may
+    be the escape ``\\u003a``, then no object repeats a key (nor holds one msgspec dropped). Only
+    the other messages (with unknown keys, colons in other strings, or a repeat) are parsed again
+    by :func:`_first_repeated_key`, about twice the cost of decoding them.
+    """
+    n_colons = raw.count(b":")
+    n_keys = len(event) + len(event.get("features") or _EMPTY) + len(event.get("segment") or _EMPTY)
+    if n_colons > n_keys and (_BACKSLASH not in raw or b"\\u003" not in raw):  # no colon of a kept string is escaped
+        if type(event.get("timestamp")) is datetime:
+            n_keys += 2
+        if n_colons > n_keys:
+            n_keys += sum(text.count(":") for text in (event.get("prompt"), event.get("response")) if type(text) is str)
+    return None if n_colons <= n_keys else _first_repeated_key(raw)
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    mapping = dict(pairs)
+    if len(mapping) < len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return mapping
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
+# Only the keys matter: numbers are not even converted. msgspec has judged the rest already.
+_PAIRS_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_pairs, parse_int=_ignore, parse_float=_ignore, parse_constant=_ignore, strict=False
+)
+
+
+def _first_repeated_key(raw: bytes) -> str | None:
+    """The first key named twice in one object (any object of the message), by a parse that sees them all."""
+    try:
+        _PAIRS_DECODER.decode(raw.decode("utf-8"))
+    except _Repeated as repeated:
+        return json.dumps(repeated.key)[1:-1][:MAX_ID_CHARS]
+    return None
+
+
+def _complete(event: dict, latest_ms: float) -> InferenceEvent | FeedbackEvent | Invalid:
     """What the types cannot say: aliases, required fields, the timestamp."""
     if not _ALIAS_KEYS.isdisjoint(event):
         invalid = _apply_aliases(event)
@@ -204,6 +302,8 @@ def _complete(event: dict) -> InferenceEvent | FeedbackEvent | Invalid:
     timestamp_ms = _timestamp_ms(event["timestamp"])
     if timestamp_ms is None:
         return Invalid("bad_timestamp", "timestamp")
+    if timestamp_ms > latest_ms:
+        return Invalid("future_timestamp", "timestamp")
     event["type"] = kind
     event["timestamp_ms"] = timestamp_ms
     return event
@@ -223,13 +323,13 @@ def _apply_aliases(event: dict) -> Invalid | None:
 
 
 def _timestamp_ms(value: datetime | float) -> float | None:
-    """Milliseconds since the epoch, or None unless between 1970 and 5138 (later is surely milliseconds)."""
+    """Milliseconds since the epoch, or None unless between 2000 and 5138 (later is surely milliseconds)."""
     if type(value) is datetime:
         try:
             value = value.timestamp()
         except (ValueError, OverflowError):
             return None
-    return value * 1000.0 if 0 <= value < _MAX_EPOCH_SECONDS else None
+    return value * 1000.0 if _MIN_EPOCH_SECONDS <= value < _MAX_EPOCH_SECONDS else None
 
 
 def _rejection(message: str) -> Invalid:
@@ -238,8 +338,10 @@ def _rejection(message: str) -> Invalid:
     field = next((name for name in _FIELDS_LONGEST_FIRST if path.startswith(("." + name, f'["{name}"'))), "")
     if not path:
         return Invalid("not_object", text) if text.startswith("Expected `object`") else Invalid("not_json", text)
-    if text == "Number out of range":
+    if text == "Number out of range":  # a float literal: every integer is parsed by an int branch
         return Invalid("non_finite", field)
+    if text.endswith(_BEYOND_EXACT):
+        return Invalid("out_of_range", field)
     if field == "type":
         return Invalid("unknown_type", field)
     if field == "timestamp":

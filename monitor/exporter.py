@@ -16,24 +16,25 @@ code, seconds on the wire. Nothing touches the global registry.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.utils import floatToGoString
 
 from detectors.results import QualityResult
 from monitor.checkpointer import Checkpointer
 from monitor.histogram import Histogram
 from monitor.pipeline import Pipeline
+from monitor.report import LIBRARY_FILE, DriftReports, ReportBusy, ReportFailed, ReportUnavailable, evidently_library
+from monitor.server import HttpServer, Request, Response
 from monitor.vocabulary import OTHER
+from monitor.webconfig import WebConfig
 
 __all__ = [
     "ConsumerLagCollector",
@@ -128,7 +129,15 @@ class PipelineCollector:
         )
         for stage, count in pipeline.n_internal_errors.items():
             internal.add_metric([stage], count)
-        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events, internal)
+        resets = GaugeMetricFamily(
+            "driftwarden_state_reset",
+            "1 for a model whose saved state was not restored at this start, by reason: config_changed (its "
+            "config shapes its state differently now) or unreadable (the saved state did not fit).",
+            labels=["model", "reason"],
+        )
+        for model, reason in pipeline.states.resets.items():
+            resets.add_metric([model, reason], 1)
+        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events, internal, resets)
 
     def _evaluations(self, evaluations: dict) -> Iterator[Metric]:
         window_events = GaugeMetricFamily(
@@ -336,23 +345,19 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-        """Scrapes every few seconds are not news."""
-
-
 class MetricsServer:
-    """HTTP endpoints for Prometheus and Kubernetes, in a background thread.
+    """HTTP endpoints for Prometheus and Kubernetes, in a background thread (:class:`~monitor.server.HttpServer`).
 
-    ``/metrics`` is the exposition; ``/healthz`` answers 200 while the process
-    serves; ``/readyz`` answers 200 when ``ready()`` returns true, else 503;
-    ``/report?model=NAME`` answers the HTML that ``report(NAME)`` draws, or 404
-    with the reason when it raises ``LookupError``.
-    ``port=0`` picks a free port, readable from :attr:`port` once started.
+    ``/metrics`` is the exposition (gzipped or OpenMetrics when the scraper
+    asks); ``/healthz`` answers 200 while the process serves; ``/readyz``
+    answers 200 when ``ready()`` returns true, else 503. With ``report`` (a
+    :class:`~monitor.report.DriftReports`), ``/report?model=NAME`` answers the
+    model's drift report with its Content-Security-Policy, 404 with the
+    reason when there is none, 503 with ``Retry-After`` while a page is being
+    drawn; ``/report/evidently-VERSION.js`` is the script the pages load.
+    ``web`` brings TLS and basic authentication; the probes, which show
+    nothing, are open to Kubernetes without a password.
+    ``port=0`` picks a free port, readable from :attr:`port` at once.
     """
 
     def __init__(
@@ -361,49 +366,74 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ready: Callable[[], bool] = lambda: True,
-        report: Callable[[str], str] | None = None,
+        report: DriftReports | None = None,
+        web: WebConfig | None = None,
+        timeout_s: float = 5.0,
+        max_connections: int = 64,
     ):
         self.registry = registry
-        self.host = host
         self.ready = ready
         self.report = report
-        self._metrics_app = make_wsgi_app(registry)
-        self._server = make_server(host, port, self._app, _ThreadingWSGIServer, _QuietHandler)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._server = HttpServer(
+            self._respond,
+            host,
+            port,
+            web=web,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            public_paths=_PROBES,
+        )
+        self.port = self._server.port
 
     def start(self) -> MetricsServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
+        if self.report is not None:
+            self.report.close()
 
-    def _app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
+    def _respond(self, request: Request) -> Response:
+        path = request.path
         if path == "/metrics":
-            return self._metrics_app(environ, start_response)
+            return self._metrics(request)
         if path == "/healthz":
-            return _plain(start_response, "200 OK", b"ok\n")
+            return Response.text(200, "ok\n")
         if path == "/readyz":
-            if self.ready():
-                return _plain(start_response, "200 OK", b"ready\n")
-            return _plain(start_response, "503 Service Unavailable", b"not ready\n")
+            return Response.text(200, "ready\n") if self.ready() else Response.text(503, "not ready\n")
         if path == "/report" and self.report is not None:
-            model = parse_qs(environ.get("QUERY_STRING", "")).get("model", [""])[0]
-            try:
-                page = self.report(model)
-            except LookupError as error:
-                return _plain(start_response, "404 Not Found", f"{error.args[0]}\n".encode())
-            return _plain(start_response, "200 OK", page.encode(), "text/html")
-        return _plain(start_response, "404 Not Found", b"try /metrics, /healthz, /readyz or /report?model=NAME\n")
+            return _report(self.report, request.query.get("model", [""])[0])
+        if path == f"/report/{LIBRARY_FILE}" and self.report is not None:
+            return Response(200, evidently_library(), "text/javascript; charset=utf-8", _LIBRARY_HEADERS)
+        return Response.text(404, "try /metrics, /healthz, /readyz or /report?model=NAME\n")
+
+    def _metrics(self, request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = encoder(self.registry)
+        if gzip_accepted(request.headers.get("accept-encoding", "")):
+            return Response(200, gzip.compress(body, compresslevel=6), content_type, (("Content-Encoding", "gzip"),))
+        return Response(200, body, content_type)
 
 
-def _plain(start_response: Callable, status: str, body: bytes, kind: str = "text/plain") -> list[bytes]:
-    start_response(status, [("Content-Type", f"{kind}; charset=utf-8"), ("Content-Length", str(len(body)))])
-    return [body]
+def _report(reports: DriftReports, model: str) -> Response:
+    try:
+        page = reports.page(model)
+    except ReportUnavailable as error:
+        return Response.text(404, f"{error.args[0]}\n")
+    except ReportBusy as error:
+        retry = f"{error.retry_after_s}"
+        return Response.text(503, f"{error.args[0]}; try again in {retry} s\n", ("Retry-After", retry))
+    except ReportFailed as error:
+        return Response.text(500, f"{error.args[0]}\n")
+    headers = (("Content-Security-Policy", page.content_security_policy), *_PAGE_HEADERS)
+    return Response(200, page.html.encode(), "text/html; charset=utf-8", headers)
+
+
+_PROBES = frozenset({"/healthz", "/readyz"})
+_PAGE_HEADERS = (("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"))
+#: Named by version: a browser keeps it (privately: it may have needed a password).
+_LIBRARY_HEADERS = (("Cache-Control", "private, max-age=86400, immutable"),)
 
 
 def write_exposition(registry: CollectorRegistry, path: str | os.PathLike[str]) -> None:

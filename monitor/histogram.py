@@ -12,6 +12,13 @@ observations were split into batches: a replay and a Kafka run of the same
 events export the same ``_sum``. For that sum only, an observation counts at
 most :data:`MAX_SUMMED` (the ``+Inf`` bucket still counts it as it is).
 
+Counters cannot outgrow a checkpoint (msgpack integers end at 2**64): a count
+that adds amounts taken from events, like this sum or a model's tokens, stops
+at :data:`MAX_COUNT` (saturates) rather than passing it. Below that it stays
+an exact integer, which float64 counters would stop being at 2**53; it is not
+reached by real traffic (2**63 microseconds of latency is 292,000 years). Counts
+that grow by one per event, like the buckets, cannot reach it at all.
+
 >>> histogram = Histogram(bounds=[100.0, 500.0])
 >>> histogram.observe(np.array([50.0, 100.0, 250.0, 900.0, np.nan]))
 >>> histogram.cumulative_counts().tolist(), histogram.total
@@ -24,11 +31,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_SUMMED", "Histogram"]
+__all__ = ["MAX_COUNT", "MAX_SUMMED", "Histogram"]
 
 #: The largest value the sum adds (1e9 ms is 11.6 days): int64 thousandths of
 #: it cannot overflow for batches of fewer than nine million observations.
 MAX_SUMMED = 1e9
+#: Where a count of amounts saturates: int64's largest, which numpy, msgpack and a float64 exposition all hold.
+MAX_COUNT = 2**63 - 1
 
 
 class Histogram:
@@ -51,7 +60,7 @@ class Histogram:
             buckets = np.searchsorted(self.bounds, values, side="left")
             self.counts += np.bincount(buckets, minlength=len(self.counts))
             thousandths = np.rint(np.minimum(values, MAX_SUMMED) * 1000.0).astype(np.int64)
-            self._total_thousandths += int(thousandths.sum())
+            self._total_thousandths = min(self._total_thousandths + int(thousandths.sum()), MAX_COUNT)
 
     def snapshot(self) -> dict:
         return {"counts": self.counts, "total_thousandths": self._total_thousandths}

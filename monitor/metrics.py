@@ -47,6 +47,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "driftwarden_retraining_jobs_total": ("model", "status"),
     "driftwarden_consumer_lag": ("topic", "partition"),
     "driftwarden_internal_errors_total": ("stage",),
+    "driftwarden_state_reset": ("model", "reason"),
     "driftwarden_checkpoints_total": ("result",),
     "driftwarden_dead_letters_failed_total": (),
 }

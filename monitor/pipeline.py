@@ -16,9 +16,9 @@ and a scrape; it is taken once per batch, never per event.
 >>> from monitor.sources import Record
 >>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
 >>> rejected = pipeline.apply([
-...     Record(b'{"request_id": "a", "timestamp": 60, "model": "bot", "latency_ms": 900}', "t", 0, 0),
-...     Record(b'{"request_id": "b", "timestamp": 61, "model": "bot", "error": "Timeout"}', "t", 0, 1),
-...     Record(b'{"request_id": 3, "timestamp": 62, "model": "bot"}', "t", 0, 2)])
+...     Record(b'{"request_id": "a", "timestamp": 1700000060, "model": "bot", "latency_ms": 900}', "t", 0, 0),
+...     Record(b'{"request_id": "b", "timestamp": 1700000061, "model": "bot", "error": "Timeout"}', "t", 0, 1),
+...     Record(b'{"request_id": 3, "timestamp": 1700000062, "model": "bot"}', "t", 0, 2)])
 >>> [letter.invalid.reason for letter in rejected]
 ['wrong_type']
 >>> pipeline.evaluate(now_ms=pipeline.watermark_ms)
@@ -101,6 +101,7 @@ class Pipeline:
         self.n_evaluations = 0
         self._latest_evaluation_ms = -math.inf  # the clock of series without a model
         self._arrived_ms: dict[str, float] = {}  # wall-clock time of each model's latest event (run only)
+        self._settled: set[str] = set()  # idle models evaluated as of their latest event since it arrived
         self._traffic_stats = TrafficStats()
         self._drift_suites: dict[str, DriftSuite] = {}
         self._quality_suites: dict[str, QualitySuite] = {}
@@ -111,18 +112,29 @@ class Pipeline:
         return max((state.watermark_ms for state in self.states), default=-math.inf)
 
     def apply(self, records: Iterable[Record], wall_ms: float | None = None) -> list[DeadLetter]:
-        """Decode and ingest a batch; return the rejected records, for the dead-letter queue."""
-        events, rejected = self.decode(records)
+        """Decode and ingest a batch; return the rejected records, for the dead-letter queue.
+
+        ``wall_ms`` is the wall clock in ``run``: events dated more than ``limits.max_clock_skew`` after it
+        are rejected (``future_timestamp``), and it drives idle models and catch-up (see :meth:`ingest`).
+        """
+        latest_ms = math.inf if wall_ms is None else wall_ms + self.config.limits.max_clock_skew_ms
+        events, rejected = self.decode(records, latest_ms)
         self.ingest(events, rejected, wall_ms)
         return rejected
 
-    def decode(self, records: Iterable[Record]) -> tuple[list[dict], list[DeadLetter]]:
-        """Split a batch into valid events and rejected records; touches no state."""
+    def decode(
+        self, records: Iterable[Record], latest_ms: float = math.inf
+    ) -> tuple[list[dict], list[DeadLetter]]:
+        """Split a batch into valid events and rejected records; touches no state.
+
+        Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
+        clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
+        """
         max_bytes = self.config.limits.max_event_bytes
         events = []
         rejected = []
         for record in records:
-            event = decode(record.value or b"", max_bytes)  # a Kafka tombstone's value is None
+            event = decode(record.value or b"", max_bytes, latest_ms)  # a Kafka tombstone's value is None
             if type(event) is Invalid:
                 rejected.append(DeadLetter(record, event))
             else:
@@ -151,6 +163,7 @@ class Pipeline:
             if state is not None:
                 if wall_ms is not None:
                     self._arrived_ms[state.name] = wall_ms
+                    self._settled.discard(state.name)
                 self._ingest_model(state, group, wall_ms)
 
     def _ingest_model(self, state: ModelState, events: list[dict], wall_ms: float | None) -> None:
@@ -198,16 +211,24 @@ class Pipeline:
         return boundary_ms // span_ms == previous.evaluated_at_ms // span_ms
 
     def advance_idle(self, wall_ms: float) -> None:
-        """Idle watermark: a model that has seen no event for ``windows.idle_after`` has its event time
-        follow the wall clock (``wall_ms - idle_after``), evaluated at the boundary that reaches, so that
-        pending alerts complete and a silent model's duration window empties."""
+        """Models that have seen no event for ``windows.idle_after`` of wall-clock time (``run`` only).
+
+        Such a model is first evaluated as of its latest event, as a replay ends: every event it has
+        counts. Then, if it is live (its event time within :data:`CATCH_UP_LAG_MS` of the wall clock), its
+        event time follows the wall clock, ``wall_ms - idle_after``, evaluated at each boundary that
+        crosses: pending alerts complete and a silent model's duration window empties. A backfill keeps
+        its own time, as its replay would.
+        """
         windows = self.config.windows
         for state in self.states:
             arrived_ms = self._arrived_ms.setdefault(state.name, wall_ms)  # restored models: as if just heard
-            if wall_ms - arrived_ms < windows.idle_after_ms:
+            if wall_ms - arrived_ms < windows.idle_after_ms or math.isinf(state.watermark_ms):
                 continue
+            if state.name not in self._settled:
+                self._settled.add(state.name)
+                self._evaluate_model(state.name, state.watermark_ms)
             idle_ms = wall_ms - windows.idle_after_ms
-            if idle_ms <= state.watermark_ms:
+            if idle_ms <= state.watermark_ms or wall_ms - state.watermark_ms > CATCH_UP_LAG_MS:
                 continue
             boundary_ms = _boundary_at_or_before(idle_ms, windows.evaluate_every_ms)
             crossed = boundary_ms > state.watermark_ms

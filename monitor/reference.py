@@ -114,7 +114,7 @@ def reference_records(
     order in the stream.
 
     >>> from monitor.sources import Record
-    >>> lines = [b'{"request_id": "%d", "timestamp": %d, "model": "bot"}' % (i, i) for i in range(5)]
+    >>> lines = [b'{"request_id": "%d", "timestamp": %d, "model": "bot"}' % (i, 1_700_000_000 + i) for i in range(5)]
     >>> records = [Record(line, "t", 0, i) for i, line in enumerate(lines)] + [Record(b"junk", "t", 0, 5)]
     >>> [record.offset for record in reference_records([records], 10_000, size=2, last=True)]
     [3, 4]

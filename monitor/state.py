@@ -18,6 +18,8 @@ array([1], dtype=int32)
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 from collections.abc import Iterator
 from itertools import repeat
@@ -30,12 +32,14 @@ from detectors.text_descriptors import TextDescriptors
 from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values
-from monitor.histogram import Histogram
+from monitor.histogram import MAX_COUNT, Histogram
 from monitor.reference import Reference, read_reference_file
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
 from monitor.windows import Column, Window
 
 __all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates", "text_descriptors"]
+
+log = logging.getLogger(__name__)
 
 #: Upper bounds of the request latency histogram: LLM calls take 50 ms to minutes.
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000)
@@ -56,7 +60,12 @@ _NUMERIC_TYPES = frozenset((float, int, bool, type(None)))
 
 
 class ModelState:
-    """Everything kept for one model between evaluations."""
+    """Everything kept for one model between evaluations.
+
+    ``n_events`` grows by one per event; ``n_tokens`` adds each event's counts (each at most 2**53, the
+    decoder's bound) and saturates at :data:`~monitor.histogram.MAX_COUNT`, so that a checkpoint can
+    always store it.
+    """
 
     def __init__(self, name: str, model: ModelConfig, config: Config, reference_events: list[dict] | None = None):
         self.name = name
@@ -127,8 +136,9 @@ class ModelState:
 
     def _ingest_inference(self, inference: list[dict]) -> None:
         self.n_events["inference"] += len(inference)
-        self.n_tokens["input"] += sum(filter(None, _field(inference, "input_tokens")))
-        self.n_tokens["output"] += sum(filter(None, _field(inference, "output_tokens")))
+        n_tokens = self.n_tokens
+        n_tokens["input"] = min(n_tokens["input"] + sum(filter(None, _field(inference, "input_tokens"))), MAX_COUNT)
+        n_tokens["output"] = min(n_tokens["output"] + sum(filter(None, _field(inference, "output_tokens"))), MAX_COUNT)
         batch = self._batch(inference)
         self.latency.observe(batch["latency_ms"])
         self.ttft.observe(np.array(_field(inference, "ttft_ms"), dtype=np.float64))
@@ -206,8 +216,31 @@ class ModelState:
             reference.offer(self._batch(self._reference_events))
         return reference
 
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what shapes this model's saved state: the window's size and columns (features, bias
+        attributes, quality columns), category limits, the reference, the change detector and the text limit.
+
+        A checkpoint holds it beside each model's state; a model whose fingerprint changed starts afresh
+        (:meth:`ModelStates.restore`), while every other model keeps its state.
+        """
+        layout = {
+            "size": self.window.capacity,
+            "columns": [
+                [name, np.dtype(column.dtype).str, list(column.shape), repr(column.missing)]
+                for name, column in self.window.columns.items()
+            ],
+            "vocabularies": {name: vocabulary.limit for name, vocabulary in self.vocabularies.items()},
+            "categories": {name: vocabulary.limit for name, vocabulary in self.categories.items()},
+            "reference": self.model.reference.model_dump(mode="json"),
+            "change_detector": self.model.drift.change_detector,
+            "max_text_chars": self.max_text_chars,
+        }
+        return hashlib.sha256(msgspec.json.encode(layout)).hexdigest()[:16]
+
     def snapshot(self) -> dict:
         return {
+            "fingerprint": self.fingerprint,
             "window": self.window.snapshot(),
             "latency": self.latency.snapshot(),
             "ttft": self.ttft.snapshot(),
@@ -276,6 +309,8 @@ class ModelStates:
         }
         self.n_folded_events = 0
         self.n_unmonitored_events = 0
+        #: Models whose saved state was not restored at start, and why (see :meth:`restore`).
+        self.resets: dict[str, str] = {}
 
     def __getitem__(self, name: str) -> ModelState:
         return self._states[name]
@@ -309,17 +344,33 @@ class ModelStates:
         }
 
     def restore(self, snapshot: dict) -> None:
-        """Take back a :meth:`snapshot` taken under the same models and limits config."""
+        """Take back a :meth:`snapshot`, model by model; never raises for one model's state.
+
+        A model whose :attr:`ModelState.fingerprint` changed since (its config shapes its state differently)
+        or whose saved state does not fit starts afresh, logged and listed in :attr:`resets` with the reason
+        (``config_changed``, ``unreadable``); a model no config entry monitors any more is dropped.
+        """
         self._admitted.restore(snapshot["admitted"])
         self.n_folded_events = snapshot["n_folded_events"]
         self.n_unmonitored_events = snapshot["n_unmonitored_events"]
         self._states = {}
+        self.resets = {}
         for name, saved in snapshot["models"].items():
             model = self.config.model_config_for(name)
             if model is None:
-                raise ValueError(f"no config entry monitors the saved model {name!r}")
+                log.warning("model %s is no longer monitored: its saved state is dropped", name)
+                continue
             state = self._states[name] = self._new_state(name, model)
-            state.restore(saved)
+            if saved.get("fingerprint") != state.fingerprint:
+                self.resets[name] = "config_changed"
+                log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
+                continue
+            try:
+                state.restore(saved)
+            except Exception as error:  # noqa: BLE001 - one model's state must never stop the daemon
+                self._states[name] = self._new_state(name, model)
+                self.resets[name] = "unreadable"
+                log.warning("model %s: its saved state does not fit (%s); it starts afresh", name, error)
 
     def _create(self, name: str, n_events: int) -> ModelState | None:
         model = self.config.model_config_for(name)

@@ -81,7 +81,7 @@ def daemon_config(bootstrap_servers: str, state_dir: Path, topic: str, **section
         },
         "server": {"host": "127.0.0.1", "port": free_port()},
         "state": {"dir": str(state_dir), "checkpoint_every": "1s"},
-        "windows": {"size": 500, "evaluate_every": "1s", "min_samples": 10},
+        "windows": {"size": 500, "evaluate_every": "1s", "idle_after": "500ms", "min_samples": 10},
     }
     for section, values in sections.items():
         config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
@@ -156,14 +156,18 @@ class DaemonProcess:
 class Prometheus:
     """A real Prometheus scraping ``targets`` every second, queried through its HTTP API."""
 
-    def __init__(self, targets: list[str], directory: Path, rule_files: list[Path] = ()):
+    def __init__(
+        self, targets: list[str], directory: Path, rule_files: list[Path] = (), scrape_configs: list[dict] = ()
+    ):
+        """``scrape_configs`` replace the one plain-HTTP job ``driftwarden`` of ``targets``."""
         require(shutil.which("prometheus") is not None, "prometheus (Debian package 'prometheus')")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": "driftwarden", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": list(scrape_configs)
+            or [{"job_name": "driftwarden", "static_configs": [{"targets": targets}]}],
         }
         config_path = directory / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config))
@@ -202,20 +206,26 @@ class Alertmanager:
 
     Alertmanager keeps alerts in memory only (its data directory holds
     silences and the notification log), so a restarted one knows only the
-    alerts sent to it since.
+    alerts sent to it since. With ``webhook_url`` its receiver notifies that
+    URL instead, each alert in a group of its own, resolved ones too.
     """
 
-    def __init__(self, directory: Path, resolve_timeout: str = "5m"):
+    def __init__(self, directory: Path, resolve_timeout: str = "5m", webhook_url: str | None = None):
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         require(binary is not None, "Alertmanager (Debian package 'prometheus-alertmanager')")
         self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.directory = directory
+        route: dict[str, object] = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"}
+        receiver: dict = {"name": "blackhole"}
+        if webhook_url is not None:
+            route["group_by"] = ["..."]
+            receiver = {"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
         config = {
             "global": {"resolve_timeout": resolve_timeout},
-            "route": {"receiver": "blackhole", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
-            "receivers": [{"name": "blackhole"}],
+            "route": {"receiver": receiver["name"], **route},
+            "receivers": [receiver],
         }
         self.config_path = directory / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config))

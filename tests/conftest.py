@@ -74,10 +74,10 @@ def start_prometheus(tmp_path):
 
     servers = []
 
-    def start(targets: list[str], rule_files: list[Path] = ()) -> Prometheus:
+    def start(targets: list[str], rule_files: list[Path] = (), scrape_configs: list[dict] = ()) -> Prometheus:
         directory = tmp_path / f"prometheus-{len(servers)}"
         directory.mkdir()
-        servers.append(Prometheus(targets, directory, rule_files))
+        servers.append(Prometheus(targets, directory, rule_files, scrape_configs))
         return servers[-1]
 
     yield start

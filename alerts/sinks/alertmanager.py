@@ -63,6 +63,15 @@ class AlertmanagerSink(OutboxSink):
     (which keeps alerts in memory only) gets every pending alert once it is
     back.
 
+    ``resolve_hold_s``: Alertmanager notifies a new group ``group_wait`` after
+    its first alert arrived, and never notifies a group whose alerts have all
+    resolved by then. After an outage, an alert that fired and resolved
+    meanwhile would reach it firing and resolved in one request, and page no
+    one. So a resolve is sent no sooner than ``resolve_hold_s`` after the
+    firing copy of its alert reached Alertmanager (in this process): it waits
+    at the head of the queue, holding back what is behind it. Set it a little
+    above the route's ``group_wait``.
+
     ``endsAt``: omitted for a firing alert (see :func:`alertmanager_alert`).
     An ``endsAt`` computed when the alert is added would be stale by the time
     a queued copy is delivered after an outage, and Alertmanager would take
@@ -87,6 +96,9 @@ class AlertmanagerSink(OutboxSink):
         Set ``endsAt`` of firing alerts to delivery time plus this.
     name : str
         The sink's name in the outbox (distinct per Alertmanager sink).
+    resolve_hold_s : float
+        Least time between the delivery of a firing alert and of its resolve
+        (default 35 s: Alertmanager's default ``group_wait`` is 30 s).
     """
 
     def __init__(
@@ -97,10 +109,13 @@ class AlertmanagerSink(OutboxSink):
         generator_url: str | None = None,
         resolve_after_s: float | None = None,
         name: str = "alertmanager",
+        resolve_hold_s: float = 35.0,
     ):
-        super().__init__(url, outbox, name, f"{url.rstrip('/')}/api/v2/alerts", timeout_s)
+        super().__init__(f"{url.rstrip('/')}/api/v2/alerts", outbox, name, timeout_s)
         self.generator_url = generator_url
         self.resolve_after_s = resolve_after_s
+        self.resolve_hold_s = resolve_hold_s
+        self._fired_ms: dict[str, float] = {}  # fingerprint -> when its firing copy was first delivered
 
     def add(self, alerts: Iterable[Alert]) -> None:
         """Queue every alert (firing ones replace their previous queued copy); durable on return."""
@@ -108,6 +123,30 @@ class AlertmanagerSink(OutboxSink):
             for alert in alerts:
                 payload = json.dumps(alertmanager_alert(alert, self.generator_url), separators=(",", ":"))
                 self.outbox.put(self.name, f"{alert.fingerprint}/{alert.state}", payload.encode())
+
+    def _sendable(self, entries: list[Delivery], now_ms: float) -> list[Delivery]:
+        """Up to the first resolve whose firing copy Alertmanager has had for less than the hold, deferred."""
+        hold_ms = self.resolve_hold_s * 1000
+        firing_now: set[str] = set()
+        for index, entry in enumerate(entries):
+            fingerprint, state = entry.key.rsplit("/", 1)
+            if state == "firing":
+                firing_now.add(fingerprint)
+                continue
+            fired_ms = self._fired_ms.get(fingerprint, now_ms if fingerprint in firing_now else None)
+            if fired_ms is not None and now_ms < fired_ms + hold_ms:
+                self.outbox.defer(entry.id, fired_ms + hold_ms)
+                return entries[:index]
+        return entries
+
+    def _delivered(self, entries: list[Delivery], now_ms: float) -> None:
+        """Remember when Alertmanager first had each firing alert, until its resolve is delivered."""
+        for entry in entries:
+            fingerprint, state = entry.key.rsplit("/", 1)
+            if state == "firing":
+                self._fired_ms.setdefault(fingerprint, now_ms)
+            else:
+                self._fired_ms.pop(fingerprint, None)
 
     def _request(self, entries: list[Delivery], now_ms: float) -> tuple[bytes, dict[str, str]]:
         alerts = [json.loads(entry.payload) for entry in entries]

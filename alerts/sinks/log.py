@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 
 from alerts.alert import Alert
+from alerts.printable import printable
 from alerts.sinks import TransitionFilter
 
 __all__ = ["LogSink"]
@@ -18,7 +19,9 @@ class LogSink:
     (per fingerprint and firing episode). The line holds the state, the
     alert name, the other labels, the value and the ``summary`` annotation;
     it is written on ``add`` (logging is its delivery), ``deliver`` has
-    nothing left to do.
+    nothing left to do. Labels and the summary come from events (a model
+    name): characters that are not printable are escaped (see
+    :func:`alerts.printable.printable`), so the line stays one line.
 
     Examples
     --------
@@ -39,20 +42,19 @@ class LogSink:
         self._transitions = TransitionFilter()
 
     def add(self, alerts: Iterable[Alert]) -> None:
-        for alert in alerts:
-            if not self._transitions.passes(alert):
-                continue
+        for alert in self._transitions.fresh(alerts):
             labels = sorted(alert.labels.items())
             series = ", ".join(f'{name}="{value}"' for name, value in labels if name != "alertname")
             self.logger.log(
                 logging.WARNING if alert.state == "firing" else logging.INFO,
                 "alert %s %s {%s} value=%g: %s",
                 alert.state,
-                alert.labels.get("alertname", ""),
-                series,
+                printable(alert.labels.get("alertname", "")),
+                printable(series),
                 alert.value,
-                alert.annotations.get("summary", ""),
+                printable(alert.annotations.get("summary", "")),
             )
+            self._transitions.remember([alert])
 
     def deliver(self, now_ms: float) -> int:
         return 0

@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from alerts._backoff import backoff_ms
+from alerts.backoff import Backoff
 
-__all__ = ["Delivery", "Outbox", "BACKOFF_FIRST_MS", "BACKOFF_MAX_MS", "retry_delay_ms"]
+__all__ = ["BACKOFF", "Delivery", "Outbox"]
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FIRST_MS = 1_000
-BACKOFF_MAX_MS = 300_000
+#: Retries of a delivery: 1 s doubling to 5 min, for as long as the entry is in the (bounded) outbox.
+BACKOFF = Backoff(first_ms=1_000, max_ms=300_000)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -34,11 +34,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (sink, id);
 """
 _COLUMNS = "id, sink, key, payload, attempts, next_attempt_ms, created_ms"
-
-
-def retry_delay_ms(attempts: int) -> int:
-    """Delay before a delivery's next try: 1 s doubling to 5 min (see :func:`alerts._backoff.backoff_ms`)."""
-    return backoff_ms(attempts, BACKOFF_FIRST_MS, BACKOFF_MAX_MS)
 
 
 @dataclass(frozen=True)
@@ -64,11 +59,14 @@ class Outbox:
     order; ``due`` hands out its head, up to the first entry still waiting for
     its retry time, so a receiver sees entries in order and a failed batch
     holds back the entries behind it. ``done`` removes an entry, ``retry``
-    counts a failed attempt and schedules the next after :func:`retry_delay_ms`.
+    counts a failed attempt and schedules the next after ``backoff``, ``defer``
+    holds an entry back without counting an attempt.
     Past ``max_size`` entries the oldest are dropped and counted in
     ``dropped``. Every write is one committed transaction (``synchronous=FULL``),
     so what ``put`` accepted survives a crash; ``batch()`` groups several into
-    one. Safe to share between threads.
+    one. A write that fails (a full disk) raises and leaves nothing behind: the
+    transaction is rolled back and the next write starts afresh, so the outbox
+    works again once space returns. Safe to share between threads.
 
     Parameters
     ----------
@@ -76,6 +74,9 @@ class Outbox:
         The SQLite file (its directory is created), or ``":memory:"``.
     max_size : int
         Most entries kept, over all sinks.
+    backoff : Backoff
+        When a failed delivery is tried again; an entry that reaches its
+        ``max_attempts`` (none by default) is dropped and counted in ``dropped``.
 
     Examples
     --------
@@ -91,11 +92,12 @@ class Outbox:
     0
     """
 
-    def __init__(self, path: str | Path, max_size: int = 10_000):
+    def __init__(self, path: str | Path, max_size: int = 10_000, backoff: Backoff = BACKOFF):
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, not {max_size}")
         self.path = path
         self.max_size = max_size
+        self.backoff = backoff
         self.dropped = 0
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -119,14 +121,14 @@ class Outbox:
             self._depth += 1
             try:
                 yield self._db
+                if self._depth == 1:
+                    self._db.execute("COMMIT")
             except BaseException:
-                self._depth -= 1
-                if self._depth == 0:
+                if self._depth == 1 and self._db.in_transaction:  # SQLite may have rolled back by itself
                     self._db.execute("ROLLBACK")
                 raise
-            self._depth -= 1
-            if self._depth == 0:
-                self._db.execute("COMMIT")
+            finally:
+                self._depth -= 1
 
     def put(self, sink: str, key: str, payload: bytes, now_ms: float | None = None) -> None:
         """Queue ``payload`` for ``sink``, replacing a queued entry with the same ``key``."""
@@ -168,17 +170,27 @@ class Outbox:
             db.execute("DELETE FROM outbox WHERE id = ?", (id,))
 
     def retry(self, id: int, now_ms: float) -> int | None:
-        """Count a failed attempt; returns when the entry is due again (None if it is gone)."""
+        """Count a failed attempt; returns when the entry is due again (None if it is gone, or given up)."""
         with self.batch() as db:
             row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (id,)).fetchone()
             if row is None:
                 return None
             attempts = row[0] + 1
-            next_attempt_ms = int(now_ms) + retry_delay_ms(attempts)
+            next_attempt_ms = self.backoff.next_attempt_ms(attempts, now_ms)
+            if next_attempt_ms is None:
+                db.execute("DELETE FROM outbox WHERE id = ?", (id,))
+                self.dropped += 1
+                log.error("outbox: gave up an entry after %d failed attempts", attempts)
+                return None
             db.execute(
                 "UPDATE outbox SET attempts = ?, next_attempt_ms = ? WHERE id = ?", (attempts, next_attempt_ms, id)
             )
             return next_attempt_ms
+
+    def defer(self, id: int, until_ms: float) -> None:
+        """Hold an entry back until ``until_ms`` without counting a failed attempt."""
+        with self.batch() as db:
+            db.execute("UPDATE outbox SET next_attempt_ms = ? WHERE id = ?", (int(until_ms), id))
 
     def __len__(self) -> int:
         with self._lock:

@@ -22,6 +22,12 @@ is 0.4 and the rule ``drift_share > 0.3`` fires.
   restarts meanwhile: it keeps alerts in memory only and would otherwise merge
   a new start into the old one). One scenario (a module fixture) feeds these
   tests, so that the known log re-page is an xfail of its own.
+* Every notification once after an outage: the daemon's alerting (rules,
+  outbox, Alertmanager sink, as ``run`` wires them) while Alertmanager is
+  unreachable: alerts of several models fire and resolve, the outbox retries
+  with backoff; then Alertmanager starts, and its webhook receiver (a real HTTP
+  server) hears of every firing and every resolve exactly once. Seconds of
+  outage here; ``python3 -m pytest -m soak`` runs minutes of it.
 """
 
 from __future__ import annotations
@@ -38,11 +44,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.alerting import Alerting
+from monitor.config import parse_config
 from monitor.sources.kafka import create_topics
 from tests.components import Alertmanager, DaemonProcess, daemon_config, http_get, wait_for
 from tests.integration.kafka_helpers import JOIN_S, produce
+from tests.receiver import Receiver
 
 MODEL = "shop"
 WARMUP = 300  # the reference; also the window size
@@ -104,7 +114,10 @@ def make_config(broker, state_dir, topic: str, alertmanager, jobs_topic: str) ->
         topic,
         windows={"size": WARMUP, "min_samples": 100, "evaluate_every": "1s"},
         models=[MODEL_CONFIG],
-        alerts={"sinks": {"alertmanager": {"url": alertmanager.url, "timeout": "2s"}}, "rules": [RULE]},
+        alerts={
+            "sinks": {"alertmanager": {"url": alertmanager.url, "timeout": "2s", "resolve_hold": "2s"}},
+            "rules": [RULE],
+        },
         retraining={"topic": jobs_topic, "cooldown": "1h"},
     )
     config["alerts"]["external_url"] = f"http://127.0.0.1:{config['server']['port']}"
@@ -333,3 +346,87 @@ def test_a_restart_does_not_page_alertmanager_again(restart):
 def test_a_restart_does_not_log_the_firing_alert_again(restart):
     assert "alert firing DataDrift" in restart.first_log
     assert "alert firing DataDrift" not in restart.second_log
+
+
+# -- every notification once after an outage ----------------------------------------------------------------------
+
+#: When each model's drift share crosses the threshold during the outage (seconds from its start), and when it
+#: falls back, if it does during the outage (None: later, once Alertmanager is back).
+OUTAGE_STORY = {"a": (0.0, 0.4), "b": (0.2, 0.6), "c": (0.4, None), "d": (0.8, 1.0), "e": (1.0, None)}
+
+
+class DriftShares:
+    """The series the alerting reads: ``driftwarden_drift_share`` of each model, as set by the test."""
+
+    def __init__(self) -> None:
+        self.shares = dict.fromkeys(OUTAGE_STORY, 0.1)
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily("driftwarden_drift_share", "drift share", labels=["model"])
+        for model, share in self.shares.items():
+            family.add_metric([model], share)
+        return [family]
+
+
+def notifications(receiver: Receiver) -> dict[tuple[str, str], int]:
+    """How many times the receiver was told of each (model, status), over every notification Alertmanager sent."""
+    counts: dict[tuple[str, str], int] = {}
+    for _, notification in receiver.posts:
+        for alert in notification["alerts"]:
+            key = (alert["labels"]["model"], alert["status"])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize(
+    "outage_s", [pytest.param(4, id="seconds"), pytest.param(180, id="minutes", marks=pytest.mark.soak)]
+)
+def test_alertmanager_down_for_a_while_gets_every_notification_once_afterwards(tmp_path, outage_s):
+    receiver = Receiver()
+    alertmanager = Alertmanager(tmp_path, webhook_url=receiver.url)
+    alertmanager.stop()
+    config = parse_config(
+        {
+            "state": {"dir": str(tmp_path / "state")},
+            "alerts": {
+                "sinks": {"alertmanager": {"url": alertmanager.url, "timeout": "1s", "resolve_hold": "2s"}},
+                "rules": [{"name": "DataDrift", "metric": "drift_share", "op": ">", "threshold": 0.3,
+                           "actions": ["alertmanager"]}],
+            },
+        },
+        environ={},
+    )  # fmt: skip
+    exported = DriftShares()
+    alerting = Alerting(config, exported.collect)
+    pipeline = SimpleNamespace(evaluations={})
+    started = time.monotonic()
+
+    def tick_and_deliver() -> None:
+        """One evaluation on wall-clock time (event time here) and one delivery round, as the daemon's scheduler."""
+        alerting.tick(pipeline, time.time() * 1000)
+        alerting.deliver()
+        time.sleep(0.1)
+
+    try:
+        while (elapsed := (time.monotonic() - started) / (outage_s / 4)) < 4:  # the story, stretched to the outage
+            for model, (fires, resolves) in OUTAGE_STORY.items():
+                exported.shares[model] = 0.5 if fires <= elapsed and (resolves is None or elapsed < resolves) else 0.1
+            tick_and_deliver()
+        assert receiver.posts == [] and len(alerting.sinks["alertmanager"].outbox) > 0
+
+        alertmanager.start()
+        fired = {(model, "firing"): 1 for model in OUTAGE_STORY}
+        resolved_early = {(model, "resolved"): 1 for model, (_, resolves) in OUTAGE_STORY.items() if resolves}
+        wait_s = 60 if outage_s < 60 else 400  # the next retry after minutes of backoff can be 5 minutes away
+        wait_for(lambda: tick_and_deliver() or notifications(receiver) == fired | resolved_early, wait_s, "notices")
+
+        exported.shares = dict.fromkeys(OUTAGE_STORY, 0.1)  # the rest resolves, Alertmanager up
+        everything = fired | {(model, "resolved"): 1 for model in OUTAGE_STORY}
+        wait_for(lambda: tick_and_deliver() or notifications(receiver) == everything, 30, "every resolve")
+        for _ in range(30):  # 3 s more: nothing arrives twice
+            tick_and_deliver()
+        assert notifications(receiver) == everything
+        assert len(alerting.sinks["alertmanager"].outbox) == 0
+    finally:
+        alertmanager.stop()
+        receiver.close()

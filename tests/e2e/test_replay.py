@@ -76,8 +76,9 @@ def test_final_window_statistics_equal_numpy_over_the_files_last_window():
 def test_ticks_fall_on_event_time_and_the_result_does_not_depend_on_batch_size():
     config = load_config(CONFIG)
     results = [replay(config, EVENTS, batch_size=size) for size in (1, 7, 500, 100_000)]
-    # One hour of events, one tick a minute (60 crossings but the first), plus the final evaluation.
-    assert {result.n_ticks for result in results} == {60}
+    # One hour of events of two models, each evaluated once a minute of its own event time (60 crossings but
+    # the first), plus the final evaluation.
+    assert {result.n_ticks for result in results} == {2 * 60}
     expositions = {exposition(build_registry(result.pipeline)) for result in results}
     assert len(expositions) == 1
 

@@ -169,9 +169,10 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
     members: dict = {}
     revoked_with: list[tuple[dict, bool]] = []
 
-    def on_revoke() -> None:  # the daemon checkpoints here; what it would save, and whether B already owns anything
+    def on_revoke() -> dict:  # the daemon checkpoints here; what it would save, and whether B already owns anything
         second = members.get("second")
         revoked_with.append((dict(members["first"].positions), bool(second and second.assigned)))
+        return dict(members["first"].positions)  # the offsets the checkpoint saved: the child may commit them
 
     first = members["first"] = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)
     read_by_first = read_n(first, 6)
@@ -208,6 +209,26 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
     # Each partition went on from the revoked position: nothing read twice, nothing skipped.
     every = [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(6)]
     assert by_position(read_by_first + read_by_second) == every
+
+
+def test_a_rebalance_whose_checkpoint_was_aborted_commits_nothing(kafka_broker, new_topic, open_process, open_source):
+    """The daemon's checkpoint before a revocation can be aborted (a dead letter undelivered, a full disk): the
+    child must then not commit the positions it read, so that another member reads those records again."""
+    topic = new_topic(partitions=2)
+    group = f"{topic}-group"
+    produce(kafka_broker, topic, _numbered(range(3)))
+    first = open_process(kafka_config(kafka_broker, topic, group), on_revoke=lambda: None)  # None: aborted
+    read_n(first, 6)
+    second = open_source(kafka_config(kafka_broker, topic, group))
+    read_by_second: list = []
+    with polling_in_background(first) as failures:
+        wait_for(lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share")
+        owned = [tp.partition for tp in second._consumer.assignment()]
+        wait_for(lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 3, JOIN_S, "records")
+    assert not failures, failures
+    assert [committed(kafka_broker, group, topic, p) for p in (0, 1)] == [None, None]
+    # The second member read its partition from the start: what the first read was not committed past.
+    assert sorted(record.offset for record in read_by_second) == [0, 1, 2] and len(owned) == 1
 
 
 def test_after_a_rebalance_positions_hold_only_the_partitions_still_owned(

@@ -20,12 +20,14 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+import bcrypt
 import helm_python
 import kubernetes_validate
 import pytest
 import yaml
 
 from monitor.config import SECRET_ENV, WEBHOOK_SECRET_ENV
+from tests.certificates import make_certificates
 from tests.components import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +86,7 @@ ALL_ON = {
         },
     },
     "webhook": {"existingSecret": "driftwarden-webhook", "key": "signing-key"},
+    "webConfig": {"existingSecret": "driftwarden-web", "key": "web-config.yml", "tls": True},
     "extraEnv": [
         {"name": "TZ", "value": "UTC"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -109,7 +112,13 @@ ALL_ON = {
          "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "driftwarden"}}}
     ],
     "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
-    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "interval": "15s"},
+    "serviceMonitor": {
+        "enabled": True, "labels": {"release": "kube-prometheus-stack"}, "interval": "15s",
+        "endpoint": {"tlsConfig": {"ca": {"secret": {"name": "driftwarden-ca", "key": "ca.crt"}},
+                                   "serverName": "dw-driftwarden.monitoring"},
+                     "basicAuth": {"username": {"name": "driftwarden-scrape", "key": "username"},
+                                   "password": {"name": "driftwarden-scrape", "key": "password"}}},
+    },
     "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "grafanaDashboards": {"enabled": True, "folder": "driftwarden", "labels": {"team": "ml-platform"}},
 }  # fmt: skip
@@ -248,6 +257,10 @@ def test_service_monitor_scrapes_the_services_metrics_port(renders):
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in [port["name"] for port in service["spec"]["ports"]]
     assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "15s")
+    # webConfig.tls: https, and the endpoint's extra fields say how to trust the server and log in.
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == ALL_ON["serviceMonitor"]["endpoint"]["tlsConfig"]
+    assert endpoint["basicAuth"]["password"] == {"name": "driftwarden-scrape", "key": "password"}
 
 
 def test_grafana_dashboards_are_the_repositorys_json_files(renders):
@@ -269,8 +282,19 @@ def test_grafana_dashboards_are_the_repositorys_json_files(renders):
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_config_passes_check_config(renders, values, tmp_path):
     """With the Deployment's secret variables set, as the daemon in the pod sees them."""
+    text = _config_map(renders[values])["data"]["config.yaml"]
+    config = yaml.safe_load(text)
+    web_config_file = config["server"].get("web_config_file")
+    if web_config_file:  # read at load: here a valid one stands in for the Secret's file
+        certificates = make_certificates(tmp_path / "web")
+        hashed = bcrypt.hashpw(b"scrape", bcrypt.gensalt(rounds=4)).decode()
+        tls = {"cert_file": str(certificates.server_cert), "key_file": str(certificates.server_key)}
+        web = {"tls_server_config": tls, "basic_auth_users": {"prometheus": hashed}}
+        config["server"]["web_config_file"] = str(tmp_path / Path(web_config_file).name)
+        Path(config["server"]["web_config_file"]).write_text(yaml.safe_dump(web))
+        text = text.replace(web_config_file, config["server"]["web_config_file"])
     path = tmp_path / "config.yaml"
-    path.write_text(_config_map(renders[values])["data"]["config.yaml"])
+    path.write_text(text)
     secrets = {
         variable["name"]: "not-a-secret" for variable in _container(renders[values])["env"] if "valueFrom" in variable
     }
@@ -287,12 +311,19 @@ def test_chart_owns_host_port_and_state_dir(renders, values):
     server, state = _config(documents)["server"], _config(documents)["state"]
     container = _container(documents)
     service_port = _one(documents, "Service")["spec"]["ports"][0]
+    web = server.pop("web_config_file", None)
     assert server == {"host": "0.0.0.0", "port": 9108}
     assert container["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
     assert (service_port["port"], service_port["targetPort"]) == (9108, "metrics")
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     assert state["dir"] == mounts["state"] == "/var/lib/driftwarden"
     assert container["args"] == ["run", "--config", f"{mounts['config']}/config.yaml"]
+    if values == "all_on":
+        assert web == f"{mounts['web-config']}/web-config.yml" == "/etc/driftwarden-web/web-config.yml"
+        (volume,) = [volume for volume in _pod(documents)["volumes"] if volume["name"] == "web-config"]
+        assert volume["secret"] == {"secretName": "driftwarden-web", "defaultMode": 0o440}
+    else:
+        assert web is None and "web-config" not in mounts
 
 
 def test_users_other_keys_stay_beside_the_forced_ones(renders):
@@ -354,10 +385,11 @@ def test_pod_runs_locked_down(renders, values):
 def test_probes_ask_the_daemon_on_the_metrics_port(renders, values):
     container = _container(renders[values])
     probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    scheme = {"scheme": "HTTPS"} if values == "all_on" else {}  # webConfig.tls: the daemon speaks only TLS
     assert probes == {
-        "startupProbe": {"path": "/healthz", "port": "metrics"},
-        "livenessProbe": {"path": "/healthz", "port": "metrics"},
-        "readinessProbe": {"path": "/readyz", "port": "metrics"},
+        "startupProbe": {"path": "/healthz", "port": "metrics", **scheme},
+        "livenessProbe": {"path": "/healthz", "port": "metrics", **scheme},
+        "readinessProbe": {"path": "/readyz", "port": "metrics", **scheme},
     }
     assert _pod(renders[values])["terminationGracePeriodSeconds"] >= 30
 

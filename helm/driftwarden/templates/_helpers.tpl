@@ -54,6 +54,7 @@ app.kubernetes.io/part-of: driftwarden
 {{- define "driftwarden.configDir" -}}/etc/driftwarden{{- end }}
 {{- define "driftwarden.stateDir" -}}/var/lib/driftwarden{{- end }}
 {{- define "driftwarden.tlsDir" -}}kafka-tls{{- end }}
+{{- define "driftwarden.webDir" -}}/etc/driftwarden-web{{- end }}
 
 {{/*
 The daemon's config.yaml: .Values.config with the keys the chart owns set over it (a deep merge,
@@ -63,6 +64,9 @@ so the user's other server, state and kafka keys stay).
 {{- $forced := dict
       "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port))
       "state" (dict "dir" (include "driftwarden.stateDir" .)) }}
+{{- with .Values.webConfig.existingSecret }}
+{{- $_ := set $forced.server "web_config_file" (printf "%s/%s" (include "driftwarden.webDir" $) $.Values.webConfig.key) }}
+{{- end }}
 {{- if .Values.kafka.tls.enabled }}
 {{- $tls := printf "%s/%s" (include "driftwarden.configDir" .) (include "driftwarden.tlsDir" .) }}
 {{- $kafka := dict "ssl_cafile" (printf "%s/ca.crt" $tls) }}
@@ -83,6 +87,9 @@ so the user's other server, state and kafka keys stay).
 {{- $protocol := (.Values.config.kafka | default dict).security_protocol | default "PLAINTEXT" }}
 {{- if and .Values.kafka.tls.enabled (not (has $protocol (list "SSL" "SASL_SSL"))) }}
 {{- fail (printf "kafka.tls.enabled needs config.kafka.security_protocol SSL or SASL_SSL (got %s): the certificates would not be used." $protocol) }}
+{{- end }}
+{{- if and .Values.webConfig.tls (not .Values.webConfig.existingSecret) }}
+{{- fail "webConfig.tls needs webConfig.existingSecret: the Secret holding web.yml with its tls_server_config." }}
 {{- end }}
 {{- if and .Values.kafka.tls.enabled (not .Values.kafka.tls.existingSecret) }}
 {{- fail "kafka.tls.enabled needs kafka.tls.existingSecret: the Secret holding ca.crt (and tls.crt, tls.key)." }}

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 
 from monitor.alerting import Alerting
 from monitor.config import parse_config
+from tests.receiver import Receiver
 
 MINUTE = 60_000
 RULE = {"name": "DataDrift", "metric": "drift_share", "op": ">", "threshold": 0.3, "for": "1m"}
@@ -83,3 +94,188 @@ def test_a_tick_for_some_models_leaves_the_context_of_the_others_out(tmp_path, e
 
     assert [alert.annotations["summary"] for alert in alerts] == ["a 10", "b "]
     assert alerting.tick(evaluations("a", "b"), 0, models=set()) == []
+
+
+# -- nothing lost to a full disk ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def full_disk(state_dir: str, how: str):
+    """While inside, writes under ``state_dir`` fail as on a full disk; space returns on the way out.
+
+    ``tmpfs``: ``state_dir`` is a small tmpfs, filled up (ENOSPC, SQLite's "database or disk is full").
+    ``fsize``: a file size limit of 0 for the whole process (EFBIG, SQLite's "disk I/O error"), so for a
+    child process only.
+    """
+    if how == "tmpfs":
+        filler = os.open(Path(state_dir) / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(filler, b"\0" * 4096)
+        os.close(filler)
+        try:
+            yield
+        finally:
+            os.unlink(Path(state_dir) / "filler")
+        return
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _disk_full_child(state_dir: str, receiver_url: str, how: str) -> None:
+    """In a child process: ticks while the state disk is full, then after space returns; prints what it saw."""
+    config = parse_config(
+        {
+            "state": {"dir": state_dir},
+            "alerts": {
+                "sinks": {
+                    "webhook": {"url": f"{receiver_url}/hook"},
+                    "alertmanager": {"url": receiver_url, "resolve_hold": 0},
+                },
+                "rules": [{**RULE, "for": 0, "actions": ["webhook", "alertmanager", "log", "retrain"]}],
+            },
+            "retraining": {"topic": None, "cooldown": "1h"},
+        },
+        environ={},
+    )
+    exported = Exported(bot=0.5)
+    alerting = Alerting(config, exported.collect)
+    pipeline = evaluations("bot")
+    seen = {}
+    with full_disk(state_dir, how):
+        seen["fired"] = [alert.state for alert in alerting.tick(pipeline, MINUTE)]  # the outbox refuses it
+        with pytest.raises(OSError):
+            (Path(state_dir) / "probe").write_bytes(b"x")  # the disk is full indeed
+        alerting.tick(pipeline, 2 * MINUTE)
+        seen["checkpoint"] = alerting.snapshot()
+        alerting.deliver()
+    seen["jobs_while_full"] = len(alerting.retraining.jobs())
+    alerting.tick(pipeline, 3 * MINUTE)  # space is back: the refused alerts are taken, once
+    alerting.deliver()
+    exported.shares = {"bot": 0.1}
+    with full_disk(state_dir, how):
+        seen["resolved"] = [alert.state for alert in alerting.tick(pipeline, 4 * MINUTE)]
+        alerting.tick(pipeline, 5 * MINUTE)
+        alerting.deliver()
+    alerting.tick(pipeline, 6 * MINUTE)
+    for _ in range(3):
+        alerting.deliver()
+    seen["outbox"] = len(alerting.sinks["webhook"].outbox)
+    seen["jobs"] = [(job.model, job.created_ms) for job in alerting.retraining.jobs()]
+    print(json.dumps(seen))
+
+
+@pytest.fixture(params=["fsize", "tmpfs"])
+def state_disk(request, tmp_path) -> tuple[str, str]:
+    """A state directory and how the child fills its disk; the tmpfs needs ``mount`` (root), else it skips."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    if request.param == "tmpfs":
+        mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(state_dir)]
+        mounted = subprocess.run(mount, capture_output=True) if os.geteuid() == 0 and shutil.which("mount") else None
+        if mounted is None or mounted.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root); the file size limit stands in for a full disk")
+        request.addfinalizer(lambda: subprocess.run(["umount", str(state_dir)], check=True))
+    return str(state_dir), request.param
+
+
+def test_an_alert_refused_by_a_full_disk_is_delivered_once_space_returns(state_disk):
+    state_dir, how = state_disk
+    receiver = Receiver()
+    try:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from tests.unit.alerts.test_alerting import _disk_full_child as run; "
+                f"run({state_dir!r}, {receiver.url!r}, {how!r})",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+    finally:
+        receiver.close()
+    assert child.returncode == 0, child.stderr
+    seen = json.loads(child.stdout)
+
+    assert seen["fired"] == ["firing"] and seen["resolved"] == ["resolved"]
+    full = "database or disk is full" if how == "tmpfs" else "disk I/O error"
+    assert f"webhook could not take 1 alert(s) (OperationalError: {full})" in child.stderr
+    assert "alertmanager could not take 1 alert(s)" in child.stderr
+    assert "retrain could not take 1 alert(s)" in child.stderr
+    webhook = [alert for path, body in receiver.posts if path == "/hook" for alert in body["alerts"]]
+    assert [(alert["state"], alert["labels"]["model"]) for alert in webhook] == [("firing", "bot"), ("resolved", "bot")]
+    alertmanager = [alert for path, body in receiver.posts if path == "/api/v2/alerts" for alert in body]
+    assert [alert["endsAt"] for alert in alertmanager if "endsAt" in alert] == ["1970-01-01T00:04:00.000Z"]
+    assert {alert["startsAt"] for alert in alertmanager} == {"1970-01-01T00:01:00.000Z"}
+    assert seen["outbox"] == 0
+    # The retraining request of the first tick was made at that tick's event time once the ledger could take it.
+    assert seen["jobs_while_full"] == 0 and seen["jobs"] == [["bot", MINUTE]]
+    # A checkpoint taken meanwhile holds the refused alerts: a restart would offer them again.
+    assert set(seen["checkpoint"]["refused"]) == {"webhook", "alertmanager", "retrain"}
+
+
+class Refusing:
+    """A sink that raises as a full outbox would while ``full`` is set, and records what it took."""
+
+    def __init__(self, full: bool):
+        self.full = full
+        self.taken: list = []
+        self.delivered = 0
+
+    def add(self, alerts) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        self.taken.extend((alert.state, alert.labels["model"]) for alert in alerts)
+
+    def deliver(self, now_ms: float) -> int:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        self.delivered += 1
+        return 0
+
+
+def test_a_checkpoint_holds_what_a_sink_refused_and_a_restart_offers_it_again(tmp_path, exported):
+    config = make_config(tmp_path, rules=[{**RULE, "for": 0, "actions": ["log"]}])
+    before = Alerting(config, exported.collect)
+    before.sinks["log"] = Refusing(full=True)
+    [fired] = before.tick(evaluations("a", "b"), 0, models={"a"})
+    checkpoint = msgspec.msgpack.decode(msgspec.msgpack.encode(before.snapshot()))  # as the checkpoint stores it
+
+    after = Alerting(config, exported.collect)
+    after.sinks["log"] = sink = Refusing(full=False)
+    after.restore(checkpoint)
+    after.tick(evaluations("a", "b"), MINUTE, models={"b"})  # any tick offers it: a's clock does not matter
+    after.tick(evaluations("a", "b"), 2 * MINUTE, models={"a", "b"})
+
+    assert fired.state == "firing"
+    assert sink.taken == [("firing", "a"), ("firing", "b")]  # a once (still firing is no transition), then b
+    assert after.snapshot()["refused"] == {}
+
+
+def test_a_checkpoint_of_the_engine_alone_still_restores(tmp_path, exported):
+    config = make_config(tmp_path, rules=[{**RULE, "for": 0}])
+    before = Alerting(config, exported.collect, deliver=False)
+    before.tick(evaluations("a"), 0)
+    after = Alerting(config, exported.collect, deliver=False)
+
+    after.restore(before.snapshot()["series"])  # the form checkpoints had before refused alerts were kept
+
+    assert after.engine.firing() == 2 and after.snapshot() == before.snapshot()
+
+
+def test_one_sink_failing_to_deliver_holds_up_neither_the_others_nor_the_caller(tmp_path, exported, caplog):
+    alerting = Alerting(make_config(tmp_path), exported.collect)
+    alerting.sinks = {"first": Refusing(full=True), "second": Refusing(full=False)}
+
+    alerting.deliver()
+
+    assert alerting.sinks["second"].delivered == 1
+    assert "first: delivery failed (OSError: [Errno 28] No space left on device)" in caplog.text

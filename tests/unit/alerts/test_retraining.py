@@ -7,6 +7,7 @@ real ``http.server`` on loopback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -20,14 +21,12 @@ import pytest
 from alerts.alert import Alert
 from alerts.retraining import (
     ACKNOWLEDGED,
-    BACKOFF_MAX_MS,
+    BACKOFF,
     FAILED,
-    MAX_ATTEMPTS,
     PUBLISHED,
     QUEUED,
     STATUSES,
     RetrainingQueue,
-    retry_delay_ms,
 )
 
 HOUR_MS = 3_600_000
@@ -255,7 +254,7 @@ def test_a_failed_publish_is_retried_with_exponential_backoff(ledger):
 
 
 def test_backoff_doubles_from_two_seconds_up_to_ten_minutes():
-    assert [retry_delay_ms(n) for n in range(1, 12)] == [
+    assert [BACKOFF.delay_ms(n) for n in range(1, 12)] == [
         2_000,
         4_000,
         8_000,
@@ -268,13 +267,14 @@ def test_backoff_doubles_from_two_seconds_up_to_ten_minutes():
         600_000,
         600_000,
     ]
-    assert retry_delay_ms(1_000) == BACKOFF_MAX_MS
+    assert BACKOFF.delay_ms(1_000) == BACKOFF.max_ms
 
 
-@pytest.mark.parametrize("max_attempts", [3, MAX_ATTEMPTS])
+@pytest.mark.parametrize("max_attempts", [3, BACKOFF.max_attempts])
 def test_a_job_fails_after_max_attempts(ledger, max_attempts):
     publisher = Publisher(failures=10**6)
-    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher, max_attempts=max_attempts) as queue:
+    backoff = dataclasses.replace(BACKOFF, max_attempts=max_attempts)
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher, backoff=backoff) as queue:
         job = _request(queue)
         now, delays = T0, []
         while True:
@@ -284,12 +284,12 @@ def test_a_job_fails_after_max_attempts(ledger, max_attempts):
             delays.append(after.next_attempt_ms - now)
             now = after.next_attempt_ms
         assert len(publisher.calls) == max_attempts
-        assert delays == [retry_delay_ms(n) for n in range(1, max_attempts)]
+        assert delays == [BACKOFF.delay_ms(n) for n in range(1, max_attempts)]
         assert (after.attempts, after.next_attempt_ms) == (max_attempts, None)
         assert after.last_error.startswith("publish: ConnectionError")
-        assert queue.deliver(now + 10 * BACKOFF_MAX_MS) == []
+        assert queue.deliver(now + 10 * BACKOFF.max_ms) == []
         assert queue.get(job.id).status == FAILED
-    if max_attempts == MAX_ATTEMPTS:  # the documented budget: about two hours, less than the default cooldown
+    if max_attempts == 20:  # the documented budget: about two hours, less than the default cooldown
         assert 1.5 * HOUR_MS < sum(delays) < COOLDOWN_MS
 
 

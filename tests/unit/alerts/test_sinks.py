@@ -6,17 +6,18 @@ import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from alerts.alert import Alert
 from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.log import LogSink
-from alerts.sinks.outbox import BACKOFF_MAX_MS, Outbox, retry_delay_ms
-from alerts.sinks.webhook import SIGNATURE_HEADER, WebhookSink
+from alerts.sinks.outbox import BACKOFF, Outbox
+from alerts.sinks.webhook import DEFAULT_TOLERANCE_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, verify
 from monitor.sources.embedded_broker import free_port
+from tests.receiver import Receiver
 
 T0 = 1_700_000_000_000
 
@@ -32,39 +33,6 @@ def make_alert(name: str = "DataDrift", state: str = "firing", starts_at_ms: flo
         ends_at_ms=starts_at_ms + 60_000 if state == "resolved" else None,
         actions=("webhook",),
     )
-
-
-class Receiver:
-    """A real HTTP server on loopback recording each POST; answers with queued statuses, then 200."""
-
-    def __init__(self):
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((self.path, dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def bodies(self) -> list[dict]:
-        return [json.loads(body) for _, _, body in self.requests]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -127,8 +95,8 @@ def test_outbox_backoff_doubles_from_one_second_to_five_minutes(outbox):
         assert outbox.due("am", next_ms - 1, limit=1) == []
         assert [e.id for e in outbox.due("am", next_ms, limit=1)] == [entry.id]
         now = next_ms
-    assert delays == [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000] + [BACKOFF_MAX_MS] * 3
-    assert [retry_delay_ms(n) for n in (1, 9, 10, 100)] == [1_000, 256_000, 300_000, 300_000]
+    assert delays == [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000] + [BACKOFF.max_ms] * 3
+    assert [BACKOFF.delay_ms(n) for n in (1, 9, 10, 100)] == [1_000, 256_000, 300_000, 300_000]
     outbox.done(entry.id)
     assert outbox.retry(entry.id, now_ms=now) is None
 
@@ -196,13 +164,16 @@ def test_webhook_posts_each_transition_once_signed(receiver, outbox):
     assert sink.deliver(T0) == 1
     sink.add([alert])
     sink.add([make_alert(model="bot", state="resolved")])
-    assert sink.deliver(T0) == 1
+    assert sink.deliver(T0 + 61_999) == 1
     assert sink.deliver(T0) == 0
 
     assert [path for path, _, _ in receiver.requests] == ["/hooks/drift", "/hooks/drift"]
-    for _, headers, body in receiver.requests:
-        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    for (_, headers, body), sent_s in zip(receiver.requests, [T0 // 1000, T0 // 1000 + 61], strict=True):
+        # What a receiver does (README "Alerts and retraining"): HMAC over "<timestamp>.<body>", constant time.
+        assert headers[TIMESTAMP_HEADER] == str(sent_s)
+        expected = "sha256=" + hmac.new(secret.encode(), f"{sent_s}.".encode() + body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected)
+        assert verify(body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], secret, now_s=sent_s + 2)
         assert headers["Content-Type"] == "application/json"
     [fired], [ended] = (body["alerts"] for body in receiver.bodies())
     assert fired == {
@@ -218,12 +189,29 @@ def test_webhook_posts_each_transition_once_signed(receiver, outbox):
     assert (ended["state"], ended["ends_at"]) == ("resolved", "2023-11-14T22:14:20.000Z")
 
 
+def test_a_webhook_receiver_rejects_a_replayed_or_altered_request(receiver, outbox):
+    secret = b"k" * 32
+    sink = WebhookSink(receiver.url, outbox, secret=secret)
+    sink.add([make_alert(model="bot")])
+    assert sink.deliver(T0) == 1
+    [(_, headers, body)] = receiver.requests
+    timestamp, sent = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
+
+    assert verify(body, timestamp, sent, secret, now_s=T0 / 1000 + DEFAULT_TOLERANCE_S)
+    assert not verify(body, timestamp, sent, secret, now_s=T0 / 1000 + DEFAULT_TOLERANCE_S + 1)  # replayed late
+    assert not verify(body, str(T0 // 1000 + 600), sent, secret, now_s=T0 / 1000 + 600)  # a fresh timestamp
+    assert not verify(body.replace(b"bot", b"b0t"), timestamp, sent, secret, now_s=T0 / 1000)  # an altered body
+    assert not verify(body, timestamp, sent, b"other", now_s=T0 / 1000)
+    assert not verify(body, None, sent, secret, now_s=T0 / 1000)
+    assert not verify(body, "-1e3", sent, secret, now_s=T0 / 1000)
+
+
 def test_webhook_without_secret_has_no_signature(receiver, outbox):
     sink = WebhookSink(receiver.url, outbox)
     sink.add([make_alert(model="a"), make_alert(model="b")])
     assert sink.deliver(T0) == 2
     [(_, headers, body)] = receiver.requests
-    assert SIGNATURE_HEADER not in headers
+    assert SIGNATURE_HEADER not in headers and TIMESTAMP_HEADER not in headers
     assert [a["labels"]["model"] for a in json.loads(body)["alerts"]] == ["a", "b"]
 
 
@@ -263,11 +251,92 @@ def test_invalid_payload_answer_is_dropped_not_retried(receiver, outbox, caplog)
     assert "invalid" in caplog.text
 
 
+SINKS = {
+    "webhook": lambda url, outbox: WebhookSink(url, outbox, secret="s"),
+    "alertmanager": lambda url, outbox: AlertmanagerSink(url, outbox, resolve_hold_s=0),
+}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("kind", SINKS)
+def test_a_redirect_is_a_failure_to_retry_not_a_delivery(receiver, outbox, caplog, kind, status):
+    receiver.statuses = [status]
+    sink = SINKS[kind](receiver.url, outbox)
+    sink.add([make_alert(model="bot")])
+
+    with caplog.at_level(logging.WARNING):
+        assert sink.deliver(T0) == 0
+
+    assert receiver.gets == []  # not followed: urllib would have turned the POST into a GET and reported its 200
+    [entry] = outbox.due(kind, T0 + 1_000, limit=10)
+    assert entry.attempts == 1
+    assert f"HTTP {status} " in caplog.text and "redirects are not followed" in caplog.text
+    assert "moved" not in caplog.text and "token" not in caplog.text  # the Location is not logged
+    assert sink.deliver(T0 + 1_000) == 1 and len(outbox) == 0  # retried with backoff: this time a 200
+    assert len(receiver.requests) == 2
+
+
+@pytest.mark.parametrize("kind", SINKS)
+def test_a_failed_delivery_logs_the_endpoints_origin_not_its_url(receiver, outbox, caplog, kind):
+    url = f"{receiver.url}/services/T0123/B0456/s3cretT0ken?token=also-secret"
+    receiver.statuses = [503, 400]
+    sink = SINKS[kind](url, outbox)
+    sink.add([make_alert(model="bot")])
+
+    with caplog.at_level(logging.WARNING):
+        sink.deliver(T0)
+        sink.deliver(T0 + 1_000)  # 400: dropped as invalid, logged at ERROR
+
+    assert [record.levelname for record in caplog.records] == ["WARNING", "ERROR"]
+    origin = f"http://127.0.0.1:{receiver.server.server_address[1]}"
+    assert f"to {origin} failed (HTTP 503 Service Unavailable)" in caplog.records[0].getMessage()
+    assert f"{origin} rejected 1 alerts as invalid (HTTP 400 Bad Request)" in caplog.records[1].getMessage()
+    assert "s3cret" not in caplog.text and "services" not in caplog.text and "token" not in caplog.text
+
+
+class FullDisk(Outbox):
+    """An outbox whose writes fail as SQLite's do when the disk is full, while ``full`` is set.
+
+    The real full disk (a file size limit in a child process) is in ``test_alerting.py``; this one
+    shows what a sink remembers of an ``add`` that raised.
+    """
+
+    full = False
+
+    def put(self, sink: str, key: str, payload: bytes, now_ms: float | None = None) -> None:
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        super().put(sink, key, payload, now_ms)
+
+
+@pytest.mark.parametrize("kind", SINKS)
+def test_an_add_that_raised_took_nothing_and_the_same_alerts_pass_again(receiver, tmp_path, kind):
+    outbox = FullDisk(tmp_path / "outbox.db")
+    sink = SINKS[kind](receiver.url, outbox)
+    first, second = make_alert(model="a"), make_alert(model="b")
+    sink.add([first])
+    outbox.full = True
+    with pytest.raises(sqlite3.OperationalError):
+        sink.add([second, make_alert(model="a", state="resolved")])
+    assert len(outbox) == 1  # the batch left nothing behind
+
+    outbox.full = False
+    sink.add([second, make_alert(model="a", state="resolved")])  # offered again: taken now
+
+    assert sink.deliver(T0) == 3
+    sent = [body["alerts"] if kind == "webhook" else body for body in receiver.bodies()]
+    assert [alert["labels"]["model"] for alerts in sent for alert in alerts] == [
+        "a",
+        "b",
+        "a",
+    ]
+
+
 # Alertmanager payloads (the real Alertmanager is in tests/integration/test_alertmanager_sink.py)
 
 
 def test_alertmanager_sink_sends_every_firing_copy_and_sets_ends_at_on_delivery(receiver, outbox):
-    sink = AlertmanagerSink(receiver.url + "/", outbox, resolve_after_s=120)
+    sink = AlertmanagerSink(receiver.url + "/", outbox, resolve_after_s=120, resolve_hold_s=5)
     alert = make_alert(model="bot")
     sink.add([alert])
     sink.add([alert])  # the same alert on the next tick: one queued copy
@@ -286,6 +355,29 @@ def test_alertmanager_sink_sends_every_firing_copy_and_sets_ends_at_on_delivery(
     }
     assert again["endsAt"] == "2023-11-14T22:15:30.000Z"
     assert ended["endsAt"] == "2023-11-14T22:14:20.000Z"  # the resolve's own end time
+
+
+def test_a_resolve_reaches_alertmanager_only_after_its_firing_copy_was_there_for_the_hold(receiver, outbox):
+    # After an outage: a firing alert and its resolve, and another alert behind them, all queued.
+    sink = AlertmanagerSink(receiver.url, outbox, resolve_hold_s=35)
+    brief, other = make_alert(model="brief"), make_alert(model="other")
+    sink.add([brief])
+    sink.add([make_alert(model="brief", state="resolved"), other])
+
+    assert sink.deliver(T0) == 1  # the firing copy only: in one request, Alertmanager would page no one
+    assert sink.deliver(T0 + 34_999) == 0  # the resolve waits at the head of the queue
+    assert sink.deliver(T0 + 35_000) == 2
+    assert [[alert.get("endsAt") for alert in body] for body in receiver.bodies()] == [
+        [None],
+        ["2023-11-14T22:14:20.000Z", None],
+    ]
+
+    # Firing for long: its resolve goes at once, also when re-sent firing copies travel in the same request.
+    sink.add([other])
+    assert sink.deliver(T0 + 100_000) == 1
+    sink.add([other, make_alert(model="other", state="resolved")])
+    assert sink.deliver(T0 + 101_000) == 2
+    assert len(outbox) == 0
 
 
 def test_alertmanager_sink_omits_ends_at_of_firing_alerts_by_default(receiver, outbox):

@@ -28,6 +28,7 @@ from monitor.config import parse_config
 from monitor.exporter import build_registry, exposition
 from monitor.pipeline import Pipeline
 from monitor.sources import Record
+from monitor.state import ModelStates
 from monitor.windows import Column, Window
 from tests.conftest import DATA
 
@@ -251,21 +252,37 @@ def _with(section: str, **values: object) -> dict:
     return {**BASE, section: {**BASE.get(section, {}), **values}}
 
 
+BIAS = {"attributes": ["segment.x"], "outcome": {"positive": "y"}}
+
+
+def _model_fingerprint(config: dict) -> str:
+    """The fingerprint of model "m"'s state under ``config``."""
+    return ModelStates(parse_config(config)).state_for("m", 0).fingerprint
+
+
 @pytest.mark.parametrize(
     "changed",
     [
         _with("windows", size=101),
         _with("limits", max_categories=50),
-        _with("limits", max_models=3),
         _with("limits", max_text_chars=10),
         {**BASE, "models": [{"name": "*"}]},
         {**BASE, "models": [{"name": "*", "features": [{"name": "locale", "kind": "text", "path": "segment.locale"}]}]},
-        {**BASE, "models": [*BASE["models"], {"name": "support-bot"}]},
+        {**BASE, "models": [{**BASE["models"][0], "bias": BIAS}]},
+        {**BASE, "models": [{**BASE["models"][0], "quality": {"json_response": True}}]},
     ],
-    ids=["size", "max_categories", "max_models", "max_text_chars", "no-features", "feature-kind", "new-model"],
+    ids=["size", "max_categories", "max_text_chars", "no-features", "feature-kind", "bias-attribute", "json-response"],
 )
-def test_the_fingerprint_changes_with_windows_limits_and_models(changed):
-    assert config_fingerprint(parse_config(changed)) != config_fingerprint(parse_config(BASE))
+def test_a_models_fingerprint_changes_with_what_shapes_its_state(changed):
+    assert _model_fingerprint(changed) != _model_fingerprint(BASE)
+    assert config_fingerprint(parse_config(changed)) == config_fingerprint(parse_config(BASE))
+
+
+def test_the_checkpoint_fingerprint_changes_with_the_model_limit_only():
+    assert config_fingerprint(parse_config(_with("limits", max_models=3))) != config_fingerprint(parse_config(BASE))
+    with_model = {**BASE, "models": [*BASE["models"], {"name": "support-bot"}]}
+    assert config_fingerprint(parse_config(with_model)) == config_fingerprint(parse_config(BASE))
+    assert _model_fingerprint(with_model) == _model_fingerprint(BASE)
 
 
 @pytest.mark.parametrize(
@@ -283,6 +300,7 @@ def test_the_fingerprint_changes_with_windows_limits_and_models(changed):
 )
 def test_the_fingerprint_ignores_settings_that_do_not_shape_the_state(unchanged):
     assert config_fingerprint(parse_config(unchanged)) == config_fingerprint(parse_config(BASE))
+    assert _model_fingerprint(unchanged) == _model_fingerprint(BASE)
 
 
 def test_the_fingerprint_is_stable_across_parses_and_short():
@@ -430,15 +448,66 @@ def test_an_unusable_checkpoint_raises_checkpoint_error_naming_the_file(tmp_path
 # --- Restoring under a different shape ------------------------------------------------------------------------
 
 
-def test_restoring_into_a_window_of_another_capacity_raises_a_clear_value_error(tmp_path):
-    original = Pipeline(_example_config(size=50))
-    original.apply(_records(EXAMPLE_LINES[:200]))
-    store = CheckpointStore(tmp_path)
-    store.save(Checkpoint({}, original.snapshot(), config_fingerprint(original.config)))
+def _two_models(bot: dict | None = None) -> dict:
+    """A config monitoring "bot" (with ``bot``'s settings) and "other"."""
+    return {"windows": {"size": 50, "min_samples": 1}, "models": [{"name": "bot", **(bot or {})}, {"name": "other"}]}
 
-    smaller = Pipeline(_example_config(size=40))
-    with pytest.raises(ValueError, match=r"the saved window does not fit column 'timestamp_ms' of shape \(40,\)"):
-        smaller.restore(store.load().pipeline)
+
+def _events_of_two_models() -> list[Record]:
+    lines = [
+        json.dumps({"request_id": f"r{i}", "timestamp": 1_700_000_000 + i, "model": ("bot", "other")[i % 2],
+                    "latency_ms": 100 + i, "segment": {"region": "north"}, "response": "{}"}).encode()
+        for i in range(40)
+    ]  # fmt: skip
+    return _records(lines)
+
+
+@pytest.mark.parametrize(
+    "bot",
+    [
+        {"bias": {"attributes": ["segment.region"], "outcome": {"positive": "y"}}},
+        {"quality": {"json_response": True}},
+    ],
+    ids=["bias-attribute-added", "json-response-toggled"],
+)
+def test_a_config_change_resets_only_the_model_it_shapes_and_never_raises(tmp_path, bot):
+    """Defect 7 of issue 13: adding a bias attribute or toggling quality.json_response changed the window's
+    columns without changing the checkpoint's fingerprint, and restoring raised (the daemon crash-looped)."""
+    before = Pipeline(parse_config(_two_models()))
+    before.apply(_events_of_two_models())
+    store = CheckpointStore(tmp_path)
+    store.save(Checkpoint({}, before.snapshot(), config_fingerprint(before.config)))
+
+    after = Pipeline(parse_config(_two_models(bot)))
+    assert store.load().config_fingerprint == config_fingerprint(after.config)
+    after.restore(store.load().pipeline)
+
+    assert after.states.resets == {"bot": "config_changed"}
+    assert after.states["bot"].n_events["inference"] == 0  # afresh
+    _assert_same(after.states["other"].snapshot(), before.states["other"].snapshot())
+    exported = exposition(build_registry(after)).decode()
+    assert 'driftwarden_state_reset{model="bot",reason="config_changed"} 1.0' in exported
+
+
+def test_a_saved_model_state_that_does_not_fit_starts_afresh_as_unreadable(tmp_path):
+    before = Pipeline(parse_config(_two_models()))
+    before.apply(_events_of_two_models())
+    snapshot = before.snapshot()
+    snapshot["states"]["models"]["bot"]["window"]["columns"] = {"timestamp_ms": np.zeros(7)}  # not this window's
+
+    after = Pipeline(parse_config(_two_models()))
+    after.restore(snapshot)
+    assert after.states.resets == {"bot": "unreadable"}
+    assert after.states["bot"].n_events["inference"] == 0
+    assert after.states["other"].n_events["inference"] == 20
+
+
+def test_a_model_no_longer_monitored_is_dropped_from_the_restored_state():
+    before = Pipeline(parse_config(_two_models()))
+    before.apply(_events_of_two_models())
+    after = Pipeline(parse_config({"windows": {"size": 50, "min_samples": 1}, "models": [{"name": "other"}]}))
+    after.restore(before.snapshot())
+    assert [state.name for state in after.states] == ["other"]
 
 
 def test_a_window_refuses_a_snapshot_of_another_capacity_and_keeps_its_own_rows():
@@ -459,17 +528,16 @@ def test_a_window_refuses_a_snapshot_missing_one_of_its_columns():
         window.restore(other.snapshot())
 
 
-def test_restoring_an_embedding_of_another_dimension_raises_a_value_error_naming_the_feature(tmp_path):
+def test_an_embedding_of_another_dimension_starts_the_model_afresh(tmp_path):
     def config(dim: int):
         feature = {"name": "vector", "kind": "embedding", "path": "embedding", "dim": dim}
         return parse_config({"windows": {"size": 5}, "models": [{"name": "*", "features": [feature]}]})
 
     original = Pipeline(config(3))
     original.apply(_records([b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "embedding": [1, 2, 3]}']))
-    snapshot = CheckpointStore(tmp_path)
-    snapshot.save(Checkpoint({}, original.snapshot(), "f"))
-    with pytest.raises(ValueError, match=r"'feature.vector' of shape \(5, 4\)"):
-        Pipeline(config(4)).restore(snapshot.load().pipeline)
+    restored = Pipeline(config(4))
+    restored.restore(original.snapshot())
+    assert restored.states.resets == {"m": "config_changed"}
 
 
 # --- Large and awkward columns ---------------------------------------------------------------------------------

@@ -223,6 +223,52 @@ def test_environment_sets_secrets_absent_from_the_file(tmp_path):
     assert kafka.topics == ["llm-events"]
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("kafka: {sasl_password: 12345}\n", "kafka.sasl_password"),
+        ("kafka: {ssl_password: 12345}\n", "kafka.ssl_password"),
+        ("kafka: {sasl_password: [12345]}\n", "kafka.sasl_password"),
+        ("kafka: {sasl_password: {p: 12345}}\n", "kafka.sasl_password"),
+        ("alerts: {sinks: {webhook: {url: 'https://h.example', secret: 12345}}}\n", "alerts.sinks.webhook.secret"),
+        ("kafka: 'sasl_password=12345'\n", "kafka"),  # a section holding secrets, mistyped
+        ("alerts: {sinks: {webhook: 'secret=12345'}}\n", "alerts.sinks.webhook"),
+    ],
+)
+def test_config_error_names_a_secret_key_and_never_shows_its_value(tmp_path, text, key):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    message = str(raised.value)
+    assert f": {key}: must be a " in message and "not shown" in message
+    assert "12345" not in message
+
+
+def test_config_error_still_shows_other_values_of_a_section_with_secrets(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("kafka: {max_poll_records: many, sasl_password: 12345}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert "kafka.max_poll_records: must be an integer (got 'many')" in str(raised.value)
+    assert "12345" not in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["alerts: {sinks: hooks}\n", "alerts: [sinks]\n"])
+def test_webhook_secret_variable_with_a_mistyped_alerts_section_is_a_config_error(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(path, environ={"DRIFTWARDEN_WEBHOOK_SECRET": "x"})
+
+
+def test_limits_max_clock_skew_is_a_duration_defaulting_to_ten_minutes():
+    assert parse_config({}, environ={}).limits.max_clock_skew_ms == 600_000
+    assert parse_config({"limits": {"max_clock_skew": "1h"}}, environ={}).limits.max_clock_skew_ms == 3_600_000
+    with pytest.raises(ConfigError, match="limits.max_clock_skew: must be a positive duration"):
+        parse_config({"limits": {"max_clock_skew": 600}}, environ={})
+
+
 def test_environment_secret_does_not_hide_a_broken_kafka_section(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("kafka: 3\n")

@@ -24,8 +24,9 @@ from monitor.drift import drift_alpha, false_alarm_policy
 from monitor.exporter import MetricsServer, build_registry, exposition
 from monitor.pipeline import Pipeline
 from monitor.reference import ReferenceFileError, read_reference_file, reference_records
-from monitor.report import drift_report_html
+from monitor.report import DriftReports, render_page
 from monitor.sources import Record
+from monitor.state import ModelStates
 from monitor.vocabulary import MISSING
 
 T0 = 1_790_000_000  # epoch seconds of event 0
@@ -354,6 +355,11 @@ def _changed(path: str, value: object) -> dict:
 )
 def test_changing_only_how_drift_is_tested_keeps_the_fingerprint(unchanged):
     assert config_fingerprint(parse_config(unchanged)) == config_fingerprint(parse_config(FINGERPRINT_BASE))
+    assert _model_fingerprint(unchanged) == _model_fingerprint(FINGERPRINT_BASE)
+
+
+def _model_fingerprint(config: dict) -> str:
+    return ModelStates(parse_config(config)).state_for("m", 0).fingerprint
 
 
 @pytest.mark.parametrize(
@@ -368,8 +374,10 @@ def test_changing_only_how_drift_is_tested_keeps_the_fingerprint(unchanged):
     ],
     ids=["warmup", "file", "new-feature", "feature-kind", "change-detector", "no-change-detector"],
 )
-def test_changing_the_reference_a_feature_or_the_change_detector_changes_the_fingerprint(changed):
-    assert config_fingerprint(parse_config(changed)) != config_fingerprint(parse_config(FINGERPRINT_BASE))
+def test_changing_the_reference_a_feature_or_the_change_detector_changes_the_models_fingerprint(changed, tmp_path):
+    if "file" in changed["models"][0]["reference"]:
+        changed["models"][0]["reference"]["file"] = str(_write(tmp_path / "reference.jsonl", []))
+    assert _model_fingerprint(changed) != _model_fingerprint(FINGERPRINT_BASE)
 
 
 def test_state_saved_under_one_drift_method_is_tested_with_the_new_one_after_a_restart(tmp_path):
@@ -598,7 +606,7 @@ def _get(url: str) -> tuple[int, str, str]:
 def test_the_report_endpoint_serves_the_evidently_page_once_drift_was_evaluated():
     pipeline = _drifting_pipeline()
     pipeline.evaluate(pipeline.watermark_ms)  # the reference is still filling
-    server = MetricsServer(build_registry(pipeline), port=0, report=lambda model: drift_report_html(pipeline, model))
+    server = MetricsServer(build_registry(pipeline), port=0, report=DriftReports(pipeline, render=render_page))
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}/report"

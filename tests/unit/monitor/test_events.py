@@ -4,18 +4,25 @@ import calendar
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import parse_config
-from monitor.events import ALIASES, REASONS, FeedbackEvent, InferenceEvent, Invalid, decode
+from monitor.events import ALIASES, MAX_EXACT_INT, REASONS, FeedbackEvent, InferenceEvent, Invalid, decode
+from monitor.histogram import MAX_COUNT
 from monitor.pipeline import DeadLetter, Pipeline
 from monitor.sources import Record
+
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 _DROP = object()
 _BASE = {"request_id": "r1", "timestamp": 1_700_000_000, "model": "m"}
@@ -46,16 +53,18 @@ BAD = [
         "nested deeper than the parser allows",
         max_bytes=10**6,
     ),  # fmt: skip
-    _bad("ff-in-prompt", b'{"request_id": "r1", "timestamp": 1, "model": "m", "prompt": "\xff"}', "not_utf8"),
+    _bad("ff-in-prompt", b'{"request_id": "r1", "timestamp": 1700000000, "model": "m", "prompt": "\xff"}', "not_utf8"),
     _bad("ff-in-unknown-key", b'{"a": "\xff"}', "not_utf8"),
     _bad("truncated-multibyte", b'{"model": "caf\xc3"}', "not_utf8"),
     _bad("truncated", b'{"request_id": "r1", ', "not_json"),
     _bad("empty", b"", "not_json"),
     _bad("single-quotes", b"{'a': 1}", "not_json"),
-    _bad("nan", b'{"request_id": "r1", "timestamp": 1, "model": "m", "latency_ms": NaN}', "non_finite"),
-    _bad("infinity", b'{"request_id": "r1", "timestamp": 1, "model": "m", "score": Infinity}', "non_finite"),
+    _bad("nan", b'{"request_id": "r1", "timestamp": 1700000000, "model": "m", "latency_ms": NaN}', "non_finite"),
+    _bad("infinity", b'{"request_id": "r1", "timestamp": 1700000000, "model": "m", "score": Infinity}', "non_finite"),
     _bad("minus-infinity", b'{"request_id": "r1", "timestamp": -Infinity, "model": "m"}', "non_finite"),
-    _bad("1e999", b'{"request_id": "r1", "timestamp": 1, "model": "m", "features": {"a": 1e999}}', "non_finite"),
+    _bad(
+        "1e999", b'{"request_id": "r1", "timestamp": 1700000000, "model": "m", "features": {"a": 1e999}}', "non_finite"
+    ),
     _bad(
         "ttft-seconds-overflow",
         _event(**{"gen_ai.response.time_to_first_chunk": 1e308}),
@@ -111,6 +120,19 @@ BAD = [
     _bad("feature-list", _event(features={"a": [1]}), "non_scalar_feature", "features"),
     _bad("feature-dict", _event(features={"a": {"b": 1}}), "non_scalar_feature", "features"),
     _bad("segment-dict", _event(segment={"g": {"x": "y"}}), "non_scalar_feature", "segment"),
+    _bad("epoch-0", _event(timestamp=0), "bad_timestamp", "timestamp"),  # a clock that was never set
+    _bad("before-2000", _event(timestamp=946_684_799.5), "bad_timestamp", "timestamp"),
+    _bad("rfc3339-before-2000", _event(timestamp="1999-12-31T23:59:59Z"), "bad_timestamp", "timestamp"),
+    _bad("tokens-2**64-1", _event(input_tokens=2**64 - 1), "out_of_range", "input_tokens"),
+    _bad("tokens-2**53+1", _event(output_tokens=2**53 + 1), "out_of_range", "output_tokens"),
+    _bad("latency-2**53+1", _event(latency_ms=2**53 + 1), "out_of_range", "latency_ms"),
+    _bad("feature-minus-2**53-1", _event(features={"a": -(2**53) - 1}), "out_of_range", "features"),
+    _bad("feature-400-digits", _event(features={"a": 10**400}), "out_of_range", "features"),
+    _bad("timestamp-2**53+1", _event(timestamp=2**53 + 1), "out_of_range", "timestamp"),
+    _bad("top-level", _event().replace(b"}", b', "model": "n"}'), "duplicate_key", "model"),
+    _bad("features", _event(features={"a": 1}).replace(b'"a": 1', b'"a": 1, "a": 2'), "duplicate_key", "a"),
+    _bad("segment", _event(segment={"g": "x"}).replace(b'"g": "x"', b'"g": "x", "\\u0067": "y"'), "duplicate_key", "g"),
+    _bad("unknown-key", _event(x=1).replace(b'"x": 1', b'"x": 1, "x": 2'), "duplicate_key", "x"),
 ]
 
 
@@ -127,7 +149,8 @@ def test_bad_event_is_rejected_with_its_reason(raw, reason, detail, max_bytes):
 
 
 def test_table_covers_every_reason_but_internal_error():
-    assert {param.values[1] for param in _PASSING} == set(REASONS) - {"internal_error"}
+    # future_timestamp needs a latest_ms, which Pipeline.apply does not pass: see its own tests below
+    assert {param.values[1] for param in _PASSING} == set(REASONS) - {"internal_error", "future_timestamp"}
 
 
 @pytest.mark.parametrize(("raw", "reason", "detail", "max_bytes"), BAD)
@@ -169,7 +192,9 @@ def test_pipeline_keeps_counting_valid_events_interleaved_with_the_whole_table()
         ("2023-11-14T22:13:20.250-05:30", (calendar.timegm((2023, 11, 14, 22, 13, 20)) + 19800) * 1000 + 250),
         (1_700_000_000, 1_700_000_000_000),
         (1_700_000_000.25, 1_700_000_000_250),
-        (0, 0),
+        (946_684_800, 946_684_800_000),
+        ("2000-01-01T00:00:00Z", 946_684_800_000),
+        (99_999_999_999, 99_999_999_999_000),
     ],
 )
 def test_valid_timestamps_give_epoch_milliseconds(timestamp, expected_ms):
@@ -282,7 +307,7 @@ def test_bad_alias_value_is_rejected_with_the_canonical_fields_reason(base, alia
 _PRECEDENCE = """
 import json
 from monitor.events import decode
-event = decode(json.dumps({"request_id": "r", "timestamp": 1, "model": "m", "prompt_tokens": 1,
+event = decode(json.dumps({"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt_tokens": 1,
     "gen_ai.usage.prompt_tokens": 3, "gen_ai.usage.input_tokens": 2,
     "gen_ai.system": "old", "gen_ai.provider.name": "new"}).encode())
 print(event["input_tokens"], event["provider"])
@@ -315,16 +340,199 @@ def test_null_canonical_field_does_not_hide_its_alias(fields, field, expected):
 
 
 def test_malformed_json_mentioning_nan_in_a_string_is_not_json():
-    assert decode(b'{"request_id": "r1", "timestamp": 1, "model": "NaN-bot",}').reason == "not_json"
+    assert decode(b'{"request_id": "r1", "timestamp": 1700000000, "model": "NaN-bot",}').reason == "not_json"
 
 
 def test_lowercase_zulu_is_rfc3339():
     assert decode(_event(timestamp="2023-11-14T22:13:20z"))["timestamp_ms"] == 1_700_000_000_000.0
 
 
+def test_readme_table_of_reasons_is_REASONS():
+    lines = README.read_text().splitlines()
+    start = lines.index("| reason | the event |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(re.fullmatch(r"\| `([a-z0-9_]+)` \| .+ \|", line).group(1))
+    assert rows == list(REASONS)
+
+
+# -- Huge numbers: every integer a field reads must be exact as a float64 ---------------------------------------------
+
+#: (base event, key, how the number is placed, detail): every numeric field, as sent.
+_NUMERIC_FIELDS = [
+    *[(_BASE, key, "bare", key) for key in ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                                            "reasoning_output_tokens", "latency_ms", "ttft_ms", "score",
+                                            "prediction", "timestamp")],
+    (_BASE, "features", "object", "features"),
+    (_BASE, "embedding", "list", "embedding"),
+    *[(_BASE, key, "bare", key) for key in ("gen_ai.usage.input_tokens", "prompt_tokens",
+                                            "gen_ai.usage.cache_read.input_tokens",
+                                            "gen_ai.response.time_to_first_chunk")],
+    *[(_FEEDBACK, key, "bare", key) for key in ("label", "rating", "judge_score", "gen_ai.evaluation.score.value")],
+]  # fmt: skip
+_SIGNED = ("prediction", "timestamp", "features", "embedding", "label", "rating")
+
+
+def _with_number(base, key, shape, digits):
+    """An event whose ``key`` holds the number written ``digits``: bare, as a feature value, or in a list."""
+    value = {"bare": "#", "object": {"a": "#"}, "list": [0.5, "#"]}[shape]
+    return _event(base, **{key: value}).replace(b'"#"', digits)
+
+
+@pytest.mark.parametrize(("base", "key", "shape", "detail"), _NUMERIC_FIELDS)
+@pytest.mark.parametrize(
+    "digits",
+    [str(2**53 + 1).encode(), str(2**64 - 1).encode(), str(2**64).encode(), b"1" + b"0" * 400, b"9" * 5000],
+    ids=["2**53+1", "2**64-1", "2**64", "400-digits", "5000-digits"],
+)
+def test_an_integer_beyond_2_53_in_any_numeric_field_is_out_of_range(base, key, shape, detail, digits):
+    assert decode(_with_number(base, key, shape, digits)) == Invalid("out_of_range", detail)
+
+
+@pytest.mark.parametrize(
+    ("base", "key", "shape", "detail"), [field for field in _NUMERIC_FIELDS if field[1] in _SIGNED]
+)  # fmt: skip
+@pytest.mark.parametrize("digits", [str(-(2**53) - 1).encode(), b"-1" + b"0" * 400], ids=["-2**53-1", "-400-digits"])
+def test_a_negative_integer_beyond_2_53_is_out_of_range(base, key, shape, detail, digits):
+    assert decode(_with_number(base, key, shape, digits)) == Invalid("out_of_range", detail)
+
+
+@pytest.mark.parametrize(
+    ("base", "key", "shape", "detail"),
+    [field for field in _NUMERIC_FIELDS if "score" not in field[1] and field[1] != "timestamp"],
+)
+def test_integers_up_to_2_53_are_kept_exactly(base, key, shape, detail):
+    event = decode(_with_number(base, key, shape, str(MAX_EXACT_INT).encode()))
+    assert type(event) is dict, event
+    if shape == "bare" and key in event:
+        assert event[key] == MAX_EXACT_INT
+    if key in _SIGNED:
+        event = decode(_with_number(base, key, shape, str(-MAX_EXACT_INT).encode()))
+        assert type(event) is dict, event
+
+
+def test_a_400_digit_numeric_feature_is_dead_lettered_instead_of_crashing_ingest():
+    config = parse_config({"models": [{"name": "*", "features": [{"name": "a", "kind": "numeric"}]}]})
+    pipeline = Pipeline(config)
+    huge = Record(_with_number(_BASE, "features", "object", b"1" + b"0" * 400), "t", 0, 1)
+    rejected = pipeline.apply([Record(_event(features={"a": 1}), "t", 0, 0), huge])
+    assert [(letter.record, letter.invalid) for letter in rejected] == [(huge, Invalid("out_of_range", "features"))]
+    assert pipeline.states["m"].window.view()["feature.a"].tolist() == [1.0]
+
+
+def test_token_counters_past_2_64_saturate_and_the_checkpoint_still_saves(tmp_path):
+    config = parse_config({})
+    pipeline = Pipeline(config)
+    n_events = 2**11 + 1  # 2**11 calls of 2**53 tokens make 2**64: more than msgpack can store
+    calls = [_event(request_id=f"r{i}", input_tokens=2**53, output_tokens=2**53) for i in range(n_events)]
+    assert pipeline.apply([Record(call, "t", 0, offset) for offset, call in enumerate(calls)]) == []
+    assert pipeline.states["m"].n_tokens == {"input": MAX_COUNT, "output": MAX_COUNT}
+    store = CheckpointStore(tmp_path)
+    store.save(Checkpoint({("t", 0): n_events}, pipeline.snapshot(), config_fingerprint(config)))
+    restored = Pipeline(config)
+    restored.restore(store.load().pipeline)
+    assert restored.states["m"].n_tokens == {"input": MAX_COUNT, "output": MAX_COUNT}
+    assert restored.states["m"].n_events == {"inference": n_events, "feedback": 0}
+
+
+# -- Timestamps: an unset clock is bad, a clock ahead of the caller's bound is in the future ---------------------------
+
+_YEAR_3000 = 32_503_680_000
+
+
+@pytest.mark.parametrize(
+    ("fields", "latest_ms", "expected"),
+    [
+        ({"timestamp": 1_700_000_000}, 1_700_000_000_000, None),  # exactly the bound
+        ({"timestamp": 1_700_000_000.5}, 1_700_000_000_000, "future_timestamp"),
+        ({"timestamp": "2023-11-14T22:13:21Z"}, 1_700_000_000_000, "future_timestamp"),
+        ({"timestamp": "2023-11-15T00:13:20+02:00"}, 1_700_000_000_000, None),  # the bound, in another offset
+        ({"timestamp": _YEAR_3000}, math.inf, None),  # the default: a replay accepts any date
+        ({"timestamp": _YEAR_3000, "type": "feedback"}, 1_700_000_000_000, "future_timestamp"),
+        ({"timestamp": 0}, 1_700_000_000_000, "bad_timestamp"),  # an unset clock is bad, not in the future
+    ],
+)
+def test_an_event_dated_after_latest_ms_is_a_future_timestamp(fields, latest_ms, expected):
+    result = decode(_event(**fields), latest_ms=latest_ms)
+    if expected is None:
+        assert type(result) is dict, result
+    else:
+        assert result == Invalid(expected, "timestamp")
+
+
+def test_pipeline_decode_rejects_events_after_latest_ms_and_touches_no_state():
+    pipeline = Pipeline(parse_config({}))
+    records = [
+        Record(_event(timestamp=1_700_000_000), "t", 0, 0),
+        Record(_event(timestamp=_YEAR_3000, model="other"), "t", 0, 1),
+        Record(_feedback(timestamp=_YEAR_3000), "t", 0, 2),
+    ]
+    events, rejected = pipeline.decode(records, latest_ms=1_700_000_600_000)
+    assert [event["timestamp_ms"] for event in events] == [1_700_000_000_000]
+    assert [(letter.record, letter.invalid) for letter in rejected] == [
+        (records[1], Invalid("future_timestamp", "timestamp")),
+        (records[2], Invalid("future_timestamp", "timestamp")),
+    ]
+    events, rejected = pipeline.decode(records)  # as a replay calls it
+    assert (len(events), rejected) == (3, [])
+    assert len(pipeline.states) == 0 and pipeline.n_invalid["future_timestamp"] == 0
+
+
+# -- Duplicate keys --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prompt": "Answer: yes: no", "response": '{"a": 1, "a": {"b": 2}}'},  # colons and repeats inside strings
+        {"model": "ft:gpt-4o:acme", "timestamp": "2023-11-14T22:13:20.5+01:00"},
+        {"x-trace": {"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}, "tenant": "acme"},  # one key in several objects
+        {"features": {"model": 1, "a": "b:c"}, "segment": {"model": "x"}, "model": "m"},
+        {"gen_ai.response.finish_reasons": ["a:b"], "error.type": "E:1"},
+    ],
+)
+def test_a_key_in_several_objects_or_inside_strings_is_not_a_duplicate(fields):
+    assert type(decode(_event(**fields))) is dict
+
+
+_REPEATED_MODEL = b', "model": "n"}'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # the colons of the kept strings are escaped: only the exact check sees the repeat
+        _event(timestamp="2023-11-14T22:13:20Z").replace(b"22:13:20", b"22\\u003a13\\u003A20")[:-1] + _REPEATED_MODEL,
+        _event(prompt="a:b:c").replace(b"a:b:c", b"a\\u003ab\\u003ac")[:-1] + _REPEATED_MODEL,
+        _event().replace(b'": ', b'" :\n ')[:-1] + _REPEATED_MODEL,  # spaces before the colons
+        _event()[:-1] + b', "mod\\u0065l": "n"}',  # the same key, escaped
+        _event(prompt="p: q", x="1:2")[:-1] + _REPEATED_MODEL,
+    ],
+)
+def test_a_repeated_key_is_found_whatever_the_escapes_and_spacing(raw):
+    assert decode(raw) == Invalid("duplicate_key", "model")
+
+
+def test_a_printed_duplicate_key_is_escaped_and_bounded():
+    key = b'"\\n\\u0000' + b"k" * 300 + b'"'
+    raw = _event(features={"a": 1}).replace(b'"a": 1', key + b": 1, " + key + b": 2")
+    result = decode(raw)
+    assert result.reason == "duplicate_key"
+    assert result.detail.startswith("\\n\\u0000k") and len(result.detail) == 256 and result.detail.isprintable()
+
+
 _FIELD_NAMES = sorted({"timestamp", *InferenceEvent.__annotations__, *FeedbackEvent.__annotations__, *ALIASES})
+_BEYOND = [2**53, 2**53 + 1, -(2**53) - 1, 2**64 - 1, 2**64, -(2**63) - 1, 10**400]
+_TIMESTAMPS = (
+    st.integers(0, 2 * 10**11) | st.floats(9.4e8, 9.5e8) | st.sampled_from([0, 946_684_799, 946_684_800])
+    | st.datetimes(datetime(1990, 1, 1), datetime(3000, 1, 1), timezones=st.just(UTC)).map(
+        lambda moment: moment.isoformat()
+    )
+)  # fmt: skip
 _SCALARS = (
-    st.none() | st.booleans() | st.integers() | st.floats()
+    st.none() | st.booleans() | st.integers() | st.floats() | st.sampled_from(_BEYOND) | _TIMESTAMPS
     | st.text(max_size=20) | st.sampled_from(["inference", "feedback", "2023-11-14T22:13:20Z", "NaN"])
 )  # fmt: skip
 _JSON = st.recursive(
@@ -339,12 +547,23 @@ _OBJECTS = st.builds(
 )
 
 
-def _check_outcome(result):
+def _check_outcome(result, latest_ms=math.inf):
     if type(result) is Invalid:
         assert result.reason in REASONS and result.reason != "internal_error", result
     else:
         assert type(result) is dict and result["type"] in {"inference", "feedback"}
         assert type(result["timestamp_ms"]) is float and math.isfinite(result["timestamp_ms"])
+        assert 946_684_800_000 <= result["timestamp_ms"] <= latest_ms
+        assert not any(type(value) is int and abs(value) > MAX_EXACT_INT for value in _numbers(result)), result
+
+
+def _numbers(value):
+    """Every number in a decoded event, at any depth."""
+    if type(value) is dict:
+        return [number for item in value.values() for number in _numbers(item)]
+    if type(value) is list:
+        return [number for item in value for number in _numbers(item)]
+    return [value] if type(value) in (int, float) else []
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -354,6 +573,90 @@ def test_decode_never_raises_on_arbitrary_bytes(raw):
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(_OBJECTS)
-def test_decode_never_raises_on_arbitrary_json_objects(event):
-    _check_outcome(decode(json.dumps(event).encode()))
+@given(_OBJECTS, st.sampled_from([math.inf, 1_700_000_000_000.0]) | st.floats(0, 1e16))
+def test_decode_never_raises_on_arbitrary_json_objects(event, latest_ms):
+    _check_outcome(decode(json.dumps(event).encode(), latest_ms=latest_ms), latest_ms)
+
+
+def _string(text, escaped):
+    """``text`` as a JSON string, its ASCII characters (colons, quotes...) escaped as \\uXXXX if ``escaped``."""
+    if not escaped:
+        return json.dumps(text)
+    return '"' + "".join(f"\\u{ord(char):04x}" if char.isascii() else json.dumps(char)[1:-1] for char in text) + '"'
+
+
+def _object(pairs):
+    """A JSON object written from (key, escaped), JSON value, spacing around the colon: keys may repeat."""
+    members = [f"{_string(key, escaped)}{space}:{space}{value}" for (key, escaped), value, space in pairs]
+    return "{" + ",".join(members) + "}"
+
+
+_KEYS = st.tuples(st.sampled_from(["model", "request_id", "prompt", "a", "b", "a:b", '"']) | st.text(max_size=3),
+                  st.booleans())  # fmt: skip
+_STRINGS = st.tuples(
+    st.sampled_from(["m", "a:b", "2023-11-14T22:13:20Z", "2023-11-14T22:13:20+01:00", '{"a": 1, "a": 2}'])
+    | st.text(max_size=6),
+    st.booleans(),
+).map(lambda string: _string(*string))
+_VALUES = st.recursive(
+    _STRINGS | st.sampled_from(_BEYOND + [None, True, 1.5, 1_700_000_000]).map(json.dumps),
+    lambda children: st.lists(children, max_size=3).map(lambda items: "[" + ",".join(items) + "]")
+    | st.lists(st.tuples(_KEYS, children, st.sampled_from(["", " ", "\n"])), max_size=4).map(_object),
+    max_leaves=10,
+)
+_SPACES = st.sampled_from(["", " ", "\n"])
+
+
+def _members(key, values):
+    return st.tuples(st.tuples(st.just(key), st.booleans()), values, _SPACES)
+
+
+def _flat_objects(values):
+    return st.lists(st.tuples(_KEYS, values, _SPACES), max_size=4).map(_object)
+
+
+#: Raw events: a valid start, then members that may repeat its keys, features, segment and unknown keys.
+_RAW_EVENTS = st.builds(
+    lambda start, timestamp, members: _object(
+        [((key, False), json.dumps(value), " ") for key, value in start.items()]
+        + [(("timestamp", False), timestamp, "")]
+        + members
+    ),
+    st.sampled_from([{"request_id": "r1", "model": "m"}, {"type": "feedback", "response_id": "x", "model": "m"}]),
+    st.tuples(st.sampled_from(["2023-11-14T22:13:20Z", "2023-11-14T22:13:20.5-05:30"]), st.booleans()).map(
+        lambda timestamp: _string(*timestamp)
+    )
+    | st.integers(1_000_000_000, 2_000_000_000).map(json.dumps)
+    | _TIMESTAMPS.map(json.dumps),
+    st.lists(
+        st.tuples(_KEYS, _VALUES, _SPACES)
+        | _members("model", _STRINGS)
+        | _members("prompt", _STRINGS)
+        | _members("features", _flat_objects(_STRINGS | st.sampled_from(_BEYOND + [None, 1.5, -3]).map(json.dumps)))
+        | _members("segment", _flat_objects(_STRINGS)),
+        max_size=5,
+    ),
+)
+
+
+def _repeats_a_key(raw):
+    """Whether any object of the JSON document names a key twice (the reference: a parse that sees every pair)."""
+    repeats = []
+
+    def pairs_hook(pairs):
+        repeats.append(len({key for key, _ in pairs}) < len(pairs))
+        return dict(pairs)
+
+    json.loads(raw, object_pairs_hook=pairs_hook)
+    return any(repeats)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(_RAW_EVENTS)
+def test_decode_rejects_exactly_the_events_that_repeat_a_key(raw):
+    result = decode(raw.encode())
+    _check_outcome(result)
+    if _repeats_a_key(raw):
+        assert type(result) is Invalid, raw  # duplicate_key, or another reason found first
+    else:
+        assert type(result) is not Invalid or result.reason != "duplicate_key", raw

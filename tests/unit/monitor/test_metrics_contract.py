@@ -9,9 +9,9 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerting import Alerting, AlertsCollector
-from monitor.config import parse_config
 from monitor.checkpoint import CheckpointStore
 from monitor.checkpointer import Checkpointer
+from monitor.config import parse_config
 from monitor.exporter import ConsumerLagCollector, DaemonCollector, build_registry, exposition
 from monitor.metrics import METRICS
 from monitor.pipeline import Pipeline
@@ -48,6 +48,11 @@ def _events() -> list[Record]:
 def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     config = parse_config({**CONFIG, "state": {"dir": str(tmp_path)}})
     pipeline = Pipeline(config)
+    pipeline.apply(_events())
+    saved = pipeline.snapshot()
+    saved["states"]["models"]["bot"]["fingerprint"] = "shaped otherwise"  # restored afresh: a state reset
+    pipeline = Pipeline(config)
+    pipeline.restore(saved)
     pipeline.apply(_events())
     registry = None
     alerting = Alerting(config, lambda: registry.collect())

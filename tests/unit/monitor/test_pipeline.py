@@ -35,7 +35,7 @@ OPTIONAL = {
 }
 assert set(OPTIONAL) >= set(EVENT_FIELDS)
 events = st.fixed_dictionaries(
-    {"request_id": st.just("r"), "timestamp": st.integers(0, 10**9), "model": st.sampled_from(["m1", "m2"])},
+    {"request_id": st.just("r"), "timestamp": st.integers(10**9, 2 * 10**9), "model": st.sampled_from(["m1", "m2"])},
     optional=OPTIONAL,
 )
 features = st.lists(

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.histogram import MAX_SUMMED, Histogram
+from monitor.checkpoint import Checkpoint, CheckpointStore
+from monitor.histogram import MAX_COUNT, MAX_SUMMED, Histogram
 from monitor.vocabulary import MISSING, OTHER, Vocabulary
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)
@@ -186,3 +187,17 @@ def test_bounds_that_do_not_strictly_increase_are_rejected(bounds):
 def test_nan_bounds_are_rejected():
     with pytest.raises(ValueError):
         Histogram([1.0, math.nan, 3.0])
+
+
+def test_sum_past_2_64_thousandths_saturates_and_still_checkpoints(tmp_path):
+    histogram = Histogram([100.0])
+    capped = np.full(5_000_000, MAX_SUMMED)  # 5e18 thousandths a batch; four pass 2**64, where msgpack ends
+    for _ in range(4):
+        histogram.observe(capped)
+    assert histogram.total == MAX_COUNT / 1000.0
+    assert histogram.n_observed == 20_000_000
+    store = CheckpointStore(tmp_path)
+    store.save(Checkpoint({}, {"latency": histogram.snapshot()}, "fingerprint"))
+    restored = Histogram([100.0])
+    restored.restore(store.load().pipeline["latency"])
+    assert restored.total == histogram.total
