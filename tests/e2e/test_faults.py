@@ -299,14 +299,14 @@ def killed_repeatedly(kafka_broker, new_topic, tmp_path: Path, daemons: list, n_
     config = make_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic)
     expected = replayed(config, LINES, tmp_path)
 
-    def stream() -> None:  # the events arrive in seeded chunks while the daemons come and go
+    def stream() -> None:  # seeded chunks, paced so that the stream lasts about as long as the kills
         chunk_rng = random.Random(seed + 1)
         position = 0
         while position < len(LINES):
             size = chunk_rng.randrange(50, 400)
             produce(kafka_broker.bootstrap_servers, topic, LINES[position : position + size])
             position += size
-            time.sleep(chunk_rng.uniform(0.1, 1.0))
+            time.sleep(chunk_rng.uniform(0.2, 0.6) * n_kills)
 
     producer = threading.Thread(target=stream, daemon=True)
     producer.start()
