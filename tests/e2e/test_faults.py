@@ -98,15 +98,30 @@ def replayed(config: dict, values: list[bytes], directory: Path) -> dict:
     return statistics(exposition(replay(parse_config(config), events).registry()))
 
 
-def counted(daemon: DaemonProcess) -> int:
-    status, body = http_get(f"{daemon.url}/metrics")
-    return n_counted(body) if status == 200 else -1
-
-
 def alive(daemon: DaemonProcess) -> None:
     code = daemon.process.poll()
     if code is not None:
         pytest.fail(f"the daemon exited with {code}; its log ends:\n{daemon.log()[-3000:]}")
+
+
+def counted(daemon: DaemonProcess) -> int:
+    """Messages counted on /metrics (-1 if it does not answer); fails the test if the daemon has exited."""
+    alive(daemon)
+    status, body = http_get(f"{daemon.url}/metrics")
+    return n_counted(body) if status == 200 else -1
+
+
+def readiness(daemon: DaemonProcess) -> int:
+    """/readyz's status; fails the test if the daemon has exited."""
+    alive(daemon)
+    return http_get(f"{daemon.url}/readyz")[0]
+
+
+def sigkill(daemon: DaemonProcess) -> None:
+    """SIGKILL the daemon, then wait until its orphaned consumer process has noticed and left the group."""
+    orphans = [Path(f"/proc/{pid}") for pid in daemon.children()]
+    daemon.stop(signal.SIGKILL)
+    wait_for(lambda: not any(path.exists() for path in orphans), 15, "the consumer process of a killed daemon to exit")
 
 
 def launch(config: dict, directory: Path) -> DaemonProcess:
@@ -253,20 +268,18 @@ def broker_away_and_back(broker: TansuBroker, tmp_path: Path, daemons: list, out
 
     broker.stop()
     # Ready means "has polled in the last 10 s" (README): not ready within 20 s, and from then on until it is back.
-    wait_for(lambda: alive(daemon) or http_get(f"{daemon.url}/readyz")[0] == 503, 20,
-             "/readyz to say not ready while the broker is away")
+    wait_for(lambda: readiness(daemon) == 503, 20, "/readyz to say not ready while the broker is away")
     unready = time.monotonic()
     while time.monotonic() - unready < outage_s:
-        alive(daemon)
-        status = http_get(f"{daemon.url}/readyz")[0]
+        status = readiness(daemon)
         assert status == 503, f"/readyz answered {status} {time.monotonic() - unready:.0f} s into the outage"
         time.sleep(1)
 
     broker.start()
     produce(broker.bootstrap_servers, topic, after)
     n = len(before) + len(after)
-    wait_for(lambda: alive(daemon) or counted(daemon) == n, 90, "the second part counted after the outage")
-    wait_for(lambda: http_get(f"{daemon.url}/readyz")[0] == 200, 30, "/readyz once the broker is back")
+    wait_for(lambda: counted(daemon) == n, 90, "the second part counted after the outage")
+    wait_for(lambda: readiness(daemon) == 200, 30, "/readyz once the broker is back")
     wait_for(lambda: committed_offset(broker.bootstrap_servers, group, topic) == n, 30, "everything committed")
     alive(daemon)
     assert counted(daemon) == n, "nothing counted twice"
@@ -320,9 +333,7 @@ def killed_repeatedly(kafka_broker, new_topic, tmp_path: Path, daemons: list, n_
             daemon.start()
             time.sleep(rng.uniform(0.2, 2.5))
         alive(daemon)
-        orphans = [Path(f"/proc/{pid}") for pid in daemon.children()]
-        daemon.stop(signal.SIGKILL)
-        wait_for(lambda paths=orphans: not any(path.exists() for path in paths), 15, "the consumer to exit")
+        sigkill(daemon)
     producer.join(timeout=60)
     assert not producer.is_alive()
 
