@@ -572,13 +572,15 @@ def _refusal(request: ProduceRequest, api_version: int) -> bytes:
 
 
 class Tmpfs:
-    """A small tmpfs mounted at ``directory`` (needs root and CAP_SYS_ADMIN: skips, or fails in CI, without)."""
+    """A small tmpfs mounted at ``directory``, writable by all (as root, or through ``sudo -n``; without either, or
+    without CAP_SYS_ADMIN in a container, the test skips, or fails in CI)."""
 
     def __init__(self, directory: Path, size_bytes: int):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._as_root = [] if os.geteuid() == 0 else ["sudo", "-n"]
         mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(directory)],
+            [*self._as_root, "mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=1777", "tmpfs", str(directory)],
             capture_output=True,
             text=True,
         )
@@ -604,7 +606,7 @@ class Tmpfs:
         self._filler.unlink(missing_ok=True)
 
     def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.directory)], check=False, capture_output=True)
+        subprocess.run([*self._as_root, "umount", "-l", str(self.directory)], check=False, capture_output=True)
 
 
 class WebhookReceiver:
