@@ -6,17 +6,23 @@ categories plus one last bucket for the labels it never saw.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from detectors._two_sample import TwoSampleTest
 
-__all__ = ["BinnedTest", "Categories", "QuantileBins"]
+__all__ = ["BinnedTest", "Buckets", "Categories", "QuantileBins"]
 
 #: Integer labels below this are counted with one ``np.bincount`` (the daemon's
 #: category codes are small); others go through ``searchsorted``.
 _MAX_CODE = 1 << 16
+
+
+class Buckets(Protocol):
+    """What a binned test needs of its buckets: how many values fall in each."""
+
+    def count(self, values: np.ndarray) -> np.ndarray: ...
 
 
 class QuantileBins:
@@ -98,7 +104,7 @@ class BinnedTest(TwoSampleTest):
 
     def _reset(self) -> None:
         super()._reset()
-        self._buckets: QuantileBins | Categories | None = None
+        self._buckets: Buckets | None = None
         self._reference_share: np.ndarray | None = None
 
     def _fit(self, reference: np.ndarray) -> None:
@@ -106,9 +112,9 @@ class BinnedTest(TwoSampleTest):
         self._reference_share = self._buckets.count(reference) / len(reference)
 
     def _statistic(self, window: np.ndarray) -> tuple[float, None, float]:
-        window_share = self._buckets.count(window) / len(window)
+        window_share = self._fitted(self._buckets).count(window) / len(window)
         unseen_share = float(window_share[-1]) if self.kind == "categorical" else 0.0
-        return self._distance(self._reference_share, window_share), None, unseen_share
+        return self._distance(self._fitted(self._reference_share), window_share), None, unseen_share
 
     def _distance(self, reference_share: np.ndarray, window_share: np.ndarray) -> float:
         raise NotImplementedError

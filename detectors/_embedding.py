@@ -21,8 +21,6 @@ class EmbeddingTest(TwoSampleTest):
     """
 
     kinds = ("embedding",)
-    #: The fewest rows a side may have.
-    min_rows = 2
 
     def __init__(self, threshold: float | None = None, max_samples: int = 1000, random_state: int = 0):
         self.max_samples = int(max_samples)
@@ -30,6 +28,11 @@ class EmbeddingTest(TwoSampleTest):
         if self.max_samples < self.min_rows:
             raise ValueError(f"{self.name}: max_samples must be at least {self.min_rows}, got {max_samples}")
         super().__init__(threshold)
+
+    @property
+    def min_rows(self) -> int:
+        """The fewest rows a side may have."""
+        return 2
 
     def _reset(self) -> None:
         super()._reset()

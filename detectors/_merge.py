@@ -23,7 +23,7 @@ class SortedSampleTest(TwoSampleTest):
         self._reference = np.sort(np.asarray(reference, dtype=float))
 
     def _merge(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return merge_sorted(self._reference, np.sort(np.asarray(window, dtype=float)))
+        return merge_sorted(self._fitted(self._reference), np.sort(np.asarray(window, dtype=float)))
 
 
 def merge_sorted(sorted_reference: np.ndarray, sorted_window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,13 +6,22 @@ Nothing here warns on an empty window or a zero denominator (the suite turns
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import numpy as np
+from numpy.typing import NDArray
 from scipy.stats import norm
 
 __all__ = ["nan_mean", "ratio", "wilson_interval"]
 
 
-def ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray | float:
+@overload
+def ratio(numerator: float, denominator: float) -> float: ...
+@overload
+def ratio(numerator: NDArray[Any], denominator: NDArray[Any] | float) -> NDArray[np.float64]: ...
+@overload
+def ratio(numerator: float, denominator: NDArray[Any]) -> NDArray[np.float64]: ...
+def ratio(numerator: NDArray[Any] | float, denominator: NDArray[Any] | float) -> NDArray[np.float64] | float:
     """``numerator / denominator`` elementwise, NaN where the denominator is 0; a float for scalar inputs.
 
     >>> ratio(np.array([1, 0, 3]), np.array([4, 0, 6])).tolist(), ratio(0, 0)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
 from detectors.results import DriftResult
 
 __all__ = ["TwoSampleTest"]
+
+_State = TypeVar("_State")
 
 
 class TwoSampleTest:
@@ -64,8 +66,14 @@ class TwoSampleTest:
         if len(window) == 0:
             raise ValueError(f"{self.name}: the window is empty")
         statistic, p_value, unseen_share = self._statistic(window)
-        drifted = p_value < self.threshold if self.has_p_value else statistic >= self.threshold
+        drifted = statistic >= self.threshold if p_value is None else p_value < self.threshold
         return DriftResult(self.name, float(statistic), p_value, self.threshold, bool(drifted), unseen_share)
+
+    def _fitted(self, state: _State | None) -> _State:
+        """Fitted state, which ``_reset`` leaves as None and ``_fit`` sets; a ``RuntimeError`` before ``fit``."""
+        if state is None:
+            raise RuntimeError(f"{self.name}: fit() a reference before score()")
+        return state
 
     def _fit(self, reference: np.ndarray) -> None:
         raise NotImplementedError

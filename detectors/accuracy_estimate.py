@@ -107,16 +107,16 @@ class AccuracyEstimator:
 
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
         """Probability that each prediction is correct, NaN where the score is."""
-        if not self.fitted:
-            raise RuntimeError("fit() a labelled reference before calibrate() or estimate()")
         scores = np.asarray(scores, dtype=float)
         scored = ~np.isnan(scores)
         probabilities = np.full(scores.shape, np.nan)
         if self._isotonic is not None:  # what IsotonicRegression.predict computes, without its empty-input error
             probabilities[scored] = np.interp(scores[scored], *self._isotonic)
-        else:
+        elif self._sigmoid is not None:
             slope, intercept = self._sigmoid
             probabilities[scored] = expit(slope * scores[scored] + intercept)
+        else:
+            raise RuntimeError("fit() a labelled reference before calibrate() or estimate()")
         return probabilities
 
     def estimate(self, scores: np.ndarray) -> AccuracyEstimate:
@@ -142,6 +142,8 @@ def _platt(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
         return float(np.sum(np.logaddexp(0.0, logit) - target * logit)), np.array([residual @ scores, residual.sum()])
 
     start = np.array([0.0, np.log((n_correct + 1.0) / (n_wrong + 1.0))])
-    options = {"gtol": 1e-6, "ftol": 64 * np.finfo(float).eps}
-    slope, intercept = minimize(loss_and_gradient, start, method="L-BFGS-B", jac=True, options=options).x
+    result = minimize(
+        loss_and_gradient, start, method="L-BFGS-B", jac=True, options={"gtol": 1e-6, "ftol": 64 * np.finfo(float).eps}
+    )
+    slope, intercept = result.x
     return float(slope), float(intercept)

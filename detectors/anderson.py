@@ -62,7 +62,7 @@ class AndersonTest(SortedSampleTest):
 
     def _statistic(self, window: np.ndarray) -> tuple[float, float, float]:
         merged, n_window_upto = self._merge(window)
-        m, n = self._reference.size, window.size
+        m, n = self._fitted(self._reference).size, window.size
         run_starts = np.flatnonzero(np.append(True, merged[1:] != merged[:-1]))
         a2akn = _midrank_a2akn(run_starts, n_window_upto, m, n) if run_starts.size > 1 else 0.0
         statistic = (a2akn - 1) / _sigma(m, n)  # k - 1 = 1 is the statistic's mean under no drift

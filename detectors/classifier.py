@@ -80,18 +80,21 @@ class DomainClassifierTest(EmbeddingTest):
 
     def _reset(self) -> None:
         super()._reset()
-        self._mean = self._scale = None
+        self._mean: np.ndarray | None = None
+        self._scale: np.ndarray | None = None
 
     def _fit(self, reference: np.ndarray) -> None:
         super()._fit(reference)
-        self._mean = self._reference.mean(axis=0)
-        std = self._reference.std(axis=0)
+        rows = self._fitted(self._reference)
+        self._mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
         self._scale = np.where(std > 0, std, 1.0)
-        self._reference = (self._reference - self._mean) / self._scale
+        self._reference = (rows - self._mean) / self._scale
 
     def _compare(self, window: np.ndarray, rng: np.random.Generator) -> tuple[float, None, float]:
-        rows = np.vstack((self._reference, (window - self._mean) / self._scale))
-        labels = np.repeat([0, 1], [len(self._reference), len(window)])
+        reference = self._fitted(self._reference)
+        rows = np.vstack((reference, (window - self._fitted(self._mean)) / self._fitted(self._scale)))
+        labels = np.repeat([0, 1], [len(reference), len(window)])
         folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.random_state)
         aucs = cross_val_score(LogisticRegression(), rows, labels, cv=folds, scoring="roc_auc", error_score="raise")
         return float(aucs.mean()), None, 0.0

@@ -131,20 +131,20 @@ class FairnessStats:
         into them, and the number of distinct values pooled."""
         if names is None:
             values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-            names = values.astype(str)
+            labels = values.astype(str)
         else:  # integer codes: counted without sorting the rows
             all_counts = np.bincount(groups, minlength=len(names))
             present = np.flatnonzero(all_counts)
             lookup = np.zeros(len(all_counts), dtype=np.intp)
             lookup[present] = np.arange(len(present))
-            names, inverse, counts = np.asarray(names, dtype=str)[present], lookup[groups], all_counts[present]
-            values = names
+            labels, inverse, counts = np.asarray(names, dtype=str)[present], lookup[groups], all_counts[present]
+            values = labels
         by_size = np.argsort(-counts, kind="stable")
-        kept = by_size[names[by_size] != OTHER][: self.max_groups]
+        kept = by_size[labels[by_size] != OTHER][: self.max_groups]
         n_pooled = len(values) - len(kept)
         position = np.full(len(values), len(kept))
         position[kept] = np.arange(len(kept))
-        return names[kept].tolist() + [OTHER] * (n_pooled > 0), position[inverse.ravel()], n_pooled
+        return labels[kept].tolist() + [OTHER] * (n_pooled > 0), position[inverse.ravel()], n_pooled
 
 
 def _larger(a: float, b: float) -> float:

@@ -46,7 +46,7 @@ class KSTest(SortedSampleTest):
 
     def _statistic(self, window: np.ndarray) -> tuple[float, float, float]:
         merged, n_window_upto = self._merge(window)
-        m, n = self._reference.size, window.size
+        m, n = self._fitted(self._reference).size, window.size
         run_ends = np.append(merged[1:] != merged[:-1], True)  # where both CDFs are exact
         n_window = n_window_upto[run_ends]
         differences = (np.flatnonzero(run_ends) + 1 - n_window) / m - n_window / n

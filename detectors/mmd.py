@@ -87,18 +87,22 @@ class MMDTest(EmbeddingTest):
 
     def _reset(self) -> None:
         super()._reset()
-        self._norms = self._distances = None
+        self._norms: np.ndarray | None = None  # of the reference rows
+        self._distances: np.ndarray | None = None  # between the reference rows
 
     def _fit(self, reference: np.ndarray) -> None:
         super()._fit(reference)
-        self._norms = np.einsum("ij,ij->i", self._reference, self._reference)
-        self._distances = _squared_distances(self._reference, self._norms, self._reference, self._norms)
+        rows = self._fitted(self._reference)
+        self._norms = np.einsum("ij,ij->i", rows, rows)
+        self._distances = _squared_distances(rows, self._norms, rows, self._norms)
 
     def _compare(self, window: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
-        m, n = len(self._reference), len(window)
+        reference, reference_norms = self._fitted(self._reference), self._fitted(self._norms)
+        m, n = len(reference), len(window)
         norms = np.einsum("ij,ij->i", window, window)
-        across = _squared_distances(self._reference, self._norms, window, norms)
-        distances = np.block([[self._distances, across], [across.T, _squared_distances(window, norms, window, norms)]])
+        across = _squared_distances(reference, reference_norms, window, norms)
+        within = self._fitted(self._distances)
+        distances = np.block([[within, across], [across.T, _squared_distances(window, norms, window, norms)]])
         pairs = distances[np.triu_indices(m + n, k=1)]
         positive = pairs[pairs > 0]
         bandwidth = float(np.median(positive)) if positive.size else 1.0  # all rows equal: any kernel gives 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from detectors._binning import BinnedTest
 from detectors._change_detector import ChangeDetector
 from detectors._two_sample import TwoSampleTest
 from detectors.adwin import ADWIN
@@ -117,5 +118,5 @@ def make_test(method: str, kind: str, reference: np.ndarray, threshold: float | 
         raise ValueError(f"unknown drift method {method!r}; valid: auto, {', '.join(sorted(TWO_SAMPLE_TESTS))}")
     if kind not in test_class.kinds:
         raise ValueError(f"{method!r} does not test {kind} features; valid: {', '.join(methods_for(kind))}")
-    test = test_class(threshold, kind=kind) if len(test_class.kinds) > 1 else test_class(threshold)
+    test = test_class(threshold, kind=kind) if issubclass(test_class, BinnedTest) else test_class(threshold)
     return test.fit(reference)

@@ -98,7 +98,7 @@ class TextDescriptors:
     (0.0866, 0.0313)
     """
 
-    names = (
+    names: tuple[str, ...] = (
         "length_chars",
         "length_words",
         "tokens",
@@ -119,14 +119,12 @@ class TextDescriptors:
 
     def describe(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
         """Every descriptor of every text, as ``{name: float64 array}`` in ``names`` order."""
-        missing = None
-        if None in texts:  # texts not sent
-            missing = np.array([text is None for text in texts])
-            texts = [text or "" for text in texts]
-        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        missing = np.array([text is None for text in texts]) if None in texts else None  # texts not sent
+        strings = [text or "" for text in texts]
+        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
         # One string for the batch, every text between separators; text i and the separator after it
         # are positions starts[i] .. starts[i + 1] - 1, so a sum over that slice counts text i only.
-        joined = _SEPARATOR + _SEPARATOR.join(texts) + _SEPARATOR
+        joined = _SEPARATOR + _SEPARATOR.join(strings) + _SEPARATOR
         starts = np.cumsum(lengths + 1) - lengths
         codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         classes = _code_point_classes().take(codes)
@@ -152,19 +150,19 @@ class TextDescriptors:
             "punctuation_share": n_punctuation / n_characters,
             "upper_share": count((classes & _UPPER) != 0) / np.maximum(n_letters, 1),
             "has_url": (
-                [("://" in text or "www." in text) and _URL.search(text) is not None for text in texts]
+                [("://" in text or "www." in text) and _URL.search(text) is not None for text in strings]
                 if links
-                else np.zeros(len(texts))
+                else np.zeros(len(strings))
             ),
             "has_email": (
-                ["@" in text and _EMAIL.search(text) is not None for text in texts]
+                ["@" in text and _EMAIL.search(text) is not None for text in strings]
                 if at_signs
-                else np.zeros(len(texts))
+                else np.zeros(len(strings))
             ),
             "is_empty": n_words == 0,
         }
         if self.refusals:
-            columns["is_refusal"] = [_REFUSAL.match(text[:_REFUSAL_HEAD].lower()) is not None for text in texts]
+            columns["is_refusal"] = [_REFUSAL.match(text[:_REFUSAL_HEAD].lower()) is not None for text in strings]
         described = {}
         for name in self.names:
             described[name] = np.asarray(columns[name], dtype=np.float64)

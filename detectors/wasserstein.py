@@ -49,11 +49,11 @@ class WassersteinTest(SortedSampleTest):
 
     def _fit(self, reference: np.ndarray) -> None:
         super()._fit(reference)
-        self._norm = max(float(np.std(self._reference)), MIN_STD)
+        self._norm = max(float(np.std(self._fitted(self._reference))), MIN_STD)
 
     def _statistic(self, window: np.ndarray) -> tuple[float, None, float]:
         merged, n_window_upto = self._merge(window)
         n_window = n_window_upto[:-1]
         n_reference = np.arange(1, merged.size) - n_window
-        gap = np.abs(n_reference / self._reference.size - n_window / window.size)
+        gap = np.abs(n_reference / self._fitted(self._reference).size - n_window / window.size)
         return float(np.dot(gap, np.diff(merged))) / self._norm, None, 0.0
