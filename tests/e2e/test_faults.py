@@ -293,7 +293,7 @@ def broker_away_and_back(broker: TansuBroker, tmp_path: Path, daemons: list, out
 
 
 def test_the_broker_goes_away_and_comes_back(persistent_broker, tmp_path, daemons):
-    broker_away_and_back(persistent_broker, tmp_path, daemons, outage_s=5)
+    broker_away_and_back(persistent_broker, tmp_path, daemons, outage_s=3)
 
 
 @pytest.mark.soak

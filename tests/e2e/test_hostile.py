@@ -345,7 +345,7 @@ def hostile_config(bootstrap_servers: str, state_dir: Path, topic: str, burst_to
     return config
 
 
-def settled(daemon: DaemonProcess, n_messages: int, timeout_s: float, quiet_s: float = 5.0) -> str | None:
+def settled(daemon: DaemonProcess, n_messages: int, timeout_s: float, quiet_s: float = 4.0) -> str | None:
     """/metrics once all ``n_messages`` are counted and the statistics have not changed for ``quiet_s`` (longer
     than idle_after plus evaluate_every); the last scrape if that never happens (or the daemon died), for the
     tests to show what is wrong."""
