@@ -25,7 +25,7 @@ not yet hold them. Dead letters are at-least-once (a crash can send one
 twice). On SIGTERM or SIGINT (:meth:`Daemon.stop`) the loop finishes its
 batch, checkpoints, commits, leaves the group and returns.
 
-``/readyz`` says ready while the consumer has partitions and has polled in
+``/readyz`` says ready while the consumer has partitions, holds a connection to a broker and has polled in
 the last few seconds; until Kafka answers, the daemon keeps trying and says
 not ready.
 """
@@ -102,6 +102,7 @@ class Daemon:
         return (
             source is not None
             and source.assigned
+            and source.connected
             and source.last_poll is not None
             and time.monotonic() - source.last_poll < _READY_WITHIN_S
         )
@@ -166,7 +167,11 @@ class Daemon:
         self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
         while kafka.dead_letter_topic and self._dead_letters is None and not self._stopping.is_set():
             try:
-                sink = KafkaSink(client_settings(kafka), kafka.dead_letter_topic, max_block_ms=10_000)
+                # Not idempotent: kafka-python's idempotent producer treats one refused write (say, an
+                # authorization failure) as fatal and fails every later send; dead letters are at-least-once.
+                sink = KafkaSink(
+                    client_settings(kafka), kafka.dead_letter_topic, max_block_ms=10_000, enable_idempotence=False
+                )
                 self._dead_letters = KafkaDeadLetters(sink)
                 self.checkpointer.sinks.append(self._dead_letters)
             except KafkaError as error:

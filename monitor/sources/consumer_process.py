@@ -9,7 +9,9 @@ child down instead of filling memory.
 
 :class:`ConsumerProcess` has the same face as ``KafkaSource`` (``poll``,
 ``commit``, ``positions``, ``lag``, ``assigned``, ``last_poll``, ``close``).
-Its ``positions`` are those of the last batch handed to the caller, so a
+``connected`` says whether the child
+holds a connection to a broker (kafka-python's polls return at once, empty,
+while none answers). Its ``positions`` are those of the last batch handed to the caller, so a
 checkpoint saves exactly the offsets of what was applied. Before a rebalance
 takes partitions away, the child asks the parent to checkpoint (``on_revoke``)
 and waits for it. If the parent dies, the child's next send fails and it
@@ -59,6 +61,7 @@ class ConsumerProcess:
         self.positions: Offsets = {}
         self.lag: Offsets = {}
         self.assigned = False
+        self.connected = False
         self.last_poll: float | None = None
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
@@ -74,7 +77,7 @@ class ConsumerProcess:
             saved = self._on_revoke() is not None  # None: the checkpoint was aborted, commit nothing
             self._connection.send(("checkpointed", saved))
             return []
-        _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned = message
+        _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned, self.connected = message
         self.last_poll = time.monotonic()
         return list(map(Record, values, topics, partitions, offsets))
 
@@ -130,6 +133,7 @@ def _consume(config: KafkaConfig, resume_from: Offsets, parent: Connection, leve
                     dict(source.positions),
                     dict(source.lag),
                     source.assigned,
+                    source.connected,
                 )
             )
     except (EOFError, OSError):

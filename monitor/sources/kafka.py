@@ -114,6 +114,20 @@ class KafkaSource:
     def assigned(self) -> bool:
         return bool(self._owned)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the client holds a connection to a broker of the cluster.
+
+        kafka-python's ``poll`` returns at once, empty, while no broker answers, so a recent poll does not
+        mean Kafka is reachable. This reads the client's connection table (kafka-python 3.x has no public
+        call for it); if a release moves it, this says True rather than keep a healthy daemon unready.
+        """
+        try:
+            client = self._consumer._client
+            return any(client.connected(broker.nodeId) for broker in client.cluster.brokers())
+        except AttributeError:
+            return True
+
     def poll(self, timeout_ms: int = 500) -> list[Record]:
         """The next batch (possibly empty) of kafka-python ``ConsumerRecord`` objects, in partition order."""
         fetched = self._consumer.poll(timeout_ms=timeout_ms)
