@@ -124,7 +124,7 @@ class KafkaSource:
         """
         try:
             client = self._consumer._client
-            return any(client.connected(broker.nodeId) for broker in client.cluster.brokers())
+            return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
         except AttributeError:
             return True
 
