@@ -176,6 +176,7 @@ class Daemon:
 
     def _consume(self) -> None:
         source = self._source
+        assert source is not None  # _connect() set it before consuming starts
         while not self._stopping.is_set():
             if self._dead_letters is not None and self._dead_letters.backlog > MAX_DEAD_LETTER_BACKLOG:
                 self._checkpoint_due.set()  # read nothing more until the dead letters are delivered
