@@ -19,7 +19,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
-from kafka.future import Future
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import SecretStr
 
@@ -219,7 +219,9 @@ class KafkaSink:
         #: The largest message the client sends (its ``max_request_size``); larger ones it refuses at once.
         self.max_message_bytes: int = self._producer.config["max_request_size"]
 
-    def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> Future:
+    def send(
+        self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> FutureRecordMetadata:
         """Queue one message; blocks only while the client's own buffer is full (``max_block_ms``).
 
         The returned future resolves when the broker has the message (or fails).
