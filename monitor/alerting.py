@@ -149,6 +149,7 @@ class Alerting:
             )
 
     def _request_jobs(self, requests: list[_JobRequest]) -> None:
+        assert self.retraining is not None  # offered only when retraining is configured
         for request in requests:
             model, now_ms, alerts, window, reference = request
             job = self.retraining.request(model, alerts, window, reference, now_ms)

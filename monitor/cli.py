@@ -187,7 +187,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} model evaluations")
     _print_summary(result.pipeline)
     for alert in result.alerts:
-        at_ms = alert.ends_at_ms if alert.state == "resolved" else alert.starts_at_ms
+        at_ms = alert.starts_at_ms if alert.ends_at_ms is None else alert.ends_at_ms  # set once resolved
         labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
         summary = alert.annotations.get("summary", "")
         print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())

@@ -20,6 +20,7 @@ import difflib
 import os
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from alerts.rules import OPERATORS, Rule, check_template
 from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
@@ -269,6 +271,7 @@ class DriftConfig(_Section):
     @field_validator("numeric", "categorical", "text", "embedding")
     @classmethod
     def _known_method(cls, method: str, info: ValidationInfo) -> str:
+        assert info.field_name is not None  # a field validator always knows its field
         _check_method(method, info.field_name)
         return method
 
@@ -399,6 +402,9 @@ class ModelConfig(_Section):
         return self
 
 
+Action = Literal["alertmanager", "webhook", "log", "retrain"]  # where an alert rule sends its alerts
+
+
 class RuleConfig(_Section):
     """An alert rule (see :mod:`alerts.rules`): data, never code.
 
@@ -419,7 +425,7 @@ class RuleConfig(_Section):
     severity: Literal["info", "warning", "critical"] = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    actions: list[Literal["alertmanager", "webhook", "log", "retrain"]] = Field(default_factory=lambda: ["log"])
+    actions: list[Action] = Field(default_factory=lambda: list[Action](["log"]))
 
     @field_validator("metric")
     @classmethod
@@ -633,7 +639,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None) -> Config:
         raise ConfigError("\n".join(_describe(problem) for problem in error.errors())) from None
 
 
-def _with_secrets(data: dict, environ: dict[str, str]) -> dict:
+def _with_secrets(data: dict, environ: Mapping[str, str]) -> dict:
     data = dict(data)
     for (section, key), variable in SECRET_ENV.items():
         values = data.get(section)
@@ -674,7 +680,7 @@ _REASONS = {
 }
 
 
-def _describe(problem: dict) -> str:
+def _describe(problem: ErrorDetails) -> str:
     """One line for a pydantic error: the key path and the reason, with the value unless it may hold a secret."""
     location = _key_path(problem["loc"])
     kind = problem["type"]

@@ -181,6 +181,7 @@ class Daemon:
 
     def _consume(self) -> None:
         source = self._source
+        assert source is not None  # _connect() set it before consuming starts
         while not self._stopping.is_set():
             if self._dead_letters is not None and self._dead_letters.backlog > MAX_DEAD_LETTER_BACKLOG:
                 self._checkpoint_due.set()  # read nothing more until the dead letters are delivered
@@ -203,11 +204,13 @@ class Daemon:
     def _checkpoint(self) -> None:
         """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.checkpointer`)."""
         self._checkpoint_due.clear()
+        assert self._source is not None  # checkpoints are taken only once connected
         self.checkpointer.checkpoint(self._source.positions, self._source.commit)
 
     def _save_checkpoint(self) -> Offsets | None:
         """Before a rebalance takes partitions away: save state and offsets; the child commits them."""
         self._checkpoint_due.clear()
+        assert self._source is not None  # called back by the source itself
         return self.checkpointer.checkpoint(self._source.positions, lambda offsets: None)
 
     def _snapshot(self) -> dict:
@@ -216,6 +219,8 @@ class Daemon:
     def _publish_job(self, key: str, value: bytes) -> None:
         """Publish a retraining job to ``retraining.topic`` keyed by model; returns once the broker has it."""
         if self._jobs is None:
+            topic = self.config.retraining.topic
+            assert topic is not None  # Alerting publishes only when a topic is configured
             settings = client_settings(self.config.kafka)
-            self._jobs = KafkaSink(settings, self.config.retraining.topic, max_block_ms=10_000)
+            self._jobs = KafkaSink(settings, topic, max_block_ms=10_000)
         self._jobs.send(value, key=key.encode()).get(timeout=10)

@@ -324,7 +324,7 @@ def _apply_aliases(event: dict) -> Invalid | None:
 
 def _timestamp_ms(value: datetime | float) -> float | None:
     """Milliseconds since the epoch, or None unless between 2000 and 5138 (later is surely milliseconds)."""
-    if type(value) is datetime:
+    if isinstance(value, datetime):
         try:
             value = value.timestamp()
         except (ValueError, OverflowError):

@@ -25,6 +25,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from detectors.results import QualityResult
@@ -332,7 +333,7 @@ class DaemonCollector:
         return [checkpoints, failed]
 
 
-def build_registry(pipeline: Pipeline, *collectors: object) -> CollectorRegistry:
+def build_registry(pipeline: Pipeline, *collectors: Collector) -> CollectorRegistry:
     """A fresh registry holding the pipeline's collector and any others (the daemon adds consumer lag)."""
     registry = CollectorRegistry(auto_describe=False)
     for collector in (PipelineCollector(pipeline), *collectors):

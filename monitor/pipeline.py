@@ -135,7 +135,7 @@ class Pipeline:
         rejected = []
         for record in records:
             event = decode(record.value or b"", max_bytes, latest_ms)  # a Kafka tombstone's value is None
-            if type(event) is Invalid:
+            if isinstance(event, Invalid):
                 rejected.append(DeadLetter(record, event))
             else:
                 events.append(event)

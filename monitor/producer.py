@@ -90,7 +90,7 @@ class EventProducer:
         self._dropped: Counter[str] = Counter()
         self._closing = threading.Event()
         self._close_by = float("inf")  # close() sets when to stop trying
-        self._sink = None
+        self._sink: KafkaSink | None = None
         self._thread = threading.Thread(target=self._send_forever, name="driftwarden-producer", daemon=True)
         if connect:
             self._thread.start()
@@ -175,7 +175,7 @@ class EventProducer:
     def _send(self, key: bytes, value: bytes) -> None:
         """Validate with the daemon's decoder and send the event as the schema has it (unknown keys dropped)."""
         event = decode(value, self.max_event_bytes)
-        if type(event) is Invalid:
+        if isinstance(event, Invalid):
             self._drop(f"invalid:{event.reason}")
             log.warning("dropped an event the daemon would reject: %s (%s)", event.reason, event.detail)
             return
@@ -183,6 +183,7 @@ class EventProducer:
         if not self._connected():
             self._drop("closed")
             return
+        assert self._sink is not None  # _connected() returned True
         try:
             future = self._sink.send(_ENCODE(event), key=key)
         except KafkaError as error:  # no metadata within max_block_ms: the broker went away

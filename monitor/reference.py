@@ -48,7 +48,7 @@ def read_reference_file(path: str | os.PathLike[str], max_event_bytes: int) -> d
         for batch in JsonlSource(path).batches():
             for record in batch:
                 event = decode(record.value, max_event_bytes)
-                if type(event) is Invalid:
+                if isinstance(event, Invalid):
                     detail = f" ({event.detail})" if event.detail else ""
                     raise ReferenceFileError(f"{path}, line {record.offset}: {event.reason}{detail}")
                 if event["type"] == "inference":
@@ -123,7 +123,7 @@ def reference_records(
     for batch in batches:
         for record in batch:
             event = decode(record.value, max_event_bytes)
-            if type(event) is Invalid or event["type"] != "inference":
+            if isinstance(event, Invalid) or event["type"] != "inference":
                 continue
             model = event["model"]
             if models is not None and model not in models:

@@ -121,7 +121,7 @@ def report_input(pipeline: Pipeline, model: str, evaluation: Evaluation | None =
     """The columns of ``model``'s latest (or the given) drift evaluation; the pipeline is locked only to copy."""
     evaluation = evaluation or pipeline.evaluations.get(model)
     drift = evaluation.drift if evaluation is not None else None
-    if drift is None or not drift.features:
+    if evaluation is None or drift is None or not drift.features:
         known = ", ".join(sorted(pipeline.evaluations)) or "none yet"
         raise ReportUnavailable(
             f"model {model!r} has no drift evaluation yet (its reference may still be filling; "

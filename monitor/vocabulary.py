@@ -37,7 +37,7 @@ class Vocabulary:
         self._reset()
 
     def _reset(self) -> None:
-        self._codes = {OTHER: 0}
+        self._codes: dict[str | None, int] = {OTHER: 0}  # looked up with None too (see encode)
         self.values = [OTHER]
 
     def restore(self, values: list[str]) -> None:

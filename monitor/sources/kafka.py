@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
-from kafka.future import Future
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import SecretStr
 
@@ -105,7 +106,7 @@ class KafkaSource:
         #: Messages not yet read, per partition, as of the last poll (for ``driftwarden_consumer_lag``).
         self.lag: Offsets = {}
         self._lag_at = 0.0
-        self.last_poll = None  # time.monotonic() of the last poll that returned
+        self.last_poll: float | None = None  # time.monotonic() of the last poll that returned
         self._closing = False
         self._owned: set[TopicPartition] = set()  # kafka-python's assignment() lags behind a rebalance
         self._consumer.subscribe(config.topics, listener=_Rebalance(self))
@@ -135,9 +136,9 @@ class KafkaSource:
         for partition, messages in fetched.items():
             records.extend(messages)
             self.positions[partition.topic, partition.partition] = messages[-1].offset + 1
-        self.last_poll = time.monotonic()
-        if self.last_poll - self._lag_at >= _LAG_EVERY_S:
-            self._update_lag()
+        self.last_poll = now = time.monotonic()
+        if now - self._lag_at >= _LAG_EVERY_S:
+            self._update_lag(now)
         return records
 
     def commit(self, offsets: Offsets) -> None:
@@ -162,8 +163,8 @@ class KafkaSource:
         self._closing = True
         self._consumer.close(autocommit=False)
 
-    def _update_lag(self) -> None:
-        self._lag_at = self.last_poll
+    def _update_lag(self, now: float) -> None:
+        self._lag_at = now
         lag = {}
         for partition in self._owned:
             key = (partition.topic, partition.partition)
@@ -224,14 +225,17 @@ class _Rebalance(ConsumerRebalanceListener):
 class KafkaSink:
     """Asynchronous sends to one topic. Failed deliveries are counted in :attr:`n_failed` and logged."""
 
-    def __init__(self, settings: dict, topic: str, **overrides: object):
+    def __init__(self, settings: dict, topic: str, **overrides: Any):
         self.topic = topic
         self.n_failed = 0
-        self._producer = KafkaProducer(**{"acks": "all", "linger_ms": 20, **settings, **overrides})
+        producer_settings: dict[str, Any] = {"acks": "all", "linger_ms": 20, **settings, **overrides}
+        self._producer = KafkaProducer(**producer_settings)
         #: The largest message the client sends (its ``max_request_size``); larger ones it refuses at once.
         self.max_message_bytes: int = self._producer.config["max_request_size"]
 
-    def send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> Future:
+    def send(
+        self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> FutureRecordMetadata:
         """Queue one message; blocks only while the client's own buffer is full (``max_block_ms``).
 
         The returned future resolves when the broker has the message (or fails).
@@ -254,8 +258,9 @@ class KafkaSink:
             self._producer.close(timeout=timeout_s)
         except KafkaTimeoutError:  # kafka-python's close gives up here and leaves its sender thread running
             log.warning("closing the producer for %s: the broker took no more in %g s", self.topic, timeout_s)
-            self._producer._sender.force_close()  # fails what is pending, and the thread ends
-            self._producer._sender.join(timeout_s)
+            sender = self._producer._sender  # type: ignore[attr-defined]  # private: the stub omits it
+            sender.force_close()  # fails what is pending, and the thread ends
+            sender.join(timeout_s)
 
     def _failed(self, error: Exception) -> None:
         self.n_failed += 1
