@@ -228,6 +228,7 @@ class RuleEngine:
         values.update(context.get(series.labels.get("model", ""), {}))
         values.update(metric=rule.metric, value=series.value, threshold=rule.threshold)
         annotations = {name: template.format_map(values) for name, template in rule.annotations.items()}
+        assert series.starts_at_ms is not None, "only firing series, or firing ones that resolve, become alerts"
         return Alert(
             fingerprint=fingerprint,
             labels=dict(series.labels),

@@ -180,8 +180,9 @@ _WIRE_TYPES = {
     **{alias: wire_type for alias, (wire_type, _, _) in ALIASES.items()},
 }
 del _WIRE_TYPES["timestamp_ms"]
+_typed_dict: Any = TypedDict  # the functional form, with fields computed here, which a type checker cannot follow
 _DECODER = msgspec.json.Decoder(
-    TypedDict("WireEvent", {name: kind | None for name, kind in _WIRE_TYPES.items()}, total=False)
+    _typed_dict("WireEvent", {name: kind | None for name, kind in _WIRE_TYPES.items()}, total=False)
 )
 _FIELDS_LONGEST_FIRST = sorted(_WIRE_TYPES, key=len, reverse=True)
 _UNIT_FIELDS = frozenset(name for name, kind in _WIRE_TYPES.items() if kind is UnitInterval)
@@ -194,7 +195,7 @@ _BACKSLASH = ord("\\")  # an int, looked for with memchr: ten times faster than 
 
 def decode(
     raw: bytes, max_bytes: int = 1_048_576, latest_ms: float = math.inf
-) -> InferenceEvent | FeedbackEvent | Invalid:
+) -> dict[str, Any] | Invalid:
     """Decode one message; return the validated event or why it is invalid.
 
     Parameters
@@ -287,7 +288,7 @@ def _first_repeated_key(raw: bytes) -> str | None:
     return None
 
 
-def _complete(event: dict, latest_ms: float) -> InferenceEvent | FeedbackEvent | Invalid:
+def _complete(event: dict, latest_ms: float) -> dict[str, Any] | Invalid:
     """What the types cannot say: aliases, required fields, the timestamp."""
     if not _ALIAS_KEYS.isdisjoint(event):
         invalid = _apply_aliases(event)

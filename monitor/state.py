@@ -107,7 +107,7 @@ class ModelState:
         #: The model's event time: the latest timestamp it has seen (or an idle watermark; see monitor.pipeline).
         self.watermark_ms = -math.inf
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
-        warmup = model.reference.warmup if reference_events is None else 0
+        warmup = 0 if reference_events is not None else _warmup(model)
         self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup, self._class_code)
 
     def ingest(self, events: list[dict]) -> None:
@@ -220,7 +220,7 @@ class ModelState:
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
         if self._reference_events is None:
-            return Reference(self.model.reference.warmup, self.window.columns)
+            return Reference(_warmup(self.model), self.window.columns)
         reference = Reference(len(self._reference_events), self.window.columns)
         if self._reference_events:
             reference.offer(self._batch(self._reference_events))
@@ -298,9 +298,10 @@ class ModelState:
             limit = self.max_text_chars
             texts = [value[:limit] if type(value) is str else None for value in values]
             return {f"{column}.{name}": data for name, data in text_descriptors(feature).describe(texts).items()}
-        rows = np.full((len(values), feature.dim), np.nan, dtype=np.float32)
+        dim = _dim(feature)
+        rows = np.full((len(values), dim), np.nan, dtype=np.float32)
         for row, value in enumerate(values):
-            if type(value) is list and len(value) == feature.dim:
+            if type(value) is list and len(value) == dim:
                 rows[row] = value
         return {column: rows}
 
@@ -408,7 +409,17 @@ def _columns(feature: FeatureConfig) -> dict[str, Column]:
         return {column: Column(np.int32, missing=MISSING)}
     if feature.kind == "text":
         return {f"{column}.{name}": Column(np.float64) for name in text_descriptors(feature).names}
-    return {column: Column(np.float32, shape=(feature.dim,))}
+    return {column: Column(np.float32, shape=(_dim(feature),))}
+
+
+def _dim(feature: FeatureConfig) -> int:
+    assert feature.dim is not None, "the config requires 'dim' for an embedding feature"
+    return feature.dim
+
+
+def _warmup(model: ModelConfig) -> int:
+    assert model.reference.warmup is not None, "the config sets a warm-up size wherever no reference file is given"
+    return model.reference.warmup
 
 
 def _values(events: list[dict], path: str, containers: dict[str, list[dict]]) -> list[Any]:

@@ -19,6 +19,7 @@ array([30., 40.])
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Window:
         for name, value in values.items():
             self._data[name][position] = value
 
-    def read(self, row: int, name: str) -> object:
+    def read(self, row: int, name: str) -> Any:
         """One value of a row the ring still holds."""
         return self._data[name][row % self.capacity]
 

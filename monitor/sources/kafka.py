@@ -18,6 +18,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -124,12 +125,12 @@ class KafkaSource:
         call for it); if a release moves it, this says True rather than keep a healthy daemon unready.
         """
         try:
-            client = self._consumer._client
+            client = self._consumer._client  # type: ignore[attr-defined]  # private: no public call for it
             return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
         except AttributeError:
             return True
 
-    def poll(self, timeout_ms: int = 500) -> list[Record]:
+    def poll(self, timeout_ms: int = 500) -> list[ConsumerRecord]:
         """The next batch (possibly empty) of kafka-python ``ConsumerRecord`` objects, in partition order."""
         fetched = self._consumer.poll(timeout_ms=timeout_ms)
         records = []
