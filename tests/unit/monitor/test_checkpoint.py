@@ -612,3 +612,29 @@ def test_a_pipeline_with_embedding_and_text_features_restores_and_continues(tmp_
     restored.apply(_records(lines[120:], 120))
     _assert_same(restored.snapshot(), original.snapshot())
     assert _metrics(restored) == _metrics(original)
+
+
+PRE_LAYOUT = DATA / "pre_layout"
+
+
+def test_a_checkpoint_written_before_the_layout_change_restores_and_carries_on():
+    """``tests/data/pre_layout`` was written by the daemon before issue 14 moved ``monitor/`` into subpackages
+    (and changed the columns and decoder): the first ``split`` events of ``events.jsonl`` applied, then saved.
+    Restored by today's code and fed the rest, it must export exactly what a fresh pipeline fed every event
+    exports: no model reset, nothing lost or counted twice."""
+    settings_ = yaml.safe_load((PRE_LAYOUT / "config.yaml").read_text())
+    lines = (PRE_LAYOUT / "events.jsonl").read_bytes().splitlines()
+    split = int((PRE_LAYOUT / "split").read_text())
+    config = parse_config({**settings_, "state": {"dir": str(PRE_LAYOUT)}})
+    checkpoint = CheckpointStore(PRE_LAYOUT).load()
+    assert checkpoint is not None and checkpoint.offsets == {("llm-events", 0): split}
+    assert checkpoint.config_fingerprint == config_fingerprint(config)
+    restored = Pipeline(config)
+    restored.restore(checkpoint.pipeline)
+    assert restored.states.resets == {}
+    assert restored.apply(_records(lines[split:], split)) == []
+    fresh = Pipeline(config)
+    assert fresh.apply(_records(lines)) == []
+    now_ms = fresh.watermark_ms
+    assert restored.watermark_ms == now_ms
+    assert _metrics(restored, now_ms) == _metrics(fresh, now_ms)
