@@ -21,9 +21,9 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from monitor.config import parse_config
-from monitor.demo import CHAT_FEATURES
+from monitor.demo.scenario import CHAT_FEATURES
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
 
 BATCH = 2_000
 CONFIG = {"windows": {"size": 10_000}, "models": [{"name": "*", "features": CHAT_FEATURES}]}

@@ -4,7 +4,7 @@ One run fills a topic with realistic events (``hot_path.realistic_events``),
 then reads all of it, alternately:
 
 - raw kafka-python: ``poll`` in batches and discard, the floor any Python consumer pays;
-- the daemon: ``monitor.daemon.Daemon`` as ``driftwarden run`` runs it (consumer
+- the daemon: ``monitor.run.daemon.Daemon`` as ``driftwarden run`` runs it (consumer
   group, decode, validate, windows, counters, histograms, dead letters, an
   evaluation tick every second, checkpoints), in a fresh consumer group each time.
 
@@ -29,9 +29,9 @@ from kafka import KafkaConsumer, TopicPartition
 from threadpoolctl import threadpool_limits
 
 from monitor.config import parse_config
-from monitor.daemon import Daemon
-from monitor.sources.embedded_broker import EmbeddedBroker
-from monitor.sources.kafka import KafkaSink, create_topics
+from monitor.demo.broker import EmbeddedBroker
+from monitor.ingest.kafka import KafkaSink, create_topics
+from monitor.run.daemon import Daemon
 
 TOPIC = "bench-ingest"
 MAX_POLL_RECORDS = 2_000

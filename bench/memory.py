@@ -1,4 +1,4 @@
-"""Resident memory of a stated deployment, measured against the README's formula (``monitor/memory.py``).
+"""Resident memory of a stated deployment, measured against the README's formula (``monitor/state/memory.py``).
 
 The deployment: ``--models`` models (10) of 25 features each (15 numeric, 5 categorical, 4 text, one
 16-dimensional embedding), windows of ``--window`` events (100,000) and warm-up references of 5,000, every
@@ -48,12 +48,12 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import Config, parse_config
-from monitor.feedback import MAX_KEY_CHARS
-from monitor.memory import MB, memory_bound
+from monitor.export.report import drift_report_html
 from monitor.pipeline import Pipeline
-from monitor.report import drift_report_html
+from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.state.feedback import MAX_KEY_CHARS
+from monitor.state.memory import MB, memory_bound
 
 BATCH = 2_000
 T0_MS = 1_790_000_000_000.0

@@ -41,11 +41,11 @@ from fairlearn.metrics import MetricFrame, selection_rate
 from detectors.fairness import FairnessStats
 from detectors.quality import QualityStats
 from monitor.config import parse_config
-from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin
+from monitor.evaluate.quality import QualitySuite
 from monitor.pipeline import Pipeline
-from monitor.quality import QualitySuite
-from monitor.reference import Reference
-from monitor.windows import Column, Window
+from monitor.state.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin
+from monitor.state.reference import Reference
+from monitor.state.windows import Column, Window
 
 BATCH = 2_000
 T0_MS = 1_790_000_000_000.0

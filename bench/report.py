@@ -7,7 +7,7 @@ batches of 2,000 realistic events, is timed for ``--seconds``:
 - alone;
 - while another thread draws report pages back to back (what ``/report`` did: the page's pandas and
   Evidently code holds the GIL, so the consumer gets what the interpreter's switch interval leaves it);
-- while :class:`monitor.report.RenderProcess` draws them back to back in its child process (the daemon's
+- while :class:`monitor.export.report.RenderProcess` draws them back to back in its child process (the daemon's
   thread only copies the columns out under the lock and waits for the page).
 
 Printed: events/s of each, their ratio to the first, and what one page costs (wall and CPU seconds).
@@ -25,9 +25,9 @@ from hot_path import CONFIG, realistic_events
 from threadpoolctl import threadpool_limits
 
 from monitor.config import parse_config
+from monitor.export.report import RenderProcess, render_page, report_input
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.report import RenderProcess, render_page, report_input
-from monitor.sources import Record
 
 BATCH = 2_000
 

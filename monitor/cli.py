@@ -20,17 +20,17 @@ from threadpoolctl import threadpool_limits
 
 from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
-from monitor.checkpoint import CheckpointError
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
-from monitor.drift import false_alarm_policy
-from monitor.exporter import write_exposition
+from monitor.evaluate.drift import false_alarm_policy
+from monitor.export.collectors import write_exposition
+from monitor.export.report import ReportUnavailable, drift_report_html
+from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
 from monitor.logs import log_to_stderr
-from monitor.memory import memory_bound
 from monitor.pipeline import Pipeline
-from monitor.reference import ReferenceFileError, reference_records
-from monitor.replay import replay
-from monitor.report import ReportUnavailable, drift_report_html
-from monitor.sources.file import JsonlDeadLetters, JsonlSource, write_jsonl
+from monitor.run.checkpoint import CheckpointError
+from monitor.run.replay import replay
+from monitor.state.memory import memory_bound
+from monitor.state.reference import ReferenceFileError, reference_records
 
 __all__ = ["main"]
 
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config: Config, arguments: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
+    from monitor.run.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
 
     log_to_stderr(logging.INFO)
     daemon = Daemon(config)
@@ -134,7 +134,7 @@ def _run(config: Config, arguments: argparse.Namespace) -> int:
 
 
 def _demo(config: None, arguments: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from monitor.demo.scenario import run_demo
 
     log_to_stderr(logging.WARNING)
     stop = threading.Event()

@@ -41,9 +41,9 @@ from pydantic_core import ErrorDetails
 
 from alerts.rules import OPERATORS, Rule, check_template
 from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
-from monitor.events import InferenceEvent
-from monitor.metrics import METRICS
-from monitor.webconfig import WebConfig
+from monitor.export.metrics import METRICS
+from monitor.export.webconfig import WebConfig
+from monitor.ingest.events import InferenceEvent
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -127,7 +127,7 @@ def _web_config(value: Any) -> Any:
 class ServerConfig(_Section):
     """The HTTP server of /metrics, /healthz, /readyz and /report.
 
-    ``web_config_file``: TLS and basic auth as every Prometheus exporter takes them (``monitor/webconfig.py``).
+    ``web_config_file``: TLS and basic auth as every Prometheus exporter takes them (``monitor/export/webconfig.py``).
     ``timeout``: how long a connection may take to send its request or read a chunk of the answer.
     ``max_connections``: open sockets at most; one more closes the one idle longest.
     """
@@ -254,7 +254,7 @@ class DriftConfig(_Section):
     reference size; text features are tested through their numeric descriptors),
     distance thresholds by method, and the false-alarm policy of the p-value
     tests: ``alpha`` after ``correction`` across the model's features, or
-    ``false_alarms_per_week`` from which alpha follows (see :mod:`monitor.drift`).
+    ``false_alarms_per_week`` from which alpha follows (see :mod:`monitor.evaluate.drift`).
     ``change_detector`` watches the window's latency and error ratio tick by tick.
     """
 
@@ -307,7 +307,7 @@ class QualityConfig(_Section):
 
     Feedback joins its inference event within ``label_ttl`` (event time), at
     most ``max_pending`` waiting at once per model (each admitted by ``"*"``
-    has its own table: see ``monitor.memory``). ``positive`` is the class whose
+    has its own table: see ``monitor.state.memory``). ``positive`` is the class whose
     precision, recall and F1 are reported; ``numeric: true`` reads predictions
     and labels as numbers (MAE, RMSE). ``json_response: true``: the model must
     answer JSON, and the share of responses that parse is reported.

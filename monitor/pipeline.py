@@ -13,7 +13,7 @@ A lock guards the state between the consuming thread, the evaluation tick
 and a scrape; it is taken once per batch, never per event.
 
 >>> from monitor.config import parse_config
->>> from monitor.sources import Record
+>>> from monitor.ingest import Record
 >>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
 >>> rejected = pipeline.apply([
 ...     Record(b'{"request_id": "a", "timestamp": 1700000060, "model": "bot", "latency_ms": 900}', "t", 0, 0),
@@ -41,11 +41,11 @@ import numpy as np
 from detectors.results import ModelDrift, TrafficResult
 from detectors.traffic import TrafficStats
 from monitor.config import Config
-from monitor.drift import DriftSuite, drift_alpha
-from monitor.events import REASONS, Invalid, decode
-from monitor.quality import ModelQuality, QualitySuite
-from monitor.sources import Record
-from monitor.state import ModelState, ModelStates
+from monitor.evaluate.drift import DriftSuite, drift_alpha
+from monitor.evaluate.quality import ModelQuality, QualitySuite
+from monitor.ingest import Record
+from monitor.ingest.events import REASONS, Invalid, decode
+from monitor.state.model import ModelState, ModelStates
 
 __all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pipeline"]
 
@@ -261,7 +261,7 @@ class Pipeline:
             return {"n_invalid": self.n_invalid, "states": self.states.snapshot()}
 
     def restore(self, snapshot: dict) -> None:
-        """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.checkpoint`)."""
+        """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.run.checkpoint`)."""
         with self.lock:
             self.states.restore(snapshot["states"])
             self._drift_suites = {}  # fitted again on the restored references

@@ -31,8 +31,8 @@ from typing import Any
 
 import msgspec
 
-from monitor.events import Invalid, decode
-from monitor.sources.kafka import KafkaError, KafkaSink
+from monitor.ingest.events import Invalid, decode
+from monitor.ingest.kafka import KafkaError, KafkaSink
 
 __all__ = ["EventProducer", "ProducerStats"]
 

@@ -33,7 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.protocol.producer.produce import ProduceRequest, ProduceResponse
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.sources.embedded_broker import free_port, terminate
+from monitor.demo.broker import free_port, terminate
 
 
 def require(found: bool, what: str) -> None:
@@ -399,7 +399,7 @@ class TansuBroker:
         advertised_port: int | None = None,
         log_path: Path | None = None,
     ):
-        from monitor.sources.embedded_broker import tansu_binary
+        from monitor.demo.broker import tansu_binary
 
         try:
             self.binary = tansu_binary()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.sources.file import JsonlSource
+from monitor.ingest.file import JsonlSource
 
 DATA = Path(__file__).parent / "data"
 
@@ -21,7 +21,7 @@ def golden_records():
 @pytest.fixture(scope="session")
 def kafka_broker():
     """One real Kafka-protocol broker (Tansu) for the session; tests keep apart by topic and group names."""
-    from monitor.sources.embedded_broker import EmbeddedBroker, tansu_binary
+    from monitor.demo.broker import EmbeddedBroker, tansu_binary
     from tests.components import require
 
     try:
@@ -35,7 +35,7 @@ def kafka_broker():
 @pytest.fixture
 def new_topic(kafka_broker, request):
     """Create a fresh topic (and its dead-letter topic) named after the test: ``new_topic(partitions=1)``."""
-    from monitor.sources.kafka import create_topics
+    from monitor.ingest.kafka import create_topics
 
     names = []
 

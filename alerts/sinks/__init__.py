@@ -5,7 +5,7 @@ on one evaluation tick and makes it durable: the HTTP sinks put one entry per
 alert in the :class:`~alerts.sinks.outbox.Outbox` (SQLite, committed before
 ``add`` returns), so a checkpoint taken after ``add`` never loses an alert. An
 ``add`` that raises (a full disk) has taken nothing and remembers nothing: the
-caller offers the same alerts again (see :class:`monitor.alerting.Alerting`).
+caller offers the same alerts again (see :class:`monitor.export.alerting.Alerting`).
 ``deliver(now_ms)`` sends what is due through the one
 :class:`~alerts.http.HttpClient` (timeouts, no redirects) and schedules
 retries with the outbox's backoff; it never raises for an unreachable or

@@ -47,9 +47,9 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.alerting import Alerting
 from monitor.config import parse_config
-from monitor.sources.kafka import create_topics
+from monitor.export.alerting import Alerting
+from monitor.ingest.kafka import create_topics
 from tests.components import Alertmanager, DaemonProcess, daemon_config, http_get, wait_for
 from tests.integration.kafka_helpers import JOIN_S, produce
 from tests.receiver import Receiver

@@ -13,8 +13,8 @@ from collections import Counter
 
 from kafka import KafkaConsumer
 
+from monitor.ingest.kafka import KafkaSink
 from monitor.producer import EventProducer, ProducerStats
-from monitor.sources.kafka import KafkaSink
 from tests.components import daemon_config, wait_for
 
 MALFORMED = {

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from monitor.sources.embedded_broker import EmbeddedBroker, free_port
-from monitor.sources.kafka import create_topics
+from monitor.demo.broker import EmbeddedBroker, free_port
+from monitor.ingest.kafka import create_topics
 from tests.components import DaemonProcess, daemon_config, http_get, wait_for
 
 

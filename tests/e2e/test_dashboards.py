@@ -1,6 +1,6 @@
 """Every dashboard panel and every Prometheus rule, evaluated by a real Prometheus that scrapes the daemon.
 
-The demo's traffic (:class:`monitor.demo.Traffic`: four models, support-bot's latency regression, errors and
+The demo's traffic (:class:`monitor.demo.scenario.Traffic`: four models, support-bot's latency regression, errors and
 drift, loan-approver's bias, labels, ratings and judge scores, malformed messages) goes through the session
 broker to ``driftwarden run`` with the demo's config, whose alert rules queue retraining jobs. A real
 Prometheus, loaded with ``dashboards/prometheus/recording.yaml`` and ``alerts.yaml``, scrapes the daemon
@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.demo import RETRAINING_TOPIC, Traffic, demo_config
-from monitor.sources.embedded_broker import free_port
-from monitor.sources.kafka import create_topics
+from monitor.demo.broker import free_port
+from monitor.demo.scenario import RETRAINING_TOPIC, Traffic, demo_config
+from monitor.ingest.kafka import create_topics
 from tests.components import DaemonProcess, Prometheus, http_get, wait_for
 from tests.dashboards import as_prometheus_sees_it, dashboards, queries, variable_queries
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
-from monitor.exporter import MetricsServer, build_registry
+from monitor.export.collectors import MetricsServer, build_registry
 from monitor.pipeline import Pipeline
 from tests.conftest import DATA
 

@@ -33,13 +33,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from monitor.checkpoint import CheckpointStore
 from monitor.config import parse_config
-from monitor.events import Invalid, decode
-from monitor.exporter import exposition
-from monitor.replay import replay
-from monitor.sources.embedded_broker import free_port
-from monitor.sources.kafka import create_topics
+from monitor.demo.broker import free_port
+from monitor.export.collectors import exposition
+from monitor.ingest.events import Invalid, decode
+from monitor.ingest.kafka import create_topics
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.replay import replay
 from tests.components import (
     DaemonProcess,
     RefusingKafkaProxy,

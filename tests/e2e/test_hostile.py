@@ -47,12 +47,12 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.sinks.webhook import webhook_alert
-from monitor.checkpoint import CheckpointStore
 from monitor.config import parse_config
-from monitor.events import REASONS
-from monitor.exporter import exposition
-from monitor.replay import replay
-from monitor.sources.kafka import create_topics
+from monitor.export.collectors import exposition
+from monitor.ingest.events import REASONS
+from monitor.ingest.kafka import create_topics
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.replay import replay
 from tests.components import (
     DaemonProcess,
     WebhookReceiver,

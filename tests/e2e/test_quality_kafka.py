@@ -32,7 +32,7 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from monitor.sources.kafka import create_topics
+from monitor.ingest.kafka import create_topics
 from tests.components import DaemonProcess, Prometheus, daemon_config, wait_for
 from tests.integration.kafka_helpers import produce
 

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import load_config
-from monitor.exporter import build_registry, exposition
-from monitor.replay import replay
+from monitor.export.collectors import build_registry, exposition
+from monitor.run.replay import replay
 from tests.conftest import DATA
 
 EXAMPLES = DATA.parents[1] / "examples"

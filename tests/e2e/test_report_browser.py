@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from monitor.exporter import MetricsServer, build_registry
-from monitor.report import DriftReports, render_page
+from monitor.export.collectors import MetricsServer, build_registry
+from monitor.export.report import DriftReports, render_page
 from tests.components import require
 from tests.unit.monitor.test_report import _pipeline
 

@@ -2,7 +2,7 @@
 
 Everything here is real: a Kafka-protocol broker (Tansu), ``driftwarden run``
 as a child process, and real signals. The reference is
-:func:`monitor.replay.replay` of ``examples/events.jsonl`` under the same
+:func:`monitor.run.replay.replay` of ``examples/events.jsonl`` under the same
 config; the daemon's ``/metrics`` (without the families a replay has no notion
 of: consumer lag, checkpoints, dead-letter failures) must equal the replay's exposition
 byte for byte: counters, histogram buckets and exact sums, window gauges and
@@ -28,11 +28,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.checkpoint import CheckpointStore
 from monitor.config import parse_config
-from monitor.exporter import exposition
-from monitor.replay import replay
-from monitor.sources.kafka import KafkaSink
+from monitor.export.collectors import exposition
+from monitor.ingest.kafka import KafkaSink
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.replay import replay
 from tests.components import DaemonProcess, daemon_config, wait_for
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -19,7 +19,7 @@ import urllib.request
 import bcrypt
 import yaml
 
-from monitor.sources.embedded_broker import free_port
+from monitor.demo.broker import free_port
 from tests.certificates import make_certificates
 from tests.components import DaemonProcess, daemon_config, http_get, wait_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.sources.kafka import KafkaSource
+from monitor.ingest.kafka import KafkaSource
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.config import parse_config
-from monitor.sources.kafka import KafkaSink, KafkaSource
+from monitor.ingest.kafka import KafkaSink, KafkaSource
 from tests.components import wait_for
 
 

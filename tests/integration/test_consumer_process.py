@@ -1,6 +1,6 @@
 """ConsumerProcess (the Kafka consumer in a child process) against a real Kafka-protocol broker (Tansu, 127.0.0.1).
 
-The child runs a :class:`~monitor.sources.kafka.KafkaSource` and sends each
+The child runs a :class:`~monitor.ingest.kafka.KafkaSource` and sends each
 batch through a pipe; these tests hold the parent's face to the same promises
 as the source's own (``tests/integration/test_kafka_source.py``): records and
 positions as produced, commits that a later member resumes after, a
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.sources import Record
-from monitor.sources.consumer_process import ConsumerProcess
+from monitor.ingest import Record
+from monitor.ingest.consumer_process import ConsumerProcess
 from tests.components import wait_for
 from tests.integration.kafka_helpers import (
     JOIN_S,
@@ -337,7 +337,7 @@ _ORPHAN_PARENT = textwrap.dedent(
     import sys
 
     from monitor.config import parse_config
-    from monitor.sources.consumer_process import ConsumerProcess
+    from monitor.ingest.consumer_process import ConsumerProcess
 
     if __name__ == "__main__":
         bootstrap_servers, topic, group = sys.argv[1:4]

@@ -16,9 +16,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from monitor.config import parse_config
+from monitor.ingest import Record
+from monitor.ingest.kafka import KafkaDeadLetters, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
-from monitor.sources.kafka import KafkaDeadLetters, KafkaSink, client_settings
 from tests.components import wait_for
 from tests.integration.kafka_helpers import (
     JOIN_S,

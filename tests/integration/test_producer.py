@@ -21,10 +21,10 @@ from collections import Counter, defaultdict
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.events import Invalid, decode
+from monitor.demo.broker import EmbeddedBroker, free_port
+from monitor.ingest.events import Invalid, decode
+from monitor.ingest.kafka import create_topics
 from monitor.producer import EventProducer, ProducerStats
-from monitor.sources.embedded_broker import EmbeddedBroker, free_port
-from monitor.sources.kafka import create_topics
 from tests.components import wait_for
 
 MODELS = ("support-bot", "rag-search", "summarizer")

@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from monitor.metrics import METRICS
+from monitor.export.metrics import METRICS
 from tests.dashboards import as_prometheus_sees_it, dashboards, data_panels, queries, variable_queries
 from tests.promql import selectors
 

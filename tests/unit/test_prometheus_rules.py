@@ -3,7 +3,7 @@
 ``promtool check rules`` and ``promtool test rules`` run as subprocesses (a missing promtool skips locally and
 fails in CI). The rest reads the YAML: every alert has a promtool test where it fires and one where it does not,
 every recording rule is evaluated by a test, and every metric a rule reads is one that the daemon's exporter
-yields, with label names it carries and label values it exports (``monitor.exporter.build_registry`` over a
+yields, with label names it carries and label values it exports (``monitor.export.collectors.build_registry`` over a
 pipeline fed with drift, quality and bias traffic).
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.alerting import Alerting, AlertsCollector
 from monitor.config import parse_config
-from monitor.exporter import ConsumerLagCollector, build_registry
+from monitor.export.alerting import Alerting, AlertsCollector
+from monitor.export.collectors import ConsumerLagCollector, build_registry
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
 from tests.components import require
 from tests.dashboards import as_prometheus_sees_it, dashboards, queries
 from tests.promql import selectors
@@ -136,7 +136,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     for start in range(0, len(records), 7):  # batches as a consumer's polls bring them
         pipeline.apply(records[start : start + 7])
     pipeline.evaluate(pipeline.watermark_ms)
-    # `driftwarden run` registers the consumer lag and the alerts beside the pipeline's collector (monitor/daemon.py).
+    # `driftwarden run` registers the consumer lag and the alerts beside the pipeline (monitor/run/daemon.py).
     alerting = Alerting(config, lambda: registry.collect())
     registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("llm-events", 0): 3}), AlertsCollector(alerting))
     alerting.tick(pipeline, pipeline.watermark_ms)

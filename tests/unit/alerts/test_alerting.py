@@ -17,8 +17,8 @@ import msgspec
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 
-from monitor.alerting import Alerting
 from monitor.config import parse_config
+from monitor.export.alerting import Alerting
 from tests.receiver import Receiver
 
 MINUTE = 60_000

@@ -39,7 +39,7 @@ def test_the_log_sink_writes_one_line_per_alert_whatever_the_model_is_called(cap
 
 def test_the_daemons_log_format_keeps_each_message_on_one_line():
     formatter = OneLineFormatter(FORMAT)
-    record = logging.makeLogRecord({"name": "monitor.daemon", "levelname": "WARNING", "msg": "model %s: %s",
+    record = logging.makeLogRecord({"name": "monitor.run.daemon", "levelname": "WARNING", "msg": "model %s: %s",
                                     "args": (EVIL, "idle")})  # fmt: skip
     try:
         raise ValueError("boom")

@@ -16,7 +16,7 @@ from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.log import LogSink
 from alerts.sinks.outbox import BACKOFF, Outbox
 from alerts.sinks.webhook import DEFAULT_TOLERANCE_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, verify
-from monitor.sources.embedded_broker import free_port
+from monitor.demo.broker import free_port
 from tests.receiver import Receiver
 
 T0 = 1_700_000_000_000

@@ -13,8 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from detectors.traffic import TrafficStats
 from monitor.config import parse_config
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 T0_MS = 1_700_000_000_000

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from detectors.adwin import ADWIN
-from monitor.changes import ChangeWatch
+from monitor.state.changes import ChangeWatch
 
 BLOCK = 50
 

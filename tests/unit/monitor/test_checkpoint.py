@@ -23,13 +23,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.checkpoint import Checkpoint, CheckpointError, CheckpointStore, config_fingerprint
 from monitor.config import parse_config
-from monitor.exporter import build_registry, exposition
+from monitor.export.collectors import build_registry, exposition
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
-from monitor.state import ModelStates
-from monitor.windows import Column, Window
+from monitor.run.checkpoint import Checkpoint, CheckpointError, CheckpointStore, config_fingerprint
+from monitor.state.model import ModelStates
+from monitor.state.windows import Column, Window
 from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[3]

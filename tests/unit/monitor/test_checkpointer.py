@@ -10,8 +10,8 @@ import errno
 
 import pytest
 
-from monitor.checkpoint import CheckpointStore
-from monitor.checkpointer import Checkpointer
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.checkpointer import Checkpointer
 
 OFFSETS = {("events", 0): 10, ("events", 1): 7}
 

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.cli import main
 from monitor.config import Config, ConfigError, parse_config
-from monitor.drift import drift_alpha, false_alarm_policy
-from monitor.exporter import MetricsServer, build_registry, exposition
+from monitor.evaluate.drift import drift_alpha, false_alarm_policy
+from monitor.export.collectors import MetricsServer, build_registry, exposition
+from monitor.export.report import DriftReports, render_page
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.reference import ReferenceFileError, read_reference_file, reference_records
-from monitor.report import DriftReports, render_page
-from monitor.sources import Record
-from monitor.state import ModelStates
-from monitor.vocabulary import MISSING
+from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.state.model import ModelStates
+from monitor.state.reference import ReferenceFileError, read_reference_file, reference_records
+from monitor.state.vocabulary import MISSING
 
 T0 = 1_790_000_000  # epoch seconds of event 0
 CATEGORIES = ("web", "app", "phone")

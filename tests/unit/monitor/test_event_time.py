@@ -9,8 +9,8 @@ import json
 import pytest
 
 from monitor.config import parse_config
+from monitor.ingest import Record
 from monitor.pipeline import CATCH_UP_EVERY, CATCH_UP_LAG_MS, Pipeline
-from monitor.sources import Record
 
 T0 = 1_700_000_000_000  # ms, a multiple of every evaluate_every used here
 EVERY_MS = 10_000

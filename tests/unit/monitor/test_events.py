@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import parse_config
-from monitor.events import ALIASES, MAX_EXACT_INT, REASONS, FeedbackEvent, InferenceEvent, Invalid, decode
-from monitor.histogram import MAX_COUNT
+from monitor.ingest import Record
+from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, FeedbackEvent, InferenceEvent, Invalid, decode
 from monitor.pipeline import DeadLetter, Pipeline
-from monitor.sources import Record
+from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.state.histogram import MAX_COUNT
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -306,7 +306,7 @@ def test_bad_alias_value_is_rejected_with_the_canonical_fields_reason(base, alia
 
 _PRECEDENCE = """
 import json
-from monitor.events import decode
+from monitor.ingest.events import decode
 event = decode(json.dumps({"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt_tokens": 1,
     "gen_ai.usage.prompt_tokens": 3, "gen_ai.usage.input_tokens": 2,
     "gen_ai.system": "old", "gen_ai.provider.name": "new"}).encode())

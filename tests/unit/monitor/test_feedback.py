@@ -2,7 +2,7 @@
 
 Pure tests without a broker: pipelines are fed records of JSON events made here (one call a second from
 ``T0``), checkpoints go to ``tmp_path``, and what Prometheus would read is checked on the exposition
-itself. :class:`~monitor.feedback.FeedbackJoin` is driven directly where the pipeline would only slow a
+itself. :class:`~monitor.state.feedback.FeedbackJoin` is driven directly where the pipeline would only slow a
 test down (a million orphan feedback events) or hide what is measured (the cost of one expiry).
 """
 
@@ -18,12 +18,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from monitor.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.config import parse_config
-from monitor.exporter import build_registry, exposition
-from monitor.feedback import MAX_KEY_CHARS, FeedbackJoin, join_key, join_keys
+from monitor.export.collectors import build_registry, exposition
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
+from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.state.feedback import MAX_KEY_CHARS, FeedbackJoin, join_key, join_keys
 
 T0 = 1_790_000_000  # epoch seconds of call 0
 HOUR_S = 3_600

@@ -1,4 +1,4 @@
-"""The memory formula (``monitor/memory.py``): its terms against what the structures hold, and the chart's fit.
+"""The memory formula (``monitor/state/memory.py``): its terms against what the structures hold, and the chart's fit.
 
 The kept terms are checked with ``tracemalloc`` (what Python and numpy allocate, exact and quick); the
 resident memory of a whole deployment against the total is ``bench/memory.py``'s subject.
@@ -17,16 +17,16 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import load_config, parse_config
-from monitor.feedback import MAX_KEY_CHARS, FeedbackJoin
-from monitor.memory import (
+from monitor.state.feedback import MAX_KEY_CHARS, FeedbackJoin
+from monitor.state.memory import (
     INDEX_ENTRY_BYTES,
     PENDING_ENTRY_BYTES,
     VOCABULARY_ENTRY_BYTES,
     memory_bound,
     row_bytes,
 )
-from monitor.state import ModelState
-from monitor.vocabulary import MAX_VALUE_CHARS, Vocabulary
+from monitor.state.model import ModelState
+from monitor.state.vocabulary import MAX_VALUE_CHARS, Vocabulary
 
 VALUES = Path(__file__).resolve().parents[3] / "helm" / "driftwarden" / "values.yaml"
 WIDE = "\U0001f600"  # 4 bytes a character in a Python string

@@ -1,4 +1,4 @@
-"""``monitor.metrics.METRICS`` (what alert rules are checked against) is exactly what a daemon exports:
+"""``monitor.export.metrics.METRICS`` (what alert rules are checked against) is exactly what a daemon exports:
 every series a fully configured pipeline, its alerting, the consumer lag and the daemon's checkpoints yield, with
 the same labels."""
 
@@ -8,14 +8,14 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.alerting import Alerting, AlertsCollector
-from monitor.checkpoint import CheckpointStore
-from monitor.checkpointer import Checkpointer
 from monitor.config import parse_config
-from monitor.exporter import ConsumerLagCollector, DaemonCollector, build_registry, exposition
-from monitor.metrics import METRICS
+from monitor.export.alerting import Alerting, AlertsCollector
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, build_registry, exposition
+from monitor.export.metrics import METRICS
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.checkpointer import Checkpointer
 
 CONFIG = {
     "windows": {"size": 50, "min_samples": 5},

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import EVENT_FIELDS, parse_config
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
 
 KINDS = ("numeric", "categorical", "text", "embedding")
 PATHS = (*EVENT_FIELDS, "features.a", "features.b", "segment.a")

@@ -32,9 +32,9 @@ from sklearn.metrics import (
 )
 
 from monitor.config import ConfigError, parse_config
-from monitor.exporter import build_registry, exposition
+from monitor.export.collectors import build_registry, exposition
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
 
 T0 = 1_790_000_000  # epoch seconds of position 0
 TOLERANCE = 1e-12

@@ -18,9 +18,8 @@ from html.parser import HTMLParser
 import pytest
 
 from monitor.config import parse_config
-from monitor.exporter import MetricsServer, build_registry
-from monitor.pipeline import Pipeline
-from monitor.report import (
+from monitor.export.collectors import MetricsServer, build_registry
+from monitor.export.report import (
     DriftReports,
     ReportBusy,
     ReportFailed,
@@ -30,7 +29,8 @@ from monitor.report import (
     render_page,
     report_input,
 )
-from monitor.sources import Record
+from monitor.ingest import Record
+from monitor.pipeline import Pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::RuntimeWarning")  # Evidently's
 

@@ -18,9 +18,9 @@ import bcrypt
 import pytest
 
 from monitor.config import parse_config
-from monitor.exporter import MetricsServer, build_registry
+from monitor.export.collectors import MetricsServer, build_registry
+from monitor.export.webconfig import WebConfig
 from monitor.pipeline import Pipeline
-from monitor.webconfig import WebConfig
 from tests.certificates import make_certificates
 
 PASSWORD = "correct horse"

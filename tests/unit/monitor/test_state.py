@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from monitor.config import parse_config
+from monitor.ingest import Record
 from monitor.pipeline import Pipeline
-from monitor.sources import Record
-from monitor.state import LATENCY_BUCKETS_MS, TTFT_BUCKETS_MS, ModelStates
-from monitor.vocabulary import OTHER
+from monitor.state.model import LATENCY_BUCKETS_MS, TTFT_BUCKETS_MS, ModelStates
+from monitor.state.vocabulary import OTHER
 
 T0 = 1_700_000_000  # epoch seconds
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.checkpoint import Checkpoint, CheckpointStore
-from monitor.histogram import MAX_COUNT, MAX_SUMMED, Histogram
-from monitor.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
+from monitor.run.checkpoint import Checkpoint, CheckpointStore
+from monitor.state.histogram import MAX_COUNT, MAX_SUMMED, Histogram
+from monitor.state.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from monitor.config import ConfigError, load_config, parse_config
-from monitor.webconfig import BasicAuth, WebConfig, WebConfigError
+from monitor.export.webconfig import BasicAuth, WebConfig, WebConfigError
 from tests.certificates import make_certificates
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()

@@ -1,4 +1,4 @@
-"""Property tests of ``monitor.windows.Window`` against a plain-list reference model."""
+"""Property tests of ``monitor.state.windows.Window`` against a plain-list reference model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.windows import Column, Window
+from monitor.state.windows import Column, Window
 
 DIM = 3
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)

@@ -2,7 +2,7 @@
 
 Everything that grows with traffic is bounded by the config; this adds the
 bounds up at the worst the schema allows: two ids per call, each kept as a
-join key of up to 64 characters (:func:`monitor.feedback.join_key`), labels
+join key of up to 64 characters (:func:`monitor.state.feedback.join_key`), labels
 and category values of 256 characters of 4 bytes each (plus the UTF-8 copy
 CPython caches in such a string once a checkpoint has encoded it), every
 window, reference, pending table and vocabulary full. With a window of ``W``
@@ -47,10 +47,10 @@ import os
 from dataclasses import dataclass, fields
 
 from monitor.config import Config, FeatureConfig, ModelConfig
-from monitor.drift import tested_features
-from monitor.feedback import MAX_KEY_CHARS
-from monitor.state import text_descriptors
-from monitor.vocabulary import MAX_VALUE_CHARS
+from monitor.evaluate.drift import tested_features
+from monitor.state.feedback import MAX_KEY_CHARS
+from monitor.state.model import text_descriptors
+from monitor.state.vocabulary import MAX_VALUE_CHARS
 
 __all__ = ["MemoryBound", "memory_bound", "row_bytes"]
 

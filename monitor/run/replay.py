@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from alerts.alert import Alert
-from monitor.alerting import Alerting, AlertsCollector
 from monitor.config import Config
-from monitor.exporter import PipelineCollector, build_registry
+from monitor.export.alerting import Alerting, AlertsCollector
+from monitor.export.collectors import PipelineCollector, build_registry
+from monitor.ingest.file import JsonlDeadLetters, JsonlSource
 from monitor.pipeline import Pipeline
-from monitor.sources.file import JsonlDeadLetters, JsonlSource
 
 __all__ = ["ReplayResult", "replay"]
 

@@ -32,7 +32,7 @@ from detectors.fairness import FairnessStats
 from detectors.quality import QualityStats
 from detectors.results import AccuracyEstimate, FairnessResult, QualityResult
 from monitor.config import ModelConfig
-from monitor.vocabulary import MISSING
+from monitor.state.vocabulary import MISSING
 
 __all__ = ["ModelQuality", "QualitySuite"]
 

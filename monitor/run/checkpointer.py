@@ -19,7 +19,7 @@ counted twice. The counts of each outcome are exported
 (``driftwarden_checkpoints_total{result}``).
 
 >>> import tempfile
->>> from monitor.checkpoint import CheckpointStore
+>>> from monitor.run.checkpoint import CheckpointStore
 >>> class Sink:
 ...     delivered = True
 ...     def flush(self): return self.delivered
@@ -40,7 +40,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from monitor.checkpoint import Checkpoint, CheckpointStore
+from monitor.run.checkpoint import Checkpoint, CheckpointStore
 
 __all__ = ["Checkpointer", "Flushable", "Offsets"]
 

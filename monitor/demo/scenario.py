@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.config import parse_config
-from monitor.daemon import Daemon
+from monitor.demo.broker import EmbeddedBroker
+from monitor.ingest.kafka import KafkaSink, create_topics
 from monitor.producer import EventProducer
-from monitor.sources.embedded_broker import EmbeddedBroker
-from monitor.sources.kafka import KafkaSink, create_topics
+from monitor.run.daemon import Daemon
 
 __all__ = ["CHAT_FEATURES", "Traffic", "run_demo"]
 

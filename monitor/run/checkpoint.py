@@ -14,7 +14,7 @@ fingerprint of the state layout (and the model limit); when that changes, the
 daemon keeps the offsets and starts the state afresh rather than forcing old
 columns into new windows. Each model's state carries a fingerprint of its own
 shape (window, features, bias attributes, reference, ...): a config change
-resets only the models it touches (:meth:`monitor.state.ModelStates.restore`).
+resets only the models it touches (:meth:`monitor.state.model.ModelStates.restore`).
 
 >>> import tempfile
 >>> from monitor.config import parse_config
@@ -62,7 +62,7 @@ class Checkpoint:
 
 
 #: The settings that shape the saved state as a whole; what shapes each model's state is in its own
-#: fingerprint (:attr:`monitor.state.ModelState.fingerprint`), so a change there resets that model only.
+#: fingerprint (:attr:`monitor.state.model.ModelState.fingerprint`), so a change there resets that model only.
 _SHAPING = {"limits": {"max_models"}}
 
 

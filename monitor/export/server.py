@@ -14,7 +14,7 @@ every connection is being served), so idle sockets can never lock out a
 scrape.
 
 GET and HEAD only, no request bodies; every response carries
-``X-Content-Type-Options: nosniff``. With a :class:`~monitor.webconfig.WebConfig`
+``X-Content-Type-Options: nosniff``. With a :class:`~monitor.export.webconfig.WebConfig`
 the socket speaks TLS and every path but ``public_paths`` needs basic
 authentication (401 with ``WWW-Authenticate`` otherwise).
 
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from monitor.webconfig import WebConfig
+from monitor.export.webconfig import WebConfig
 
 __all__ = ["HttpServer", "Request", "Response"]
 

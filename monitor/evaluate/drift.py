@@ -35,8 +35,8 @@ from detectors.correction import correct
 from detectors.registry import make_test
 from detectors.results import ModelDrift
 from monitor.config import DriftConfig, ModelConfig, WindowsConfig
-from monitor.state import text_descriptors
-from monitor.vocabulary import MISSING
+from monitor.state.model import text_descriptors
+from monitor.state.vocabulary import MISSING
 
 __all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "tested_features"]
 

@@ -1,4 +1,4 @@
-"""Where raw events come from (Kafka, JSONL files) and where rejected ones go.
+"""Where raw events come from (Kafka, JSONL files), how each is judged (`events`), and where rejected ones go.
 
 Every source yields batches of records: the raw bytes of one message and its
 position, which a dead letter carries back to whoever must fix it. Files and

@@ -1,12 +1,12 @@
 """``driftwarden run``: the consumer loop, its schedule, and a shutdown that loses nothing.
 
 One thread consumes: it takes a batch from the Kafka consumer (a child
-process, :mod:`monitor.sources.consumer_process`, fetching the next batch
+process, :mod:`monitor.ingest.consumer_process`, fetching the next batch
 meanwhile), applies it to the pipeline (which evaluates each model, and runs
 the alert rules, as the model's event time crosses a boundary of
 ``windows.evaluate_every``), sends the rejected records to the dead-letter
 topic, lets idle models' event time follow the wall clock, and, when a
-checkpoint is due, hands over to :class:`~monitor.checkpointer.Checkpointer`
+checkpoint is due, hands over to :class:`~monitor.run.checkpointer.Checkpointer`
 (flush and check the dead letters, save the state with the offsets it covers,
 commit). APScheduler asks for checkpoints and delivers notifications on
 timers. A scrape reads the pipeline under its lock at any time.
@@ -38,16 +38,16 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from monitor.alerting import Alerting, AlertsCollector
-from monitor.checkpoint import CheckpointStore, config_fingerprint
-from monitor.checkpointer import Checkpointer, Offsets
 from monitor.config import Config
-from monitor.exporter import ConsumerLagCollector, DaemonCollector, MetricsServer, build_registry
+from monitor.export.alerting import Alerting, AlertsCollector
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, MetricsServer, build_registry
+from monitor.export.report import DriftReports
+from monitor.ingest import Record
+from monitor.ingest.consumer_process import ConsumerProcess
+from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
-from monitor.report import DriftReports
-from monitor.sources import Record
-from monitor.sources.consumer_process import ConsumerProcess
-from monitor.sources.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
+from monitor.run.checkpoint import CheckpointStore, config_fingerprint
+from monitor.run.checkpointer import Checkpointer, Offsets
 
 __all__ = ["Daemon"]
 
@@ -202,7 +202,7 @@ class Daemon:
                 log.warning("dropped %s[%d]@%d: %s", record.topic, record.partition, record.offset, invalid.reason)
 
     def _checkpoint(self) -> None:
-        """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.checkpointer`)."""
+        """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.run.checkpointer`)."""
         self._checkpoint_due.clear()
         assert self._source is not None  # checkpoints are taken only once connected
         self.checkpointer.checkpoint(self._source.positions, self._source.commit)

@@ -2,7 +2,7 @@
 
 kafka-python parses every message in Python, under the same interpreter lock
 as the pipeline; in one process the two take turns (bench/ingest.py). Here a
-child process runs the :class:`~monitor.sources.kafka.KafkaSource` and sends
+child process runs the :class:`~monitor.ingest.kafka.KafkaSource` and sends
 each batch through a pipe as plain columns, while the daemon applies the
 previous one. The pipe holds about one batch, so a slow pipeline slows the
 child down instead of filling memory.
@@ -28,9 +28,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from monitor.config import KafkaConfig
+from monitor.ingest import Record
+from monitor.ingest.kafka import KafkaError, KafkaSource, Offsets
 from monitor.logs import log_to_stderr
-from monitor.sources import Record
-from monitor.sources.kafka import KafkaError, KafkaSource, Offsets
 
 __all__ = ["ConsumerProcess"]
 
@@ -41,7 +41,7 @@ _CLOSE_WITHIN_S = 15.0
 
 
 class ConsumerProcess:
-    """A :class:`~monitor.sources.kafka.KafkaSource` running in a child process."""
+    """A :class:`~monitor.ingest.kafka.KafkaSource` running in a child process."""
 
     def __init__(
         self,

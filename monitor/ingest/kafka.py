@@ -6,7 +6,7 @@ Kafka, Redpanda, MSK or Tansu. Secrets pass from the config (itself filled
 from the environment) to the client and are never logged.
 
 Offsets are committed by hand, and only by the daemon after a checkpoint that
-covers them is on disk: see :mod:`monitor.checkpoint` and :mod:`monitor.daemon`.
+covers them is on disk: see :mod:`monitor.run.checkpoint` and :mod:`monitor.run.daemon`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import SecretStr
 
 from monitor.config import KafkaConfig
-from monitor.sources import Record
+from monitor.ingest import Record
 
 __all__ = [
     "KafkaDeadLetters",
@@ -279,7 +279,7 @@ class KafkaDeadLetters:
 
     A send the client refuses or the broker fails is kept and sent again by the next :meth:`flush`, which
     says False until every dead letter so far is delivered: the checkpoint that would commit past them is
-    aborted meanwhile (:mod:`monitor.checkpointer`). :attr:`backlog` counts what waits to be sent again.
+    aborted meanwhile (:mod:`monitor.run.checkpointer`). :attr:`backlog` counts what waits to be sent again.
     """
 
     def __init__(self, sink: KafkaSink, flush_timeout_s: float = 10.0):

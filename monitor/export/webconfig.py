@@ -26,7 +26,7 @@ setting that silently does nothing is worse than an error.
 >>> WebConfig.parse({"tls_server_config": {"cert_fil": "a.crt"}}, Path("web.yml"))
 Traceback (most recent call last):
 ...
-monitor.webconfig.WebConfigError: web.yml: tls_server_config.cert_fil: unknown key (valid keys: cert_file, ...)
+monitor.export.webconfig.WebConfigError: web.yml: tls_server_config.cert_fil: unknown key (valid keys: cert_file, ...)
 """
 
 from __future__ import annotations

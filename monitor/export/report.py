@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.drift import tested_features
+from monitor.evaluate.drift import tested_features
 from monitor.pipeline import Evaluation, Pipeline
-from monitor.vocabulary import MISSING
+from monitor.state.vocabulary import MISSING
 
 __all__ = [
     "LIBRARY_FILE",

@@ -8,7 +8,7 @@ created (and again after a restore, so that editing the file and restarting
 takes the new reference). Drift is evaluated only against a complete reference.
 
 >>> import numpy as np
->>> from monitor.windows import Column
+>>> from monitor.state.windows import Column
 >>> reference = Reference(2, {"timestamp_ms": Column(np.float64), "feature.x": Column(np.float64)})
 >>> reference.offer({"timestamp_ms": np.array([1.0, 2.0, 3.0]), "feature.x": np.array([0.5, 0.7, 0.9])})
 >>> reference.complete, len(reference), reference.newest_ms
@@ -25,10 +25,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from monitor.events import Invalid, decode
-from monitor.sources import Record
-from monitor.sources.file import JsonlSource
-from monitor.windows import Column, Window
+from monitor.ingest import Record
+from monitor.ingest.events import Invalid, decode
+from monitor.ingest.file import JsonlSource
+from monitor.state.windows import Column, Window
 
 __all__ = ["Reference", "ReferenceFileError", "read_reference_file", "reference_records"]
 
@@ -113,7 +113,7 @@ def reference_records(
     events' own bytes, so it decodes exactly as they did. Records keep their
     order in the stream.
 
-    >>> from monitor.sources import Record
+    >>> from monitor.ingest import Record
     >>> lines = [b'{"request_id": "%d", "timestamp": %d, "model": "bot"}' % (i, 1_700_000_000 + i) for i in range(5)]
     >>> records = [Record(line, "t", 0, i) for i, line in enumerate(lines)] + [Record(b"junk", "t", 0, 5)]
     >>> [record.offset for record in reference_records([records], 10_000, size=2, last=True)]

@@ -29,13 +29,20 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from detectors.results import QualityResult
-from monitor.checkpointer import Checkpointer
-from monitor.histogram import Histogram
+from monitor.export.report import (
+    LIBRARY_FILE,
+    DriftReports,
+    ReportBusy,
+    ReportFailed,
+    ReportUnavailable,
+    evidently_library,
+)
+from monitor.export.server import HttpServer, Request, Response
+from monitor.export.webconfig import WebConfig
 from monitor.pipeline import Pipeline
-from monitor.report import LIBRARY_FILE, DriftReports, ReportBusy, ReportFailed, ReportUnavailable, evidently_library
-from monitor.server import HttpServer, Request, Response
-from monitor.vocabulary import OTHER
-from monitor.webconfig import WebConfig
+from monitor.run.checkpointer import Checkpointer
+from monitor.state.histogram import Histogram
+from monitor.state.vocabulary import OTHER
 
 __all__ = [
     "ConsumerLagCollector",
@@ -347,12 +354,12 @@ def exposition(registry: CollectorRegistry) -> bytes:
 
 
 class MetricsServer:
-    """HTTP endpoints for Prometheus and Kubernetes, in a background thread (:class:`~monitor.server.HttpServer`).
+    """HTTP endpoints for Prometheus and Kubernetes, served in a thread by :class:`~monitor.export.server.HttpServer`.
 
     ``/metrics`` is the exposition (gzipped or OpenMetrics when the scraper
     asks); ``/healthz`` answers 200 while the process serves; ``/readyz``
     answers 200 when ``ready()`` returns true, else 503. With ``report`` (a
-    :class:`~monitor.report.DriftReports`), ``/report?model=NAME`` answers the
+    :class:`~monitor.export.report.DriftReports`), ``/report?model=NAME`` answers the
     model's drift report with its Content-Security-Policy, 404 with the
     reason when there is none, 503 with ``Retry-After`` while a page is being
     drawn; ``/report/evidently-VERSION.js`` is the script the pages load.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from monitor.sources import Record
+from monitor.ingest import Record
 
 __all__ = ["JsonlDeadLetters", "JsonlSource", "write_jsonl"]
 

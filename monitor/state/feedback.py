@@ -24,7 +24,7 @@ digest of it, so that an id costs the window, the index and the pending table
 at most 64 bytes of text whatever a producer sends.
 
 >>> import numpy as np
->>> from monitor.windows import Column, Window
+>>> from monitor.state.windows import Column, Window
 >>> columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS}
 >>> window = Window(3, {**columns, **{name: Column(object, missing=None) for name in ID_COLUMNS}})
 >>> join = FeedbackJoin(ttl_ms=60_000, max_pending=10, reference_size=0)
@@ -49,8 +49,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from monitor.histogram import Histogram
-from monitor.windows import Column, Window
+from monitor.state.histogram import Histogram
+from monitor.state.windows import Column, Window
 
 __all__ = [
     "FEEDBACK_COLUMNS",

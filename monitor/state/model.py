@@ -1,7 +1,7 @@
 """Per-model state: each model's window, traffic counters and category vocabularies.
 
 :class:`ModelState` turns a batch of validated events of one model into
-column arrays and appends them to its :class:`~monitor.windows.Window`;
+column arrays and appends them to its :class:`~monitor.state.windows.Window`;
 :class:`ModelStates` finds (or creates, for ``"*"``) the state of each model,
 folding models past ``limits.max_models`` into one :data:`OTHER` state so that
 memory and label cardinality stay bounded.
@@ -29,13 +29,13 @@ import msgspec
 import numpy as np
 
 from detectors.text_descriptors import TextDescriptors
-from monitor.changes import ChangeWatch
 from monitor.config import Config, FeatureConfig, ModelConfig
-from monitor.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values, join_key, join_keys
-from monitor.histogram import MAX_COUNT, Histogram
-from monitor.reference import Reference, read_reference_file
-from monitor.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
-from monitor.windows import Column, Window
+from monitor.state.changes import ChangeWatch
+from monitor.state.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values, join_key, join_keys
+from monitor.state.histogram import MAX_COUNT, Histogram
+from monitor.state.reference import Reference, read_reference_file
+from monitor.state.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
+from monitor.state.windows import Column, Window
 
 __all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates", "text_descriptors"]
 
@@ -63,7 +63,7 @@ class ModelState:
     """Everything kept for one model between evaluations.
 
     ``n_events`` grows by one per event; ``n_tokens`` adds each event's counts (each at most 2**53, the
-    decoder's bound) and saturates at :data:`~monitor.histogram.MAX_COUNT`, so that a checkpoint can
+    decoder's bound) and saturates at :data:`~monitor.state.histogram.MAX_COUNT`, so that a checkpoint can
     always store it.
     """
 

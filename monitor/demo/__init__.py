@@ -1,0 +1,1 @@
+"""``driftwarden demo``: synthetic traffic through an embedded broker into the real daemon."""

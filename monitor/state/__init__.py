@@ -1,0 +1,1 @@
+"""What the daemon keeps per model between events: windows, histograms, vocabularies, feedback, references."""
