@@ -21,7 +21,7 @@ import yaml
 
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import ConsumerLagCollector, build_registry
+from monitor.export.collectors import ConsumerLagCollector, Exports, PipelineCollector
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from tests.components import require
@@ -137,8 +137,10 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
         pipeline.apply(records[start : start + 7])
     pipeline.evaluate(pipeline.watermark_ms)
     # `driftwarden run` registers the consumer lag and the alerts beside the pipeline (monitor/run/daemon.py).
-    alerting = Alerting(config, lambda: registry.collect())
-    registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("llm-events", 0): 3}), AlertsCollector(alerting))
+    exports = Exports(PipelineCollector(pipeline), ConsumerLagCollector(lambda: {("llm-events", 0): 3}))
+    alerting = Alerting(config, exports.samples)
+    exports.add(AlertsCollector(alerting))
+    registry = exports.registry
     alerting.tick(pipeline, pipeline.watermark_ms)
 
     series: dict[str, dict[str, set[str]]] = {}

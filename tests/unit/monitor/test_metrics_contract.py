@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, build_registry, exposition
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, PipelineCollector, exposition
 from monitor.export.metrics import METRICS
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
@@ -54,11 +54,11 @@ def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     pipeline = Pipeline(config)
     pipeline.restore(saved)
     pipeline.apply(_events())
-    registry = None
-    alerting = Alerting(config, lambda: registry.collect())
     daemon = DaemonCollector(Checkpointer(CheckpointStore(tmp_path), pipeline.snapshot, "f"), lambda: 0)
-    lag = ConsumerLagCollector(lambda: {("t", 0): 0})
-    registry = build_registry(pipeline, lag, daemon, AlertsCollector(alerting))
+    exports = Exports(PipelineCollector(pipeline), ConsumerLagCollector(lambda: {("t", 0): 0}), daemon)
+    alerting = Alerting(config, exports.samples)
+    exports.add(AlertsCollector(alerting))
+    registry = exports.registry
     pipeline.evaluate(pipeline.watermark_ms)
     alerting.tick(pipeline, pipeline.watermark_ms)
 
