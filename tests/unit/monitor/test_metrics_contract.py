@@ -1,17 +1,18 @@
-"""``monitor.export.metrics.METRICS`` (what alert rules are checked against) is exactly what a daemon exports:
+"""``monitor.export.metrics`` (what alert rules are checked against) is exactly what a daemon exports:
 every series a fully configured pipeline, its alerting, the consumer lag and the daemon's checkpoints yield, with
-the same labels."""
+the same labels; and the README's metrics table is the spec's."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, PipelineCollector, exposition
-from monitor.export.metrics import METRICS
+from monitor.export.metrics import METRICS, SPEC, readme_table
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointStore
@@ -77,3 +78,15 @@ def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     # One job, queued and not yet published; the statuses it has not reached are there at 0, so increase() will
     # see the first job that reaches them.
     assert jobs == {("bot", "queued"): 1, ("bot", "published"): 0, ("bot", "acknowledged"): 0, ("bot", "failed"): 0}
+
+
+def test_the_readme_table_is_the_spec():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert readme_table() in readme, "regenerate the README's table with `python3 -m monitor.export.metrics`"
+
+
+def test_the_spec_names_each_family_once_with_a_help_text():
+    names = [spec.name for spec in SPEC]
+    assert len(names) == len(set(names))
+    assert all(spec.help.endswith(".") for spec in SPEC)
+    assert all(spec.name.endswith("_total") == (spec.type == "counter") for spec in SPEC)
