@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from monitor.config import Config, parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, PipelineCollector
@@ -27,7 +25,7 @@ from monitor.run.checkpoint import CheckpointStore
 from monitor.run.checkpointer import Checkpointer
 from tests.conftest import DATA
 
-__all__ = ["EVALUATED_AT_MS", "GOLDEN", "golden_config", "golden_pipeline", "golden_registry"]
+__all__ = ["EVALUATED_AT_MS", "GOLDEN", "golden_config", "golden_exports", "golden_pipeline"]
 
 GOLDEN = DATA / "golden.prom"
 EVALUATED_AT_MS = 1_772_366_460_000.0  # the injected clock: 2026-03-01T12:01:00Z
@@ -68,8 +66,8 @@ def golden_pipeline(config: Config, records: list[Record]) -> Pipeline:
     return pipeline
 
 
-def golden_registry(config: Config, pipeline: Pipeline) -> CollectorRegistry:
-    """``pipeline`` evaluated at :data:`EVALUATED_AT_MS`, its rules run, in a registry as the daemon builds it."""
+def golden_exports(config: Config, pipeline: Pipeline) -> Exports:
+    """``pipeline`` evaluated at :data:`EVALUATED_AT_MS`, its rules run, in collectors as the daemon builds them."""
     checkpointer = Checkpointer(CheckpointStore(config.state.dir), pipeline.snapshot, "golden")
     checkpointer.n_checkpoints.update(CHECKPOINTS)
     exports = Exports(
@@ -81,4 +79,4 @@ def golden_registry(config: Config, pipeline: Pipeline) -> CollectorRegistry:
     exports.add(AlertsCollector(alerting))
     pipeline.evaluate(now_ms=EVALUATED_AT_MS)
     alerting.tick(pipeline, EVALUATED_AT_MS)
-    return exports.registry
+    return exports

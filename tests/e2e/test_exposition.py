@@ -17,13 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.export.collectors import MetricsServer
 from monitor.export.metrics import SPEC
-from tests.golden import GOLDEN, golden_config, golden_pipeline, golden_registry
+from tests.golden import GOLDEN, golden_config, golden_exports, golden_pipeline
 
 
 @pytest.fixture
 def served(golden_records, tmp_path):
     config = golden_config(tmp_path)
-    registry = golden_registry(config, golden_pipeline(config, golden_records))
+    registry = golden_exports(config, golden_pipeline(config, golden_records)).registry
     ready = {"value": False}
     server = MetricsServer(registry, ready=lambda: ready["value"]).start()
     yield server, ready

@@ -31,8 +31,10 @@ class Exported:
 
     def __init__(self, **shares: float):
         self.shares = shares
+        self.asked: list[tuple] = []  # (models, names) of each read
 
     def samples(self, models: Collection[str] | None, names: Collection[str]) -> list[Sample]:
+        self.asked.append((models, set(names)))
         return [Sample("driftwarden_drift_share", {"model": model}, share) for model, share in self.shares.items()]
 
 
@@ -92,6 +94,18 @@ def test_a_tick_for_some_models_leaves_the_context_of_the_others_out(tmp_path, e
 
     assert [alert.annotations["summary"] for alert in alerts] == ["a 10", "b "]
     assert alerting.tick(evaluations("a", "b"), 0, models=set()) == []
+
+
+def test_a_tick_reads_the_samples_of_its_models_and_of_the_rules_metrics_only(tmp_path, exported):
+    other = {"name": "Lag", "metric": "consumer_lag", "op": ">", "threshold": 1000}
+    alerting = Alerting(make_config(tmp_path, rules=[RULE, other]), exported.samples, deliver=False)
+    alerting.tick(evaluations("a", "b"), 0, models={"a"})
+    assert exported.asked == [({"a"}, {"driftwarden_drift_share", "driftwarden_consumer_lag"})]
+    # A rule that sets the model label moves series to that model: it reads every model's.
+    moved = {**other, "labels": {"model": "a"}}
+    alerting = Alerting(make_config(tmp_path, rules=[RULE, moved]), exported.samples, deliver=False)
+    alerting.tick(evaluations("a", "b"), 0, models={"a"})
+    assert exported.asked[-1][0] is None
 
 
 # -- nothing lost to a full disk ---------------------------------------------------------------------------------

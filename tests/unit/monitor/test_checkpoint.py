@@ -31,7 +31,7 @@ from monitor.run.checkpoint import Checkpoint, CheckpointError, CheckpointStore,
 from monitor.state.model import ModelStates
 from monitor.state.windows import Column, Window
 from tests.conftest import DATA
-from tests.golden import GOLDEN, golden_config, golden_pipeline, golden_registry
+from tests.golden import GOLDEN, golden_config, golden_exports, golden_pipeline
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_CONFIG = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text())
@@ -139,9 +139,9 @@ def test_the_golden_events_restored_from_a_checkpoint_still_render_the_golden_ex
     original = golden_pipeline(config, golden_records)
     restored = _through_disk(original, tmp_path / "checkpoint")
     golden = GOLDEN.read_text()
-    assert exposition(golden_registry(config, original)).decode() == golden
+    assert exposition(golden_exports(config, original).registry).decode() == golden
     # The restore resets nothing this time: the scenario's state reset (support-bot's older config) is gone.
-    after = exposition(golden_registry(golden_config(tmp_path / "restored"), restored)).decode()
+    after = exposition(golden_exports(golden_config(tmp_path / "restored"), restored).registry).decode()
     reset = "driftwarden_state_reset{"
     assert after.splitlines() == [line for line in golden.splitlines() if not line.startswith(reset)]
 

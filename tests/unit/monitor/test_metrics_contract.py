@@ -17,6 +17,7 @@ from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointStore
 from monitor.run.checkpointer import Checkpointer
+from tests.golden import golden_config, golden_exports, golden_pipeline
 
 CONFIG = {
     "windows": {"size": 50, "min_samples": 5},
@@ -90,3 +91,27 @@ def test_the_spec_names_each_family_once_with_a_help_text():
     assert len(names) == len(set(names))
     assert all(spec.help.endswith(".") for spec in SPEC)
     assert all(spec.name.endswith("_total") == (spec.type == "counter") for spec in SPEC)
+
+
+def test_the_rules_read_the_values_the_exposition_shows_model_by_model(tmp_path, golden_records):
+    """The typed samples the alerting reads and the families Prometheus scrapes come from the same readings."""
+    config = golden_config(tmp_path)
+    exports = golden_exports(config, golden_pipeline(config, golden_records))
+    scraped = {
+        (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for family in text_string_to_metric_families(exposition(exports.registry).decode())
+        for sample in family.samples
+        if not sample.name.endswith("_bucket")
+    }
+
+    def read(models=None, names=None) -> set:
+        return {(s.name, tuple(sorted(s.labels.items())), float(s.value)) for s in exports.samples(models, names)}
+
+    def model_of(sample: tuple) -> str:
+        return dict(sample[1]).get("model", "")
+
+    assert read() == scraped
+    for model in ("support-bot", "summarizer", ""):
+        assert read({model}) == {sample for sample in scraped if model_of(sample) == model}, model
+    lag = {"driftwarden_consumer_lag"}
+    assert read({""}, lag) == {sample for sample in scraped if sample[0] in lag} != set()
