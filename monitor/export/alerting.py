@@ -303,7 +303,7 @@ class AlertsCollector(SpecCollector):
     would hide its first job from ``increase()``.
     """
 
-    metrics = (contract.ALERTS_FIRING, contract.RETRAINING_JOBS)
+    metrics = contract.ALERTING
 
     def __init__(self, alerting: Alerting):
         self.alerting = alerting

@@ -156,15 +156,7 @@ def samples(readings: Iterable[Reading], models: Collection[str] | None = None) 
 class PipelineCollector(SpecCollector):
     """The contract's families read from a :class:`~monitor.pipeline.Pipeline`: its counters and evaluations."""
 
-    metrics = (
-        contract.EVENTS, contract.EVENTS_INVALID, contract.EVENTS_UNMONITORED, contract.TOKENS,
-        contract.LABEL_VALUES_DROPPED, contract.CHANGES, contract.REFERENCE_EVENTS, contract.INTERNAL_ERRORS,
-        contract.STATE_RESET, contract.REQUEST_LATENCY, contract.TIME_TO_FIRST_TOKEN, contract.LABEL_DELAY,
-        contract.FEEDBACK_PENDING, contract.FEEDBACK, contract.WINDOW_EVENTS, contract.WINDOW_LATENCY,
-        contract.ERROR_RATIO, contract.LAST_EVALUATION, contract.DRIFT_SCORE, contract.DRIFT_P_VALUE,
-        contract.DRIFT_THRESHOLD, contract.DRIFT_DETECTED, contract.DRIFT_SHARE, contract.REFERENCE_AGE,
-        contract.QUALITY, contract.BIAS, contract.SEGMENT_OUTCOME_RATIO, contract.SEGMENT_EVENTS,
-    )  # fmt: skip
+    metrics = contract.PIPELINE + contract.EVALUATION
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
@@ -291,7 +283,7 @@ def _drift(evaluations: dict) -> Iterator[Reading]:
 class ConsumerLagCollector(SpecCollector):
     """``driftwarden_consumer_lag`` from a callable giving messages not yet read per (topic, partition)."""
 
-    metrics = (contract.CONSUMER_LAG,)
+    metrics = contract.CONSUMER
 
     def __init__(self, lag: Callable[[], dict[tuple[str, int], int]]):
         self.lag = lag
@@ -304,7 +296,7 @@ class ConsumerLagCollector(SpecCollector):
 class DaemonCollector(SpecCollector):
     """The daemon's own health: checkpoints by outcome and dead letters that failed to send."""
 
-    metrics = (contract.CHECKPOINTS, contract.DEAD_LETTERS_FAILED)
+    metrics = contract.DAEMON
 
     def __init__(self, checkpointer: Checkpointer, n_dead_letters_failed: Callable[[], int]):
         self.checkpointer = checkpointer

@@ -27,7 +27,7 @@ from typing import Literal
 
 from monitor.state.vocabulary import OTHER
 
-__all__ = ["METRICS", "SPEC", "MetricSpec", "readme_table"]
+__all__ = ["ALERTING", "CONSUMER", "DAEMON", "EVALUATION", "METRICS", "PIPELINE", "SPEC", "MetricSpec", "readme_table"]
 
 
 @dataclass(frozen=True)
@@ -272,15 +272,21 @@ RETRAINING_JOBS = MetricSpec(
     "every status of every evaluated model starts at 0, so `increase()` sees the first job",
 )
 
-#: Every family, in the order a daemon's exposition shows them.
-SPEC: tuple[MetricSpec, ...] = (
+#: The families by where they come from, each in the order of the exposition.
+PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
     EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, TOKENS, LABEL_VALUES_DROPPED, CHANGES, REFERENCE_EVENTS,
     INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
+)  # fmt: skip
+EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,
     DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_DETECTED, DRIFT_SHARE, REFERENCE_AGE,
     QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS,
-    CONSUMER_LAG, CHECKPOINTS, DEAD_LETTERS_FAILED, ALERTS_FIRING, RETRAINING_JOBS,
 )  # fmt: skip
+CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
+DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters
+ALERTING: tuple[MetricSpec, ...] = (ALERTS_FIRING, RETRAINING_JOBS)  # the rule engine and the retraining ledger
+#: Every family, in the order a daemon's exposition shows them.
+SPEC: tuple[MetricSpec, ...] = PIPELINE + EVALUATION + CONSUMER + DAEMON + ALERTING
 
 #: What rules can read: every sample name of the contract, with its label names.
 METRICS: dict[str, tuple[str, ...]] = {name: spec.labels for spec in SPEC for name in spec.sample_names}
