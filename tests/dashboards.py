@@ -12,7 +12,17 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["DASHBOARDS", "as_prometheus_sees_it", "dashboards", "data_panels", "queries", "variable_queries"]
+from monitor.export.metrics import SPEC
+
+__all__ = [
+    "DASHBOARDS",
+    "as_prometheus_sees_it",
+    "contract_series",
+    "dashboards",
+    "data_panels",
+    "queries",
+    "variable_queries",
+]
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards" / "grafana"
 
@@ -50,6 +60,21 @@ def variable_queries(dashboard: dict) -> Iterator[tuple[str, str, str]]:
             found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["query"]["query"])
             assert found, f"{variable['name']}: not a label_values() query"
             yield variable["name"], found[1], found[2]
+
+
+def contract_series() -> dict[str, tuple[str, ...]]:
+    """Every series name of the metrics spec a query can read, with its label names (a histogram's ``_bucket``
+    with ``le``, ``_count`` and ``_sum``).
+
+    >>> contract_series()["driftwarden_request_latency_seconds_bucket"]
+    ('model', 'le')
+    """
+    series: dict[str, tuple[str, ...]] = {}
+    for spec in SPEC:
+        if spec.type == "histogram":
+            series[f"{spec.name}_bucket"] = (*spec.labels, "le")
+        series.update(dict.fromkeys(spec.sample_names, spec.labels))
+    return series
 
 
 def as_prometheus_sees_it(expr: str) -> str:

@@ -1,7 +1,9 @@
 """The daemon's alerting: rules evaluated on the exported samples after each tick, alerts routed to sinks.
 
 :class:`Alerting` reads the same series a scrape does (any exported metric
-can carry a rule), runs :class:`alerts.rules.RuleEngine` at the tick's event
+can carry a rule), as typed samples read straight from the collectors
+(:meth:`monitor.export.collectors.Exports.samples`: the evaluated models'
+series only, of the metrics the rules name), runs :class:`alerts.rules.RuleEngine` at the tick's event
 time, and hands each alert to the sinks its rule names (Alertmanager,
 webhook, log: through a persistent outbox, delivered and retried by a
 scheduler job) and, for ``retrain``, asks the retraining queue for a job
@@ -33,8 +35,6 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from alerts.alert import Alert
 from alerts.retraining import RetrainingQueue
 from alerts.rules import RuleEngine, Sample
@@ -44,9 +44,15 @@ from alerts.sinks.log import LogSink
 from alerts.sinks.outbox import Outbox
 from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config
+from monitor.export import metrics as contract
+from monitor.export.collectors import Reading, SpecCollector
 from monitor.pipeline import Pipeline
 
-__all__ = ["AlertsCollector", "Alerting"]
+__all__ = ["AlertsCollector", "Alerting", "ReadSamples"]
+
+#: Where the rules' samples come from: ``(models, names)`` -> the samples of those models (None: all; ``""``:
+#: series without a model label) with those sample names (:meth:`~monitor.export.collectors.Exports.samples`).
+ReadSamples = Callable[[Collection[str] | None, Collection[str]], Iterable[Sample]]
 
 log = logging.getLogger("driftwarden.alerts")
 
@@ -57,13 +63,16 @@ class Alerting:
     def __init__(
         self,
         config: Config,
-        collect: Callable[[], Iterable[Metric]],
+        samples: ReadSamples,
         deliver: bool = True,
         publish: Callable[..., None] | None = None,
     ):
         self.config = config
-        self.collect = collect
+        self.samples = samples
         self.engine = RuleEngine(rule.rule() for rule in config.alerts.rules)
+        self._read = {rule.metric for rule in self.engine.rules}  # the only samples a tick needs
+        # A rule that sets a series' model label moves it to that model: such a rule reads every model's series.
+        self._relabels = any("model" in rule.labels for rule in self.engine.rules)
         self.lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.retraining: RetrainingQueue | None = None
@@ -109,10 +118,10 @@ class Alerting:
         keeps its own clock: ``for`` and the retraining cooldown are measured
         on the ``now_ms`` passed for that model. None evaluates every model.
         """
-        if not self.engine.rules:  # nothing to evaluate: spare the tick a scrape's worth of samples
+        if not self.engine.rules:  # nothing to evaluate: spare the tick the samples
             return []
         wanted = None if models is None else set(models)
-        samples = [Sample(s.name, s.labels, s.value) for family in self.collect() for s in family.samples]
+        samples = list(self.samples(None if self._relabels else wanted, self._read))
         context = {
             model: self._context(model, evaluation)
             for model, evaluation in pipeline.evaluations.items()
@@ -287,37 +296,32 @@ def _decode(document: list | dict) -> Alert | _JobRequest:
     return _JobRequest(**{**document, "alerts": tuple(_decode(alert) for alert in document["alerts"])})
 
 
-class AlertsCollector:
+class AlertsCollector(SpecCollector):
     """``driftwarden_alerts_firing`` from the rule engine and ``driftwarden_retraining_jobs_total`` from the ledger.
 
     Every status of every evaluated model is yielded, 0 until a job reaches it: a counter born at 1
     would hide its first job from ``increase()``.
     """
 
+    metrics = contract.ALERTING
+
     def __init__(self, alerting: Alerting):
         self.alerting = alerting
 
-    def collect(self) -> list[Metric]:
-        firing = GaugeMetricFamily(
-            "driftwarden_alerts_firing", "Alerts firing now, by rule.", labels=["alertname", "model", "severity"]
-        )
+    def readings(self, models: Collection[str] | None = None) -> list[Reading]:
         with self.alerting.lock:
             counts = self.alerting.engine.firing_by()
-        for labels, count in sorted(counts.items()):
-            firing.add_metric(list(labels), count)
-        jobs = CounterMetricFamily(
-            "driftwarden_retraining_jobs",
-            "Retraining jobs that reached each status (queued counts every job; published includes acknowledged).",
-            labels=["model", "status"],
-        )
+        readings = [Reading(contract.ALERTS_FIRING, labels, count) for labels, count in sorted(counts.items())]
         if self.alerting.retraining is not None:
             reached = _reached(self.alerting.retraining.counts())
             with self.alerting.lock:
-                models = self.alerting.evaluated_models | {model for model, _ in reached}
-            for model in sorted(models):
-                for status in _REACHED:
-                    jobs.add_metric([model, status], reached.get((model, status), 0))
-        return [firing, jobs]
+                evaluated = self.alerting.evaluated_models | {model for model, _ in reached}
+            readings += (
+                Reading(contract.RETRAINING_JOBS, (model, status), reached.get((model, status), 0))
+                for model in sorted(evaluated)
+                for status in _REACHED
+            )
+        return readings
 
 
 def _reached(current: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:

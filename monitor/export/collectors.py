@@ -7,6 +7,11 @@ and the counters are plain numbers a checkpoint can carry across a restart.
 Units become Prometheus' own here and only here: milliseconds inside the
 code, seconds on the wire. Nothing touches the global registry.
 
+Each collector reads its series once, as :class:`Reading` s of the families
+of :mod:`monitor.export.metrics`, and those readings become both the
+Prometheus families and the typed samples the alert rules read
+(:class:`Exports`): names, help texts and labels come from the spec only.
+
 >>> from monitor.config import parse_config
 >>> from monitor.pipeline import Pipeline
 >>> registry = build_registry(Pipeline(parse_config({})))
@@ -19,16 +24,19 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from alerts.rules import Sample
 from detectors.results import QualityResult
+from monitor.export import metrics as contract
+from monitor.export.metrics import MetricSpec
 from monitor.export.report import (
     LIBRARY_FILE,
     DriftReports,
@@ -42,156 +50,184 @@ from monitor.export.webconfig import WebConfig
 from monitor.pipeline import Pipeline
 from monitor.run.checkpointer import Checkpointer
 from monitor.state.histogram import Histogram
-from monitor.state.vocabulary import OTHER
 
 __all__ = [
+    "Buckets",
     "ConsumerLagCollector",
     "DaemonCollector",
+    "Exports",
     "MetricsServer",
     "PipelineCollector",
+    "Reading",
+    "SpecCollector",
     "build_registry",
+    "families",
+    "samples",
     "exposition",
     "write_exposition",
 ]
 
 
-class PipelineCollector:
-    """Yields the metrics contract's families from a :class:`~monitor.pipeline.Pipeline`."""
+class Buckets(NamedTuple):
+    """A histogram's reading: cumulative counts by upper bound (seconds, ``+Inf`` last) and the sum (seconds)."""
+
+    counts: list[tuple[str, float]]
+    sum: float
+
+
+class Reading(NamedTuple):
+    """One series of the contract as a collector reads it: its family, its label values, its value."""
+
+    metric: MetricSpec
+    labels: tuple[str, ...]
+    value: float | Buckets
+
+
+class SpecCollector:
+    """A collector of families of the contract: every family of :attr:`metrics`, filled from :meth:`readings`.
+
+    Prometheus gets the families (:meth:`collect`), the alert rules typed
+    samples of the same readings (:func:`samples`), so the two cannot
+    disagree. ``models`` lets a collector skip other models' series (it may
+    yield them anyway: :func:`samples` filters); ``""`` stands for series
+    without a ``model`` label.
+    """
+
+    metrics: tuple[MetricSpec, ...] = ()
+
+    def readings(self, models: Collection[str] | None = None) -> Iterable[Reading]:
+        raise NotImplementedError
+
+    def collect(self) -> list[Metric]:
+        return families(self.metrics, self.readings())
+
+
+_Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
+_FAMILIES: dict[str, type[_Family]] = {
+    "counter": CounterMetricFamily,
+    "gauge": GaugeMetricFamily,
+    "histogram": HistogramMetricFamily,
+}
+
+
+def families(metrics: Iterable[MetricSpec], readings: Iterable[Reading]) -> list[Metric]:
+    """The Prometheus families of ``metrics`` (each one, with samples or without), filled from ``readings``.
+
+    >>> from monitor.export.metrics import DRIFT_SHARE
+    >>> [family] = families([DRIFT_SHARE], [Reading(DRIFT_SHARE, ("bot",), 0.5)])
+    >>> family.name, family.documentation == DRIFT_SHARE.help, family.samples[0].value
+    ('driftwarden_drift_share', True, 0.5)
+    """
+    built: dict[MetricSpec, _Family] = {
+        spec: _FAMILIES[spec.type](spec.name, spec.help, labels=list(spec.labels)) for spec in metrics
+    }
+    for metric, labels, value in readings:
+        family = built[metric]  # a reading outside the collector's families is a bug: KeyError
+        if isinstance(family, HistogramMetricFamily):
+            assert isinstance(value, Buckets), metric.name
+            family.add_metric(list(labels), value.counts, sum_value=value.sum)
+        else:
+            assert not isinstance(value, Buckets), metric.name
+            family.add_metric(list(labels), value)
+    return list(built.values())
+
+
+def samples(readings: Iterable[Reading], models: Collection[str] | None = None) -> Iterator[Sample]:
+    """The rules' samples of ``readings`` (a histogram's ``_count`` and ``_sum``) of ``models`` (None: all).
+
+    >>> from monitor.export.metrics import LABEL_DELAY
+    >>> list(samples([Reading(LABEL_DELAY, ("bot",), Buckets([("1.0", 2), ("+Inf", 3)], 4.5))], models={"bot"}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [Sample(name='driftwarden_label_delay_seconds_count', labels={'model': 'bot'}, value=3),
+     Sample(name='driftwarden_label_delay_seconds_sum', labels={'model': 'bot'}, value=4.5)]
+    """
+    for metric, values, value in readings:
+        labels = dict(zip(metric.labels, values))
+        if models is not None and labels.get("model", "") not in models:
+            continue
+        if isinstance(value, Buckets):
+            count, total = metric.sample_names
+            yield Sample(count, labels, value.counts[-1][1])
+            yield Sample(total, dict(labels), value.sum)
+        else:
+            yield Sample(metric.name, labels, value)
+
+
+class PipelineCollector(SpecCollector):
+    """The contract's families read from a :class:`~monitor.pipeline.Pipeline`: its counters and evaluations."""
+
+    metrics = contract.PIPELINE + contract.EVALUATION
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
 
-    def collect(self) -> list[Metric]:
+    def readings(self, models: Collection[str] | None = None) -> list[Reading]:
+        """The series of ``models`` (None: all), those without a model label when ``""`` is among them."""
         pipeline = self.pipeline
         with pipeline.lock:  # one consistent snapshot, built before the scrape writes anything
-            states = list(pipeline.states)
-            families = [
-                *self._counters(states),
-                _histogram(
-                    "driftwarden_request_latency_seconds",
-                    "End-to-end latency of model calls.",
-                    ((state.name, state.latency) for state in states),
-                ),
-                _histogram(
-                    "driftwarden_time_to_first_token_seconds",
-                    "Time to the first token of streamed model calls.",
-                    ((state.name, state.ttft) for state in states),
-                ),
-                _histogram(
-                    "driftwarden_label_delay_seconds",
-                    "Time from a model call to its feedback (0 when the feedback came first), observed at the join.",
-                    ((state.name, state.join.delay) for state in states),
-                ),
-                *_feedback(states),
-            ]
+            states = [state for state in pipeline.states if models is None or state.name in models]
+            readings = [*_state(states), *_feedback(states)]
+            readings += (
+                Reading(contract.STATE_RESET, (model, reason), 1)
+                for model, reason in pipeline.states.resets.items()
+                if models is None or model in models
+            )
+            if models is None or "" in models:
+                readings += _process(pipeline)
         evaluations = pipeline.evaluations
-        return families + [*self._evaluations(evaluations), *_drift(evaluations), *_quality(evaluations)]
-
-    def _counters(self, states: list) -> Iterator[Metric]:
-        pipeline = self.pipeline
-        events = CounterMetricFamily(
-            "driftwarden_events", "Valid events consumed, by model and type.", labels=["model", "type"]
-        )
-        tokens = CounterMetricFamily("driftwarden_tokens", "Tokens used by model calls.", labels=["model", "direction"])
-        for state in states:
-            for kind, count in state.n_events.items():
-                events.add_metric([state.name, kind], count)
-            for direction, count in state.n_tokens.items():
-                tokens.add_metric([state.name, direction], count)
-        invalid = CounterMetricFamily(
-            "driftwarden_events_invalid", "Events rejected and dead-lettered, by reason.", labels=["reason"]
-        )
-        for reason, count in pipeline.n_invalid.items():
-            invalid.add_metric([reason], count)
-        unmonitored = CounterMetricFamily(
-            "driftwarden_events_unmonitored", "Valid events of models that no config entry monitors."
-        )
-        unmonitored.add_metric([], pipeline.states.n_unmonitored_events)
-        dropped = CounterMetricFamily(
-            "driftwarden_label_values_dropped",
-            f"Observations whose label value was folded into {OTHER} by a cardinality cap "
-            "(metric '*' is every per-model metric).",
-            labels=["metric", "label"],
-        )
-        dropped.add_metric(["*", "model"], pipeline.states.n_folded_events)
-        changes = CounterMetricFamily(
-            "driftwarden_changes",
-            "Changes found by the online change detector in a window summary (latency_p50, latency_p95, "
-            "error_ratio), one per detection: alert on increase().",
-            labels=["model", "metric", "method"],
-        )
-        reference_events = GaugeMetricFamily(
-            "driftwarden_reference_events",
-            "Events in the model's drift reference (a warm-up reference is complete at its configured size).",
-            labels=["model"],
-        )
-        for state in states:
-            reference_events.add_metric([state.name], len(state.reference))
-            for signal, count in state.changes.n_changes.items():
-                changes.add_metric([state.name, signal, state.changes.method], count)
-        internal = CounterMetricFamily(
-            "driftwarden_internal_errors",
-            "Exceptions caught where a bug would have stopped the daemon, by stage (ingest counts the events "
-            "dropped, evaluate and alerts the model evaluations or rule runs that failed); the log has the trace.",
-            labels=["stage"],
-        )
-        for stage, count in pipeline.n_internal_errors.items():
-            internal.add_metric([stage], count)
-        resets = GaugeMetricFamily(
-            "driftwarden_state_reset",
-            "1 for a model whose saved state was not restored at this start, by reason: config_changed (its "
-            "config shapes its state differently now) or unreadable (the saved state did not fit).",
-            labels=["model", "reason"],
-        )
-        for model, reason in pipeline.states.resets.items():
-            resets.add_metric([model, reason], 1)
-        yield from (events, invalid, unmonitored, tokens, dropped, changes, reference_events, internal, resets)
-
-    def _evaluations(self, evaluations: dict) -> Iterator[Metric]:
-        window_events = GaugeMetricFamily(
-            "driftwarden_window_events", "Inference events in the latest evaluated window.", labels=["model"]
-        )
-        quantiles = GaugeMetricFamily(
-            "driftwarden_window_latency_seconds",
-            "Latency quantiles over the latest evaluated window.",
-            labels=["model", "quantile"],
-        )
-        error_ratio = GaugeMetricFamily(
-            "driftwarden_error_ratio", "Share of failed calls in the latest evaluated window.", labels=["model"]
-        )
-        evaluated_at = GaugeMetricFamily(
-            "driftwarden_last_evaluation_timestamp_seconds",
-            "When each model was last evaluated (event time in replay).",
-            labels=["model"],
-        )
-        for model, evaluation in evaluations.items():
-            window_events.add_metric([model], evaluation.window_events)
-            evaluated_at.add_metric([model], evaluation.evaluated_at_ms / 1000.0)
-            traffic = evaluation.traffic
-            if traffic is None:
-                continue
-            error_ratio.add_metric([model], traffic.error_ratio)
-            for quantile, value_ms in traffic.latency_quantiles_ms:
-                quantiles.add_metric([model, str(quantile)], value_ms / 1000.0)
-        yield from (window_events, quantiles, error_ratio, evaluated_at)
+        if models is not None:
+            evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
+        return readings + [*_evaluations(evaluations), *_drift(evaluations), *_quality(evaluations)]
 
 
-def _feedback(states: list) -> Iterator[Metric]:
-    pending = GaugeMetricFamily(
-        "driftwarden_feedback_pending", "Feedback events waiting for their model call.", labels=["model"]
-    )
-    outcomes = CounterMetricFamily(
-        "driftwarden_feedback",
-        "Feedback events by what became of them: joined to their call, expired after label_ttl, "
-        "or dropped from a full pending table.",
-        labels=["model", "result"],
-    )
+def _process(pipeline: Pipeline) -> Iterator[Reading]:
+    """The pipeline's series without a model label."""
+    for reason, count in pipeline.n_invalid.items():
+        yield Reading(contract.EVENTS_INVALID, (reason,), count)
+    yield Reading(contract.EVENTS_UNMONITORED, (), pipeline.states.n_unmonitored_events)
+    yield Reading(contract.LABEL_VALUES_DROPPED, ("*", "model"), pipeline.states.n_folded_events)
+    for stage, count in pipeline.n_internal_errors.items():
+        yield Reading(contract.INTERNAL_ERRORS, (stage,), count)
+
+
+def _state(states: list) -> Iterator[Reading]:
+    """Each model's counters and histograms."""
+    for state in states:
+        for kind, count in state.n_events.items():
+            yield Reading(contract.EVENTS, (state.name, kind), count)
+        for direction, count in state.n_tokens.items():
+            yield Reading(contract.TOKENS, (state.name, direction), count)
+        yield Reading(contract.REFERENCE_EVENTS, (state.name,), len(state.reference))
+        for signal, count in state.changes.n_changes.items():
+            yield Reading(contract.CHANGES, (state.name, signal, state.changes.method), count)
+        yield Reading(contract.REQUEST_LATENCY, (state.name,), _buckets(state.latency))
+        yield Reading(contract.TIME_TO_FIRST_TOKEN, (state.name,), _buckets(state.ttft))
+        yield Reading(contract.LABEL_DELAY, (state.name,), _buckets(state.join.delay))
+def _feedback(states: list) -> Iterator[Reading]:
     for state in states:
         join = state.join
-        pending.add_metric([state.name], join.n_pending)
+        yield Reading(contract.FEEDBACK_PENDING, (state.name,), join.n_pending)
         for result, count in (("joined", join.n_joined), ("expired", join.n_expired), ("dropped", join.n_dropped)):
-            outcomes.add_metric([state.name, result], count)
-    yield from (pending, outcomes)
+            yield Reading(contract.FEEDBACK, (state.name, result), count)
+
+
+def _buckets(histogram: Histogram) -> Buckets:
+    """A histogram of milliseconds as Prometheus reads it, in seconds."""
+    bounds = [floatToGoString(bound / 1000.0) for bound in histogram.bounds] + ["+Inf"]
+    return Buckets(list(zip(bounds, histogram.cumulative_counts().tolist())), histogram.total / 1000.0)
+
+
+def _evaluations(evaluations: dict) -> Iterator[Reading]:
+    """Window size, traffic and time of each model's latest evaluation."""
+    for model, evaluation in evaluations.items():
+        yield Reading(contract.WINDOW_EVENTS, (model,), evaluation.window_events)
+        yield Reading(contract.LAST_EVALUATION, (model,), evaluation.evaluated_at_ms / 1000.0)
+        traffic = evaluation.traffic
+        if traffic is None:
+            continue
+        yield Reading(contract.ERROR_RATIO, (model,), traffic.error_ratio)
+        for quantile, value_ms in traffic.latency_quantiles_ms:
+            yield Reading(contract.WINDOW_LATENCY, (model, str(quantile)), value_ms / 1000.0)
 
 
 #: ``driftwarden_quality``'s metrics, from the fields of a QualityResult.
@@ -199,29 +235,8 @@ _QUALITY_METRICS = tuple(name for name in QualityResult.__dataclass_fields__ if 
 _BIAS_METRICS = ("demographic_parity_difference", "disparate_impact_ratio", "equalized_odds_difference")
 
 
-def _quality(evaluations: dict) -> Iterator[Metric]:
+def _quality(evaluations: dict) -> Iterator[Reading]:
     """Quality proxies, the accuracy estimate and fairness of each model's latest window (NaN left out)."""
-    quality = GaugeMetricFamily(
-        "driftwarden_quality",
-        "Quality of the latest window: labelled metrics (with label_coverage), label-free proxies, "
-        "and estimated_accuracy with its band.",
-        labels=["model", "metric"],
-    )
-    bias = GaugeMetricFamily(
-        "driftwarden_bias",
-        "Disparities of the outcome between an attribute's groups.",
-        labels=["model", "attribute", "metric"],
-    )
-    ratio = GaugeMetricFamily(
-        "driftwarden_segment_outcome_ratio",
-        "Share of a group's calls with the positive outcome (groups with enough calls only).",
-        labels=["model", "attribute", "group"],
-    )
-    group_events = GaugeMetricFamily(
-        "driftwarden_segment_events",
-        "Calls per group in the latest window; groups below bias.min_group_size are insufficient.",
-        labels=["model", "attribute", "group"],
-    )
     for model, evaluation in evaluations.items():
         result = evaluation.quality
         if result is None:
@@ -236,116 +251,97 @@ def _quality(evaluations: dict) -> Iterator[Metric]:
             )
         for name, value in figures.items():
             if not math.isnan(value):
-                quality.add_metric([model, name], value)
+                yield Reading(contract.QUALITY, (model, name), value)
         for attribute, fairness in result.bias.items():
             for name in _BIAS_METRICS:
                 value = getattr(fairness, name)
                 if not math.isnan(value):
-                    bias.add_metric([model, attribute, name], value)
+                    yield Reading(contract.BIAS, (model, attribute, name), value)
             for group, figures in fairness.groups.items():
-                group_events.add_metric([model, attribute, group], figures.n)
+                yield Reading(contract.SEGMENT_EVENTS, (model, attribute, group), figures.n)
                 if figures.sufficient:
-                    ratio.add_metric([model, attribute, group], figures.outcome_rate)
-    yield from (quality, bias, ratio, group_events)
+                    yield Reading(contract.SEGMENT_OUTCOME_RATIO, (model, attribute, group), figures.outcome_rate)
 
 
-def _drift(evaluations: dict) -> Iterator[Metric]:
+def _drift(evaluations: dict) -> Iterator[Reading]:
     """The latest drift evaluation of every model whose reference is complete."""
-    per_test = ["model", "feature", "method"]
-    score = GaugeMetricFamily(
-        "driftwarden_drift_score", "Drift statistic of a feature's window against its reference.", labels=per_test
-    )
-    p_value = GaugeMetricFamily(
-        "driftwarden_drift_p_value", "P-value of a feature's drift test (tests that have one).", labels=per_test
-    )
-    threshold = GaugeMetricFamily(
-        "driftwarden_drift_threshold",
-        "What the test is held to: the corrected p-value a feature must reach, or the distance it must reach.",
-        labels=per_test,
-    )
-    detected = GaugeMetricFamily(
-        "driftwarden_drift_detected",
-        "1 when the feature drifted at the latest evaluation.",
-        labels=["model", "feature"],
-    )
-    share = GaugeMetricFamily(
-        "driftwarden_drift_share", "Share of the model's tested features that drifted.", labels=["model"]
-    )
-    age = GaugeMetricFamily(
-        "driftwarden_reference_age_seconds",
-        "Event time from the reference's newest event to the latest evaluation.",
-        labels=["model"],
-    )
     for model, evaluation in evaluations.items():
         drift = evaluation.drift
         if drift is None:
             continue
-        share.add_metric([model], drift.drift_share)
-        age.add_metric([model], drift.reference_age_ms / 1000.0)
+        yield Reading(contract.DRIFT_SHARE, (model,), drift.drift_share)
+        yield Reading(contract.REFERENCE_AGE, (model,), drift.reference_age_ms / 1000.0)
         for feature, result in drift.features.items():
-            labels = [model, feature, result.method]
-            score.add_metric(labels, result.statistic)
-            threshold.add_metric(labels, result.threshold)
+            labels = (model, feature, result.method)
+            yield Reading(contract.DRIFT_SCORE, labels, result.statistic)
+            yield Reading(contract.DRIFT_THRESHOLD, labels, result.threshold)
             if result.p_value is not None:
-                p_value.add_metric(labels, result.p_value)
-            detected.add_metric([model, feature], float(result.drifted))
-    yield from (score, p_value, threshold, detected, share, age)
+                yield Reading(contract.DRIFT_P_VALUE, labels, result.p_value)
+            yield Reading(contract.DRIFT_DETECTED, (model, feature), float(result.drifted))
 
 
-def _histogram(name: str, documentation: str, series: Iterable[tuple[str, Histogram]]) -> Metric:
-    family = HistogramMetricFamily(name, documentation, labels=["model"])
-    for model, histogram in series:
-        bounds = [floatToGoString(bound / 1000.0) for bound in histogram.bounds] + ["+Inf"]
-        counts = histogram.cumulative_counts().tolist()
-        family.add_metric([model], list(zip(bounds, counts)), sum_value=histogram.total / 1000.0)
-    return family
-
-
-class ConsumerLagCollector:
+class ConsumerLagCollector(SpecCollector):
     """``driftwarden_consumer_lag`` from a callable giving messages not yet read per (topic, partition)."""
+
+    metrics = contract.CONSUMER
 
     def __init__(self, lag: Callable[[], dict[tuple[str, int], int]]):
         self.lag = lag
 
-    def collect(self) -> list[Metric]:
-        family = GaugeMetricFamily(
-            "driftwarden_consumer_lag", "Messages not yet consumed, per partition.", labels=["topic", "partition"]
-        )
+    def readings(self, models: Collection[str] | None = None) -> Iterator[Reading]:
         for (topic, partition), lag in sorted(self.lag().items()):
-            family.add_metric([topic, str(partition)], lag)
-        return [family]
+            yield Reading(contract.CONSUMER_LAG, (topic, str(partition)), lag)
 
 
-class DaemonCollector:
+class DaemonCollector(SpecCollector):
     """The daemon's own health: checkpoints by outcome and dead letters that failed to send."""
+
+    metrics = contract.DAEMON
 
     def __init__(self, checkpointer: Checkpointer, n_dead_letters_failed: Callable[[], int]):
         self.checkpointer = checkpointer
         self.n_dead_letters_failed = n_dead_letters_failed
 
-    def collect(self) -> list[Metric]:
-        checkpoints = CounterMetricFamily(
-            "driftwarden_checkpoints",
-            "Checkpoints by outcome: saved (and committed), or aborted because a sink had undelivered "
-            "messages (sink_failed) or the state could not be written (save_failed).",
-            labels=["result"],
-        )
+    def readings(self, models: Collection[str] | None = None) -> Iterator[Reading]:
         for result, count in self.checkpointer.n_checkpoints.items():
-            checkpoints.add_metric([result], count)
-        failed = CounterMetricFamily(
-            "driftwarden_dead_letters_failed",
-            "Dead-letter deliveries that failed; each is sent again, and no offset is committed past it meanwhile.",
-        )
-        failed.add_metric([], self.n_dead_letters_failed())
-        return [checkpoints, failed]
+            yield Reading(contract.CHECKPOINTS, (result,), count)
+        yield Reading(contract.DEAD_LETTERS_FAILED, (), self.n_dead_letters_failed())
 
 
-def build_registry(pipeline: Pipeline, *collectors: Collector) -> CollectorRegistry:
+class Exports:
+    """The collectors of one process, read two ways: Prometheus families and typed samples for the rules.
+
+    :attr:`registry` serves ``/metrics``; :meth:`samples` gives the alert
+    rules the same readings as :class:`~alerts.rules.Sample`, of the models
+    a tick evaluates only, and of the collectors that yield a sample the
+    rules read.
+    """
+
+    def __init__(self, *collectors: SpecCollector):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collectors: list[SpecCollector] = []
+        for collector in collectors:
+            self.add(collector)
+
+    def add(self, collector: SpecCollector) -> None:
+        self.collectors.append(collector)
+        self.registry.register(collector)
+
+    def samples(self, models: Collection[str] | None = None, names: Collection[str] | None = None) -> list[Sample]:
+        """The samples of ``models`` (None: all; ``""``: series without a model label) named in ``names``."""
+        found = []
+        for collector in self.collectors:
+            if names is not None and not any(name in names for spec in collector.metrics for name in spec.sample_names):
+                continue
+            for sample in samples(collector.readings(models), models):
+                if names is None or sample.name in names:
+                    found.append(sample)
+        return found
+
+
+def build_registry(pipeline: Pipeline, *collectors: SpecCollector) -> CollectorRegistry:
     """A fresh registry holding the pipeline's collector and any others (the daemon adds consumer lag)."""
-    registry = CollectorRegistry(auto_describe=False)
-    for collector in (PipelineCollector(pipeline), *collectors):
-        registry.register(collector)
-    return registry
+    return Exports(PipelineCollector(pipeline), *collectors).registry
 
 
 def exposition(registry: CollectorRegistry) -> bytes:

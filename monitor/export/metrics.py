@@ -1,53 +1,302 @@
-"""The metrics contract as data: every series the daemon exports, by sample name, with its label names.
+"""The metrics contract as data: every family the daemon exports, with its type, help text and label names.
 
-The exporter yields exactly these (a test compares them with a real
-scrape), and alert rules are checked against them, so a rule on a metric
-that does not exist, or a selector on a label it does not have, fails
-``check-config`` with the list of what does.
+This is the one place the contract is written. The collectors build every
+family from it (and yield no other); alert rules are checked against it, so
+a rule on a metric that does not exist, or a selector on a label it does
+not have, fails ``check-config`` with the list of what does; the README's
+metrics table is generated from it (``python3 -m monitor.export.metrics``,
+compared with the README by a test), and the tests of the dashboards and of
+the Prometheus rules read it.
 
->>> METRICS["driftwarden_drift_share"]
+A family is named as the exposition shows it (a counter with its ``_total``).
+Rules read its samples: a counter's or a gauge's own, a histogram's ``_count``
+and ``_sum``.
+
+>>> DRIFT_SHARE.labels
+('model',)
+>>> REQUEST_LATENCY.sample_names
+('driftwarden_request_latency_seconds_count', 'driftwarden_request_latency_seconds_sum')
+>>> METRICS["driftwarden_request_latency_seconds_sum"]
 ('model',)
 """
 
 from __future__ import annotations
 
-__all__ = ["METRICS"]
+from dataclasses import dataclass
+from typing import Literal
 
-METRICS: dict[str, tuple[str, ...]] = {
-    "driftwarden_events_total": ("model", "type"),
-    "driftwarden_events_invalid_total": ("reason",),
-    "driftwarden_events_unmonitored_total": (),
-    "driftwarden_tokens_total": ("model", "direction"),
-    "driftwarden_label_values_dropped_total": ("metric", "label"),
-    "driftwarden_changes_total": ("model", "metric", "method"),
-    "driftwarden_reference_events": ("model",),
-    "driftwarden_request_latency_seconds_count": ("model",),
-    "driftwarden_request_latency_seconds_sum": ("model",),
-    "driftwarden_time_to_first_token_seconds_count": ("model",),
-    "driftwarden_time_to_first_token_seconds_sum": ("model",),
-    "driftwarden_label_delay_seconds_count": ("model",),
-    "driftwarden_label_delay_seconds_sum": ("model",),
-    "driftwarden_feedback_pending": ("model",),
-    "driftwarden_feedback_total": ("model", "result"),
-    "driftwarden_window_events": ("model",),
-    "driftwarden_window_latency_seconds": ("model", "quantile"),
-    "driftwarden_error_ratio": ("model",),
-    "driftwarden_last_evaluation_timestamp_seconds": ("model",),
-    "driftwarden_drift_score": ("model", "feature", "method"),
-    "driftwarden_drift_p_value": ("model", "feature", "method"),
-    "driftwarden_drift_threshold": ("model", "feature", "method"),
-    "driftwarden_drift_detected": ("model", "feature"),
-    "driftwarden_drift_share": ("model",),
-    "driftwarden_reference_age_seconds": ("model",),
-    "driftwarden_quality": ("model", "metric"),
-    "driftwarden_bias": ("model", "attribute", "metric"),
-    "driftwarden_segment_outcome_ratio": ("model", "attribute", "group"),
-    "driftwarden_segment_events": ("model", "attribute", "group"),
-    "driftwarden_alerts_firing": ("alertname", "model", "severity"),
-    "driftwarden_retraining_jobs_total": ("model", "status"),
-    "driftwarden_consumer_lag": ("topic", "partition"),
-    "driftwarden_internal_errors_total": ("stage",),
-    "driftwarden_state_reset": ("model", "reason"),
-    "driftwarden_checkpoints_total": ("result",),
-    "driftwarden_dead_letters_failed_total": (),
-}
+from monitor.state.vocabulary import OTHER
+
+__all__ = ["ALERTING", "CONSUMER", "DAEMON", "EVALUATION", "METRICS", "PIPELINE", "SPEC", "MetricSpec", "readme_table"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One family of the contract.
+
+    ``help`` is the exposition's HELP text; ``note`` completes the README's
+    labels column (the values a label takes, where the family comes from).
+    """
+
+    name: str
+    type: Literal["counter", "gauge", "histogram"]
+    help: str
+    labels: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        """The samples rules can read (a histogram's buckets are left to PromQL)."""
+        if self.type == "histogram":
+            return f"{self.name}_count", f"{self.name}_sum"
+        return (self.name,)
+
+    def readme_row(self) -> str:
+        """The family's row of the README's metrics table."""
+        labels = ", ".join(self.labels)
+        described = f"{labels} ({self.note})" if labels and self.note else labels or f"({self.note})"
+        return f"| `{self.name}` | {self.type} | {described} |"
+
+
+# --- from the pipeline's counters ---------------------------------------------------------------------------------
+EVENTS = MetricSpec(
+    "driftwarden_events_total", "counter", "Valid events consumed, by model and type.", ("model", "type")
+)
+EVENTS_INVALID = MetricSpec(
+    "driftwarden_events_invalid_total",
+    "counter",
+    "Events rejected and dead-lettered, by reason.",
+    ("reason",),
+    "every reason exported from 0",
+)
+EVENTS_UNMONITORED = MetricSpec(
+    "driftwarden_events_unmonitored_total",
+    "counter",
+    "Valid events of models that no config entry monitors.",
+    note="valid events of models no config entry monitors",
+)
+TOKENS = MetricSpec("driftwarden_tokens_total", "counter", "Tokens used by model calls.", ("model", "direction"))
+LABEL_VALUES_DROPPED = MetricSpec(
+    "driftwarden_label_values_dropped_total",
+    "counter",
+    f"Observations whose label value was folded into {OTHER} by a cardinality cap "
+    "(metric '*' is every per-model metric).",
+    ("metric", "label"),
+)
+CHANGES = MetricSpec(
+    "driftwarden_changes_total",
+    "counter",
+    "Changes found by the online change detector in a window summary (latency_p50, latency_p95, "
+    "error_ratio), one per detection: alert on increase().",
+    ("model", "metric", "method"),
+    "metric: latency_p50, latency_p95, error_ratio",
+)
+REFERENCE_EVENTS = MetricSpec(
+    "driftwarden_reference_events",
+    "gauge",
+    "Events in the model's drift reference (a warm-up reference is complete at its configured size).",
+    ("model",),
+    "a warm-up reference's progress, then its size",
+)
+INTERNAL_ERRORS = MetricSpec(
+    "driftwarden_internal_errors_total",
+    "counter",
+    "Exceptions caught where a bug would have stopped the daemon, by stage (ingest counts the events "
+    "dropped, evaluate and alerts the model evaluations or rule runs that failed); the log has the trace.",
+    ("stage",),
+    "`ingest` (events dropped), `evaluate`, `alerts`: exceptions caught where a bug would have stopped the daemon; "
+    "the log has the trace",
+)
+STATE_RESET = MetricSpec(
+    "driftwarden_state_reset",
+    "gauge",
+    "1 for a model whose saved state was not restored at this start, by reason: config_changed (its "
+    "config shapes its state differently now) or unreadable (the saved state did not fit).",
+    ("model", "reason"),
+    "1 for a model whose checkpointed state was not restored at this start: `config_changed` (its config now "
+    "shapes its state differently: window size, features, bias attributes, `quality.json_response`, reference, "
+    "change detector) or `unreadable`",
+)
+REQUEST_LATENCY = MetricSpec(
+    "driftwarden_request_latency_seconds", "histogram", "End-to-end latency of model calls.", ("model",)
+)
+TIME_TO_FIRST_TOKEN = MetricSpec(
+    "driftwarden_time_to_first_token_seconds",
+    "histogram",
+    "Time to the first token of streamed model calls.",
+    ("model",),
+)
+LABEL_DELAY = MetricSpec(
+    "driftwarden_label_delay_seconds",
+    "histogram",
+    "Time from a model call to its feedback (0 when the feedback came first), observed at the join.",
+    ("model",),
+)
+FEEDBACK_PENDING = MetricSpec(
+    "driftwarden_feedback_pending", "gauge", "Feedback events waiting for their model call.", ("model",)
+)
+FEEDBACK = MetricSpec(
+    "driftwarden_feedback_total",
+    "counter",
+    "Feedback events by what became of them: joined to their call, expired after label_ttl, "
+    "or dropped from a full pending table.",
+    ("model", "result"),
+    "joined, expired, dropped",
+)
+# --- from each model's latest evaluation -------------------------------------------------------------------------
+WINDOW_EVENTS = MetricSpec(
+    "driftwarden_window_events", "gauge", "Inference events in the latest evaluated window.", ("model",)
+)
+WINDOW_LATENCY = MetricSpec(
+    "driftwarden_window_latency_seconds",
+    "gauge",
+    "Latency quantiles over the latest evaluated window.",
+    ("model", "quantile"),
+    "0.5, 0.9, 0.95, 0.99",
+)
+ERROR_RATIO = MetricSpec(
+    "driftwarden_error_ratio", "gauge", "Share of failed calls in the latest evaluated window.", ("model",)
+)
+LAST_EVALUATION = MetricSpec(
+    "driftwarden_last_evaluation_timestamp_seconds",
+    "gauge",
+    "When each model was last evaluated (event time in replay).",
+    ("model",),
+)
+DRIFT_SCORE = MetricSpec(
+    "driftwarden_drift_score",
+    "gauge",
+    "Drift statistic of a feature's window against its reference.",
+    ("model", "feature", "method"),
+    "the statistic",
+)
+DRIFT_P_VALUE = MetricSpec(
+    "driftwarden_drift_p_value",
+    "gauge",
+    "P-value of a feature's drift test (tests that have one).",
+    ("model", "feature", "method"),
+    "tests that have one",
+)
+DRIFT_THRESHOLD = MetricSpec(
+    "driftwarden_drift_threshold",
+    "gauge",
+    "What the test is held to: the corrected p-value a feature must reach, or the distance it must reach.",
+    ("model", "feature", "method"),
+    "the corrected p-value or the distance a feature must reach",
+)
+DRIFT_DETECTED = MetricSpec(
+    "driftwarden_drift_detected",
+    "gauge",
+    "1 when the feature drifted at the latest evaluation.",
+    ("model", "feature"),
+    "0/1",
+)
+DRIFT_SHARE = MetricSpec(
+    "driftwarden_drift_share",
+    "gauge",
+    "Share of the model's tested features that drifted.",
+    ("model",),
+    "share of tested features that drifted",
+)
+REFERENCE_AGE = MetricSpec(
+    "driftwarden_reference_age_seconds",
+    "gauge",
+    "Event time from the reference's newest event to the latest evaluation.",
+    ("model",),
+    "event time from its newest event to the evaluation",
+)
+QUALITY = MetricSpec(
+    "driftwarden_quality",
+    "gauge",
+    "Quality of the latest window: labelled metrics (with label_coverage), label-free proxies, "
+    "and estimated_accuracy with its band.",
+    ("model", "metric"),
+    "accuracy, precision, recall, f1, mae, rmse, label_coverage, feedback_positive_ratio, judge_score_mean, "
+    "refusal_ratio, empty_response_ratio, error_ratio, json_valid_ratio, estimated_accuracy, "
+    "estimated_accuracy_lower, estimated_accuracy_upper",
+)
+BIAS = MetricSpec(
+    "driftwarden_bias",
+    "gauge",
+    "Disparities of the outcome between an attribute's groups.",
+    ("model", "attribute", "metric"),
+    "demographic_parity_difference, disparate_impact_ratio, equalized_odds_difference",
+)
+SEGMENT_OUTCOME_RATIO = MetricSpec(
+    "driftwarden_segment_outcome_ratio",
+    "gauge",
+    "Share of a group's calls with the positive outcome (groups with enough calls only).",
+    ("model", "attribute", "group"),
+    "groups with at least `min_group_size` calls",
+)
+SEGMENT_EVENTS = MetricSpec(
+    "driftwarden_segment_events",
+    "gauge",
+    "Calls per group in the latest window; groups below bias.min_group_size are insufficient.",
+    ("model", "attribute", "group"),
+    "every kept group, insufficient ones too",
+)
+# --- from the daemon --------------------------------------------------------------------------------------------
+CONSUMER_LAG = MetricSpec(
+    "driftwarden_consumer_lag",
+    "gauge",
+    "Messages not yet consumed, per partition.",
+    ("topic", "partition"),
+    "`run` only",
+)
+CHECKPOINTS = MetricSpec(
+    "driftwarden_checkpoints_total",
+    "counter",
+    "Checkpoints by outcome: saved (and committed), or aborted because a sink had undelivered "
+    "messages (sink_failed) or the state could not be written (save_failed).",
+    ("result",),
+    "`saved`, or aborted with nothing committed: `sink_failed` (a dead letter not yet delivered), `save_failed` "
+    "(the state could not be written, e.g. a full disk); `run` only",
+)
+DEAD_LETTERS_FAILED = MetricSpec(
+    "driftwarden_dead_letters_failed_total",
+    "counter",
+    "Dead-letter deliveries that failed; each is sent again, and no offset is committed past it meanwhile.",
+    note="dead-letter deliveries that failed; each is sent again, `run` only",
+)
+# --- from the alerting --------------------------------------------------------------------------------------------
+ALERTS_FIRING = MetricSpec(
+    "driftwarden_alerts_firing", "gauge", "Alerts firing now, by rule.", ("alertname", "model", "severity")
+)
+RETRAINING_JOBS = MetricSpec(
+    "driftwarden_retraining_jobs_total",
+    "counter",
+    "Retraining jobs that reached each status (queued counts every job; published includes acknowledged).",
+    ("model", "status"),
+    "jobs that reached it: queued counts every job, published includes acknowledged; with a `retrain` rule, "
+    "every status of every evaluated model starts at 0, so `increase()` sees the first job",
+)
+
+#: The families by where they come from, each in the order of the exposition.
+PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
+    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, TOKENS, LABEL_VALUES_DROPPED, CHANGES, REFERENCE_EVENTS,
+    INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
+)  # fmt: skip
+EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
+    WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,
+    DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_DETECTED, DRIFT_SHARE, REFERENCE_AGE,
+    QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS,
+)  # fmt: skip
+CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
+DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters
+ALERTING: tuple[MetricSpec, ...] = (ALERTS_FIRING, RETRAINING_JOBS)  # the rule engine and the retraining ledger
+#: Every family, in the order a daemon's exposition shows them.
+SPEC: tuple[MetricSpec, ...] = PIPELINE + EVALUATION + CONSUMER + DAEMON + ALERTING
+
+#: What rules can read: every sample name of the contract, with its label names.
+METRICS: dict[str, tuple[str, ...]] = {name: spec.labels for spec in SPEC for name in spec.sample_names}
+
+
+def readme_table() -> str:
+    """The README's metrics table (a test keeps the README equal to it)."""
+    rows = ["| metric | type | labels |", "| --- | --- | --- |", *(spec.readme_row() for spec in SPEC)]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(readme_table(), end="")

@@ -40,7 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, MetricsServer, build_registry
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, MetricsServer, PipelineCollector
 from monitor.export.report import DriftReports
 from monitor.ingest import Record
 from monitor.ingest.consumer_process import ConsumerProcess
@@ -75,10 +75,12 @@ class Daemon:
         self._stopping = threading.Event()
         self._checkpoint_due = threading.Event()
         lag = ConsumerLagCollector(lambda: self._source.lag if self._source else {})
-        self.alerting = Alerting(config, lambda: self.registry.collect(), publish=self._publish_job)
-        self.pipeline.on_evaluate = lambda models, now_ms: self.alerting.tick(self.pipeline, now_ms, models)
         daemon = DaemonCollector(self.checkpointer, lambda: self._dead_letters.n_failed if self._dead_letters else 0)
-        self.registry = build_registry(self.pipeline, lag, daemon, AlertsCollector(self.alerting))
+        exports = Exports(PipelineCollector(self.pipeline), lag, daemon)
+        self.alerting = Alerting(config, exports.samples, publish=self._publish_job)
+        self.pipeline.on_evaluate = lambda models, now_ms: self.alerting.tick(self.pipeline, now_ms, models)
+        exports.add(AlertsCollector(self.alerting))
+        self.registry = exports.registry
         self._jobs: KafkaSink | None = None
         self.server = MetricsServer(
             self.registry,

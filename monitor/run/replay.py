@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from alerts.alert import Alert
 from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import PipelineCollector, build_registry
+from monitor.export.collectors import Exports, PipelineCollector, build_registry
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource
 from monitor.pipeline import Pipeline
 
@@ -63,7 +63,7 @@ def replay(
 ) -> ReplayResult:
     """Feed ``events_path`` through a fresh pipeline; rejected lines go to ``dead_letters`` if given."""
     pipeline = Pipeline(config)
-    alerting = Alerting(config, PipelineCollector(pipeline).collect, deliver=False)
+    alerting = Alerting(config, Exports(PipelineCollector(pipeline)).samples, deliver=False)
     transitions: list[Alert] = []
 
     def rules(models: list[str], now_ms: float) -> None:

@@ -38,15 +38,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts.rules import Sample
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting
 from monitor.ingest.kafka import create_topics
@@ -361,11 +362,8 @@ class DriftShares:
     def __init__(self) -> None:
         self.shares = dict.fromkeys(OUTAGE_STORY, 0.1)
 
-    def collect(self) -> list[GaugeMetricFamily]:
-        family = GaugeMetricFamily("driftwarden_drift_share", "drift share", labels=["model"])
-        for model, share in self.shares.items():
-            family.add_metric([model], share)
-        return [family]
+    def samples(self, models: Collection[str] | None, names: Collection[str]) -> list[Sample]:
+        return [Sample("driftwarden_drift_share", {"model": model}, share) for model, share in self.shares.items()]
 
 
 def notifications(receiver: Receiver) -> dict[tuple[str, str], int]:
@@ -397,7 +395,7 @@ def test_alertmanager_down_for_a_while_gets_every_notification_once_afterwards(t
         environ={},
     )  # fmt: skip
     exported = DriftShares()
-    alerting = Alerting(config, exported.collect)
+    alerting = Alerting(config, exported.samples)
     pipeline = SimpleNamespace(evaluations={})
     started = time.monotonic()
 

@@ -34,6 +34,7 @@ import yaml
 
 from monitor.demo.broker import free_port
 from monitor.demo.scenario import RETRAINING_TOPIC, Traffic, demo_config
+from monitor.export.metrics import SPEC
 from monitor.ingest.kafka import create_topics
 from tests.components import DaemonProcess, Prometheus, http_get, wait_for
 from tests.dashboards import as_prometheus_sees_it, dashboards, queries, variable_queries
@@ -102,6 +103,19 @@ PANELS = [(name, panel, expr) for name, dashboard in dashboards().items() for pa
 @pytest.mark.parametrize(("dashboard", "panel", "expr"), PANELS, ids=[f"{n}: {p}" for n, p, _ in PANELS])
 def test_every_panel_query_returns_data(prometheus, dashboard, panel, expr):
     assert prometheus.query(as_prometheus_sees_it(expr)), f"{dashboard}, panel {panel!r} would be empty: {expr}"
+
+
+def test_what_prometheus_scraped_is_the_metrics_spec(prometheus):
+    """Each driftwarden family in Prometheus' metadata has the spec's type and help (OpenMetrics drops ``_total``)."""
+    status, body = http_get(f"{prometheus.url}/api/v1/metadata")
+    assert status == 200
+    scraped = {name: entries for name, entries in json.loads(body)["data"].items() if name.startswith("driftwarden_")}
+    spec = {family.name.removesuffix("_total"): family for family in SPEC}
+    assert len(scraped) >= 25, sorted(scraped)  # the demo's run exports most families
+    for name, entries in scraped.items():
+        family = spec.get(name.removesuffix("_total"))
+        assert family is not None, f"Prometheus scraped {name}, which monitor/export/metrics.py does not specify"
+        assert {(entry["type"], entry["help"]) for entry in entries} == {(family.type, family.help)}, name
 
 
 def test_every_variable_has_values(prometheus):

@@ -1,6 +1,8 @@
 """The metrics contract, pinned: a fixed event file's /metrics, served over HTTP, byte for byte.
 
-Regenerate the golden file after a deliberate contract change with
+The scenario (``tests/golden.py``) gives every family of the metrics spec a series, and a test keeps it
+so: a new metric fails here until the golden file shows it. Regenerate the golden file after a deliberate
+contract change with
 ``DRIFTWARDEN_UPDATE_GOLDEN=1 pytest tests/e2e/test_exposition.py`` and review the diff.
 """
 
@@ -13,22 +15,17 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import parse_config
-from monitor.export.collectors import MetricsServer, build_registry
-from monitor.pipeline import Pipeline
-from tests.conftest import DATA
-
-GOLDEN = DATA / "golden.prom"
-EVALUATED_AT_MS = 1_772_366_460_000.0  # the injected clock: 2026-03-01T12:01:00Z
+from monitor.export.collectors import MetricsServer
+from monitor.export.metrics import SPEC
+from tests.golden import GOLDEN, golden_config, golden_exports, golden_pipeline
 
 
 @pytest.fixture
-def served(golden_records):
-    pipeline = Pipeline(parse_config({"windows": {"size": 4, "min_samples": 1}}))
-    pipeline.apply(golden_records)
-    pipeline.evaluate(now_ms=EVALUATED_AT_MS)
+def served(golden_records, tmp_path):
+    config = golden_config(tmp_path)
+    registry = golden_exports(config, golden_pipeline(config, golden_records)).registry
     ready = {"value": False}
-    server = MetricsServer(build_registry(pipeline), ready=lambda: ready["value"]).start()
+    server = MetricsServer(registry, ready=lambda: ready["value"]).start()
     yield server, ready
     server.stop()
 
@@ -48,6 +45,16 @@ def test_metrics_match_the_golden_exposition_byte_for_byte(served):
     if os.environ.get("DRIFTWARDEN_UPDATE_GOLDEN"):
         GOLDEN.write_bytes(body)
     assert body.decode() == GOLDEN.read_text()
+
+
+def test_the_golden_exposition_shows_every_family_of_the_spec_with_a_series():
+    families = {family.name: family for family in text_string_to_metric_families(GOLDEN.read_text())}
+    shown = {name: (family.type, family.documentation, len(family.samples)) for name, family in families.items()}
+    spec = {family.name.removesuffix("_total"): family for family in SPEC}
+    assert set(shown) == set(spec)
+    for name, (kind, documentation, n_samples) in shown.items():
+        assert (kind, documentation) == (spec[name].type, spec[name].help), name
+        assert n_samples > 0, f"{name} has no series in golden.prom: extend the scenario in tests/golden.py"
 
 
 def test_metrics_parse_with_prometheus_clients_own_parser(served):

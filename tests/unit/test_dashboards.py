@@ -11,8 +11,7 @@ import itertools
 
 import pytest
 
-from monitor.export.metrics import METRICS
-from tests.dashboards import as_prometheus_sees_it, dashboards, data_panels, queries, variable_queries
+from tests.dashboards import as_prometheus_sees_it, contract_series, dashboards, data_panels, queries, variable_queries
 from tests.promql import selectors
 
 #: Grafana 10.0 writes schema 38, Grafana 11 39 to 41.
@@ -22,6 +21,7 @@ UNITS = {"reqps", "cps", "short", "none", "sci", "s", "percentunit", "bool_yes_n
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 #: Series that Prometheus makes itself: not filtered by job (an absent target has none).
 PROMETHEUS_OWN = {"ALERTS"}
+SERIES = contract_series()
 
 DASHBOARDS = dashboards()
 each_dashboard = pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -31,7 +31,18 @@ def _has_model_label(metric: str) -> bool:
     """Raw series by the contract, recorded ones by their level (``model_type:...`` keeps ``model``)."""
     if ":" in metric:
         return "model" in metric.split(":")[0].split("_")
-    return "model" in METRICS.get(metric, ()) or "model" in METRICS.get(f"{metric}_count", ())
+    return "model" in SERIES.get(metric, ())
+
+
+@each_dashboard
+def test_panels_read_only_series_of_the_metrics_spec_by_their_labels(name):
+    for panel, expr in queries(DASHBOARDS[name]):
+        for metric, matchers in selectors(expr):
+            if metric in {*PROMETHEUS_OWN, "up"} or ":" in metric:  # recorded series: checked with the rules
+                continue
+            assert metric in SERIES, f"{panel}: {metric} is not in monitor/export/metrics.py"
+            for label, _, _ in matchers:
+                assert label in SERIES[metric] or label == "job", f"{panel}: {metric} has no label {label!r}"
 
 
 def test_there_is_an_overview():

@@ -21,11 +21,11 @@ import yaml
 
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import ConsumerLagCollector, build_registry
+from monitor.export.collectors import ConsumerLagCollector, Exports, PipelineCollector
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from tests.components import require
-from tests.dashboards import as_prometheus_sees_it, dashboards, queries
+from tests.dashboards import as_prometheus_sees_it, contract_series, dashboards, queries
 from tests.promql import selectors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,8 +137,10 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
         pipeline.apply(records[start : start + 7])
     pipeline.evaluate(pipeline.watermark_ms)
     # `driftwarden run` registers the consumer lag and the alerts beside the pipeline (monitor/run/daemon.py).
-    alerting = Alerting(config, lambda: registry.collect())
-    registry = build_registry(pipeline, ConsumerLagCollector(lambda: {("llm-events", 0): 3}), AlertsCollector(alerting))
+    exports = Exports(PipelineCollector(pipeline), ConsumerLagCollector(lambda: {("llm-events", 0): 3}))
+    alerting = Alerting(config, exports.samples)
+    exports.add(AlertsCollector(alerting))
+    registry = exports.registry
     alerting.tick(pipeline, pipeline.watermark_ms)
 
     series: dict[str, dict[str, set[str]]] = {}
@@ -297,6 +299,18 @@ def test_rules_read_only_metrics_the_daemon_exports(exported):
                 if label in labels and op in ("=", "=~") and re.fullmatch(r"[\w.]+(\|[\w.]+)*", value):
                     missing = set(value.split("|")) - labels[label]
                     assert not missing, f"{rule}: {metric}{{{label}}} never takes the values {sorted(missing)}"
+
+
+def test_rules_read_only_series_of_the_metrics_spec():
+    """By name and label names, from ``monitor.export.metrics`` alone (the test above checks a real export)."""
+    spec = contract_series()
+    for rule, expr in _expressions():
+        for metric, matchers in selectors(expr):
+            if ":" in metric or metric in PROMETHEUS_OWN:
+                continue
+            assert metric in spec, f"{rule} reads {metric}, which monitor/export/metrics.py does not specify"
+            for label, _, _ in matchers:
+                assert label in spec[metric] or label in TARGET_LABELS, f"{rule}: {metric} has no label {label!r}"
 
 
 def test_grouping_labels_are_labels_of_the_series(exported):

@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from types import SimpleNamespace
 
 import msgspec
 import pytest
-from prometheus_client.core import GaugeMetricFamily
 
+from alerts.rules import Sample
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting
 from tests.receiver import Receiver
@@ -30,12 +31,11 @@ class Exported:
 
     def __init__(self, **shares: float):
         self.shares = shares
+        self.asked: list[tuple] = []  # (models, names) of each read
 
-    def collect(self) -> list[GaugeMetricFamily]:
-        family = GaugeMetricFamily("driftwarden_drift_share", "drift share", labels=["model"])
-        for model, share in self.shares.items():
-            family.add_metric([model], share)
-        return [family]
+    def samples(self, models: Collection[str] | None, names: Collection[str]) -> list[Sample]:
+        self.asked.append((models, set(names)))
+        return [Sample("driftwarden_drift_share", {"model": model}, share) for model, share in self.shares.items()]
 
 
 def evaluations(*models: str) -> SimpleNamespace:
@@ -64,7 +64,7 @@ def exported() -> Exported:
 
 def test_a_tick_for_some_models_evaluates_and_retrains_only_those_on_their_own_clock(tmp_path, exported):
     config = make_config(tmp_path, rules=[{**RULE, "actions": ["log", "retrain"]}])
-    alerting = Alerting(config, exported.collect)
+    alerting = Alerting(config, exported.samples)
     pipeline = evaluations("a", "b")
 
     assert alerting.tick(pipeline, 0, models={"a"}) == []
@@ -88,12 +88,24 @@ def test_a_tick_for_some_models_evaluates_and_retrains_only_those_on_their_own_c
 
 def test_a_tick_for_some_models_leaves_the_context_of_the_others_out(tmp_path, exported):
     rule = {**RULE, "for": 0, "annotations": {"summary": "{model} {window_events}"}}
-    alerting = Alerting(make_config(tmp_path, rules=[rule]), exported.collect, deliver=False)
+    alerting = Alerting(make_config(tmp_path, rules=[rule]), exported.samples, deliver=False)
 
     alerts = alerting.tick(evaluations("a"), 0, models={"a", "b"})
 
     assert [alert.annotations["summary"] for alert in alerts] == ["a 10", "b "]
     assert alerting.tick(evaluations("a", "b"), 0, models=set()) == []
+
+
+def test_a_tick_reads_the_samples_of_its_models_and_of_the_rules_metrics_only(tmp_path, exported):
+    other = {"name": "Lag", "metric": "consumer_lag", "op": ">", "threshold": 1000}
+    alerting = Alerting(make_config(tmp_path, rules=[RULE, other]), exported.samples, deliver=False)
+    alerting.tick(evaluations("a", "b"), 0, models={"a"})
+    assert exported.asked == [({"a"}, {"driftwarden_drift_share", "driftwarden_consumer_lag"})]
+    # A rule that sets the model label moves series to that model: it reads every model's.
+    moved = {**other, "labels": {"model": "a"}}
+    alerting = Alerting(make_config(tmp_path, rules=[RULE, moved]), exported.samples, deliver=False)
+    alerting.tick(evaluations("a", "b"), 0, models={"a"})
+    assert exported.asked[-1][0] is None
 
 
 # -- nothing lost to a full disk ---------------------------------------------------------------------------------
@@ -144,7 +156,7 @@ def _disk_full_child(state_dir: str, receiver_url: str, how: str) -> None:
         environ={},
     )
     exported = Exported(bot=0.5)
-    alerting = Alerting(config, exported.collect)
+    alerting = Alerting(config, exported.samples)
     pipeline = evaluations("bot")
     seen = {}
     with full_disk(state_dir, how):
@@ -244,12 +256,12 @@ class Refusing:
 
 def test_a_checkpoint_holds_what_a_sink_refused_and_a_restart_offers_it_again(tmp_path, exported):
     config = make_config(tmp_path, rules=[{**RULE, "for": 0, "actions": ["log"]}])
-    before = Alerting(config, exported.collect)
+    before = Alerting(config, exported.samples)
     before.sinks["log"] = Refusing(full=True)
     [fired] = before.tick(evaluations("a", "b"), 0, models={"a"})
     checkpoint = msgspec.msgpack.decode(msgspec.msgpack.encode(before.snapshot()))  # as the checkpoint stores it
 
-    after = Alerting(config, exported.collect)
+    after = Alerting(config, exported.samples)
     after.sinks["log"] = sink = Refusing(full=False)
     after.restore(checkpoint)
     after.tick(evaluations("a", "b"), MINUTE, models={"b"})  # any tick offers it: a's clock does not matter
@@ -262,9 +274,9 @@ def test_a_checkpoint_holds_what_a_sink_refused_and_a_restart_offers_it_again(tm
 
 def test_a_checkpoint_of_the_engine_alone_still_restores(tmp_path, exported):
     config = make_config(tmp_path, rules=[{**RULE, "for": 0}])
-    before = Alerting(config, exported.collect, deliver=False)
+    before = Alerting(config, exported.samples, deliver=False)
     before.tick(evaluations("a"), 0)
-    after = Alerting(config, exported.collect, deliver=False)
+    after = Alerting(config, exported.samples, deliver=False)
 
     after.restore(before.snapshot()["series"])  # the form checkpoints had before refused alerts were kept
 
@@ -272,7 +284,7 @@ def test_a_checkpoint_of_the_engine_alone_still_restores(tmp_path, exported):
 
 
 def test_one_sink_failing_to_deliver_holds_up_neither_the_others_nor_the_caller(tmp_path, exported, caplog):
-    alerting = Alerting(make_config(tmp_path), exported.collect)
+    alerting = Alerting(make_config(tmp_path), exported.samples)
     alerting.sinks = {"first": Refusing(full=True), "second": Refusing(full=False)}
 
     alerting.deliver()

@@ -1,21 +1,23 @@
-"""``monitor.export.metrics.METRICS`` (what alert rules are checked against) is exactly what a daemon exports:
+"""``monitor.export.metrics`` (what alert rules are checked against) is exactly what a daemon exports:
 every series a fully configured pipeline, its alerting, the consumer lag and the daemon's checkpoints yield, with
-the same labels."""
+the same labels; and the README's metrics table is the spec's."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, build_registry, exposition
-from monitor.export.metrics import METRICS
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, PipelineCollector, exposition
+from monitor.export.metrics import METRICS, SPEC, readme_table
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointStore
 from monitor.run.checkpointer import Checkpointer
+from tests.golden import golden_config, golden_exports, golden_pipeline
 
 CONFIG = {
     "windows": {"size": 50, "min_samples": 5},
@@ -54,11 +56,11 @@ def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     pipeline = Pipeline(config)
     pipeline.restore(saved)
     pipeline.apply(_events())
-    registry = None
-    alerting = Alerting(config, lambda: registry.collect())
     daemon = DaemonCollector(Checkpointer(CheckpointStore(tmp_path), pipeline.snapshot, "f"), lambda: 0)
-    lag = ConsumerLagCollector(lambda: {("t", 0): 0})
-    registry = build_registry(pipeline, lag, daemon, AlertsCollector(alerting))
+    exports = Exports(PipelineCollector(pipeline), ConsumerLagCollector(lambda: {("t", 0): 0}), daemon)
+    alerting = Alerting(config, exports.samples)
+    exports.add(AlertsCollector(alerting))
+    registry = exports.registry
     pipeline.evaluate(pipeline.watermark_ms)
     alerting.tick(pipeline, pipeline.watermark_ms)
 
@@ -77,3 +79,39 @@ def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     # One job, queued and not yet published; the statuses it has not reached are there at 0, so increase() will
     # see the first job that reaches them.
     assert jobs == {("bot", "queued"): 1, ("bot", "published"): 0, ("bot", "acknowledged"): 0, ("bot", "failed"): 0}
+
+
+def test_the_readme_table_is_the_spec():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert readme_table() in readme, "regenerate the README's table with `python3 -m monitor.export.metrics`"
+
+
+def test_the_spec_names_each_family_once_with_a_help_text():
+    names = [spec.name for spec in SPEC]
+    assert len(names) == len(set(names))
+    assert all(spec.help.endswith(".") for spec in SPEC)
+    assert all(spec.name.endswith("_total") == (spec.type == "counter") for spec in SPEC)
+
+
+def test_the_rules_read_the_values_the_exposition_shows_model_by_model(tmp_path, golden_records):
+    """The typed samples the alerting reads and the families Prometheus scrapes come from the same readings."""
+    config = golden_config(tmp_path)
+    exports = golden_exports(config, golden_pipeline(config, golden_records))
+    scraped = {
+        (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for family in text_string_to_metric_families(exposition(exports.registry).decode())
+        for sample in family.samples
+        if not sample.name.endswith("_bucket")
+    }
+
+    def read(models=None, names=None) -> set:
+        return {(s.name, tuple(sorted(s.labels.items())), float(s.value)) for s in exports.samples(models, names)}
+
+    def model_of(sample: tuple) -> str:
+        return dict(sample[1]).get("model", "")
+
+    assert read() == scraped
+    for model in ("support-bot", "summarizer", ""):
+        assert read({model}) == {sample for sample in scraped if model_of(sample) == model}, model
+    lag = {"driftwarden_consumer_lag"}
+    assert read({""}, lag) == {sample for sample in scraped if sample[0] in lag} != set()

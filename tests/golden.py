@@ -1,0 +1,82 @@
+"""The golden exposition's scenario: what ``tests/data/golden.prom`` is the ``/metrics`` of.
+
+The golden events (``tests/data/golden_events.jsonl``) go through a
+pipeline whose config gives every family of the metrics spec a series: a
+two-event warm-up reference and a numeric feature (drift), a bias attribute,
+and a rule with a ``retrain`` action (alerts and retraining jobs). The
+pipeline starts from a checkpoint in which support-bot was saved under an
+older config (a state reset). The daemon's own collectors are registered
+with fixed values: the consumer lag, checkpoints by outcome, dead letters
+that failed. Everything is evaluated at one injected clock, so the exposition
+is the same byte for byte on every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from monitor.config import Config, parse_config
+from monitor.export.alerting import Alerting, AlertsCollector
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, PipelineCollector
+from monitor.ingest import Record
+from monitor.pipeline import Pipeline
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.checkpointer import Checkpointer
+from tests.conftest import DATA
+
+__all__ = ["EVALUATED_AT_MS", "GOLDEN", "golden_config", "golden_exports", "golden_pipeline"]
+
+GOLDEN = DATA / "golden.prom"
+EVALUATED_AT_MS = 1_772_366_460_000.0  # the injected clock: 2026-03-01T12:01:00Z
+
+CONFIG: dict[str, Any] = {
+    "windows": {"size": 4, "min_samples": 1},
+    "models": [
+        {
+            "name": "*",
+            "reference": {"warmup": 2},
+            "features": [{"name": "input_tokens", "kind": "numeric"}],
+            "bias": {"attributes": ["segment.locale"], "outcome": {"field": "finish_reason", "positive": "stop"},
+                     "min_group_size": 1},
+        }
+    ],
+    "alerts": {
+        "rules": [{"name": "SlowCalls", "metric": "window_latency_seconds", "selector": {"quantile": "0.5"},
+                   "op": ">", "threshold": 1.0, "actions": ["log", "retrain"]}]
+    },
+}  # fmt: skip
+#: What the daemon's own collectors say in the scenario.
+LAG = {("llm-events", 0): 7, ("llm-events", 1): 0}
+CHECKPOINTS = {"saved": 12, "sink_failed": 1, "save_failed": 0}
+DEAD_LETTERS_FAILED = 2
+
+
+def golden_config(state_dir: Path) -> Config:
+    return parse_config({**CONFIG, "state": {"dir": str(state_dir)}}, environ={})
+
+
+def golden_pipeline(config: Config, records: list[Record]) -> Pipeline:
+    """A pipeline restored from a checkpoint that holds support-bot under an older config, then fed ``records``."""
+    pipeline = Pipeline(config)
+    saved = pipeline.snapshot()
+    saved["states"]["models"]["support-bot"] = {"fingerprint": "shaped by an older config"}
+    pipeline.restore(saved)
+    pipeline.apply(records)
+    return pipeline
+
+
+def golden_exports(config: Config, pipeline: Pipeline) -> Exports:
+    """``pipeline`` evaluated at :data:`EVALUATED_AT_MS`, its rules run, in collectors as the daemon builds them."""
+    checkpointer = Checkpointer(CheckpointStore(config.state.dir), pipeline.snapshot, "golden")
+    checkpointer.n_checkpoints.update(CHECKPOINTS)
+    exports = Exports(
+        PipelineCollector(pipeline),
+        ConsumerLagCollector(lambda: LAG),
+        DaemonCollector(checkpointer, lambda: DEAD_LETTERS_FAILED),
+    )
+    alerting = Alerting(config, exports.samples)
+    exports.add(AlertsCollector(alerting))
+    pipeline.evaluate(now_ms=EVALUATED_AT_MS)
+    alerting.tick(pipeline, EVALUATED_AT_MS)
+    return exports
