@@ -6,6 +6,7 @@ Nothing here warns on an empty window or a zero denominator (the suite turns
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, overload
 
 import numpy as np
@@ -58,7 +59,7 @@ def wilson_interval(successes: np.ndarray, n: np.ndarray, confidence: float) -> 
     >>> np.round(lower, 4).tolist(), np.round(upper, 4).tolist()
     ([0.0, 0.7864], [0.1611, 0.9565])
     """
-    z = norm.isf((1.0 - confidence) / 2.0)
+    z = _quantile(confidence)
     p = ratio(successes, n)
     inverse_n = ratio(1.0, n)
     z2_over_n = z * z * inverse_n
@@ -66,3 +67,9 @@ def wilson_interval(successes: np.ndarray, n: np.ndarray, confidence: float) -> 
     center = (p + z2_over_n / 2.0) / denominator
     half_width = z * np.sqrt(p * (1.0 - p) * inverse_n + z2_over_n * inverse_n / 4.0) / denominator
     return np.clip(center - half_width, 0.0, p), np.clip(center + half_width, p, 1.0)
+
+
+@cache
+def _quantile(confidence: float) -> float:
+    """The normal quantile a two-sided ``confidence`` interval spans, once per level (scipy's call costs 0.2 ms)."""
+    return float(norm.isf((1.0 - confidence) / 2.0))

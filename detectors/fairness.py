@@ -93,22 +93,13 @@ class FairnessStats:
         With ``names``, ``groups`` are non-negative integer codes into it (counted
         with ``bincount``, much faster than sorting strings); otherwise any labels.
         """
-        names, codes, n_pooled = self._capped(np.asarray(groups), names)
-        outcome = np.asarray(outcome, dtype=bool)
-        n_groups = len(names)
-        n = np.bincount(codes, minlength=n_groups)
-        n_outcome = np.bincount(codes[outcome], minlength=n_groups)
+        names, table, n_pooled = self._capped(np.asarray(groups), _cells(outcome, label), names)
+        n = table.sum(axis=1)
+        n_outcome = table[:, _OUTCOME:].sum(axis=1)
         lower, upper = wilson_interval(n_outcome, n, self.confidence)
         rates = ratio(n_outcome, n)
-        if label is None:
-            label = np.full(len(codes), np.nan)
-        label = np.asarray(label, dtype=float)
-        known = ~np.isnan(label)
-        labelled_codes, outcome, positive = codes[known], outcome[known], label[known] == 1
-        true_pos, false_neg, false_pos, true_neg = (
-            np.bincount(labelled_codes[mask], minlength=n_groups)
-            for mask in (outcome & positive, ~outcome & positive, outcome & ~positive, ~outcome & ~positive)
-        )
+        false_neg, true_pos = table[:, _POSITIVE], table[:, _OUTCOME + _POSITIVE]
+        true_neg, false_pos = table[:, _NEGATIVE], table[:, _OUTCOME + _NEGATIVE]
         n_labelled = true_pos + false_neg + false_pos + true_neg
         tpr = ratio(true_pos, true_pos + false_neg)
         fpr = ratio(false_pos, false_pos + true_neg)
@@ -126,25 +117,45 @@ class FairnessStats:
             n_pooled_groups=n_pooled,
         )
 
-    def _capped(self, groups: np.ndarray, names: list[str] | None) -> tuple[list[str], np.ndarray, int]:
-        """Names of the kept groups (largest first, then ``"__other__"`` if any pooled), each row's index
-        into them, and the number of distinct values pooled."""
+    def _capped(
+        self, groups: np.ndarray, cells: np.ndarray, names: list[str] | None
+    ) -> tuple[list[str], np.ndarray, int]:
+        """Names of the kept groups (largest first, then ``"__other__"`` if any pooled), their rows counted
+        by cell (one row of :func:`_cells` counts per group), and the number of distinct values pooled."""
         if names is None:
-            values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+            values, inverse = np.unique(groups, return_inverse=True)
+            table = _table(inverse.ravel(), cells, len(values))
             labels = values.astype(str)
         else:  # integer codes: counted without sorting the rows
-            all_counts = np.bincount(groups, minlength=len(names))
-            present = np.flatnonzero(all_counts)
-            lookup = np.zeros(len(all_counts), dtype=np.intp)
-            lookup[present] = np.arange(len(present))
-            labels, inverse, counts = np.asarray(names, dtype=str)[present], lookup[groups], all_counts[present]
-            values = labels
+            table = _table(groups, cells, len(names))
+            present = np.flatnonzero(table.any(axis=1))
+            labels, table = np.asarray(names, dtype=str)[present], table[present]
+        counts = table.sum(axis=1)
         by_size = np.argsort(-counts, kind="stable")
         kept = by_size[labels[by_size] != OTHER][: self.max_groups]
-        n_pooled = len(values) - len(kept)
-        position = np.full(len(values), len(kept))
-        position[kept] = np.arange(len(kept))
-        return labels[kept].tolist() + [OTHER] * (n_pooled > 0), position[inverse.ravel()], n_pooled
+        n_pooled = len(labels) - len(kept)
+        pooled = [table.sum(axis=0) - table[kept].sum(axis=0)] if n_pooled > 0 else []
+        return labels[kept].tolist() + [OTHER] * (n_pooled > 0), np.vstack([table[kept], *pooled]), n_pooled
+
+
+#: A row's cell: its outcome positive (+3), and no label (0), a negative (1) or a positive one (2).
+_NEGATIVE, _POSITIVE, _OUTCOME, _N_CELLS = 1, 2, 3, 6
+
+
+def _cells(outcome: np.ndarray, label: np.ndarray | None) -> np.ndarray:
+    """Each row's cell (see :data:`_N_CELLS`): outcome 0/1, label 1 positive, any other number negative, NaN none."""
+    cells = np.multiply(np.asarray(outcome, dtype=bool), _OUTCOME, dtype=np.int8)  # int8: 8x less to write than intp
+    if label is not None:
+        label = np.asarray(label, dtype=float)
+        cells += ~np.isnan(label)
+        cells += label == 1
+    return cells
+
+
+def _table(codes: np.ndarray, cells: np.ndarray, n_groups: int) -> np.ndarray:
+    """Rows counted by group code and cell, one bincount for all: shape (groups, cells)."""
+    keys = codes.astype(np.intp) * _N_CELLS + cells
+    return np.bincount(keys, minlength=n_groups * _N_CELLS).reshape(-1, _N_CELLS)
 
 
 def _larger(a: float, b: float) -> float:

@@ -110,15 +110,15 @@ class QualitySuite:
         if outcome is None:
             return {}
         positive = _code(classes, outcome.positive)
+        all_labels = np.where(np.isnan(window["label"]), np.nan, window["label"] == positive)  # once, not per attribute
+        all_outcomes, has_outcome = window["outcome"].astype(bool), ~np.isnan(window["outcome"])
         results = {}
         for attribute in self.model.bias.attributes:
-            codes = window[f"group.{attribute}"]
-            known = (codes != MISSING) & ~np.isnan(window["outcome"])
-            label = window["label"][known]
-            label = np.where(np.isnan(label), np.nan, label == positive)
-            results[attribute] = self._fairness.compute(
-                codes[known], window["outcome"][known], label, names=group_names[attribute]
-            )
+            codes, outcomes, labels = window[f"group.{attribute}"], all_outcomes, all_labels
+            known = (codes != MISSING) & has_outcome
+            if not known.all():  # else the columns serve as they are, uncopied
+                codes, outcomes, labels = codes[known], outcomes[known], labels[known]
+            results[attribute] = self._fairness.compute(codes, outcomes, labels, names=group_names[attribute])
         return results
 
 

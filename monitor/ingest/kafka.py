@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -22,10 +22,13 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from pydantic import SecretStr
 
-from monitor.config import KafkaConfig
 from monitor.ingest import Record
+
+if TYPE_CHECKING:  # annotations only: the producer SDK imports this module, and must not load the config's stack
+    from pydantic import SecretStr
+
+    from monitor.config import KafkaConfig
 
 __all__ = [
     "KafkaDeadLetters",

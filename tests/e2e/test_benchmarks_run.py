@@ -123,3 +123,18 @@ def test_memory_benchmark_prints_its_table():
         "total: baseline, the highest peak, the report (no batch in flight)",
     ]
     assert "the formula at its worst for this config" in finished.stdout
+
+
+def test_producer_import_benchmark_prints_its_table():
+    command = [sys.executable, str(BENCH / "producer_import.py"), "--repeat", "1"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "pass (the interpreter alone)",
+        "import msgspec",
+        "import kafka (kafka-python)",
+        "from monitor.producer import EventProducer",
+        "import monitor.config (the daemon's config stack)",
+    ]
+    assert "the SDK adds" in finished.stdout
