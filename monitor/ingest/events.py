@@ -111,7 +111,7 @@ class Invalid(NamedTuple):
 
 
 class Event(msgspec.Struct, gc=False):
-    """One event as msgspec decodes it: every field of both types and every alias, typed and bounded.
+    """One event as msgspec decodes it: every field of both types, typed and bounded.
 
     A field the message does not name is :data:`~msgspec.UNSET`, one it names as ``null`` is None;
     both mean "absent" (read a batch's fields with :func:`field_values`, which makes both None). An
@@ -152,7 +152,15 @@ class Event(msgspec.Struct, gc=False):
     rating: Number | None | UnsetType = UNSET
     judge_score: UnitInterval | None | UnsetType = UNSET
     evaluation_name: Identifier | None | UnsetType = UNSET
-    # OpenTelemetry GenAI names and deprecated aliases (see ALIASES)
+    # set by the decoder; read from a key no producer writes (it starts with DEL), of any type, so never a rejection
+    timestamp_ms: Any = field(default=UNSET, name="\x7ftimestamp_ms")
+
+
+class _WireEvent(Event, gc=False):
+    """An event and the OpenTelemetry GenAI names and deprecated aliases of its fields (see :data:`ALIASES`),
+    which :func:`decode` moves onto the fields. A batch is decoded as plain events: one that names an alias
+    holds a key they drop, and so is decoded on its own (see :func:`decode_batch`)."""
+
     gen_ai_request_model: Identifier | None | UnsetType = field(default=UNSET, name="gen_ai.request.model")
     gen_ai_operation_name: Identifier | None | UnsetType = field(default=UNSET, name="gen_ai.operation.name")
     gen_ai_provider_name: Identifier | None | UnsetType = field(default=UNSET, name="gen_ai.provider.name")
@@ -181,8 +189,6 @@ class Event(msgspec.Struct, gc=False):
     gen_ai_evaluation_score_value: UnitInterval | None | UnsetType = field(
         default=UNSET, name="gen_ai.evaluation.score.value"
     )
-    # set by the decoder; read from a key no producer writes (it starts with DEL), of any type, so never a rejection
-    timestamp_ms: Any = field(default=UNSET, name="\x7ftimestamp_ms")
 
 
 #: The fields of an inference event and of a feedback event (the other type's fields are ignored).
@@ -220,22 +226,20 @@ ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "gen_ai.evaluation.name": ("evaluation_name", None),
     "gen_ai.evaluation.score.value": ("judge_score", None),
 }
-_WIRE_NAMES = dict(zip(Event.__struct_fields__, Event.__struct_encode_fields__, strict=True))
+_WIRE_NAMES = dict(zip(_WireEvent.__struct_fields__, _WireEvent.__struct_encode_fields__, strict=True))
 _ALIAS_ATTRIBUTES = [
     (attribute, *ALIASES[wire]) for attribute, wire in _WIRE_NAMES.items() if wire in ALIASES
 ]  # in ALIASES order: current names before deprecated ones
 _ALIAS_ATTRIBUTES.sort(key=lambda alias: list(ALIASES).index(_WIRE_NAMES[alias[0]]))
-#: Byte strings one of which a message that names an alias holds (unless it escapes a character of the name).
-_ALIAS_MARKS = (b"gen_ai.", b"prompt_tokens", b"completion_tokens", b"error.type")
 
-_DECODER = msgspec.json.Decoder(Event)
+_DECODER = msgspec.json.Decoder(_WireEvent)
 #: A batch is decoded as one array of its messages with a seal between each two: see decode_batch.
 _SEAL = secrets.randbits(62)
 _SEPARATOR = b",%d," % _SEAL
 _BATCH_DECODER = msgspec.json.Decoder(list[Event | int])
 _ENCODER = msgspec.json.Encoder()
 _FIELDS_LONGEST_FIRST = sorted(
-    (name for name in Event.__struct_encode_fields__ if name != "\x7ftimestamp_ms"), key=len, reverse=True
+    (name for name in _WireEvent.__struct_encode_fields__ if name != "\x7ftimestamp_ms"), key=len, reverse=True
 )
 _UNIT_FIELDS = frozenset(
     {"score", "judge_score", "gen_ai.evaluation.score.value"}
@@ -297,7 +301,7 @@ def decode(raw: bytes, max_bytes: int = 1_048_576, latest_ms: float = math.inf) 
             return Invalid("oversized", "nested deeper than the parser allows")
         if repeated is not None:
             return Invalid("duplicate_key", repeated)
-        return _complete(event, latest_ms)
+        return _apply_aliases(event) or _complete(event, latest_ms)
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)
 
@@ -309,15 +313,16 @@ def decode_batch(
 
     The messages are joined into one JSON array, a seal between each two, and decoded in one call. The
     seal is a random number drawn at start, which no message can know: when the array holds the seal
-    at every other place and nowhere else, each message is one JSON value of its own (a message that is
-    not cannot borrow its neighbour's bytes, as it could with commas alone). The checks that follow run over the whole
-    batch at once. Whenever the batch holds anything unusual (a message that is invalid, oversized,
-    not ASCII, or not provably free of repeated keys), each message is decoded by :func:`decode`
-    instead, so the result is always exactly what :func:`decode` returns for each.
+    at every other place and nowhere else, each message is one JSON value of its own (a message that
+    is not cannot borrow its neighbour's bytes, as it could with commas alone). The checks that follow
+    run over the whole batch at once. Whenever the batch holds anything unusual (a message that is
+    invalid, oversized, not ASCII, that names a key :class:`Event` does not, such as an alias, or
+    that may name one twice), each message is decoded by :func:`decode` instead, so the result is
+    always what :func:`decode` returns for each (an :class:`Event` all the same).
 
-    >>> [type(result).__name__ for result in decode_batch([
+    >>> [getattr(result, "reason", "valid") for result in decode_batch([
     ...     b'{"request_id": "a", "timestamp": 1700000000, "model": "m"}', b'{"request_id": "a"}', None])]
-    ['Event', 'Invalid', 'Invalid']
+    ['valid', 'missing_field', 'not_json']
     """
     try:
         events = _decode_together(raws, max_bytes, latest_ms)
@@ -345,11 +350,7 @@ def _decode_together(raws: list[bytes | None], max_bytes: int, latest_ms: float)
     events: list[Event] = values[::2]  # type: ignore[assignment]  # the seals are all at odd places
     if not _no_repeated_key(joined, events):
         return None
-    if _BACKSLASH not in joined and not any(mark in joined for mark in _ALIAS_MARKS):
-        completed = _complete_inference(events, latest_ms)
-        if completed is not None:
-            return completed
-    return [_complete(event, latest_ms) for event in events]
+    return _complete_inference(events, latest_ms) or [_complete(event, latest_ms) for event in events]
 
 
 def _no_repeated_key(joined: bytes, events: list[Event]) -> bool:
@@ -424,10 +425,7 @@ def _first_repeated_key(raw: bytes) -> str | None:
 
 
 def _complete(event: Event, latest_ms: float) -> Event | Invalid:
-    """What the types cannot say: aliases, required fields, the timestamp."""
-    invalid = _apply_aliases(event)
-    if invalid is not None:
-        return invalid
+    """What the types cannot say: required fields, the timestamp."""
     kind = event.type or "inference"
     for name in _REQUIRED[kind]:
         if getattr(event, name) in _ABSENT:
@@ -449,7 +447,7 @@ _ABSENT = (None, UNSET)
 
 
 def _complete_inference(events: list[Event], latest_ms: float) -> list[Event | Invalid] | None:
-    """:func:`_complete` of a batch of inference events that name no alias, in a few passes in C;
+    """:func:`_complete` of a batch of inference events, in a few passes in C;
     None if any event is not such or not plainly valid (then each is completed on its own)."""
     if not _INFERENCE_KINDS.issuperset(map(_TYPE, events)):
         return None
@@ -476,7 +474,7 @@ def _complete_inference(events: list[Event], latest_ms: float) -> list[Event | I
     return events  # type: ignore[return-value]  # a list of Event is a list of Event | Invalid
 
 
-def _apply_aliases(event: Event) -> Invalid | None:
+def _apply_aliases(event: _WireEvent) -> Invalid | None:
     """Move the aliases an event names onto their fields, in :data:`ALIASES` order (current names first)."""
     for attribute, name, convert in _ALIAS_ATTRIBUTES:
         value = getattr(event, attribute)

@@ -128,10 +128,11 @@ class ModelState:
 
     def _ingest_inference(self, inference: list[Event]) -> None:
         self.n_events["inference"] += len(inference)
+        read: dict[str, list] = {}  # the fields of the batch read so far, each read once
         n_tokens = self.n_tokens
-        n_tokens["input"] = min(n_tokens["input"] + sum(filter(None, _field(inference, "input_tokens"))), MAX_COUNT)
-        n_tokens["output"] = min(n_tokens["output"] + sum(filter(None, _field(inference, "output_tokens"))), MAX_COUNT)
-        batch = self._batch(inference)
+        for name, field in (("input", "input_tokens"), ("output", "output_tokens")):
+            n_tokens[name] = min(n_tokens[name] + sum(filter(None, _values(inference, field, read))), MAX_COUNT)
+        batch = self._batch(inference, read)
         self.latency.observe(batch[LATENCY_MS])
         self.ttft.observe(_floats(_field(inference, "ttft_ms")))
         self.join.forget(self.window, len(inference))
@@ -142,20 +143,20 @@ class ModelState:
             self.reference.offer(batch)
         self.join.add_inference(batch, first_row, self.window, self.reference.rows)
 
-    def _batch(self, inference: list[Event]) -> dict[str, np.ndarray]:
-        """The window's columns for a batch of inference events."""
+    def _batch(self, inference: list[Event], read: dict[str, list] | None = None) -> dict[str, np.ndarray]:
+        """The window's columns for a batch of inference events (``read``: its fields already read, by path)."""
+        read = {} if read is None else read
         batch = {
             TIMESTAMP_MS: np.array(_field(inference, "timestamp_ms"), dtype=np.float64),
             LATENCY_MS: _floats(_field(inference, "latency_ms")),
             FAILED: _given(_field(inference, "error")),
         }
-        containers: dict[str, list[dict]] = {}  # each event's "features" or "segment", looked up once
         for feature in self.features:
-            batch.update(self._feature_columns(feature, _values(inference, feature.path, containers)))
-        batch.update(self._quality_columns(inference, containers))
+            batch.update(self._feature_columns(feature, _values(inference, feature.path, read)))
+        batch.update(self._quality_columns(inference, read))
         return batch
 
-    def _quality_columns(self, inference: list[Event], containers: dict[str, list[dict]]) -> dict[str, np.ndarray]:
+    def _quality_columns(self, inference: list[Event], read: dict[str, list]) -> dict[str, np.ndarray]:
         """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
         model = self.model
         n = len(inference)
@@ -171,7 +172,7 @@ class ModelState:
         if model.quality.json_response:
             columns[JSON_VALID] = np.array([_json_valid(response) for response in _field(inference, "response")])
         for attribute in model.bias.attributes:
-            groups = _values(inference, attribute, containers)
+            groups = _values(inference, attribute, read)
             columns[Columns.group(attribute)] = self.categories[attribute].encode(
                 [value if type(value) is str else _as_category(value) for value in groups]
             )
@@ -180,7 +181,7 @@ class ModelState:
             columns[OUTCOME] = np.array(
                 [
                     math.nan if value is None or value is UNSET else float(_as_category(value) == outcome.positive)
-                    for value in _values(inference, outcome.field, containers)
+                    for value in _values(inference, outcome.field, read)
                 ]  # fmt: skip
             )
         return columns
@@ -404,18 +405,21 @@ def _warmup(model: ModelConfig) -> int:
     return model.reference.warmup
 
 
-def _values(events: list[Event], path: str, containers: dict[str, list[dict]]) -> list[Any]:
+def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
     """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``).
 
-    ``containers`` caches each event's ``features`` or ``segment`` mapping across calls on one batch.
+    ``read`` keeps what calls on one batch have read: each top-level field, and each event's ``features``
+    or ``segment`` mapping (under ``"features."``, ``"segment."``), so that each is read once.
     """
     head, _, key = path.partition(".")
     if not key:
-        return _field(events, head)  # unset where absent: each consumer of these values takes it as None
-    if head not in containers:
-        containers[head] = [container or _EMPTY for container in _field(events, head)]
-    return list(map(dict.get, containers[head], repeat(key)))  # dict.get mapped in C, no bytecode per event
-
+        if head not in read:
+            read[head] = _field(events, head)  # unset where absent: each consumer of these values takes it as None
+        return read[head]
+    containers = read.get(head + ".")
+    if containers is None:
+        containers = read[head + "."] = [container or _EMPTY for container in _field(events, head)]
+    return list(map(dict.get, containers, repeat(key)))  # dict.get mapped in C, no bytecode per event
 
 
 def _field(events: list[Event], name: str) -> list[Any]:
