@@ -33,6 +33,7 @@ import math
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from itertools import compress
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -53,6 +54,8 @@ __all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pip
 log = logging.getLogger(__name__)
 
 _TIMESTAMP_MS = attrgetter("timestamp_ms")
+_MODEL = attrgetter("model")
+_FEW_MODELS = 16
 #: The reference columns the accuracy estimate is calibrated on.
 _CALIBRATION = (SCORE, LABEL, PREDICTION)
 #: A model whose boundary is this far behind the wall clock is catching up on a backlog (``run`` only) ...
@@ -152,12 +155,7 @@ class Pipeline:
         ``wall_ms`` is the wall clock in ``run`` (None in a replay): it marks when each model was last heard
         from (:meth:`advance_idle`) and whether a model is catching up (:data:`CATCH_UP_LAG_MS`).
         """
-        by_model: dict[str, list[Event]] = {}
-        for event in events:
-            group = by_model.get(event.model)  # type: ignore[arg-type]  # the decoder requires a model
-            if group is None:
-                group = by_model[event.model] = []  # type: ignore[index]
-            group.append(event)
+        by_model = _by_model(events)
         with self.lock:
             for letter in rejected:
                 self.n_invalid[letter.invalid.reason] += 1
@@ -330,6 +328,23 @@ class Pipeline:
             alpha = drift_alpha(state.model.drift, self.config.windows)
             suite = self._drift_suites[state.name] = DriftSuite(state.model, alpha, self.config.windows.min_samples)
         return suite
+
+
+def _by_model(events: list[Event]) -> dict[str, list[Event]]:
+    """A batch's events grouped by model, in order: one pass in C per model when they are few."""
+    models: list[str] = list(map(_MODEL, events))
+    names = dict.fromkeys(models)
+    if len(names) == 1:
+        return {models[0]: events}
+    if len(names) <= _FEW_MODELS:
+        return {name: list(compress(events, map(name.__eq__, models))) for name in names}
+    by_model: dict[str, list[Event]] = {}
+    for model, event in zip(models, events, strict=True):
+        group = by_model.get(model)
+        if group is None:
+            group = by_model[model] = []
+        group.append(event)
+    return by_model
 
 
 def _boundary_at_or_before(time_ms: float, every_ms: int) -> float:

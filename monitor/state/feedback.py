@@ -45,7 +45,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable
+from itertools import compress
+from operator import eq
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -127,9 +130,10 @@ class FeedbackJoin:
             keys = oldest[column].tolist()
             if keys.count(None) == len(keys):  # response ids are often not sent
                 continue
-            for row, key in enumerate(keys, start=first_row):
-                if key is not None and rows.get(key) == row:  # not since reused by a newer call
-                    del rows[key]
+            # the keys whose row is still this one (not since reused by a newer call), dropped in C
+            current = map(rows.get, keys)
+            stale = compress(keys, map(eq, current, range(first_row, first_row + len(keys))))
+            deque(map(rows.pop, stale), maxlen=0)
 
     def add_inference(self, batch: dict[str, np.ndarray], first_row: int, window: Window, reference: Window) -> None:
         """Index a batch of inference events just appended at ``first_row``; join the feedback waiting for them."""
