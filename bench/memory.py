@@ -50,6 +50,7 @@ import numpy as np
 
 from monitor.config import Config, parse_config
 from monitor.export.report import drift_report_html
+from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.state.feedback import MAX_KEY_CHARS
@@ -95,7 +96,7 @@ def wide_value(kind: str, i: int) -> str:
     return value
 
 
-def calls(model: int, n: int, max_categories: int, rng: np.random.Generator) -> Iterator[list[dict]]:
+def calls(model: int, n: int, max_categories: int, rng: np.random.Generator) -> Iterator[list[Event]]:
     """Batches of decoded inference events, made as they are taken; ``max_categories`` of them, after the first
     batch, fill every vocabulary."""
     numeric = rng.normal(size=(BATCH, N_NUMERIC)).round(3).tolist()
@@ -111,34 +112,34 @@ def calls(model: int, n: int, max_categories: int, rng: np.random.Generator) -> 
             for k in range(N_TEXT):
                 features[f"t{k}"] = PROMPTS[(i + k) % len(PROMPTS)]
             batch.append(
-                {
-                    "type": "inference",
-                    "request_id": long_id("request", model, i),
-                    "response_id": long_id("response", model, i),
-                    "timestamp_ms": T0_MS + i,
-                    "model": f"model-{model}",
-                    "latency_ms": 80.0 + i % 400,
-                    "prediction": wide_value("class-", i) if filling else ("approve" if i % 3 else "deny"),
-                    "score": 0.5 + (i % 50) / 100,
-                    "embedding": embeddings[j],
-                    "features": features,
-                }
+                Event(
+                    type="inference",
+                    request_id=long_id("request", model, i),
+                    response_id=long_id("response", model, i),
+                    timestamp_ms=T0_MS + i,
+                    model=f"model-{model}",
+                    latency_ms=80.0 + i % 400,
+                    prediction=wide_value("class-", i) if filling else ("approve" if i % 3 else "deny"),
+                    score=0.5 + (i % 50) / 100,
+                    embedding=embeddings[j],
+                    features=features,
+                )
             )
         yield batch
 
 
-def orphans(model: int, n: int, at_ms: float) -> list[list[dict]]:
+def orphans(model: int, n: int, at_ms: float) -> list[list[Event]]:
     """Batches of feedback naming calls that never come, each with its own 256-character label."""
     events = [
-        {
-            "type": "feedback",
-            "request_id": long_id("orphan", model, i),
-            "timestamp_ms": at_ms,
-            "model": f"model-{model}",
-            "label": wide_value("label-", i),
-            "rating": 1.0,
-            "judge_score": 0.5,
-        }
+        Event(
+            type="feedback",
+            request_id=long_id("orphan", model, i),
+            timestamp_ms=at_ms,
+            model=f"model-{model}",
+            label=wide_value("label-", i),
+            rating=1.0,
+            judge_score=0.5,
+        )
         for i in range(n)
     ]
     return [events[i : i + BATCH] for i in range(0, n, BATCH)]

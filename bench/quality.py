@@ -42,8 +42,10 @@ from detectors.fairness import FairnessStats
 from detectors.quality import QualityStats
 from monitor.config import parse_config
 from monitor.evaluate.quality import QualitySuite
+from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
-from monitor.state.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin
+from monitor.state.columns import FEEDBACK_COLUMNS, ID_COLUMNS
+from monitor.state.feedback import FeedbackJoin
 from monitor.state.reference import Reference
 from monitor.state.windows import Column, Window
 
@@ -126,7 +128,12 @@ def batches_of(events: list[dict]) -> list[list[dict]]:
     return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
 
 
-def run_pipeline(batches: list[list[dict]], config: dict) -> Pipeline:
+def decoded(batches: list[list[dict]]) -> list[list[Event]]:
+    """The events as the decoder hands them to the pipeline."""
+    return [[Event(**event) for event in batch] for batch in batches]
+
+
+def run_pipeline(batches: list[list[Event]], config: dict) -> Pipeline:
     pipeline = Pipeline(parse_config(config))
     ingest = pipeline.ingest
     for batch in batches:
@@ -235,8 +242,9 @@ def seconds_to_expire(n: int) -> float:
 def bench_join(n_calls: int, window_size: int, warmup: int, repeat: int, flood: tuple[int, int, int]) -> None:
     events = join_stream(n_calls)
     batches = batches_of(events)
-    calls_only = batches_of([event for event in events if event["type"] == "inference"])
+    calls_only = decoded(batches_of([event for event in events if event["type"] == "inference"]))
     prepared = join_batches(batches)
+    batches = decoded(batches)
     n_events, n_feedback = len(events), len(events) - n_calls
     config = join_config(window_size, warmup)
     ttl_ms = parse_config(config).models[0].quality.label_ttl_ms
@@ -352,7 +360,7 @@ def evaluation_pipeline(window_size: int, warmup: int, seed: int = 2) -> Pipelin
                     "label": label,
                 }
             )
-    for batch in batches_of(events):
+    for batch in decoded(batches_of(events)):
         pipeline.ingest(batch)
     return pipeline
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -43,7 +42,7 @@ from alerts.rules import OPERATORS, Rule, check_template
 from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.export.metrics import METRICS
 from monitor.export.webconfig import WebConfig
-from monitor.ingest.events import InferenceEvent
+from monitor.ingest.events import INFERENCE_FIELDS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -193,8 +192,8 @@ FeatureKind = Literal["numeric", "categorical", "text", "embedding"]
 #: ``features.<name>`` or ``segment.<name>``.
 EVENT_FIELDS = tuple(
     name
-    for name in typing.get_type_hints(InferenceEvent)
-    if name not in ("type", "request_id", "response_id", "timestamp", "timestamp_ms", "model", "features", "segment")
+    for name in INFERENCE_FIELDS
+    if name not in ("type", "request_id", "response_id", "timestamp", "model", "features", "segment")
 )
 
 

@@ -33,7 +33,8 @@ import math
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import compress
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -44,15 +45,19 @@ from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
 from monitor.evaluate.quality import ModelQuality, QualitySuite
 from monitor.ingest import Record
-from monitor.ingest.events import REASONS, Invalid, decode
+from monitor.ingest.events import REASONS, Event, Invalid, decode_batch
+from monitor.state.columns import FAILED, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
 
 __all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pipeline"]
 
 log = logging.getLogger(__name__)
 
+_TIMESTAMP_MS = attrgetter("timestamp_ms")
+_MODEL = attrgetter("model")
+_FEW_MODELS = 16
 #: The reference columns the accuracy estimate is calibrated on.
-_CALIBRATION = ("score", "label", "prediction")
+_CALIBRATION = (SCORE, LABEL, PREDICTION)
 #: A model whose boundary is this far behind the wall clock is catching up on a backlog (``run`` only) ...
 CATCH_UP_LAG_MS = 3_600_000
 #: ... and is then evaluated once per this many boundaries, to bound the cost of reading the backlog.
@@ -124,36 +129,33 @@ class Pipeline:
 
     def decode(
         self, records: Iterable[Record], latest_ms: float = math.inf
-    ) -> tuple[list[dict], list[DeadLetter]]:
+    ) -> tuple[list[Event], list[DeadLetter]]:
         """Split a batch into valid events and rejected records; touches no state.
 
         Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
         clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
         """
-        max_bytes = self.config.limits.max_event_bytes
+        records = list(records)
+        decoded = decode_batch([record.value for record in records], self.config.limits.max_event_bytes, latest_ms)
+        if Invalid not in set(map(type, decoded)):
+            return decoded, []  # type: ignore[return-value]  # no Invalid among them
         events = []
         rejected = []
-        for record in records:
-            event = decode(record.value or b"", max_bytes, latest_ms)  # a Kafka tombstone's value is None
+        for record, event in zip(records, decoded, strict=True):
             if isinstance(event, Invalid):
                 rejected.append(DeadLetter(record, event))
             else:
                 events.append(event)
         return events, rejected
 
-    def ingest(self, events: list[dict], rejected: Iterable[DeadLetter] = (), wall_ms: float | None = None) -> None:
+    def ingest(self, events: list[Event], rejected: Iterable[DeadLetter] = (), wall_ms: float | None = None) -> None:
         """Append valid events to their models' state, count the rejected ones, and evaluate every model
         whose event time crosses a boundary of ``windows.evaluate_every`` (see :meth:`_ingest_model`).
 
         ``wall_ms`` is the wall clock in ``run`` (None in a replay): it marks when each model was last heard
         from (:meth:`advance_idle`) and whether a model is catching up (:data:`CATCH_UP_LAG_MS`).
         """
-        by_model: dict[str, list[dict]] = {}
-        for event in events:
-            group = by_model.get(event["model"])
-            if group is None:
-                group = by_model[event["model"]] = []
-            group.append(event)
+        by_model = _by_model(events)
         with self.lock:
             for letter in rejected:
                 self.n_invalid[letter.invalid.reason] += 1
@@ -166,11 +168,11 @@ class Pipeline:
                     self._settled.discard(state.name)
                 self._ingest_model(state, group, wall_ms)
 
-    def _ingest_model(self, state: ModelState, events: list[dict], wall_ms: float | None) -> None:
+    def _ingest_model(self, state: ModelState, events: list[Event], wall_ms: float | None) -> None:
         """Append one model's events in order; when one carries its event time past a boundary, evaluate
         the model as of that boundary (the last one the event passed) over the events before it."""
         every_ms = self.config.windows.evaluate_every_ms
-        timestamps = np.fromiter(map(itemgetter("timestamp_ms"), events), dtype=np.float64, count=len(events))
+        timestamps = np.fromiter(map(_TIMESTAMP_MS, events), dtype=np.float64, count=len(events))
         watermark_ms = state.watermark_ms
         if math.isinf(watermark_ms):  # the first event starts the clock; there is nothing before it
             watermark_ms = float(timestamps[0])
@@ -189,7 +191,7 @@ class Pipeline:
             self._evaluate_model(state.name, boundary_ms)
         self._append(state, events[start:])
 
-    def _append(self, state: ModelState, events: list[dict]) -> None:
+    def _append(self, state: ModelState, events: list[Event]) -> None:
         if not events:
             return
         with self.lock:
@@ -291,18 +293,18 @@ class Pipeline:
             }
         evaluations = {}
         for name, view in views.items():
-            n_events = len(view["timestamp_ms"])
+            n_events = len(view[TIMESTAMP_MS])
             traffic = drift = quality = None
             try:
                 if n_events >= windows.min_samples:
-                    traffic = self._traffic_stats.compute(view["latency_ms"], view["failed"])
+                    traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
                     suite = suites[name]
                     if name in references:
                         suite.fit(*references[name])
                     if suite.fitted:
                         drift = suite.score(view, now_ms)
                     quality = self._quality_suite(name).evaluate(
-                        view, labelled.get(name), categories[name].pop("prediction"), categories[name]
+                        view, labelled.get(name), categories[name].pop(PREDICTION), categories[name]
                     )
             except Exception:  # a bug for one model's data must not stop the others, nor the daemon
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
@@ -326,6 +328,23 @@ class Pipeline:
             alpha = drift_alpha(state.model.drift, self.config.windows)
             suite = self._drift_suites[state.name] = DriftSuite(state.model, alpha, self.config.windows.min_samples)
         return suite
+
+
+def _by_model(events: list[Event]) -> dict[str, list[Event]]:
+    """A batch's events grouped by model, in order: one pass in C per model when they are few."""
+    models: list[str] = list(map(_MODEL, events))
+    names = dict.fromkeys(models)
+    if len(names) == 1:
+        return {models[0]: events}
+    if len(names) <= _FEW_MODELS:
+        return {name: list(compress(events, map(name.__eq__, models))) for name in names}
+    by_model: dict[str, list[Event]] = {}
+    for model, event in zip(models, events, strict=True):
+        group = by_model.get(model)
+        if group is None:
+            group = by_model[model] = []
+        group.append(event)
+    return by_model
 
 
 def _boundary_at_or_before(time_ms: float, every_ms: int) -> float:

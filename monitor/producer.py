@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from monitor.ingest.events import Invalid, decode
 from monitor.ingest.kafka import KafkaError, KafkaSink
@@ -179,7 +180,7 @@ class EventProducer:
             self._drop(f"invalid:{event.reason}")
             log.warning("dropped an event the daemon would reject: %s (%s)", event.reason, event.detail)
             return
-        del event["timestamp_ms"]
+        event.timestamp_ms = UNSET  # the decoder's own field, not sent
         if not self._connected():
             self._drop("closed")
             return

@@ -35,7 +35,7 @@ from detectors.correction import correct
 from detectors.registry import make_test
 from detectors.results import ModelDrift
 from monitor.config import DriftConfig, ModelConfig, WindowsConfig
-from monitor.state.model import text_descriptors
+from monitor.state.columns import TIMESTAMP_MS, Columns
 from monitor.state.vocabulary import MISSING
 
 __all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "tested_features"]
@@ -98,7 +98,7 @@ class DriftSuite:
                 test.threshold = self.alpha if test.has_p_value else thresholds.get(test.name, test.threshold)
                 tests[feature.label] = test
         self._tests = tests
-        self._n_reference = len(reference["timestamp_ms"])
+        self._n_reference = len(reference[TIMESTAMP_MS])
         self._reference_newest_ms = newest_ms
         self.fitted = True
 
@@ -116,7 +116,7 @@ class DriftSuite:
         corrected = correct(results, self.drift.correction, self.alpha)
         return ModelDrift(
             features=dict(zip(labels, corrected)),
-            n_window=len(window["timestamp_ms"]),
+            n_window=len(window[TIMESTAMP_MS]),
             n_reference=self._n_reference,
             reference_age_ms=now_ms - self._reference_newest_ms,
         )
@@ -126,15 +126,14 @@ def tested_features(model: ModelConfig) -> list[TestedFeature]:
     """The columns a model's drift tests read, a text feature's descriptors one by one."""
     tested = []
     for feature in model.features:
-        column = f"feature.{feature.name}"
         method = feature.method or getattr(model.drift, feature.kind)
         if feature.kind == "text":
             tested += [
-                TestedFeature(f"{feature.name}.{name}", f"{column}.{name}", "numeric", method)
-                for name in text_descriptors(feature).names
+                TestedFeature(f"{feature.name}.{name}", column, "numeric", method)  # the label shown, not a column
+                for name, column in Columns.descriptors(feature).items()
             ]
         else:
-            tested.append(TestedFeature(feature.name, column, feature.kind, method))
+            tested.append(TestedFeature(feature.name, Columns.feature(feature.name), feature.kind, method))
     return tested
 
 

@@ -32,6 +32,7 @@ from detectors.fairness import FairnessStats
 from detectors.quality import QualityStats
 from detectors.results import AccuracyEstimate, FairnessResult, QualityResult
 from monitor.config import ModelConfig
+from monitor.state.columns import Columns
 from monitor.state.vocabulary import MISSING
 
 __all__ = ["ModelQuality", "QualitySuite"]
@@ -56,8 +57,8 @@ class QualitySuite:
         method = model.quality.accuracy_estimate
         self._estimator = AccuracyEstimator(method) if method and not model.quality.numeric else None
         self._n_calibrated = 0  # labelled reference rows the estimator was fitted on
-        responses = [feature.name for feature in model.features if (feature.kind, feature.path) == ("text", "response")]
-        self._response = f"feature.{responses[0]}" if responses else None  # its descriptors tell refusals
+        responses = [feature for feature in model.features if (feature.kind, feature.path) == ("text", "response")]
+        self._response = Columns.descriptors(responses[0]) if responses else None  # its descriptors tell refusals
 
     @property
     def calibrates(self) -> bool:
@@ -78,8 +79,8 @@ class QualitySuite:
         stats = QualityStats(positive=positive, numeric=numeric)
         refused, empty = window["content_filter"], None
         if self._response is not None:
-            refused = refused | (window[f"{self._response}.is_refusal"] == 1.0)
-            empty = window[f"{self._response}.is_empty"]
+            refused = refused | (window[self._response["is_refusal"]] == 1.0)
+            empty = window[self._response["is_empty"]]
         quality = stats.compute(
             prediction=window["prediction"],
             label=window["label"],
@@ -114,7 +115,7 @@ class QualitySuite:
         all_outcomes, has_outcome = window["outcome"].astype(bool), ~np.isnan(window["outcome"])
         results = {}
         for attribute in self.model.bias.attributes:
-            codes, outcomes, labels = window[f"group.{attribute}"], all_outcomes, all_labels
+            codes, outcomes, labels = window[Columns.group(attribute)], all_outcomes, all_labels
             known = (codes != MISSING) & has_outcome
             if not known.all():  # else the columns serve as they are, uncopied
                 codes, outcomes, labels = codes[known], outcomes[known], labels[known]

@@ -24,8 +24,9 @@ digest of it, so that an id costs the window, the index and the pending table
 at most 64 bytes of text whatever a producer sends.
 
 >>> import numpy as np
->>> from monitor.state.windows import Column, Window
->>> columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS}
+>>> from monitor.state.columns import FEEDBACK_COLUMNS, ID_COLUMNS, TIMESTAMP_MS, Column
+>>> from monitor.state.windows import Window
+>>> columns = {TIMESTAMP_MS: Column(np.float64), **FEEDBACK_COLUMNS}
 >>> window = Window(3, {**columns, **{name: Column(object, missing=None) for name in ID_COLUMNS}})
 >>> join = FeedbackJoin(ttl_ms=60_000, max_pending=10, reference_size=0)
 >>> join.add_feedback([("r2", 1_500.0, {"label": 1.0})], window)  # before its call: it waits
@@ -44,17 +45,21 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable
+from itertools import compress
+from operator import eq
 from typing import Any, NamedTuple
 
 import numpy as np
+from msgspec import UNSET
 
+from monitor.ingest.events import Event
+from monitor.state.columns import ID_COLUMNS, JUDGE_SCORE, LABEL, RATING, REQUEST_ID, RESPONSE_ID, TIMESTAMP_MS
 from monitor.state.histogram import Histogram
-from monitor.state.windows import Column, Window
+from monitor.state.windows import Window
 
 __all__ = [
-    "FEEDBACK_COLUMNS",
-    "ID_COLUMNS",
     "LABEL_DELAY_BUCKETS_MS",
     "MAX_KEY_CHARS",
     "FeedbackJoin",
@@ -63,10 +68,6 @@ __all__ = [
     "join_keys",
 ]
 
-#: The window columns feedback fills (NaN until it arrives); labels are numbers or class codes.
-FEEDBACK_COLUMNS = {"label": Column(np.float64), "rating": Column(np.float64), "judge_score": Column(np.float64)}
-#: The window columns that hold each call's ids (as join keys), by which feedback finds it.
-ID_COLUMNS = ("request_id", "response_id")
 #: The longest id a join key keeps as it is (ASCII only); a longer one is kept as a digest.
 MAX_KEY_CHARS = 64
 #: Upper bounds of the label delay histogram: from a second to a month.
@@ -129,13 +130,14 @@ class FeedbackJoin:
             keys = oldest[column].tolist()
             if keys.count(None) == len(keys):  # response ids are often not sent
                 continue
-            for row, key in enumerate(keys, start=first_row):
-                if key is not None and rows.get(key) == row:  # not since reused by a newer call
-                    del rows[key]
+            # the keys whose row is still this one (not since reused by a newer call), dropped in C
+            current = map(rows.get, keys)
+            stale = compress(keys, map(eq, current, range(first_row, first_row + len(keys))))
+            deque(map(rows.pop, stale), maxlen=0)
 
     def add_inference(self, batch: dict[str, np.ndarray], first_row: int, window: Window, reference: Window) -> None:
         """Index a batch of inference events just appended at ``first_row``; join the feedback waiting for them."""
-        request_ids, response_ids = batch["request_id"].tolist(), batch["response_id"].tolist()
+        request_ids, response_ids = batch[REQUEST_ID].tolist(), batch[RESPONSE_ID].tolist()
         n = len(request_ids)
         skip = max(0, window.n_appended - len(window) - first_row)  # rows overwritten within this very batch
         rows = self._rows
@@ -204,7 +206,7 @@ class FeedbackJoin:
         targets = []
         row = self._rows.get(key)
         if row is not None and window.holds(row):
-            called_ms = window.read(row, "timestamp_ms")
+            called_ms = window.read(row, TIMESTAMP_MS)
             if waiting.timestamp_ms < called_ms - self.ttl_ms:
                 self.n_expired += waiting.n_events
                 return
@@ -212,7 +214,7 @@ class FeedbackJoin:
         row = self._reference_rows.get(key)
         if row is not None and reference is not None and reference.holds(row):
             targets.append((reference, row))
-            called_ms = reference.read(row, "timestamp_ms") if called_ms is None else called_ms
+            called_ms = reference.read(row, TIMESTAMP_MS) if called_ms is None else called_ms
         if called_ms is None:
             self._wait(key, waiting)  # its call left the window: it waits, and expires
             return
@@ -292,13 +294,12 @@ def _short_ascii(keys: list[str]) -> bool:
     return max(map(len, keys), default=0) <= MAX_KEY_CHARS and "".join(keys).isascii()
 
 
-def feedback_values(event: dict, read_label: Callable[[Any], float | str]) -> Values:
+def feedback_values(event: Event, read_label: Callable[[Any], float | str]) -> Values:
     """The values a feedback event carries: numbers, and its label as ``read_label`` reads it."""
     values: Values = {}
-    if event.get("label") is not None:
-        values["label"] = read_label(event["label"])
-    for name in ("rating", "judge_score"):
-        value = event.get(name)
-        if value is not None and math.isfinite(value):
-            values[name] = float(value)
+    if event.label is not None and event.label is not UNSET:
+        values[LABEL] = read_label(event.label)
+    for column, value in ((RATING, event.rating), (JUDGE_SCORE, event.judge_score)):
+        if value is not None and value is not UNSET and math.isfinite(value):
+            values[column] = float(value)
     return values

@@ -48,8 +48,8 @@ from dataclasses import dataclass, fields
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.evaluate.drift import tested_features
+from monitor.state.columns import text_descriptors
 from monitor.state.feedback import MAX_KEY_CHARS
-from monitor.state.model import text_descriptors
 from monitor.state.vocabulary import MAX_VALUE_CHARS
 
 __all__ = ["MemoryBound", "memory_bound", "row_bytes"]

@@ -10,8 +10,7 @@ memory and label cardinality stay bounded.
 >>> config = parse_config({"models": [{"name": "*", "features": [
 ...     {"name": "locale", "kind": "categorical", "path": "segment.locale"}]}]})
 >>> states = ModelStates(config)
->>> states.ingest("bot", [{"type": "inference", "timestamp_ms": 1.0, "latency_ms": 120.0,
-...                         "segment": {"locale": "de"}}])
+>>> states.ingest("bot", [Event(type="inference", timestamp_ms=1.0, latency_ms=120.0, segment={"locale": "de"})])
 >>> states["bot"].window.view()["feature.locale"]
 array([1], dtype=int32)
 """
@@ -23,21 +22,37 @@ import logging
 import math
 from collections.abc import Iterator
 from itertools import repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import msgspec
 import numpy as np
+from msgspec import UNSET, UnsetType
 
-from detectors.text_descriptors import TextDescriptors
 from monitor.config import Config, FeatureConfig, ModelConfig
+from monitor.ingest.events import Event, field_values
 from monitor.state.changes import ChangeWatch
-from monitor.state.feedback import FEEDBACK_COLUMNS, ID_COLUMNS, FeedbackJoin, feedback_values, join_key, join_keys
+from monitor.state.columns import (
+    CONTENT_FILTER,
+    FAILED,
+    FEEDBACK_COLUMNS,
+    ID_COLUMNS,
+    JSON_VALID,
+    LATENCY_MS,
+    OUTCOME,
+    PREDICTION,
+    SCORE,
+    TIMESTAMP_MS,
+    Columns,
+    text_descriptors,
+)
+from monitor.state.feedback import FeedbackJoin, feedback_values, join_key, join_keys
 from monitor.state.histogram import MAX_COUNT, Histogram
 from monitor.state.reference import Reference, read_reference_file
-from monitor.state.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
-from monitor.state.windows import Column, Window
+from monitor.state.vocabulary import MAX_VALUE_CHARS, OTHER, Vocabulary
+from monitor.state.windows import Window
 
-__all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates", "text_descriptors"]
+__all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates"]
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +62,8 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30
 TTFT_BUCKETS_MS = (25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 10_000)
 
 _EMPTY: dict = {}
-_DESCRIBE_RESPONSE = TextDescriptors()
-_DESCRIBE_PROMPT = TextDescriptors(refusals=False)
 
-
-def text_descriptors(feature: FeatureConfig) -> TextDescriptors:
-    """How a text feature is windowed: as numeric descriptors; refusals are looked for in responses only."""
-    return _DESCRIBE_RESPONSE if feature.path == "response" else _DESCRIBE_PROMPT
-
-
-_NUMERIC_TYPES = frozenset((float, int, bool, type(None)))
+_NUMERIC_TYPES = frozenset((float, int, bool, type(None), UnsetType))
 
 
 class ModelState:
@@ -67,7 +74,7 @@ class ModelState:
     always store it.
     """
 
-    def __init__(self, name: str, model: ModelConfig, config: Config, reference_events: list[dict] | None = None):
+    def __init__(self, name: str, model: ModelConfig, config: Config, reference_events: list[Event] | None = None):
         self.name = name
         self.model = model
         self.features = model.features
@@ -77,27 +84,12 @@ class ModelState:
             for feature in model.features
             if feature.kind == "categorical"
         }
-        columns = {
-            "timestamp_ms": Column(np.float64),
-            "latency_ms": Column(np.float64),
-            "failed": Column(np.bool_, missing=False),
-        }
-        for feature in model.features:
-            columns.update(_columns(feature))
-        columns.update(FEEDBACK_COLUMNS)
-        columns.update({name: Column(object, missing=None) for name in ID_COLUMNS})
-        columns.update({"prediction": Column(np.float64), "score": Column(np.float64)})
-        columns["content_filter"] = Column(np.bool_, missing=False)
-        if model.quality.json_response:
-            columns["json_valid"] = Column(np.float64)
+        self.columns = Columns(model)
         #: Predictions and labels (as codes unless numeric), and each bias attribute's groups.
-        self.categories = {"prediction": Vocabulary(config.limits.max_categories)}
+        self.categories = {PREDICTION: Vocabulary(config.limits.max_categories)}
         for attribute in model.bias.attributes:
             self.categories[attribute] = Vocabulary(config.limits.max_categories)
-            columns[f"group.{attribute}"] = Column(np.int32, missing=MISSING)
-        if model.bias.outcome is not None:
-            columns["outcome"] = Column(np.float64)
-        self.window = Window(config.windows.size, columns)
+        self.window = Window(config.windows.size, self.columns.layout)
         self._reference_events = reference_events
         self.reference = self._new_reference()
         self.latency = Histogram(LATENCY_BUCKETS_MS)
@@ -110,12 +102,12 @@ class ModelState:
         warmup = 0 if reference_events is not None else _warmup(model)
         self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup, self._class_code)
 
-    def ingest(self, events: list[dict]) -> None:
+    def ingest(self, events: list[Event]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
         inference, feedback = events, []
         if "feedback" in _field(events, "type"):
-            inference = [event for event in events if event["type"] == "inference"]
-            feedback = [event for event in events if event["type"] == "feedback"]
+            inference = [event for event in events if event.type == "inference"]
+            feedback = [event for event in events if event.type == "feedback"]
         self.n_events["feedback"] += len(feedback)
         if inference:
             self._ingest_inference(inference)
@@ -123,7 +115,7 @@ class ModelState:
             read_label = self._read_label
             self.join.add_feedback(
                 [
-                    (join_key(event.get("request_id") or event["response_id"]), event["timestamp_ms"], values)
+                    (join_key(event.request_id or event.response_id), event.timestamp_ms, values)  # type: ignore[arg-type]
                     for event in feedback
                     if (values := feedback_values(event, read_label))
                 ],
@@ -134,61 +126,62 @@ class ModelState:
         self.join.expire(latest_ms)
         self.watermark_ms = max(self.watermark_ms, latest_ms)
 
-    def _ingest_inference(self, inference: list[dict]) -> None:
+    def _ingest_inference(self, inference: list[Event]) -> None:
         self.n_events["inference"] += len(inference)
+        read: dict[str, list] = {}  # the fields of the batch read so far, each read once
         n_tokens = self.n_tokens
-        n_tokens["input"] = min(n_tokens["input"] + sum(filter(None, _field(inference, "input_tokens"))), MAX_COUNT)
-        n_tokens["output"] = min(n_tokens["output"] + sum(filter(None, _field(inference, "output_tokens"))), MAX_COUNT)
-        batch = self._batch(inference)
-        self.latency.observe(batch["latency_ms"])
-        self.ttft.observe(np.array(_field(inference, "ttft_ms"), dtype=np.float64))
+        for name, field in (("input", "input_tokens"), ("output", "output_tokens")):
+            n_tokens[name] = min(n_tokens[name] + sum(filter(None, _values(inference, field, read))), MAX_COUNT)
+        batch = self._batch(inference, read)
+        self.latency.observe(batch[LATENCY_MS])
+        self.ttft.observe(_floats(_field(inference, "ttft_ms")))
         self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
-        self.changes.observe(batch["latency_ms"], batch["failed"])
+        self.changes.observe(batch[LATENCY_MS], batch[FAILED])
         if self._reference_events is None:  # a warm-up reference takes the first events
             self.reference.offer(batch)
         self.join.add_inference(batch, first_row, self.window, self.reference.rows)
 
-    def _batch(self, inference: list[dict]) -> dict[str, np.ndarray]:
-        """The window's columns for a batch of inference events."""
+    def _batch(self, inference: list[Event], read: dict[str, list] | None = None) -> dict[str, np.ndarray]:
+        """The window's columns for a batch of inference events (``read``: its fields already read, by path)."""
+        read = {} if read is None else read
         batch = {
-            "timestamp_ms": np.array(_field(inference, "timestamp_ms"), dtype=np.float64),
-            "latency_ms": np.array(_field(inference, "latency_ms"), dtype=np.float64),
-            "failed": np.array([event.get("error") is not None for event in inference], dtype=np.bool_),
+            TIMESTAMP_MS: np.array(_field(inference, "timestamp_ms"), dtype=np.float64),
+            LATENCY_MS: _floats(_field(inference, "latency_ms")),
+            FAILED: _given(_field(inference, "error")),
         }
-        containers: dict[str, list[dict]] = {}  # each event's "features" or "segment", looked up once
         for feature in self.features:
-            batch.update(self._feature_columns(feature, _values(inference, feature.path, containers)))
-        batch.update(self._quality_columns(inference, containers))
+            batch.update(self._feature_columns(feature, _values(inference, feature.path, read)))
+        batch.update(self._quality_columns(inference, read))
         return batch
 
-    def _quality_columns(self, inference: list[dict], containers: dict[str, list[dict]]) -> dict[str, np.ndarray]:
+    def _quality_columns(self, inference: list[Event], read: dict[str, list]) -> dict[str, np.ndarray]:
         """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
         model = self.model
         n = len(inference)
-        predictions = _field(inference, "prediction")
+        predictions = field_values(inference, "prediction")
         columns = {
             # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
-            **{name: np.fromiter(join_keys(_field(inference, name)), dtype=object, count=n) for name in ID_COLUMNS},
-            "prediction": np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
-            "score": np.array(_field(inference, "score"), dtype=np.float64),
-            "content_filter": np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
+            **{name: np.fromiter(join_keys(field_values(inference, name)), object, n) for name in ID_COLUMNS},
+            PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
+            SCORE: _floats(_field(inference, "score")),
+            CONTENT_FILTER: np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
-            columns["json_valid"] = np.array([_json_valid(event.get("response")) for event in inference])
+            columns[JSON_VALID] = np.array([_json_valid(response) for response in _field(inference, "response")])
         for attribute in model.bias.attributes:
-            groups = _values(inference, attribute, containers)
-            columns[f"group.{attribute}"] = self.categories[attribute].encode(
+            groups = _values(inference, attribute, read)
+            columns[Columns.group(attribute)] = self.categories[attribute].encode(
                 [value if type(value) is str else _as_category(value) for value in groups]
             )
         outcome = model.bias.outcome
         if outcome is not None:
-            columns["outcome"] = np.array(
+            columns[OUTCOME] = np.array(
                 [
-                    math.nan if value is None else float(_as_category(value) == outcome.positive)
-                    for value in _values(inference, outcome.field, containers)
+                    math.nan if value is None or value is UNSET else float(_as_category(value) == outcome.positive)
+                    for value in _values(inference, outcome.field, read)
                 ]  # fmt: skip
             )
         return columns
@@ -197,7 +190,7 @@ class ModelState:
         """Predictions as window numbers: themselves for a numeric model, else their class codes."""
         if self.model.quality.numeric:
             return np.array([_as_float(value) for value in predictions], dtype=np.float64)
-        classes = self.categories["prediction"].encode(
+        classes = self.categories[PREDICTION].encode(
             [value if type(value) is str else _as_category(value) for value in predictions]
         )
         codes = classes.astype(np.float64)
@@ -214,14 +207,14 @@ class ModelState:
 
     def _class_code(self, category: str) -> float:
         """The window number of a class: its code, admitted if there is room; NaN past the cap."""
-        code = self.categories["prediction"].code(category)
+        code = self.categories[PREDICTION].code(category)
         return math.nan if code == 0 else float(code)  # a class past the cap is unknown, not "__other__"
 
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
         if self._reference_events is None:
-            return Reference(_warmup(self.model), self.window.columns)
-        reference = Reference(len(self._reference_events), self.window.columns)
+            return Reference(_warmup(self.model), self.columns.layout)
+        reference = Reference(len(self._reference_events), self.columns.layout)
         if self._reference_events:
             reference.offer(self._batch(self._reference_events))
         return reference
@@ -283,10 +276,10 @@ class ModelState:
             self.reference = self._new_reference()
 
     def _feature_columns(self, feature: FeatureConfig, values: list[Any]) -> dict[str, np.ndarray]:
-        column = f"feature.{feature.name}"
+        column = Columns.feature(feature.name)
         if feature.kind == "numeric":
-            if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None (NaN) convert in C
-                return {column: np.array(values, dtype=np.float64)}
+            if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None or unset (NaN) convert in C
+                return {column: _floats(values)}
             return {column: np.array([_as_float(value) for value in values], dtype=np.float64)}
         if feature.kind == "categorical":
             return {
@@ -297,7 +290,8 @@ class ModelState:
         if feature.kind == "text":  # only the descriptors are kept, never the text
             limit = self.max_text_chars
             texts = [value[:limit] if type(value) is str else None for value in values]
-            return {f"{column}.{name}": data for name, data in text_descriptors(feature).describe(texts).items()}
+            names = Columns.descriptors(feature)
+            return {names[name]: data for name, data in text_descriptors(feature).describe(texts).items()}
         dim = _dim(feature)
         rows = np.full((len(values), dim), np.nan, dtype=np.float32)
         for row, value in enumerate(values):
@@ -332,7 +326,7 @@ class ModelStates:
     def __len__(self) -> int:
         return len(self._states)
 
-    def ingest(self, name: str, events: list[dict]) -> None:
+    def ingest(self, name: str, events: list[Event]) -> None:
         """Route a batch of one model's events to its state."""
         state = self.state_for(name, len(events))
         if state is not None:
@@ -401,17 +395,6 @@ class ModelStates:
         return ModelState(name, model, self.config, reference_events)
 
 
-def _columns(feature: FeatureConfig) -> dict[str, Column]:
-    column = f"feature.{feature.name}"
-    if feature.kind == "numeric":
-        return {column: Column(np.float64)}
-    if feature.kind == "categorical":
-        return {column: Column(np.int32, missing=MISSING)}
-    if feature.kind == "text":
-        return {f"{column}.{name}": Column(np.float64) for name in text_descriptors(feature).names}
-    return {column: Column(np.float32, shape=(_dim(feature),))}
-
-
 def _dim(feature: FeatureConfig) -> int:
     assert feature.dim is not None, "the config requires 'dim' for an embedding feature"
     return feature.dim
@@ -422,22 +405,45 @@ def _warmup(model: ModelConfig) -> int:
     return model.reference.warmup
 
 
-def _values(events: list[dict], path: str, containers: dict[str, list[dict]]) -> list[Any]:
+def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
     """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``).
 
-    ``containers`` caches each event's ``features`` or ``segment`` mapping across calls on one batch.
+    ``read`` keeps what calls on one batch have read: each top-level field, and each event's ``features``
+    or ``segment`` mapping (under ``"features."``, ``"segment."``), so that each is read once.
     """
     head, _, key = path.partition(".")
     if not key:
-        return _field(events, head)
-    if head not in containers:
-        containers[head] = [container or _EMPTY for container in _field(events, head)]
-    return _field(containers[head], key)
+        if head not in read:
+            read[head] = _field(events, head)  # unset where absent: each consumer of these values takes it as None
+        return read[head]
+    containers = read.get(head + ".")
+    if containers is None:
+        containers = read[head + "."] = [container or _EMPTY for container in _field(events, head)]
+    return list(map(dict.get, containers, repeat(key)))  # dict.get mapped in C, no bytecode per event
 
 
-def _field(mappings: list[dict], key: str) -> list[Any]:
-    """Each mapping's value of ``key`` (None where absent): ``dict.get`` mapped in C, no bytecode per event."""
-    return list(map(dict.get, mappings, repeat(key)))
+def _field(events: list[Event], name: str) -> list[Any]:
+    """Each event's ``name`` field, :data:`~msgspec.UNSET` where the message did not name it (see
+    :func:`~monitor.ingest.events.field_values` for None instead): one ``getattr`` per event, in C."""
+    return list(map(attrgetter(name), events))
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    """Numbers (or None, or unset) as float64, absent ones NaN: converted in C unless some are unset."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except TypeError:  # unset values; all of them, usually (a field the producer never sends)
+        if values.count(UNSET) == len(values):
+            return np.full(len(values), np.nan)
+        return np.array([None if value is UNSET else value for value in values], dtype=np.float64)
+
+
+def _given(values: list[Any]) -> np.ndarray:
+    """Whether each value is given (neither None nor unset), as booleans."""
+    n = len(values)
+    return np.fromiter(map(is_not, values, repeat(None)), np.bool_, n) & np.fromiter(
+        map(is_not, values, repeat(UNSET)), np.bool_, n
+    )
 
 
 def _json_valid(response: Any) -> float:

@@ -26,9 +26,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from monitor.ingest import Record
-from monitor.ingest.events import Invalid, decode
+from monitor.ingest.events import Event, Invalid, decode
 from monitor.ingest.file import JsonlSource
-from monitor.state.windows import Column, Window
+from monitor.state.columns import TIMESTAMP_MS, Column
+from monitor.state.windows import Window
 
 __all__ = ["Reference", "ReferenceFileError", "read_reference_file", "reference_records"]
 
@@ -37,13 +38,13 @@ class ReferenceFileError(ValueError):
     """A reference file that cannot be used; the message names the file, the line and why."""
 
 
-def read_reference_file(path: str | os.PathLike[str], max_event_bytes: int) -> dict[str, list[dict]]:
+def read_reference_file(path: str | os.PathLike[str], max_event_bytes: int) -> dict[str, list[Event]]:
     """The inference events of a JSONL reference file, by model; any bad line is an error.
 
     A reference is what every window is judged against, so unlike the event
     stream it is not read past a malformed line.
     """
-    by_model: dict[str, list[dict]] = {}
+    by_model: dict[str, list[Event]] = {}
     try:
         for batch in JsonlSource(path).batches():
             for record in batch:
@@ -51,8 +52,8 @@ def read_reference_file(path: str | os.PathLike[str], max_event_bytes: int) -> d
                 if isinstance(event, Invalid):
                     detail = f" ({event.detail})" if event.detail else ""
                     raise ReferenceFileError(f"{path}, line {record.offset}: {event.reason}{detail}")
-                if event["type"] == "inference":
-                    by_model.setdefault(event["model"], []).append(event)
+                if event.type == "inference":
+                    by_model.setdefault(event.model, []).append(event)  # type: ignore[arg-type]  # it has one
     except OSError as error:
         raise ReferenceFileError(f"{path}: cannot read: {error.strerror or error}") from None
     return by_model
@@ -75,7 +76,7 @@ class Reference:
     @property
     def newest_ms(self) -> float:
         """Event time of the reference's newest event (NaN while empty): its age is measured from here."""
-        timestamps = self._rows.view()["timestamp_ms"]
+        timestamps = self._rows.view()[TIMESTAMP_MS]
         return float(timestamps.max()) if timestamps.size else float("nan")
 
     def offer(self, batch: dict[str, np.ndarray]) -> None:
@@ -123,9 +124,9 @@ def reference_records(
     for batch in batches:
         for record in batch:
             event = decode(record.value, max_event_bytes)
-            if isinstance(event, Invalid) or event["type"] != "inference":
+            if isinstance(event, Invalid) or event.type != "inference":
                 continue
-            model = event["model"]
+            model: str = event.model  # type: ignore[assignment]  # an inference event has one
             if models is not None and model not in models:
                 continue
             chosen = kept.setdefault(model, deque(maxlen=size if last else None))

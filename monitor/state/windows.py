@@ -18,28 +18,20 @@ array([30., 40.])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from monitor.state.columns import TIMESTAMP_MS, Column
+
 __all__ = ["Column", "Window"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """How one column is stored: its dtype, the value that marks "missing", its row shape."""
-
-    dtype: type | np.dtype
-    missing: object = np.nan
-    shape: tuple[int, ...] = ()
 
 
 class Window:
     """The last ``capacity`` rows of a fixed set of columns, oldest first when read."""
 
     def __init__(self, capacity: int, columns: dict[str, Column]):
-        if "timestamp_ms" not in columns:
+        if TIMESTAMP_MS not in columns:
             raise ValueError("a window needs a 'timestamp_ms' column")
         self.capacity = capacity
         self.columns = columns
@@ -62,7 +54,7 @@ class Window:
 
     def append(self, batch: dict[str, np.ndarray]) -> None:
         """Append equally long arrays, one per column (all columns must be given)."""
-        n = len(batch["timestamp_ms"])
+        n = len(batch[TIMESTAMP_MS])
         keep = min(n, self.capacity)  # of a batch longer than the ring, only its tail survives
         start = (self._n_appended + n - keep) % self.capacity
         first = min(keep, self.capacity - start)
@@ -115,7 +107,7 @@ class Window:
         """
         size = len(self)
         cursor = self._n_appended % self.capacity
-        wanted = self._data if names is None else {name: self._data[name] for name in (*names, "timestamp_ms")}
+        wanted = self._data if names is None else {name: self._data[name] for name in (*names, TIMESTAMP_MS)}
         columns = {}
         for name, data in wanted.items():
             if size < self.capacity:
@@ -125,6 +117,6 @@ class Window:
         if duration_ms is not None:
             if now_ms is None:
                 raise ValueError("a duration window needs now_ms")
-            inside = columns["timestamp_ms"] > now_ms - duration_ms
+            inside = columns[TIMESTAMP_MS] > now_ms - duration_ms
             columns = {name: values[inside] for name, values in columns.items()}
         return columns

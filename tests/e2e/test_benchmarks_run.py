@@ -20,6 +20,7 @@ def test_hot_path_benchmark_prints_its_table():
     ]
     assert [row.split("|")[1].strip() for row in rows] == [
         "json.loads only",
+        "msgspec decode into Event only",
         "hand-rolled prometheus-client exporter",
         "driftwarden hot path",
     ]

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 
 import pytest
 from kafka import KafkaConsumer
+from msgspec import UNSET
 
 from monitor.demo.broker import EmbeddedBroker, free_port
 from monitor.ingest.events import Invalid, decode
@@ -133,15 +134,16 @@ def test_events_arrive_once_keyed_by_model_and_decode_to_the_fields_given(kafka_
     for message in messages:
         event = decode(message.value)
         assert type(event) is not Invalid, f"{message.value!r} does not decode: {event}"
-        kind, request_id = event["type"], event["request_id"]
+        kind, request_id = event.type, event.request_id
         seen[kind, request_id] += 1
         model, fields = given[kind, request_id]
-        assert event["model"] == model
+        assert event.model == model
         assert message.key == model.encode()
         partitions_of[model].add(message.partition)
         for name, value in fields.items():
-            assert event[name] == value, f"{kind} {request_id}: {name} = {event[name]!r}, given {value!r}"
-        assert started - 1 <= event["timestamp_ms"] / 1000 <= time.time() + 1
+            got = getattr(event, name)
+            assert got == value, f"{kind} {request_id}: {name} = {got!r}, given {value!r}"
+        assert started - 1 <= event.timestamp_ms / 1000 <= time.time() + 1
     assert seen == Counter({key: 1 for key in given}), "every event exactly once"
     assert Counter(kind for kind, _ in seen) == {"inference": 45, "feedback": 9}
     assert {model: len(partitions) for model, partitions in partitions_of.items()} == {model: 1 for model in MODELS}
@@ -166,12 +168,12 @@ def test_prompt_and_response_leave_the_process_only_with_send_text(kafka_broker,
     events = [decode(message.value) for message in messages]
     if send_text:
         assert raw.count(prompt.encode()) == 2 and raw.count(response.encode()) == 2
-        assert all(event["prompt"] == prompt and event["response"] == response for event in events)
+        assert all(event.prompt == prompt and event.response == response for event in events)
     else:
         assert prompt.encode() not in raw and response.encode() not in raw
         assert b"PROMPT-" not in raw and b"RESPONSE-" not in raw
-        assert all("prompt" not in event and "response" not in event for event in events)
-        assert {event["type"] for event in events} == {"inference", "feedback"}
+        assert all(event.prompt is UNSET and event.response is UNSET for event in events)
+        assert {event.type for event in events} == {"inference", "feedback"}
 
 
 # --- 3. validation -----------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def test_events_the_daemon_would_reject_are_counted_with_its_reason_and_never_se
     assert stats.queued == calls - len(UNENCODABLE)
 
     messages = read_topic(kafka_broker.bootstrap_servers, topic, expected=1)
-    assert [decode(message.value)["request_id"] for message in messages] == ["good"]
+    assert [decode(message.value).request_id for message in messages] == ["good"]
 
 
 def test_an_event_over_max_event_bytes_is_counted_as_oversized(kafka_broker, new_topic, make_producer):
@@ -233,7 +235,7 @@ def test_an_event_over_max_event_bytes_is_counted_as_oversized(kafka_broker, new
     stats = producer.close(timeout_s=5)
     assert stats.dropped == {"invalid:oversized": 1}
     assert stats.sent == 1
-    assert [decode(m.value)["request_id"] for m in read_topic(kafka_broker.bootstrap_servers, topic, 1)] == ["small"]
+    assert [decode(m.value).request_id for m in read_topic(kafka_broker.bootstrap_servers, topic, 1)] == ["small"]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -247,7 +249,7 @@ def test_a_non_finite_float_is_counted_as_non_finite_and_not_sent(kafka_broker, 
     wait_for(lambda: accounted(producer.stats()) == 2, 20, "both events to be judged")
     stats = producer.close(timeout_s=5)
     sent = [decode(m.value) for m in read_topic(kafka_broker.bootstrap_servers, topic, 1)]
-    assert [event["request_id"] for event in sent] == ["good"], f"sent: {sent}"
+    assert [event.request_id for event in sent] == ["good"], f"sent: {sent}"
     assert stats.dropped == {"invalid:non_finite": 1}
 
 
@@ -330,8 +332,8 @@ def test_events_queued_while_the_broker_is_down_are_delivered_when_it_comes_back
         stats = producer.close(timeout_s=5)
     finally:
         broker.stop()
-    assert sorted(decode(message.value)["request_id"] for message in received) == [f"r{i}" for i in range(5)]
-    assert all(message.key == decode(message.value)["model"].encode() for message in received)
+    assert sorted(decode(message.value).request_id for message in received) == [f"r{i}" for i in range(5)]
+    assert all(message.key == decode(message.value).model.encode() for message in received)
     assert stats == ProducerStats(queued=5, sent=5, dropped={})
     assert delivered_after_s < 15
 

@@ -429,10 +429,10 @@ def test_a_reference_file_is_read_as_each_models_inference_events_in_order(tmp_p
     by_model = read_reference_file(_write(tmp_path / "reference.jsonl", lines), 10_000)
 
     assert sorted(by_model) == ["m", "n"]
-    assert [event["request_id"] for event in by_model["m"]] == ["m-0", "m-2", "m-3"]
-    assert [event["request_id"] for event in by_model["n"]] == ["n-1"]
-    assert all(event["type"] == "inference" for events in by_model.values() for event in events)
-    assert by_model["m"][1]["timestamp_ms"] == (T0 + 2) * 1000.0  # decoded as the stream's events are
+    assert [event.request_id for event in by_model["m"]] == ["m-0", "m-2", "m-3"]
+    assert [event.request_id for event in by_model["n"]] == ["n-1"]
+    assert all(event.type == "inference" for events in by_model.values() for event in events)
+    assert by_model["m"][1].timestamp_ms == (T0 + 2) * 1000.0  # decoded as the stream's events are
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,15 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import UNSET
 
 from monitor.config import parse_config
 from monitor.ingest import Record
-from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, FeedbackEvent, InferenceEvent, Invalid, decode
+from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, Event, Invalid, decode, decode_batch
 from monitor.pipeline import DeadLetter, Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.state.histogram import MAX_COUNT
@@ -199,12 +201,12 @@ def test_pipeline_keeps_counting_valid_events_interleaved_with_the_whole_table()
 )
 def test_valid_timestamps_give_epoch_milliseconds(timestamp, expected_ms):
     event = decode(_event(timestamp=timestamp))
-    assert event["timestamp_ms"] == pytest.approx(expected_ms, abs=1e-3)
-    assert type(event["timestamp_ms"]) is float
+    assert event.timestamp_ms == pytest.approx(expected_ms, abs=1e-3)
+    assert type(event.timestamp_ms) is float
 
 
 def test_type_defaults_to_inference():
-    assert decode(_event())["type"] == "inference"
+    assert decode(_event()).type == "inference"
 
 
 def test_null_optional_fields_are_absent():
@@ -212,31 +214,31 @@ def test_null_optional_fields_are_absent():
                 "finish_reason", "error", "prompt", "embedding", "features", "prediction", "score", "segment",
                 "response_id", "stream"]  # fmt: skip
     event = decode(_event(**dict.fromkeys(optional)))
-    assert type(event) is dict
-    assert all(event.get(field) is None for field in optional)
+    assert isinstance(event, Event)
+    assert all(getattr(event, field) in (None, UNSET) for field in optional)
 
 
 def test_null_values_inside_features_and_segment_are_absent_values():
     event = decode(_event(features={"a": None, "b": 1}, segment={"tier": None, "locale": "de"}))
-    assert type(event) is dict
-    assert event["features"] == {"a": None, "b": 1} and event["segment"] == {"tier": None, "locale": "de"}
+    assert isinstance(event, Event)
+    assert event.features == {"a": None, "b": 1} and event.segment == {"tier": None, "locale": "de"}
 
 
 def test_unknown_extra_keys_are_tolerated():
     event = decode(_event(**{"x-trace": {"span": [1, 2]}, "tenant": "acme", "features_v2": [None]}))
-    assert type(event) is dict
-    assert (event["type"], event["request_id"], event["model"]) == ("inference", "r1", "m")
+    assert isinstance(event, Event)
+    assert (event.type, event.request_id, event.model) == ("inference", "r1", "m")
 
 
 def test_feedback_with_only_response_id_is_accepted():
     event = decode(_feedback(request_id=_DROP, response_id="resp-1", judge_score=0.5))
-    assert (event["type"], event["response_id"], event["judge_score"]) == ("feedback", "resp-1", 0.5)
+    assert (event.type, event.response_id, event.judge_score) == ("feedback", "resp-1", 0.5)
 
 
 def test_boundary_values_are_accepted():
     event = decode(_event(request_id="x" * 256, score=1, latency_ms=0, output_tokens=0,
                           features={"a": True, "b": "de", "c": -2.5}, segment={"g": "f"}))  # fmt: skip
-    assert type(event) is dict and event["request_id"] == "x" * 256
+    assert isinstance(event, Event) and event.request_id == "x" * 256
 
 
 @pytest.mark.parametrize(
@@ -261,13 +263,13 @@ def test_boundary_values_are_accepted():
 def test_otel_names_map_onto_v1_fields(alias, value, field, expected):
     base = {key: value for key, value in _BASE.items() if key != field}
     event = decode(_event(base, **{alias: value}))
-    assert event[field] == expected
-    assert alias not in event
+    assert getattr(event, field) == expected
+    assert alias not in msgspec.to_builtins(event)
 
 
 def test_otel_evaluation_names_map_onto_feedback_fields():
     event = decode(_feedback(**{"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.8}))
-    assert (event["evaluation_name"], event["judge_score"]) == ("relevance", 0.8)
+    assert (event.evaluation_name, event.judge_score) == ("relevance", 0.8)
 
 
 @pytest.mark.parametrize(
@@ -280,7 +282,7 @@ def test_otel_evaluation_names_map_onto_feedback_fields():
     ],
 )
 def test_canonical_field_wins_over_its_alias(fields, field, expected):
-    assert decode(_event(**fields))[field] == expected
+    assert getattr(decode(_event(**fields)), field) == expected
 
 
 BAD_ALIASES = [
@@ -310,7 +312,7 @@ from monitor.ingest.events import decode
 event = decode(json.dumps({"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt_tokens": 1,
     "gen_ai.usage.prompt_tokens": 3, "gen_ai.usage.input_tokens": 2,
     "gen_ai.system": "old", "gen_ai.provider.name": "new"}).encode())
-print(event["input_tokens"], event["provider"])
+print(event.input_tokens, event.provider)
 """
 
 
@@ -336,7 +338,7 @@ def test_competing_aliases_resolve_the_same_way_in_every_process():
     ],
 )
 def test_null_canonical_field_does_not_hide_its_alias(fields, field, expected):
-    assert decode(_event(**fields))[field] == expected
+    assert getattr(decode(_event(**fields)), field) == expected
 
 
 def test_malformed_json_mentioning_nan_in_a_string_is_not_json():
@@ -344,7 +346,7 @@ def test_malformed_json_mentioning_nan_in_a_string_is_not_json():
 
 
 def test_lowercase_zulu_is_rfc3339():
-    assert decode(_event(timestamp="2023-11-14T22:13:20z"))["timestamp_ms"] == 1_700_000_000_000.0
+    assert decode(_event(timestamp="2023-11-14T22:13:20z")).timestamp_ms == 1_700_000_000_000.0
 
 
 def test_readme_table_of_reasons_is_REASONS():
@@ -405,12 +407,12 @@ def test_a_negative_integer_beyond_2_53_is_out_of_range(base, key, shape, detail
 )
 def test_integers_up_to_2_53_are_kept_exactly(base, key, shape, detail):
     event = decode(_with_number(base, key, shape, str(MAX_EXACT_INT).encode()))
-    assert type(event) is dict, event
-    if shape == "bare" and key in event:
-        assert event[key] == MAX_EXACT_INT
+    assert isinstance(event, Event), event
+    if shape == "bare" and key in msgspec.to_builtins(event):
+        assert msgspec.to_builtins(event)[key] == MAX_EXACT_INT
     if key in _SIGNED:
         event = decode(_with_number(base, key, shape, str(-MAX_EXACT_INT).encode()))
-        assert type(event) is dict, event
+        assert isinstance(event, Event), event
 
 
 def test_a_400_digit_numeric_feature_is_dead_lettered_instead_of_crashing_ingest():
@@ -457,7 +459,7 @@ _YEAR_3000 = 32_503_680_000
 def test_an_event_dated_after_latest_ms_is_a_future_timestamp(fields, latest_ms, expected):
     result = decode(_event(**fields), latest_ms=latest_ms)
     if expected is None:
-        assert type(result) is dict, result
+        assert isinstance(result, Event), result
     else:
         assert result == Invalid(expected, "timestamp")
 
@@ -470,7 +472,7 @@ def test_pipeline_decode_rejects_events_after_latest_ms_and_touches_no_state():
         Record(_feedback(timestamp=_YEAR_3000), "t", 0, 2),
     ]
     events, rejected = pipeline.decode(records, latest_ms=1_700_000_600_000)
-    assert [event["timestamp_ms"] for event in events] == [1_700_000_000_000]
+    assert [event.timestamp_ms for event in events] == [1_700_000_000_000]
     assert [(letter.record, letter.invalid) for letter in rejected] == [
         (records[1], Invalid("future_timestamp", "timestamp")),
         (records[2], Invalid("future_timestamp", "timestamp")),
@@ -494,7 +496,7 @@ def test_pipeline_decode_rejects_events_after_latest_ms_and_touches_no_state():
     ],
 )
 def test_a_key_in_several_objects_or_inside_strings_is_not_a_duplicate(fields):
-    assert type(decode(_event(**fields))) is dict
+    assert isinstance(decode(_event(**fields)), Event)
 
 
 _REPEATED_MODEL = b', "model": "n"}'
@@ -523,7 +525,7 @@ def test_a_printed_duplicate_key_is_escaped_and_bounded():
     assert result.detail.startswith("\\n\\u0000k") and len(result.detail) == 256 and result.detail.isprintable()
 
 
-_FIELD_NAMES = sorted({"timestamp", *InferenceEvent.__annotations__, *FeedbackEvent.__annotations__, *ALIASES})
+_FIELD_NAMES = sorted({*Event.__struct_encode_fields__, *ALIASES} - {"\x7ftimestamp_ms"})
 _BEYOND = [2**53, 2**53 + 1, -(2**53) - 1, 2**64 - 1, 2**64, -(2**63) - 1, 10**400]
 _TIMESTAMPS = (
     st.integers(0, 2 * 10**11) | st.floats(9.4e8, 9.5e8) | st.sampled_from([0, 946_684_799, 946_684_800])
@@ -551,10 +553,11 @@ def _check_outcome(result, latest_ms=math.inf):
     if type(result) is Invalid:
         assert result.reason in REASONS and result.reason != "internal_error", result
     else:
-        assert type(result) is dict and result["type"] in {"inference", "feedback"}
-        assert type(result["timestamp_ms"]) is float and math.isfinite(result["timestamp_ms"])
-        assert 946_684_800_000 <= result["timestamp_ms"] <= latest_ms
-        assert not any(type(value) is int and abs(value) > MAX_EXACT_INT for value in _numbers(result)), result
+        assert isinstance(result, Event) and result.type in {"inference", "feedback"}
+        assert type(result.timestamp_ms) is float and math.isfinite(result.timestamp_ms)
+        assert 946_684_800_000 <= result.timestamp_ms <= latest_ms
+        numbers = _numbers(msgspec.structs.asdict(result))
+        assert not any(type(value) is int and abs(value) > MAX_EXACT_INT for value in numbers), result
 
 
 def _numbers(value):
@@ -660,3 +663,45 @@ def test_decode_rejects_exactly_the_events_that_repeat_a_key(raw):
         assert type(result) is Invalid, raw  # duplicate_key, or another reason found first
     else:
         assert type(result) is not Invalid or result.reason != "duplicate_key", raw
+
+
+# -- A batch decoded at once -------------------------------------------------------------------------------------------
+
+
+_MESSAGES = (
+    _RAW_EVENTS.map(str.encode)
+    | _OBJECTS.map(lambda event: json.dumps(event).encode())
+    | st.binary(max_size=60)
+    | st.just(None)
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(_MESSAGES, max_size=6), st.sampled_from([math.inf, 1_700_000_000_000.0]))
+def test_a_batch_decodes_to_what_each_message_decodes_to(raws, latest_ms):
+    expected = [decode(raw or b"", 400, latest_ms) for raw in raws]
+    assert list(map(_plain, decode_batch(raws, 400, latest_ms))) == list(map(_plain, expected))
+
+
+def _plain(result):
+    """An event as the fields it holds (whether decoded alone or in a batch), or an Invalid as it is."""
+    return result if type(result) is Invalid else msgspec.to_builtins(result)
+
+
+def test_a_batch_of_plain_inference_events_takes_the_batch_path_and_decodes_the_same():
+    raws = [_event(request_id=f"r{i}", latency_ms=i, error=None if i % 2 else "E") for i in range(50)]
+    raws += [_event(timestamp="2023-11-14T22:13:20.5Z"), _event(timestamp=1_700_000_000.25)]
+    assert list(map(_plain, decode_batch(raws))) == [_plain(decode(raw)) for raw in raws]
+    assert all(type(event) is Event and event.type == "inference" for event in decode_batch(raws))  # the batch path
+
+
+@pytest.mark.parametrize(
+    "raws",
+    [
+        [b'{"request_id": "a", "timestamp": 1700000000, "model": "m"},{"z":"}', b'{","model": "n"}'],
+        [b'{"request_id": "a", "timestamp": 1700000000, "model": "m"}]', b'[1, {"model": "n"}'],
+    ],
+)
+def test_messages_that_are_not_one_object_each_cannot_borrow_a_neighbours_bytes(raws):
+    assert all(type(result) is Invalid for result in decode_batch(raws))  # joined, they would be a valid array
+    assert decode_batch(raws) == [decode(raw) for raw in raws]

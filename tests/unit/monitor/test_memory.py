@@ -17,6 +17,7 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import load_config, parse_config
+from monitor.ingest.events import Event
 from monitor.state.feedback import MAX_KEY_CHARS, FeedbackJoin
 from monitor.state.memory import (
     INDEX_ENTRY_BYTES,
@@ -103,7 +104,7 @@ def test_the_ids_of_a_window_hold_no_more_than_the_formula_says():
         for first in range(0, 2 * size, 2_000):
             state.ingest(
                 [
-                    {"type": "inference", "request_id": _key(i), "response_id": _key(-i), "timestamp_ms": float(i)}
+                    Event(type="inference", request_id=_key(i), response_id=_key(-i), timestamp_ms=float(i))
                     for i in range(first, first + 2_000)
                 ]
             )

@@ -10,6 +10,7 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.ingest import Record
+from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
 from monitor.state.model import LATENCY_BUCKETS_MS, TTFT_BUCKETS_MS, ModelStates
 from monitor.state.vocabulary import OTHER
@@ -33,7 +34,7 @@ def _apply(pipeline: Pipeline, events: list[dict]) -> None:
 
 def _ingest(states: ModelStates, model: str, events: list[dict]) -> None:
     """The decoded form of events, as the pipeline hands them to ModelStates."""
-    decoded = [{"type": "inference", "timestamp_ms": (T0 + i) * 1000.0, **event} for i, event in enumerate(events)]
+    decoded = [Event(type="inference", timestamp_ms=(T0 + i) * 1000.0, **event) for i, event in enumerate(events)]
     states.ingest(model, decoded)
 
 

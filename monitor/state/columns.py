@@ -1,0 +1,133 @@
+"""The columns of a model's window: their names and how each is stored, in one place.
+
+Every other module asks here for a column's name: the state that fills the
+window, the feedback join, the drift and quality suites that read it, the
+report that shows it. A model's :class:`Columns` lays out its window from its
+config: the fixed columns of every model, one per feature (a text feature's
+numeric descriptors one each), the feedback and id columns, and the quality
+and bias columns the config asks for. The names and their order are what a
+checkpoint saves (see :attr:`ModelState.fingerprint
+<monitor.state.model.ModelState.fingerprint>`), so they never change.
+
+>>> from monitor.config import parse_config
+>>> model = parse_config({"models": [{"name": "m", "features": [{"name": "topic", "kind": "categorical"}],
+...     "bias": {"attributes": ["segment.tier"], "outcome": {"positive": "approve"}}}]}).models[0]
+>>> columns = Columns(model)
+>>> columns.feature("topic"), columns.group("segment.tier")
+('feature.topic', 'group.segment.tier')
+>>> list(columns.layout)[:4], list(columns.layout)[-3:]
+(['timestamp_ms', 'latency_ms', 'failed', 'feature.topic'], ['content_filter', 'group.segment.tier', 'outcome'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.text_descriptors import TextDescriptors
+from monitor.config import FeatureConfig, ModelConfig
+from monitor.state.vocabulary import MISSING
+
+__all__ = [
+    "CONTENT_FILTER",
+    "FAILED",
+    "FEEDBACK_COLUMNS",
+    "ID_COLUMNS",
+    "JSON_VALID",
+    "JUDGE_SCORE",
+    "LABEL",
+    "LATENCY_MS",
+    "OUTCOME",
+    "PREDICTION",
+    "RATING",
+    "REQUEST_ID",
+    "RESPONSE_ID",
+    "SCORE",
+    "TIMESTAMP_MS",
+    "Column",
+    "Columns",
+    "text_descriptors",
+]
+
+@dataclass(frozen=True)
+class Column:
+    """How one column is stored: its dtype, the value that marks "missing", its row shape."""
+
+    dtype: type | np.dtype
+    missing: object = np.nan
+    shape: tuple[int, ...] = ()
+
+
+#: Each call's event time, latency and whether it failed (it named an error).
+TIMESTAMP_MS, LATENCY_MS, FAILED = "timestamp_ms", "latency_ms", "failed"
+#: What feedback fills (NaN until it arrives); a label is a number or a class code.
+LABEL, RATING, JUDGE_SCORE = "label", "rating", "judge_score"
+#: Each call's ids (as join keys), by which feedback finds it.
+REQUEST_ID, RESPONSE_ID = "request_id", "response_id"
+#: The prediction (a number, or a class code), its score, whether a content filter stopped the response, whether
+#: the response is valid JSON (if the config asks), and whether the outcome is the positive class (bias only).
+PREDICTION, SCORE, CONTENT_FILTER = "prediction", "score", "content_filter"
+JSON_VALID, OUTCOME = "json_valid", "outcome"
+
+#: The window columns feedback fills, and how they are stored.
+FEEDBACK_COLUMNS = {LABEL: Column(np.float64), RATING: Column(np.float64), JUDGE_SCORE: Column(np.float64)}
+#: The window columns that hold each call's ids.
+ID_COLUMNS = (REQUEST_ID, RESPONSE_ID)
+
+_DESCRIBE_RESPONSE = TextDescriptors()
+_DESCRIBE_PROMPT = TextDescriptors(refusals=False)
+
+
+def text_descriptors(feature: FeatureConfig) -> TextDescriptors:
+    """How a text feature is windowed: as numeric descriptors; refusals are looked for in responses only."""
+    return _DESCRIBE_RESPONSE if feature.path == "response" else _DESCRIBE_PROMPT
+
+
+class Columns:
+    """The names and storage of one model's window columns, laid out from its config.
+
+    :attr:`layout` maps each column's name to its :class:`Column`, in window order.
+    """
+
+    def __init__(self, model: ModelConfig):
+        self.model = model
+        layout = {TIMESTAMP_MS: Column(np.float64), LATENCY_MS: Column(np.float64), FAILED: Column(np.bool_, False)}
+        for feature in model.features:
+            layout.update(self._feature_layout(feature))
+        layout.update(FEEDBACK_COLUMNS)
+        layout.update({name: Column(object, missing=None) for name in ID_COLUMNS})
+        layout.update({PREDICTION: Column(np.float64), SCORE: Column(np.float64)})
+        layout[CONTENT_FILTER] = Column(np.bool_, missing=False)
+        if model.quality.json_response:
+            layout[JSON_VALID] = Column(np.float64)
+        for attribute in model.bias.attributes:
+            layout[self.group(attribute)] = Column(np.int32, missing=MISSING)
+        if model.bias.outcome is not None:
+            layout[OUTCOME] = Column(np.float64)
+        self.layout = layout
+
+    @staticmethod
+    def feature(name: str) -> str:
+        """The column of a numeric, categorical or embedding feature."""
+        return f"feature.{name}"
+
+    @classmethod
+    def descriptors(cls, feature: FeatureConfig) -> dict[str, str]:
+        """A text feature's columns, by descriptor name."""
+        return {name: f"{cls.feature(feature.name)}.{name}" for name in text_descriptors(feature).names}
+
+    @staticmethod
+    def group(attribute: str) -> str:
+        """The column of a bias attribute's group codes."""
+        return f"group.{attribute}"
+
+    def _feature_layout(self, feature: FeatureConfig) -> dict[str, Column]:
+        if feature.kind == "numeric":
+            return {self.feature(feature.name): Column(np.float64)}
+        if feature.kind == "categorical":
+            return {self.feature(feature.name): Column(np.int32, missing=MISSING)}
+        if feature.kind == "text":
+            return {column: Column(np.float64) for column in self.descriptors(feature).values()}
+        assert feature.dim is not None, "the config requires 'dim' for an embedding feature"
+        return {self.feature(feature.name): Column(np.float32, shape=(feature.dim,))}
