@@ -41,13 +41,14 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import repeat
-from operator import attrgetter, contains
+from operator import attrgetter
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
+from msgspec.structs import astuple
 
 __all__ = [
     "ALIASES",
@@ -233,7 +234,6 @@ _ALIAS_ATTRIBUTES.sort(key=lambda alias: list(ALIASES).index(_WIRE_NAMES[alias[0
 
 _DECODER = msgspec.json.Decoder(_WireEvent)
 _PLAIN_DECODER = msgspec.json.Decoder(Event)  # a batch's: see decode_batch
-_ENCODER = msgspec.json.Encoder()
 _FIELDS_LONGEST_FIRST = sorted(
     (name for name in _WireEvent.__struct_encode_fields__ if name != "\x7ftimestamp_ms"), key=len, reverse=True
 )
@@ -244,6 +244,10 @@ _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 _BEYOND_EXACT = ("Integer value out of range", f"<= {MAX_EXACT_INT}", f">= {-MAX_EXACT_INT}")
 _BACKSLASH = ord("\\")  # an int, looked for with memchr: ten times faster than the one-byte bytes b"\\"
 _TYPE = attrgetter("type")
+_FEATURES = attrgetter("features")
+_SEGMENT = attrgetter("segment")
+_BACKSLASH_QUOTE = b'\\\\"'  # an escaped backslash that may end a string
+_SPACED_COLON = re.compile(rb'"[ \t\n\r]+:')  # a key, white space, its colon
 _TIMESTAMP = attrgetter("timestamp")
 _REQUEST_ID = attrgetter("request_id")
 _MODEL = attrgetter("model")
@@ -343,39 +347,31 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
 
 
 def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
-    """Whether no message of the batch may repeat a key, by the count of :func:`_repeated_key` over the batch
-    (each message has at least as many colons as its kept keys and strings re-encoded hold, so the sums are
-    equal only if each message's are)."""
-    if any(map(contains, raws, repeat(_BACKSLASH))) and any(map(contains, raws, repeat(b"\\u003"))):
-        return False  # some colon may be escaped
-    return sum(map(bytes.count, raws, repeat(b":"))) <= _ENCODER.encode(events).count(b":") - _n_offset_colons(
-        list(map(_TIMESTAMP, events))
-    )
+    """Whether no message of the batch names a key twice (nor one :class:`Event` drops), by counts in C.
 
-
-def _n_offset_colons(timestamps: list[Any]) -> int:
-    """How many times not in UTC are among ``timestamps``: re-encoded, each offset has a colon the
-    message may have written without (``+0530``)."""
-    zones = list(map(getattr, timestamps, repeat("tzinfo"), repeat(None)))  # None for epoch seconds
-    return len(zones) - zones.count(UTC) - zones.count(None)
+    A quote inside a string is escaped (``\\"``), so unless a string ends in an escaped backslash (then
+    ``\\\\"`` is in the batch), every other quote delimits a string, and a ``":`` ends a key (a string
+    value followed by a colon is not JSON). So unless a key is followed by white space before its colon,
+    the batch's ``":`` not escaped are its keys, as many as its events kept (their set fields and the keys
+    of ``features`` and ``segment``) only if no object repeated a key or named one the schema does not.
+    """
+    joined = b"".join(raws)
+    if _BACKSLASH_QUOTE in joined or _SPACED_COLON.search(joined):
+        return False
+    fields = list(map(astuple, events))
+    n_kept = sum(map(len, fields)) - sum(map(tuple.count, fields, repeat(UNSET)))
+    n_nested = sum(map(len, filter(None, map(_FEATURES, events)))) + sum(map(len, filter(None, map(_SEGMENT, events))))
+    return joined.count(b'":') - joined.count(b'\\":') == n_kept + n_nested
 
 
 def _repeated_key(raw: bytes, event: Event) -> str | None:
     """A key that some object of the message names twice (escaped for printing), or None.
 
-    msgspec keeps the last of repeated keys, so a count decides first, in C. Outside strings, JSON
-    has exactly one colon per key: the message holds at least as many colons as the event msgspec
-    kept, re-encoded (its keys, and the colons of its strings). When it holds no more, unless one of
-    them may be the escape ``\\u003a`` or an offset written without its colon, then no object repeats
-    a key (nor holds one msgspec dropped). Only the other messages (with unknown keys, or a repeat)
-    are parsed again by :func:`_first_repeated_key`, about twice the cost of decoding them.
+    msgspec keeps the last of repeated keys, so the count of :func:`_no_repeated_key` decides first, in C;
+    only a message it cannot clear (a repeat, a key the schema does not name, an escaped quote) is parsed
+    again by :func:`_first_repeated_key`, about twice the cost of decoding it.
     """
-    n_colons = raw.count(b":")
-    if _BACKSLASH not in raw or b"\\u003" not in raw:  # no colon of a kept string is escaped
-        n_kept = _ENCODER.encode(event).count(b":") - _n_offset_colons([event.timestamp])
-        if n_colons <= n_kept:
-            return None
-    return _first_repeated_key(raw)
+    return None if _no_repeated_key([raw], [event]) else _first_repeated_key(raw)
 
 
 class _Repeated(Exception):

@@ -705,3 +705,37 @@ def test_a_batch_of_plain_inference_events_takes_the_batch_path_and_decodes_the_
 def test_messages_that_are_not_one_object_each_cannot_borrow_a_neighbours_bytes(raws):
     assert all(type(result) is Invalid for result in decode_batch(raws))  # joined, they would be a valid array
     assert decode_batch(raws) == [decode(raw) for raw in raws]
+
+
+_PLAIN = b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "p", "features": {"a": 1}}'
+
+
+@pytest.mark.parametrize(
+    ("message", "key"),
+    [
+        (b'{"request_id": "r", "timestamp": 1700000000, "model" : "m", "model": "n"}', "model"),  # one key spaced
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "model"\n:"n"}', "model"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "features": {"a": 1, "a": 2}}', "a"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "segment": {"s": "x", "s": null}}', "s"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "mod\\u0065l": "n"}', "model"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "\\"model\\": 1", "model": "n"}',
+         "model"),
+    ],
+)  # fmt: skip
+def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key):
+    """The batch's count of keys must not be fooled by white space before a colon, an escaped key, a
+    quote-colon inside a string, or a repeat inside features or segment."""
+    results = decode_batch([_PLAIN, message, _PLAIN])
+    assert results[1] == Invalid("duplicate_key", key)
+    assert isinstance(results[0], Event) and isinstance(results[2], Event)
+
+
+def test_a_batch_with_escapes_colons_and_offsets_in_its_strings_takes_the_batch_path():
+    raws = [
+        b'{"request_id": "r:1", "timestamp": "2023-11-14T22:13:20+05:30", "model": "m",'
+        b' "prompt": "line one\\nline two: \\"quoted\\"?", "features": {"url": "http://x:80"}}',
+        _PLAIN,
+    ]
+    results = decode_batch(raws)
+    assert [type(result) for result in results] == [Event, Event]  # plain Events: the batch path
+    assert results[0].prompt == 'line one\nline two: "quoted"?'
