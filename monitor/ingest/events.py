@@ -247,7 +247,7 @@ _TYPE = attrgetter("type")
 _FEATURES = attrgetter("features")
 _SEGMENT = attrgetter("segment")
 _BACKSLASH_QUOTE = b'\\\\"'  # an escaped backslash that may end a string
-_SPACED_COLON = re.compile(rb'"[ \t\n\r]+:')  # a key, white space, its colon
+_WHITE_SPACE = b" \t\n\r"
 _TIMESTAMP = attrgetter("timestamp")
 _REQUEST_ID = attrgetter("request_id")
 _MODEL = attrgetter("model")
@@ -351,12 +351,13 @@ def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
 
     A quote inside a string is escaped (``\\"``), so unless a string ends in an escaped backslash (then
     ``\\\\"`` is in the batch), every other quote delimits a string, and a ``":`` ends a key (a string
-    value followed by a colon is not JSON). So unless a key is followed by white space before its colon,
-    the batch's ``":`` not escaped are its keys, as many as its events kept (their set fields and the keys
-    of ``features`` and ``segment``) only if no object repeated a key or named one the schema does not.
+    value followed by a colon is not JSON), once the white space JSON allows between a key and its colon
+    is taken out. The batch's ``":`` not escaped are then at least its keys (a string value may start with
+    a colon), as many as its events kept (their set fields and the keys of ``features`` and ``segment``)
+    only if no object repeated a key or named one the schema does not.
     """
-    joined = b"".join(raws)
-    if _BACKSLASH_QUOTE in joined or _SPACED_COLON.search(joined):
+    joined = b"".join(raws).translate(None, _WHITE_SPACE)
+    if _BACKSLASH_QUOTE in joined:
         return False
     fields = list(map(astuple, events))
     n_kept = sum(map(len, fields)) - sum(map(tuple.count, fields, repeat(UNSET)))
