@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -48,6 +49,9 @@ from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointStore, config_fingerprint
 from monitor.run.checkpointer import Checkpointer, Offsets
+
+if TYPE_CHECKING:
+    from monitor.ingest.confluent import ConfluentSource
 
 __all__ = ["Daemon"]
 
@@ -70,7 +74,7 @@ class Daemon:
         self.store = CheckpointStore(config.state.dir)
         self._fingerprint = config_fingerprint(config)
         self.checkpointer = Checkpointer(self.store, self._snapshot, self._fingerprint)
-        self._source: ConsumerProcess | None = None
+        self._source: ConsumerProcess | ConfluentSource | None = None
         self._dead_letters: KafkaDeadLetters | None = None
         self._stopping = threading.Event()
         self._checkpoint_due = threading.Event()
@@ -164,7 +168,12 @@ class Daemon:
     def _connect(self, resume_from: dict) -> bool:
         """Start the consumer process and the dead-letter producer (retrying while Kafka is away)."""
         kafka = self.config.kafka
-        self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
+        if kafka.client == "confluent":
+            from monitor.ingest.confluent import ConfluentSource  # the optional extra: imported only when chosen
+
+            self._source = ConfluentSource(kafka, resume_from, lambda: self._save_checkpoint() is not None)
+        else:
+            self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
         while kafka.dead_letter_topic and self._dead_letters is None and not self._stopping.is_set():
             try:
                 # Not idempotent: kafka-python's idempotent producer treats one refused write (say, an
