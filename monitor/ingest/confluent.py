@@ -144,9 +144,7 @@ class ConfluentSource:
         ]
         if len(records) < len(messages):
             self._errors(messages)
-        positions = self.positions
-        for record in records:
-            positions[record.topic, record.partition] = record.offset + 1
+        self._advance(records)
         self.last_poll = now = time.monotonic()
         if now - self._lag_at >= _LAG_EVERY_S:
             self._update_lag(now)
@@ -166,6 +164,18 @@ class ConfluentSource:
         """Leave the group at once; nothing is committed here (the owner of the state commits what it covers)."""
         self._closing = True
         self._consumer.close()
+
+    def _advance(self, records: list[Record]) -> None:
+        """Move :attr:`positions` past ``records``: the last record of each partition, found from the end."""
+        latest: Offsets = {}
+        n_owned = len(self._owned)
+        for record in reversed(records):
+            key = (record.topic, record.partition)
+            if key not in latest:
+                latest[key] = record.offset + 1
+                if len(latest) == n_owned:
+                    break
+        self.positions.update(latest)
 
     def _commit(self, commits: list[TopicPartition]) -> None:
         try:
