@@ -90,8 +90,10 @@ class ConfluentSource:
 
     ``resume_from`` holds a checkpoint's offsets: when a partition is first assigned, reading starts at
     the later of that offset and the group's committed one. ``on_revoke`` runs inside :meth:`poll` before
-    partitions are taken away; when it returns True (the state now covers :attr:`positions`), their
-    offsets are committed, synchronously, while they are still ours.
+    partitions are taken away (or after they were lost with the session); when it returns True (the state
+    now covers :attr:`positions`), the offsets of revoked partitions are committed, synchronously, while
+    they are still ours. A partition given back later resumes likewise from the later of the position this
+    member had reached (its state holds those events) and the group's committed offset.
     """
 
     def __init__(
@@ -102,9 +104,10 @@ class ConfluentSource:
     ):
         settings = {
             **consumer_settings(config),
-            "logger": logging.getLogger("librdkafka"),
+            "logger": _librdkafka_log,
             "error_cb": self._error,
             "stats_cb": self._statistics,
+            "on_commit": self._committed,
         }
         self._consumer = Consumer(settings)
         self._max_records = config.max_poll_records
@@ -119,8 +122,10 @@ class ConfluentSource:
         self._closing = False
         self._owned: set[tuple[str, int]] = set()
         self._brokers_up = False
-        self._last_error: str | None = None
-        self._consumer.subscribe(config.topics, on_assign=self._assigned, on_revoke=self._revoked)
+        self._reported: set[int] = set()  # kinds of error logged since a broker connection was last up
+        self._consumer.subscribe(
+            config.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
 
     @property
     def assigned(self) -> bool:
@@ -151,14 +156,19 @@ class ConfluentSource:
         return records
 
     def commit(self, offsets: Offsets) -> None:
-        """Commit ``offsets`` for the partitions still assigned; a failed commit is logged, not raised."""
+        """Commit ``offsets`` for the partitions still assigned, asynchronously: the loop never waits for the
+        group coordinator (during an outage a synchronous commit blocks for the session timeout). A failed
+        commit is logged, not raised; the checkpoint still holds the offsets."""
         commits = [
             TopicPartition(topic, partition, offset)
             for (topic, partition), offset in offsets.items()
             if (topic, partition) in self._owned
         ]
         if commits:
-            self._commit(commits)
+            try:
+                self._consumer.commit(offsets=commits, asynchronous=True)
+            except KafkaException as error:
+                log.warning("offset commit failed (the checkpoint still holds them): %s", error)
 
     def close(self) -> None:
         """Leave the group at once; nothing is committed here (the owner of the state commits what it covers)."""
@@ -177,13 +187,13 @@ class ConfluentSource:
                     break
         self.positions.update(latest)
 
-    def _commit(self, commits: list[TopicPartition]) -> None:
-        try:
-            for result in self._consumer.commit(offsets=commits, asynchronous=False):
-                if result.error is not None:
-                    log.warning("offset commit of %s[%d] failed: %s", result.topic, result.partition, result.error)
-        except KafkaException as error:
-            log.warning("offset commit failed (the checkpoint still holds them): %s", error)
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (served inside :meth:`poll`)."""
+        failed = [partition for partition in partitions if partition.error is not None]
+        if error is not None or failed:
+            where = ", ".join(f"{p.topic}[{p.partition}]" for p in failed or partitions)
+            reason = error or failed[0].error
+            log.warning("offset commit of %s failed (the checkpoint still holds them): %s", where, reason)
 
     def _errors(self, messages: list[Message]) -> None:
         for message in messages:
@@ -192,17 +202,16 @@ class ConfluentSource:
                 self._error(error)
 
     def _error(self, error: KafkaError) -> None:
-        """librdkafka retries by itself; each new kind of error is logged once, until another one comes."""
-        text = str(error)
-        if text != self._last_error:
-            self._last_error = text
-            log.warning("Kafka: %s", text)
+        """librdkafka retries by itself: each kind of error is logged once until a broker connection is up again."""
+        if error.code() not in self._reported:
+            self._reported.add(error.code())
+            log.warning("Kafka: %s", error.str())
 
     def _statistics(self, statistics: str) -> None:
         brokers = json.loads(statistics).get("brokers", {})
         self._brokers_up = any(broker.get("state") == "UP" for broker in brokers.values())
         if self._brokers_up:
-            self._last_error = None
+            self._reported.clear()
 
     def _update_lag(self, now: float) -> None:
         self._lag_at = now
@@ -247,16 +256,39 @@ class ConfluentSource:
         }
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._give_up(consumer, partitions, commit=True)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a rebalance (the session timed out): no longer ours to commit."""
+        self._give_up(consumer, partitions, commit=False)
+
+    def _give_up(self, consumer: Consumer, partitions: list[TopicPartition], commit: bool) -> None:
+        """Checkpoint before ``partitions`` go, then commit their positions (synchronously: the next owner
+        starts from them). The state in memory covers those positions whatever happens next, so a partition
+        given back to this member later resumes from them, unless the group has moved on further."""
         revoked = {(partition.topic, partition.partition) for partition in partitions}
         self._owned.difference_update(revoked)
         if not revoked or self._closing:
             return
         checkpointed = self._on_revoke()
         self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
-        commits = [
-            TopicPartition(topic, partition, position)
-            for topic, partition in revoked
-            if (position := self.positions.pop((topic, partition), None)) is not None
-        ]
-        if commits and checkpointed:
-            self._commit(commits)
+        positions = {key: self.positions.pop(key) for key in revoked if key in self.positions}
+        self._resume_from.update(positions)
+        if positions and checkpointed and commit:
+            commits = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+            try:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as error:
+                log.warning("offset commit before the rebalance failed (the checkpoint holds them): %s", error)
+
+
+class _WithoutReconnectLines(logging.Filter):
+    """librdkafka logs every failed reconnect (a line per backoff, during an outage); the source's ``error_cb``
+    reports each new kind of error once, so these lines are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("FAIL ")
+
+
+_librdkafka_log = logging.getLogger("monitor.ingest.librdkafka")
+_librdkafka_log.addFilter(_WithoutReconnectLines())
