@@ -9,6 +9,7 @@ joins nothing.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -19,10 +20,10 @@ from kafka.structs import OffsetAndMetadata
 from monitor.config import ConfigError, parse_config
 from monitor.ingest import Record
 from monitor.ingest.confluent import consumer_settings
-from monitor.ingest.kafka import KafkaDeadLetters, KafkaSink, client_settings
+from monitor.ingest.kafka import KafkaDeadLetters, KafkaSink, client_settings, create_topics
 from monitor.pipeline import Pipeline
 from tests.certificates import make_certificates
-from tests.components import wait_for
+from tests.components import TansuBroker, wait_for
 from tests.integration.kafka_helpers import (
     JOIN_S,
     by_position,
@@ -183,6 +184,67 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     # Each new owner went on from the revoked positions: nothing read twice, nothing skipped.
     assert by_position(read) == [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(4)]
     assert all((committed(kafka_broker, group, topic, p) or 0) >= 2 for p in (0, 1))
+
+
+def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
+    kafka_broker, new_topic, source_config, open_source
+):
+    """Partitions move while batches are in flight (small batches, a producer sending throughout): what the
+    first member read before the revocation is committed by the handshake and never read again; what it had
+    fetched but not yet returned is dropped and read by the next owner."""
+    topic = new_topic(partitions=2)
+    group = f"{topic}-group"
+    n = 3_000
+    messages = [(i % 2, f"{i % 2}-{i // 2}".encode()) for i in range(n)]
+    first = open_source(source_config(topic, group, max_poll_records=50), on_revoke=lambda: True)
+    read_by_first: list = []
+    produce(kafka_broker, topic, messages[:200])
+    wait_for(lambda: read_by_first.extend(first.poll(100)) or read_by_first, JOIN_S, "the first member's records")
+    second = open_source(source_config(topic, group, max_poll_records=50))
+    read_by_second: list = []
+
+    def stream() -> None:  # for longer than a group join takes
+        for start in range(200, n, 50):
+            produce(kafka_broker, topic, messages[start : start + 50])
+            time.sleep(0.1)
+
+    producing = threading.Thread(target=stream)
+    with polling_in_background(first, into=read_by_first) as failures:
+        producing.start()
+        wait_for(lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share")
+        assert producing.is_alive(), "the stream ended before the rebalance"
+        wait_for(lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= n,
+                 60, "every record, by one member or the other")
+        producing.join()
+    assert not failures, failures
+    read = by_position(read_by_first + read_by_second)
+    assert len(read) == len(set(read)) == n  # nothing read twice, nothing skipped
+    assert first.assigned and second.assigned and read_by_second
+
+
+def test_confluent_commits_and_readiness_while_the_broker_is_away(tmp_path, open_source, caplog):
+    """librdkafka runs in the daemon's own process (no child): a commit must not hold the loop while the group
+    coordinator is unreachable (a synchronous one waited for the session timeout), a failed one is logged, and
+    ``connected`` follows the broker (the daemon's /readyz reads it)."""
+    broker = TansuBroker(log_path=tmp_path / "tansu.log").start()
+    try:
+        create_topics({"bootstrap_servers": broker.bootstrap_servers}, {"away": 1})
+        produce(broker, "away", [(0, b"one"), (0, b"two")])
+        source = open_source(kafka_config(broker, "away", "away-group", client="confluent"))
+        read_n(source, 2)
+        wait_for(lambda: source.poll(100) == [] and source.connected, 5, "connected")
+
+        broker.stop()
+        wait_for(lambda: source.poll(100) == [] and not source.connected, 10, "not connected while the broker is away")
+        started = time.monotonic()
+        source.commit(source.positions)
+        assert time.monotonic() - started < 0.5
+        wait_for(lambda: source.poll(100) == [] and "offset commit of away[0] failed" in caplog.text, 20, "the log")
+
+        broker.start()
+        wait_for(lambda: source.poll(100) == [] and source.connected, 20, "connected once the broker is back")
+    finally:
+        broker.stop()
 
 
 def test_dead_letters_carry_the_original_bytes_and_five_headers(kafka_broker, new_topic):
