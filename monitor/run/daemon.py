@@ -1,8 +1,10 @@
 """``driftwarden run``: the consumer loop, its schedule, and a shutdown that loses nothing.
 
-One thread consumes: it takes a batch from the Kafka consumer (a child
-process, :mod:`monitor.ingest.consumer_process`, fetching the next batch
-meanwhile), applies it to the pipeline (which evaluates each model, and runs
+One thread consumes: it takes a batch from the Kafka consumer (with
+kafka-python, a child process, :mod:`monitor.ingest.consumer_process`,
+fetching the next batch meanwhile; with ``kafka.client: confluent``,
+:mod:`monitor.ingest.confluent` in this process, librdkafka fetching in its
+own threads), applies it to the pipeline (which evaluates each model, and runs
 the alert rules, as the model's event time crosses a boundary of
 ``windows.evaluate_every``), sends the rejected records to the dead-letter
 topic, lets idle models' event time follow the wall clock, and, when a
