@@ -205,7 +205,7 @@ class ConfluentSource:
         """librdkafka retries by itself: each kind of error is logged once until a broker connection is up again."""
         if error.code() not in self._reported:
             self._reported.add(error.code())
-            log.warning("Kafka: %s", error.str())
+            log.warning("Kafka: %s; librdkafka is retrying", error.str())
 
     def _statistics(self, statistics: str) -> None:
         brokers = json.loads(statistics).get("brokers", {})

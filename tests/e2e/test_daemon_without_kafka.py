@@ -13,10 +13,11 @@ from tests.components import DaemonProcess, daemon_config, http_get, wait_for
 
 
 @pytest.fixture
-def daemon_without_kafka(tmp_path):
-    """A daemon pointed at a free port where no broker listens (yet)."""
+def daemon_without_kafka(tmp_path, kafka_client):
+    """A daemon pointed at a free port where no broker listens (yet), with each Kafka client."""
     port = free_port()
-    daemon = DaemonProcess(daemon_config(f"127.0.0.1:{port}", tmp_path / "state", "late"), tmp_path).launch()
+    config = daemon_config(f"127.0.0.1:{port}", tmp_path / "state", "late", kafka={"client": kafka_client})
+    daemon = DaemonProcess(config, tmp_path).launch()
     daemon.kafka_port = port
     yield daemon
     daemon.close()
@@ -41,14 +42,19 @@ def test_sigterm_while_kafka_is_unreachable_exits_promptly(daemon_without_kafka)
     assert time.monotonic() - started < 15
 
 
-def test_secrets_from_the_environment_never_reach_the_log(kafka_broker, tmp_path):
+def test_secrets_from_the_environment_never_reach_the_log(kafka_broker, tmp_path, kafka_client):
     """A SASL login that cannot succeed (the broker speaks no SASL) logs errors, never the password."""
     password = "hunter2-do-not-log-me"
     config = daemon_config(
         kafka_broker.bootstrap_servers,
         tmp_path / "state",
         "secret",
-        kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "driftwarden"},
+        kafka={
+            "client": kafka_client,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "driftwarden",
+        },
     )
     daemon = DaemonProcess(config, tmp_path).launch({"DRIFTWARDEN_KAFKA_SASL_PASSWORD": password})
     try:
