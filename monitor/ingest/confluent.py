@@ -46,6 +46,7 @@ Offsets = dict[tuple[str, int], int]
 
 _LAG_EVERY_S = 1.0
 _COMMITTED_TIMEOUT_S = 10.0
+_RETRY_COMMIT_S = 1.0
 #: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
 _STATISTICS_EVERY_MS = 1_000
 
@@ -123,6 +124,9 @@ class ConfluentSource:
         self._owned: set[tuple[str, int]] = set()
         self._brokers_up = False
         self._reported: set[int] = set()  # kinds of error logged since a broker connection was last up
+        self._sent: Offsets = {}  # the last offset sent for commit, per partition
+        self._retry: Offsets = {}  # commits that failed and were not superseded: sent again from poll
+        self._retry_at = 0.0
         self._consumer.subscribe(
             config.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
@@ -151,6 +155,9 @@ class ConfluentSource:
             self._errors(messages)
         self._advance(records)
         self.last_poll = now = time.monotonic()
+        if self._retry and now - self._retry_at >= _RETRY_COMMIT_S:
+            self._retry_at = now
+            self.commit(self._retry)
         if now - self._lag_at >= _LAG_EVERY_S:
             self._update_lag(now)
         return records
@@ -158,13 +165,18 @@ class ConfluentSource:
     def commit(self, offsets: Offsets) -> None:
         """Commit ``offsets`` for the partitions still assigned, asynchronously: the loop never waits for the
         group coordinator (during an outage a synchronous commit blocks for the session timeout). A failed
-        commit is logged, not raised; the checkpoint still holds the offsets."""
+        commit is logged and sent again from :meth:`poll` (once a second) until it succeeds or a later one
+        supersedes it: the daemon commits an offset only once, so one failure would otherwise leave the
+        group behind the checkpoint until new events come."""
         commits = [
             TopicPartition(topic, partition, offset)
             for (topic, partition), offset in offsets.items()
             if (topic, partition) in self._owned
         ]
         if commits:
+            for partition in commits:
+                self._sent[partition.topic, partition.partition] = partition.offset
+                self._retry.pop((partition.topic, partition.partition), None)  # superseded: this one is later
             try:
                 self._consumer.commit(offsets=commits, asynchronous=True)
             except KafkaException as error:
@@ -189,11 +201,14 @@ class ConfluentSource:
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's answer to a commit (served inside :meth:`poll`)."""
-        failed = [partition for partition in partitions if partition.error is not None]
-        if error is not None or failed:
-            where = ", ".join(f"{p.topic}[{p.partition}]" for p in failed or partitions)
-            reason = error or failed[0].error
-            log.warning("offset commit of %s failed (the checkpoint still holds them): %s", where, reason)
+        failed = [partition for partition in partitions if partition.error is not None or error is not None]
+        if failed and not self._retry:  # once per run of failures (during an outage every retry fails)
+            where = ", ".join(f"{p.topic}[{p.partition}]" for p in failed)
+            log.warning("offset commit of %s failed, to be sent again: %s", where, error or failed[0].error)
+        for partition in failed:
+            key = (partition.topic, partition.partition)
+            if self._sent.get(key) == partition.offset and key in self._owned:  # not superseded by a later commit
+                self._retry[key] = partition.offset
 
     def _errors(self, messages: list[Message]) -> None:
         for message in messages:
@@ -273,6 +288,8 @@ class ConfluentSource:
         checkpointed = self._on_revoke()
         self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
         positions = {key: self.positions.pop(key) for key in revoked if key in self.positions}
+        for key in revoked:
+            self._retry.pop(key, None)  # no longer ours to commit; a new owner may be ahead by now
         self._resume_from.update(positions)
         if positions and checkpointed and commit:
             commits = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
