@@ -42,19 +42,14 @@ def test_sigterm_while_kafka_is_unreachable_exits_promptly(daemon_without_kafka)
     assert time.monotonic() - started < 15
 
 
-def test_secrets_from_the_environment_never_reach_the_log(kafka_broker, tmp_path, kafka_client):
+def test_secrets_from_the_environment_never_reach_the_log(kafka_broker, tmp_path):
     """A SASL login that cannot succeed (the broker speaks no SASL) logs errors, never the password."""
     password = "hunter2-do-not-log-me"
     config = daemon_config(
         kafka_broker.bootstrap_servers,
         tmp_path / "state",
         "secret",
-        kafka={
-            "client": kafka_client,
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN",
-            "sasl_username": "driftwarden",
-        },
+        kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "driftwarden"},
     )
     daemon = DaemonProcess(config, tmp_path).launch({"DRIFTWARDEN_KAFKA_SASL_PASSWORD": password})
     try:

@@ -18,7 +18,7 @@ that does not join the group), the checkpoint file and ``/metrics``:
 * repeated SIGKILL at seeded random points of a stream: the final statistics
   equal a replay of the stream, every event counted once.
 
-The full disk and the broker's outage run with each Kafka client (``kafka.client``).
+The broker's outage runs with each Kafka client (``kafka.client``).
 The ``soak`` marker selects longer variants (many kills, a long outage):
 ``python3 -m pytest -m soak tests/e2e/test_faults.py``.
 """
@@ -201,9 +201,7 @@ def test_a_refused_dead_letter_is_never_committed_past(refusing_broker, tmp_path
 # The state disk is full.
 
 
-def test_a_full_state_disk_commits_nothing_and_the_daemon_recovers(
-    kafka_broker, new_topic, tmp_path, daemons, kafka_client
-):
+def test_a_full_state_disk_commits_nothing_and_the_daemon_recovers(kafka_broker, new_topic, tmp_path, daemons):
     """A checkpoint that cannot be written (ENOSPC on a tmpfs) must not be committed, nor stop the daemon
     (today the OSError leaves the consume loop and the daemon exits)."""
     topic = new_topic(partitions=1)
@@ -212,7 +210,7 @@ def test_a_full_state_disk_commits_nothing_and_the_daemon_recovers(
     try:
         first, second = GOOD[:1_000], GOOD[1_000:2_000]
         produce(kafka_broker.bootstrap_servers, topic, first)
-        config = make_config(kafka_broker.bootstrap_servers, state_dir, topic, kafka_client)
+        config = make_config(kafka_broker.bootstrap_servers, state_dir, topic)
         group = config["kafka"]["group_id"]
         daemon = launch(config, tmp_path / "daemon")
         daemons.append(daemon)

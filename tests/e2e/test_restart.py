@@ -17,7 +17,7 @@ the evaluation timestamp (the watermark in both).
 * SIGTERM: the same, but the daemon is stopped gracefully: it must exit 0
   within a few seconds, having checkpointed everything it applied.
 
-The restarts run with each Kafka client (``kafka.client``).
+The SIGKILL restart runs with each Kafka client (``kafka.client``).
 """
 
 from __future__ import annotations
@@ -126,7 +126,11 @@ def test_kafka_run_equals_replay(kafka_broker, new_topic, tmp_path, start_daemon
     assert daemon.stop() == 0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    "kafka_client, signum",
+    [("kafka-python", signal.SIGKILL), ("kafka-python", signal.SIGTERM), ("confluent", signal.SIGKILL)],
+    ids=["kafka-python-SIGKILL", "kafka-python-SIGTERM", "confluent-SIGKILL"],  # confluent on SIGTERM: test_daemon_*.py
+)
 def test_restart_after_signal_equals_uninterrupted_run(
     kafka_broker, new_topic, tmp_path, start_daemon, kafka_client, signum
 ):
