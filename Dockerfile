@@ -14,7 +14,8 @@ COPY pyproject.toml README.md ./
 COPY monitor/ monitor/
 COPY detectors/ detectors/
 COPY alerts/ alerts/
-RUN pip wheel --wheel-dir /wheels .
+# With the confluent extra, so that kafka.client: confluent (librdkafka) works in the image too.
+RUN pip wheel --wheel-dir /wheels ".[confluent]"
 
 # --- runtime: the wheels installed offline, nothing else ----------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -30,7 +31,7 @@ RUN groupadd --system --gid 10001 driftwarden \
     && install -d -m 0755 /etc/driftwarden
 # The wheels are bind-mounted from the builder for this one step, so no layer keeps them.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels driftwarden
+    pip install --no-index --find-links=/wheels "driftwarden[confluent]"
 WORKDIR /var/lib/driftwarden
 USER 10001:10001
 EXPOSE 9108

@@ -17,6 +17,7 @@ monitor.config.ConfigError: windows.size: must be an integer (got 'big')
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -93,9 +94,12 @@ class KafkaConfig(_Section):
     """Where events come from. Client settings keep Kafka's own names and defaults (durations as '45s').
 
     ``max_poll_records`` is also the pipeline's batch size. ``auto_offset_reset`` applies only
-    when the group has no committed offset and no checkpoint covers a partition.
+    when the group has no committed offset and no checkpoint covers a partition. ``client`` picks the
+    consumer: kafka-python (the default) or confluent-kafka (librdkafka, the ``confluent`` extra), which
+    reads the same settings (:func:`monitor.ingest.confluent.consumer_settings`).
     """
 
+    client: Literal["kafka-python", "confluent"] = "kafka-python"
     bootstrap_servers: str | list[str] = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=lambda: ["llm-events"], min_length=1)
     group_id: str = "driftwarden"
@@ -112,6 +116,13 @@ class KafkaConfig(_Section):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_password: SecretStr | None = None
+
+    @field_validator("client")
+    @classmethod
+    def _client_installed(cls, client: str) -> str:
+        if client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise ValueError("confluent needs the confluent-kafka package: pip install 'driftwarden[confluent]'")
+        return client
 
 
 def _web_config(value: Any) -> Any:

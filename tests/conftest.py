@@ -18,6 +18,16 @@ def golden_records():
     return [record for batch in JsonlSource(DATA / "golden_events.jsonl").batches() for record in batch]
 
 
+#: The consumer clients of ``kafka.client``: the tests of the Kafka source and of the daemon on Kafka run with each.
+KAFKA_CLIENTS = ["kafka-python", "confluent"]
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request) -> str:
+    """The ``kafka.client`` a test runs with; a test that takes this fixture runs once per client."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def kafka_broker():
     """One real Kafka-protocol broker (Tansu) for the session; tests keep apart by topic and group names."""

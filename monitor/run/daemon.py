@@ -1,8 +1,10 @@
 """``driftwarden run``: the consumer loop, its schedule, and a shutdown that loses nothing.
 
-One thread consumes: it takes a batch from the Kafka consumer (a child
-process, :mod:`monitor.ingest.consumer_process`, fetching the next batch
-meanwhile), applies it to the pipeline (which evaluates each model, and runs
+One thread consumes: it takes a batch from the Kafka consumer (with
+kafka-python, a child process, :mod:`monitor.ingest.consumer_process`,
+fetching the next batch meanwhile; with ``kafka.client: confluent``,
+:mod:`monitor.ingest.confluent` in this process, librdkafka fetching in its
+own threads), applies it to the pipeline (which evaluates each model, and runs
 the alert rules, as the model's event time crosses a boundary of
 ``windows.evaluate_every``), sends the rejected records to the dead-letter
 topic, lets idle models' event time follow the wall clock, and, when a
@@ -35,6 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -48,6 +51,9 @@ from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointStore, config_fingerprint
 from monitor.run.checkpointer import Checkpointer, Offsets
+
+if TYPE_CHECKING:
+    from monitor.ingest.confluent import ConfluentSource
 
 __all__ = ["Daemon"]
 
@@ -70,7 +76,7 @@ class Daemon:
         self.store = CheckpointStore(config.state.dir)
         self._fingerprint = config_fingerprint(config)
         self.checkpointer = Checkpointer(self.store, self._snapshot, self._fingerprint)
-        self._source: ConsumerProcess | None = None
+        self._source: ConsumerProcess | ConfluentSource | None = None
         self._dead_letters: KafkaDeadLetters | None = None
         self._stopping = threading.Event()
         self._checkpoint_due = threading.Event()
@@ -166,7 +172,12 @@ class Daemon:
     def _connect(self, resume_from: dict) -> bool:
         """Start the consumer process and the dead-letter producer (retrying while Kafka is away)."""
         kafka = self.config.kafka
-        self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
+        if kafka.client == "confluent":
+            from monitor.ingest.confluent import ConfluentSource  # the optional extra: imported only when chosen
+
+            self._source = ConfluentSource(kafka, resume_from, lambda: self._save_checkpoint() is not None)
+        else:
+            self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
         while kafka.dead_letter_topic and self._dead_letters is None and not self._stopping.is_set():
             try:
                 # Not idempotent: kafka-python's idempotent producer treats one refused write (say, an

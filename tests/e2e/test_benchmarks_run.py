@@ -33,9 +33,12 @@ def test_ingest_benchmark_prints_its_table():
     rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert [row.split("|")[1].strip() for row in rows[1:]] == [
         "raw kafka-python (poll and discard)",
-        "driftwarden daemon (end to end, latency statistics on)",
+        "raw confluent-kafka",
+        "driftwarden daemon, kafka-python",
+        "driftwarden daemon, confluent-kafka",
     ]
-    assert "target: the daemon at >= 70% of the raw client's rate" in finished.stdout
+    assert "target: driftwarden daemon, kafka-python at >= 0.8x raw kafka-python" in finished.stdout
+    assert "target: driftwarden daemon, confluent-kafka at >= 1.5x raw kafka-python" in finished.stdout
 
 
 def test_drift_benchmark_prints_its_table():

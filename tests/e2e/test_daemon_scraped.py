@@ -3,7 +3,8 @@
 Events come from raw kafka-python writes (valid and malformed) and from the
 producer SDK. What Prometheus stored must equal what was produced: valid
 events per model and type, invalid ones per reason; the dead-letter topic
-must hold exactly the malformed messages with their reason and origin.
+must hold exactly the malformed messages with their reason and origin. The
+daemon runs with each Kafka client (``kafka.client``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def produced_events() -> list[dict]:
 
 
 def test_prometheus_sees_every_valid_event_and_every_rejection(
-    kafka_broker, new_topic, tmp_path, start_daemon, start_prometheus
+    kafka_broker, new_topic, tmp_path, start_daemon, start_prometheus, kafka_client
 ):
     topic = new_topic(partitions=3)
     sink = KafkaSink({"bootstrap_servers": kafka_broker.bootstrap_servers}, topic)
@@ -61,7 +62,8 @@ def test_prometheus_sees_every_valid_event_and_every_rejection(
     for reason in MALFORMED.values():
         expected_invalid[reason] += 6
 
-    daemon = start_daemon(daemon_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic))
+    config = daemon_config(kafka_broker.bootstrap_servers, tmp_path / "state", topic, kafka={"client": kafka_client})
+    daemon = start_daemon(config)
     prometheus = start_prometheus([f"127.0.0.1:{daemon.port}"])
 
     def scraped_everything():

@@ -13,10 +13,11 @@ from tests.components import DaemonProcess, daemon_config, http_get, wait_for
 
 
 @pytest.fixture
-def daemon_without_kafka(tmp_path):
-    """A daemon pointed at a free port where no broker listens (yet)."""
+def daemon_without_kafka(tmp_path, kafka_client):
+    """A daemon pointed at a free port where no broker listens (yet), with each Kafka client."""
     port = free_port()
-    daemon = DaemonProcess(daemon_config(f"127.0.0.1:{port}", tmp_path / "state", "late"), tmp_path).launch()
+    config = daemon_config(f"127.0.0.1:{port}", tmp_path / "state", "late", kafka={"client": kafka_client})
+    daemon = DaemonProcess(config, tmp_path).launch()
     daemon.kafka_port = port
     yield daemon
     daemon.close()

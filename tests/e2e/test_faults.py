@@ -18,6 +18,7 @@ that does not join the group), the checkpoint file and ``/metrics``:
 * repeated SIGKILL at seeded random points of a stream: the final statistics
   equal a replay of the stream, every event counted once.
 
+The broker's outage runs with each Kafka client (``kafka.client``).
 The ``soak`` marker selects longer variants (many kills, a long outage):
 ``python3 -m pytest -m soak tests/e2e/test_faults.py``.
 """
@@ -60,10 +61,10 @@ from tests.e2e.test_restart import make_config as example_config
 GOOD = [line for line in LINES if not isinstance(decode(line), Invalid)]  # valid wherever and whenever read
 
 
-def make_config(bootstrap_servers: str, state_dir: Path, topic: str) -> dict:
+def make_config(bootstrap_servers: str, state_dir: Path, topic: str, client: str = "kafka-python") -> dict:
     """The example's models and limits, checkpoints every second, and models quiet for 2 s evaluated as of the
     wall clock (over their whole window, as a replay ends: so that the statistics of both can be compared)."""
-    config = example_config(bootstrap_servers, state_dir, topic, checkpoint_every="1s")
+    config = example_config(bootstrap_servers, state_dir, topic, client, checkpoint_every="1s")
     config["windows"]["idle_after"] = "2s"
     return config
 
@@ -253,12 +254,14 @@ def persistent_broker(tmp_path):
     storage.stop()
 
 
-def broker_away_and_back(broker: TansuBroker, tmp_path: Path, daemons: list, outage_s: float) -> None:
+def broker_away_and_back(
+    broker: TansuBroker, tmp_path: Path, daemons: list, outage_s: float, client: str = "kafka-python"
+) -> None:
     topic = "outage"
     create_topics({"bootstrap_servers": broker.bootstrap_servers}, {topic: 1, f"{topic}-dlq": 1})
     before, after = GOOD[:1_000] + [b"not json before"], GOOD[1_000:2_000] + [b"not json after"]
     produce(broker.bootstrap_servers, topic, before)
-    config = make_config(broker.bootstrap_servers, tmp_path / "state", topic)
+    config = make_config(broker.bootstrap_servers, tmp_path / "state", topic, client)
     group = config["kafka"]["group_id"]
     daemon = launch(config, tmp_path / "daemon")
     daemons.append(daemon)
@@ -292,8 +295,8 @@ def broker_away_and_back(broker: TansuBroker, tmp_path: Path, daemons: list, out
     assert not differ, f"run (left) vs replay (right) of the same events:\n{differ}"
 
 
-def test_the_broker_goes_away_and_comes_back(persistent_broker, tmp_path, daemons):
-    broker_away_and_back(persistent_broker, tmp_path, daemons, outage_s=3)
+def test_the_broker_goes_away_and_comes_back(persistent_broker, tmp_path, daemons, kafka_client):
+    broker_away_and_back(persistent_broker, tmp_path, daemons, outage_s=3, client=kafka_client)
 
 
 @pytest.mark.soak

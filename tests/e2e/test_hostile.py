@@ -11,7 +11,7 @@ epoch 0, duplicate keys, model names with newlines and control characters,
 carrying ``</script><script>``, bytes that are not UTF-8, NaN, deep nesting
 and tombstones, between ordinary traffic of three models.
 
-One daemon consumes it all (module fixture); the tests then read what it left:
+One daemon consumes it all (module fixture, once per Kafka client); the tests then read what it left:
 
 * it never exits, and it checkpoints and commits the whole topic;
 * every message is counted exactly once, as valid or invalid;
@@ -65,6 +65,7 @@ from tests.components import (
     statistics,
     wait_for,
 )
+from tests.conftest import KAFKA_CLIENTS
 
 NOW_S = time.time()
 START_S = NOW_S - 3_600  # ordinary traffic: the last hour, so that nothing is "in the future" by the wall clock
@@ -373,12 +374,13 @@ def produce(bootstrap_servers: str, topic: str, values: list[bytes | None]) -> N
     assert [future.get(timeout=1).offset for future in futures] == list(range(len(values))), "one partition, in order"
 
 
-@pytest.fixture(scope="module")
-def hostile_run(kafka_broker, tmp_path_factory):
+@pytest.fixture(scope="module", params=KAFKA_CLIENTS)
+def hostile_run(kafka_broker, tmp_path_factory, request):
     """The corpus on one topic and a burst on another, consumed by one daemon until everything is counted and
-    its statistics stay put (or it died)."""
-    directory = tmp_path_factory.mktemp("hostile")
-    topic, burst_topic = f"hostile-{int(NOW_S)}", f"burst-{int(NOW_S)}"
+    its statistics stay put (or it died); once per Kafka client, so that every test here runs with each."""
+    client = request.param
+    directory = tmp_path_factory.mktemp(f"hostile-{client}")
+    topic, burst_topic = f"hostile-{client}-{int(NOW_S)}", f"burst-{client}-{int(NOW_S)}"
     bootstrap = kafka_broker.bootstrap_servers
     create_topics({"bootstrap_servers": bootstrap}, {topic: 1, f"{topic}-dlq": 1, burst_topic: 1})
     corpus, burst = build_corpus(), burst_events()
@@ -388,6 +390,7 @@ def hostile_run(kafka_broker, tmp_path_factory):
 
     receiver = WebhookReceiver()
     config = hostile_config(bootstrap, directory / "state", topic, burst_topic, receiver.url)
+    config["kafka"]["client"] = client
     daemon = DaemonProcess(config, directory).launch()
     metrics = settled(daemon, len(corpus) + len(burst), timeout_s=90)
     yield SimpleNamespace(

@@ -9,17 +9,21 @@ joins nothing.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from confluent_kafka import Consumer as ConfluentConsumer
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from monitor.config import parse_config
+from monitor.config import ConfigError, parse_config
 from monitor.ingest import Record
-from monitor.ingest.kafka import KafkaDeadLetters, KafkaSink, client_settings
+from monitor.ingest.confluent import consumer_settings
+from monitor.ingest.kafka import KafkaDeadLetters, KafkaSink, client_settings, create_topics
 from monitor.pipeline import Pipeline
-from tests.components import wait_for
+from tests.certificates import make_certificates
+from tests.components import TansuBroker, wait_for
 from tests.integration.kafka_helpers import (
     JOIN_S,
     by_position,
@@ -42,10 +46,12 @@ def _commit_for_group(broker, group: str, offsets: dict[tuple[str, int], int]) -
         consumer.close(autocommit=False)
 
 
-def test_poll_returns_records_with_their_positions_and_tombstones_as_none(kafka_broker, new_topic, open_source):
+def test_poll_returns_records_with_their_positions_and_tombstones_as_none(
+    kafka_broker, new_topic, source_config, open_source
+):
     topic = new_topic(partitions=2)
     produce(kafka_broker, topic, [(0, b"a0"), (1, b"b0"), (0, None), (1, b"b1"), (0, b'{"x": 1}')])
-    source = open_source(kafka_config(kafka_broker, topic, f"{topic}-group"))
+    source = open_source(source_config(topic, f"{topic}-group"))
     assert source.positions == {} and source.last_poll is None
 
     records = read_n(source, 5)
@@ -70,56 +76,62 @@ def test_poll_returns_records_with_their_positions_and_tombstones_as_none(kafka_
     assert [letter.invalid.reason for letter in rejected if letter.record.value is None] == ["not_json"]
 
 
-def test_a_new_member_resumes_after_the_offsets_committed_by_the_last(kafka_broker, new_topic, open_source):
+def test_a_new_member_resumes_after_the_offsets_committed_by_the_last(
+    kafka_broker, new_topic, source_config, open_source
+):
     topic = new_topic(partitions=1)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(0, f"old-{i}".encode()) for i in range(5)])
-    first = open_source(kafka_config(kafka_broker, topic, group))
+    first = open_source(source_config(topic, group))
     assert [record.offset for record in read_n(first, 5)] == [0, 1, 2, 3, 4]
     first.commit({**first.positions, (topic, 7): 1})  # a partition it does not own is left out, not an error
     assert committed(kafka_broker, group, topic, 0) == 5
     first.close()
 
     produce(kafka_broker, topic, [(0, f"new-{i}".encode()) for i in range(3)])
-    second = open_source(kafka_config(kafka_broker, topic, group))
+    second = open_source(source_config(topic, group))
     records = read_n(second, 3)  # an old record read again would come first, being earlier in the partition
     assert by_position(records) == [(0, 5, b"new-0"), (0, 6, b"new-1"), (0, 7, b"new-2")]
     assert second.positions == {(topic, 0): 8}
 
 
-def test_a_checkpoint_ahead_of_the_group_wins(kafka_broker, new_topic, open_source):
+def test_a_checkpoint_ahead_of_the_group_wins(kafka_broker, new_topic, source_config, open_source):
     """A crash between saving a checkpoint and committing it: the checkpoint's offsets are the truth."""
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(10) for partition in (0, 1)])
     _commit_for_group(kafka_broker, group, {(topic, 0): 3})  # partition 1: nothing committed yet
 
-    source = open_source(kafka_config(kafka_broker, topic, group), resume_from={(topic, 0): 7, (topic, 1): 8})
+    source = open_source(source_config(topic, group), resume_from={(topic, 0): 7, (topic, 1): 8})
     records = read_n(source, 3 + 2)
 
     assert by_position(records) == [(0, 7, b"0-7"), (0, 8, b"0-8"), (0, 9, b"0-9"), (1, 8, b"1-8"), (1, 9, b"1-9")]
     assert source.positions == {(topic, 0): 10, (topic, 1): 10}
 
 
-def test_the_groups_committed_offset_wins_over_a_checkpoint_behind_it(kafka_broker, new_topic, open_source):
+def test_the_groups_committed_offset_wins_over_a_checkpoint_behind_it(
+    kafka_broker, new_topic, source_config, open_source
+):
     """Another replica moved the partition on since this checkpoint: its events are not counted twice."""
     topic = new_topic(partitions=1)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(0, f"m-{i}".encode()) for i in range(10)])
     _commit_for_group(kafka_broker, group, {(topic, 0): 6})
 
-    source = open_source(kafka_config(kafka_broker, topic, group), resume_from={(topic, 0): 2})
+    source = open_source(source_config(topic, group), resume_from={(topic, 0): 2})
     records = read_n(source, 4)
 
     assert by_position(records) == [(0, 6, b"m-6"), (0, 7, b"m-7"), (0, 8, b"m-8"), (0, 9, b"m-9")]
     assert source.positions == {(topic, 0): 10}
 
 
-def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(kafka_broker, new_topic, open_source):
+def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(
+    kafka_broker, new_topic, source_config, open_source
+):
     topic = new_topic(partitions=1)
     n = 30
     produce(kafka_broker, topic, [(0, f"e-{i}".encode()) for i in range(n)])
-    source = open_source(kafka_config(kafka_broker, topic, f"{topic}-group", max_poll_records=2))
+    source = open_source(source_config(topic, f"{topic}-group", max_poll_records=2))
     assert source.lag == {}
     read: list = []
     wait_for(lambda: read.extend(source.poll(200)) or read, JOIN_S, "the first records")
@@ -146,19 +158,19 @@ def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(kafka_br
 
 
 def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_read_nothing_twice(
-    kafka_broker, new_topic, open_source
+    kafka_broker, new_topic, source_config, open_source
 ):
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
     revoked_with: list[dict] = []
     first = open_source(
-        kafka_config(kafka_broker, topic, group), on_revoke=lambda: revoked_with.append(dict(first.positions)) or True
+        source_config(topic, group), on_revoke=lambda: revoked_with.append(dict(first.positions)) or True
     )
     read = read_n(first, 4)
     assert revoked_with == []  # nothing revoked while it was alone
 
-    second = open_source(kafka_config(kafka_broker, topic, group))
+    second = open_source(source_config(topic, group))
     with polling_in_background(first, into=read):
         wait_for(lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition")
         assert revoked_with == [{(topic, 0): 2, (topic, 1): 2}]  # called while the positions were there to save
@@ -172,6 +184,67 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     # Each new owner went on from the revoked positions: nothing read twice, nothing skipped.
     assert by_position(read) == [(p, i, f"{p}-{i}".encode()) for p in (0, 1) for i in range(4)]
     assert all((committed(kafka_broker, group, topic, p) or 0) >= 2 for p in (0, 1))
+
+
+def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
+    kafka_broker, new_topic, source_config, open_source
+):
+    """Partitions move while batches are in flight (small batches, a producer sending throughout): what the
+    first member read before the revocation is committed by the handshake and never read again; what it had
+    fetched but not yet returned is dropped and read by the next owner."""
+    topic = new_topic(partitions=2)
+    group = f"{topic}-group"
+    n = 3_000
+    messages = [(i % 2, f"{i % 2}-{i // 2}".encode()) for i in range(n)]
+    first = open_source(source_config(topic, group, max_poll_records=50), on_revoke=lambda: True)
+    read_by_first: list = []
+    produce(kafka_broker, topic, messages[:200])
+    wait_for(lambda: read_by_first.extend(first.poll(100)) or read_by_first, JOIN_S, "the first member's records")
+    second = open_source(source_config(topic, group, max_poll_records=50))
+    read_by_second: list = []
+
+    def stream() -> None:  # for longer than a group join takes
+        for start in range(200, n, 50):
+            produce(kafka_broker, topic, messages[start : start + 50])
+            time.sleep(0.1)
+
+    producing = threading.Thread(target=stream)
+    with polling_in_background(first, into=read_by_first) as failures:
+        producing.start()
+        wait_for(lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share")
+        assert producing.is_alive(), "the stream ended before the rebalance"
+        wait_for(lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= n,
+                 60, "every record, by one member or the other")
+        producing.join()
+    assert not failures, failures
+    read = by_position(read_by_first + read_by_second)
+    assert len(read) == len(set(read)) == n  # nothing read twice, nothing skipped
+    assert first.assigned and second.assigned and read_by_second
+
+
+def test_confluent_commits_and_readiness_while_the_broker_is_away(tmp_path, open_source, caplog):
+    """librdkafka runs in the daemon's own process (no child): a commit must not hold the loop while the group
+    coordinator is unreachable (a synchronous one waited for the session timeout), a failed one is logged, and
+    ``connected`` follows the broker (the daemon's /readyz reads it)."""
+    broker = TansuBroker(log_path=tmp_path / "tansu.log").start()
+    try:
+        create_topics({"bootstrap_servers": broker.bootstrap_servers}, {"away": 1})
+        produce(broker, "away", [(0, b"one"), (0, b"two")])
+        source = open_source(kafka_config(broker, "away", "away-group", client="confluent"))
+        read_n(source, 2)
+        wait_for(lambda: source.poll(100) == [] and source.connected, 5, "connected")
+
+        broker.stop()
+        wait_for(lambda: source.poll(100) == [] and not source.connected, 10, "not connected while the broker is away")
+        started = time.monotonic()
+        source.commit(source.positions)
+        assert time.monotonic() - started < 0.5
+        wait_for(lambda: source.poll(100) == [] and "offset commit of away[0] failed" in caplog.text, 20, "the log")
+
+        broker.start()
+        wait_for(lambda: source.poll(100) == [] and source.connected, 20, "connected once the broker is back")
+    finally:
+        broker.stop()
 
 
 def test_dead_letters_carry_the_original_bytes_and_five_headers(kafka_broker, new_topic):
@@ -265,14 +338,64 @@ def test_an_empty_secret_is_passed_as_an_empty_string(key, setting):
     assert type(value) is str and value == ""
 
 
-def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(kafka_broker, new_topic, open_source):
+def test_confluent_settings_map_the_same_section_onto_librdkafkas_names(tmp_path):
+    """One section, two clients: every standard setting reaches librdkafka under its name, and librdkafka takes
+    them all (it refuses an unknown name or a missing file when the consumer is made)."""
+    certificates = make_certificates(tmp_path)
+    section = {
+        "client": "confluent",
+        "bootstrap_servers": ["b-1.example:9096", "b-2.example:9096"],
+        "group_id": "replicas",
+        "auto_offset_reset": "latest",
+        "max_poll_interval": "2m",
+        "session_timeout": "30s",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "driftwarden",
+        "sasl_password": "from-the-file",
+        "ssl_cafile": str(certificates.ca),
+        "ssl_certfile": str(certificates.client_cert),
+        "ssl_keyfile": str(certificates.client_key),
+    }
+    config = parse_config({"kafka": section}, environ={"DRIFTWARDEN_KAFKA_SASL_PASSWORD": "from-the-env"}).kafka
+    settings = consumer_settings(config)
+    assert {key: value for key, value in settings.items() if key != "statistics.interval.ms"} == {
+        "bootstrap.servers": "b-1.example:9096,b-2.example:9096",
+        "security.protocol": "sasl_ssl",
+        "client.id": "driftwarden",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "driftwarden",
+        "sasl.password": "from-the-env",
+        "ssl.ca.location": str(certificates.ca),
+        "ssl.certificate.location": str(certificates.client_cert),
+        "ssl.key.location": str(certificates.client_key),
+        "group.id": "replicas",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "latest",
+        "max.poll.interval.ms": 120_000,
+        "session.timeout.ms": 30_000,
+        "heartbeat.interval.ms": 10_000,
+    }
+    ConfluentConsumer(settings).close()  # no broker needed: the settings are checked when the consumer is made
+    plain = consumer_settings(parse_config({"kafka": {"client": "confluent"}}, environ={}).kafka)
+    assert not [key for key in plain if key.startswith(("sasl.", "ssl."))] and None not in plain.values()
+
+
+def test_kafka_client_names_the_key_when_it_is_unknown():
+    with pytest.raises(ConfigError, match=r"kafka\.client: must be one of 'kafka-python' or 'confluent'"):
+        parse_config({"kafka": {"client": "librdkafka"}}, environ={})
+
+
+def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(
+    kafka_broker, new_topic, source_config, open_source
+):
     """on_revoke returning False (the state could not be saved): the next owner reads again from the last commit."""
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
-    first = open_source(kafka_config(kafka_broker, topic, group), on_revoke=lambda: False)
+    first = open_source(source_config(topic, group), on_revoke=lambda: False)
     read_n(first, 4)
-    second = open_source(kafka_config(kafka_broker, topic, group))
+    second = open_source(source_config(topic, group))
     read_by_second: list = []
     with polling_in_background(first):
         wait_for(

@@ -1,0 +1,311 @@
+"""The consumer group through confluent-kafka (librdkafka): ``kafka.client: confluent``.
+
+The same member as :class:`~monitor.ingest.kafka.KafkaSource`, with the same
+face (``poll``, ``commit``, ``positions``, ``lag``, ``assigned``,
+``connected``, ``last_poll``, ``close``) and the same promises: offsets are
+committed by hand, only for partitions still owned, and only by the daemon
+after a checkpoint covers them; before partitions are taken away,
+``on_revoke`` checkpoints and their positions are committed while they are
+still ours; a checkpoint ahead of the group's committed offset wins.
+
+librdkafka fetches and decompresses in its own threads, outside the
+interpreter lock, so the daemon runs this source in its own process (no
+consumer child process; see the README's "Ingest rate"). Dead letters still
+go through :class:`~monitor.ingest.kafka.KafkaSink`.
+
+Settings are the ``kafka`` section's standard ones, mapped onto librdkafka's
+names in :func:`consumer_settings`:
+
+>>> from monitor.config import parse_config
+>>> section = {"bootstrap_servers": ["a:9092", "b:9092"], "security_protocol": "SASL_SSL",
+...            "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": "p"}
+>>> settings = consumer_settings(parse_config({"kafka": section}, environ={}).kafka)
+>>> settings["bootstrap.servers"], settings["security.protocol"], settings["sasl.password"]
+('a:9092,b:9092', 'sasl_ssl', 'p')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from monitor.config import KafkaConfig
+from monitor.ingest import Record
+
+__all__ = ["ConfluentSource", "connection_settings", "consumer_settings"]
+
+log = logging.getLogger(__name__)
+
+#: Positions in Kafka: the next offset to read, per (topic, partition).
+Offsets = dict[tuple[str, int], int]
+
+_LAG_EVERY_S = 1.0
+_COMMITTED_TIMEOUT_S = 10.0
+_RETRY_COMMIT_S = 1.0
+#: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
+_STATISTICS_EVERY_MS = 1_000
+
+
+def connection_settings(config: KafkaConfig) -> dict[str, Any]:
+    """librdkafka's connection settings (servers, TLS, SASL) from the ``kafka`` section: one place maps the names."""
+    servers = config.bootstrap_servers
+    settings: dict[str, Any] = {
+        "bootstrap.servers": servers if isinstance(servers, str) else ",".join(servers),
+        "security.protocol": config.security_protocol.lower(),
+        "client.id": "driftwarden",
+    }
+    optional = {
+        "sasl.mechanism": config.sasl_mechanism,
+        "sasl.username": config.sasl_username,
+        "sasl.password": None if config.sasl_password is None else config.sasl_password.get_secret_value(),
+        "ssl.ca.location": config.ssl_cafile,
+        "ssl.certificate.location": config.ssl_certfile,
+        "ssl.key.location": config.ssl_keyfile,
+        "ssl.key.password": None if config.ssl_password is None else config.ssl_password.get_secret_value(),
+    }
+    settings.update((key, value) for key, value in optional.items() if value is not None)
+    return settings
+
+
+def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
+    """The consumer group member's librdkafka settings; the same defaults as kafka-python's where Kafka has one."""
+    return {
+        **connection_settings(config),
+        "group.id": config.group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": config.auto_offset_reset,
+        "max.poll.interval.ms": config.max_poll_interval_ms,
+        "session.timeout.ms": config.session_timeout_ms,
+        "heartbeat.interval.ms": max(100, config.session_timeout_ms // 3),
+        "statistics.interval.ms": _STATISTICS_EVERY_MS,
+    }
+
+
+class ConfluentSource:
+    """The daemon's consumer group member on librdkafka: batches of :class:`Record` and the offsets they reach.
+
+    ``resume_from`` holds a checkpoint's offsets: when a partition is first assigned, reading starts at
+    the later of that offset and the group's committed one. ``on_revoke`` runs inside :meth:`poll` before
+    partitions are taken away (or after they were lost with the session); when it returns True (the state
+    now covers :attr:`positions`), the offsets of revoked partitions are committed, synchronously, while
+    they are still ours. A partition given back later resumes likewise from the later of the position this
+    member had reached (its state holds those events) and the group's committed offset.
+    """
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        resume_from: Offsets | None = None,
+        on_revoke: Callable[[], bool] = lambda: False,
+    ):
+        settings = {
+            **consumer_settings(config),
+            "logger": _librdkafka_log,
+            "error_cb": self._error,
+            "stats_cb": self._statistics,
+            "on_commit": self._committed,
+        }
+        self._consumer = Consumer(settings)
+        self._max_records = config.max_poll_records
+        self._resume_from = dict(resume_from or {})
+        self._on_revoke = on_revoke
+        #: Next offset to read for every partition this member has read or been given; a checkpoint saves these.
+        self.positions: Offsets = {}
+        #: Messages not yet read, per partition, as of the last poll (for ``driftwarden_consumer_lag``).
+        self.lag: Offsets = {}
+        self._lag_at = 0.0
+        self.last_poll: float | None = None  # time.monotonic() of the last poll that returned
+        self._closing = False
+        self._owned: set[tuple[str, int]] = set()
+        self._brokers_up = False
+        self._reported: set[int] = set()  # kinds of error logged since a broker connection was last up
+        self._sent: Offsets = {}  # the last offset sent for commit, per partition
+        self._retry: Offsets = {}  # commits that failed and were not superseded: sent again from poll
+        self._retry_at = 0.0
+        self._consumer.subscribe(
+            config.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+
+    @property
+    def assigned(self) -> bool:
+        return bool(self._owned)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a broker connection was up at librdkafka's last statistics (once a second)."""
+        return self._brokers_up
+
+    def poll(self, timeout_ms: int = 500) -> list[Record]:
+        """The next batch (possibly empty) of records, each partition's in offset order; a tombstone's value None.
+
+        librdkafka drops what it had fetched for a partition revoked during the call.
+        """
+        messages = self._consumer.consume(self._max_records, timeout_ms / 1000)
+        records = [
+            Record(message.value(), message.topic(), message.partition(), message.offset())  # type: ignore[arg-type]
+            for message in messages
+            if message.error() is None
+        ]
+        if len(records) < len(messages):
+            self._errors(messages)
+        self._advance(records)
+        self.last_poll = now = time.monotonic()
+        if self._retry and now - self._retry_at >= _RETRY_COMMIT_S:
+            self._retry_at = now
+            self.commit(self._retry)
+        if now - self._lag_at >= _LAG_EVERY_S:
+            self._update_lag(now)
+        return records
+
+    def commit(self, offsets: Offsets) -> None:
+        """Commit ``offsets`` for the partitions still assigned, asynchronously: the loop never waits for the
+        group coordinator (during an outage a synchronous commit blocks for the session timeout). A failed
+        commit is logged and sent again from :meth:`poll` (once a second) until it succeeds or a later one
+        supersedes it: the daemon commits an offset only once, so one failure would otherwise leave the
+        group behind the checkpoint until new events come."""
+        commits = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in offsets.items()
+            if (topic, partition) in self._owned
+        ]
+        if commits:
+            for partition in commits:
+                self._sent[partition.topic, partition.partition] = partition.offset
+                self._retry.pop((partition.topic, partition.partition), None)  # superseded: this one is later
+            try:
+                self._consumer.commit(offsets=commits, asynchronous=True)
+            except KafkaException as error:
+                log.warning("offset commit failed (the checkpoint still holds them): %s", error)
+
+    def close(self) -> None:
+        """Leave the group at once; nothing is committed here (the owner of the state commits what it covers)."""
+        self._closing = True
+        self._consumer.close()
+
+    def _advance(self, records: list[Record]) -> None:
+        """Move :attr:`positions` past ``records``: the last record of each partition, found from the end."""
+        latest: Offsets = {}
+        n_owned = len(self._owned)
+        for record in reversed(records):
+            key = (record.topic, record.partition)
+            if key not in latest:
+                latest[key] = record.offset + 1
+                if len(latest) == n_owned:
+                    break
+        self.positions.update(latest)
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (served inside :meth:`poll`)."""
+        failed = [partition for partition in partitions if partition.error is not None or error is not None]
+        if failed and not self._retry:  # once per run of failures (during an outage every retry fails)
+            where = ", ".join(f"{p.topic}[{p.partition}]" for p in failed)
+            log.warning("offset commit of %s failed, to be sent again: %s", where, error or failed[0].error)
+        for partition in failed:
+            key = (partition.topic, partition.partition)
+            if self._sent.get(key) == partition.offset and key in self._owned:  # not superseded by a later commit
+                self._retry[key] = partition.offset
+
+    def _errors(self, messages: list[Message]) -> None:
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._error(error)
+
+    def _error(self, error: KafkaError) -> None:
+        """librdkafka retries by itself: each kind of error is logged once until a broker connection is up again."""
+        if error.code() not in self._reported:
+            self._reported.add(error.code())
+            log.warning("Kafka: %s; librdkafka is retrying", error.str())
+
+    def _statistics(self, statistics: str) -> None:
+        brokers = json.loads(statistics).get("brokers", {})
+        self._brokers_up = any(broker.get("state") == "UP" for broker in brokers.values())
+        if self._brokers_up:
+            self._reported.clear()
+
+    def _update_lag(self, now: float) -> None:
+        self._lag_at = now
+        lag = {}
+        for key in self._owned:
+            if key not in self.positions:
+                (position,) = self._consumer.position([TopicPartition(*key)])
+                if position.offset < 0:
+                    continue
+                self.positions[key] = position.offset
+            _, end = self._consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            if end >= 0:
+                lag[key] = max(0, end - self.positions[key])
+        self.lag = lag
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._owned.update((partition.topic, partition.partition) for partition in partitions)
+        saved = {
+            partition: offset
+            for partition in partitions
+            if (offset := self._resume_from.pop((partition.topic, partition.partition), None)) is not None
+        }
+        if saved:
+            for partition, offset in self._ahead_of_group(consumer, saved).items():
+                partition.offset = offset
+                self.positions[partition.topic, partition.partition] = offset
+            consumer.assign(partitions)
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partitions")
+
+    def _ahead_of_group(self, consumer: Consumer, saved: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The checkpoint's offsets that are ahead of the group's committed ones (all of them if it cannot say)."""
+        try:
+            committed = consumer.committed([TopicPartition(p.topic, p.partition) for p in saved], _COMMITTED_TIMEOUT_S)
+        except KafkaException as error:
+            log.warning("the group's committed offsets are unknown (%s); resuming from the checkpoint", error)
+            return saved
+        group = {(c.topic, c.partition): c.offset for c in committed if c.offset != OFFSET_INVALID}
+        return {
+            partition: offset
+            for partition, offset in saved.items()
+            if offset > group.get((partition.topic, partition.partition), -1)
+        }
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._give_up(consumer, partitions, commit=True)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a rebalance (the session timed out): no longer ours to commit."""
+        self._give_up(consumer, partitions, commit=False)
+
+    def _give_up(self, consumer: Consumer, partitions: list[TopicPartition], commit: bool) -> None:
+        """Checkpoint before ``partitions`` go, then commit their positions (synchronously: the next owner
+        starts from them). The state in memory covers those positions whatever happens next, so a partition
+        given back to this member later resumes from them, unless the group has moved on further."""
+        revoked = {(partition.topic, partition.partition) for partition in partitions}
+        self._owned.difference_update(revoked)
+        if not revoked or self._closing:
+            return
+        checkpointed = self._on_revoke()
+        self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
+        positions = {key: self.positions.pop(key) for key in revoked if key in self.positions}
+        for key in revoked:
+            self._retry.pop(key, None)  # no longer ours to commit; a new owner may be ahead by now
+        self._resume_from.update(positions)
+        if positions and checkpointed and commit:
+            commits = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+            try:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as error:
+                log.warning("offset commit before the rebalance failed (the checkpoint holds them): %s", error)
+
+
+class _WithoutReconnectLines(logging.Filter):
+    """librdkafka logs every failed reconnect (a line per backoff, during an outage); the source's ``error_cb``
+    reports each new kind of error once, so these lines are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("FAIL ")
+
+
+_librdkafka_log = logging.getLogger("monitor.ingest.librdkafka")
+_librdkafka_log.addFilter(_WithoutReconnectLines())
