@@ -215,7 +215,7 @@ def test_a_full_state_disk_commits_nothing_and_the_daemon_recovers(kafka_broker,
         daemon = launch(config, tmp_path / "daemon")
         daemons.append(daemon)
         daemon.start()
-        wait_for(lambda: committed_offset(kafka_broker.bootstrap_servers, group, topic) == len(first), 30,
+        wait_for(lambda: committed_offset(kafka_broker.bootstrap_servers, group, topic) == len(first), 60,
                  "the first part committed")
 
         disk.fill()
@@ -266,7 +266,7 @@ def broker_away_and_back(
     daemon = launch(config, tmp_path / "daemon")
     daemons.append(daemon)
     daemon.start(ready_within_s=60)
-    wait_for(lambda: committed_offset(broker.bootstrap_servers, group, topic) == len(before), 30,
+    wait_for(lambda: committed_offset(broker.bootstrap_servers, group, topic) == len(before), 60,
              "the first part committed")
 
     broker.stop()
