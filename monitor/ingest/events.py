@@ -40,7 +40,7 @@ import json
 import math
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
@@ -60,7 +60,6 @@ __all__ = [
     "decode",
     "decode_batch",
     "field_values",
-    "none_where_unset",
 ]
 
 #: Every reason an event can be rejected for; each is a label value of
@@ -255,22 +254,14 @@ _MODEL = attrgetter("model")
 _INFERENCE_KINDS = frozenset(("inference", None, UNSET))
 
 
-def field_values(events: list[Event], name: str) -> Sequence[Any]:
+def field_values(events: list[Event], name: str) -> list[Any]:
     """Each event's ``name`` field, None where absent (unset or null): one ``getattr`` per event, in C.
 
     >>> field_values([decode(b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "score": 1}'),
     ...               Event(score=None), Event()], "score")
     [1, None, None]
     """
-    return none_where_unset(list(map(attrgetter(name), events)))
-
-
-def none_where_unset(values: Sequence[Any]) -> Sequence[Any]:
-    """``values`` with None for each :data:`~msgspec.UNSET` (themselves if none is unset).
-
-    >>> none_where_unset((1, UNSET, None))
-    [1, None, None]
-    """
+    values = list(map(attrgetter(name), events))
     if UNSET in values:
         if values.count(UNSET) == len(values):
             return [None] * len(values)

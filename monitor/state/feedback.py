@@ -46,7 +46,7 @@ import hashlib
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from itertools import compress
 from operator import eq
 from typing import Any, NamedTuple
@@ -279,7 +279,7 @@ def join_key(id_: str) -> str:
     return hashlib.blake2b(id_.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def join_keys(ids: Sequence[str | None]) -> Sequence[str | None]:
+def join_keys(ids: list[str | None]) -> list[str | None]:
     """:func:`join_key` of each id of a batch (None stays None); checked in C alone when every id is short ASCII."""
     try:
         if _short_ascii(ids):  # type: ignore[arg-type]  # the usual batch: no None, checked without a pass for it
@@ -290,7 +290,7 @@ def join_keys(ids: Sequence[str | None]) -> Sequence[str | None]:
     return [None if key is None else join_key(key) for key in ids]
 
 
-def _short_ascii(keys: Sequence[str]) -> bool:
+def _short_ascii(keys: list[str]) -> bool:
     return max(map(len, keys), default=0) <= MAX_KEY_CHARS and "".join(keys).isascii()
 
 

@@ -20,18 +20,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from itertools import repeat
-from operator import is_not
+from operator import attrgetter, is_not
 from typing import Any
 
 import msgspec
 import numpy as np
 from msgspec import UNSET, UnsetType
-from msgspec.structs import astuple
 
 from monitor.config import Config, FeatureConfig, ModelConfig
-from monitor.ingest.events import Event, none_where_unset
+from monitor.ingest.events import Event, field_values
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
     CONTENT_FILTER,
@@ -107,15 +106,13 @@ class ModelState:
 
     def ingest(self, events: list[Event]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
-        fields = _fields(events)
-        inference, feedback, inference_fields = events, [], fields
-        if "feedback" in fields["type"]:
+        inference, feedback = events, []
+        if "feedback" in _field(events, "type"):
             inference = [event for event in events if event.type == "inference"]
             feedback = [event for event in events if event.type == "feedback"]
-            inference_fields = _fields(inference)
         self.n_events["feedback"] += len(feedback)
         if inference:
-            self._ingest_inference(inference, inference_fields)
+            self._ingest_inference(inference)
         if feedback:
             read_label = self._read_label
             self.join.add_feedback(
@@ -127,19 +124,19 @@ class ModelState:
                 self.window,
                 self.reference.rows,
             )
-        latest_ms = max(fields["timestamp_ms"])
+        latest_ms = max(_field(events, "timestamp_ms"))
         self.join.expire(latest_ms)
         self.watermark_ms = max(self.watermark_ms, latest_ms)
 
-    def _ingest_inference(self, inference: list[Event], fields: dict[str, Sequence[Any]]) -> None:
+    def _ingest_inference(self, inference: list[Event]) -> None:
         self.n_events["inference"] += len(inference)
-        read = dict(fields)  # and the features and segments of the batch once read (see _values)
+        read: dict[str, list] = {}  # the fields of the batch read so far, each read once
         n_tokens = self.n_tokens
         for name, field in (("input", "input_tokens"), ("output", "output_tokens")):
-            n_tokens[name] = min(n_tokens[name] + sum(filter(None, _values(field, read))), MAX_COUNT)
-        batch = self._batch(read)
+            n_tokens[name] = min(n_tokens[name] + sum(filter(None, _values(inference, field, read))), MAX_COUNT)
+        batch = self._batch(inference, read)
         self.latency.observe(batch[LATENCY_MS])
-        self.ttft.observe(_floats(read["ttft_ms"]))
+        self.ttft.observe(_floats(_field(inference, "ttft_ms")))
         self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
@@ -148,36 +145,36 @@ class ModelState:
             self.reference.offer(batch)
         self.join.add_inference(batch, first_row, self.window, self.reference.rows)
 
-    def _batch(self, read: dict[str, Sequence[Any]]) -> dict[str, np.ndarray]:
-        """The window's columns for a batch of inference events, from their :func:`_fields` (``read``, which
-        :func:`_values` adds to)."""
+    def _batch(self, inference: list[Event], read: dict[str, list] | None = None) -> dict[str, np.ndarray]:
+        """The window's columns for a batch of inference events (``read``: its fields already read, by path)."""
+        read = {} if read is None else read
         batch = {
-            TIMESTAMP_MS: np.array(read["timestamp_ms"], dtype=np.float64),
-            LATENCY_MS: _floats(read["latency_ms"]),
-            FAILED: _given(read["error"]),
+            TIMESTAMP_MS: np.array(_field(inference, "timestamp_ms"), dtype=np.float64),
+            LATENCY_MS: _floats(_field(inference, "latency_ms")),
+            FAILED: _given(_field(inference, "error")),
         }
         for feature in self.features:
-            batch.update(self._feature_columns(feature, _values(feature.path, read)))
-        batch.update(self._quality_columns(read))
+            batch.update(self._feature_columns(feature, _values(inference, feature.path, read)))
+        batch.update(self._quality_columns(inference, read))
         return batch
 
-    def _quality_columns(self, read: dict[str, Sequence[Any]]) -> dict[str, np.ndarray]:
+    def _quality_columns(self, inference: list[Event], read: dict[str, list]) -> dict[str, np.ndarray]:
         """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
         model = self.model
-        n = len(read["timestamp_ms"])
-        predictions = none_where_unset(read["prediction"])
+        n = len(inference)
+        predictions = field_values(inference, "prediction")
         columns = {
             # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
-            **{name: np.fromiter(join_keys(none_where_unset(read[name])), object, n) for name in ID_COLUMNS},
+            **{name: np.fromiter(join_keys(field_values(inference, name)), object, n) for name in ID_COLUMNS},
             PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
-            SCORE: _floats(read["score"]),
-            CONTENT_FILTER: np.array(read["finish_reason"], dtype=object) == "content_filter",
+            SCORE: _floats(_field(inference, "score")),
+            CONTENT_FILTER: np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
-            columns[JSON_VALID] = np.array([_json_valid(response) for response in read["response"]])
+            columns[JSON_VALID] = np.array([_json_valid(response) for response in _field(inference, "response")])
         for attribute in model.bias.attributes:
-            groups = _values(attribute, read)
+            groups = _values(inference, attribute, read)
             columns[Columns.group(attribute)] = self.categories[attribute].encode(
                 [value if type(value) is str else _as_category(value) for value in groups]
             )
@@ -186,12 +183,12 @@ class ModelState:
             columns[OUTCOME] = np.array(
                 [
                     math.nan if value is None or value is UNSET else float(_as_category(value) == outcome.positive)
-                    for value in _values(outcome.field, read)
+                    for value in _values(inference, outcome.field, read)
                 ]  # fmt: skip
             )
         return columns
 
-    def _encode_predictions(self, predictions: Sequence[Any]) -> np.ndarray:
+    def _encode_predictions(self, predictions: list[Any]) -> np.ndarray:
         """Predictions as window numbers: themselves for a numeric model, else their class codes."""
         if self.model.quality.numeric:
             return np.array([_as_float(value) for value in predictions], dtype=np.float64)
@@ -221,7 +218,7 @@ class ModelState:
             return Reference(_warmup(self.model), self.columns.layout)
         reference = Reference(len(self._reference_events), self.columns.layout)
         if self._reference_events:
-            reference.offer(self._batch(_fields(self._reference_events)))
+            reference.offer(self._batch(self._reference_events))
         return reference
 
     @property
@@ -280,7 +277,7 @@ class ModelState:
         else:  # read again under the restored vocabularies, so categories keep the window's codes
             self.reference = self._new_reference()
 
-    def _feature_columns(self, feature: FeatureConfig, values: Sequence[Any]) -> dict[str, np.ndarray]:
+    def _feature_columns(self, feature: FeatureConfig, values: list[Any]) -> dict[str, np.ndarray]:
         column = Columns.feature(feature.name)
         if feature.kind == "numeric":
             if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None or unset (NaN) convert in C
@@ -412,35 +409,30 @@ def _warmup(model: ModelConfig) -> int:
     return model.reference.warmup
 
 
-def _fields(events: list[Event]) -> dict[str, Sequence[Any]]:
-    """Each field of a batch's events, by name: a tuple of their values, :data:`~msgspec.UNSET` where the
-    message did not name it (see :func:`~monitor.ingest.events.none_where_unset` for None instead).
+def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
+    """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``).
 
-    One transposition in C of every event's ``astuple``: on 72 events (the bench's batch of one model
-    between two evaluations) 26 us against 51 us for the 16 ``attrgetter`` passes it replaces (measured).
-    """
-    # An event decoded on its own is a _WireEvent: its aliases' fields follow Event's, and zip stops at Event's.
-    return dict(zip(_FIELD_NAMES, zip(*map(astuple, events), strict=False), strict=False))
-
-
-_FIELD_NAMES = Event.__struct_fields__
-
-
-def _values(path: str, read: dict[str, Sequence[Any]]) -> Sequence[Any]:
-    """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``) in the
-    batch whose :func:`_fields` ``read`` holds; each event's ``features`` or ``segment`` mapping is kept there
-    too (under ``"features."``, ``"segment."``), so that each is read once.
+    ``read`` keeps what calls on one batch have read: each top-level field, and each event's ``features``
+    or ``segment`` mapping (under ``"features."``, ``"segment."``), so that each is read once.
     """
     head, _, key = path.partition(".")
     if not key:
-        return read[head]  # unset where absent: each consumer of these values takes it as None
+        if head not in read:
+            read[head] = _field(events, head)  # unset where absent: each consumer of these values takes it as None
+        return read[head]
     containers = read.get(head + ".")
     if containers is None:
-        containers = read[head + "."] = [container or _EMPTY for container in read[head]]
+        containers = read[head + "."] = [container or _EMPTY for container in _field(events, head)]
     return list(map(dict.get, containers, repeat(key)))  # dict.get mapped in C, no bytecode per event
 
 
-def _floats(values: Sequence[Any]) -> np.ndarray:
+def _field(events: list[Event], name: str) -> list[Any]:
+    """Each event's ``name`` field, :data:`~msgspec.UNSET` where the message did not name it (see
+    :func:`~monitor.ingest.events.field_values` for None instead): one ``getattr`` per event, in C."""
+    return list(map(attrgetter(name), events))
+
+
+def _floats(values: list[Any]) -> np.ndarray:
     """Numbers (or None, or unset) as float64, absent ones NaN: converted in C unless some are unset."""
     try:
         return np.array(values, dtype=np.float64)
@@ -450,7 +442,7 @@ def _floats(values: Sequence[Any]) -> np.ndarray:
         return np.array([None if value is UNSET else value for value in values], dtype=np.float64)
 
 
-def _given(values: Sequence[Any]) -> np.ndarray:
+def _given(values: list[Any]) -> np.ndarray:
     """Whether each value is given (neither None nor unset), as booleans."""
     n = len(values)
     return np.fromiter(map(is_not, values, repeat(None)), np.bool_, n) & np.fromiter(
