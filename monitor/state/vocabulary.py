@@ -17,6 +17,8 @@ array([ 1,  2,  0, -1,  1], dtype=int32)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["MAX_VALUE_CHARS", "MISSING", "OTHER", "Vocabulary"]
@@ -58,7 +60,7 @@ class Vocabulary:
             self.values.append(value)
         return code
 
-    def encode(self, values: list[str | None]) -> np.ndarray:
+    def encode(self, values: Sequence[str | None]) -> np.ndarray:
         """Codes of many values as ``int32``; ``None`` becomes :data:`MISSING`."""
         codes = list(map(self._codes.get, values))  # known values: one lookup each, in C
         if None in codes:

@@ -58,10 +58,16 @@ class Window:
         keep = min(n, self.capacity)  # of a batch longer than the ring, only its tail survives
         start = (self._n_appended + n - keep) % self.capacity
         first = min(keep, self.capacity - start)
-        for name, data in self._data.items():
-            rows = batch[name][n - keep :]
-            data[start : start + first] = rows[:first]
-            data[: keep - first] = rows[first:]
+        # The usual batch is whole and does not wrap around the ring: one copy a column, without the slices and
+        # the empty copy of the general case (25 columns of 72 rows: 7 us against 17, measured).
+        if first == n:
+            for name, data in self._data.items():
+                data[start : start + n] = batch[name]
+        else:
+            for name, data in self._data.items():
+                rows = batch[name][n - keep :]
+                data[start : start + first] = rows[:first]
+                data[: keep - first] = rows[first:]
         self._n_appended += n
 
     def oldest(self, n: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
