@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,15 +46,23 @@ def require(found: bool, what: str) -> None:
         pytest.skip(message)
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.1) -> object:
-    """Poll ``condition`` until it returns something truthy; fail the test with ``what`` on timeout."""
+def wait_for(
+    condition: Callable[[], object],
+    timeout_s: float,
+    what: str,
+    every_s: float = 0.1,
+    on_timeout: Callable[[], str] | None = None,
+) -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test with ``what`` on timeout (and
+    ``on_timeout()``, say a daemon's log, to tell why)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+            detail = f"\n{on_timeout()}" if on_timeout is not None else ""
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}{detail}")
         time.sleep(every_s)
 
 
@@ -348,9 +357,12 @@ class S3Server:
     """moto's S3 server on loopback with one bucket: storage that a Tansu broker's restart keeps.
 
     ``environ`` holds the variables Tansu's object store reads (endpoint, plain HTTP, dummy credentials).
+    moto keeps its buckets in one store per process, shared by every server it starts, so each server
+    gets a bucket of its own: a broker must not find the topics and offsets of an earlier test's.
     """
 
-    def __init__(self, bucket: str = "tansu"):
+    def __init__(self, bucket: str | None = None):
+        bucket = bucket or f"tansu-{uuid.uuid4().hex[:12]}"
         try:
             from moto.server import ThreadedMotoServer
         except ImportError:

@@ -267,7 +267,7 @@ def broker_away_and_back(
     daemons.append(daemon)
     daemon.start(ready_within_s=60)
     wait_for(lambda: committed_offset(broker.bootstrap_servers, group, topic) == len(before), 60,
-             "the first part committed")
+             "the first part committed", on_timeout=daemon.log)
 
     broker.stop()
     # Ready means "has polled in the last 10 s" (README): not ready within 20 s, and from then on until it is back.
