@@ -9,9 +9,13 @@ kafka-python's own ``ConsumerRecord``, which has the same four attributes
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
-__all__ = ["Record"]
+__all__ = ["Offsets", "Record", "SourceProgress"]
+
+#: Positions in Kafka: the next offset to read, per (topic, partition).
+Offsets = dict[tuple[str, int], int]
 
 
 class Record(NamedTuple):
@@ -21,3 +25,31 @@ class Record(NamedTuple):
     topic: str
     partition: int
     offset: int
+
+
+class SourceProgress:
+    """Where a Kafka source is, whichever client reads: the part both sources (kafka-python's, confluent's)
+    share. A source calls :meth:`_polled` after each poll and implements :meth:`_update_lag`."""
+
+    #: The consumer lag is asked for at most this often (it is a gauge, read at scrape time).
+    LAG_EVERY_S = 1.0
+
+    def __init__(self) -> None:
+        #: Next offset to read for every partition this member has read or been given; a checkpoint saves these.
+        self.positions: Offsets = {}
+        #: Messages not yet read, per partition, as of the last poll (for ``driftwarden_consumer_lag``).
+        self.lag: Offsets = {}
+        self.last_poll: float | None = None  # time.monotonic() of the last poll that returned
+        self._lag_at = 0.0
+        self._closing = False
+
+    def _polled(self) -> float:
+        """Note a poll that returned and refresh the lag when it is due; the time, monotonic."""
+        self.last_poll = now = time.monotonic()
+        if now - self._lag_at >= self.LAG_EVERY_S:
+            self._lag_at = now
+            self._update_lag()
+        return now
+
+    def _update_lag(self) -> None:
+        raise NotImplementedError

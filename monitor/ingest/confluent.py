@@ -28,23 +28,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Record
+from monitor.ingest import Offsets, Record, SourceProgress
 
 __all__ = ["ConfluentSource", "connection_settings", "consumer_settings"]
 
 log = logging.getLogger(__name__)
 
 #: Positions in Kafka: the next offset to read, per (topic, partition).
-Offsets = dict[tuple[str, int], int]
 
-_LAG_EVERY_S = 1.0
 _COMMITTED_TIMEOUT_S = 10.0
 _RETRY_COMMIT_S = 1.0
 #: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
@@ -86,7 +83,7 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
     }
 
 
-class ConfluentSource:
+class ConfluentSource(SourceProgress):
     """The daemon's consumer group member on librdkafka: batches of :class:`Record` and the offsets they reach.
 
     ``resume_from`` holds a checkpoint's offsets: when a partition is first assigned, reading starts at
@@ -103,6 +100,7 @@ class ConfluentSource:
         resume_from: Offsets | None = None,
         on_revoke: Callable[[], bool] = lambda: False,
     ):
+        super().__init__()
         settings = {
             **consumer_settings(config),
             "logger": _librdkafka_log,
@@ -114,13 +112,6 @@ class ConfluentSource:
         self._max_records = config.max_poll_records
         self._resume_from = dict(resume_from or {})
         self._on_revoke = on_revoke
-        #: Next offset to read for every partition this member has read or been given; a checkpoint saves these.
-        self.positions: Offsets = {}
-        #: Messages not yet read, per partition, as of the last poll (for ``driftwarden_consumer_lag``).
-        self.lag: Offsets = {}
-        self._lag_at = 0.0
-        self.last_poll: float | None = None  # time.monotonic() of the last poll that returned
-        self._closing = False
         self._owned: set[tuple[str, int]] = set()
         self._brokers_up = False
         self._reported: set[int] = set()  # kinds of error logged since a broker connection was last up
@@ -154,12 +145,10 @@ class ConfluentSource:
         if len(records) < len(messages):
             self._errors(messages)
         self._advance(records)
-        self.last_poll = now = time.monotonic()
+        now = self._polled()
         if self._retry and now - self._retry_at >= _RETRY_COMMIT_S:
             self._retry_at = now
             self.commit(self._retry)
-        if now - self._lag_at >= _LAG_EVERY_S:
-            self._update_lag(now)
         return records
 
     def commit(self, offsets: Offsets) -> None:
@@ -228,8 +217,7 @@ class ConfluentSource:
         if self._brokers_up:
             self._reported.clear()
 
-    def _update_lag(self, now: float) -> None:
-        self._lag_at = now
+    def _update_lag(self) -> None:
         lag = {}
         for key in self._owned:
             if key not in self.positions:

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Record
-from monitor.ingest.kafka import KafkaError, KafkaSource, Offsets
+from monitor.ingest import Offsets, Record
+from monitor.ingest.kafka import KafkaError, KafkaSource
 from monitor.logs import log_to_stderr
 
 __all__ = ["ConsumerProcess"]

@@ -12,7 +12,6 @@ covers them is on disk: see :mod:`monitor.run.checkpoint` and :mod:`monitor.run.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.ingest import Record
+from monitor.ingest import Offsets, Record, SourceProgress
 
 if TYPE_CHECKING:  # annotations only: the producer SDK imports this module, and must not load the config's stack
     from pydantic import SecretStr
@@ -42,9 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Positions in Kafka: the next offset to read, per (topic, partition).
-Offsets = dict[tuple[str, int], int]
 
-_LAG_EVERY_S = 1.0
 
 
 def client_settings(config: KafkaConfig) -> dict:
@@ -72,7 +69,7 @@ def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-class KafkaSource:
+class KafkaSource(SourceProgress):
     """The daemon's consumer group member: batches of :class:`Record` and the offsets they reach.
 
     ``resume_from`` holds a checkpoint's offsets. When a partition is first
@@ -92,6 +89,7 @@ class KafkaSource:
         resume_from: Offsets | None = None,
         on_revoke: Callable[[], bool] = lambda: False,
     ):
+        super().__init__()
         settings = {
             **client_settings(config),
             "group_id": config.group_id,
@@ -105,13 +103,6 @@ class KafkaSource:
         self._consumer = KafkaConsumer(**settings)
         self._resume_from = self._ahead_of_group(resume_from or {})
         self._on_revoke = on_revoke
-        #: Next offset to read for every partition this member has read or been given; a checkpoint saves these.
-        self.positions: Offsets = {}
-        #: Messages not yet read, per partition, as of the last poll (for ``driftwarden_consumer_lag``).
-        self.lag: Offsets = {}
-        self._lag_at = 0.0
-        self.last_poll: float | None = None  # time.monotonic() of the last poll that returned
-        self._closing = False
         self._owned: set[TopicPartition] = set()  # kafka-python's assignment() lags behind a rebalance
         self._consumer.subscribe(config.topics, listener=_Rebalance(self))
 
@@ -140,9 +131,7 @@ class KafkaSource:
         for partition, messages in fetched.items():
             records.extend(messages)
             self.positions[partition.topic, partition.partition] = messages[-1].offset + 1
-        self.last_poll = now = time.monotonic()
-        if now - self._lag_at >= _LAG_EVERY_S:
-            self._update_lag(now)
+        self._polled()
         return records
 
     def commit(self, offsets: Offsets) -> None:
@@ -167,8 +156,7 @@ class KafkaSource:
         self._closing = True
         self._consumer.close(autocommit=False)
 
-    def _update_lag(self, now: float) -> None:
-        self._lag_at = now
+    def _update_lag(self) -> None:
         lag = {}
         for partition in self._owned:
             key = (partition.topic, partition.partition)

@@ -40,14 +40,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from monitor.ingest import Offsets
 from monitor.run.checkpoint import Checkpoint, CheckpointStore
 
-__all__ = ["Checkpointer", "Flushable", "Offsets"]
+__all__ = ["Checkpointer", "Flushable"]
 
 log = logging.getLogger(__name__)
-
-#: Positions in Kafka: the next offset to read, per (topic, partition).
-Offsets = dict[tuple[str, int], int]
 
 
 class Flushable(Protocol):

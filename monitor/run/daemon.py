@@ -45,12 +45,12 @@ from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, MetricsServer, PipelineCollector
 from monitor.export.report import DriftReports
-from monitor.ingest import Record
+from monitor.ingest import Offsets, Record
 from monitor.ingest.consumer_process import ConsumerProcess
 from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointStore, config_fingerprint
-from monitor.run.checkpointer import Checkpointer, Offsets
+from monitor.run.checkpointer import Checkpointer
 
 if TYPE_CHECKING:
     from monitor.ingest.confluent import ConfluentSource

@@ -203,15 +203,21 @@ def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
     second = open_source(source_config(topic, group, max_poll_records=50))
     read_by_second: list = []
 
-    def stream() -> None:  # for longer than a group join takes
-        for start in range(200, n, 50):
-            produce(kafka_broker, topic, messages[start : start + 50])
+    rebalanced = threading.Event()
+
+    def stream() -> None:  # slowly until the second member has its share (longer than JOIN_S), then faster
+        start = 200
+        while start < n:
+            size = 50 if rebalanced.is_set() else 5
+            produce(kafka_broker, topic, messages[start : start + size])
+            start += size
             time.sleep(0.1)
 
     producing = threading.Thread(target=stream)
     with polling_in_background(first, into=read_by_first) as failures:
         producing.start()
         wait_for(lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share")
+        rebalanced.set()
         assert producing.is_alive(), "the stream ended before the rebalance"
         wait_for(lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= n,
                  60, "every record, by one member or the other")
