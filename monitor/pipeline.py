@@ -13,7 +13,7 @@ A lock guards the state between the consuming thread, the evaluation tick
 and a scrape; it is taken once per batch, never per event.
 
 >>> from monitor.config import parse_config
->>> from monitor.ingest import Record
+>>> from monitor.ingest import Partition, Record
 >>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
 >>> rejected = pipeline.apply([
 ...     Record(b'{"request_id": "a", "timestamp": 1700000060, "model": "bot", "latency_ms": 900}', "t", 0, 0),
@@ -44,7 +44,7 @@ from detectors.traffic import TrafficStats
 from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
 from monitor.evaluate.quality import ModelQuality, QualitySuite
-from monitor.ingest import Record
+from monitor.ingest import Partition, Record
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch
 from monitor.state.columns import FAILED, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 _TIMESTAMP_MS = attrgetter("timestamp_ms")
 _MODEL = attrgetter("model")
+_TOPIC = attrgetter("topic")
+_PARTITION = attrgetter("partition")
 _FEW_MODELS = 16
 #: The reference columns the accuracy estimate is calibrated on.
 _CALIBRATION = (SCORE, LABEL, PREDICTION)
@@ -123,9 +125,12 @@ class Pipeline:
         are rejected (``future_timestamp``), and it drives idle models and catch-up (see :meth:`ingest`).
         """
         latest_ms = math.inf if wall_ms is None else wall_ms + self.config.limits.max_clock_skew_ms
-        events, rejected = self.decode(records, latest_ms)
-        self.ingest(events, rejected, wall_ms)
-        return rejected
+        rejected_all = []
+        for partition, part in _by_partition(records):
+            events, rejected = self.decode(part, latest_ms)
+            self.ingest(events, rejected, wall_ms, partition)
+            rejected_all += rejected
+        return rejected_all
 
     def decode(
         self, records: Iterable[Record], latest_ms: float = math.inf
@@ -148,12 +153,19 @@ class Pipeline:
                 events.append(event)
         return events, rejected
 
-    def ingest(self, events: list[Event], rejected: Iterable[DeadLetter] = (), wall_ms: float | None = None) -> None:
+    def ingest(
+        self,
+        events: list[Event],
+        rejected: Iterable[DeadLetter] = (),
+        wall_ms: float | None = None,
+        partition: Partition | None = None,
+    ) -> None:
         """Append valid events to their models' state, count the rejected ones, and evaluate every model
         whose event time crosses a boundary of ``windows.evaluate_every`` (see :meth:`_ingest_model`).
 
         ``wall_ms`` is the wall clock in ``run`` (None in a replay): it marks when each model was last heard
         from (:meth:`advance_idle`) and whether a model is catching up (:data:`CATCH_UP_LAG_MS`).
+        ``partition`` is where the events came from: a new model's home (see :class:`ModelStates`).
         """
         by_model = _by_model(events)
         with self.lock:
@@ -161,7 +173,7 @@ class Pipeline:
                 self.n_invalid[letter.invalid.reason] += 1
         for model, group in by_model.items():
             with self.lock:
-                state = self.states.state_for(model, len(group))
+                state = self.states.state_for(model, len(group), partition)
             if state is not None:
                 if wall_ms is not None:
                     self._arrived_ms[state.name] = wall_ms
@@ -270,6 +282,34 @@ class Pipeline:
             self._quality_suites = {}
             self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
 
+    def snapshot_home(self, home: Partition | None) -> dict:
+        """The state of the models whose home is ``home``: what moves with that partition to another owner."""
+        with self.lock:
+            return {"models": self.states.snapshot_home(home)}
+
+    def restore_home(self, snapshot: dict) -> list[str]:
+        """Take back a :meth:`snapshot_home` (a partition just assigned); the names of the models restored."""
+        with self.lock:
+            restored = self.states.restore_models(snapshot["models"])
+            self._forget_derived(restored)
+            return restored
+
+    def forget(self, homes: Collection[Partition]) -> list[str]:
+        """Drop the models at home in ``homes`` (partitions taken away) and all derived from them; their names."""
+        with self.lock:
+            gone = self.states.forget(homes)
+            self._forget_derived(gone)
+            self.evaluations = {name: evaluation for name, evaluation in self.evaluations.items() if name not in gone}
+            return gone
+
+    def _forget_derived(self, models: Iterable[str]) -> None:
+        """Drop what was computed from these models' state (fitted suites, idle bookkeeping)."""
+        for name in models:
+            self._drift_suites.pop(name, None)
+            self._quality_suites.pop(name, None)
+            self._arrived_ms.pop(name, None)
+            self._settled.discard(name)
+
     def evaluate(self, now_ms: float, models: Collection[str] | None = None) -> None:
         """Compute the window statistics of ``models`` (default: all) as of the event time ``now_ms``."""
         windows = self.config.windows
@@ -345,6 +385,24 @@ def _by_model(events: list[Event]) -> dict[str, list[Event]]:
             group = by_model[model] = []
         group.append(event)
     return by_model
+
+
+def _by_partition(records: Iterable[Record]) -> list[tuple[Partition, list[Record]]]:
+    """A batch's records grouped by partition, each in order: one pass in C when they share one, as usual."""
+    records = list(records)
+    if not records:
+        return []
+    topics: list[str] = list(map(_TOPIC, records))
+    partitions: list[int] = list(map(_PARTITION, records))
+    if topics.count(topics[0]) == len(topics) and partitions.count(partitions[0]) == len(partitions):
+        return [((topics[0], partitions[0]), records)]
+    by_partition: dict[Partition, list[Record]] = {}
+    for key, record in zip(zip(topics, partitions), records):
+        group = by_partition.get(key)
+        if group is None:
+            group = by_partition[key] = []
+        group.append(record)
+    return list(by_partition.items())
 
 
 def _boundary_at_or_before(time_ms: float, every_ms: int) -> float:

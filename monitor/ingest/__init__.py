@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-__all__ = ["Offsets", "Record", "SourceProgress"]
+__all__ = ["Offsets", "Partition", "Record", "SourceProgress"]
 
-#: Positions in Kafka: the next offset to read, per (topic, partition).
-Offsets = dict[tuple[str, int], int]
+#: A partition of a topic, ``(topic, partition)``: the unit the consumer group assigns, and that state moves with.
+Partition = tuple[str, int]
+#: Positions in Kafka: the next offset to read, per partition.
+Offsets = dict[Partition, int]
 
 
 class Record(NamedTuple):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from itertools import repeat
 from operator import attrgetter, is_not
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 from msgspec import UNSET, UnsetType
 
 from monitor.config import Config, FeatureConfig, ModelConfig
+from monitor.ingest import Partition
 from monitor.ingest.events import Event, field_values
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
@@ -100,6 +101,8 @@ class ModelState:
         self.n_tokens = {"input": 0, "output": 0}
         #: The model's event time: the latest timestamp it has seen (or an idle watermark; see monitor.pipeline).
         self.watermark_ms = -math.inf
+        #: The (topic, partition) its first event came from: its state is saved and moves with that partition.
+        self.home: Partition | None = None
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
         warmup = 0 if reference_events is not None else _warmup(model)
         self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup, self._class_code)
@@ -257,6 +260,7 @@ class ModelState:
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
             "join": self.join.snapshot(),
             "watermark_ms": self.watermark_ms,
+            "home": None if self.home is None else list(self.home),
         }
 
     def restore(self, snapshot: dict) -> None:
@@ -266,6 +270,8 @@ class ModelState:
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
         self.watermark_ms = snapshot["watermark_ms"]
+        home = snapshot.get("home")  # None in checkpoints from before partitions owned state
+        self.home = None if home is None else (home[0], home[1])
         self.changes.restore(snapshot["changes"])
         for name, values in snapshot["vocabularies"].items():
             self.vocabularies[name].restore(values)
@@ -305,7 +311,13 @@ class ModelState:
 
 
 class ModelStates:
-    """The states of all monitored models, by name; past ``limits.max_models`` new ones fold into OTHER."""
+    """The states of all monitored models, by name; past ``limits.max_models`` new ones fold into OTHER.
+
+    Each state has a home, the partition its first event came from (:attr:`ModelState.home`): the states of a
+    partition's models are saved, restored and forgotten together as the consumer group moves the partition
+    (:meth:`snapshot_home`, :meth:`restore_models`, :meth:`forget`). A model whose events keep arriving on
+    other partitions too is counted in :attr:`n_split_events` (its producer does not key by model).
+    """
 
     def __init__(self, config: Config):
         self.config = config
@@ -318,6 +330,8 @@ class ModelStates:
         }
         self.n_folded_events = 0
         self.n_unmonitored_events = 0
+        #: Events of each model that arrived on a partition other than its home, by model.
+        self.n_split_events: dict[str, int] = {}
         #: Models whose saved state was not restored at start, and why (see :meth:`restore`).
         self.resets: dict[str, str] = {}
 
@@ -336,12 +350,24 @@ class ModelStates:
         if state is not None:
             state.ingest(events)
 
-    def state_for(self, name: str, n_events: int) -> ModelState | None:
-        """The state that ``n_events`` events of model ``name`` go to (created if need be), or None if no
-        config entry monitors it; the events are counted as folded or unmonitored here."""
+    def state_for(self, name: str, n_events: int, partition: Partition | None = None) -> ModelState | None:
+        """The state that ``n_events`` events of model ``name`` from ``partition`` go to (created if need be,
+        at home there), or None if no config entry monitors it; the events are counted as folded,
+        unmonitored or split here."""
         state = self._states.get(name) or self._create(name, n_events)
         if state is None:
             self.n_unmonitored_events += n_events
+        elif partition is not None and state.home != partition:
+            if state.home is None:  # new, or restored from a checkpoint older than homes
+                state.home = partition
+            elif state.name != OTHER:  # the fold of many models arrives everywhere by nature
+                if state.name not in self.n_split_events:
+                    log.warning(
+                        "model %s arrives on %s[%d] as well as on its home %s[%d]: its producer does not key events "
+                        "by model, so with more than one replica its statistics are split between them",
+                        state.name, *partition, *state.home,
+                    )  # fmt: skip
+                self.n_split_events[state.name] = self.n_split_events.get(state.name, 0) + n_events
         return state
 
     def snapshot(self) -> dict:
@@ -352,24 +378,40 @@ class ModelStates:
             "models": {name: state.snapshot() for name, state in self._states.items()},
         }
 
-    def restore(self, snapshot: dict) -> None:
-        """Take back a :meth:`snapshot`, model by model; never raises for one model's state.
+    def snapshot_home(self, home: Partition | None) -> dict[str, dict]:
+        """The snapshots of the models whose home is ``home`` (None: of those that have none yet), by name."""
+        return {name: state.snapshot() for name, state in self._states.items() if state.home == home}
 
-        A model whose :attr:`ModelState.fingerprint` changed since (its config shapes its state differently)
-        or whose saved state does not fit starts afresh, logged and listed in :attr:`resets` with the reason
-        (``config_changed``, ``unreadable``); a model no config entry monitors any more is dropped.
-        """
+    def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot`, model by model (see :meth:`restore_models`); never raises for one model."""
         self._admitted.restore(snapshot["admitted"])
         self.n_folded_events = snapshot["n_folded_events"]
         self.n_unmonitored_events = snapshot["n_unmonitored_events"]
         self._states = {}
         self.resets = {}
-        for name, saved in snapshot["models"].items():
+        self.restore_models(snapshot["models"])
+
+    def restore_models(self, models: dict[str, dict]) -> list[str]:
+        """Take back saved model states by name (say, a partition's); the names of those restored.
+
+        A model whose :attr:`ModelState.fingerprint` changed since (its config shapes its state differently)
+        or whose saved state does not fit starts afresh, logged and listed in :attr:`resets` with the reason
+        (``config_changed``, ``unreadable``); a model no config entry monitors any more is dropped, and so
+        is a saved model this process already holds (its events arrived here first: a split model).
+        """
+        restored = []
+        for name, saved in models.items():
             model = self.config.model_config_for(name)
             if model is None:
                 log.warning("model %s is no longer monitored: its saved state is dropped", name)
                 continue
+            if name in self._states:
+                log.warning("model %s is already here: its state saved elsewhere is dropped", name)
+                continue
+            if model.name == "*" and name != OTHER:
+                self._admitted.code(name)  # already admitted where it was saved: it keeps its series
             state = self._states[name] = self._new_state(name, model)
+            restored.append(name)
             if saved.get("fingerprint") != state.fingerprint:
                 self.resets[name] = "config_changed"
                 log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
@@ -380,6 +422,15 @@ class ModelStates:
                 self._states[name] = self._new_state(name, model)
                 self.resets[name] = "unreadable"
                 log.warning("model %s: its saved state does not fit (%s); it starts afresh", name, error)
+        return restored
+
+    def forget(self, homes: Collection[Partition]) -> list[str]:
+        """Drop the states whose home is one of ``homes`` (partitions this process no longer owns); their names."""
+        gone = [name for name, state in self._states.items() if state.home in homes]
+        for name in gone:
+            del self._states[name]
+            self.resets.pop(name, None)
+        return gone
 
     def _create(self, name: str, n_events: int) -> ModelState | None:
         model = self.config.model_config_for(name)
