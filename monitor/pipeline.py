@@ -266,13 +266,15 @@ class Pipeline:
                 log.exception("alert rules on %r failed at %s", scope[0], now_ms)
                 self.n_internal_errors["alerts"] += 1
 
-    def snapshot(self) -> dict:
-        """Everything a restart needs to carry on as if it never stopped (evaluations are recomputed).
+    def snapshot(self, homed_models: bool = True) -> dict:
+        """Everything a restart needs to carry on as if it never stopped (evaluations are recomputed);
+        without the models that have a home if not ``homed_models`` (they are saved with their partition,
+        :meth:`snapshot_home`).
 
         The arrays are the live ones, not copies: save the snapshot before the next batch is applied.
         """
         with self.lock:
-            return {"n_invalid": self.n_invalid, "states": self.states.snapshot()}
+            return {"n_invalid": self.n_invalid, "states": self.states.snapshot(homed_models)}
 
     def restore(self, snapshot: dict) -> None:
         """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.run.checkpoint`)."""

@@ -354,7 +354,7 @@ class MetricsServer:
 
     ``/metrics`` is the exposition (gzipped or OpenMetrics when the scraper
     asks); ``/healthz`` answers 200 while the process serves; ``/readyz``
-    answers 200 when ``ready()`` returns true, else 503. With ``report`` (a
+    answers 200 when ``ready()`` returns None, else 503 with the reason it returned. With ``report`` (a
     :class:`~monitor.export.report.DriftReports`), ``/report?model=NAME`` answers the
     model's drift report with its Content-Security-Policy, 404 with the
     reason when there is none, 503 with ``Retry-After`` while a page is being
@@ -369,7 +369,7 @@ class MetricsServer:
         registry: CollectorRegistry,
         host: str = "127.0.0.1",
         port: int = 0,
-        ready: Callable[[], bool] = lambda: True,
+        ready: Callable[[], str | None] = lambda: None,
         report: DriftReports | None = None,
         web: WebConfig | None = None,
         timeout_s: float = 5.0,
@@ -405,7 +405,8 @@ class MetricsServer:
         if path == "/healthz":
             return Response.text(200, "ok\n")
         if path == "/readyz":
-            return Response.text(200, "ready\n") if self.ready() else Response.text(503, "not ready\n")
+            unready = self.ready()
+            return Response.text(200, "ready\n") if unready is None else Response.text(503, f"not ready: {unready}\n")
         if path == "/report" and self.report is not None:
             return _report(self.report, request.query.get("model", [""])[0])
         if path == f"/report/{LIBRARY_FILE}" and self.report is not None:

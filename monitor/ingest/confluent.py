@@ -4,9 +4,10 @@ The same member as :class:`~monitor.ingest.kafka.KafkaSource`, with the same
 face (``poll``, ``commit``, ``positions``, ``lag``, ``assigned``,
 ``connected``, ``last_poll``, ``close``) and the same promises: offsets are
 committed by hand, only for partitions still owned, and only by the daemon
-after a checkpoint covers them; before partitions are taken away,
-``on_revoke`` checkpoints and their positions are committed while they are
-still ours; a checkpoint ahead of the group's committed offset wins.
+after a checkpoint covers them; a partition assigned resumes where its
+saved state stands (``on_assign``); before partitions are taken away,
+``on_revoke`` checkpoints and forgets them, and their positions are committed
+while they are still ours.
 
 librdkafka fetches and decompresses in its own threads, outside the
 interpreter lock, so the daemon runs this source in its own process (no
@@ -31,10 +32,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Offsets, Record, SourceProgress
+from monitor.ingest import Offsets, Partition, Record, SourceProgress
 
 __all__ = ["ConfluentSource", "connection_settings", "consumer_settings"]
 
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Positions in Kafka: the next offset to read, per (topic, partition).
 
-_COMMITTED_TIMEOUT_S = 10.0
 _RETRY_COMMIT_S = 1.0
 #: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
 _STATISTICS_EVERY_MS = 1_000
@@ -86,19 +86,19 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
 class ConfluentSource(SourceProgress):
     """The daemon's consumer group member on librdkafka: batches of :class:`Record` and the offsets they reach.
 
-    ``resume_from`` holds a checkpoint's offsets: when a partition is first assigned, reading starts at
-    the later of that offset and the group's committed one. ``on_revoke`` runs inside :meth:`poll` before
-    partitions are taken away (or after they were lost with the session); when it returns True (the state
-    now covers :attr:`positions`), the offsets of revoked partitions are committed, synchronously, while
-    they are still ours. A partition given back later resumes likewise from the later of the position this
-    member had reached (its state holds those events) and the group's committed offset.
+    At each turn of the group, inside :meth:`poll`, it asks the owner of the state as
+    :class:`~monitor.ingest.kafka.KafkaSource` does: ``on_assign(partitions)`` restores theirs and returns the
+    next offset to read of each that has saved state (the others start at the group's committed offset);
+    ``on_revoke(partitions)`` checkpoints and forgets them (also when they were lost with the session), and
+    when it returns True the offsets of revoked partitions are committed, synchronously, while they are
+    still ours.
     """
 
     def __init__(
         self,
         config: KafkaConfig,
-        resume_from: Offsets | None = None,
-        on_revoke: Callable[[], bool] = lambda: False,
+        on_assign: Callable[[list[Partition]], Offsets] = lambda partitions: {},
+        on_revoke: Callable[[list[Partition]], bool] = lambda partitions: False,
     ):
         super().__init__()
         settings = {
@@ -110,7 +110,7 @@ class ConfluentSource(SourceProgress):
         }
         self._consumer = Consumer(settings)
         self._max_records = config.max_poll_records
-        self._resume_from = dict(resume_from or {})
+        self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._owned: set[tuple[str, int]] = set()
         self._brokers_up = False
@@ -232,31 +232,15 @@ class ConfluentSource(SourceProgress):
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._owned.update((partition.topic, partition.partition) for partition in partitions)
-        saved = {
-            partition: offset
-            for partition in partitions
-            if (offset := self._resume_from.pop((partition.topic, partition.partition), None)) is not None
-        }
-        if saved:
-            for partition, offset in self._ahead_of_group(consumer, saved).items():
-                partition.offset = offset
-                self.positions[partition.topic, partition.partition] = offset
+        if partitions:
+            saved = self._on_assign([(partition.topic, partition.partition) for partition in partitions])
+            for partition in partitions:
+                offset = saved.get((partition.topic, partition.partition))
+                if offset is not None:
+                    partition.offset = offset
+                    self.positions[partition.topic, partition.partition] = offset
             consumer.assign(partitions)
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partitions")
-
-    def _ahead_of_group(self, consumer: Consumer, saved: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """The checkpoint's offsets that are ahead of the group's committed ones (all of them if it cannot say)."""
-        try:
-            committed = consumer.committed([TopicPartition(p.topic, p.partition) for p in saved], _COMMITTED_TIMEOUT_S)
-        except KafkaException as error:
-            log.warning("the group's committed offsets are unknown (%s); resuming from the checkpoint", error)
-            return saved
-        group = {(c.topic, c.partition): c.offset for c in committed if c.offset != OFFSET_INVALID}
-        return {
-            partition: offset
-            for partition, offset in saved.items()
-            if offset > group.get((partition.topic, partition.partition), -1)
-        }
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._give_up(consumer, partitions, commit=True)
@@ -266,19 +250,17 @@ class ConfluentSource(SourceProgress):
         self._give_up(consumer, partitions, commit=False)
 
     def _give_up(self, consumer: Consumer, partitions: list[TopicPartition], commit: bool) -> None:
-        """Checkpoint before ``partitions`` go, then commit their positions (synchronously: the next owner
-        starts from them). The state in memory covers those positions whatever happens next, so a partition
-        given back to this member later resumes from them, unless the group has moved on further."""
+        """Checkpoint and forget ``partitions`` before they go, then commit their positions (synchronously:
+        the next owner starts from them)."""
         revoked = {(partition.topic, partition.partition) for partition in partitions}
         self._owned.difference_update(revoked)
         if not revoked or self._closing:
             return
-        checkpointed = self._on_revoke()
+        checkpointed = self._on_revoke(sorted(revoked))
         self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
         positions = {key: self.positions.pop(key) for key in revoked if key in self.positions}
         for key in revoked:
             self._retry.pop(key, None)  # no longer ours to commit; a new owner may be ahead by now
-        self._resume_from.update(positions)
         if positions and checkpointed and commit:
             commits = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
             try:

@@ -12,10 +12,12 @@ child down instead of filling memory.
 ``connected`` says whether the child
 holds a connection to a broker (kafka-python's polls return at once, empty,
 while none answers). Its ``positions`` are those of the last batch handed to the caller, so a
-checkpoint saves exactly the offsets of what was applied. Before a rebalance
-takes partitions away, the child asks the parent to checkpoint (``on_revoke``)
-and waits for it. If the parent dies, the child's next send fails and it
-leaves the group; if the child dies, :meth:`ConsumerProcess.poll` raises.
+checkpoint saves exactly the offsets of what was applied. At each turn of the
+group the child asks the parent and waits for its answer: to restore the state
+of partitions assigned and say where it stands (``on_assign``), and to
+checkpoint and forget partitions before they are taken away (``on_revoke``).
+If the parent dies, the child's next send fails and it leaves the group; if
+the child dies, :meth:`ConsumerProcess.poll` raises.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Offsets, Record
+from monitor.ingest import Offsets, Partition, Record
 from monitor.ingest.kafka import KafkaError, KafkaSource
 from monitor.logs import log_to_stderr
 
@@ -46,15 +49,16 @@ class ConsumerProcess:
     def __init__(
         self,
         config: KafkaConfig,
-        resume_from: Offsets | None = None,
-        on_revoke: Callable[[], object] = lambda: None,
+        on_assign: Callable[[list[Partition]], Offsets] = lambda partitions: {},
+        on_revoke: Callable[[list[Partition]], bool] = lambda partitions: False,
     ):
+        self._on_assign = on_assign
         self._on_revoke = on_revoke
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
         self._connection, child_end = context.Pipe()
         level = logging.getLogger().getEffectiveLevel()
         self._process = context.Process(
-            target=_consume, args=(config, resume_from or {}, child_end, level), name="kafka-consumer"
+            target=_consume, args=(config, child_end, level), name="kafka-consumer"
         )
         self._process.start()
         child_end.close()
@@ -73,9 +77,11 @@ class ConsumerProcess:
         except EOFError:
             raise RuntimeError(f"the Kafka consumer process exited ({self._process.exitcode})") from None
         kind = message[0]
+        if kind == "assign":
+            self._connection.send(("restored", self._on_assign(message[1])))
+            return []
         if kind == "revoke":
-            saved = self._on_revoke() is not None  # None: the checkpoint was aborted, commit nothing
-            self._connection.send(("checkpointed", saved))
+            self._connection.send(("checkpointed", self._on_revoke(message[1])))  # False: commit nothing
             return []
         _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned, self.connected = message
         self.last_poll = time.monotonic()
@@ -105,13 +111,13 @@ class ConsumerProcess:
         self._connection.close()
 
 
-def _consume(config: KafkaConfig, resume_from: Offsets, parent: Connection, level: int) -> None:
+def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:
     """The child: poll, send each batch as columns, obey commit and close, until told or orphaned."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     log_to_stderr(level)
     pending: list[tuple] = []  # commands that arrive while a revocation waits for its checkpoint
-    source = _connect(config, resume_from, parent, pending)
+    source = _connect(config, parent, pending)
     if source is None:
         return
     try:
@@ -142,24 +148,31 @@ def _consume(config: KafkaConfig, resume_from: Offsets, parent: Connection, leve
         source.close()
 
 
-def _connect(config: KafkaConfig, resume_from: Offsets, parent: Connection, pending: list) -> KafkaSource | None:
+def _connect(config: KafkaConfig, parent: Connection, pending: list) -> KafkaSource | None:
     """Join the group, retrying while Kafka is unreachable; None if told to close first."""
 
-    def checkpoint_before_revoke() -> bool:
-        """Ask the parent to checkpoint; True once it has saved one, False if it could not, closes or is gone."""
+    def ask(question: tuple, answer: str, unanswered: Any) -> Any:
+        """Ask the parent (at a turn of the group) and wait for its answer; ``unanswered`` if it closes or is gone.
+        Commands that arrive meanwhile wait in ``pending``."""
         try:
-            parent.send(("revoke",))
-            while (command := parent.recv())[0] != "checkpointed":
+            parent.send(question)
+            while (command := parent.recv())[0] != answer:
                 pending.append(command)
                 if command[0] == "close":
-                    return False
+                    return unanswered
         except (EOFError, OSError):
-            return False
+            return unanswered
         return command[1]
+
+    def restore(partitions: list[Partition]) -> Offsets:
+        return ask(("assign", partitions), "restored", {})
+
+    def checkpoint_before_revoke(partitions: list[Partition]) -> bool:
+        return ask(("revoke", partitions), "checkpointed", False)
 
     while True:
         try:
-            source = KafkaSource(config, resume_from, checkpoint_before_revoke)
+            source = KafkaSource(config, restore, checkpoint_before_revoke)
             log.info("consuming %s as group %r", ", ".join(config.topics), config.group_id)
             return source
         except KafkaError as error:

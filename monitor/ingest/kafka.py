@@ -22,7 +22,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.ingest import Offsets, Record, SourceProgress
+from monitor.ingest import Offsets, Partition, Record, SourceProgress
 
 if TYPE_CHECKING:  # annotations only: the producer SDK imports this module, and must not load the config's stack
     from pydantic import SecretStr
@@ -72,22 +72,19 @@ def _secret(value: SecretStr | None) -> str | None:
 class KafkaSource(SourceProgress):
     """The daemon's consumer group member: batches of :class:`Record` and the offsets they reach.
 
-    ``resume_from`` holds a checkpoint's offsets. When a partition is first
-    assigned, reading starts at the later of that offset and the group's
-    committed one (looked up once, at start): the checkpoint wins after a crash
-    between saving it and committing, the group wins when another replica moved
-    the partition on meanwhile. ``on_revoke`` runs before partitions are taken
-    away (inside :meth:`poll`, where the client allows no blocking call), so
-    that their state is checkpointed; when it returns True (the state now
-    covers :attr:`positions`), their offsets are committed asynchronously
-    while they are still ours.
+    The state of a partition moves with it (see :mod:`monitor.run.daemon`), so the source asks its owner at
+    each turn of the group, inside :meth:`poll` (where the client allows no blocking call on itself):
+    ``on_assign(partitions)`` restores their state and returns where it stands, the next offset to read of
+    each partition that has saved state (reading starts there; the others start at the group's committed
+    offset); ``on_revoke(partitions)`` checkpoints and forgets them, and when it returns True (the saved
+    state covers :attr:`positions`) their offsets are committed asynchronously while they are still ours.
     """
 
     def __init__(
         self,
         config: KafkaConfig,
-        resume_from: Offsets | None = None,
-        on_revoke: Callable[[], bool] = lambda: False,
+        on_assign: Callable[[list[Partition]], Offsets] = lambda partitions: {},
+        on_revoke: Callable[[list[Partition]], bool] = lambda partitions: False,
     ):
         super().__init__()
         settings = {
@@ -101,7 +98,7 @@ class KafkaSource(SourceProgress):
             "heartbeat_interval_ms": max(100, config.session_timeout_ms // 3),
         }
         self._consumer = KafkaConsumer(**settings)
-        self._resume_from = self._ahead_of_group(resume_from or {})
+        self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._owned: set[TopicPartition] = set()  # kafka-python's assignment() lags behind a rebalance
         self._consumer.subscribe(config.topics, listener=_Rebalance(self))
@@ -170,29 +167,23 @@ class KafkaSource(SourceProgress):
                 lag[key] = max(0, end - self.positions[key])
         self.lag = lag
 
-    def _ahead_of_group(self, saved: Offsets) -> Offsets:
-        ahead = {}
-        for (topic, partition), offset in saved.items():
-            committed = self._consumer.committed(TopicPartition(topic, partition))
-            if committed is None or offset > committed:
-                ahead[topic, partition] = offset
-        return ahead
-
     def _assigned(self, partitions: list[TopicPartition]) -> None:
         self._owned.update(partitions)
-        for partition in partitions:
-            saved = self._resume_from.pop((partition.topic, partition.partition), None)
-            if saved is not None:
-                self._consumer.seek(partition, saved)
-                self.positions[partition.topic, partition.partition] = saved
+        if partitions:
+            saved = self._on_assign([(partition.topic, partition.partition) for partition in partitions])
+            for partition in partitions:
+                offset = saved.get((partition.topic, partition.partition))
+                if offset is not None:
+                    self._consumer.seek(partition, offset)
+                    self.positions[partition.topic, partition.partition] = offset
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partitions")
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
         self._owned.difference_update(partitions)
         if not partitions or self._closing:
             return
-        checkpointed = self._on_revoke()
-        revoked = {(partition.topic, partition.partition) for partition in partitions}
+        revoked = [(partition.topic, partition.partition) for partition in partitions]
+        checkpointed = self._on_revoke(revoked)
         self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}  # a scrape may be reading it
         commits = {}
         for partition in partitions:

@@ -33,13 +33,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 import numpy as np
 
 from monitor.config import Config
+from monitor.ingest import Partition
+from monitor.run.store import DirectoryStore, StateStore
 
-__all__ = ["Checkpoint", "CheckpointError", "CheckpointStore", "config_fingerprint"]
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointStore", "PartitionCheckpoints", "config_fingerprint"]
 
 _FORMAT = "driftwarden-checkpoint"
 _VERSION = 1
@@ -78,7 +81,7 @@ def config_fingerprint(config: Config) -> str:
 
 
 class CheckpointStore:
-    """The one checkpoint file in a state directory."""
+    """The one checkpoint file in a state directory: this process's own (see :class:`PartitionCheckpoints`)."""
 
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
@@ -86,46 +89,67 @@ class CheckpointStore:
 
     def save(self, checkpoint: Checkpoint) -> None:
         """Replace the checkpoint atomically and durably."""
-        document = {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "created_at": checkpoint.created_at,
-            "config_fingerprint": checkpoint.config_fingerprint,
-            "offsets": [[topic, partition, offset] for (topic, partition), offset in checkpoint.offsets.items()],
-            "pipeline": checkpoint.pipeline,
-        }
-        payload = msgspec.msgpack.encode(document, enc_hook=_encode_array)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        with temporary.open("wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        DirectoryStore(self.directory).put(self.path.name, _encode(checkpoint))
 
     def load(self) -> Checkpoint | None:
         """The saved checkpoint, or None if there is none yet."""
-        try:
-            payload = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            document = msgspec.msgpack.decode(payload, ext_hook=_decode_array)
-            if not isinstance(document, dict) or document.get("format") != _FORMAT:
-                raise ValueError("not a driftwarden checkpoint")
-            if document["version"] != _VERSION:
-                raise ValueError(f"format version {document['version']}, this driftwarden reads {_VERSION}")
-            offsets = {(topic, partition): offset for topic, partition, offset in document["offsets"]}
-            return Checkpoint(offsets, document["pipeline"], document["config_fingerprint"], document["created_at"])
-        except (msgspec.DecodeError, ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(
-                f"{self.path}: unreadable checkpoint ({error}); move it aside to start from the committed offsets"
-            ) from None
+        payload = DirectoryStore(self.directory).get(self.path.name)
+        return None if payload is None else _decode(payload, str(self.path))
+
+
+class PartitionCheckpoints:
+    """One checkpoint per partition in a store that every replica reaches: the partition's offset and the
+    state of the models at home there, which follow the partition to whichever replica the group assigns.
+
+    Keys are ``<group>/<topic>/<partition>.msgpack`` (the group id percent-encoded), so that several
+    deployments can share a bucket.
+    """
+
+    def __init__(self, store: StateStore, group_id: str):
+        self.store = store
+        self.group = quote(group_id, safe="")
+
+    def key(self, partition: Partition) -> str:
+        topic, number = partition
+        return f"{self.group}/{topic}/{number}.msgpack"
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Save the checkpoint of one partition (its ``offsets`` hold that partition alone)."""
+        (partition,) = checkpoint.offsets
+        self.store.put(self.key(partition), _encode(checkpoint))
+
+    def load(self, partition: Partition) -> Checkpoint | None:
+        """The partition's saved checkpoint, or None if it has none yet."""
+        key = self.key(partition)
+        payload = self.store.get(key)
+        return None if payload is None else _decode(payload, f"{self.store.describe()}: {key}")
+
+
+def _encode(checkpoint: Checkpoint) -> bytes:
+    document = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "created_at": checkpoint.created_at,
+        "config_fingerprint": checkpoint.config_fingerprint,
+        "offsets": [[topic, partition, offset] for (topic, partition), offset in checkpoint.offsets.items()],
+        "pipeline": checkpoint.pipeline,
+    }
+    return msgspec.msgpack.encode(document, enc_hook=_encode_array)
+
+
+def _decode(payload: bytes, where: str) -> Checkpoint:
+    try:
+        document = msgspec.msgpack.decode(payload, ext_hook=_decode_array)
+        if not isinstance(document, dict) or document.get("format") != _FORMAT:
+            raise ValueError("not a driftwarden checkpoint")
+        if document["version"] != _VERSION:
+            raise ValueError(f"format version {document['version']}, this driftwarden reads {_VERSION}")
+        offsets = {(topic, partition): offset for topic, partition, offset in document["offsets"]}
+        return Checkpoint(offsets, document["pipeline"], document["config_fingerprint"], document["created_at"])
+    except (msgspec.DecodeError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{where}: unreadable checkpoint ({error}); move it aside to start from the committed offsets"
+        ) from None
 
 
 def _encode_array(value: object) -> msgspec.msgpack.Ext:

@@ -9,7 +9,9 @@ committed, and the state that counted them must be on disk first too. So
    sink that failed or timed out aborts the checkpoint (it keeps what failed
    and sends it again on the next flush);
 2. snapshot the state and the offsets it covers;
-3. save both atomically; a full or failing disk aborts the checkpoint;
+3. save both atomically: with a shared store, first each partition's own checkpoint (its offset and the
+   models at home there, which move with it), then this process's (the rest); a full or failing disk or
+   store aborts the checkpoint;
 4. commit the offsets to the consumer group, never one below what was
    committed before for the same partition.
 
@@ -40,8 +42,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from monitor.ingest import Offsets
-from monitor.run.checkpoint import Checkpoint, CheckpointStore
+from monitor.ingest import Offsets, Partition
+from monitor.run.checkpoint import Checkpoint, CheckpointStore, PartitionCheckpoints
 
 __all__ = ["Checkpointer", "Flushable"]
 
@@ -58,15 +60,25 @@ class Checkpointer:
     """Owns the order of a checkpoint; see the module docstring.
 
     ``snapshot()`` returns the state to save (under the caller's locks); ``fingerprint`` is stored beside it.
+    With ``partitions`` (the shared store), ``snapshot_home(partition)`` returns what moves with each
+    partition, saved there, and ``snapshot()`` the rest.
     """
 
     def __init__(
-        self, store: CheckpointStore, snapshot: Callable[[], dict], fingerprint: str, sinks: Sequence[Flushable] = ()
+        self,
+        store: CheckpointStore,
+        snapshot: Callable[[], dict],
+        fingerprint: str,
+        sinks: Sequence[Flushable] = (),
+        partitions: PartitionCheckpoints | None = None,
+        snapshot_home: Callable[[Partition], dict] | None = None,
     ):
         self.store = store
         self.snapshot = snapshot
         self.fingerprint = fingerprint
         self.sinks = list(sinks)
+        self.partitions = partitions
+        self.snapshot_home = snapshot_home
         self.n_checkpoints = {"saved": 0, "sink_failed": 0, "save_failed": 0}
         self._committed: Offsets = {}
 
@@ -80,10 +92,14 @@ class Checkpointer:
                 return None
         offsets = dict(positions)
         try:
+            if self.partitions is not None and self.snapshot_home is not None:
+                for partition, offset in offsets.items():
+                    moving = self.snapshot_home(partition)
+                    self.partitions.save(Checkpoint({partition: offset}, moving, self.fingerprint))
             self.store.save(Checkpoint(offsets, self.snapshot(), self.fingerprint))
         except OSError as error:
             self.n_checkpoints["save_failed"] += 1
-            log.error("checkpoint aborted: cannot save to %s (%s); nothing committed", self.store.path, error)
+            log.error("checkpoint aborted: cannot save (%s); nothing committed", error)
             return None
         self.n_checkpoints["saved"] += 1
         forward = {key: offset for key, offset in offsets.items() if offset > self._committed.get(key, -1)}

@@ -27,9 +27,20 @@ not yet hold them. Dead letters are at-least-once (a crash can send one
 twice). On SIGTERM or SIGINT (:meth:`Daemon.stop`) the loop finishes its
 batch, checkpoints, commits, leaves the group and returns.
 
+State follows the consumer group. Each model has a home, the partition its
+first event came from (serving code keys events by model, so a model lives on
+one partition). A checkpoint saves each partition's offset with the state of
+the models at home there into the partition store (``state.store``: the local
+``state.dir`` for one replica, an S3 bucket for several), and the rest (the
+process's own counters) into ``state.dir``. When the group assigns a
+partition, the daemon restores its models from the store before reading it,
+from the offset saved with them; before a partition is taken away, it
+checkpoints, then forgets the partition's models: it stops exporting them and
+evaluating their rules, and their new owner carries on from that checkpoint.
+
 ``/readyz`` says ready while the consumer has partitions, holds a connection to a broker and has polled in
-the last few seconds; until Kafka answers, the daemon keeps trying and says
-not ready.
+the last few seconds, and no partition's state is being restored; until Kafka answers, the daemon keeps
+trying and says not ready (with the reason).
 """
 
 from __future__ import annotations
@@ -45,12 +56,13 @@ from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, MetricsServer, PipelineCollector
 from monitor.export.report import DriftReports
-from monitor.ingest import Offsets, Record
+from monitor.ingest import Offsets, Partition, Record
 from monitor.ingest.consumer_process import ConsumerProcess
 from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
-from monitor.run.checkpoint import CheckpointStore, config_fingerprint
+from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints, config_fingerprint
 from monitor.run.checkpointer import Checkpointer
+from monitor.run.store import DirectoryStore
 
 if TYPE_CHECKING:
     from monitor.ingest.confluent import ConfluentSource
@@ -74,8 +86,13 @@ class Daemon:
         self.config = config
         self.pipeline = Pipeline(config)
         self.store = CheckpointStore(config.state.dir)
+        self.partitions = PartitionCheckpoints(DirectoryStore(config.state.dir), config.kafka.group_id)
         self._fingerprint = config_fingerprint(config)
-        self.checkpointer = Checkpointer(self.store, self._snapshot, self._fingerprint)
+        self.checkpointer = Checkpointer(
+            self.store, self._snapshot, self._fingerprint, partitions=self.partitions, snapshot_home=self._snapshot_home
+        )
+        self._resume_from: Offsets = {}  # a checkpoint's from before partitions owned state: where each resumes
+        self._restoring = False
         self._source: ConsumerProcess | ConfluentSource | None = None
         self._dead_letters: KafkaDeadLetters | None = None
         self._stopping = threading.Event()
@@ -105,28 +122,33 @@ class Daemon:
         scheme = "https" if web is not None and web.tls is not None else "http"
         return f"{scheme}://{self.config.server.host}:{self.server.port}/metrics"
 
-    def ready(self) -> bool:
+    def ready(self) -> str | None:
+        """None when ready, else why not (``/readyz``)."""
         source = self._source
-        return (
-            source is not None
-            and source.assigned
-            and source.connected
-            and source.last_poll is not None
-            and time.monotonic() - source.last_poll < _READY_WITHIN_S
-        )
+        if source is None or source.last_poll is None:
+            return "starting"
+        if self._restoring:
+            return "restoring the state of assigned partitions"
+        if not source.connected:
+            return "no connection to a Kafka broker"
+        if not source.assigned:
+            return "no partitions assigned"
+        if time.monotonic() - source.last_poll >= _READY_WITHIN_S:
+            return f"no poll in the last {_READY_WITHIN_S:g} s"
+        return None
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and shut down (safe from a signal handler)."""
         self._stopping.set()
 
     def run(self) -> None:
-        resume_from = self._restore()
+        self._restore()
         self.server.start()
         log.info("serving %s", self.metrics_url)
         scheduler = self._scheduler()
         scheduler.start()
         try:
-            if self._connect(resume_from):
+            if self._connect():
                 self._consume()
                 self._checkpoint()
         finally:
@@ -140,10 +162,13 @@ class Daemon:
             self.server.stop()
             log.info("stopped")
 
-    def _restore(self) -> dict:
+    def _restore(self) -> None:
+        """This process's own checkpoint: its counters, and the models of a checkpoint written before
+        partitions owned state (with the offsets they resume from, :meth:`_assigned`)."""
         checkpoint = self.store.load()
         if checkpoint is None:
-            return {}
+            return
+        self._resume_from = checkpoint.offsets
         if checkpoint.config_fingerprint == self._fingerprint:
             self.pipeline.restore(checkpoint.pipeline)
             self.alerting.restore(checkpoint.pipeline.get("alerts", {}))
@@ -159,7 +184,50 @@ class Daemon:
                 "reading resumes from its offsets",
                 time.ctime(checkpoint.created_at),
             )
-        return checkpoint.offsets
+
+    def _assigned(self, partitions: list[Partition]) -> Offsets:
+        """Restore the models at home in newly assigned partitions; the offset each resumes from.
+
+        A partition without a checkpoint of its own resumes from this process's older checkpoint, if that
+        covers it, else from the group's committed offset. A checkpoint that cannot be read is logged and
+        skipped: the partition's models then start afresh (it never stops the daemon).
+        """
+        self._restoring = True
+        try:
+            offsets = {}
+            for partition in partitions:
+                started = time.monotonic()
+                try:
+                    checkpoint = self.partitions.load(partition)
+                except (CheckpointError, OSError) as error:
+                    log.error("%s[%d]: its state cannot be restored (%s); its models start afresh", *partition, error)
+                    checkpoint = None
+                if checkpoint is None:
+                    if partition in self._resume_from:
+                        offsets[partition] = self._resume_from[partition]
+                    continue
+                offsets[partition] = checkpoint.offsets[partition]
+                if checkpoint.config_fingerprint != self._fingerprint:
+                    log.warning("%s[%d]: the state layout changed since its save; its models start afresh", *partition)
+                    continue
+                models = self.pipeline.restore_home(checkpoint.pipeline)
+                self.alerting.restore_models(checkpoint.pipeline.get("alerts", {}))
+                log.info(
+                    "%s[%d]: restored %d models in %.2f s, resuming at offset %d",
+                    *partition, len(models), time.monotonic() - started, offsets[partition],
+                )  # fmt: skip
+            return offsets
+        finally:
+            self._restoring = False
+
+    def _revoked(self, partitions: list[Partition]) -> bool:
+        """Checkpoint, then forget the models at home in partitions taken away; whether the checkpoint saved."""
+        saved = self._save_checkpoint() is not None
+        models = self.pipeline.forget(partitions)
+        self.alerting.forget_models(models)
+        names = ", ".join(f"{topic}[{number}]" for topic, number in partitions)
+        log.info("%s: handed over %d models", names, len(models))
+        return saved
 
     def _scheduler(self) -> BackgroundScheduler:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
@@ -169,15 +237,15 @@ class Daemon:
         scheduler.add_job(self.alerting.deliver, "interval", seconds=_DELIVER_EVERY_S, id="deliver")
         return scheduler
 
-    def _connect(self, resume_from: dict) -> bool:
+    def _connect(self) -> bool:
         """Start the consumer process and the dead-letter producer (retrying while Kafka is away)."""
         kafka = self.config.kafka
         if kafka.client == "confluent":
             from monitor.ingest.confluent import ConfluentSource  # the optional extra: imported only when chosen
 
-            self._source = ConfluentSource(kafka, resume_from, lambda: self._save_checkpoint() is not None)
+            self._source = ConfluentSource(kafka, self._assigned, self._revoked)
         else:
-            self._source = ConsumerProcess(kafka, resume_from, self._save_checkpoint)
+            self._source = ConsumerProcess(kafka, self._assigned, self._revoked)
         while kafka.dead_letter_topic and self._dead_letters is None and not self._stopping.is_set():
             try:
                 # Not idempotent: kafka-python's idempotent producer treats one refused write (say, an
@@ -221,13 +289,20 @@ class Daemon:
         self.checkpointer.checkpoint(self._source.positions, self._source.commit)
 
     def _save_checkpoint(self) -> Offsets | None:
-        """Before a rebalance takes partitions away: save state and offsets; the child commits them."""
+        """Before a rebalance takes partitions away: save state and offsets; the source commits them."""
         self._checkpoint_due.clear()
         assert self._source is not None  # called back by the source itself
         return self.checkpointer.checkpoint(self._source.positions, lambda offsets: None)
 
     def _snapshot(self) -> dict:
-        return {**self.pipeline.snapshot(), "alerts": self.alerting.snapshot()}
+        """What stays with this process: its counters, the models without a home yet, the series without a model."""
+        models = [state.name for state in self.pipeline.states if state.home is None]
+        return {**self.pipeline.snapshot(homed_models=False), "alerts": self.alerting.snapshot_models([*models, ""])}
+
+    def _snapshot_home(self, partition: Partition) -> dict:
+        """What moves with a partition: its models' state and alert state."""
+        snapshot = self.pipeline.snapshot_home(partition)
+        return {**snapshot, "alerts": self.alerting.snapshot_models(list(snapshot["models"]))}
 
     def _publish_job(self, key: str, value: bytes) -> None:
         """Publish a retraining job to ``retraining.topic`` keyed by model; returns once the broker has it."""

@@ -370,12 +370,18 @@ class ModelStates:
                 self.n_split_events[state.name] = self.n_split_events.get(state.name, 0) + n_events
         return state
 
-    def snapshot(self) -> dict:
+    def snapshot(self, homed_models: bool = True) -> dict:
+        """Everything, or without the models that have a home if not ``homed_models`` (see :meth:`snapshot_home`)."""
         return {
             "admitted": self._admitted.values,
             "n_folded_events": self.n_folded_events,
             "n_unmonitored_events": self.n_unmonitored_events,
-            "models": {name: state.snapshot() for name, state in self._states.items()},
+            "n_split_events": self.n_split_events,
+            "models": {
+                name: state.snapshot()
+                for name, state in self._states.items()
+                if homed_models or state.home is None
+            },
         }
 
     def snapshot_home(self, home: Partition | None) -> dict[str, dict]:
@@ -387,6 +393,7 @@ class ModelStates:
         self._admitted.restore(snapshot["admitted"])
         self.n_folded_events = snapshot["n_folded_events"]
         self.n_unmonitored_events = snapshot["n_unmonitored_events"]
+        self.n_split_events = dict(snapshot.get("n_split_events", {}))  # absent before partitions owned state
         self._states = {}
         self.resets = {}
         self.restore_models(snapshot["models"])

@@ -24,7 +24,7 @@ from tests.golden import GOLDEN, golden_config, golden_exports, golden_pipeline
 def served(golden_records, tmp_path):
     config = golden_config(tmp_path)
     registry = golden_exports(config, golden_pipeline(config, golden_records)).registry
-    ready = {"value": False}
+    ready: dict[str, str | None] = {"value": "restoring"}
     server = MetricsServer(registry, ready=lambda: ready["value"]).start()
     yield server, ready
     server.stop()
@@ -87,7 +87,7 @@ def test_metrics_parse_with_prometheus_clients_own_parser(served):
 def test_health_and_readiness_endpoints_answer(served):
     server, ready = served
     assert _get(server, "/healthz") == (200, b"ok\n")
-    assert _get(server, "/readyz")[0] == 503
-    ready["value"] = True
+    assert _get(server, "/readyz") == (503, b"not ready: restoring\n")
+    ready["value"] = None
     assert _get(server, "/readyz") == (200, b"ready\n")
     assert _get(server, "/nope")[0] == 404
