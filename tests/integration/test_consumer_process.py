@@ -149,10 +149,17 @@ def test_committed_offsets_are_resumed_after_and_a_checkpoint_ahead_of_them_wins
     assert [committed(kafka_broker, group, topic, p) for p in (0, 1)] == [5, 5]
 
     produce(kafka_broker, topic, _numbered(range(5, 8)))
-    # Partition 0: the checkpoint is behind the group (5), which wins. Partition 1: the checkpoint (7) is ahead.
-    second = open_process(kafka_config(kafka_broker, topic, group), resume_from={(topic, 0): 2, (topic, 1): 7})
+    # Partition 0 has no saved state: the group's committed offset. Partition 1's saved state stands at 7.
+    asked: list[list] = []
+
+    def on_assign(partitions: list) -> dict:  # the daemon restores here, in the parent, and says where it stands
+        asked.append(sorted(partitions))
+        return {(topic, 1): 7}
+
+    second = open_process(kafka_config(kafka_broker, topic, group), on_assign=on_assign)
     records = read_n(second, 3 + 1)  # an old record read again would come first, being earlier in its partition
 
+    assert asked == [[(topic, 0), (topic, 1)]]
     assert by_position(records) == [(0, 5, b"0-5"), (0, 6, b"0-6"), (0, 7, b"0-7"), (1, 7, b"1-7")]
     assert second.positions == {(topic, 0): 8, (topic, 1): 8}
 
@@ -167,12 +174,12 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
     group = f"{topic}-group"
     produce(kafka_broker, topic, _numbered(range(3)))
     members: dict = {}
-    revoked_with: list[tuple[dict, bool]] = []
+    revoked_with: list[tuple[list, dict, bool]] = []
 
-    def on_revoke() -> dict:  # the daemon checkpoints here; what it would save, and whether B already owns anything
+    def on_revoke(partitions: list) -> bool:  # the daemon checkpoints here; what it saves, and whether B owns any
         second = members.get("second")
-        revoked_with.append((dict(members["first"].positions), bool(second and second.assigned)))
-        return dict(members["first"].positions)  # the offsets the checkpoint saved: the child may commit them
+        revoked_with.append((sorted(partitions), dict(members["first"].positions), bool(second and second.assigned)))
+        return True  # the checkpoint was saved: the child may commit the positions
 
     first = members["first"] = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)
     read_by_first = read_n(first, 6)
@@ -186,7 +193,7 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
             lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's share"
         )
         # on_revoke ran once, in the parent, before the second member owned anything, with the positions to save.
-        assert revoked_with == [({(topic, 0): 3, (topic, 1): 3}, False)]
+        assert revoked_with == [([(topic, 0), (topic, 1)], {(topic, 0): 3, (topic, 1): 3}, False)]
         # Then the child committed those positions while the partitions were still its own.
         assert [committed(kafka_broker, group, topic, p) for p in (0, 1)] == [3, 3]
 
@@ -217,7 +224,7 @@ def test_a_rebalance_whose_checkpoint_was_aborted_commits_nothing(kafka_broker, 
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
     produce(kafka_broker, topic, _numbered(range(3)))
-    first = open_process(kafka_config(kafka_broker, topic, group), on_revoke=lambda: None)  # None: aborted
+    first = open_process(kafka_config(kafka_broker, topic, group), on_revoke=lambda partitions: False)  # aborted
     read_n(first, 6)
     second = open_source(kafka_config(kafka_broker, topic, group))
     read_by_second: list = []
@@ -305,7 +312,7 @@ def test_close_is_prompt_while_a_revocation_waits_for_the_checkpoint(
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(0, b"a"), (1, b"b")])
 
-    def on_revoke() -> None:  # the daemon's checkpoint fails (a full disk): poll raises, the daemon closes
+    def on_revoke(partitions: list) -> bool:  # the checkpoint fails (a full disk): poll raises, the daemon closes
         raise OSError("no space left on device")
 
     first = open_process(kafka_config(kafka_broker, topic, group), on_revoke=on_revoke)

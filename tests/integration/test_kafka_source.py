@@ -95,34 +95,29 @@ def test_a_new_member_resumes_after_the_offsets_committed_by_the_last(
     assert second.positions == {(topic, 0): 8}
 
 
-def test_a_checkpoint_ahead_of_the_group_wins(kafka_broker, new_topic, source_config, open_source):
-    """A crash between saving a checkpoint and committing it: the checkpoint's offsets are the truth."""
-    topic = new_topic(partitions=2)
-    group = f"{topic}-group"
-    produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(10) for partition in (0, 1)])
-    _commit_for_group(kafka_broker, group, {(topic, 0): 3})  # partition 1: nothing committed yet
-
-    source = open_source(source_config(topic, group), resume_from={(topic, 0): 7, (topic, 1): 8})
-    records = read_n(source, 3 + 2)
-
-    assert by_position(records) == [(0, 7, b"0-7"), (0, 8, b"0-8"), (0, 9, b"0-9"), (1, 8, b"1-8"), (1, 9, b"1-9")]
-    assert source.positions == {(topic, 0): 10, (topic, 1): 10}
-
-
-def test_the_groups_committed_offset_wins_over_a_checkpoint_behind_it(
+def test_an_assigned_partition_resumes_where_its_saved_state_stands(
     kafka_broker, new_topic, source_config, open_source
 ):
-    """Another replica moved the partition on since this checkpoint: its events are not counted twice."""
-    topic = new_topic(partitions=1)
+    """on_assign restores the partitions' state and says where it stands: reading starts there, ahead of the
+    group's committed offset (a crash between saving and committing) or behind it (a stale owner committed
+    further: the restored state does not hold those events, so they are read again)."""
+    topic = new_topic(partitions=3)
     group = f"{topic}-group"
-    produce(kafka_broker, topic, [(0, f"m-{i}".encode()) for i in range(10)])
-    _commit_for_group(kafka_broker, group, {(topic, 0): 6})
+    produce(kafka_broker, topic, [(p, f"{p}-{i}".encode()) for i in range(10) for p in range(3)])
+    _commit_for_group(kafka_broker, group, {(topic, 0): 3, (topic, 1): 6, (topic, 2): 8})
+    asked: list[list] = []
 
-    source = open_source(source_config(topic, group), resume_from={(topic, 0): 2})
-    records = read_n(source, 4)
+    def on_assign(partitions: list) -> dict:
+        asked.append(sorted(partitions))
+        return {(topic, 0): 7, (topic, 1): 2}  # partition 2: no saved state
 
-    assert by_position(records) == [(0, 6, b"m-6"), (0, 7, b"m-7"), (0, 8, b"m-8"), (0, 9, b"m-9")]
-    assert source.positions == {(topic, 0): 10}
+    source = open_source(source_config(topic, group), on_assign=on_assign)
+    records = read_n(source, 3 + 8 + 2)
+
+    assert asked == [[(topic, 0), (topic, 1), (topic, 2)]]
+    expected = [(0, i) for i in range(7, 10)] + [(1, i) for i in range(2, 10)] + [(2, i) for i in range(8, 10)]
+    assert by_position(records) == [(p, i, f"{p}-{i}".encode()) for p, i in expected]
+    assert source.positions == {(topic, 0): 10, (topic, 1): 10, (topic, 2): 10}
 
 
 def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(
@@ -163,9 +158,10 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
-    revoked_with: list[dict] = []
+    revoked_with: list[tuple] = []
     first = open_source(
-        source_config(topic, group), on_revoke=lambda: revoked_with.append(dict(first.positions)) or True
+        source_config(topic, group),
+        on_revoke=lambda partitions: revoked_with.append((sorted(partitions), dict(first.positions))) or True,
     )
     read = read_n(first, 4)
     assert revoked_with == []  # nothing revoked while it was alone
@@ -173,7 +169,9 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     second = open_source(source_config(topic, group))
     with polling_in_background(first, into=read):
         wait_for(lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition")
-        assert revoked_with == [{(topic, 0): 2, (topic, 1): 2}]  # called while the positions were there to save
+        # Called with the partitions taken away (all of them: the group's protocol is eager) while their
+        # positions were there to save.
+        assert revoked_with == [([(topic, 0), (topic, 1)], {(topic, 0): 2, (topic, 1): 2})]
         produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)])
         wait_for(
             lambda: read.extend(second.poll(100)) or len(read) >= 8, JOIN_S, "the records sent after the rebalance"
@@ -196,7 +194,7 @@ def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
     group = f"{topic}-group"
     n = 3_000
     messages = [(i % 2, f"{i % 2}-{i // 2}".encode()) for i in range(n)]
-    first = open_source(source_config(topic, group, max_poll_records=50), on_revoke=lambda: True)
+    first = open_source(source_config(topic, group, max_poll_records=50), on_revoke=lambda partitions: True)
     read_by_first: list = []
     produce(kafka_broker, topic, messages[:200])
     wait_for(lambda: read_by_first.extend(first.poll(100)) or read_by_first, JOIN_S, "the first member's records")
@@ -399,7 +397,7 @@ def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(
     topic = new_topic(partitions=2)
     group = f"{topic}-group"
     produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in range(2) for partition in (0, 1)])
-    first = open_source(source_config(topic, group), on_revoke=lambda: False)
+    first = open_source(source_config(topic, group), on_revoke=lambda partitions: False)
     read_n(first, 4)
     second = open_source(source_config(topic, group))
     read_by_second: list = []
