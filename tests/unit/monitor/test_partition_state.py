@@ -1,0 +1,119 @@
+"""A model's state moves with its home partition: handed from one pipeline to another, it carries on exactly.
+
+Pure tests (no network): the example events keyed by model onto two partitions, as the producer SDK does
+(support-bot on 0, summarizer on 1), and the partition checkpoints written to a directory store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config import parse_config
+from monitor.export.collectors import build_registry, exposition
+from monitor.ingest import Record
+from monitor.pipeline import Pipeline
+from monitor.run.checkpoint import Checkpoint, PartitionCheckpoints, config_fingerprint
+from monitor.run.store import DirectoryStore
+from monitor.state.vocabulary import OTHER
+from tests.components import differences, statistics
+from tests.unit.monitor.test_checkpoint import EXAMPLE_LINES, _example_config
+
+TOPIC = "llm-events"
+HOMES = {b'"support-bot"': 0, b'"summarizer"': 1}
+
+
+def _keyed(lines: list[bytes], first: int = 0) -> list[Record]:
+    """Records as a producer keying by model would write them: each model on its partition, in order."""
+    offsets = {0: 0, 1: 0}
+    records = []
+    for line in lines:
+        partition = next((p for model, p in HOMES.items() if model in line), 0)
+        records.append(Record(line, TOPIC, partition, first + offsets[partition]))
+        offsets[partition] += 1
+    return records
+
+
+def _by_model(pipeline: Pipeline, now_ms: float) -> dict[str, dict]:
+    """Each model's series of the pipeline's exposition as of ``now_ms``."""
+    pipeline.evaluate(now_ms)
+    series: dict[str, dict] = {}
+    for (name, labels), value in statistics(exposition(build_registry(pipeline)), leave_out=()).items():
+        model = dict(labels).get("model")
+        if model is not None:
+            series.setdefault(model, {})[name, labels] = value
+    return series
+
+
+def test_a_model_is_at_home_on_the_partition_of_its_first_event():
+    pipeline = Pipeline(_example_config())
+    pipeline.apply(_keyed(EXAMPLE_LINES[:600]))
+    assert {state.name: state.home for state in pipeline.states} == {
+        "support-bot": (TOPIC, 0),
+        "summarizer": (TOPIC, 1),
+    }
+    assert pipeline.states.n_split_events == {}
+
+
+def test_events_of_a_model_on_another_partition_are_counted_as_split_and_still_applied():
+    pipeline = Pipeline(_example_config())
+    records = _keyed(EXAMPLE_LINES[:600])
+    elsewhere = [record._replace(partition=5) for record in records if b'"summarizer"' in record.value]
+    pipeline.apply(records)
+    n_before = sum(pipeline.states["summarizer"].n_events.values())
+
+    rejected = pipeline.apply(elsewhere)
+
+    n_valid = len(elsewhere) - len(rejected)
+    assert pipeline.states.n_split_events == {"summarizer": n_valid}
+    assert sum(pipeline.states["summarizer"].n_events.values()) == n_before + n_valid
+    assert pipeline.states["summarizer"].home == (TOPIC, 1)  # its home does not move
+
+
+def test_the_fold_of_models_past_the_limit_is_never_split():
+    config = parse_config({"limits": {"max_models": 1}})
+    pipeline = Pipeline(config)
+    line = b'{"request_id": "r%d", "timestamp": 1700000000, "model": "m%d"}'
+    pipeline.apply([Record(line % (i, i), TOPIC, i, 0) for i in range(4)])
+    assert {state.name for state in pipeline.states} == {"m0", OTHER}
+    assert pipeline.states.n_split_events == {}
+
+
+@pytest.mark.parametrize("split", [900, 2400])
+def test_a_partition_handed_to_another_pipeline_carries_its_models_on_exactly(tmp_path: Path, split: int):
+    """Replica A reads both partitions, then partition 1 moves to replica B through the store: B's series of
+    summarizer equal one uninterrupted pass over every event, and A no longer has any."""
+    config = _example_config()
+    records = _keyed(EXAMPLE_LINES)
+    first, rest = records[:split], records[split:]
+    moved = (TOPIC, 1)
+    a, b, uninterrupted = Pipeline(config), Pipeline(config), Pipeline(config)
+    a.apply(first)
+    uninterrupted.apply(records)
+
+    store = PartitionCheckpoints(DirectoryStore(tmp_path), "driftwarden")
+    offset = max(record.offset for record in first if record.partition == 1) + 1
+    store.save(Checkpoint({moved: offset}, a.snapshot_home(moved), config_fingerprint(config)))
+    assert a.forget([moved]) == ["summarizer"]
+    saved = store.load(moved)
+    assert saved is not None and saved.offsets == {moved: offset}
+    assert b.restore_home(saved.pipeline) == ["summarizer"]
+    a.apply([record for record in rest if record.partition == 0])
+    b.apply([record for record in rest if record.partition == 1])
+
+    now_ms = uninterrupted.watermark_ms
+    expected = _by_model(uninterrupted, now_ms)
+    at_a, at_b = _by_model(a, now_ms), _by_model(b, now_ms)
+    assert set(at_a) == {"support-bot"} and set(at_b) == {"summarizer"}
+    assert at_b["summarizer"] == expected["summarizer"], differences(at_b["summarizer"], expected["summarizer"])
+    assert at_a["support-bot"] == expected["support-bot"], differences(at_a["support-bot"], expected["support-bot"])
+
+
+def test_a_partition_without_a_checkpoint_loads_none(tmp_path: Path):
+    assert PartitionCheckpoints(DirectoryStore(tmp_path), "g").load((TOPIC, 3)) is None
+
+
+def test_partition_keys_name_the_group_escaped_the_topic_and_the_partition(tmp_path: Path):
+    store = PartitionCheckpoints(DirectoryStore(tmp_path), "team a/monitor")
+    assert store.key(("llm-events", 2)) == "team%20a%2Fmonitor/llm-events/2.msgpack"
