@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from monitor.config import StateConfig
 
-__all__ = ["DirectoryStore", "S3Store", "StateStore", "StoreError", "open_store"]
+__all__ = ["DirectoryStore", "S3Store", "StateStore", "StoreError", "key_parts", "open_store"]
 
 
 class StoreError(OSError):

@@ -515,6 +515,18 @@ def test_the_schema_says_why_local_state_allows_one_replica():
     assert "cannot follow a partition to another pod" in store["description"]
 
 
+def test_notes_say_where_the_state_lives_and_why_local_means_one_replica(chart):
+    def notes(values: dict) -> str:
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+    bucket = "s3://ml-state/driftwarden/prod/ at http://minio.storage:9000, which every replica reaches"
+    assert bucket in notes(S3_STORE)
+    local = notes({"replicaCount": 1, "state": {"store": "local"}})
+    assert "a pod's local\ndirectory cannot follow a partition to another pod" in local
+    assert "emptyDir: the state is lost with the pod" in local
+
+
 def test_the_chart_owns_the_state_store_keys_of_the_config(chart):
     with pytest.raises(helm_python.HelmRenderError, match=r"config\.state\.store and config\.state\.s3 are the chart"):
         chart.render({**DEFAULTS, "config": {"state": {"store": "local"}}})
