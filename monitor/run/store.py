@@ -81,7 +81,8 @@ class DirectoryStore:
     A value is written to a temp file beside its target (``.NAME.tmp``, which
     no reader looks at), flushed to disk, renamed over the target and the directory
     flushed, so that a crash or power cut at any point leaves the old value or
-    the new one.
+    the new one. A key has one writer at a time (the owner of its partition):
+    two concurrent puts of one key would share the temp file.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
