@@ -14,8 +14,9 @@ COPY pyproject.toml README.md ./
 COPY monitor/ monitor/
 COPY detectors/ detectors/
 COPY alerts/ alerts/
-# With the confluent extra, so that kafka.client: confluent (librdkafka) works in the image too.
-RUN pip wheel --wheel-dir /wheels ".[confluent]"
+# With the confluent extra, so that kafka.client: confluent (librdkafka) works in the image too, and the s3 one
+# (boto3) for state.store: s3, the Helm chart's default.
+RUN pip wheel --wheel-dir /wheels ".[confluent,s3]"
 
 # --- runtime: the wheels installed offline, nothing else ----------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -31,7 +32,7 @@ RUN groupadd --system --gid 10001 driftwarden \
     && install -d -m 0755 /etc/driftwarden
 # The wheels are bind-mounted from the builder for this one step, so no layer keeps them.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "driftwarden[confluent]"
+    pip install --no-index --find-links=/wheels "driftwarden[confluent,s3]"
 WORKDIR /var/lib/driftwarden
 USER 10001:10001
 EXPOSE 9108

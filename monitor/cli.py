@@ -29,6 +29,7 @@ from monitor.logs import log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError
 from monitor.run.replay import replay
+from monitor.run.store import open_store
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
 
@@ -154,7 +155,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     kafka, state = config.kafka, config.state
     print(f"{arguments.config}: ok")
     print(f"  kafka: {', '.join(kafka.topics)} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
-    print(f"  state: checkpoints in {state.dir} every {state.checkpoint_every_ms} ms")
+    print(f"  state: checkpoints in {open_store(state).describe()} every {state.checkpoint_every_ms} ms")
     server = config.server
     web = server.web_config_file.describe() if server.web_config_file else "http, no TLS, no basic auth"
     print(f"  server: {server.host}:{server.port}, {web}")

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -149,11 +150,66 @@ class ServerConfig(_Section):
     max_connections: Integer = Field(64, ge=1, le=10_000)
 
 
+class S3StoreConfig(_Section):
+    """An S3-compatible bucket for the state (``state.store: s3``); credentials come from boto3's standard chain.
+
+    ``prefix`` is put before every key as is (end it with ``/`` for a folder); ``endpoint_url`` is for a store
+    other than AWS (MinIO, Ceph, R2), ``region`` for AWS's or one that asks for it.
+    """
+
+    bucket: str = Field(min_length=1)
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _relative_prefix(cls, prefix: str) -> str:
+        if prefix.startswith("/"):
+            raise ValueError(f"must not start with '/' (got {prefix!r})")
+        return prefix
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _plain_endpoint(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL (got {url!r})")
+        if parts.username is not None or parts.password is not None:  # the value is not echoed: it holds one
+            raise ValueError("must not hold credentials: they come from AWS_* variables or the pod's role")
+        return url
+
+
 class StateConfig(_Section):
-    """Where checkpoints live, and how often the daemon writes one (and then commits its offsets)."""
+    """Where checkpoints live, and how often the daemon writes one (and then commits its offsets).
+
+    ``store``: ``local`` keeps the state in ``dir`` (one replica: a pod's directory cannot follow a partition to
+    another pod); ``s3`` in the bucket of ``s3``, which every replica of the group reaches. ``dir`` holds the
+    local files either way.
+    """
 
     dir: Path = Path("./driftwarden-state")
     checkpoint_every_ms: DurationMs = Field(30_000, alias="checkpoint_every")
+    store: Literal["local", "s3"] = "local"
+    s3: S3StoreConfig | None = None
+
+    @field_validator("store")
+    @classmethod
+    def _store_installed(cls, store: str) -> str:
+        if store == "s3" and importlib.util.find_spec("boto3") is None:
+            raise ValueError("s3 needs the boto3 package: pip install 'driftwarden[s3]'")
+        return store
+
+    @model_validator(mode="after")
+    def _s3_with_its_store(self) -> StateConfig:
+        """Settings for the bucket go with ``store: s3``; either without the other is a mistake, not a default."""
+        if self.store == "s3" and self.s3 is None:
+            raise ValueError("s3.bucket: required when store is s3")
+        if self.store != "s3" and self.s3 is not None:
+            raise ValueError("s3: set, but store is local (set store: s3 to keep the state in the bucket)")
+        return self
 
 
 class WindowsConfig(_Section):

@@ -389,6 +389,7 @@ class S3Server:
             region_name="us-east-1",
         )
         client.create_bucket(Bucket=bucket)
+        self.bucket = bucket
         self.storage_engine = f"s3://{bucket}/"
 
     def stop(self) -> None:

@@ -111,3 +111,21 @@ def start_alertmanager(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback with a bucket of its own, for the session; tests keep apart by key prefix."""
+    from tests.components import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_credentials(s3_server, monkeypatch):
+    """The server's dummy credentials in the standard AWS variables, where boto3's credential chain finds them."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, s3_server.environ[name])
+    return s3_server

@@ -142,3 +142,17 @@ def test_producer_import_benchmark_prints_its_table():
         "import monitor.config (the daemon's config stack)",
     ]
     assert "the SDK adds" in finished.stdout
+
+
+def test_state_store_benchmark_prints_its_table():
+    command = [sys.executable, str(BENCH / "state_store.py"), "--quick", "--repeat", "1"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "plain file, no fsync (baseline)",
+        "DirectoryStore (temp file, fsync, rename)",
+        "boto3 put_object, get_object on moto (baseline)",
+        "S3Store on moto",
+    ]
+    assert "bytes per checkpoint (8 models)" in finished.stdout and "bytes per model" in finished.stdout

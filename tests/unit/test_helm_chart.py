@@ -39,7 +39,24 @@ KUBERNETES = kubernetes_validate.latest_version()
 #: Kinds whose CRDs kubernetes-validate has no schema for; the tests below check them.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
+#: The defaults, with the one value they leave to the user: the bucket of the state store.
+DEFAULTS = {"state": {"s3": {"bucket": "driftwarden-state"}}}
+
+#: The s3 store with every setting: a MinIO endpoint, a prefix, a region, and access keys from a Secret.
+S3_STORE = {
+    "state": {
+        "store": "s3",
+        "s3": {"bucket": "ml-state", "prefix": "driftwarden/prod/", "endpoint_url": "http://minio.storage:9000",
+               "region": "eu-west-1"},
+        "credentials": {"existingSecret": "driftwarden-s3", "accessKeyIdKey": "access-key",
+                        "secretAccessKeyKey": "secret-key", "sessionTokenKey": "session-token"},
+    },
+    "replicaCount": 3,
+}  # fmt: skip
+
 ALL_ON = {
+    "replicaCount": 1,  # with persistence: the local store, one replica
+    "state": {"store": "local"},
     "image": {"digest": "sha256:" + "ab" * 32},
     "imagePullSecrets": [{"name": "ghcr-pull"}],
     "config": {
@@ -123,7 +140,7 @@ ALL_ON = {
     "grafanaDashboards": {"enabled": True, "folder": "driftwarden", "labels": {"team": "ml-platform"}},
 }  # fmt: skip
 
-VALUE_SETS = {"defaults": {}, "all_on": ALL_ON}
+VALUE_SETS = {"defaults": DEFAULTS, "s3_store": S3_STORE, "all_on": ALL_ON}
 
 
 def _documents(rendered: dict[str, str]) -> list[dict]:
@@ -420,14 +437,44 @@ def test_state_is_an_empty_dir_by_default_and_a_claim_with_persistence(renders):
     assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
 
 
+def test_defaults_run_two_replicas_on_the_s3_store_with_a_budget_of_one(renders):
+    documents = renders["defaults"]
+    deployment = _one(documents, "Deployment")["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert _one(documents, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    state = _config(documents)["state"]
+    assert (state["store"], state["s3"]) == ("s3", {"bucket": "driftwarden-state", "prefix": ""})
+    assert not any(variable["name"].startswith("AWS_") for variable in _container(documents)["env"])
+
+
+def test_the_s3_store_settings_reach_the_config_and_its_keys_the_environment(renders):
+    documents = renders["s3_store"]
+    assert _one(documents, "Deployment")["spec"]["replicas"] == 3
+    state = _config(documents)["state"]
+    assert state["store"] == "s3" and state["s3"] == S3_STORE["state"]["s3"]
+    env = {variable["name"]: variable.get("valueFrom") for variable in _container(documents)["env"]}
+    assert {name: env[name] for name in env if name.startswith("AWS_")} == {
+        "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "driftwarden-s3", "key": "access-key"}},
+        "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "driftwarden-s3", "key": "secret-key"}},
+        "AWS_SESSION_TOKEN": {"secretKeyRef": {"name": "driftwarden-s3", "key": "session-token"}},
+    }
+
+
+def test_the_local_store_with_one_replica_renders_no_bucket(renders):
+    state = _config(renders["all_on"])["state"]
+    assert state["store"] == "local" and "s3" not in state
+    assert _one(renders["all_on"], "Deployment")["spec"]["replicas"] == 1
+
+
 def test_config_checksum_rolls_the_pods_on_config_changes_only(chart, renders):
     def checksum(documents: list[dict]) -> str:
         return _one(documents, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
     base = checksum(renders["defaults"])
     assert re.fullmatch(r"[0-9a-f]{64}", base)
-    assert checksum(_render(chart, {"config": {"windows": {"size": 500}}})) != base
-    assert checksum(_render(chart, {"podAnnotations": {"example.com/note": "x"}})) == base
+    assert checksum(_render(chart, {**DEFAULTS, "config": {"windows": {"size": 500}}})) != base
+    assert checksum(_render(chart, {**DEFAULTS, "podAnnotations": {"example.com/note": "x"}})) == base
 
 
 # --- values the chart refuses -------------------------------------------------------------------------------------
@@ -435,12 +482,19 @@ def test_config_checksum_rolls_the_pods_on_config_changes_only(chart, renders):
 
 def test_persistence_with_two_replicas_fails_with_the_reason(chart):
     with pytest.raises(helm_python.HelmRenderError, match=r"persistence\.enabled with replicaCount 2: a ReadWriteOnce"):
-        chart.render({"persistence": {"enabled": True}, "replicaCount": 2})
+        chart.render({**DEFAULTS, "persistence": {"enabled": True}, "replicaCount": 2})
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
+        ({}, r"/state/s3/bucket.*minLength: got 0, want 1"),  # the s3 store, the default, needs its bucket
+        ({"state": {"store": "s3", "s3": {"bucket": ""}}}, r"/state/s3/bucket.*minLength"),
+        ({"state": {"store": "local"}}, r"/replicaCount.*maximum: got 2, want 1"),  # local, with the default 2
+        ({"state": {"store": "local"}, "replicaCount": 3}, r"/replicaCount.*maximum: got 3, want 1"),
+        ({"state": {"store": "gcs"}}, r"/state/store.*value must be one of"),
+        ({**DEFAULTS, "state": {"s3": {"bucket": "b", "endpoint_url": "http://key:secret@minio:9000"}}},
+         r"/state/s3/endpoint_url.*does not match pattern"),
         ({"replicaCount": "two"}, r"/replicaCount.*want integer"),
         ({"replicas": 2}, r"additional properties 'replicas' not allowed"),
         ({"terminationGracePeriodSeconds": 15}, r"/terminationGracePeriodSeconds.*minimum"),
@@ -453,17 +507,44 @@ def test_schema_rejects_bad_values(chart, values, message):
         chart.render(values)
 
 
+def test_the_schema_says_why_local_state_allows_one_replica():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    (rule,) = [rule for rule in schema["allOf"] if rule["then"]["properties"].get("replicaCount")]
+    store = schema["properties"]["state"]["properties"]["store"]
+    assert "cannot follow a partition to another pod" in rule["description"]
+    assert "cannot follow a partition to another pod" in store["description"]
+
+
+def test_notes_say_where_the_state_lives_and_why_local_means_one_replica(chart):
+    def notes(values: dict) -> str:
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+    bucket = "s3://ml-state/driftwarden/prod/ at http://minio.storage:9000, which every replica reaches"
+    assert bucket in notes(S3_STORE)
+    local = notes({"replicaCount": 1, "state": {"store": "local"}})
+    assert "a pod's local\ndirectory cannot follow a partition to another pod" in local
+    assert "emptyDir: the state is lost with the pod" in local
+
+
+def test_the_chart_owns_the_state_store_keys_of_the_config(chart):
+    with pytest.raises(helm_python.HelmRenderError, match=r"config\.state\.store and config\.state\.s3 are the chart"):
+        chart.render({**DEFAULTS, "config": {"state": {"store": "local"}}})
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"kafka": {"tls": {"enabled": True, "existingSecret": "tls"}}}, r"kafka\.tls\.enabled needs .*SSL"),
         ({"kafka": {"tls": {"enabled": True}}, "config": {"kafka": {"security_protocol": "SSL"}}}, r"existingSecret"),
         ({"kafka": {"sasl": {"existingSecret": "user"}}}, r"kafka\.sasl\.existingSecret needs .*SASL_PLAINTEXT"),
+        ({"replicaCount": 1, "state": {"store": "local", "credentials": {"existingSecret": "s3-keys"}}},
+         r"state\.credentials\.existingSecret needs state\.store s3 \(got local\)"),
     ],
 )
 def test_secrets_that_the_protocol_would_ignore_fail(chart, values, message):
     with pytest.raises(helm_python.HelmRenderError, match=message):
-        chart.render(values)
+        chart.render({**DEFAULTS, **values})
 
 
 # --- the image --------------------------------------------------------------------------------------------------------

@@ -63,7 +63,17 @@ so the user's other server, state and kafka keys stay).
 {{- define "driftwarden.config" -}}
 {{- $forced := dict
       "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port))
-      "state" (dict "dir" (include "driftwarden.stateDir" .)) }}
+      "state" (dict "dir" (include "driftwarden.stateDir" .) "store" .Values.state.store) }}
+{{- if eq .Values.state.store "s3" }}
+{{- $s3 := dict "bucket" .Values.state.s3.bucket "prefix" .Values.state.s3.prefix }}
+{{- with .Values.state.s3.endpoint_url }}
+{{- $_ := set $s3 "endpoint_url" . }}
+{{- end }}
+{{- with .Values.state.s3.region }}
+{{- $_ := set $s3 "region" . }}
+{{- end }}
+{{- $_ := set $forced.state "s3" $s3 }}
+{{- end }}
 {{- with .Values.webConfig.existingSecret }}
 {{- $_ := set $forced.server "web_config_file" (printf "%s/%s" (include "driftwarden.webDir" $) $.Values.webConfig.key) }}
 {{- end }}
@@ -82,7 +92,14 @@ so the user's other server, state and kafka keys stay).
 {{/* Settings that cannot work together fail the render with the reason. */}}
 {{- define "driftwarden.validate" -}}
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
-{{- fail (printf "persistence.enabled with replicaCount %d: a ReadWriteOnce volume holds one daemon's state (checkpoints with their Kafka offsets, the alert outbox, the job ledger) and two daemons must never share it. Use replicaCount 1 with persistence, or persistence.enabled=false (an emptyDir per replica) to scale out." (int .Values.replicaCount)) }}
+{{- fail (printf "persistence.enabled with replicaCount %d: a ReadWriteOnce volume holds one daemon's state (checkpoints with their Kafka offsets, the alert outbox, the job ledger) and two daemons must never share it. Use replicaCount 1 with persistence, or persistence.enabled=false with state.store s3 (the partitions' state in a bucket every replica reaches) to scale out." (int .Values.replicaCount)) }}
+{{- end }}
+{{- $daemonState := .Values.config.state | default dict }}
+{{- if or (hasKey $daemonState "store") (hasKey $daemonState "s3") }}
+{{- fail "config.state.store and config.state.s3 are the chart's: set state.store and state.s3 instead (the schema checks them with replicaCount)." }}
+{{- end }}
+{{- if and .Values.state.credentials.existingSecret (ne .Values.state.store "s3") }}
+{{- fail (printf "state.credentials.existingSecret needs state.store s3 (got %s): the keys would not be used." .Values.state.store) }}
 {{- end }}
 {{- $protocol := (.Values.config.kafka | default dict).security_protocol | default "PLAINTEXT" }}
 {{- if and .Values.kafka.tls.enabled (not (has $protocol (list "SSL" "SASL_SSL"))) }}

@@ -312,3 +312,29 @@ def test_durations_in_the_config_are_milliseconds():
 
 def test_default_min_samples_shrinks_to_a_small_window():
     assert parse_config({"windows": {"size": 50}}).windows.min_samples == 50
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"store": "s3"}, "state: s3.bucket: required when store is s3"),
+        ({"store": "s3", "s3": {"prefix": "dw/"}}, "state.s3.bucket: required key is missing"),
+        ({"store": "s3", "s3": {"bucket": ""}}, "state.s3.bucket: must not be empty"),
+        ({"s3": {"bucket": "b"}}, "state: s3: set, but store is local (set store: s3"),
+        ({"store": "s3", "s3": {"bucket": "b", "prefix": "/dw"}}, "state.s3.prefix: must not start with '/'"),
+        ({"store": "s3", "s3": {"bucket": "b", "endpoint_url": "minio:9000"}}, "state.s3.endpoint_url: must be"),
+        ({"store": "gcs"}, "state.store: must be one of 'local' or 's3' (got 'gcs')"),
+    ],
+)
+def test_state_store_settings_are_checked_with_the_key_and_reason(state, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"state": state})
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_an_endpoint_url_with_credentials_is_refused_without_showing_them():
+    url = "https://AKIAEXAMPLE:wJalrXUtnFEMI@minio.example:9000"
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"state": {"store": "s3", "s3": {"bucket": "b", "endpoint_url": url}}})
+    assert str(raised.value).startswith("state.s3.endpoint_url: must not hold credentials")
+    assert "wJalrXUtnFEMI" not in str(raised.value) and "AKIAEXAMPLE" not in str(raised.value)
