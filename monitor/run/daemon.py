@@ -62,7 +62,7 @@ from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints, config_fingerprint
 from monitor.run.checkpointer import Checkpointer
-from monitor.run.store import DirectoryStore
+from monitor.run.store import open_store
 
 if TYPE_CHECKING:
     from monitor.ingest.confluent import ConfluentSource
@@ -86,7 +86,7 @@ class Daemon:
         self.config = config
         self.pipeline = Pipeline(config)
         self.store = CheckpointStore(config.state.dir)
-        self.partitions = PartitionCheckpoints(DirectoryStore(config.state.dir), config.kafka.group_id)
+        self.partitions = PartitionCheckpoints(open_store(config.state), config.kafka.group_id)
         self._fingerprint = config_fingerprint(config)
         self.checkpointer = Checkpointer(
             self.store, self._snapshot, self._fingerprint, partitions=self.partitions, snapshot_home=self._snapshot_home
