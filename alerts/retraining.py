@@ -401,8 +401,9 @@ class RetrainingQueue:
     def entries(self, models: Iterable[str]) -> list[dict[str, Any]]:
         """The jobs of ``models`` another ledger needs to take them over, as plain data (one mapping per row).
 
-        That is every job created less than ``cooldown_ms`` before its model's
-        newest job (the new owner keeps the cooldown) and every job with a
+        That is every job created at most ``cooldown_ms`` before its model's
+        newest job, the newest included (the new owner keeps the cooldown, and
+        the ids of the latest requests with it), and every job with a
         step still to deliver (the new owner delivers it). Older, delivered
         jobs stay here as history.
         """
@@ -414,7 +415,7 @@ class RetrainingQueue:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM jobs AS job WHERE model IN ({marks})"
-                f" AND (status IN ({', '.join('?' * len(statuses))}) OR created_ms >"
+                f" AND (status IN ({', '.join('?' * len(statuses))}) OR created_ms >="
                 " (SELECT MAX(created_ms) FROM jobs WHERE model = job.model) - ?)"
                 " ORDER BY model, created_ms, id",
                 (*models, *statuses, self.cooldown_ms),

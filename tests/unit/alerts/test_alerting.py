@@ -290,6 +290,26 @@ def test_a_checkpoint_of_the_engine_alone_still_restores(tmp_path, exported):
     assert after.engine.firing() == 2 and after.snapshot() == before.snapshot()
 
 
+def test_a_restored_checkpoint_exports_the_retraining_counters_of_every_model_of_the_ledger(tmp_path, exported):
+    config = make_config(tmp_path, rules=[{**RULE, "for": 0, "actions": ["retrain"]}])
+    before = Alerting(config, exported.samples)
+    before.tick(evaluations("a", "b"), 0, models={"a"})
+    checkpoint = before.snapshot()
+    before.retraining.close()
+
+    after = Alerting(config, exported.samples)
+    after.restore(checkpoint)  # one replica: every model of its ledger is its own, before any tick
+
+    counters = {reading.labels: reading.value for reading in AlertsCollector(after).readings()}
+    assert counters == {
+        ("DataDrift", "a", "warning"): 1,
+        ("a", "queued"): 1,
+        ("a", "published"): 0,
+        ("a", "acknowledged"): 0,
+        ("a", "failed"): 0,
+    }
+
+
 def test_one_sink_failing_to_deliver_holds_up_neither_the_others_nor_the_caller(tmp_path, exported, caplog):
     alerting = Alerting(make_config(tmp_path), exported.samples)
     alerting.sinks = {"first": Refusing(full=True), "second": Refusing(full=False)}

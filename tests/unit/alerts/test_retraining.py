@@ -244,6 +244,14 @@ def test_entries_are_the_jobs_inside_the_cooldown_of_the_newest_and_the_undelive
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(entries)) == entries  # plain data
 
 
+def test_without_a_cooldown_the_entries_still_hold_the_newest_job(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=0, publish=Publisher()) as queue:
+        _request(queue, now_ms=T0)
+        newest = _request(queue, now_ms=T0 + 1_000)
+        queue.deliver(T0)
+        assert [entry["id"] for entry in queue.entries(["support-bot"])] == [newest.id]
+
+
 def test_merged_entries_keep_the_cooldown_and_ids_of_one_ledger_and_merging_twice_is_harmless(ledger, tmp_path):
     with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as first:
         job = _request(first)
