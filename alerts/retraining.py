@@ -35,6 +35,21 @@ Status of a job (the ``status`` label of ``driftwarden_retraining_jobs_total``):
     A step failed ``BACKOFF.max_attempts`` times in a row (20: about two hours
     of retries, less than the default six-hour cooldown), or the trigger
     rejected the job as invalid (400, 422: the same bytes cannot succeed).
+``handed_over``
+    Not yet delivered when its model moved to another replica
+    (:meth:`RetrainingQueue.hand_over`): the new owner's ledger holds it (see
+    below) and delivers it; this ledger keeps the row as history and never
+    delivers it. Not a status of the counter: the new owner counts the job.
+
+A model's entries move with it (several replicas in one consumer group):
+:meth:`RetrainingQueue.entries` gives, as plain data, the jobs of some models
+that still matter (those inside the cooldown of the model's newest job, so the
+new owner keeps the cooldown, and those not yet delivered, so that it delivers
+them), :meth:`RetrainingQueue.merge` takes them into another ledger (a job it
+holds already is left alone, unless it had handed it over: the model came
+back), and :meth:`RetrainingQueue.hand_over` stops this ledger delivering the
+jobs it gave away. Ids depend on the request only, never on the replica, so
+the new owner asks for the same ids that one replica would have.
 
 >>> import tempfile, os
 >>> from alerts.alert import Alert
@@ -76,6 +91,7 @@ __all__ = [
     "ACKNOWLEDGED",
     "BACKOFF",
     "FAILED",
+    "HANDED_OVER",
     "PUBLISHED",
     "QUEUED",
     "STATUSES",
@@ -89,7 +105,8 @@ QUEUED = "queued"
 PUBLISHED = "published"
 ACKNOWLEDGED = "acknowledged"
 FAILED = "failed"
-STATUSES = (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED)
+HANDED_OVER = "handed_over"
+STATUSES = (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED, HANDED_OVER)
 
 #: Retries of one step (publish, then trigger): 2 s doubling to 10 min; after 20 failed attempts in a row the
 #: job is ``failed`` (2 s + 4 s + ... + 512 s then 10 min each: the last comes about 1 h 57 min after the first).
@@ -97,7 +114,8 @@ BACKOFF = Backoff(first_ms=2_000, max_ms=600_000, max_attempts=20)
 
 #: Version of the job document (``Job.to_json``) that consumers of the topic and the trigger receive.
 SCHEMA_VERSION = 1
-_LEDGER_VERSION = 1
+#: Version of the ledger's schema (SQLite's ``user_version``): 2 added ``handed_over`` (:func:`_migrate`).
+_LEDGER_VERSION = 2
 _MAX_ERROR_CHARS = 500
 
 PublishFn = Callable[..., object]
@@ -148,8 +166,8 @@ class Job:
         return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS jobs (
+_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {{table}} (
     id TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
@@ -160,10 +178,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_ms INTEGER NOT NULL,
     payload TEXT NOT NULL
 );
+"""
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_ms);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, next_attempt_ms);
 """
 _COLUMNS = "id, model, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload"
+_NAMES = tuple(_COLUMNS.split(", "))
 
 
 class RetrainingQueue:
@@ -236,7 +257,9 @@ class RetrainingQueue:
                     f"{self.ledger_path}: retraining ledger version {version} is newer than this driftwarden"
                     f" ({_LEDGER_VERSION})"
                 )
-            self._db.executescript(_SCHEMA)
+            if 0 < version < _LEDGER_VERSION:
+                _migrate(self._db, self.ledger_path, version)
+            self._db.executescript(_TABLE.format(table="jobs") + _INDEXES)
             self._db.execute(f"PRAGMA user_version={_LEDGER_VERSION}")
 
     # -- requests -------------------------------------------------------------------------------------------
@@ -315,7 +338,7 @@ class RetrainingQueue:
         if self.publish is None and self.trigger_url is None:
             return []
         with self._deliver_lock:
-            statuses = (QUEUED, PUBLISHED) if self.trigger_url is not None else (QUEUED,)
+            statuses = self._undelivered()
             with self._lock:
                 rows = self._db.execute(
                     f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({', '.join('?' * len(statuses))})"
@@ -323,6 +346,10 @@ class RetrainingQueue:
                     (*statuses, now_ms),
                 ).fetchall()
             return [self._deliver_one(_job_from_row(row), now_ms) for row in rows]
+
+    def _undelivered(self) -> tuple[str, ...]:
+        """The statuses of jobs with a step still to deliver (a published job waits for the trigger, if any)."""
+        return (QUEUED, PUBLISHED) if self.trigger_url is not None else (QUEUED,)
 
     def _deliver_one(self, job: Job, now_ms: float) -> Job:
         body = job.to_json().encode()
@@ -369,6 +396,83 @@ class RetrainingQueue:
             )
         return job
 
+    # -- models moving between replicas ---------------------------------------------------------------------
+
+    def entries(self, models: Iterable[str]) -> list[dict[str, Any]]:
+        """The jobs of ``models`` another ledger needs to take them over, as plain data (one mapping per row).
+
+        That is every job created at most ``cooldown_ms`` before its model's
+        newest job, the newest included (the new owner keeps the cooldown, and
+        the ids of the latest requests with it), and every job with a
+        step still to deliver (the new owner delivers it). Older, delivered
+        jobs stay here as history.
+        """
+        models = sorted(set(models))
+        if not models:
+            return []
+        statuses = self._undelivered()
+        marks = ", ".join("?" * len(models))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs AS job WHERE model IN ({marks})"
+                f" AND (status IN ({', '.join('?' * len(statuses))}) OR created_ms >="
+                " (SELECT MAX(created_ms) FROM jobs WHERE model = job.model) - ?)"
+                " ORDER BY model, created_ms, id",
+                (*models, *statuses, self.cooldown_ms),
+            ).fetchall()
+        return [dict(zip(_NAMES, row, strict=True)) for row in rows]
+
+    def merge(self, entries: Iterable[Mapping[str, Any]]) -> int:
+        """Take in :meth:`entries` of another ledger; returns how many rows were added or taken back.
+
+        A job this ledger holds already is left as it stands (merging twice
+        is harmless), unless this ledger had handed it over: its model has
+        come back, and the entry is the job as it stands now. A job still to
+        deliver is due at once here (what failed may have been the other
+        replica's way to the broker); its attempts so far still count.
+        """
+        undelivered = self._undelivered()
+        rows = [
+            tuple(0 if name == "next_attempt_ms" and entry["status"] in undelivered else entry[name] for name in _NAMES)
+            for entry in entries
+        ]
+        if not rows:
+            return 0
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _NAMES[3:])
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))})"
+                    f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE jobs.status = '{HANDED_OVER}'",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            return self._db.total_changes - before
+
+    def hand_over(self, models: Iterable[str], now_ms: float) -> int:
+        """Stop delivering the jobs of ``models`` (now another ledger's to deliver); returns how many there were.
+
+        They stay in this ledger as ``handed_over``. Waits for a delivery
+        round in progress, so no job is half delivered here and whole there.
+        """
+        models = sorted(set(models))
+        if not models:
+            return 0
+        statuses = self._undelivered()
+        with self._deliver_lock, self._lock:
+            cursor = self._db.execute(
+                f"UPDATE jobs SET status = ?, next_attempt_ms = NULL, updated_ms = ?"
+                f" WHERE model IN ({', '.join('?' * len(models))}) AND status IN ({', '.join('?' * len(statuses))})",
+                (HANDED_OVER, int(now_ms), *models, *statuses),
+            )
+            return cursor.rowcount
+
     # -- reads ----------------------------------------------------------------------------------------------
 
     def jobs(self, model: str | None = None, limit: int = 100) -> list[Job]:
@@ -412,6 +516,30 @@ class RetrainingQueue:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
+    """Bring a ledger of an older ``version`` to :data:`_LEDGER_VERSION`, in one transaction, keeping every job.
+
+    Version 1 -> 2: the ``status`` check admits ``handed_over``; SQLite
+    cannot alter a check, so the table is copied into one with the new check.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] != version:  # another process migrated it meanwhile
+            db.execute("COMMIT")
+            return
+        db.execute(_TABLE.format(table="jobs_v2"))
+        db.execute(f"INSERT INTO jobs_v2 ({_COLUMNS}) SELECT {_COLUMNS} FROM jobs")
+        db.execute("DROP TABLE jobs")  # its indexes with it
+        db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+        db.execute(f"PRAGMA user_version={_LEDGER_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    log.info("%s: retraining ledger migrated from version %d to %d", path, version, _LEDGER_VERSION)
 
 
 def _job_id(model: str, first: Alert, now_ms: float, cooldown_ms: float) -> str:

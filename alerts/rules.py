@@ -20,7 +20,9 @@ that are not re-sent), each resolved one once. Annotations are templates
 with ``{name}`` fields only (no attribute access, no code), filled from the
 series' labels, ``value``, ``threshold`` and the per-model context the daemon
 passes (drifted features, window and reference sizes, the report link).
-The state is checkpointed, so a restart neither re-pages nor forgets.
+The state is checkpointed, so a restart neither re-pages nor forgets; the
+series of some models alone can be snapshotted, restored and forgotten, so
+that a model's alert state moves with it to another replica.
 
 >>> rule = Rule(name="DataDrift", metric="driftwarden_drift_share", op=">", threshold=0.3, for_ms=60_000,
 ...             annotations={"summary": "{model}: {value:.0%} of features drifted"})
@@ -125,6 +127,11 @@ class _Series:
     starts_at_ms: float | None = None
     value: float = 0.0
 
+    @property
+    def model(self) -> str:
+        """The series' model (its ``model`` label, a rule's own included); ``""`` for a process-wide series."""
+        return self.labels.get("model", "")
+
 
 class RuleEngine:
     """Evaluates rules tick by tick; :meth:`evaluate` returns the alerts to deliver."""
@@ -193,7 +200,7 @@ class RuleEngine:
         gone = [
             fingerprint
             for fingerprint, series in self._series.items()
-            if fingerprint not in seen and (wanted is None or series.labels.get("model", "") in wanted)
+            if fingerprint not in seen and (wanted is None or series.model in wanted)
         ]
         for fingerprint in gone:
             series = self._series.pop(fingerprint)
@@ -243,20 +250,43 @@ class RuleEngine:
     def _rule(self, name: str) -> Rule:
         return next(rule for rule in self.rules if rule.name == name)
 
-    def snapshot(self) -> dict:
+    def snapshot(self, models: Collection[str] | None = None) -> dict:
+        """The series of ``models`` (None: every series; ``""`` stands for those without a model) as plain data."""
         return {
             fingerprint: [series.labels, series.state, series.active_since_ms, series.starts_at_ms, series.value]
             for fingerprint, series in self._series.items()
+            if models is None or series.model in models
         }
 
-    def restore(self, snapshot: dict) -> None:
-        """Take back a :meth:`snapshot`; series of rules no longer configured are dropped."""
+    def restore(self, snapshot: dict, models: Collection[str] | None = None) -> None:
+        """Take back a :meth:`snapshot`: in place of every series (None), or of the series of ``models`` only.
+
+        Series of rules no longer configured are dropped, and so are, when
+        ``models`` is given, series of other models.
+
+        >>> engine = RuleEngine([Rule("Drift", "driftwarden_drift_share", ">", 0.3)])
+        >>> engine.evaluate([Sample("driftwarden_drift_share", {"model": m}, 0.5) for m in "ab"], now_ms=0)[0].state
+        'firing'
+        >>> moved = engine.snapshot({"a"}); engine.forget({"a"}); engine.firing()
+        1
+        >>> other = RuleEngine(engine.rules); other.restore(moved, {"a"}); other.restore(moved, {"a"}); other.firing()
+        1
+        """
         names = {rule.name for rule in self.rules}
-        self._series = {
+        restored = {
             fingerprint: _Series(dict(labels), state, active_since_ms, starts_at_ms, value)
             for fingerprint, (labels, state, active_since_ms, starts_at_ms, value) in snapshot.items()
             if labels["alertname"] in names
         }
+        if models is None:
+            self._series = restored
+            return
+        self.forget(models)
+        self._series.update((fingerprint, series) for fingerprint, series in restored.items() if series.model in models)
+
+    def forget(self, models: Collection[str]) -> None:
+        """Drop the series of ``models``: they neither advance nor resolve here any more."""
+        self._series = {key: series for key, series in self._series.items() if series.model not in models}
 
 
 def _fingerprint(labels: dict[str, str]) -> str:

@@ -21,6 +21,14 @@ again. The engine's step and the hand-over happen under one lock, so a
 snapshot never sees the one without the other. A sink that took an alert
 delivers it once (the outbox is keyed per alert and transition).
 
+What must not happen twice moves with a model between replicas:
+:meth:`Alerting.snapshot_models` gives, as plain data, the rule engine's
+series of some models, what the sinks refused of theirs, and their retraining
+ledger entries that still matter (the cooldown, undelivered jobs);
+:meth:`Alerting.restore_models` takes them in on the new owner and
+:meth:`Alerting.forget_models` lets go of them on the old one. Series
+without a model (process-wide rules) stay with their replica.
+
 ``driftwarden_alerts_firing`` and ``driftwarden_retraining_jobs_total`` are
 yielded by :class:`AlertsCollector`.
 """
@@ -76,7 +84,9 @@ class Alerting:
         self.lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.retraining: RetrainingQueue | None = None
-        self.evaluated_models: set[str] = set()  # their retraining counters start at 0, so increase() sees a first job
+        # The models whose retraining counters this replica exports (evaluated or restored here, not forgotten since):
+        # they start at 0, so increase() sees a first job.
+        self.evaluated_models: set[str] = set()
         self._refused: dict[str, list] = {}  # sink name or "retrain" -> alerts (job requests) it has not taken yet
         if deliver:
             self._open(publish)
@@ -163,6 +173,7 @@ class Alerting:
             model, now_ms, alerts, window, reference = request
             job = self.retraining.request(model, alerts, window, reference, now_ms)
             if job is not None:
+                self.evaluated_models.add(model)  # a rule may name a model that is not evaluated
                 log.info("queued retraining job %s for %s: %s", job.id, model, job.reason)
 
     def deliver(self) -> None:
@@ -185,21 +196,86 @@ class Alerting:
     def snapshot(self) -> dict:
         """The rule engine's series and what sinks have not taken yet, as plain data for the checkpoint."""
         with self.lock:
-            return {
-                "series": self.engine.snapshot(),
-                "refused": {name: [_encode(item) for item in items] for name, items in self._refused.items()},
-            }
+            return self._alert_state(None)
 
     def restore(self, snapshot: dict) -> None:
         """Take back a :meth:`snapshot` (or the bare series of a checkpoint from before the refused alerts)."""
         with self.lock:
-            self.engine.restore(snapshot["series"] if "series" in snapshot else snapshot)
-            destinations = {*self.sinks, *(("retrain",) if self.retraining is not None else ())}
-            self._refused = {
-                name: [_decode(document) for document in documents]
-                for name, documents in snapshot.get("refused", {}).items()
-                if name in destinations
-            }
+            self._take(snapshot["series"] if "series" in snapshot else snapshot, snapshot.get("refused", {}), None)
+            if self.retraining is not None:  # one replica: every model of its ledger is its own
+                self.evaluated_models.update(model for model, _ in self.retraining.counts())
+
+    def snapshot_models(self, models: Collection[str]) -> dict:
+        """What must not happen twice for ``models``, as plain data for their new owner's :meth:`restore_models`.
+
+        ``models``: the rule engine's series of those models (pending or
+        firing, since when, last value), the alerts and job requests sinks
+        refused of them, and their retraining ledger entries that still matter
+        (:meth:`alerts.retraining.RetrainingQueue.entries`: the cooldown of
+        the newest job and every job not yet delivered). This replica keeps
+        them until :meth:`forget_models`. ``""`` (series without a model)
+        never moves.
+        """
+        wanted = set(models) - {""}
+        with self.lock:
+            state = self._alert_state(wanted)
+        jobs = self.retraining.entries(wanted) if self.retraining is not None else []
+        return {"models": sorted(wanted), **state, "jobs": jobs}
+
+    def restore_models(self, snapshot: dict) -> None:
+        """Take in a :meth:`snapshot_models` of another replica (or of this one): its models are this one's now.
+
+        Their series replace this replica's series of those models; the
+        refused items are offered again on the next tick; the ledger entries
+        are merged (a job already held is kept, so restoring twice is
+        harmless) before the series, so that the first tick sees the cooldown.
+        """
+        models = set(snapshot["models"])
+        if self.retraining is not None:
+            self.retraining.merge(snapshot["jobs"])
+        with self.lock:
+            self._take(snapshot["series"], snapshot["refused"], models)
+            self.evaluated_models |= models
+
+    def forget_models(self, models: Collection[str]) -> None:
+        """Let go of ``models`` (another replica owns them now): their series, refused items and undelivered jobs.
+
+        Their series no longer advance, fire or resolve here and their
+        counters are no longer exported; their undelivered retraining jobs
+        become ``handed_over`` in this ledger (kept as history, never
+        delivered here: the new owner delivers them). Call it once their
+        :meth:`snapshot_models` is saved: a job delivered in between is
+        delivered again by the new owner, with the same id.
+        """
+        wanted = set(models) - {""}
+        with self.lock:
+            self.engine.forget(wanted)
+            self._refused = _select(self._refused, lambda model: model not in wanted)
+            self.evaluated_models -= wanted
+        if self.retraining is not None:
+            handed = self.retraining.hand_over(wanted, time.time() * 1000)
+            if handed:
+                log.info("handed %d undelivered retraining job(s) over with their models", handed)
+
+    def _alert_state(self, models: set[str] | None) -> dict:
+        """The series and refused items of ``models`` (None: all), under the lock."""
+        refused = _select(self._refused, lambda model: models is None or model in models)
+        return {
+            "series": self.engine.snapshot(models),
+            "refused": {name: [_encode(item) for item in items] for name, items in refused.items()},
+        }
+
+    def _take(self, series: dict, refused: dict[str, list], models: set[str] | None) -> None:
+        """Restore ``series`` and ``refused`` in place of all (None) or of those of ``models``, under the lock."""
+        self.engine.restore(series, models)
+        destinations = {*self.sinks, *(("retrain",) if self.retraining is not None else ())}
+        taken = {name: [_decode(document) for document in documents] for name, documents in refused.items()}
+        taken = _select(taken, lambda model: models is None or model in models)
+        kept = {} if models is None else _select(self._refused, lambda model: model not in models)
+        for name, items in taken.items():
+            if name in destinations:
+                kept[name] = [*kept.get(name, []), *items]
+        self._refused = kept
 
     def _context(self, model: str, evaluation) -> dict[str, str]:
         context = {"window_events": str(evaluation.window_events)}
@@ -282,6 +358,17 @@ def _first_requests(requests: list[_JobRequest]) -> list[_JobRequest]:
     return list(kept.values())
 
 
+def _model(item: Alert | _JobRequest) -> str:
+    """The model of a refused alert (its ``model`` label, ``""`` without one) or job request."""
+    return item.labels.get("model", "") if isinstance(item, Alert) else item.model
+
+
+def _select(refused: dict[str, list], keep: Callable[[str], bool]) -> dict[str, list]:
+    """The refused items whose model ``keep`` keeps, per sink (sinks left with nothing dropped)."""
+    kept = {name: [item for item in items if keep(_model(item))] for name, items in refused.items()}
+    return {name: items for name, items in kept.items() if items}
+
+
 def _encode(item: Alert | _JobRequest) -> list | dict:
     """An alert (a list of its fields) or a job request (a mapping) as checkpoint data."""
     if isinstance(item, Alert):
@@ -315,7 +402,7 @@ class AlertsCollector(SpecCollector):
         if self.alerting.retraining is not None:
             reached = _reached(self.alerting.retraining.counts())
             with self.alerting.lock:
-                evaluated = self.alerting.evaluated_models | {model for model, _ in reached}
+                evaluated = set(self.alerting.evaluated_models)
             readings += (
                 Reading(contract.RETRAINING_JOBS, (model, status), reached.get((model, status), 0))
                 for model in sorted(evaluated)
@@ -326,10 +413,11 @@ class AlertsCollector(SpecCollector):
 
 def _reached(current: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
     """Jobs by the statuses they reached, from jobs by current status: counts that only grow, as a
-    counter's must (a job moves queued -> published -> acknowledged, or ends failed)."""
+    counter's must (a job moves queued -> published -> acknowledged, or ends failed). A job ``handed_over`` with
+    its model counts on its new owner."""
     reached: dict[tuple[str, str], int] = {}
     for (model, status), count in current.items():
-        for step in _REACHED[status]:
+        for step in _REACHED.get(status, ()):
             reached[model, step] = reached.get((model, step), 0) + count
     return reached
 

@@ -269,7 +269,8 @@ RETRAINING_JOBS = MetricSpec(
     "Retraining jobs that reached each status (queued counts every job; published includes acknowledged).",
     ("model", "status"),
     "jobs that reached it: queued counts every job, published includes acknowledged; with a `retrain` rule, "
-    "every status of every evaluated model starts at 0, so `increase()` sees the first job",
+    "every status of every evaluated model starts at 0, so `increase()` sees the first job; a model is exported by "
+    "the replica that holds it, and a `handed_over` job counts on its new owner",
 )
 
 #: The families by where they come from, each in the order of the exposition.

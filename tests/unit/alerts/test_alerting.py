@@ -19,7 +19,7 @@ import pytest
 
 from alerts.rules import Sample
 from monitor.config import parse_config
-from monitor.export.alerting import Alerting
+from monitor.export.alerting import Alerting, AlertsCollector
 from tests.receiver import Receiver
 
 MINUTE = 60_000
@@ -45,13 +45,13 @@ def evaluations(*models: str) -> SimpleNamespace:
     )
 
 
-def make_config(tmp_path, **alerts) -> object:
+def make_config(tmp_path, retraining_topic: str | None = None, **alerts) -> object:
     rules = alerts.pop("rules", [RULE])
     return parse_config(
         {
             "state": {"dir": str(tmp_path / "state")},
             "alerts": {"rules": rules, **alerts},
-            "retraining": {"topic": None, "cooldown": "1h"},
+            "retraining": {"topic": retraining_topic, "cooldown": "1h"},
         },
         environ={},
     )
@@ -254,6 +254,13 @@ class Refusing:
         return 0
 
 
+class FullLedger:
+    """A retraining ledger on a full disk: every request raises."""
+
+    def request(self, *args) -> None:
+        raise OSError(28, "No space left on device")
+
+
 def test_a_checkpoint_holds_what_a_sink_refused_and_a_restart_offers_it_again(tmp_path, exported):
     config = make_config(tmp_path, rules=[{**RULE, "for": 0, "actions": ["log"]}])
     before = Alerting(config, exported.samples)
@@ -283,6 +290,26 @@ def test_a_checkpoint_of_the_engine_alone_still_restores(tmp_path, exported):
     assert after.engine.firing() == 2 and after.snapshot() == before.snapshot()
 
 
+def test_a_restored_checkpoint_exports_the_retraining_counters_of_every_model_of_the_ledger(tmp_path, exported):
+    config = make_config(tmp_path, rules=[{**RULE, "for": 0, "actions": ["retrain"]}])
+    before = Alerting(config, exported.samples)
+    before.tick(evaluations("a", "b"), 0, models={"a"})
+    checkpoint = before.snapshot()
+    before.retraining.close()
+
+    after = Alerting(config, exported.samples)
+    after.restore(checkpoint)  # one replica: every model of its ledger is its own, before any tick
+
+    counters = {reading.labels: reading.value for reading in AlertsCollector(after).readings()}
+    assert counters == {
+        ("DataDrift", "a", "warning"): 1,
+        ("a", "queued"): 1,
+        ("a", "published"): 0,
+        ("a", "acknowledged"): 0,
+        ("a", "failed"): 0,
+    }
+
+
 def test_one_sink_failing_to_deliver_holds_up_neither_the_others_nor_the_caller(tmp_path, exported, caplog):
     alerting = Alerting(make_config(tmp_path), exported.samples)
     alerting.sinks = {"first": Refusing(full=True), "second": Refusing(full=False)}
@@ -291,3 +318,157 @@ def test_one_sink_failing_to_deliver_holds_up_neither_the_others_nor_the_caller(
 
     assert alerting.sinks["second"].delivered == 1
     assert "first: delivery failed (OSError: [Errno 28] No space left on device)" in caplog.text
+
+
+# -- a model's alert state and jobs moving to another replica ----------------------------------------------------
+
+
+class Broker:
+    """The daemon's publish callable for retraining jobs, faked: records the ids it took, refuses while ``down``."""
+
+    def __init__(self):
+        self.down = False
+        self.ids: list[str] = []
+
+    def __call__(self, *, key: str, value: bytes) -> None:
+        if self.down:
+            raise ConnectionError("broker unavailable")
+        self.ids.append(json.loads(value)["id"])
+
+
+class Notifications:
+    """A sink that records every alert it is given (shared by the replicas: notifications in total)."""
+
+    def __init__(self):
+        self.alerts: list = []
+
+    def add(self, alerts) -> None:
+        self.alerts.extend(alerts)
+
+    def deliver(self, now_ms: float) -> int:
+        return 0
+
+
+def replica(tmp_path, name: str, exported: Exported, broker: Broker, rule: dict, **alerts) -> Alerting:
+    """One daemon's alerting with its own state directory and ledger, retraining published to ``broker``."""
+    config = make_config(tmp_path / name, retraining_topic="retraining", rules=[rule], **alerts)
+    return Alerting(config, exported.samples, publish=broker)
+
+
+def moved(source: Alerting, target: Alerting, models: set[str]) -> dict:
+    """``models`` handed from ``source`` to ``target`` as a partition's document carries them (msgpack)."""
+    snapshot = msgspec.msgpack.decode(msgspec.msgpack.encode(source.snapshot_models(models)))
+    target.restore_models(snapshot)
+    source.forget_models(models)
+    return snapshot
+
+
+def test_a_moved_model_keeps_its_cooldown_and_gets_the_job_ids_and_deliveries_of_one_replica(tmp_path):
+    """Ticks 0, 1 m, 30 m on replica A, then 45 m, 90 m, 100 m on replica B, against one replica on them all."""
+    rule = {**RULE, "actions": ["log", "retrain"]}
+    ticks = [0, MINUTE, 30 * MINUTE, 45 * MINUTE, 90 * MINUTE, 100 * MINUTE]
+    pipeline = evaluations("bot")
+
+    alone_broker = Broker()
+    alone = replica(tmp_path, "alone", Exported(bot=0.5), alone_broker, rule)
+    for now_ms in ticks:
+        alone.tick(pipeline, now_ms)
+        alone.deliver()
+
+    broker = Broker()
+    broker.down = True  # A cannot publish its job before the model moves: B must, once
+    a = replica(tmp_path, "a", Exported(bot=0.5), broker, rule)
+    b = replica(tmp_path, "b", Exported(bot=0.5), broker, rule)
+    for now_ms in ticks[:3]:
+        a.tick(pipeline, now_ms)
+        a.deliver()
+    snapshot = moved(a, b, {"bot"})
+    broker.down = False
+    a.deliver()  # A no longer delivers the job it handed over
+    assert broker.ids == []
+    for now_ms in ticks[3:]:
+        assert [alert.starts_at_ms for alert in b.tick(pipeline, now_ms)] == [MINUTE]  # the same firing
+        b.deliver()
+        a.deliver()
+
+    expected = [(job.id, job.created_ms, job.status) for job in alone.retraining.jobs()]
+    assert [job.created_ms for job in alone.retraining.jobs()] == [90 * MINUTE, MINUTE]  # one job per cooldown
+    assert [(job.id, job.created_ms, job.status) for job in b.retraining.jobs()] == expected
+    assert broker.ids == alone_broker.ids == [job_id for job_id, _, _ in reversed(expected)]
+    [handed] = a.retraining.jobs()
+    assert (handed.id, handed.status) == (expected[1][0], "handed_over")
+    assert [entry["id"] for entry in snapshot["jobs"]] == [handed.id]
+    assert a.snapshot() == {"series": {}, "refused": {}} and a.evaluated_models == set()
+    # Only the owner exports the model's alert and job series; the counters follow the jobs it holds.
+    assert AlertsCollector(a).readings() == []
+    readings = {(reading.labels, reading.value) for reading in AlertsCollector(b).readings()}
+    assert {(("bot", "queued"), 2), (("bot", "published"), 2), (("DataDrift", "bot", "warning"), 1)} <= readings
+
+
+def test_an_alert_firing_on_one_replica_and_resolving_on_another_notifies_once_each(tmp_path):
+    rule = {**RULE, "actions": ["log", "alertmanager"]}
+    log_sink, alertmanager = Notifications(), Notifications()
+    a_exported, b_exported = Exported(bot=0.5), Exported(bot=0.5)
+    sinks = {"alertmanager": {"url": "http://127.0.0.1:9"}}  # replaced below by the recording sink
+    a = replica(tmp_path, "a", a_exported, Broker(), rule, sinks=sinks)
+    b = replica(tmp_path, "b", b_exported, Broker(), rule, sinks=sinks)
+    for alerting in (a, b):
+        alerting.sinks = {"log": log_sink, "alertmanager": alertmanager}
+    pipeline = evaluations("bot")
+
+    a.tick(pipeline, 0)
+    a.tick(pipeline, MINUTE)  # fires on A
+    a.tick(pipeline, 2 * MINUTE)
+    moved(a, b, {"bot"})
+    a_exported.shares = {}  # A forgot the model: no more samples of it there, and no resolve either
+    a.tick(pipeline, 3 * MINUTE)
+    b.tick(pipeline, 3 * MINUTE)  # still firing on B: no new transition
+    b_exported.shares = {"bot": 0.1}
+    b.tick(pipeline, 4 * MINUTE)  # resolves on B
+    b.tick(pipeline, 5 * MINUTE)
+
+    assert [(alert.state, alert.starts_at_ms, alert.ends_at_ms) for alert in log_sink.alerts] == [
+        ("firing", MINUTE, None),
+        ("resolved", MINUTE, 4 * MINUTE),
+    ]
+    # Alertmanager hears the firing alert on every tick, from A then from B: one alert, one start, then its end.
+    copies = [(alert.fingerprint, alert.state, alert.starts_at_ms) for alert in alertmanager.alerts]
+    assert copies == [copies[0]] * 3 + [(copies[0][0], "resolved", MINUTE)]
+
+
+def test_only_the_moved_models_series_and_refused_alerts_move_and_process_wide_series_stay(tmp_path):
+    lag = {"name": "Lag", "metric": "consumer_lag", "op": ">", "threshold": 1000, "for": 0, "actions": ["log"]}
+    rules = [{**RULE, "for": 0, "actions": ["log", "retrain"]}, lag]
+    config = make_config(tmp_path / "a", rules=rules)
+    exported = Exported(a=0.5, b=0.5)
+
+    def samples(models, names) -> list[Sample]:
+        return [*exported.samples(models, names), Sample("driftwarden_consumer_lag", {}, 5e3)]
+
+    source = Alerting(config, samples)
+    source.sinks["log"] = Refusing(full=True)
+    ledger, source.retraining = source.retraining, FullLedger()  # the job requests wait with the alerts
+    source.tick(evaluations("a", "b"), 0)
+    source.retraining = ledger
+    assert {name: len(items) for name, items in source.snapshot()["refused"].items()} == {"log": 3, "retrain": 2}
+
+    snapshot = source.snapshot_models({"a", ""})  # "" is not a model: process-wide series never move
+    target = Alerting(make_config(tmp_path / "b", rules=rules), samples)
+    target.sinks["log"] = sink = Refusing(full=False)
+    target.restore_models(snapshot)
+    target.restore_models(snapshot)  # twice: harmless
+    source.forget_models({"a", ""})
+
+    assert snapshot["models"] == ["a"]
+    assert [labels["model"] for labels, *_ in snapshot["series"].values()] == ["a"]
+    assert [alert[1]["model"] for alert in snapshot["refused"]["log"]] == ["a"]
+    assert target.snapshot() == {"series": snapshot["series"], "refused": snapshot["refused"]}
+    left = source.snapshot()
+    assert sorted(labels.get("model", "") for labels, *_ in left["series"].values()) == ["", "b"]
+    assert [alert[1].get("model", "") for alert in left["refused"]["log"]] == ["b", ""]
+    assert source.engine.firing_by() == {("DataDrift", "b", "warning"): 1, ("Lag", "", "warning"): 1}
+
+    target.tick(evaluations("a"), MINUTE, models={"a"})
+    assert sink.taken == [("firing", "a")]  # the refused alert, offered again by its new owner
+    assert [(job.model, job.created_ms) for job in target.retraining.jobs()] == [("a", 0)]  # as first asked for
+    assert target.snapshot()["refused"] == {}

@@ -15,6 +15,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -23,6 +24,7 @@ from alerts.retraining import (
     ACKNOWLEDGED,
     BACKOFF,
     FAILED,
+    HANDED_OVER,
     PUBLISHED,
     QUEUED,
     STATUSES,
@@ -211,6 +213,172 @@ def test_concurrent_requests_for_one_model_make_one_job(ledger):
         assert len(results) == 8
         assert sum(job is not None for job in results) == 1
         assert len(queue.jobs()) == 1
+
+
+# -- a model's jobs moving to another replica's ledger ------------------------------------------------------------
+
+
+def test_entries_are_the_jobs_inside_the_cooldown_of_the_newest_and_the_undelivered_ones(ledger):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as queue:
+        old = _request(queue, now_ms=T0)  # delivered, and a cooldown before the newest: history only
+        queue.deliver(T0)
+        publisher.failures = 1
+        undelivered = _request(queue, now_ms=T0 + COOLDOWN_MS)  # a cooldown before the newest, not delivered
+        queue.deliver(T0 + COOLDOWN_MS)  # fails: tried again 2 s later
+        newest = _request(queue, now_ms=T0 + 2 * COOLDOWN_MS)
+        queue.deliver(T0 + COOLDOWN_MS + 1_000)  # the newest is delivered
+        other = _request(queue, model="loan-approver")
+
+        entries = queue.entries(["support-bot"])
+
+        assert [entry["id"] for entry in entries] == [undelivered.id, newest.id]
+        assert [entry["status"] for entry in entries] == [QUEUED, PUBLISHED] and entries[0]["attempts"] == 1
+        assert queue.get(old.id).status == PUBLISHED
+        assert [entry["id"] for entry in queue.entries(["support-bot", "loan-approver", "nobody"])] == [
+            other.id,
+            undelivered.id,
+            newest.id,
+        ]
+        assert queue.entries([]) == [] and queue.entries(["nobody"]) == []
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(entries)) == entries  # plain data
+
+
+def test_without_a_cooldown_the_entries_still_hold_the_newest_job(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=0, publish=Publisher()) as queue:
+        _request(queue, now_ms=T0)
+        newest = _request(queue, now_ms=T0 + 1_000)
+        queue.deliver(T0)
+        assert [entry["id"] for entry in queue.entries(["support-bot"])] == [newest.id]
+
+
+def test_merged_entries_keep_the_cooldown_and_ids_of_one_ledger_and_merging_twice_is_harmless(ledger, tmp_path):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as first:
+        job = _request(first)
+        entries = first.entries(["support-bot"])
+    with RetrainingQueue(tmp_path / "other.sqlite", cooldown_ms=COOLDOWN_MS) as other:
+        assert other.merge(entries) == 1
+        assert other.merge(entries) == 0
+        assert other.jobs() == [job]
+        assert _request(other, now_ms=T0 + HOUR_MS, alerts=[_alert(fingerprint="on-the-new-owner")]) is None
+        assert _request(other) is None  # the same tick replayed there: the same id
+        assert _request(other, now_ms=T0 + COOLDOWN_MS) is not None
+
+
+def test_handed_over_jobs_are_not_delivered_here_and_are_taken_back_when_the_model_returns(ledger, tmp_path):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as first:
+        delivered = _request(first)
+        first.deliver(T0)
+        publisher.failures = 1
+        late = _request(first, now_ms=T0 + COOLDOWN_MS)
+        first.deliver(T0 + COOLDOWN_MS)  # the broker is down: queued, to be tried again
+        assert first.get(late.id).status == QUEUED
+        entries = first.entries(["support-bot"])
+
+        assert first.hand_over(["support-bot"], now_ms=T0 + COOLDOWN_MS + 1) == 1
+        assert first.hand_over(["support-bot"], now_ms=T0 + COOLDOWN_MS + 1) == 0
+        assert (first.get(late.id).status, first.get(late.id).next_attempt_ms) == (HANDED_OVER, None)
+        assert first.get(delivered.id).status == PUBLISHED  # delivered before: history as it was
+        assert first.deliver(T0 + 2 * COOLDOWN_MS) == [] and len(publisher.calls) == 2
+        assert first.counts()[("support-bot", HANDED_OVER)] == 1
+
+        with RetrainingQueue(tmp_path / "other.sqlite", cooldown_ms=COOLDOWN_MS, publish=publisher) as other:
+            other.merge(entries)
+            assert other.get(late.id).status == QUEUED
+            [published] = other.deliver(T0 + 2 * COOLDOWN_MS)  # the new owner delivers it, once
+            assert (published.id, published.status) == (late.id, PUBLISHED)
+            back = other.entries(["support-bot"])
+        # The model comes back: this ledger takes the job as it stands now, and does not deliver it again.
+        assert first.merge(back) == 1 and first.merge(back) == 0
+        assert first.get(late.id).status == PUBLISHED
+        assert first.deliver(T0 + 3 * COOLDOWN_MS) == [] and len(publisher.calls) == 3
+
+
+def test_a_job_handed_over_undelivered_and_back_undelivered_is_delivered_by_its_first_ledger(ledger, tmp_path):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as first:  # no publisher yet: stays queued
+        job = _request(first)
+        entries = first.entries(["support-bot"])
+        first.hand_over(["support-bot"], T0)
+    with RetrainingQueue(tmp_path / "other.sqlite", cooldown_ms=COOLDOWN_MS) as other:
+        other.merge(entries)
+        back = other.entries(["support-bot"])
+        other.hand_over(["support-bot"], T0)
+    publisher = Publisher()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS, publish=publisher) as first:
+        first.merge(back)
+        assert [delivered.id for delivered in first.deliver(T0)] == [job.id]
+        assert publisher.calls == [("support-bot", job.to_json().encode())]
+
+
+# -- the ledger's schema -----------------------------------------------------------------------------------------
+
+#: The ledger as driftwarden wrote it before ``handed_over`` (user_version 1), with one job of each status.
+_LEDGER_V1 = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'published', 'acknowledged', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX jobs_by_model ON jobs (model, created_ms);
+CREATE INDEX jobs_due ON jobs (status, next_attempt_ms);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_ledger_of_version_1_is_migrated_keeping_every_job(ledger, tmp_path):
+    with RetrainingQueue(tmp_path / "source.sqlite", cooldown_ms=COOLDOWN_MS) as source:
+        jobs = [_request(source, model=f"model-{status}") for status in STATUSES if status != HANDED_OVER]
+    ledger.parent.mkdir(parents=True)
+    db = sqlite3.connect(ledger)
+    db.executescript(_LEDGER_V1)
+    for job, status in zip(jobs, (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED), strict=True):
+        db.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, 3, 'boom', NULL, ?, ?)",
+            (job.id, job.model, job.created_ms, status, T0 + 1, job.to_json()),
+        )
+    db.commit()
+    db.close()
+
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        kept = {job.id: job for job in queue.jobs()}
+        assert {job_id: (job.status, job.attempts, job.last_error) for job_id, job in kept.items()} == {
+            job.id: (status, 3, "boom") for job, status in zip(jobs, (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED))
+        }
+        assert all(kept[job.id].to_json() == job.to_json() for job in jobs)
+        assert queue.hand_over(["model-queued"], T0) == 1  # the new status is admitted
+        assert _request(queue, model="model-queued", now_ms=T0 + 1) is None  # and the cooldown still holds
+    db = sqlite3.connect(ledger)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_by_model", "jobs_due"} <= indexes
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'jobs_v2'").fetchone() is None
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:  # opened again: nothing more to migrate
+        assert len(queue.jobs()) == 4
+
+
+def test_a_ledger_of_a_newer_driftwarden_is_refused_untouched(ledger):
+    ledger.parent.mkdir(parents=True)
+    db = sqlite3.connect(ledger)
+    db.executescript(_LEDGER_V1.replace("user_version=1", "user_version=3"))
+    db.close()
+    with pytest.raises(RuntimeError, match="retraining ledger version 3 is newer than this driftwarden"):
+        RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS)
+    db = sqlite3.connect(ledger)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    finally:
+        db.close()
 
 
 # -- publishing --------------------------------------------------------------------------------------------------

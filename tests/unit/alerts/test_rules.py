@@ -102,6 +102,30 @@ def test_state_survives_a_snapshot_so_a_restart_neither_repages_nor_forgets():
     assert without_the_rule.firing() == 0  # a rule gone from the config takes its alerts with it
 
 
+def test_the_series_of_some_models_move_to_another_engine_and_process_wide_series_stay():
+    rules = [
+        Rule("D", "driftwarden_drift_share", ">", 0.3, for_ms=MINUTE),
+        Rule("Lag", "driftwarden_consumer_lag", ">", 1000),
+    ]
+    samples = [_share(0.5, "a"), _share(0.5, "b"), Sample("driftwarden_consumer_lag", {}, 5000)]
+    source, target = RuleEngine(rules), RuleEngine(rules)
+    source.evaluate(samples, 0)
+    source.evaluate(samples, MINUTE)  # a and b firing since MINUTE, the lag since 0
+    target.evaluate([_share(0.5, "a"), _share(0.5, "c")], 0)  # stale pending series of a here, and c's own
+
+    moved = source.snapshot({"a"})
+    target.restore({**moved, **source.snapshot({"b"})}, {"a"})  # only a's series are taken
+    source.forget({"a"})
+
+    assert [labels["model"] for labels, *_ in moved.values()] == ["a"]
+    assert target.firing_by() == {("D", "a", "warning"): 1}
+    assert sorted(labels.get("model", "") for labels, *_ in target.snapshot().values()) == ["a", "c"]
+    (alert,) = target.evaluate([_share(0.5, "a")], 2 * MINUTE, models={"a"})
+    assert (alert.state, alert.starts_at_ms) == ("firing", MINUTE)  # the same alert as on the source
+    assert source.firing_by() == {("D", "b", "warning"): 1, ("Lag", "", "warning"): 1}
+    assert source.evaluate([], 2 * MINUTE, models={"a"}) == []  # nothing of a left here to resolve
+
+
 def test_firing_by_counts_for_the_firing_gauge():
     engine = RuleEngine([Rule("D", "driftwarden_drift_share", ">", 0.3, severity="critical")])
     engine.evaluate([_share(0.5, "a"), _share(0.6, "b"), _share(0.1, "c")], 0)
