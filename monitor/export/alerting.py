@@ -193,10 +193,11 @@ class Alerting:
                 message = "%s: delivery failed (%s: %s); trying again in the next round"
                 log.error(message, name, type(error).__name__, error)
 
-    def snapshot(self) -> dict:
-        """The rule engine's series and what sinks have not taken yet, as plain data for the checkpoint."""
+    def snapshot(self, models: Collection[str] | None = None) -> dict:
+        """The rule engine's series and what sinks have not taken yet, as plain data for the checkpoint: of every
+        model (None), or of ``models`` only (``""``: the series without a model), for :meth:`restore`."""
         with self.lock:
-            return self._alert_state(None)
+            return self._alert_state(None if models is None else set(models))
 
     def restore(self, snapshot: dict) -> None:
         """Take back a :meth:`snapshot` (or the bare series of a checkpoint from before the refused alerts)."""

@@ -297,7 +297,7 @@ class Daemon:
     def _snapshot(self) -> dict:
         """What stays with this process: its counters, the models without a home yet, the series without a model."""
         models = [state.name for state in self.pipeline.states if state.home is None]
-        return {**self.pipeline.snapshot(homed_models=False), "alerts": self.alerting.snapshot_models([*models, ""])}
+        return {**self.pipeline.snapshot(homed_models=False), "alerts": self.alerting.snapshot([*models, ""])}
 
     def _snapshot_home(self, partition: Partition) -> dict:
         """What moves with a partition: its models' state and alert state."""
