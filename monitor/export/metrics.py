@@ -98,6 +98,15 @@ REFERENCE_EVENTS = MetricSpec(
     ("model",),
     "a warm-up reference's progress, then its size",
 )
+REFERENCE_INFO = MetricSpec(
+    "driftwarden_reference_info",
+    "gauge",
+    "1 for the model's complete drift reference: its id (a digest of its events) and its source "
+    "(warmup, file or promoted).",
+    ("model", "reference_id", "source"),
+    "reference_id: 16 hex digits of a sha256 over the reference's events, the same wherever and whenever the "
+    "same events are the reference; source: `warmup`, `file` (`promoted` is reserved)",
+)
 INTERNAL_ERRORS = MetricSpec(
     "driftwarden_internal_errors_total",
     "counter",
@@ -275,7 +284,8 @@ RETRAINING_JOBS = MetricSpec(
 #: The families by where they come from, each in the order of the exposition.
 PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
     EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, TOKENS, LABEL_VALUES_DROPPED, CHANGES, REFERENCE_EVENTS,
-    INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
+    REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING,
+    FEEDBACK,
 )  # fmt: skip
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,

@@ -215,11 +215,19 @@ class ModelState:
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
         if self._reference_events is None:
-            return Reference(_warmup(self.model), self.columns.layout)
-        reference = Reference(len(self._reference_events), self.columns.layout)
+            return Reference(_warmup(self.model), self.columns.layout, "warmup", self._coded_columns())
+        reference = Reference(len(self._reference_events), self.columns.layout, "file", self._coded_columns())
         if self._reference_events:
             reference.offer(self._batch(self._reference_events))
         return reference
+
+    def _coded_columns(self) -> dict[str, Vocabulary]:
+        """The columns that hold codes, each with the vocabulary that gave them."""
+        coded = {Columns.feature(name): vocabulary for name, vocabulary in self.vocabularies.items()}
+        coded.update((Columns.group(attribute), self.categories[attribute]) for attribute in self.model.bias.attributes)
+        if not self.model.quality.numeric:
+            coded[PREDICTION] = self.categories[PREDICTION]
+        return coded
 
     @property
     def fingerprint(self) -> str:
