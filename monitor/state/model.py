@@ -237,7 +237,22 @@ class ModelState:
         A checkpoint holds it beside each model's state; a model whose fingerprint changed starts afresh
         (:meth:`ModelStates.restore`), while every other model keeps its state.
         """
-        layout = {
+        return _digest(self._shape())
+
+    @property
+    def reference_fingerprint(self) -> str:
+        """A digest of what shapes this model's saved warm-up reference: the parts of :attr:`fingerprint` other
+        than the window's size and the change detector (the columns, the limits of the vocabularies whose codes
+        they hold, the reference config, the text limit the text descriptors were computed under).
+
+        When only those other parts changed, :meth:`ModelStates.restore` keeps the reference.
+        """
+        shape = self._shape()
+        return _digest({part: shape[part] for part in _REFERENCE_PARTS})
+
+    def _shape(self) -> dict:
+        """What shapes the saved state, part by part (see :attr:`fingerprint`)."""
+        return {
             "size": self.window.capacity,
             "columns": [
                 [name, np.dtype(column.dtype).str, list(column.shape), repr(column.missing)]
@@ -249,11 +264,11 @@ class ModelState:
             "change_detector": self.model.drift.change_detector,
             "max_text_chars": self.max_text_chars,
         }
-        return hashlib.sha256(msgspec.json.encode(layout)).hexdigest()[:16]
 
     def snapshot(self) -> dict:
         return {
             "fingerprint": self.fingerprint,
+            "reference_fingerprint": self.reference_fingerprint,
             "window": self.window.snapshot(),
             "latency": self.latency.snapshot(),
             "ttft": self.ttft.snapshot(),
@@ -284,6 +299,28 @@ class ModelState:
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
             self.reference = self._new_reference()
+
+    def restore_reference(self, snapshot: dict) -> bool:
+        """Take back only the warm-up reference of a :meth:`snapshot` taken under the same
+        :attr:`reference_fingerprint`, with the vocabularies that give its columns' codes (so that the window,
+        which starts afresh, encodes categories as the reference does); whether it did.
+
+        Only a complete warm-up reference is taken: a file reference is read again anyway, and the rows of an
+        incomplete one would not line up with the fresh window's for the feedback join (it is learned again).
+        The ids of its rows stay known to the join, so labels still join them.
+        """
+        saved = snapshot["reference"]
+        if self._reference_events is not None or saved is None or saved["n_appended"] < self.reference.capacity:
+            return False
+        for name, values in snapshot["vocabularies"].items():
+            self.vocabularies[name].restore(values)
+        for name, values in snapshot["categories"].items():
+            self.categories[name].restore(values)
+        self.reference.restore(saved)
+        # no row of the fresh window belongs to the reference, which is complete
+        self.join = FeedbackJoin(self.model.quality.label_ttl_ms, self.model.quality.max_pending, 0, self._class_code)
+        self.join.restore_reference_rows(snapshot["join"])
+        return True
 
     def _feature_columns(self, feature: FeatureConfig, values: list[Any]) -> dict[str, np.ndarray]:
         column = Columns.feature(feature.name)
@@ -365,7 +402,10 @@ class ModelStates:
 
         A model whose :attr:`ModelState.fingerprint` changed since (its config shapes its state differently)
         or whose saved state does not fit starts afresh, logged and listed in :attr:`resets` with the reason
-        (``config_changed``, ``unreadable``); a model no config entry monitors any more is dropped.
+        (``config_changed``, ``unreadable``); a model no config entry monitors any more is dropped. A model
+        reset as ``config_changed`` keeps its complete warm-up reference, and the category vocabularies its
+        codes need, if its :attr:`ModelState.reference_fingerprint` did not change (e.g. only ``windows.size``
+        or the change detector did): the log says so.
         """
         self._admitted.restore(snapshot["admitted"])
         self.n_folded_events = snapshot["n_folded_events"]
@@ -378,12 +418,20 @@ class ModelStates:
                 log.warning("model %s is no longer monitored: its saved state is dropped", name)
                 continue
             state = self._states[name] = self._new_state(name, model)
-            if saved.get("fingerprint") != state.fingerprint:
-                self.resets[name] = "config_changed"
-                log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
-                continue
             try:
-                state.restore(saved)
+                if saved.get("fingerprint") == state.fingerprint:
+                    state.restore(saved)
+                    continue
+                self.resets[name] = "config_changed"
+                if saved.get("reference_fingerprint") == state.reference_fingerprint and state.restore_reference(saved):
+                    log.warning(
+                        "model %s: its config changed how its window is shaped; kept: its warm-up reference %s and "
+                        "its category vocabularies; the rest starts afresh",
+                        name,
+                        state.reference.id,
+                    )
+                else:
+                    log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
             except Exception as error:  # noqa: BLE001 - one model's state must never stop the daemon
                 self._states[name] = self._new_state(name, model)
                 self.resets[name] = "unreadable"
@@ -405,6 +453,14 @@ class ModelStates:
         file = model.reference.file
         reference_events = None if file is None else self._reference_files[file].get(name, [])
         return ModelState(name, model, self.config, reference_events)
+
+
+#: The parts of a model's state :attr:`ModelState.reference_fingerprint` digests.
+_REFERENCE_PARTS = ("columns", "vocabularies", "categories", "reference", "max_text_chars")
+
+
+def _digest(parts: dict) -> str:
+    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:16]
 
 
 def _dim(feature: FeatureConfig) -> int:
