@@ -113,13 +113,14 @@ def test_a_restart_exports_the_same_reference_even_after_labels_joined_it(tmp_pa
     assert _reference_info(after) == _reference_info(before) != []
 
 
-def test_a_restart_after_changing_the_window_size_keeps_the_reference_and_starts_the_window_afresh(tmp_path):
+def test_a_restart_after_changing_the_window_size_keeps_the_reference_and_starts_the_window_afresh(tmp_path, caplog):
     before = _fed(_config(size=20), [_call(i) for i in range(30)])
     reference = before.states["m"].reference
 
     after = _restarted(before, _config(size=30), tmp_path)
     state = after.states["m"]
     assert after.states.resets == {"m": "config_changed"}
+    assert f"kept: its warm-up reference {reference.id} and its category vocabularies" in caplog.text
     assert (state.reference.id, state.reference.source) == (reference.id, "warmup")
     assert _reference_info(after) == _reference_info(before)
     for name, column in reference.columns().items():
