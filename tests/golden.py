@@ -2,7 +2,7 @@
 
 The golden events (``tests/data/golden_events.jsonl``) go through a
 pipeline whose config gives every family of the metrics spec a series: a
-two-event warm-up reference and a numeric feature (drift), a bias attribute,
+two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute,
 and a rule with a ``retrain`` action (alerts and retraining jobs). The
 pipeline starts from a checkpoint in which support-bot was saved under an
 older config (a state reset). The daemon's own collectors are registered

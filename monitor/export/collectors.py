@@ -197,7 +197,10 @@ def _state(states: list) -> Iterator[Reading]:
             yield Reading(contract.EVENTS, (state.name, kind), count)
         for direction, count in state.n_tokens.items():
             yield Reading(contract.TOKENS, (state.name, direction), count)
-        yield Reading(contract.REFERENCE_EVENTS, (state.name,), len(state.reference))
+        reference = state.reference
+        yield Reading(contract.REFERENCE_EVENTS, (state.name,), len(reference))
+        if reference.id is not None:
+            yield Reading(contract.REFERENCE_INFO, (state.name, reference.id, reference.source), 1)
         for signal, count in state.changes.n_changes.items():
             yield Reading(contract.CHANGES, (state.name, signal, state.changes.method), count)
         yield Reading(contract.REQUEST_LATENCY, (state.name,), _buckets(state.latency))

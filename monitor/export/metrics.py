@@ -98,6 +98,15 @@ REFERENCE_EVENTS = MetricSpec(
     ("model",),
     "a warm-up reference's progress, then its size",
 )
+REFERENCE_INFO = MetricSpec(
+    "driftwarden_reference_info",
+    "gauge",
+    "1 for the model's complete drift reference: its id (a digest of its events) and its source "
+    "(warmup, file or promoted).",
+    ("model", "reference_id", "source"),
+    "reference_id: 16 hex digits of a sha256 over the reference's events, the same wherever and whenever the "
+    "same events are the reference; source: `warmup`, `file` (`promoted` is reserved)",
+)
 INTERNAL_ERRORS = MetricSpec(
     "driftwarden_internal_errors_total",
     "counter",
@@ -115,7 +124,8 @@ STATE_RESET = MetricSpec(
     ("model", "reason"),
     "1 for a model whose checkpointed state was not restored at this start: `config_changed` (its config now "
     "shapes its state differently: window size, features, bias attributes, `quality.json_response`, reference, "
-    "change detector) or `unreadable`",
+    "change detector; a complete warm-up reference is kept unless its own columns, limits or config changed) or "
+    "`unreadable`",
 )
 REQUEST_LATENCY = MetricSpec(
     "driftwarden_request_latency_seconds", "histogram", "End-to-end latency of model calls.", ("model",)
@@ -276,7 +286,8 @@ RETRAINING_JOBS = MetricSpec(
 #: The families by where they come from, each in the order of the exposition.
 PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
     EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, TOKENS, LABEL_VALUES_DROPPED, CHANGES, REFERENCE_EVENTS,
-    INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
+    REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING,
+    FEEDBACK,
 )  # fmt: skip
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,

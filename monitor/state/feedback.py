@@ -247,7 +247,7 @@ class FeedbackJoin:
             self._rows.update(
                 (key, row) for row, key in enumerate(ids[column].tolist(), start=first_row) if key is not None
             )
-        self._reference_rows = dict(snapshot["reference_rows"])
+        self.restore_reference_rows(snapshot)
         self._pending = {
             key: _Waiting(timestamp_ms, dict(values), n_events, sequence)
             for key, timestamp_ms, values, n_events, sequence in snapshot["pending"]
@@ -256,6 +256,11 @@ class FeedbackJoin:
         heapq.heapify(self._by_time)
         self.delay.restore(snapshot["delay"])
         self.n_joined, self.n_expired, self.n_dropped, self._sequence = snapshot["counts"]
+
+    def restore_reference_rows(self, snapshot: dict) -> None:
+        """Take back only the ids of the warm-up reference's rows of a :meth:`snapshot` (a reference kept while
+        its window starts afresh), so that labels still join them."""
+        self._reference_rows = dict(snapshot["reference_rows"])
 
 
 class _Waiting(NamedTuple):

@@ -218,11 +218,19 @@ class ModelState:
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
         if self._reference_events is None:
-            return Reference(_warmup(self.model), self.columns.layout)
-        reference = Reference(len(self._reference_events), self.columns.layout)
+            return Reference(_warmup(self.model), self.columns.layout, "warmup", self._coded_columns())
+        reference = Reference(len(self._reference_events), self.columns.layout, "file", self._coded_columns())
         if self._reference_events:
             reference.offer(self._batch(self._reference_events))
         return reference
+
+    def _coded_columns(self) -> dict[str, Vocabulary]:
+        """The columns that hold codes, each with the vocabulary that gave them."""
+        coded = {Columns.feature(name): vocabulary for name, vocabulary in self.vocabularies.items()}
+        coded.update((Columns.group(attribute), self.categories[attribute]) for attribute in self.model.bias.attributes)
+        if not self.model.quality.numeric:
+            coded[PREDICTION] = self.categories[PREDICTION]
+        return coded
 
     @property
     def fingerprint(self) -> str:
@@ -232,7 +240,22 @@ class ModelState:
         A checkpoint holds it beside each model's state; a model whose fingerprint changed starts afresh
         (:meth:`ModelStates.restore`), while every other model keeps its state.
         """
-        layout = {
+        return _digest(self._shape())
+
+    @property
+    def reference_fingerprint(self) -> str:
+        """A digest of what shapes this model's saved warm-up reference: the parts of :attr:`fingerprint` other
+        than the window's size and the change detector (the columns, the limits of the vocabularies whose codes
+        they hold, the reference config, the text limit the text descriptors were computed under).
+
+        When only those other parts changed, :meth:`ModelStates.restore` keeps the reference.
+        """
+        shape = self._shape()
+        return _digest({part: shape[part] for part in _REFERENCE_PARTS})
+
+    def _shape(self) -> dict:
+        """What shapes the saved state, part by part (see :attr:`fingerprint`)."""
+        return {
             "size": self.window.capacity,
             "columns": [
                 [name, np.dtype(column.dtype).str, list(column.shape), repr(column.missing)]
@@ -244,11 +267,11 @@ class ModelState:
             "change_detector": self.model.drift.change_detector,
             "max_text_chars": self.max_text_chars,
         }
-        return hashlib.sha256(msgspec.json.encode(layout)).hexdigest()[:16]
 
     def snapshot(self) -> dict:
         return {
             "fingerprint": self.fingerprint,
+            "reference_fingerprint": self.reference_fingerprint,
             "window": self.window.snapshot(),
             "latency": self.latency.snapshot(),
             "ttft": self.ttft.snapshot(),
@@ -270,8 +293,7 @@ class ModelState:
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
         self.watermark_ms = snapshot["watermark_ms"]
-        home = snapshot.get("home")  # None in checkpoints from before partitions owned state
-        self.home = None if home is None else (home[0], home[1])
+        self.home = _saved_home(snapshot)
         self.changes.restore(snapshot["changes"])
         for name, values in snapshot["vocabularies"].items():
             self.vocabularies[name].restore(values)
@@ -282,6 +304,28 @@ class ModelState:
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
             self.reference = self._new_reference()
+
+    def restore_reference(self, snapshot: dict) -> bool:
+        """Take back only the warm-up reference of a :meth:`snapshot` taken under the same
+        :attr:`reference_fingerprint`, with the vocabularies that give its columns' codes (so that the window,
+        which starts afresh, encodes categories as the reference does); whether it did.
+
+        Only a complete warm-up reference is taken: a file reference is read again anyway, and the rows of an
+        incomplete one would not line up with the fresh window's for the feedback join (it is learned again).
+        The ids of its rows stay known to the join, so labels still join them.
+        """
+        saved = snapshot["reference"]
+        if self._reference_events is not None or saved is None or saved["n_appended"] < self.reference.capacity:
+            return False
+        for name, values in snapshot["vocabularies"].items():
+            self.vocabularies[name].restore(values)
+        for name, values in snapshot["categories"].items():
+            self.categories[name].restore(values)
+        self.reference.restore(saved)
+        # no row of the fresh window belongs to the reference, which is complete
+        self.join = FeedbackJoin(self.model.quality.label_ttl_ms, self.model.quality.max_pending, 0, self._class_code)
+        self.join.restore_reference_rows(snapshot["join"])
+        return True
 
     def _feature_columns(self, feature: FeatureConfig, values: list[Any]) -> dict[str, np.ndarray]:
         column = Columns.feature(feature.name)
@@ -404,7 +448,10 @@ class ModelStates:
         A model whose :attr:`ModelState.fingerprint` changed since (its config shapes its state differently)
         or whose saved state does not fit starts afresh, logged and listed in :attr:`resets` with the reason
         (``config_changed``, ``unreadable``); a model no config entry monitors any more is dropped, and so
-        is a saved model this process already holds (its events arrived here first: a split model).
+        is a saved model this process already holds (its events arrived here first: a split model). A model
+        reset as ``config_changed`` keeps its complete warm-up reference, and the category vocabularies its
+        codes need, if its :attr:`ModelState.reference_fingerprint` did not change (e.g. only ``windows.size``
+        or the change detector did): the log says so. Either way a model keeps its home.
         """
         restored = []
         for name, saved in models.items():
@@ -418,15 +465,25 @@ class ModelStates:
             if model.name == "*" and name != OTHER:
                 self._admitted.code(name)  # already admitted where it was saved: it keeps its series
             state = self._states[name] = self._new_state(name, model)
+            state.home = _saved_home(saved)
             restored.append(name)
-            if saved.get("fingerprint") != state.fingerprint:
-                self.resets[name] = "config_changed"
-                log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
-                continue
             try:
-                state.restore(saved)
+                if saved.get("fingerprint") == state.fingerprint:
+                    state.restore(saved)
+                    continue
+                self.resets[name] = "config_changed"
+                if saved.get("reference_fingerprint") == state.reference_fingerprint and state.restore_reference(saved):
+                    log.warning(
+                        "model %s: its config changed how its window is shaped; kept: its warm-up reference %s and "
+                        "its category vocabularies; the rest starts afresh",
+                        name,
+                        state.reference.id,
+                    )
+                else:
+                    log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
             except Exception as error:  # noqa: BLE001 - one model's state must never stop the daemon
                 self._states[name] = self._new_state(name, model)
+                self._states[name].home = state.home
                 self.resets[name] = "unreadable"
                 log.warning("model %s: its saved state does not fit (%s); it starts afresh", name, error)
         return restored
@@ -455,6 +512,22 @@ class ModelStates:
         file = model.reference.file
         reference_events = None if file is None else self._reference_files[file].get(name, [])
         return ModelState(name, model, self.config, reference_events)
+
+
+#: The parts of a model's state :attr:`ModelState.reference_fingerprint` digests.
+_REFERENCE_PARTS = ("columns", "vocabularies", "categories", "reference", "max_text_chars")
+
+
+def _digest(parts: dict) -> str:
+    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:16]
+
+
+def _saved_home(saved: Any) -> Partition | None:
+    """The home partition a model's snapshot names (None in checkpoints from before partitions owned state)."""
+    home = saved.get("home") if isinstance(saved, dict) else None
+    if isinstance(home, list) and len(home) == 2 and type(home[0]) is str and type(home[1]) is int:
+        return (home[0], home[1])
+    return None
 
 
 def _dim(feature: FeatureConfig) -> int:

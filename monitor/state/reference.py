@@ -7,31 +7,53 @@ it is the model's events in a JSONL file, read when the model's state is
 created (and again after a restore, so that editing the file and restarting
 takes the new reference). Drift is evaluated only against a complete reference.
 
+A complete reference has an :attr:`~Reference.id`, a digest of its events
+(:func:`reference_id`), and a :attr:`~Reference.source` (one of
+:data:`SOURCES`): both are exported, so a dashboard shows which reference a
+verdict was reached against, and that a restart or a config change kept it.
+
 >>> import numpy as np
 >>> from monitor.state.windows import Column
->>> reference = Reference(2, {"timestamp_ms": Column(np.float64), "feature.x": Column(np.float64)})
+>>> reference = Reference(2, {"timestamp_ms": Column(np.float64), "feature.x": Column(np.float64)}, "warmup")
 >>> reference.offer({"timestamp_ms": np.array([1.0, 2.0, 3.0]), "feature.x": np.array([0.5, 0.7, 0.9])})
->>> reference.complete, len(reference), reference.newest_ms
-(True, 2, 2.0)
+>>> reference.complete, len(reference), reference.newest_ms, reference.id
+(True, 2, 2.0, 'd8f59da085c972fb')
 >>> reference.columns()["feature.x"]
 array([0.5, 0.7])
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Literal
 
+import msgspec
 import numpy as np
 
 from monitor.ingest import Record
 from monitor.ingest.events import Event, Invalid, decode
 from monitor.ingest.file import JsonlSource
-from monitor.state.columns import TIMESTAMP_MS, Column
+from monitor.state.columns import FEEDBACK_COLUMNS, TIMESTAMP_MS, Column
+from monitor.state.vocabulary import Vocabulary
 from monitor.state.windows import Window
 
-__all__ = ["Reference", "ReferenceFileError", "read_reference_file", "reference_records"]
+__all__ = [
+    "SOURCES",
+    "Reference",
+    "ReferenceFileError",
+    "Source",
+    "read_reference_file",
+    "reference_id",
+    "reference_records",
+]
+
+#: Where a reference comes from: a model's first events (``warmup``), ``reference.file``, or a window promoted
+#: to be the reference (``promoted``: named for the exported label's sake; nothing promotes a window yet).
+Source = Literal["warmup", "file", "promoted"]
+SOURCES: tuple[Source, ...] = ("warmup", "file", "promoted")
 
 
 class ReferenceFileError(ValueError):
@@ -59,12 +81,65 @@ def read_reference_file(path: str | os.PathLike[str], max_event_bytes: int) -> d
     return by_model
 
 
-class Reference:
-    """Up to ``capacity`` rows, kept from the first ones offered; complete once full."""
+def reference_id(columns: Mapping[str, np.ndarray], vocabularies: Mapping[str, Vocabulary] | None = None) -> str:
+    """A digest of a reference's events: sha256 over each column's name, dtype, shape and bytes, in column order,
+    as 16 hex digits.
 
-    def __init__(self, capacity: int, columns: dict[str, Column]):
+    The columns feedback fills (labels, ratings, judge scores, written as they join long after the reference is
+    complete) are left out, so the id names the events and stays the same however many labels have joined.
+    A column of codes (named in ``vocabularies``) is digested as the values the codes stand for, and an object
+    column by its values, so the id does not depend on the order in which a vocabulary handed out its codes.
+
+    >>> vocabulary = Vocabulary(5)
+    >>> codes = vocabulary.encode(["en", "de", None])
+    >>> other = Vocabulary(5)
+    >>> _ = other.encode(["fr", "de", "en"])  # the same values under other codes
+    >>> (reference_id({"feature.locale": codes}, {"feature.locale": vocabulary})
+    ...  == reference_id({"feature.locale": other.encode(["en", "de", None])}, {"feature.locale": other}))
+    True
+    """
+    digest = hashlib.sha256()
+    for name, data in columns.items():
+        if name in FEEDBACK_COLUMNS:
+            continue
+        vocabulary = None if vocabularies is None else vocabularies.get(name)
+        if vocabulary is not None:
+            data = _decoded(data, vocabulary)
+        digest.update(msgspec.msgpack.encode([name, data.dtype.str, data.shape]))
+        if data.dtype == object:
+            digest.update(msgspec.msgpack.encode(data.tolist()))
+        else:
+            digest.update(np.ascontiguousarray(data).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _decoded(codes: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
+    """The values that codes (integers, or floats with NaN) stand for; a missing code (negative, NaN) is None."""
+    missing = ~np.isfinite(codes) | (codes < 0) if codes.dtype.kind == "f" else codes < 0
+    values = np.array([*vocabulary.values, None], dtype=object)
+    return values[np.where(missing, len(vocabulary.values), codes).astype(np.intp)]
+
+
+class Reference:
+    """Up to ``capacity`` rows, kept from the first ones offered; complete once full.
+
+    ``source`` is one of :data:`SOURCES`; ``vocabularies`` are those whose codes columns hold (by column
+    name), read to compute :attr:`id` when the reference completes or is restored.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        columns: dict[str, Column],
+        source: Source = "warmup",
+        vocabularies: Mapping[str, Vocabulary] | None = None,
+    ):
         self.capacity = capacity
+        self.source = source
+        self.vocabularies = vocabularies
         self._rows = Window(max(capacity, 1), columns)
+        #: :func:`reference_id` of the rows, once complete (None until then).
+        self.id: str | None = None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -84,6 +159,12 @@ class Reference:
         room = self.capacity - len(self._rows)
         if room > 0:
             self._rows.append({name: values[:room] for name, values in batch.items()})
+            self._identify()
+
+    def _identify(self) -> None:
+        """Set :attr:`id` once the reference is complete (the rows' digest; see :func:`reference_id`)."""
+        if self.complete:
+            self.id = reference_id(self._rows.view(), self.vocabularies)
 
     @property
     def rows(self) -> Window:
@@ -98,7 +179,9 @@ class Reference:
         return self._rows.snapshot()
 
     def restore(self, snapshot: dict) -> None:
+        """Take back a :meth:`snapshot` (restore the vocabularies first: the id reads them)."""
         self._rows.restore(snapshot)
+        self._identify()
 
 
 def reference_records(
