@@ -81,7 +81,12 @@ class ConsumerProcess:
             self._connection.send(("restored", self._on_assign(message[1])))
             return []
         if kind == "revoke":
-            self._connection.send(("checkpointed", self._on_revoke(message[1])))  # False: commit nothing
+            revoked = message[1]
+            self._connection.send(("checkpointed", self._on_revoke(revoked)))  # False: commit nothing
+            # Not ours any more: no later checkpoint may save them (their new owner does), whatever the next
+            # batch, which brings the child's positions, says.
+            self.positions = {key: offset for key, offset in self.positions.items() if key not in revoked}
+            self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}
             return []
         _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned, self.connected = message
         self.last_poll = time.monotonic()
