@@ -5,7 +5,8 @@ pipeline whose config gives every family of the metrics spec a series: a
 two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute,
 and a rule with a ``retrain`` action (alerts and retraining jobs). The
 pipeline starts from a checkpoint in which support-bot was saved under an
-older config (a state reset). The daemon's own collectors are registered
+older config (a state reset), and one more call of summarizer arrives on
+another partition than the file's (a producer that does not key by model). The daemon's own collectors are registered
 with fixed values: the consumer lag, checkpoints by outcome, dead letters
 that failed. Everything is evaluated at one injected clock, so the exposition
 is the same byte for byte on every run.
@@ -50,6 +51,13 @@ CONFIG: dict[str, Any] = {
 LAG = {("llm-events", 0): 7, ("llm-events", 1): 0}
 CHECKPOINTS = {"saved": 12, "sink_failed": 1, "save_failed": 0}
 DEAD_LETTERS_FAILED = 2
+#: A call of summarizer on a partition other than its home (the file's): a split model.
+ELSEWHERE = Record(
+    b'{"request_id": "g-elsewhere", "timestamp": "2026-03-01T12:00:30Z", "model": "summarizer", "latency_ms": 200}',
+    "llm-events",
+    1,
+    0,
+)
 
 
 def golden_config(state_dir: Path) -> Config:
@@ -63,6 +71,7 @@ def golden_pipeline(config: Config, records: list[Record]) -> Pipeline:
     saved["states"]["models"]["support-bot"] = {"fingerprint": "shaped by an older config"}
     pipeline.restore(saved)
     pipeline.apply(records)
+    pipeline.apply([ELSEWHERE])
     return pipeline
 
 

@@ -168,6 +168,11 @@ class PipelineCollector(SpecCollector):
             states = [state for state in pipeline.states if models is None or state.name in models]
             readings = [*_state(states), *_feedback(states)]
             readings += (
+                Reading(contract.SPLIT_MODEL_EVENTS, (state.name,), pipeline.states.n_split_events[state.name])
+                for state in states
+                if state.name in pipeline.states.n_split_events
+            )
+            readings += (
                 Reading(contract.STATE_RESET, (model, reason), 1)
                 for model, reason in pipeline.states.resets.items()
                 if models is None or model in models

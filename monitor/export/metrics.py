@@ -75,6 +75,13 @@ EVENTS_UNMONITORED = MetricSpec(
     "Valid events of models that no config entry monitors.",
     note="valid events of models no config entry monitors",
 )
+SPLIT_MODEL_EVENTS = MetricSpec(
+    "driftwarden_split_model_events_total",
+    "counter",
+    "Events of a model that arrived on a partition other than the one its state lives with (its home).",
+    ("model",),
+    note="its producer does not key events by model: with several replicas, its statistics are split",
+)
 TOKENS = MetricSpec("driftwarden_tokens_total", "counter", "Tokens used by model calls.", ("model", "direction"))
 LABEL_VALUES_DROPPED = MetricSpec(
     "driftwarden_label_values_dropped_total",
@@ -285,9 +292,9 @@ RETRAINING_JOBS = MetricSpec(
 
 #: The families by where they come from, each in the order of the exposition.
 PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
-    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, TOKENS, LABEL_VALUES_DROPPED, CHANGES, REFERENCE_EVENTS,
-    REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING,
-    FEEDBACK,
+    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, SPLIT_MODEL_EVENTS, TOKENS, LABEL_VALUES_DROPPED, CHANGES,
+    REFERENCE_EVENTS, REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY,
+    FEEDBACK_PENDING, FEEDBACK,
 )  # fmt: skip
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,

@@ -56,6 +56,7 @@ def test_the_contract_table_lists_exactly_the_exported_series(tmp_path):
     pipeline = Pipeline(config)
     pipeline.restore(saved)
     pipeline.apply(_events())
+    pipeline.apply([_events()[0]._replace(partition=1)])  # a call on another partition than its model's home
     daemon = DaemonCollector(Checkpointer(CheckpointStore(tmp_path), pipeline.snapshot, "f"), lambda: 0)
     exports = Exports(PipelineCollector(pipeline), ConsumerLagCollector(lambda: {("t", 0): 0}), daemon)
     alerting = Alerting(config, exports.samples)
