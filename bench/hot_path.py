@@ -47,16 +47,16 @@ START = datetime(2026, 11, 27, 10, tzinfo=UTC)
 CONFIG = {"windows": {"size": 10_000}, "models": [{"name": "*", "features": CHAT_FEATURES}]}
 
 
-def realistic_events(n: int, seed: int = 1) -> list[bytes]:
+def realistic_events(n: int, seed: int = 1, start: datetime = START) -> list[bytes]:
     """Events shaped like a chat service's: ~450 bytes, ids, usage, features, segment, prompt;
-    dated 1 ms apart in order (1,000 events a second), from :data:`START`."""
+    dated 1 ms apart in order (1,000 events a second) from ``start``."""
     rng = np.random.default_rng(seed)
     topics = ["billing", "login", "shipping", "returns", "other"]
     events = []
     for i in range(n):
         event = {
             "request_id": f"3f1c9a7e-{i:012d}",
-            "timestamp": (START + timedelta(milliseconds=i)).isoformat(timespec="milliseconds")[:-6] + "Z",
+            "timestamp": (start + timedelta(milliseconds=i)).isoformat(timespec="milliseconds")[:-6] + "Z",
             "model": f"model-{i % 4}",
             "model_version": "2026-11-01",
             "operation": "chat",
