@@ -33,8 +33,8 @@ import math
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from itertools import compress
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, eq
 from typing import NamedTuple
 
 import numpy as np
@@ -379,7 +379,7 @@ def _by_model(events: list[Event]) -> dict[str, list[Event]]:
     if len(names) == 1:
         return {models[0]: events}
     if len(names) <= _FEW_MODELS:
-        return {name: list(compress(events, map(name.__eq__, models))) for name in names}
+        return {name: list(compress(events, map(eq, models, repeat(name)))) for name in names}
     by_model: dict[str, list[Event]] = {}
     for model, event in zip(models, events, strict=True):
         group = by_model.get(model)

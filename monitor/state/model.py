@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Collection, Iterator
 from itertools import repeat
-from operator import attrgetter, is_not
+from operator import attrgetter, eq
 from typing import Any
 
 import msgspec
@@ -67,6 +67,7 @@ _EMPTY: dict = {}
 _NUMERIC_TYPES = frozenset((float, int, bool, type(None), UnsetType))
 _CATEGORY_TYPES = frozenset((str, type(None)))
 _TEXT_TYPES = frozenset((str,))
+_ABSENT = frozenset((None, UNSET))
 
 
 class ModelState:
@@ -171,7 +172,7 @@ class ModelState:
             **{name: np.fromiter(join_keys(field_values(inference, name)), object, n) for name in ID_COLUMNS},
             PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
             SCORE: _floats(_field(inference, "score")),
-            CONTENT_FILTER: np.array(_field(inference, "finish_reason"), dtype=object) == "content_filter",
+            CONTENT_FILTER: _equal(_field(inference, "finish_reason"), "content_filter"),
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
@@ -565,20 +566,24 @@ def _field(events: list[Event], name: str) -> list[Any]:
 
 def _floats(values: list[Any]) -> np.ndarray:
     """Numbers (or None, or unset) as float64, absent ones NaN: converted in C unless some are unset."""
+    if values and values[0] is UNSET and values.count(UNSET) == len(values):  # a field the producer never sends
+        return np.full(len(values), np.nan)  # (numpy would look into each value before it raised)
     try:
         return np.array(values, dtype=np.float64)
-    except TypeError:  # unset values; all of them, usually (a field the producer never sends)
-        if values.count(UNSET) == len(values):
-            return np.full(len(values), np.nan)
+    except TypeError:  # some values are unset
         return np.array([None if value is UNSET else value for value in values], dtype=np.float64)
 
 
-def _given(values: list[Any]) -> np.ndarray:
-    """Whether each value is given (neither None nor unset), as booleans."""
-    n = len(values)
-    return np.fromiter(map(is_not, values, repeat(None)), np.bool_, n) & np.fromiter(
-        map(is_not, values, repeat(UNSET)), np.bool_, n
-    )
+def _given(values: list[str | None | UnsetType]) -> np.ndarray:
+    """Whether each value (a string, such as an error) is given, neither None nor unset, as booleans."""
+    return ~np.fromiter(map(_ABSENT.__contains__, values), np.bool_, len(values))  # one hashed look-up each, in C
+
+
+def _equal(values: list[Any], value: str) -> np.ndarray:
+    """Whether each value is ``value``, as booleans; one search in C when none is (the usual batch)."""
+    if value not in values:
+        return np.zeros(len(values), dtype=np.bool_)
+    return np.fromiter(map(eq, values, repeat(value)), np.bool_, len(values))
 
 
 def _json_valid(response: Any) -> float:

@@ -19,6 +19,7 @@ from msgspec import UNSET
 
 from monitor.config import parse_config
 from monitor.ingest import Record
+from monitor.ingest import events as events_module
 from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, Event, Invalid, decode, decode_batch
 from monitor.pipeline import DeadLetter, Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
@@ -668,6 +669,11 @@ def test_decode_rejects_exactly_the_events_that_repeat_a_key(raw):
 # -- A batch decoded at once -------------------------------------------------------------------------------------------
 
 
+_PLAIN = b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "p", "features": {"a": 1}}'
+#: Plain messages that make a batch large enough for its keys to be counted in numpy.
+_PADDING = events_module._MIN_VECTOR_BYTES // len(_PLAIN) + 1
+
+
 _MESSAGES = (
     _RAW_EVENTS.map(str.encode)
     | _OBJECTS.map(lambda event: json.dumps(event).encode())
@@ -677,8 +683,10 @@ _MESSAGES = (
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(st.lists(_MESSAGES, max_size=6), st.sampled_from([math.inf, 1_700_000_000_000.0]))
-def test_a_batch_decodes_to_what_each_message_decodes_to(raws, latest_ms):
+@given(st.lists(_MESSAGES, max_size=6), st.sampled_from([math.inf, 1_700_000_000_000.0]), st.booleans())
+def test_a_batch_decodes_to_what_each_message_decodes_to(raws, latest_ms, large):
+    if large:  # a batch whose keys are counted in numpy (see events._n_key_colons)
+        raws = [*raws, *[_PLAIN] * _PADDING]
     expected = [decode(raw or b"", 400, latest_ms) for raw in raws]
     assert list(map(_plain, decode_batch(raws, 400, latest_ms))) == list(map(_plain, expected))
 
@@ -707,7 +715,6 @@ def test_messages_that_are_not_one_object_each_cannot_borrow_a_neighbours_bytes(
     assert decode_batch(raws) == [decode(raw) for raw in raws]
 
 
-_PLAIN = b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "p", "features": {"a": 1}}'
 
 
 @pytest.mark.parametrize(
@@ -720,14 +727,37 @@ _PLAIN = b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": 
         (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "mod\\u0065l": "n"}', "model"),
         (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "\\"model\\": 1", "model": "n"}',
          "model"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "model"' + b" " * 20 + b':"n"}', "model"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "\\\\", "model": "n"}', "model"),
+        (b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "\\\\ ", "model": "n"}', "model"),
     ],
 )  # fmt: skip
-def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key):
-    """The batch's count of keys must not be fooled by white space before a colon, an escaped key, a
-    quote-colon inside a string, or a repeat inside features or segment."""
-    results = decode_batch([_PLAIN, message, _PLAIN])
-    assert results[1] == Invalid("duplicate_key", key)
-    assert isinstance(results[0], Event) and isinstance(results[2], Event)
+@pytest.mark.parametrize("padding", [1, _PADDING], ids=["small", "large"])
+def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, padding):
+    """The batch's count of keys must not be fooled by white space before a colon (however much), an escaped
+    key, a quote-colon inside a string, a string ending in a backslash, or a repeat inside features or segment;
+    neither in a small batch nor in a large one (whose keys are counted in numpy)."""
+    results = decode_batch([*[_PLAIN] * padding, message, _PLAIN])
+    assert results[padding] == Invalid("duplicate_key", key)
+    assert isinstance(results[0], Event) and isinstance(results[-1], Event)
+
+
+@pytest.mark.parametrize(
+    ("joined", "vector", "stripped"),
+    [
+        (b'{"a":1}', 1, 1),
+        (b'{"a" :1, "a"\n:2}', 2, 2),
+        (b'{"a" \t\r\n :":"}', 2, 2),  # a string value may start with a colon: counted, as if a key
+        (b'{"a":"x\\":y"}', 1, 1),  # an escaped quote before a colon ends no key
+        (b'{"k\\u0061":1, "b": " :"}', 3, 3),
+        (b'{"a": "q\\" :", "b": [":", "\\":"]}', 3, 3),
+        (b'{"a": "\\\\ ", "b": 1}', 2, None),  # without its space the string would end in an escaped backslash
+        (b'{"a"' + b" " * 9 + b":1}", None, 1),  # more white space than numpy steps over: counted without it
+    ],
+)
+def test_the_keys_of_a_batch_are_counted_in_numpy_as_without_white_space(joined, vector, stripped):
+    assert events_module._n_key_colons(joined) == vector
+    assert events_module._n_key_colons_stripped(joined) == stripped
 
 
 def test_a_batch_with_escapes_colons_and_offsets_in_its_strings_takes_the_batch_path():
