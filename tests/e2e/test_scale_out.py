@@ -213,6 +213,9 @@ def story(kafka_broker, s3_server, tmp_path_factory) -> SimpleNamespace:
         alerts={"sinks": {"alertmanager": {"url": alertmanager.url, "timeout": "2s"}}, "rules": [RULE]},
         retraining={"topic": jobs_topic, "cooldown": "1h"},
     )
+    # A group turns in about its rebalance timeout (kafka-python's max_poll_interval) and notices a dead member
+    # after its session timeout: both short, for the nine turns of the story.
+    base["kafka"] |= {"max_poll_interval": "4s", "session_timeout": "3s"}
     prefix = f"{uuid.uuid4().hex[:8]}/"
     store = {"store": "s3", "s3": {"bucket": s3_server.bucket, "prefix": prefix, "endpoint_url": s3_server.url}}
     daemons: list[DaemonProcess] = []
