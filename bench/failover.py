@@ -11,9 +11,10 @@ full (``--quick``: 1,000, 500 and 2,000).
 
 Once both replicas have counted every event and checkpointed since, B's process group (the daemon and its
 consumer process, as when its pod or node dies) is SIGKILLed, and A's ``/metrics`` is read every 0.1 s
-until it exports every model B exported: the driftwarden gap. A's log says how long restoring each
-partition took ("restored N models in X s"); the partitions' objects in the bucket
-(``list_objects_v2``) say how many bytes a checkpoint of the group writes, and what a restore read.
+until it exports every model B exported: the driftwarden gap. A's log splits it: when A handed its own
+partitions over (kafka-python's rebalance is eager), when it was assigned them all, and how long restoring
+each took ("restored N models in X s"). The partitions' objects in the bucket (``list_objects_v2``) say
+how many bytes a checkpoint of the group writes, and what a restore read.
 
 The baseline, in the same run: two plain kafka-python consumers in subprocesses, in a group of their own
 with the same session, poll and heartbeat settings; one is SIGKILLed, and the gap is the seconds until the
