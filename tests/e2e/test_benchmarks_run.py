@@ -156,3 +156,21 @@ def test_state_store_benchmark_prints_its_table():
         "S3Store on moto",
     ]
     assert "bytes per checkpoint (8 models)" in finished.stdout and "bytes per model" in finished.stdout
+
+
+def test_failover_benchmark_prints_its_table():
+    command = [sys.executable, str(BENCH / "failover.py"), "--quick"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "raw kafka-python group: the survivor owns every partition",
+        "driftwarden: A exports every model B exported",
+        "of which until A hands its own partitions over (B's death noticed, A checkpoints)",
+        "of which the rebalance, until A is assigned every partition",
+        "of which A restoring them from the bucket",
+        "of which the rest (the next scrape of A's /metrics)",
+    ]
+    assert "ratio: driftwarden gap / raw group gap" in finished.stdout
+    assert "bytes per checkpoint (the group's 4 partition objects)" in finished.stdout
+    assert "bytes per model" in finished.stdout and "MB/s" in finished.stdout
