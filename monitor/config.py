@@ -67,6 +67,13 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message says where and why."""
 
 
+def _installed_for(value: str, choice: str, package: str, module: str) -> str:
+    """``value``, unless it is ``choice``, which needs the optional extra of that name to bring ``package``."""
+    if value == choice and importlib.util.find_spec(module) is None:
+        raise ValueError(f"{choice} needs the {package} package: pip install 'driftwarden[{choice}]'")
+    return value
+
+
 def parse_duration_ms(value: Any) -> int:
     """Parse ``"500ms"``, ``"30s"``, ``"15m"``, ``"6h"``, ``"7d"`` or ``"1w"`` into milliseconds.
 
@@ -121,9 +128,7 @@ class KafkaConfig(_Section):
     @field_validator("client")
     @classmethod
     def _client_installed(cls, client: str) -> str:
-        if client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
-            raise ValueError("confluent needs the confluent-kafka package: pip install 'driftwarden[confluent]'")
-        return client
+        return _installed_for(client, "confluent", "confluent-kafka", "confluent_kafka")
 
 
 def _web_config(value: Any) -> Any:
@@ -198,9 +203,7 @@ class StateConfig(_Section):
     @field_validator("store")
     @classmethod
     def _store_installed(cls, store: str) -> str:
-        if store == "s3" and importlib.util.find_spec("boto3") is None:
-            raise ValueError("s3 needs the boto3 package: pip install 'driftwarden[s3]'")
-        return store
+        return _installed_for(store, "s3", "boto3", "boto3")
 
     @model_validator(mode="after")
     def _s3_with_its_store(self) -> StateConfig:

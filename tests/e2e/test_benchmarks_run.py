@@ -9,16 +9,24 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_hot_path_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "hot_path.py"), "--events", "3000", "--repeat", "1"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 0, finished.stderr
+def run_bench(script: str, *arguments: str, timeout_s: float = 180) -> tuple[str, list[str]]:
+    """Run ``bench/<script>``; its output and the first cell of every row of its tables (headers left out)."""
+    finished = subprocess.run(
+        [sys.executable, str(BENCH / script), *arguments], capture_output=True, text=True, timeout=timeout_s
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    lines = finished.stdout.splitlines()
     rows = [
         line
-        for line in finished.stdout.splitlines()
-        if line.startswith("| ") and "events/s" not in line and "---" not in line
+        for line, after in zip(lines, [*lines[1:], ""], strict=True)
+        if line.startswith("| ") and "---" not in line and not after.startswith("| ---")
     ]
-    assert [row.split("|")[1].strip() for row in rows] == [
+    return finished.stdout, [row.split("|")[1].strip() for row in rows]
+
+
+def test_hot_path_benchmark_prints_its_table():
+    _, names = run_bench("hot_path.py", "--events", "3000", "--repeat", "1", timeout_s=120)
+    assert names == [
         "json.loads only",
         "msgspec decode into Event only",
         "hand-rolled prometheus-client exporter",
@@ -27,44 +35,31 @@ def test_hot_path_benchmark_prints_its_table():
 
 
 def test_ingest_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "ingest.py"), "--events", "5000", "--repeat", "1"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+    output, names = run_bench("ingest.py", "--events", "5000", "--repeat", "1")
+    assert names == [
         "raw kafka-python (poll and discard)",
         "raw confluent-kafka",
         "driftwarden daemon, kafka-python",
         "driftwarden daemon, confluent-kafka",
     ]
-    assert "target: driftwarden daemon, kafka-python at >= 0.8x raw kafka-python" in finished.stdout
-    assert "target: driftwarden daemon, confluent-kafka at >= 1.5x raw kafka-python" in finished.stdout
+    assert "target: driftwarden daemon, kafka-python at >= 0.8x raw kafka-python" in output
+    assert "target: driftwarden daemon, confluent-kafka at >= 1.5x raw kafka-python" in output
 
 
 def test_drift_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "drift.py"), "--rows", "3000", "--repeat", "1"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+    output, names = run_bench("drift.py", "--rows", "3000", "--repeat", "1")
+    assert names == [
         "Evidently DataDriftPreset",
         "scipy per-column loop",
         "driftwarden score",
     ]
-    assert "verdicts identical to the scipy loop's" in finished.stdout
-    assert "target: driftwarden score >= 30x faster than Evidently DataDriftPreset" in finished.stdout
+    assert "verdicts identical to the scipy loop's" in output
+    assert "target: driftwarden score >= 30x faster than Evidently DataDriftPreset" in output
 
 
 def test_embedding_drift_benchmark_prints_its_tables():
-    command = [sys.executable, str(BENCH / "embedding_drift.py"), "--quick"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [
-        line
-        for line in finished.stdout.splitlines()
-        if line.startswith("| ") and "---" not in line and not line.startswith(("| method ", "| pass "))
-    ]
-    assert [row.split("|")[1].strip() for row in rows] == [
+    output, names = run_bench("embedding_drift.py", "--quick")
+    assert names == [
         "classifier",
         "classifier, unbounded",
         "Evidently model()",
@@ -74,19 +69,12 @@ def test_embedding_drift_benchmark_prints_its_tables():
         "len() of each text",
         "TextDescriptors.describe",
     ]
-    assert "target: each driftwarden test under 2 s per evaluation" in finished.stdout
+    assert "target: each driftwarden test under 2 s per evaluation" in output
 
 
 def test_quality_benchmark_prints_its_tables():
-    command = [sys.executable, str(BENCH / "quality.py"), "--quick"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [
-        line
-        for line in finished.stdout.splitlines()
-        if line.startswith("| ") and "---" not in line and not line.startswith(("| path ", "| pending table "))
-    ]
-    assert [row.split("|")[1].strip() for row in rows] == [
+    output, names = run_bench("quality.py", "--quick")
+    assert names == [
         "pipeline, calls only (feedback removed)",
         "pipeline, calls and feedback (joining)",
         "FeedbackJoin alone (pre-built tuples)",
@@ -104,17 +92,13 @@ def test_quality_benchmark_prints_its_tables():
         "fairlearn MetricFrame, selection rate, 10 attributes",
         "np.bincount selection rate, 10 attributes",
     ]
-    assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in finished.stdout
-    assert "target: QualitySuite.evaluate (quality part) under 50 ms" in finished.stdout
-    assert "per-group outcome rates identical to fairlearn's selection rates: True" in finished.stdout
+    assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in output
+    assert "target: QualitySuite.evaluate (quality part) under 50 ms" in output
+    assert "per-group outcome rates identical to fairlearn's selection rates: True" in output
 
 
 def test_memory_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "memory.py"), "--quick"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    names = [row.split("|")[1].strip() for row in rows[1:]]
+    output, names = run_bench("memory.py", "--quick")
     assert names[:5] == [
         "this process at rest (not in the formula)",
         "windows, references (arrays, ids), vocabularies, models",
@@ -126,44 +110,35 @@ def test_memory_benchmark_prints_its_table():
         "baseline: driftwarden run and its consumer at rest (PSS)",
         "total: baseline, the highest peak, the report (no batch in flight)",
     ]
-    assert "the formula at its worst for this config" in finished.stdout
+    assert "the formula at its worst for this config" in output
 
 
 def test_producer_import_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "producer_import.py"), "--repeat", "1"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+    output, names = run_bench("producer_import.py", "--repeat", "1", timeout_s=120)
+    assert names == [
         "pass (the interpreter alone)",
         "import msgspec",
         "import kafka (kafka-python)",
         "from monitor.producer import EventProducer",
         "import monitor.config (the daemon's config stack)",
     ]
-    assert "the SDK adds" in finished.stdout
+    assert "the SDK adds" in output
 
 
 def test_state_store_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "state_store.py"), "--quick", "--repeat", "1"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+    output, names = run_bench("state_store.py", "--quick", "--repeat", "1")
+    assert names == [
         "plain file, no fsync (baseline)",
         "DirectoryStore (temp file, fsync, rename)",
         "boto3 put_object, get_object on moto (baseline)",
         "S3Store on moto",
     ]
-    assert "bytes per checkpoint (8 models)" in finished.stdout and "bytes per model" in finished.stdout
+    assert "bytes per checkpoint (8 models)" in output and "bytes per model" in output
 
 
 def test_failover_benchmark_prints_its_table():
-    command = [sys.executable, str(BENCH / "failover.py"), "--quick"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+    output, names = run_bench("failover.py", "--quick")
+    assert names == [
         "raw kafka-python group: the survivor owns every partition",
         "driftwarden: A exports every model B exported",
         "of which until A hands its own partitions over (B's death noticed, A checkpoints)",
@@ -171,6 +146,6 @@ def test_failover_benchmark_prints_its_table():
         "of which A restoring them from the bucket",
         "of which the rest (the next scrape of A's /metrics)",
     ]
-    assert "ratio: driftwarden gap / raw group gap" in finished.stdout
-    assert "bytes per checkpoint (the group's 4 partition objects)" in finished.stdout
-    assert "bytes per model" in finished.stdout and "MB/s" in finished.stdout
+    assert "ratio: driftwarden gap / raw group gap" in output
+    assert "bytes per checkpoint (the group's 4 partition objects)" in output
+    assert "bytes per model" in output and "MB/s" in output
