@@ -119,10 +119,17 @@ class PartitionCheckpoints:
         self.store.put(self.key(partition), _encode(checkpoint))
 
     def load(self, partition: Partition) -> Checkpoint | None:
-        """The partition's saved checkpoint, or None if it has none yet."""
+        """The partition's saved checkpoint, or None if it has none yet; :class:`CheckpointError` if the object
+        is not one (garbage, or the checkpoint of another partition: say, copied under the wrong key)."""
         key = self.key(partition)
         payload = self.store.get(key)
-        return None if payload is None else _decode(payload, f"{self.store.describe()}: {key}")
+        if payload is None:
+            return None
+        where = f"{self.store.describe()}: {key}"
+        checkpoint = _decode(payload, where)
+        if list(checkpoint.offsets) != [partition]:
+            raise CheckpointError(f"{where}: holds the offsets of {list(checkpoint.offsets)}, not of {partition}")
+        return checkpoint
 
 
 def _encode(checkpoint: Checkpoint) -> bytes:
@@ -145,6 +152,11 @@ def _decode(payload: bytes, where: str) -> Checkpoint:
         if document["version"] != _VERSION:
             raise ValueError(f"format version {document['version']}, this driftwarden reads {_VERSION}")
         offsets = {(topic, partition): offset for topic, partition, offset in document["offsets"]}
+        if not all(type(topic) is str and type(number) is int and type(offset) is int and offset >= 0
+                   for (topic, number), offset in offsets.items()):  # fmt: skip
+            raise ValueError(f"offsets that are not (topic, partition, offset): {document['offsets']!r:.200}")
+        if not isinstance(document["pipeline"], dict):
+            raise ValueError("the state is not a map")
         return Checkpoint(offsets, document["pipeline"], document["config_fingerprint"], document["created_at"])
     except (msgspec.DecodeError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(
