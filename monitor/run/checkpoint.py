@@ -101,13 +101,14 @@ class PartitionCheckpoints:
     """One checkpoint per partition in a store that every replica reaches: the partition's offset and the
     state of the models at home there, which follow the partition to whichever replica the group assigns.
 
-    Keys are ``<group>/<topic>/<partition>.msgpack`` (the group id percent-encoded), so that several
-    deployments can share a bucket.
+    Keys are ``<group>/<topic>/<partition>.msgpack`` (the group id percent-encoded, and its dots too if it
+    is ``.`` or ``..``, which a key may not name), so that several deployments can share a bucket.
     """
 
     def __init__(self, store: StateStore, group_id: str):
         self.store = store
-        self.group = quote(group_id, safe="")
+        group = quote(group_id, safe="")
+        self.group = group.replace(".", "%2E") if group in (".", "..") else group
 
     def key(self, partition: Partition) -> str:
         topic, number = partition

@@ -18,7 +18,7 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.ingest import Record
-from monitor.run.checkpoint import Checkpoint, _encode
+from monitor.run.checkpoint import Checkpoint, PartitionCheckpoints, _encode
 from monitor.run.daemon import Daemon
 from monitor.run.store import DirectoryStore, StoreError
 from tests.unit.monitor.test_checkpoint import EXAMPLE_CONFIG, EXAMPLE_LINES
@@ -156,3 +156,17 @@ def test_a_partition_still_waiting_for_the_store_at_stop_is_never_saved(tmp_path
     daemon._checkpoint()  # as run() does once the loop ends
 
     assert msgspec.msgpack.decode(daemon.partitions.store.directory.get(daemon.partitions.key(PARTITION))) == saved
+
+
+@pytest.mark.parametrize("group_id", [".", "..", "a/..", "%2E"])
+def test_any_group_id_names_a_key_of_its_own(tmp_path, group_id):
+    """Kafka takes any string as a group id; a key part may not be '.' or '..' (every checkpoint would fail)."""
+    partitions = PartitionCheckpoints(DirectoryStore(tmp_path), group_id)
+    partitions.save(Checkpoint({PARTITION: 7}, {"models": {}}, "f"))
+    saved = partitions.load(PARTITION)
+    assert saved is not None and saved.offsets == {PARTITION: 7}
+
+
+def test_group_ids_that_differ_name_different_keys(tmp_path):
+    groups = [".", "..", "%2E", "%2E%2E", "a/..", "a%2F.."]
+    assert len({PartitionCheckpoints(DirectoryStore(tmp_path), group).key(PARTITION) for group in groups}) == 6
