@@ -236,8 +236,9 @@ class Daemon:
 
     def _load(self, partition: Partition) -> Checkpoint | None:
         """The partition's checkpoint; None if it has none or it cannot be read (logged); while the store does
-        not answer, try again until it does, or raise :class:`_Stopped` once the daemon is asked to stop."""
-        while True:
+        not answer, try again until it does; :class:`_Stopped` once the daemon is asked to stop (it reads
+        nothing more: the restore would be wasted)."""
+        while not self._stopping.is_set():
             try:
                 return self.partitions.load(partition)
             except CheckpointError as error:
@@ -246,8 +247,8 @@ class Daemon:
             except OSError as error:
                 log.error("%s[%d]: the state store does not answer (%s); trying again", *partition, error)
                 self._restoring = f"{_RESTORING}: the state store does not answer ({error})"
-                if self._stopping.wait(_RETRY_S):
-                    raise _Stopped from None
+                self._stopping.wait(_RETRY_S)
+        raise _Stopped
 
     def _restore_home(self, partition: Partition, saved: dict) -> int:
         """Take back a partition's models and their alert state; how many. State of the wrong shape (a

@@ -8,6 +8,7 @@ outage; moto keeps its objects in the test's process). Six models keyed onto thr
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -79,15 +80,25 @@ class Group:
 
     def put(self, partition: int, document: dict) -> None:
         """Write ``document`` as the partition's object in the bucket, as something else than a replica would."""
-        client = boto3.client(
+        body = msgspec.msgpack.encode(document)
+        self._client().put_object(Bucket=self.s3.bucket, Key=self._key(partition), Body=body)
+
+    def objects(self) -> list[bytes]:
+        """The partitions' objects in the bucket, as they are."""
+        client = self._client()
+        return [client.get_object(Bucket=self.s3.bucket, Key=self._key(p))["Body"].read() for p in range(N_PARTITIONS)]
+
+    def _key(self, partition: int) -> str:
+        return f"{self.prefix}{self.config['kafka']['group_id']}/{self.topic}/{partition}.msgpack"
+
+    def _client(self):  # noqa: ANN202 - boto3's client has no type of its own here
+        return boto3.client(
             "s3",
             endpoint_url=self.s3.url,
             aws_access_key_id=self.s3.environ["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.s3.environ["AWS_SECRET_ACCESS_KEY"],
             region_name="us-east-1",
         )
-        key = f"{self.prefix}{self.config['kafka']['group_id']}/{self.topic}/{partition}.msgpack"
-        client.put_object(Bucket=self.s3.bucket, Key=key, Body=msgspec.msgpack.encode(document))
 
     def close(self) -> None:
         self.traffic.close()
@@ -119,18 +130,19 @@ def test_an_assignment_waits_for_a_store_that_does_not_answer_and_restores_the_s
     group.s3.stop()
     try:
         b = group.replica("b")
-        wait_for(
-            lambda: b._alive() and "the state store does not answer" in readyz(b)[1], JOIN_S, "B to say why it waits"
-        )
+        wait_for(lambda: b._alive() and ("does not answer" in b.log() or "assigned" in b.log()), JOIN_S, "B's turn")
         group.traffic.send(50)
-        assert readyz(b)[0] == 503
-        assert counted([b]) == {}  # nothing is read before the partitions' state is back
+        time.sleep(3)
+        waiting = readyz(b), counted([b])
     finally:
         group.s3.start()
     wait_for(lambda: b._alive() and readyz(b)[0] == 200, JOIN_S, "B to be ready once the store answers")
     after = settled([b], group.traffic, timeout_s=30)
     assert reference_ids(after) == reference_ids(before)  # not re-learned
     assert after == replayed(group.config, group.traffic.lines, group.directory)
+    (status, why), n_counted = waiting
+    assert status == 503 and "the state store does not answer" in why, why
+    assert n_counted == {}  # nothing is read before the partitions' state is back
     assert b.stop() == 0, b.log()
 
 
@@ -155,3 +167,26 @@ def test_an_object_of_the_wrong_shape_never_stops_a_replica_and_its_models_start
     assert f"{group.topic}[0]: its saved state does not fit" in log
     assert f"{group.topic}[1]: its state cannot be restored" in log and "not of" in log
     assert a.stop() == 0, log
+
+
+def test_a_replica_stopped_while_it_waits_for_the_store_exits_and_leaves_the_saved_state_as_it_was(group):
+    a = group.replica("a")
+    wait_for(lambda: a._alive() and readyz(a)[0] == 200, JOIN_S, "A to be ready")
+    group.traffic.send(WARMUP + 10)
+    before = settled([a], group.traffic)
+    assert a.stop() == 0, a.log()
+    saved = group.objects()
+
+    group.s3.stop()
+    try:
+        b = group.replica("b")
+        wait_for(
+            lambda: b._alive() and "the state store does not answer" in readyz(b)[1], JOIN_S, "B to say why it waits"
+        )
+        assert b.stop(timeout_s=10) == 0, b.log()  # SIGTERM: no wait for the store
+    finally:
+        group.s3.start()
+    assert group.objects() == saved
+    c = group.replica("c")
+    wait_for(lambda: c._alive() and readyz(c)[0] == 200, JOIN_S, "C to be ready")
+    assert reference_ids(settled([c], group.traffic, timeout_s=30)) == reference_ids(before)
