@@ -190,3 +190,25 @@ def test_a_replica_stopped_while_it_waits_for_the_store_exits_and_leaves_the_sav
     c = group.replica("c")
     wait_for(lambda: c._alive() and readyz(c)[0] == 200, JOIN_S, "C to be ready")
     assert reference_ids(settled([c], group.traffic, timeout_s=30)) == reference_ids(before)
+
+
+def test_a_rebalance_during_an_outage_loses_nothing_and_counts_nothing_twice(group):
+    """A's checkpoints fail meanwhile, so does the one before its partitions go: it commits nothing, and the
+    replicas that get them carry on from the last checkpoint that was saved, once the store answers."""
+    a = group.replica("a")
+    wait_for(lambda: a._alive() and readyz(a)[0] == 200, JOIN_S, "A to be ready")
+    group.traffic.send(WARMUP + 20)
+    before = settled([a], group.traffic)
+    group.s3.stop()
+    try:
+        group.traffic.send(30)  # applied by A, never saved
+        wait_for(lambda: sum(counted([a]).values()) == sum(group.traffic.sent.values()), JOIN_S, "A to count them")
+        b = group.replica("b")
+        wait_for(lambda: b._alive() and ("does not answer" in b.log() or "assigned" in b.log()), 2 * JOIN_S, "B's turn")
+    finally:
+        group.s3.start()
+    group.traffic.send(10)
+    wait_for(lambda: readyz(a)[0] == 200 and readyz(b)[0] == 200, 2 * JOIN_S, "both to be ready")
+    after = settled([a, b], group.traffic, timeout_s=60)
+    assert reference_ids(after) == reference_ids(before)
+    assert after == replayed(group.config, group.traffic.lines, group.directory)
