@@ -141,3 +141,19 @@ def test_the_fold_of_a_partition_that_moves_to_a_replica_with_a_fold_of_its_own_
     a.restore_home(saved.pipeline)  # b died: its partition comes to a
 
     assert sum(sum(state.n_events.values()) for state in a.states) == 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a model is split only where one pipeline sees it on two partitions: two replicas that each own one of "
+    "its partitions from the start each take their own partition for its home, and neither counts a split event "
+    "nor warns (the README promises both); detecting it needs what a replica cannot see alone, e.g. the home "
+    "recorded in the store, or the record key checked against the partitioner",
+)
+def test_a_model_split_between_two_replicas_from_the_start_is_said_so_by_one_of_them():
+    config = _example_config()
+    records = [record for record in _keyed(EXAMPLE_LINES[:600]) if b'"summarizer"' in record.value]
+    a, b = Pipeline(config), Pipeline(config)  # a producer keying by request id: summarizer on 0 and 1
+    a.apply([record._replace(partition=0) for record in records[::2]])
+    b.apply([record._replace(partition=1) for record in records[1::2]])
+    assert a.states.n_split_events or b.states.n_split_events
