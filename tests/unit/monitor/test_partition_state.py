@@ -6,6 +6,7 @@ Pure tests (no network): the example events keyed by model onto two partitions, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,19 @@ def test_a_model_split_between_two_replicas_from_the_start_is_said_so_by_one_of_
     a.apply([record._replace(partition=0) for record in records[::2]])
     b.apply([record._replace(partition=1) for record in records[1::2]])
     assert a.states.n_split_events or b.states.n_split_events
+
+
+def test_models_of_any_name_move_with_their_partition(tmp_path: Path):
+    """Names are content, never part of a key: '/', '..', unicode and 255 characters move like any other."""
+    names = ["a/b", "..", "../../etc/passwd", "modèle-日本語-🙂", "x" * 255]
+    config = parse_config({})
+    line = '{"request_id": "r%d", "timestamp": 1700000000, "model": %s}'
+    records = [Record((line % (i, json.dumps(name))).encode(), TOPIC, 3, i) for i, name in enumerate(names)]
+    a, b = Pipeline(config), Pipeline(config)
+    assert a.apply(records) == []
+    store = PartitionCheckpoints(DirectoryStore(tmp_path), "driftwarden")
+    store.save(Checkpoint({(TOPIC, 3): 5}, a.snapshot_home((TOPIC, 3)), config_fingerprint(config)))
+    assert sorted(a.forget([(TOPIC, 3)])) == sorted(names)
+    saved = store.load((TOPIC, 3))
+    assert saved is not None and sorted(b.restore_home(saved.pipeline)) == sorted(names)
+    assert {state.name: state.home for state in b.states} == dict.fromkeys(names, (TOPIC, 3))
