@@ -174,3 +174,17 @@ def test_models_of_any_name_move_with_their_partition(tmp_path: Path):
     saved = store.load((TOPIC, 3))
     assert saved is not None and sorted(b.restore_home(saved.pipeline)) == sorted(names)
     assert {state.name: state.home for state in b.states} == dict.fromkeys(names, (TOPIC, 3))
+
+
+def test_a_replica_that_hands_models_over_admits_new_ones_in_their_place():
+    """limits.max_models bounds the models a replica holds: those it handed over no longer take a place."""
+    config = parse_config({"limits": {"max_models": 2}})
+    line = b'{"request_id": "r%d", "timestamp": 1700000000, "model": "m%d"}'
+    pipeline = Pipeline(config)
+    pipeline.apply([Record(line % (i, i), TOPIC, i, 0) for i in range(2)])  # m0 on 0, m1 on 1: both admitted
+    assert pipeline.forget([(TOPIC, 1)]) == ["m1"]
+
+    pipeline.apply([Record(line % (2, 2), TOPIC, 0, 1)])
+
+    assert {state.name for state in pipeline.states} == {"m0", "m2"}
+    assert pipeline.states.n_folded_events == 0
