@@ -169,7 +169,9 @@ def test_an_object_of_the_wrong_shape_never_stops_a_replica_and_its_models_start
     assert a.stop() == 0, log
 
 
-def test_a_replica_stopped_while_it_waits_for_the_store_exits_and_leaves_the_saved_state_as_it_was(group):
+def test_a_replica_stopped_while_it_waits_for_the_store_exits_and_leaves_the_saved_state_as_it_was(group, kafka_client):
+    """With either client: confluent's source knows where it stands in a partition whose state never came."""
+    group.config["kafka"]["client"] = kafka_client
     a = group.replica("a")
     wait_for(lambda: a._alive() and readyz(a)[0] == 200, JOIN_S, "A to be ready")
     group.traffic.send(WARMUP + 10)
