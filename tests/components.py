@@ -395,6 +395,13 @@ class S3Server:
     def stop(self) -> None:
         self._server.stop()
 
+    def start(self) -> None:
+        """Serve again on the same port after :meth:`stop` (an outage ends): the bucket keeps its objects."""
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
 
 class TansuBroker:
     """A Tansu broker on a fixed port that ``stop`` and ``start`` keep, with a chosen storage engine.

@@ -101,13 +101,14 @@ class PartitionCheckpoints:
     """One checkpoint per partition in a store that every replica reaches: the partition's offset and the
     state of the models at home there, which follow the partition to whichever replica the group assigns.
 
-    Keys are ``<group>/<topic>/<partition>.msgpack`` (the group id percent-encoded), so that several
-    deployments can share a bucket.
+    Keys are ``<group>/<topic>/<partition>.msgpack`` (the group id percent-encoded, and its dots too if it
+    is ``.`` or ``..``, which a key may not name), so that several deployments can share a bucket.
     """
 
     def __init__(self, store: StateStore, group_id: str):
         self.store = store
-        self.group = quote(group_id, safe="")
+        group = quote(group_id, safe="")
+        self.group = group.replace(".", "%2E") if group in (".", "..") else group
 
     def key(self, partition: Partition) -> str:
         topic, number = partition
@@ -119,10 +120,17 @@ class PartitionCheckpoints:
         self.store.put(self.key(partition), _encode(checkpoint))
 
     def load(self, partition: Partition) -> Checkpoint | None:
-        """The partition's saved checkpoint, or None if it has none yet."""
+        """The partition's saved checkpoint, or None if it has none yet; :class:`CheckpointError` if the object
+        is not one (garbage, or the checkpoint of another partition: say, copied under the wrong key)."""
         key = self.key(partition)
         payload = self.store.get(key)
-        return None if payload is None else _decode(payload, f"{self.store.describe()}: {key}")
+        if payload is None:
+            return None
+        where = f"{self.store.describe()}: {key}"
+        checkpoint = _decode(payload, where)
+        if list(checkpoint.offsets) != [partition]:
+            raise CheckpointError(f"{where}: holds the offsets of {list(checkpoint.offsets)}, not of {partition}")
+        return checkpoint
 
 
 def _encode(checkpoint: Checkpoint) -> bytes:
@@ -145,6 +153,11 @@ def _decode(payload: bytes, where: str) -> Checkpoint:
         if document["version"] != _VERSION:
             raise ValueError(f"format version {document['version']}, this driftwarden reads {_VERSION}")
         offsets = {(topic, partition): offset for topic, partition, offset in document["offsets"]}
+        if not all(type(topic) is str and type(number) is int and type(offset) is int and offset >= 0
+                   for (topic, number), offset in offsets.items()):  # fmt: skip
+            raise ValueError(f"offsets that are not (topic, partition, offset): {document['offsets']!r:.200}")
+        if not isinstance(document["pipeline"], dict):
+            raise ValueError("the state is not a map")
         return Checkpoint(offsets, document["pipeline"], document["config_fingerprint"], document["created_at"])
     except (msgspec.DecodeError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(

@@ -60,7 +60,13 @@ from monitor.ingest import Offsets, Partition, Record
 from monitor.ingest.consumer_process import ConsumerProcess
 from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
-from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints, config_fingerprint
+from monitor.run.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    PartitionCheckpoints,
+    config_fingerprint,
+)
 from monitor.run.checkpointer import Checkpointer
 from monitor.run.store import open_store
 
@@ -75,8 +81,13 @@ _POLL_MS = 500
 _READY_WITHIN_S = 10.0
 _RETRY_S = 2.0
 _DELIVER_EVERY_S = 1.0
+_RESTORING = "restoring the state of assigned partitions"
 #: Dead letters waiting to be sent again above which the loop stops reading new events.
 MAX_DEAD_LETTER_BACKLOG = 10_000
+
+
+class _Stopped(Exception):
+    """The daemon was asked to stop while it waited for the state store."""
 
 
 class Daemon:
@@ -92,7 +103,8 @@ class Daemon:
             self.store, self._snapshot, self._fingerprint, partitions=self.partitions, snapshot_home=self._snapshot_home
         )
         self._resume_from: Offsets = {}  # a checkpoint's from before partitions owned state: where each resumes
-        self._restoring = False
+        self._restoring: str | None = None  # why not ready while partitions are assigned
+        self._unrestored: set[Partition] = set()  # assigned, but their state was never loaded: never saved here
         self._source: ConsumerProcess | ConfluentSource | None = None
         self._dead_letters: KafkaDeadLetters | None = None
         self._stopping = threading.Event()
@@ -127,8 +139,8 @@ class Daemon:
         source = self._source
         if source is None or source.last_poll is None:
             return "starting"
-        if self._restoring:
-            return "restoring the state of assigned partitions"
+        if self._restoring is not None:
+            return self._restoring
         if not source.connected:
             return "no connection to a Kafka broker"
         if not source.assigned:
@@ -189,19 +201,22 @@ class Daemon:
         """Restore the models at home in newly assigned partitions; the offset each resumes from.
 
         A partition without a checkpoint of its own resumes from this process's older checkpoint, if that
-        covers it, else from the group's committed offset. A checkpoint that cannot be read is logged and
-        skipped: the partition's models then start afresh (it never stops the daemon).
+        covers it, else from the group's committed offset. A checkpoint that cannot be read, or whose state
+        does not fit, is logged and skipped: the partition's models then start afresh (it never stops the
+        daemon). While the store does not answer, the restore waits for it (``/readyz`` says why): starting
+        afresh would overwrite the saved state, references included, at the next checkpoint. A partition
+        still waiting when the daemon stops is left out of every later checkpoint.
         """
-        self._restoring = True
+        self._restoring = _RESTORING
         try:
             offsets = {}
             for partition in partitions:
                 started = time.monotonic()
                 try:
-                    checkpoint = self.partitions.load(partition)
-                except (CheckpointError, OSError) as error:
-                    log.error("%s[%d]: its state cannot be restored (%s); its models start afresh", *partition, error)
-                    checkpoint = None
+                    checkpoint = self._load(partition)
+                except _Stopped:
+                    self._unrestored.add(partition)
+                    continue
                 if checkpoint is None:
                     if partition in self._resume_from:
                         offsets[partition] = self._resume_from[partition]
@@ -210,15 +225,42 @@ class Daemon:
                 if checkpoint.config_fingerprint != self._fingerprint:
                     log.warning("%s[%d]: the state layout changed since its save; its models start afresh", *partition)
                     continue
-                models = self.pipeline.restore_home(checkpoint.pipeline)
-                self.alerting.restore_models(checkpoint.pipeline.get("alerts", {}))
+                n_models = self._restore_home(partition, checkpoint.pipeline)
                 log.info(
                     "%s[%d]: restored %d models in %.2f s, resuming at offset %d",
-                    *partition, len(models), time.monotonic() - started, offsets[partition],
+                    *partition, n_models, time.monotonic() - started, offsets[partition],
                 )  # fmt: skip
             return offsets
         finally:
-            self._restoring = False
+            self._restoring = None
+
+    def _load(self, partition: Partition) -> Checkpoint | None:
+        """The partition's checkpoint; None if it has none or it cannot be read (logged); while the store does
+        not answer, try again until it does; :class:`_Stopped` once the daemon is asked to stop (it reads
+        nothing more: the restore would be wasted)."""
+        while not self._stopping.is_set():
+            try:
+                return self.partitions.load(partition)
+            except CheckpointError as error:
+                log.error("%s[%d]: its state cannot be restored (%s); its models start afresh", *partition, error)
+                return None
+            except OSError as error:
+                log.error("%s[%d]: the state store does not answer (%s); trying again", *partition, error)
+                self._restoring = f"{_RESTORING}: the state store does not answer ({error})"
+                self._stopping.wait(_RETRY_S)
+        raise _Stopped
+
+    def _restore_home(self, partition: Partition, saved: dict) -> int:
+        """Take back a partition's models and their alert state; how many. State of the wrong shape (a
+        document written by something else) is logged and its models start afresh."""
+        try:
+            models = self.pipeline.restore_home(saved)
+            self.alerting.restore_models(saved["alerts"])
+        except Exception as error:  # noqa: BLE001 - a document in the store must never stop the daemon
+            log.error("%s[%d]: its saved state does not fit (%r); its models start afresh", *partition, error)
+            self.alerting.forget_models(self.pipeline.forget([partition]))
+            return 0
+        return len(models)
 
     def _revoked(self, partitions: list[Partition]) -> bool:
         """Checkpoint, then forget the models at home in partitions taken away; whether the checkpoint saved."""
@@ -286,13 +328,18 @@ class Daemon:
         """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.run.checkpointer`)."""
         self._checkpoint_due.clear()
         assert self._source is not None  # checkpoints are taken only once connected
-        self.checkpointer.checkpoint(self._source.positions, self._source.commit)
+        self.checkpointer.checkpoint(self._positions(), self._source.commit)
 
     def _save_checkpoint(self) -> Offsets | None:
         """Before a rebalance takes partitions away: save state and offsets; the source commits them."""
         self._checkpoint_due.clear()
         assert self._source is not None  # called back by the source itself
-        return self.checkpointer.checkpoint(self._source.positions, lambda offsets: None)
+        return self.checkpointer.checkpoint(self._positions(), lambda offsets: None)
+
+    def _positions(self) -> Offsets:
+        """Where the source stands in the partitions whose state is here (not those never restored)."""
+        assert self._source is not None  # checkpoints are taken only once connected
+        return {key: offset for key, offset in self._source.positions.items() if key not in self._unrestored}
 
     def _snapshot(self) -> dict:
         """What stays with this process: its counters, the models without a home yet, the series without a model."""

@@ -490,11 +490,13 @@ class ModelStates:
         return restored
 
     def forget(self, homes: Collection[Partition]) -> list[str]:
-        """Drop the states whose home is one of ``homes`` (partitions this process no longer owns); their names."""
+        """Drop the states whose home is one of ``homes`` (partitions this process no longer owns); their names.
+        Their places under ``limits.max_models`` are free again for new models."""
         gone = [name for name, state in self._states.items() if state.home in homes]
         for name in gone:
             del self._states[name]
             self.resets.pop(name, None)
+        self._admitted.restore([value for value in self._admitted.values if value == OTHER or value not in gone])
         return gone
 
     def _create(self, name: str, n_events: int) -> ModelState | None:

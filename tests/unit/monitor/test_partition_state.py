@@ -6,6 +6,7 @@ Pure tests (no network): the example events keyed by model onto two partitions, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,73 @@ def test_a_partition_without_a_checkpoint_loads_none(tmp_path: Path):
 def test_partition_keys_name_the_group_escaped_the_topic_and_the_partition(tmp_path: Path):
     store = PartitionCheckpoints(DirectoryStore(tmp_path), "team a/monitor")
     assert store.key(("llm-events", 2)) == "team%20a%2Fmonitor/llm-events/2.msgpack"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the fold of models past limits.max_models has a home like any model, but arrives on every partition "
+    "by nature: restore_models drops a partition's fold when the replica holds one at home elsewhere ('already "
+    "here'), and the next checkpoint of that partition saves it without, so its events are lost for good; a fix "
+    "merges the two folds (counters, histograms, windows) or gives each partition a fold of its own",
+)
+def test_the_fold_of_a_partition_that_moves_to_a_replica_with_a_fold_of_its_own_keeps_its_events(tmp_path: Path):
+    config = parse_config({"limits": {"max_models": 1}})
+    line = b'{"request_id": "r%d", "timestamp": 1700000000, "model": "m%d"}'
+    a, b = Pipeline(config), Pipeline(config)
+    a.apply([Record(line % (i, i % 2 * 2), TOPIC, 0, i) for i in range(10)])  # m0 admitted, m2 folded
+    b.apply([Record(line % (i, 1 + i % 2 * 2), TOPIC, 1, i) for i in range(10)])  # m1 admitted, m3 folded
+    moved = (TOPIC, 1)
+    store = PartitionCheckpoints(DirectoryStore(tmp_path), "driftwarden")
+    store.save(Checkpoint({moved: 10}, b.snapshot_home(moved), config_fingerprint(config)))
+    saved = store.load(moved)
+    assert saved is not None
+
+    a.restore_home(saved.pipeline)  # b died: its partition comes to a
+
+    assert sum(sum(state.n_events.values()) for state in a.states) == 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a model is split only where one pipeline sees it on two partitions: two replicas that each own one of "
+    "its partitions from the start each take their own partition for its home, and neither counts a split event "
+    "nor warns (the README promises both); detecting it needs what a replica cannot see alone, e.g. the home "
+    "recorded in the store, or the record key checked against the partitioner",
+)
+def test_a_model_split_between_two_replicas_from_the_start_is_said_so_by_one_of_them():
+    config = _example_config()
+    records = [record for record in _keyed(EXAMPLE_LINES[:600]) if b'"summarizer"' in record.value]
+    a, b = Pipeline(config), Pipeline(config)  # a producer keying by request id: summarizer on 0 and 1
+    a.apply([record._replace(partition=0) for record in records[::2]])
+    b.apply([record._replace(partition=1) for record in records[1::2]])
+    assert a.states.n_split_events or b.states.n_split_events
+
+
+def test_models_of_any_name_move_with_their_partition(tmp_path: Path):
+    """Names are content, never part of a key: '/', '..', unicode and 255 characters move like any other."""
+    names = ["a/b", "..", "../../etc/passwd", "modèle-日本語-🙂", "x" * 255]
+    config = parse_config({})
+    line = '{"request_id": "r%d", "timestamp": 1700000000, "model": %s}'
+    records = [Record((line % (i, json.dumps(name))).encode(), TOPIC, 3, i) for i, name in enumerate(names)]
+    a, b = Pipeline(config), Pipeline(config)
+    assert a.apply(records) == []
+    store = PartitionCheckpoints(DirectoryStore(tmp_path), "driftwarden")
+    store.save(Checkpoint({(TOPIC, 3): 5}, a.snapshot_home((TOPIC, 3)), config_fingerprint(config)))
+    assert sorted(a.forget([(TOPIC, 3)])) == sorted(names)
+    saved = store.load((TOPIC, 3))
+    assert saved is not None and sorted(b.restore_home(saved.pipeline)) == sorted(names)
+    assert {state.name: state.home for state in b.states} == dict.fromkeys(names, (TOPIC, 3))
+
+
+def test_a_replica_that_hands_models_over_admits_new_ones_in_their_place():
+    """limits.max_models bounds the models a replica holds: those it handed over no longer take a place."""
+    config = parse_config({"limits": {"max_models": 2}})
+    line = b'{"request_id": "r%d", "timestamp": 1700000000, "model": "m%d"}'
+    pipeline = Pipeline(config)
+    pipeline.apply([Record(line % (i, i), TOPIC, i, 0) for i in range(2)])  # m0 on 0, m1 on 1: both admitted
+    assert pipeline.forget([(TOPIC, 1)]) == ["m1"]
+
+    pipeline.apply([Record(line % (2, 2), TOPIC, 0, 1)])
+
+    assert {state.name for state in pipeline.states} == {"m0", "m2"}
+    assert pipeline.states.n_folded_events == 0
