@@ -42,7 +42,14 @@ from monitor.config import Config
 from monitor.ingest import Partition
 from monitor.run.store import DirectoryStore, StateStore
 
-__all__ = ["Checkpoint", "CheckpointError", "CheckpointStore", "PartitionCheckpoints", "config_fingerprint"]
+__all__ = [
+    "PARTITION_FINGERPRINT",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointStore",
+    "PartitionCheckpoints",
+    "config_fingerprint",
+]
 
 _FORMAT = "driftwarden-checkpoint"
 _VERSION = 1
@@ -78,6 +85,11 @@ def config_fingerprint(config: Config) -> str:
     """A digest of the state layout and of the settings whose change makes all saved state unusable."""
     shaping = {**config.model_dump(mode="json", include=_SHAPING), "layout": STATE_LAYOUT}
     return hashlib.sha256(msgspec.json.encode(shaping, order="sorted")).hexdigest()[:16]
+
+
+#: What a partition's checkpoint is stamped with: the layout alone. Its models carry their own fingerprints,
+#: and the settings of :func:`config_fingerprint` shape only a replica's own part (the models it admitted).
+PARTITION_FINGERPRINT = hashlib.sha256(msgspec.json.encode({"layout": STATE_LAYOUT})).hexdigest()[:16]
 
 
 class CheckpointStore:

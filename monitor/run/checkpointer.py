@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from monitor.ingest import Offsets, Partition
-from monitor.run.checkpoint import Checkpoint, CheckpointStore, PartitionCheckpoints
+from monitor.run.checkpoint import PARTITION_FINGERPRINT, Checkpoint, CheckpointStore, PartitionCheckpoints
 
 __all__ = ["Checkpointer", "Flushable"]
 
@@ -61,7 +61,8 @@ class Checkpointer:
 
     ``snapshot()`` returns the state to save (under the caller's locks); ``fingerprint`` is stored beside it.
     With ``partitions`` (the shared store), ``snapshot_home(partition)`` returns what moves with each
-    partition, saved there, and ``snapshot()`` the rest.
+    partition, saved there (stamped with :data:`~monitor.run.checkpoint.PARTITION_FINGERPRINT`), and
+    ``snapshot()`` the rest.
     """
 
     def __init__(
@@ -95,7 +96,7 @@ class Checkpointer:
             if self.partitions is not None and self.snapshot_home is not None:
                 for partition, offset in offsets.items():
                     moving = self.snapshot_home(partition)
-                    self.partitions.save(Checkpoint({partition: offset}, moving, self.fingerprint))
+                    self.partitions.save(Checkpoint({partition: offset}, moving, PARTITION_FINGERPRINT))
             self.store.save(Checkpoint(offsets, self.snapshot(), self.fingerprint))
         except OSError as error:
             self.n_checkpoints["save_failed"] += 1

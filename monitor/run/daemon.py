@@ -61,6 +61,7 @@ from monitor.ingest.consumer_process import ConsumerProcess
 from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import (
+    PARTITION_FINGERPRINT,
     Checkpoint,
     CheckpointError,
     CheckpointStore,
@@ -222,7 +223,7 @@ class Daemon:
                         offsets[partition] = self._resume_from[partition]
                     continue
                 offsets[partition] = checkpoint.offsets[partition]
-                if checkpoint.config_fingerprint != self._fingerprint:
+                if checkpoint.config_fingerprint != PARTITION_FINGERPRINT:
                     log.warning("%s[%d]: the state layout changed since its save; its models start afresh", *partition)
                     continue
                 n_models = self._restore_home(partition, checkpoint.pipeline)

@@ -402,10 +402,12 @@ class ModelStates:
         state = self._states.get(name) or self._create(name, n_events)
         if state is None:
             self.n_unmonitored_events += n_events
-        elif partition is not None and state.home != partition:
+        elif partition is not None and state.home != partition and state.name != OTHER:
+            # The fold of the models past the limit arrives on every partition by nature: it has no home and
+            # stays with this replica, like the limit it counts against.
             if state.home is None:  # new, or restored from a checkpoint older than homes
                 state.home = partition
-            elif state.name != OTHER:  # the fold of many models arrives everywhere by nature
+            else:
                 if state.name not in self.n_split_events:
                     log.warning(
                         "model %s arrives on %s[%d] as well as on its home %s[%d]: its producer does not key events "

@@ -18,7 +18,7 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.ingest import Record
-from monitor.run.checkpoint import Checkpoint, PartitionCheckpoints, _encode
+from monitor.run.checkpoint import PARTITION_FINGERPRINT, Checkpoint, PartitionCheckpoints, _encode
 from monitor.run.daemon import Daemon
 from monitor.run.store import DirectoryStore, StoreError
 from tests.unit.monitor.test_checkpoint import EXAMPLE_CONFIG, EXAMPLE_LINES
@@ -47,7 +47,7 @@ def _saved_by_another_replica(directory: Path) -> Checkpoint:
     """The checkpoint of PARTITION after 300 example events, as its previous owner saved it."""
     previous = _daemon(directory / "previous")
     previous.pipeline.apply([Record(line, *PARTITION, offset) for offset, line in enumerate(EXAMPLE_LINES[:300])])
-    return Checkpoint({PARTITION: 300}, previous._snapshot_home(PARTITION), previous._fingerprint)
+    return Checkpoint({PARTITION: 300}, previous._snapshot_home(PARTITION), PARTITION_FINGERPRINT)
 
 
 def _put(daemon: Daemon, document: object) -> None:
@@ -172,14 +172,9 @@ def test_group_ids_that_differ_name_different_keys(tmp_path):
     assert len({PartitionCheckpoints(DirectoryStore(tmp_path), group).key(PARTITION) for group in groups}) == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a partition's checkpoint carries the fingerprint of limits.max_models and the layout as a whole "
-    "(config_fingerprint), so a rolling upgrade that changes max_models starts every partition's models afresh, "
-    "references included, on every replica the partitions pass through; the models of a partition do not depend "
-    "on it (each has its own fingerprint), so partition checkpoints need a fingerprint of the layout alone",
-)
 def test_a_replica_with_another_max_models_keeps_the_reference_of_a_partition_it_is_given(tmp_path):
+    """A rolling upgrade that changes limits.max_models (a limit per replica) keeps every partition's models:
+    a partition's checkpoint is stamped with the layout alone (PARTITION_FINGERPRINT), each model with its own."""
     saved = _saved_by_another_replica(tmp_path)
     config = {**EXAMPLE_CONFIG, "state": {"dir": str(tmp_path / "here")}, "server": {"host": "127.0.0.1", "port": 0}}
     _DAEMONS.append(Daemon(parse_config({**config, "limits": {**config.get("limits", {}), "max_models": 50}})))
