@@ -126,6 +126,21 @@ class PartitionCheckpoints:
         topic, number = partition
         return f"{self.group}/{topic}/{number}.msgpack"
 
+    def claim_home(self, model: str, home: Partition) -> Partition | None:
+        """Record ``home`` as the home of ``model`` unless the store holds one already; the home it held (None
+        if there was none: claimed now; a claim made at the same time elsewhere shows on the next call)."""
+        key = f"{self.group}/homes/{hashlib.sha256(model.encode()).hexdigest()[:32]}.json"
+        recorded = self.store.get(key)
+        if recorded is None:
+            self.store.put(key, msgspec.json.encode(home))
+            return None
+        try:
+            topic, number = msgspec.json.decode(recorded, type=tuple[str, int])
+        except msgspec.DecodeError:
+            self.store.put(key, msgspec.json.encode(home))  # not ours to read: taken over
+            return None
+        return (topic, number)
+
     def save(self, checkpoint: Checkpoint) -> None:
         """Save the checkpoint of one partition (its ``offsets`` hold that partition alone)."""
         (partition,) = checkpoint.offsets

@@ -330,6 +330,27 @@ class Daemon:
         self._checkpoint_due.clear()
         assert self._source is not None  # checkpoints are taken only once connected
         self.checkpointer.checkpoint(self._positions(), self._source.commit)
+        self._claim_homes()
+
+    def _claim_homes(self) -> None:
+        """Record in the store the homes given to new models since the last checkpoint, and check those claimed
+        then: a model at home on another partition (another replica's, which this one cannot see) is split."""
+        states = self.pipeline.states
+        with self.pipeline.lock:
+            claims, states.new_homes = states.new_homes, {}
+        for position, (name, home) in enumerate(claims.items()):
+            try:
+                recorded = self.partitions.claim_home(name, home)
+            except OSError as error:
+                log.warning("cannot record the homes of new models (%s); trying again at the next checkpoint", error)
+                with self.pipeline.lock:
+                    states.new_homes.update(list(claims.items())[position:])
+                return
+            with self.pipeline.lock:
+                if recorded is None:  # claimed now: checked once more, in case another replica claimed it too
+                    states.new_homes.setdefault(name, home)
+                elif recorded != home:
+                    states.home_elsewhere(name, recorded)
 
     def _save_checkpoint(self) -> Offsets | None:
         """Before a rebalance takes partitions away: save state and offsets; the source commits them."""

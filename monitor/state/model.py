@@ -361,7 +361,9 @@ class ModelStates:
     Each state has a home, the partition its first event came from (:attr:`ModelState.home`): the states of a
     partition's models are saved, restored and forgotten together as the consumer group moves the partition
     (:meth:`snapshot_home`, :meth:`restore_models`, :meth:`forget`). A model whose events keep arriving on
-    other partitions too is counted in :attr:`n_split_events` (its producer does not key by model).
+    other partitions too is counted in :attr:`n_split_events` (its producer does not key by model): seen here
+    on two partitions, or (:meth:`home_elsewhere`) at home on another replica's partition, as the homes
+    recorded in the store say (:attr:`new_homes` are those still to record or check there).
     """
 
     def __init__(self, config: Config):
@@ -377,6 +379,9 @@ class ModelStates:
         self.n_unmonitored_events = 0
         #: Events of each model that arrived on a partition other than its home, by model.
         self.n_split_events: dict[str, int] = {}
+        #: Models given a home here since their homes were last recorded (or checked) in the store.
+        self.new_homes: dict[str, Partition] = {}
+        self._elsewhere: dict[str, Partition] = {}  # models at home on another replica's partition
         #: Models whose saved state was not restored at start, and why (see :meth:`restore`).
         self.resets: dict[str, str] = {}
 
@@ -402,20 +407,33 @@ class ModelStates:
         state = self._states.get(name) or self._create(name, n_events)
         if state is None:
             self.n_unmonitored_events += n_events
+        elif state.name in self._elsewhere:
+            self.n_split_events[state.name] += n_events
         elif partition is not None and state.home != partition and state.name != OTHER:
             # The fold of the models past the limit arrives on every partition by nature: it has no home and
             # stays with this replica, like the limit it counts against.
             if state.home is None:  # new, or restored from a checkpoint older than homes
-                state.home = partition
+                state.home = self.new_homes[state.name] = partition
             else:
-                if state.name not in self.n_split_events:
-                    log.warning(
-                        "model %s arrives on %s[%d] as well as on its home %s[%d]: its producer does not key events "
-                        "by model, so with more than one replica its statistics are split between them",
-                        state.name, *partition, *state.home,
-                    )  # fmt: skip
-                self.n_split_events[state.name] = self.n_split_events.get(state.name, 0) + n_events
+                self._split(state.name, partition, state.home, n_events)
         return state
+
+    def home_elsewhere(self, name: str, home: Partition) -> None:
+        """Model ``name`` is at home on ``home``, another replica's partition (the store says so): its events
+        here, those counted so far and those to come, are split from it."""
+        state = self._states.get(name)
+        if state is not None and state.home is not None and name not in self._elsewhere:
+            self._elsewhere[name] = home
+            self._split(name, state.home, home, sum(state.n_events.values()))
+
+    def _split(self, name: str, partition: Partition, home: Partition, n_events: int) -> None:
+        if name not in self.n_split_events:
+            log.warning(
+                "model %s arrives on %s[%d] as well as on its home %s[%d]: its producer does not key events by "
+                "model, so with more than one replica its statistics are split between them",
+                name, *partition, *home,
+            )  # fmt: skip
+        self.n_split_events[name] = self.n_split_events.get(name, 0) + n_events
 
     def snapshot(self, homed_models: bool = True) -> dict:
         """Everything, or without the models that have a home if not ``homed_models`` (see :meth:`snapshot_home`)."""
@@ -470,6 +488,8 @@ class ModelStates:
             state = self._states[name] = self._new_state(name, model)
             state.home = _saved_home(saved)
             restored.append(name)
+            if state.home is not None:  # checked against the homes recorded in the store, as new models are
+                self.new_homes[name] = state.home
             try:
                 if saved.get("fingerprint") == state.fingerprint:
                     state.restore(saved)
@@ -497,6 +517,7 @@ class ModelStates:
         gone = [name for name, state in self._states.items() if state.home in homes]
         for name in gone:
             del self._states[name]
+            self._elsewhere.pop(name, None)
             self.resets.pop(name, None)
         self._admitted.restore([value for value in self._admitted.values if value == OTHER or value not in gone])
         return gone

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -135,9 +136,11 @@ def test_while_the_store_does_not_answer_the_restore_waits_for_it_and_says_why(t
     assigning = threading.Thread(target=lambda: reasons.append(daemon._assigned([PARTITION])))
     assigning.start()
     assert store.failing.wait(5)
-    why = daemon.ready()
+    deadline = time.monotonic() + 5  # the store has failed; the daemon says so once it has caught the error
+    while "the state store does not answer" not in (why := daemon.ready() or "") and time.monotonic() < deadline:
+        time.sleep(0.005)
     assigning.join(10)
-    assert why is not None and "the state store does not answer" in why and "Could not connect" in why
+    assert "the state store does not answer" in why and "Could not connect" in why
     assert reasons == [{PARTITION: 300}]  # restored once it answered, not started afresh
     assert {state.name for state in daemon.pipeline.states} == {"support-bot", "summarizer"}
 

@@ -16,10 +16,11 @@ from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import PARTITION_FINGERPRINT, Checkpoint, PartitionCheckpoints
+from monitor.run.daemon import Daemon
 from monitor.run.store import DirectoryStore
 from monitor.state.vocabulary import OTHER
 from tests.components import differences, statistics
-from tests.unit.monitor.test_checkpoint import EXAMPLE_LINES, _example_config
+from tests.unit.monitor.test_checkpoint import EXAMPLE_CONFIG, EXAMPLE_LINES, _example_config
 
 TOPIC = "llm-events"
 HOMES = {b'"support-bot"': 0, b'"summarizer"': 1}
@@ -143,20 +144,28 @@ def test_the_fold_of_models_past_the_limit_stays_with_its_replica(tmp_path: Path
     assert OTHER in b.snapshot(homed_models=False)["states"]["models"]  # saved with b's own checkpoint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a model is split only where one pipeline sees it on two partitions: two replicas that each own one of "
-    "its partitions from the start each take their own partition for its home, and neither counts a split event "
-    "nor warns (the README promises both); detecting it needs what a replica cannot see alone, e.g. the home "
-    "recorded in the store, or the record key checked against the partitioner",
-)
-def test_a_model_split_between_two_replicas_from_the_start_is_said_so_by_one_of_them():
-    config = _example_config()
+def test_a_model_split_between_two_replicas_from_the_start_is_said_so_by_one_of_them(tmp_path: Path):
+    """Each replica owns one of the model's partitions (a producer keying by request id): neither sees it on
+    two, but the homes recorded in the shared store at each checkpoint tell the second to claim one."""
+    config = parse_config({**EXAMPLE_CONFIG, "state": {"dir": str(tmp_path)}, "server": {"port": 0}})
     records = [record for record in _keyed(EXAMPLE_LINES[:600]) if b'"summarizer"' in record.value]
-    a, b = Pipeline(config), Pipeline(config)  # a producer keying by request id: summarizer on 0 and 1
-    a.apply([record._replace(partition=0) for record in records[::2]])
-    b.apply([record._replace(partition=1) for record in records[1::2]])
-    assert a.states.n_split_events or b.states.n_split_events
+    a, b = Daemon(config), Daemon(config)  # one store, as replicas share a bucket
+    try:
+        a.pipeline.apply([record._replace(partition=0) for record in records[::2]])
+        b.pipeline.apply([record._replace(partition=1) for record in records[1::2]])
+        assert a.pipeline.states.n_split_events == b.pipeline.states.n_split_events == {}
+
+        a._claim_homes()  # a's checkpoint records summarizer's home
+        b._claim_homes()  # b's finds it recorded on another partition
+        a._claim_homes()  # a checks its claim once more: its own
+        n_at_b = sum(b.pipeline.states["summarizer"].n_events.values())
+        assert a.pipeline.states.n_split_events == {}
+        assert b.pipeline.states.n_split_events == {"summarizer": n_at_b}
+        b.pipeline.apply([records[1]._replace(partition=1, offset=999)])  # and so are its later events
+        assert b.pipeline.states.n_split_events == {"summarizer": n_at_b + 1}
+    finally:
+        a.server.stop()
+        b.server.stop()
 
 
 def test_models_of_any_name_move_with_their_partition(tmp_path: Path):
