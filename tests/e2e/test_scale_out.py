@@ -254,6 +254,7 @@ def story(kafka_broker, s3_server, tmp_path_factory) -> SimpleNamespace:
         victim.stop(signal.SIGKILL)
         traffic.send(100)
         seen.after_kill = settled([survivor], traffic, timeout_s=3 * JOIN_S)
+        seen.sent_after_kill = dict(traffic.sent)
         seen.expected_after_kill = replayed(base, traffic.lines, directory)
 
         # 3. C joins and takes partitions, then leaves: they come back to the survivor, from the store.
@@ -337,6 +338,14 @@ def test_after_a_sigkill_the_survivor_equals_one_uninterrupted_pass(story):
         actual = story.after_kill[model]
         assert actual == expected[model], f"{model}:\n{differences(actual, expected[model])}"
     assert reference_ids(story.after_kill) == reference_ids(story.two)  # the references moved, not re-learned
+    for model in MODELS:  # and the window is the model's last WARMUP calls, as numpy sees them
+        n_sent = story.sent_after_kill[model]
+        latency_ms = [json.loads(value)["latency_ms"] for value in calls(model, n_sent - WARMUP, WARMUP)]
+        for q in (0.5, 0.9, 0.95, 0.99):
+            exported = story.after_kill[model][
+                "driftwarden_window_latency_seconds", (("model", model), ("quantile", str(q)))
+            ]
+            assert exported == pytest.approx(np.quantile(latency_ms, q) / 1000, rel=1e-12), (model, q)
 
 
 def test_a_partition_that_comes_back_is_restored_from_the_store_with_no_gap(story):
