@@ -282,7 +282,8 @@ def _report(
     """One line per model; a p95 half as high again as the model's first one (from before the
     regression) is pointed out."""
     pipeline = daemon.pipeline
-    lines = [f"[{elapsed_s:5.0f} s] {'consuming' if daemon.ready() else 'not consuming yet'}"]
+    unready = daemon.ready()
+    lines = [f"[{elapsed_s:5.0f} s] {'consuming' if unready is None else f'not consuming yet: {unready}'}"]
     for name, evaluation in sorted(pipeline.evaluations.items()):
         traffic = evaluation.traffic
         if traffic is None:

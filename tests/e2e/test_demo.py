@@ -54,6 +54,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     assert re.search(r"loan-approver +accuracy 0\.\d\d on \d+% labelled, estimated 0\.\d\d", output)
     jobs = re.findall(r"queued retraining job \w+ for ([\w-]+) \(driftwarden-retraining\): (\w+)", output)
     assert ("support-bot", "DataDrift") in jobs and len(jobs) == len(set(jobs))  # each job is told once
+    assert re.search(r"\] consuming\n", output)  # the status line says so once it is ready
     assert "Traceback" not in output
     assert "stopped:" in output
     assert http_get(url)[0] == 0  # nothing serves any more: broker, daemon and server are gone
