@@ -3,15 +3,20 @@
 A restarted daemon restores the state and resumes reading at the saved
 offsets, so every event is counted once however the process ended (even
 SIGKILL): events applied after the last checkpoint are simply read again.
-The file is written atomically (temp file, fsync, rename, fsync of the
-directory), so a crash leaves the previous checkpoint or the new one, never a
-torn one. The daemon commits its offsets to the group only after a checkpoint
-that covers them is on disk.
+Each partition has a checkpoint of its own in the state store
+(:class:`PartitionCheckpoints`: its offset and the models at home there, which
+move with it to whichever replica the group assigns it), and each process one
+in its state directory (:class:`CheckpointStore`: its own counters). Every
+one is written atomically (temp file, fsync, rename, fsync of the directory;
+or one S3 PUT), so a crash leaves the previous checkpoint or the new one,
+never a torn one. The daemon commits its offsets to the group only after the
+checkpoints that cover them are saved.
 
 The format is msgpack (numpy arrays as extension values), not pickle: a
 state directory is data and loading it runs no code. A checkpoint remembers a
-fingerprint of the state layout (and the model limit); when that changes, the
-daemon keeps the offsets and starts the state afresh rather than forcing old
+fingerprint of the state layout (a process's own, also of the model limit;
+a partition's, :data:`PARTITION_FINGERPRINT`, of the layout alone); when that
+changes, the daemon keeps the offsets and starts the state afresh rather than forcing old
 columns into new windows. Each model's state carries a fingerprint of its own
 shape (window, features, bias attributes, reference, ...): a config change
 resets only the models it touches (:meth:`monitor.state.model.ModelStates.restore`).
