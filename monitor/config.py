@@ -437,6 +437,28 @@ class BiasConfig(_Section):
         return self
 
 
+class SliceConfig(_Section):
+    """Attributes by whose groups drift share and realized quality are reported too, beside the model's own.
+
+    An attribute's groups are chosen on the reference: the ``max_groups``
+    largest with at least ``min_group_size`` rows there keep their name; the
+    other values, and those the reference never saw, pool into ``"__other__"``.
+    A group is scored when the window holds at least ``min_group_size`` of its rows.
+    """
+
+    attributes: list[str] = Field(default_factory=list, max_length=10)
+    min_group_size: Integer = Field(30, ge=1)
+    max_groups: Integer = Field(20, ge=1, le=100)
+
+    @field_validator("attributes")
+    @classmethod
+    def _segment_attributes(cls, attributes: list[str]) -> list[str]:
+        for attribute in attributes:
+            _check_path(attribute)
+        _require_unique("slice attribute", attributes)
+        return attributes
+
+
 def _check_path(path: str) -> str:
     """Raise unless ``path`` names a top-level event field, ``features.<key>`` or ``segment.<key>``."""
     head, _, key = path.partition(".")
@@ -464,6 +486,7 @@ class ModelConfig(_Section):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     bias: BiasConfig = Field(default_factory=BiasConfig)
+    slices: SliceConfig = Field(default_factory=SliceConfig)
 
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:

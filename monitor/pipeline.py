@@ -44,6 +44,7 @@ from detectors.traffic import TrafficStats
 from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
 from monitor.evaluate.quality import ModelQuality, QualitySuite
+from monitor.evaluate.slices import GroupSlice, SliceSuite
 from monitor.ingest import Partition, Record
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch
 from monitor.state.columns import FAILED, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
@@ -78,7 +79,8 @@ class Evaluation:
     """One model's latest evaluation.
 
     ``traffic`` and ``quality`` are None below ``windows.min_samples`` events,
-    ``drift`` also until the model's reference is complete.
+    ``drift`` also until the model's reference is complete, and ``slices`` too, or without slice attributes:
+    it holds each slice attribute's groups present in the window (see :mod:`monitor.evaluate.slices`).
     """
 
     evaluated_at_ms: float
@@ -86,6 +88,7 @@ class Evaluation:
     traffic: TrafficResult | None
     drift: ModelDrift | None = None
     quality: ModelQuality | None = None
+    slices: dict[str, dict[str, GroupSlice]] | None = None
 
 
 class Pipeline:
@@ -112,6 +115,7 @@ class Pipeline:
         self._traffic_stats = TrafficStats()
         self._drift_suites: dict[str, DriftSuite] = {}
         self._quality_suites: dict[str, QualitySuite] = {}
+        self._slice_suites: dict[str, SliceSuite] = {}
 
     @property
     def watermark_ms(self) -> float:
@@ -282,6 +286,7 @@ class Pipeline:
             self.states.restore(snapshot["states"])
             self._drift_suites = {}  # fitted again on the restored references
             self._quality_suites = {}
+            self._slice_suites = {}
             self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
 
     def snapshot_home(self, home: Partition | None) -> dict:
@@ -309,6 +314,7 @@ class Pipeline:
         for name in models:
             self._drift_suites.pop(name, None)
             self._quality_suites.pop(name, None)
+            self._slice_suites.pop(name, None)
             self._arrived_ms.pop(name, None)
             self._settled.discard(name)
 
@@ -336,23 +342,26 @@ class Pipeline:
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])
-            traffic = drift = quality = None
+            traffic = drift = quality = slices = None
             try:
                 if n_events >= windows.min_samples:
                     traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
-                    suite = suites[name]
+                    suite, slicing = suites[name], self._slice_suites.get(name)
                     if name in references:
                         suite.fit(*references[name])
+                        if slicing is not None:
+                            slicing.fit(*references[name], categories[name])
+                    classes = categories[name].pop(PREDICTION)
                     if suite.fitted:
                         drift = suite.score(view, now_ms)
-                    quality = self._quality_suite(name).evaluate(
-                        view, labelled.get(name), categories[name].pop(PREDICTION), categories[name]
-                    )
+                    if slicing is not None and slicing.fitted:
+                        slices = slicing.score(view, now_ms, classes)
+                    quality = self._quality_suite(name).evaluate(view, labelled.get(name), classes, categories[name])
             except Exception:  # a bug for one model's data must not stop the others, nor the daemon
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
                 self.n_internal_errors["evaluate"] += 1
                 continue
-            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality)
+            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, slices)
         merged = {**self.evaluations, **evaluations}  # in the models' order, whichever was evaluated last
         self.evaluations = {state.name: merged[state.name] for state in self.states if state.name in merged}
         self.n_evaluations += len(evaluations)
@@ -369,6 +378,8 @@ class Pipeline:
         if suite is None:
             alpha = drift_alpha(state.model.drift, self.config.windows)
             suite = self._drift_suites[state.name] = DriftSuite(state.model, alpha, self.config.windows.min_samples)
+            if state.model.slices.attributes:  # fitted with it (see evaluate), on the same reference
+                self._slice_suites[state.name] = SliceSuite(state.model, alpha, self._quality_suite(state.name))
         return suite
 
 

@@ -2,8 +2,8 @@
 
 The golden events (``tests/data/golden_events.jsonl``) go through a
 pipeline whose config gives every family of the metrics spec a series: a
-two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute,
-and a rule with a ``retrain`` action (alerts and retraining jobs). The
+two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute (a slice
+attribute too), and a rule with a ``retrain`` action (alerts and retraining jobs). The
 pipeline starts from a checkpoint in which support-bot was saved under an
 older config (a state reset), and one more call of summarizer arrives on
 another partition than the file's (a producer that does not key by model). The daemon's own collectors are registered
@@ -40,6 +40,7 @@ CONFIG: dict[str, Any] = {
             "features": [{"name": "input_tokens", "kind": "numeric"}],
             "bias": {"attributes": ["segment.locale"], "outcome": {"field": "finish_reason", "positive": "stop"},
                      "min_group_size": 1},
+            "slices": {"attributes": ["segment.locale"], "min_group_size": 1},
         }
     ],
     "alerts": {

@@ -74,9 +74,7 @@ class QualitySuite:
     ) -> ModelQuality:
         """Figures of one window; ``classes`` are the prediction and label classes by code, ``group_names``
         each bias attribute's group names by code."""
-        numeric = self.model.quality.numeric
-        positive = None if numeric else _code(classes, self.model.quality.positive)
-        stats = QualityStats(positive=positive, numeric=numeric)
+        stats = self.stats(classes)
         refused, empty = window["content_filter"], None
         if self._response is not None:
             refused = refused | (window[self._response["is_refusal"]] == 1.0)
@@ -92,6 +90,11 @@ class QualitySuite:
             json_valid=window.get("json_valid"),
         )
         return ModelQuality(quality, self._estimate(window, reference), self._bias(window, classes, group_names))
+
+    def stats(self, classes: list[str]) -> QualityStats:
+        """The calculator of the quality figures, for the classes by code (the positive one's code among them)."""
+        numeric = self.model.quality.numeric
+        return QualityStats(positive=None if numeric else _code(classes, self.model.quality.positive), numeric=numeric)
 
     def _estimate(self, window: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None):
         if self._estimator is None or reference is None:

@@ -182,7 +182,9 @@ class PipelineCollector(SpecCollector):
         evaluations = pipeline.evaluations
         if models is not None:
             evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
-        return readings + [*_evaluations(evaluations), *_drift(evaluations), *_quality(evaluations)]
+        return readings + [
+            *_evaluations(evaluations), *_drift(evaluations), *_quality(evaluations), *_slices(evaluations)
+        ]
 
 
 def _process(pipeline: Pipeline) -> Iterator[Reading]:
@@ -286,6 +288,26 @@ def _drift(evaluations: dict) -> Iterator[Reading]:
             if result.p_value is not None:
                 yield Reading(contract.DRIFT_P_VALUE, labels, result.p_value)
             yield Reading(contract.DRIFT_DETECTED, (model, feature), float(result.drifted))
+
+
+#: ``driftwarden_slice_quality``'s metrics: the labelled ones of a QualityResult.
+_SLICE_QUALITY_METRICS = ("label_coverage", "accuracy", "precision", "recall", "f1", "mae", "rmse")
+
+
+def _slices(evaluations: dict) -> Iterator[Reading]:
+    """Each slice group's calls, and the drift share and realized quality of those large enough (NaN left out)."""
+    for model, evaluation in evaluations.items():
+        for attribute, groups in (evaluation.slices or {}).items():
+            for group, figures in groups.items():
+                labels = (model, attribute, group)
+                yield Reading(contract.SLICE_EVENTS, labels, figures.n)
+                if figures.drift is not None:
+                    yield Reading(contract.SLICE_DRIFT_SHARE, labels, figures.drift.drift_share)
+                if figures.quality is not None:
+                    for name in _SLICE_QUALITY_METRICS:
+                        value = getattr(figures.quality, name)
+                        if not math.isnan(value):
+                            yield Reading(contract.SLICE_QUALITY, (*labels, name), value)
 
 
 class ConsumerLagCollector(SpecCollector):

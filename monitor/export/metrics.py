@@ -253,6 +253,30 @@ SEGMENT_EVENTS = MetricSpec(
     ("model", "attribute", "group"),
     "every kept group, insufficient ones too",
 )
+SLICE_EVENTS = MetricSpec(
+    "driftwarden_slice_events",
+    "gauge",
+    "Calls per group of a slice attribute in the latest window (groups picked on the reference).",
+    ("model", "slice", "group"),
+    "slice: a `slices.attributes` path; group: the `slices.max_groups` largest of the reference with at least "
+    "`min_group_size` calls there, the rest `__other__`; at most (max_groups + 1) x 7 series per slice attribute "
+    "with the two families below",
+)
+SLICE_DRIFT_SHARE = MetricSpec(
+    "driftwarden_slice_drift_share",
+    "gauge",
+    "Share of the model's tested features that drifted in a group's calls against the group's reference calls.",
+    ("model", "slice", "group"),
+    "groups with at least `slices.min_group_size` calls in the window and in the reference",
+)
+SLICE_QUALITY = MetricSpec(
+    "driftwarden_slice_quality",
+    "gauge",
+    "Realized quality of a group's calls that have a label in the latest window.",
+    ("model", "slice", "group", "metric"),
+    "label_coverage, accuracy, precision, recall, f1 (or mae, rmse for a numeric model); groups with at least "
+    "`slices.min_group_size` calls",
+)
 # --- from the daemon --------------------------------------------------------------------------------------------
 CONSUMER_LAG = MetricSpec(
     "driftwarden_consumer_lag",
@@ -299,7 +323,7 @@ PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, 
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,
     DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_DETECTED, DRIFT_SHARE, REFERENCE_AGE,
-    QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS,
+    QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS, SLICE_EVENTS, SLICE_DRIFT_SHARE, SLICE_QUALITY,
 )  # fmt: skip
 CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
 DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters

@@ -4,8 +4,8 @@ Every other module asks here for a column's name: the state that fills the
 window, the feedback join, the drift and quality suites that read it, the
 report that shows it. A model's :class:`Columns` lays out its window from its
 config: the fixed columns of every model, one per feature (a text feature's
-numeric descriptors one each), the feedback and id columns, and the quality
-and bias columns the config asks for. The names and their order are what a
+numeric descriptors one each), the feedback and id columns, and the quality,
+bias and slice columns the config asks for. The names and their order are what a
 checkpoint saves (see :attr:`ModelState.fingerprint
 <monitor.state.model.ModelState.fingerprint>`), so they never change.
 
@@ -101,7 +101,7 @@ class Columns:
         layout[CONTENT_FILTER] = Column(np.bool_, missing=False)
         if model.quality.json_response:
             layout[JSON_VALID] = Column(np.float64)
-        for attribute in model.bias.attributes:
+        for attribute in self.grouped(model):
             layout[self.group(attribute)] = Column(np.int32, missing=MISSING)
         if model.bias.outcome is not None:
             layout[OUTCOME] = Column(np.float64)
@@ -119,8 +119,13 @@ class Columns:
 
     @staticmethod
     def group(attribute: str) -> str:
-        """The column of a bias attribute's group codes."""
+        """The column of a bias or slice attribute's group codes."""
         return f"group.{attribute}"
+
+    @staticmethod
+    def grouped(model: ModelConfig) -> list[str]:
+        """The attributes whose group codes the window keeps: the bias attributes, then the other slice ones."""
+        return list(dict.fromkeys(model.bias.attributes + model.slices.attributes))
 
     def _feature_layout(self, feature: FeatureConfig) -> dict[str, Column]:
         if feature.kind == "numeric":

@@ -14,13 +14,14 @@ per model:
 - ``references``: ``R x (r + ids)``, and the decoded events of reference
   files (about 4 bytes per byte of the file);
 - ``fitted``: ``R x f``, what the drift tests fitted on the reference keep (a
-  copy of its numeric columns, text descriptors and embeddings);
+  copy of its numeric columns, text descriptors and embeddings), once more
+  per slice attribute (its groups' tests, fitted on their reference rows);
 - ``pending``: ``max_pending x (entry + key + label)``;
-- ``vocabularies`` (one per categorical feature and bias attribute, and the
+- ``vocabularies`` (one per categorical feature and bias or slice attribute, and the
   classes): ``max_categories x (entry + value)`` each;
 - ``models``: a constant, and a little per column its drift tests read and
-  per bias group (histograms, detectors, suites, results, metric series and
-  alert rule states);
+  per bias group and slice group (histograms, detectors, suites, results,
+  metric series and alert rule states);
 
 and for the process: the ``baseline`` (the daemon and its consumer process
 at rest, with the SQLite caches of the alert outbox and the job ledger), the
@@ -48,7 +49,7 @@ from dataclasses import dataclass, fields
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.evaluate.drift import tested_features
-from monitor.state.columns import text_descriptors
+from monitor.state.columns import Columns, text_descriptors
 from monitor.state.feedback import MAX_KEY_CHARS
 from monitor.state.vocabulary import MAX_VALUE_CHARS
 
@@ -66,8 +67,8 @@ INDEX_ENTRY_BYTES = 80
 PENDING_ENTRY_BYTES = 560
 #: A vocabulary value besides the string: its code, dict entry and list slot.
 VOCABULARY_ENTRY_BYTES = 90
-#: Per model (histograms, change detectors, suites, results), and per column its drift tests read or bias group
-#: it reports (results, metric series, alert rule states).
+#: Per model (histograms, change detectors, suites, results), and per column its drift tests read or bias or slice
+#: group it reports (results, metric series, alert rule states).
 MODEL_BYTES, SERIES_BYTES = 64 * 1024, 20 * 1024
 #: What kafka-python fetches at most at once (its ``fetch_max_bytes``, which the daemon leaves as it is).
 FETCH_MAX_BYTES = 50 * MB
@@ -135,15 +136,18 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
             decoded += DECODED_PER_FILE_BYTE * os.stat(model.reference.file).st_size
         reference, row, tested = _reference_rows(model), row_bytes(model), tested_features(model)
         ids = IDS_PER_CALL * (key + INDEX_ENTRY_BYTES)
-        n_vocabularies = 1 + len(model.bias.attributes) + sum(f.kind == "categorical" for f in model.features)
+        n_vocabularies = 1 + len(Columns.grouped(model)) + sum(f.kind == "categorical" for f in model.features)
         vocabularies, pending = n_vocabularies * max_categories, model.quality.max_pending
         terms = {
             "windows": size * (row + ids),
             "references": reference * (row + ids),
-            "fitted": reference * sum(_feature_bytes(f) for f in model.features if f.kind != "categorical"),
+            "fitted": reference
+            * (1 + len(model.slices.attributes))  # each slice attribute's groups are fitted on their reference rows
+            * sum(_feature_bytes(f) for f in model.features if f.kind != "categorical"),
             "pending": pending * (PENDING_ENTRY_BYTES + key + value),
             "vocabularies": vocabularies * (VOCABULARY_ENTRY_BYTES + value),
-            "models": MODEL_BYTES + SERIES_BYTES * (len(tested) + model.bias.max_groups * len(model.bias.attributes)),
+            "models": MODEL_BYTES + SERIES_BYTES * (len(tested) + model.bias.max_groups * len(model.bias.attributes))
+            + SERIES_BYTES * (model.slices.max_groups + 1) * len(model.slices.attributes),
         }
         for name, term in terms.items():
             totals[name] += count * term
@@ -172,7 +176,7 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
 def row_bytes(model: ModelConfig) -> int:
     """The bytes of one window (or reference) row of ``model``: its numpy columns, ids as references."""
     fixed = 8 * 7 + 2 + 8 * IDS_PER_CALL  # time, latency, label, rating, judge score, prediction, score; two flags
-    fixed += 8 * model.quality.json_response + 4 * len(model.bias.attributes) + 8 * (model.bias.outcome is not None)
+    fixed += 8 * model.quality.json_response + 4 * len(Columns.grouped(model)) + 8 * (model.bias.outcome is not None)
     return fixed + sum(_feature_bytes(feature) for feature in model.features)
 
 

@@ -89,9 +89,9 @@ class ModelState:
             if feature.kind == "categorical"
         }
         self.columns = Columns(model)
-        #: Predictions and labels (as codes unless numeric), and each bias attribute's groups.
+        #: Predictions and labels (as codes unless numeric), and each bias or slice attribute's groups.
         self.categories = {PREDICTION: Vocabulary(config.limits.max_categories)}
-        for attribute in model.bias.attributes:
+        for attribute in Columns.grouped(model):
             self.categories[attribute] = Vocabulary(config.limits.max_categories)
         self.window = Window(config.windows.size, self.columns.layout)
         self._reference_events = reference_events
@@ -163,7 +163,7 @@ class ModelState:
         return batch
 
     def _quality_columns(self, inference: list[Event], read: dict[str, list]) -> dict[str, np.ndarray]:
-        """Prediction, score and finish reason of each call, its JSON validity and bias groups if asked for."""
+        """Prediction, score and finish reason of each call, its JSON validity and bias or slice groups if asked for."""
         model = self.model
         n = len(inference)
         predictions = field_values(inference, "prediction")
@@ -177,7 +177,7 @@ class ModelState:
         }
         if model.quality.json_response:
             columns[JSON_VALID] = np.array([_json_valid(response) for response in _field(inference, "response")])
-        for attribute in model.bias.attributes:
+        for attribute in Columns.grouped(model):
             groups = _values(inference, attribute, read)
             columns[Columns.group(attribute)] = self.categories[attribute].encode(
                 [value if type(value) is str else _as_category(value) for value in groups]
@@ -228,7 +228,7 @@ class ModelState:
     def _coded_columns(self) -> dict[str, Vocabulary]:
         """The columns that hold codes, each with the vocabulary that gave them."""
         coded = {Columns.feature(name): vocabulary for name, vocabulary in self.vocabularies.items()}
-        coded.update((Columns.group(attribute), self.categories[attribute]) for attribute in self.model.bias.attributes)
+        coded.update((Columns.group(name), self.categories[name]) for name in Columns.grouped(self.model))
         if not self.model.quality.numeric:
             coded[PREDICTION] = self.categories[PREDICTION]
         return coded

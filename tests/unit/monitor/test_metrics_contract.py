@@ -28,6 +28,7 @@ CONFIG = {
             "features": [{"name": "x", "kind": "numeric"}],
             "quality": {"positive": "yes"},
             "bias": {"attributes": ["segment.region"], "outcome": {"positive": "yes"}, "min_group_size": 1},
+            "slices": {"attributes": ["segment.region"], "min_group_size": 1},
         }
     ],
     "alerts": {

@@ -1,0 +1,223 @@
+"""Slices wired into the daemon: events in, ``/metrics`` out, each group's figures against oracles.
+
+A group's drift share must be what the model's own drift suite says when it sees only that group's calls (a
+pipeline fed those calls alone, warm-up and window sized to hold exactly the group's share), its p-values
+scipy's on the group's values, its realized accuracy scikit-learn's on its labelled calls. The expected
+figures come from the generated calls, never from the daemon's columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from scipy.stats import ks_2samp
+from sklearn.metrics import accuracy_score
+
+from monitor.config import ConfigError, parse_config
+from monitor.evaluate.slices import OTHER, Groups
+from monitor.export.collectors import build_registry, exposition
+from monitor.ingest import Record
+from monitor.pipeline import Pipeline
+
+T0 = 1_790_000_000  # epoch seconds of the first call
+WARMUP, WINDOW = 3_000, 2_000
+LOCALES = {"de": 0.5, "en": 0.3, "fr": 0.2}
+TOPICS = ("billing", "login", "other")
+
+
+def _model(**fields: object) -> dict:
+    return {
+        "name": "m",
+        "reference": {"warmup": WARMUP},
+        "features": [
+            {"name": "x", "kind": "numeric", "method": "ks"},
+            {"name": "topic", "kind": "categorical"},
+        ],
+        "quality": {"positive": "approve"},
+        **fields,
+    }
+
+
+def _config(size: int, min_samples: int, **fields: object) -> dict:
+    return {"windows": {"size": size, "min_samples": min_samples}, "models": [_model(**fields)]}
+
+
+def _calls(seed: int) -> list[dict]:
+    """Calls of three locales; after the warm-up, fr's x shifts and its topics change, de and en stay."""
+    rng = np.random.default_rng(seed)
+    calls = []
+    for i in range(WARMUP + WINDOW):
+        locale = str(rng.choice(list(LOCALES), p=list(LOCALES.values())))
+        drifted = i >= WARMUP and locale == "fr"
+        prediction = str(rng.choice(["approve", "deny"]))
+        right = rng.random() < {"de": 0.9, "en": 0.75, "fr": 0.6}[locale]
+        calls.append(
+            {
+                "i": i,
+                "locale": locale,
+                "x": float(rng.normal(1.0 if locale == "en" else 0.0) + (0.4 if drifted else 0.0)),
+                "topic": str(rng.choice(TOPICS, p=[0.2, 0.3, 0.5] if drifted else [0.4, 0.3, 0.3])),
+                "prediction": prediction,
+                "label": (prediction if right else ("deny" if prediction == "approve" else "approve"))
+                if rng.random() < 0.4
+                else None,
+            }
+        )
+    return calls
+
+
+def _events(calls: list[dict]) -> list[dict]:
+    """Each call, with its label right after it (feedback joins its call in the window)."""
+    events = []
+    for call in calls:
+        timestamp = T0 + call["i"]
+        events.append(
+            {
+                "request_id": f"r{call['i']}",
+                "timestamp": timestamp,
+                "model": "m",
+                "latency_ms": 100.0,
+                "prediction": call["prediction"],
+                "features": {"x": call["x"], "topic": call["topic"]},
+                "segment": {"locale": call["locale"]},
+            }
+        )
+        if call["label"] is not None:
+            events.append(
+                {"type": "feedback", "request_id": f"r{call['i']}", "timestamp": timestamp, "model": "m",
+                 "label": call["label"]}  # fmt: skip
+            )
+    return events
+
+
+def _fed(config: dict, events: list[dict]) -> Pipeline:
+    pipeline = Pipeline(parse_config(config))
+    records = [Record(json.dumps(event).encode(), "llm-events", 0, n) for n, event in enumerate(events)]
+    for start in range(0, len(records), 997):
+        assert pipeline.apply(records[start : start + 997]) == []
+    pipeline.evaluate(pipeline.watermark_ms)
+    return pipeline
+
+
+def _samples(pipeline: Pipeline, name: str) -> dict[tuple[str, ...], float]:
+    """The samples of ``name``, by their label values other than model and slice."""
+    found = {}
+    for family in text_string_to_metric_families(exposition(build_registry(pipeline)).decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                labels = {key: value for key, value in sample.labels.items() if key not in ("model", "slice")}
+                found[tuple(labels[key] for key in sorted(labels))] = sample.value
+    return found
+
+
+@pytest.fixture(scope="module")
+def sliced():
+    calls = _calls(seed=11)
+    config = _config(WINDOW, 50, slices={"attributes": ["segment.locale"], "min_group_size": 50})
+    return calls, _fed(config, _events(calls))
+
+
+def test_a_groups_drift_is_the_models_drift_suite_run_on_the_groups_calls_alone(sliced):
+    calls, pipeline = sliced
+    slices = pipeline.evaluations["m"].slices["segment.locale"]
+    exported = _samples(pipeline, "driftwarden_slice_drift_share")
+    assert set(slices) == set(LOCALES)  # every locale is large in the reference: no pool
+    for locale in LOCALES:
+        mine = [call for call in calls if call["locale"] == locale]
+        n_reference = sum(call["i"] < WARMUP for call in mine)
+        alone = _fed(_config(len(mine) - n_reference, 50, reference={"warmup": n_reference}), _events(mine))
+        expected = alone.evaluations["m"].drift
+        got = slices[locale].drift
+        assert got.features == expected.features, locale  # every statistic, p-value, threshold and verdict
+        assert (got.n_window, got.n_reference) == (expected.n_window, expected.n_reference) == (
+            len(mine) - n_reference, n_reference
+        )
+        assert exported[(locale,)] == expected.drift_share == _samples(alone, "driftwarden_drift_share")[()]
+    assert slices["fr"].drift.drifted == ["x", "topic"]
+    assert slices["de"].drift.drifted == slices["en"].drift.drifted == []
+
+
+def test_a_groups_p_values_are_scipys_on_the_groups_values_and_its_accuracy_scikit_learns(sliced):
+    calls, pipeline = sliced
+    slices = pipeline.evaluations["m"].slices["segment.locale"]
+    quality = _samples(pipeline, "driftwarden_slice_quality")  # by (group, metric)
+    for locale in LOCALES:
+        reference = [call["x"] for call in calls[:WARMUP] if call["locale"] == locale]
+        window = [call for call in calls[WARMUP:] if call["locale"] == locale]
+        result = slices[locale].drift.features["x"]
+        assert math.isclose(
+            result.p_value, ks_2samp(reference, [call["x"] for call in window], method="asymp").pvalue, rel_tol=1e-9
+        )
+        labelled = [call for call in window if call["label"] is not None]
+        expected = accuracy_score([call["label"] for call in labelled], [call["prediction"] for call in labelled])
+        assert math.isclose(quality[locale, "accuracy"], expected, rel_tol=1e-12)
+        assert math.isclose(quality[locale, "label_coverage"], len(labelled) / len(window), rel_tol=1e-12)
+        assert _samples(pipeline, "driftwarden_slice_events")[(locale,)] == len(window)
+
+
+def test_groups_are_capped_as_bias_groups_are_and_the_series_stay_within_the_stated_bound():
+    rng = np.random.default_rng(5)
+    sizes = {f"loc{k:02d}": 10 * (30 - k) for k in range(30)}  # loc00: 300 calls ... loc29: 10 calls
+    locales = [name for name, size in sizes.items() for _ in range(size)]
+    warmup = len(locales)
+    order = rng.permutation(warmup)
+    calls = [
+        {"i": i, "locale": locales[order[i]], "x": float(rng.normal()), "topic": "login", "prediction": "approve",
+         "label": "approve"}
+        for i in range(warmup)
+    ] + [  # the window: the warm-up's locales again, and one the reference never saw
+        {"i": warmup + i, "locale": "new" if i % 10 == 0 else locales[order[i]], "x": float(rng.normal()),
+         "topic": "login", "prediction": "approve", "label": "approve"}
+        for i in range(WINDOW)
+    ]  # fmt: skip
+    slices = {"attributes": ["segment.locale", "segment.tier"], "max_groups": 5, "min_group_size": 20}
+    pipeline = _fed(_config(WINDOW, 50, reference={"warmup": warmup}, slices=slices), _events(calls))
+
+    groups = pipeline.evaluations["m"].slices["segment.locale"]
+    assert list(groups) == ["loc00", "loc01", "loc02", "loc03", "loc04", OTHER]
+    window = [call["locale"] for call in calls[warmup:]]
+    assert groups[OTHER].n == sum(locale not in groups for locale in window)
+    assert pipeline.evaluations["m"].slices["segment.tier"] == {}  # no call has a tier: no group
+    n_series = sum(
+        len(_samples(pipeline, name))
+        for name in ("driftwarden_slice_events", "driftwarden_slice_drift_share", "driftwarden_slice_quality")
+    )
+    assert n_series <= (5 + 1) * 7 * len(slices["attributes"])
+
+
+def test_groups_split_any_window_by_the_groups_picked_on_a_sample():
+    names = [OTHER, "a", "b", "c", "d"]
+    groups = Groups.choose(np.array([1, 1, 2, 2, 3, 4, 4, 4, 0, 0, 0, -1]), names, min_group_size=2, max_groups=2)
+    assert groups.names == ("d", "a", OTHER)  # the largest two (a and b tie: by name); OTHER's code is pooled
+    codes = np.array([5, 2, -1, 4, 1, 3, 0, 4])  # code 5 came after the choice
+    split = {name: rows.rows.tolist() for name, rows in groups.split({"t": np.arange(8)}, codes)}
+    assert split == {"d": [3, 7], "a": [4], OTHER: [0, 1, 5, 6]}  # row 2 has no value
+
+
+def test_slices_survive_a_checkpoint_with_the_same_figures(sliced):
+    _, pipeline = sliced
+    restored = Pipeline(pipeline.config)
+    restored.restore(pipeline.snapshot())
+    restored.evaluate(pipeline.watermark_ms)
+    assert restored.evaluations["m"].slices == pipeline.evaluations["m"].slices
+
+
+@pytest.mark.parametrize(
+    ("slices", "message"),
+    [
+        ({"attributes": ["segment.tier", "segment.tier"]}, "slice attribute names must be unique"),
+        ({"attributes": ["tier"]}, "path 'tier' must be 'features.<key>', 'segment.<key>'"),
+        ({"attributes": [f"segment.a{k}" for k in range(11)]}, "at most 10 items"),
+        ({"max_groups": 101}, "must be <= 100"),
+        ({"min_group_size": 0}, "must be >= 1"),
+        ({"groups": 3}, "unknown key"),
+    ],
+)
+def test_a_bad_slice_setting_is_an_error_at_its_key(slices, message):
+    with pytest.raises(ConfigError, match="models.0..slices") as error:
+        parse_config({"models": [{"name": "m", "slices": slices}]})
+    assert message in str(error.value)
