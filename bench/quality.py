@@ -23,6 +23,11 @@ whole, and ``QualitySuite.evaluate`` on a view taken beforehand, with its parts.
 same rows: fairlearn's ``MetricFrame`` (selection rate by group, one frame per attribute) and a
 ``np.bincount`` per attribute on the group codes (the floor for selection rates).
 
+(c) One evaluation of a ``--window``-event window of a model with 5 features (3 numeric, 2 categorical) and
+5 slice attributes of 20 groups, against the same model without slices: ``Pipeline.evaluate`` whole, and
+``SliceSuite.score`` with the part that cuts the window into groups (the rest is the groups' own drift tests
+and quality figures). Target: the whole tick under 100 ms.
+
 Run: ``python bench/quality.py [--calls 200000] [--window 100000] [--repeat 3]``; ``--quick`` runs
 everything small, to check that it runs.
 """
@@ -453,6 +458,119 @@ def bench_evaluation(window_size: int, warmup: int, repeat: int) -> None:
         print(f"target: {name} under {EVALUATION_TARGET_S * 1000:.0f} ms: {verdict} ({seconds[name] * 1000:.1f} ms)")
 
 
+# --- (c) slices ---------------------------------------------------------------------------------------------------
+
+N_SLICES, SLICE_TARGET_S = 5, 0.100
+#: A small tabular model's features: three numbers and two categories.
+SLICE_FEATURES = [
+    *({"name": name, "kind": "numeric"} for name in ("amount", "age_days", "items")),
+    *({"name": name, "kind": "categorical"} for name in ("channel", "country")),
+]
+
+
+def slicing_pipeline(window_size: int, warmup: int, sliced: bool, seed: int = 3) -> Pipeline:
+    """A pipeline whose window holds ``window_size`` calls with 5 features and, if ``sliced``, 5 slice attributes
+    of 20 groups each (30% of the calls labelled), its warm-up reference complete."""
+    model = {
+        "name": "classifier",
+        "reference": {"warmup": warmup},
+        "features": SLICE_FEATURES,
+        "quality": {"positive": "approve"},
+    }
+    if sliced:
+        model["slices"] = {"attributes": [f"segment.s{j}" for j in range(N_SLICES)]}
+    pipeline = Pipeline(parse_config({"windows": {"size": window_size, "min_samples": 200}, "models": [model]}))
+    rng = np.random.default_rng(seed)
+    n = warmup + window_size
+    numbers, categories = rng.normal(size=(n, 3)), rng.integers(0, 8, size=(n, 2))
+    groups = rng.integers(0, N_GROUPS, size=(n, N_SLICES))
+    labelled = rng.random(n) < LABELLED
+    events = []
+    for i in range(n):
+        prediction = "approve" if i % 3 else "deny"
+        call = Event(
+            type="inference",
+            request_id=f"req-{i:09d}",
+            timestamp_ms=T0_MS + i * CALL_EVERY_MS,
+            model="classifier",
+            latency_ms=80.0 + i % 400,
+            prediction=prediction,
+            features={
+                "amount": float(numbers[i, 0]),
+                "age_days": float(numbers[i, 1]),
+                "items": float(numbers[i, 2]),
+                "channel": f"c{categories[i, 0]}",
+                "country": f"k{categories[i, 1]}",
+            },
+            segment={f"s{j}": f"group-{groups[i, j]:02d}" for j in range(N_SLICES)},
+        )
+        events.append(call)
+        if labelled[i]:
+            label = prediction if i % 4 else ("deny" if prediction == "approve" else "approve")
+            events.append(Event(type="feedback", request_id=call.request_id, timestamp_ms=call.timestamp_ms,
+                                model="classifier", label=label))  # fmt: skip
+    for start in range(0, len(events), BATCH):
+        pipeline.ingest(events[start : start + BATCH])
+    return pipeline
+
+
+def bench_slices(window_size: int, warmup: int, repeat: int) -> None:
+    plain, sliced = (slicing_pipeline(window_size, warmup, sliced) for sliced in (False, True))
+    now_ms = sliced.watermark_ms
+    first = {}
+    for name, pipeline in (("without", plain), ("with", sliced)):
+        start = time.perf_counter()
+        pipeline.evaluate(now_ms)  # fits the drift suites: the model's, and one per group
+        first[name] = time.perf_counter() - start
+    state = sliced.states["classifier"]
+    suite = sliced._slice_suites["classifier"]
+    view = state.window.view(now_ms)
+    classes = list(state.categories["prediction"].values)
+    read = [column for column in view if column.startswith("feature.")] + ["timestamp_ms", "prediction", "label"]
+
+    def cut() -> None:  # what slicing adds besides the groups' own tests: the window cut into groups
+        for attribute, groups in suite.groups.items():
+            for _, rows in groups.split(view, view[f"group.{attribute}"]):
+                for column in read:
+                    rows[column]
+
+    whole, scored, cutting = (
+        "Pipeline.evaluate, 5 slice attributes of 20 groups (whole tick)",
+        "  of which SliceSuite.score",
+        "    of which the window cut into groups (split, columns taken)",
+    )
+    runs = {
+        "Pipeline.evaluate, no slices (whole tick)": lambda: plain.evaluate(now_ms),
+        whole: lambda: sliced.evaluate(now_ms),
+        scored: lambda: suite.score(view, now_ms, classes),
+        cutting: cut,
+    }
+    seconds = best_seconds(runs, repeat)
+    evaluation = sliced.evaluations["classifier"]
+    assert evaluation.slices is not None
+    n_groups = sum(len(groups) for groups in evaluation.slices.values())
+    n_tests = sum(
+        len(group.drift.features) for groups in evaluation.slices.values() for group in groups.values() if group.drift
+    )
+    print(
+        f"\n## (c) slices\n\n{len(view['timestamp_ms']):,}-event window, {len(SLICE_FEATURES)} features (3 numeric, "
+        f"2 categorical), {N_SLICES} slice attributes: {n_groups} groups, {n_tests} drift tests on them, reference "
+        f"of {warmup:,} calls ({warmup // N_GROUPS:,} per group), {LABELLED:.0%} labelled, best of {repeat}, one core\n"
+    )
+    print("| path | seconds |")
+    print("| --- | ---: |")
+    for name, value in seconds.items():
+        print(f"| {name} | {value:.4f} |")
+    tests_ms = (seconds[scored] - seconds[cutting]) * 1000  # the groups' drift tests and quality figures
+    print(f"\nfirst tick, fitting the drift suites: {first['without']:.4f} s without slices, "
+          f"{first['with']:.4f} s with")  # fmt: skip
+    print(f"per group: {tests_ms / n_groups:.2f} ms of drift tests and quality figures "
+          f"({tests_ms / n_tests:.2f} ms per drift test, quality included)")  # fmt: skip
+    verdict = "meets" if seconds[whole] < SLICE_TARGET_S else "MISSES"
+    print(f"target: the whole tick with slices under {SLICE_TARGET_S * 1000:.0f} ms: {verdict} "
+          f"({seconds[whole] * 1000:.1f} ms)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000, help="model calls in the join stream")
@@ -467,6 +585,7 @@ def main() -> None:
         flood = (1_000, 100_000, 100_000)
     bench_join(arguments.calls, window_size=10_000, warmup=5_000, repeat=arguments.repeat, flood=flood)
     bench_evaluation(arguments.window, warmup=5_000, repeat=arguments.repeat)
+    bench_slices(arguments.window, warmup=5_000, repeat=arguments.repeat)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,13 @@ def test_quality_benchmark_prints_its_tables():
         "FairnessStats on int codes instead of names",
         "fairlearn MetricFrame, selection rate, 10 attributes",
         "np.bincount selection rate, 10 attributes",
+        "Pipeline.evaluate, no slices (whole tick)",
+        "Pipeline.evaluate, 5 slice attributes of 20 groups (whole tick)",
+        "of which SliceSuite.score",
+        "of which the window cut into groups (split, columns taken)",
     ]
     assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in output
+    assert "target: the whole tick with slices under 100 ms" in output
     assert "target: QualitySuite.evaluate (quality part) under 50 ms" in output
     assert "per-group outcome rates identical to fairlearn's selection rates: True" in output
 
