@@ -539,7 +539,7 @@ def bench_slices(window_size: int, warmup: int, repeat: int) -> None:
         "  of which SliceSuite.score",
         "    of which the window cut into groups (split, columns taken)",
     )
-    runs = {
+    runs: dict[str, Callable[[], object]] = {
         "Pipeline.evaluate, no slices (whole tick)": lambda: plain.evaluate(now_ms),
         whole: lambda: sliced.evaluate(now_ms),
         scored: lambda: suite.score(view, now_ms, classes),
