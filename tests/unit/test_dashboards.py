@@ -130,6 +130,7 @@ def test_the_overview_shows_what_the_issue_asks():
         "driftwarden_drift_share", "driftwarden_drift_detected", "driftwarden_drift_score", "driftwarden_drift_p_value",
         "driftwarden_quality",  # quality proxies and label coverage
         "driftwarden_bias", "driftwarden_segment_outcome_ratio",  # bias per attribute and group
+        "driftwarden_slice_drift_share", "driftwarden_slice_quality",  # drift and quality per slice group
         "driftwarden_alerts_firing", "ALERTS", "driftwarden_retraining_jobs_total",
         "topic:driftwarden_consumer_lag:sum", "reason:driftwarden_events_invalid:rate5m",
     }  # fmt: skip
