@@ -35,13 +35,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.results import ModelDrift, QualityResult
-from monitor.config import ModelConfig
+from monitor.config import ModelConfig, SliceConfig
 from monitor.evaluate.drift import DriftSuite
 from monitor.evaluate.quality import QualitySuite
 from monitor.state.columns import LABEL, PREDICTION, Columns
 from monitor.state.vocabulary import OTHER
 
-__all__ = ["OTHER", "GroupSlice", "Groups", "SliceSuite", "SubWindow"]
+__all__ = ["OTHER", "SERIES_PER_GROUP", "GroupSlice", "Groups", "SliceSuite", "SubWindow", "max_series"]
+
+#: The series a slice group can have: its calls, its drift share, and at most five quality figures (label
+#: coverage with accuracy, precision, recall and F1 for a classifier, or with MAE and RMSE for a numeric model).
+SERIES_PER_GROUP = 7
+
+
+def max_series(slices: SliceConfig) -> int:
+    """The most series a model's slices can export: ``max_groups`` named groups and :data:`OTHER` per attribute.
+
+    >>> from monitor.config import SliceConfig
+    >>> max_series(SliceConfig(attributes=["segment.locale", "segment.tier"]))
+    294
+    """
+    return (slices.max_groups + 1) * SERIES_PER_GROUP * len(slices.attributes)
 
 
 class SubWindow(Mapping):

@@ -17,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import ks_2samp
 from sklearn.metrics import accuracy_score
 
+from monitor.cli import main
 from monitor.config import ConfigError, parse_config
-from monitor.evaluate.slices import OTHER, Groups
+from monitor.evaluate.slices import OTHER, Groups, max_series
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
@@ -186,7 +187,7 @@ def test_groups_are_capped_as_bias_groups_are_and_the_series_stay_within_the_sta
         len(_samples(pipeline, name))
         for name in ("driftwarden_slice_events", "driftwarden_slice_drift_share", "driftwarden_slice_quality")
     )
-    assert n_series <= (5 + 1) * 7 * len(slices["attributes"])
+    assert n_series <= (5 + 1) * 7 * len(slices["attributes"]) == max_series(pipeline.config.models[0].slices)
 
 
 def test_groups_split_any_window_by_the_groups_picked_on_a_sample():
@@ -221,3 +222,15 @@ def test_a_bad_slice_setting_is_an_error_at_its_key(slices, message):
     with pytest.raises(ConfigError, match="models.0..slices") as error:
         parse_config({"models": [{"name": "m", "slices": slices}]})
     assert message in str(error.value)
+
+
+def test_check_config_states_the_slices_and_their_series_bound(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "models:\n  - name: bot\n    features: [{name: x, kind: numeric}]\n"
+        "    slices: {attributes: [segment.locale, segment.tier], max_groups: 10}\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "    slices: segment.locale, segment.tier, at most 11 groups each (10 by name and __other__): " in out
+    assert "at most 154 series" in out  # (10 + 1) x 7 x 2
