@@ -68,6 +68,7 @@ class SubWindow(Mapping):
 
     @property
     def n_rows(self) -> int:
+        """How many rows it holds."""
         return self.end - self.start
 
     @property
@@ -169,6 +170,7 @@ class SliceSuite:
 
     @property
     def fitted(self) -> bool:
+        """Whether :meth:`fit` has picked the groups."""
         return bool(self.groups)
 
     def fit(self, reference: dict[str, np.ndarray], newest_ms: float, names: dict[str, list[str]]) -> None:

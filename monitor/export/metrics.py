@@ -130,9 +130,9 @@ STATE_RESET = MetricSpec(
     "config shapes its state differently now) or unreadable (the saved state did not fit).",
     ("model", "reason"),
     "1 for a model whose checkpointed state was not restored at this start: `config_changed` (its config now "
-    "shapes its state differently: window size, features, bias attributes, `quality.json_response`, reference, "
-    "change detector; a complete warm-up reference is kept unless its own columns, limits or config changed) or "
-    "`unreadable`",
+    "shapes its state differently: window size, features, bias or slice attributes, `quality.json_response`, "
+    "reference, change detector; a complete warm-up reference is kept unless its own columns, limits or config "
+    "changed) or `unreadable`",
 )
 REQUEST_LATENCY = MetricSpec(
     "driftwarden_request_latency_seconds", "histogram", "End-to-end latency of model calls.", ("model",)

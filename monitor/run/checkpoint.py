@@ -18,7 +18,7 @@ fingerprint of the state layout (a process's own, also of the model limit;
 a partition's, :data:`PARTITION_FINGERPRINT`, of the layout alone); when that
 changes, the daemon keeps the offsets and starts the state afresh rather than forcing old
 columns into new windows. Each model's state carries a fingerprint of its own
-shape (window, features, bias attributes, reference, ...): a config change
+shape (window, features, bias or slice attributes, reference, ...): a config change
 resets only the models it touches (:meth:`monitor.state.model.ModelStates.restore`).
 
 >>> import tempfile

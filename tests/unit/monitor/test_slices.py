@@ -234,3 +234,14 @@ def test_check_config_states_the_slices_and_their_series_bound(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "    slices: segment.locale, segment.tier, at most 11 groups each (10 by name and __other__): " in out
     assert "at most 154 series" in out  # (10 + 1) x 7 x 2
+
+
+def test_slicing_by_a_bias_attribute_keeps_the_saved_state_and_a_new_attribute_resets_it():
+    bias = {"attributes": ["segment.region"], "outcome": {"positive": "approve"}}
+
+    def fingerprint(**slices: object) -> str:
+        config = parse_config({"models": [{"name": "m", "bias": bias, **({"slices": slices} if slices else {})}]})
+        return Pipeline(config).states.state_for("m", 1).fingerprint
+
+    assert fingerprint(attributes=["segment.region"]) == fingerprint()  # the bias column serves both
+    assert fingerprint(attributes=["segment.tier"]) != fingerprint()  # a column more: restored afresh
