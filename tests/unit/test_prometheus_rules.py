@@ -120,6 +120,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
                         "outcome": {"field": "prediction", "positive": "approve"},
                         "min_group_size": 10,
                     },
+                    "slices": {"attributes": ["segment.region"], "min_group_size": 10},
                 }
             ],
             "alerts": {
@@ -156,6 +157,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     assert {"accuracy", "estimated_accuracy"} <= series["driftwarden_quality"]["metric"]
     assert "disparate_impact_ratio" in series["driftwarden_bias"]["metric"]
     assert series["driftwarden_drift_share"]["model"] == {"loans"}
+    assert series["driftwarden_slice_drift_share"]["model"] == {"loans"}
     assert {"input_tokens", "locale", "response.is_refusal"} <= series["driftwarden_drift_detected"]["feature"]
     assert series["driftwarden_alerts_firing"]["alertname"] == {"DataDrift"}
     assert series["driftwarden_retraining_jobs_total"]["model"] == {"loans"}
