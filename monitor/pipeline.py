@@ -333,6 +333,11 @@ class Pipeline:
                 state.name: {name: list(vocabulary.values) for name, vocabulary in state.categories.items()}
                 for state in states
             }
+            cohorts = {  # the calls of the last quality.cohort whose labels arrived, wherever their call now is
+                state.name: state.labels.cohort(now_ms, state.model.quality.cohort_ms)
+                for state in states
+                if state.labels is not None
+            }
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])
@@ -346,7 +351,7 @@ class Pipeline:
                     if suite.fitted:
                         drift = suite.score(view, now_ms)
                     quality = self._quality_suite(name).evaluate(
-                        view, labelled.get(name), categories[name].pop(PREDICTION), categories[name]
+                        view, labelled.get(name), categories[name].pop(PREDICTION), categories[name], cohorts.get(name)
                     )
             except Exception:  # a bug for one model's data must not stop the others, nor the daemon
                 log.exception("evaluating %r failed; its previous evaluation stands", name)

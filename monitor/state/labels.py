@@ -36,6 +36,7 @@ live call's is a false join: with 64-bit hashes, about ``n**2 / 2**65`` for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,14 @@ from monitor.state.feedback import MAX_KEY_CHARS
 from monitor.state.vocabulary import MISSING
 from monitor.state.windows import Window
 
-__all__ = ["BYTES_PER_CALL", "BYTES_PER_GROUP", "LabelStore", "key_hashes"]
+__all__ = [
+    "BYTES_PER_CALL",
+    "BYTES_PER_GROUP",
+    "COHORT_BYTES_PER_CALL",
+    "INDEX_BYTES_PER_CALL",
+    "LabelStore",
+    "key_hashes",
+]
 
 #: Bytes the store keeps per call without bias attributes (the columns and 4 int32 index slots).
 BYTES_PER_CALL = 61
@@ -53,6 +61,11 @@ BYTES_PER_CALL = 61
 BYTES_PER_GROUP = 4
 #: Index slots per call: with at most 2 live keys and ``capacity`` more since the last rebuild, 3/4 full at most.
 SLOTS_PER_CALL = 4
+#: Bytes of :data:`BYTES_PER_CALL` that are the index (int32 slots), which a checkpoint does not save.
+INDEX_BYTES_PER_CALL = 4 * SLOTS_PER_CALL
+#: What :meth:`LabelStore.cohort` allocates per call held at most, besides a group code per bias attribute: five
+#: boolean masks, and the copies of a labelled call's columns (score and outcome twice, as stored and as float64).
+COHORT_BYTES_PER_CALL = 5 + 8 + 8 + (4 + 8) + 8 + (1 + 8)
 _EMPTY = -1
 _KEYS = ("key.request", "key.response")
 _SEED, _PRIME = np.uint64(0x9E3779B97F4A7C15), np.uint64(0x100000001B3)
@@ -94,16 +107,17 @@ class LabelStore:
         return self._table.nbytes + sum(data.nbytes for data in self._ring.snapshot()["columns"].values())
 
     def append(self, batch: dict[str, np.ndarray]) -> None:
-        """Keep a batch of calls as the window has them (their ids as join keys); the oldest are overwritten."""
+        """Keep a batch of calls as the window has them (their ids as join keys, their labels if any); the oldest
+        are overwritten."""
         n = len(batch[TIMESTAMP_MS])
-        outcome = batch.get(OUTCOME)
+        outcome, label = batch.get(OUTCOME), batch.get(LABEL)
         columns = {
             TIMESTAMP_MS: batch[TIMESTAMP_MS],
             _KEYS[0]: key_hashes(batch[REQUEST_ID].tolist()),
             _KEYS[1]: key_hashes(batch[RESPONSE_ID].tolist()),
             PREDICTION: batch[PREDICTION],
             SCORE: batch[SCORE],
-            LABEL: np.full(n, np.nan),
+            LABEL: np.full(n, np.nan) if label is None else label,
             OUTCOME: np.full(n, -1, np.int8) if outcome is None else np.where(np.isnan(outcome), -1, outcome),
             **{name: batch[name] for name in self.group_columns},
         }
@@ -211,7 +225,7 @@ class LabelStore:
             slots, positions = (slots[waiting] + 1) % size, positions[waiting]
 
 
-def key_hashes(keys: list[str | None]) -> np.ndarray:
+def key_hashes(keys: Sequence[str | None]) -> np.ndarray:
     """A 64-bit hash of each join key (at most :data:`~monitor.state.feedback.MAX_KEY_CHARS` ASCII characters),
     0 for None or an empty key; computed on the keys' bytes in numpy, the same in every process.
 

@@ -318,9 +318,12 @@ class ModelState:
         for name, values in snapshot["categories"].items():
             self.categories[name].restore(values)
         self.join.restore(snapshot["join"], self.window)
-        saved_labels = snapshot.get("labels")  # absent from checkpoints older than the label store
-        if self.labels is not None and saved_labels is not None:
-            self.labels.restore(saved_labels)
+        if self.labels is not None:
+            saved_labels = snapshot.get("labels")
+            if saved_labels is not None:
+                self.labels.restore(saved_labels)
+            else:  # a checkpoint older than the label store: it starts with the calls the window holds
+                self.labels.append(self.window.view())
         if self._reference_events is None:
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
