@@ -30,6 +30,7 @@ from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError
 from monitor.run.replay import replay
 from monitor.run.store import open_store
+from monitor.state.labels import store_policy
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
 
@@ -167,6 +168,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
         print(f"  model {model.name!r}: features {features}; reference: {source}")
         if model.features:
             print(f"    drift: {false_alarm_policy(model.drift, windows)}")
+        print(f"    labels: {store_policy(model)}")
     sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
     for rule in config.alerts.rules:
         wait = f" for {rule.for_ms} ms" if rule.for_ms else ""

@@ -10,8 +10,9 @@ label once it joins. The columns are a :class:`~monitor.state.windows.Window`
 key's hash to its call's ring position (int32, linear probing, 4 slots per
 call). A slot is never emptied as its call is overwritten: a look-up checks
 the keys at the position it finds, and the table is rebuilt from the ring
-after every ``capacity`` keys inserted, so that it stays at most three
-quarters full (two keys per call at worst).
+(keys sorted by home slot, placed in one pass) before it is more than three
+quarters full: after ``capacity`` calls with one id each, ``capacity / 2``
+with two.
 
 Memory, per model: ``capacity x (61 + 4 x bias attributes)`` bytes
 (:data:`BYTES_PER_CALL`, :data:`BYTES_PER_GROUP`): two key hashes (16), event
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.config import ModelConfig
 from monitor.state.columns import LABEL, OUTCOME, PREDICTION, REQUEST_ID, RESPONSE_ID, SCORE, TIMESTAMP_MS, Column
 from monitor.state.feedback import MAX_KEY_CHARS
 from monitor.state.vocabulary import MISSING
@@ -53,13 +55,14 @@ __all__ = [
     "INDEX_BYTES_PER_CALL",
     "LabelStore",
     "key_hashes",
+    "store_policy",
 ]
 
 #: Bytes the store keeps per call without bias attributes (the columns and 4 int32 index slots).
 BYTES_PER_CALL = 61
 #: Bytes more per call per bias attribute (its group code).
 BYTES_PER_GROUP = 4
-#: Index slots per call: with at most 2 live keys and ``capacity`` more since the last rebuild, 3/4 full at most.
+#: Index slots per call: at most 2 keys live, and the table rebuilt before it is more than 3/4 full.
 SLOTS_PER_CALL = 4
 #: Bytes of :data:`BYTES_PER_CALL` that are the index (int32 slots), which a checkpoint does not save.
 INDEX_BYTES_PER_CALL = 4 * SLOTS_PER_CALL
@@ -96,7 +99,7 @@ class LabelStore:
         }
         self._ring = Window(capacity, self.columns)
         self._table = np.full(SLOTS_PER_CALL * capacity, _EMPTY, dtype=np.int32)
-        self._n_inserted = 0  # keys inserted since the table was last rebuilt
+        self._n_occupied = 0  # slots not empty (live keys and stale ones)
 
     def __len__(self) -> int:
         return len(self._ring)
@@ -125,7 +128,7 @@ class LabelStore:
         self._ring.append(columns)
         kept = min(n, self.capacity)  # of a batch longer than the ring, only its tail is kept
         positions = (first_row + n - kept + np.arange(kept)) % self.capacity
-        if self._n_inserted + 2 * kept > self.capacity:
+        if 4 * (self._n_occupied + 2 * kept) > 3 * len(self._table):
             self._rebuild()
         else:
             for name in _KEYS:
@@ -199,20 +202,31 @@ class LabelStore:
         return newest - (newest - positions) % self.capacity
 
     def _rebuild(self) -> None:
-        """The index afresh from the keys the ring holds."""
-        self._table.fill(_EMPTY)
-        data = self._ring.snapshot()["columns"]
-        positions = np.arange(len(self._ring))
-        for name in _KEYS:
-            self._insert(data[name][: len(positions)], positions)
-        self._n_inserted = 0
+        """The index afresh from the keys the ring holds: sorted by home slot, each key takes the first free slot
+        from its home on, ``max(home, previous slot + 1)``, all at once; the few that run past the end wrap."""
+        table, size = self._table, len(self._table)
+        table.fill(_EMPTY)
+        data, n_held = self._ring.snapshot()["columns"], len(self._ring)
+        hashes = np.concatenate([data[name][:n_held] for name in _KEYS])
+        positions = np.tile(np.arange(n_held, dtype=np.int32), len(_KEYS))
+        given = hashes != 0
+        hashes, positions = hashes[given], positions[given]
+        homes = (hashes % np.uint64(size)).astype(np.int64)
+        order = np.argsort(homes)
+        ranks = np.arange(len(order))
+        slots = np.maximum.accumulate(homes[order] - ranks) + ranks
+        fits = slots < size
+        table[slots[fits]] = positions[order[fits]]
+        self._n_occupied = int(np.count_nonzero(fits))
+        wrapped = order[~fits]
+        self._insert(hashes[wrapped], positions[wrapped])
 
     def _insert(self, hashes: np.ndarray, positions: np.ndarray) -> None:
         """Index positions by key hash (0: no key), all at once: each round, every key whose slot is free and
         first in the round takes it; the others probe the next slot."""
         given = hashes != 0
         hashes, positions = hashes[given], positions[given].astype(np.int32)
-        self._n_inserted += len(hashes)
+        self._n_occupied += len(hashes)
         table, size = self._table, len(self._table)
         slots = (hashes % np.uint64(size)).astype(np.int64)
         while slots.size:
@@ -223,6 +237,27 @@ class LabelStore:
             waiting = np.ones(len(slots), dtype=bool)
             waiting[placed] = False
             slots, positions = (slots[waiting] + 1) % size, positions[waiting]
+
+
+def store_policy(model: ModelConfig) -> str:
+    """What ``check-config`` says of a model's label store: the calls it keeps, their memory by the formula,
+    and the labelled cohort.
+
+    >>> from monitor.config import parse_config
+    >>> print(store_policy(parse_config({"models": [{"name": "m", "quality": {"cohort": "6h"}}]}).models[0]))
+    the last 20000 calls kept for labels up to 604800000 ms late (20000 x 61 bytes = 1.2 MiB); realized performance \
+on those of the last 21600000 ms whose labels arrived
+    """
+    quality = model.quality
+    n = quality.max_labelled_calls
+    if n == 0:
+        return "no label store: labels join only calls still in the window"
+    per_call = BYTES_PER_CALL + BYTES_PER_GROUP * len(model.bias.attributes)
+    return (
+        f"the last {n} calls kept for labels up to {quality.label_ttl_ms} ms late ({n} x {per_call} bytes = "
+        f"{n * per_call / 2**20:.1f} MiB); realized performance on those of the last {quality.cohort_ms} ms whose "
+        "labels arrived"
+    )
 
 
 def key_hashes(keys: Sequence[str | None]) -> np.ndarray:
