@@ -119,6 +119,7 @@ class FeedbackJoin:
         self._by_time: list[tuple[float, int, str]] = []  # (event time, sequence, id); stale entries skipped
         self._sequence = 0
         self._delays: list[float] = []  # observed once per batch
+        self._labelled: list[tuple[int, float]] = []  # (label store row, label), written once per batch
         self.n_joined = 0
         self.n_expired = 0
         self.n_dropped = 0
@@ -159,18 +160,16 @@ class FeedbackJoin:
                     if key is not None:
                         self._reference_rows[key] = row
         if self._pending:
-            pending = self._pending
-            keys = [key for key in dict.fromkeys(request_ids + response_ids) if key is not None and key in pending]
-            waiting = [pending.pop(key) for key in keys]
-            stored = self._stored(keys, [entry.timestamp_ms for entry in waiting])
-            for key, entry, row in zip(keys, waiting, stored):
-                self._join(key, entry, window, reference, row)
+            for key in request_ids + response_ids:
+                waiting = self._pending.pop(key, None) if key is not None else None
+                if waiting is not None:
+                    self._join(key, waiting, window, reference)
             self._observe_delays()
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
         """Join each feedback event to its row, or keep it waiting."""
         pending = self._pending
-        stored = self._stored([key for key, _, _ in feedback], [timestamp_ms for _, timestamp_ms, _ in feedback])
+        stored = self._stored(feedback)
         for (key, timestamp_ms, values), row in zip(feedback, stored):
             if key in self._rows or key in self._reference_rows or row >= 0:
                 self._join(key, _Waiting(timestamp_ms, values, 1, -1), window, reference, row)
@@ -212,11 +211,17 @@ class FeedbackJoin:
         _, _, key = heapq.heappop(self._by_time)
         return self._pending.pop(key)
 
-    def _stored(self, keys: list[str], feedback_ms: list[float]) -> list[int]:
-        """The label store's row of each key's call (-1 where it holds none; all -1 without a store)."""
-        if self.labels is None or not keys:
-            return [-1] * len(keys)
-        return self.labels.find(keys, np.array(feedback_ms, dtype=np.float64)).tolist()
+    def _stored(self, feedback: list[Feedback]) -> list[int]:
+        """The label store's row of the call of each feedback event whose call has left the window (-1 where it
+        holds none, and for the others: :meth:`_join` finds theirs from their window row)."""
+        rows = self._rows  # unindexed as the window overwrites them
+        late = [i for i, (key, _, _) in enumerate(feedback) if key not in rows]
+        stored = [-1] * len(feedback)
+        if self.labels is not None and late:
+            feedback_ms = np.array([feedback[i][1] for i in late], dtype=np.float64)
+            for i, row in zip(late, self.labels.find([feedback[i][0] for i in late], feedback_ms).tolist()):
+                stored[i] = row
+        return stored
 
     def _join(self, key: str, waiting: _Waiting, window: Window, reference: Window | None, stored: int = -1) -> None:
         """Write the feedback into its call's rows (``stored``: its row in the label store, or -1); one that came
@@ -230,6 +235,8 @@ class FeedbackJoin:
                 self.n_expired += waiting.n_events
                 return
             targets.append((window, row))
+            if self.labels is not None:  # appended with the window, batch by batch: its rows follow the window's
+                stored = self.labels.row_of(row, window)
         row = self._reference_rows.get(key)
         if row is not None and reference is not None and reference.holds(row):
             targets.append((reference, row))
@@ -243,15 +250,19 @@ class FeedbackJoin:
         values = {name: encode(value) if isinstance(value, str) else value for name, value in waiting.values.items()}
         for ring, row in targets:
             ring.write(row, values)
-        if stored >= 0 and self.labels is not None and LABEL in values:
-            self.labels.write_label(stored, values[LABEL])
+        if stored >= 0 and LABEL in values:
+            self._labelled.append((stored, values[LABEL]))
         self.n_joined += waiting.n_events
         self._delays.append(max(0.0, waiting.timestamp_ms - called_ms))
 
     def _observe_delays(self) -> None:
+        """Observe the batch's label delays, and write its labels into the label store, at once."""
         if self._delays:
             self.delay.observe(np.array(self._delays))
             self._delays = []
+        if self._labelled and self.labels is not None:
+            self.labels.write_labels(*zip(*self._labelled))
+            self._labelled = []
 
     def snapshot(self) -> dict:
         return {

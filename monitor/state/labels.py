@@ -29,7 +29,7 @@ live call's is a false join: with 64-bit hashes, about ``n**2 / 2**65`` for
 >>> rows = store.find(["b", "zz"], np.array([5_000.0, 5_000.0]))
 >>> rows.tolist()
 [1, -1]
->>> store.write_label(int(rows[0]), 2.0)
+>>> store.write_labels(rows[:1], [2.0])
 >>> cohort = store.cohort(now_ms=5_000.0, span_ms=10_000.0)
 >>> cohort["prediction"].tolist(), cohort["label"].tolist(), store.nbytes == 4 * BYTES_PER_CALL
 ([2.0], [2.0], True)
@@ -160,13 +160,24 @@ class LabelStore:
         rows[too_old] = -1
         return rows
 
+    @property
+    def n_appended(self) -> int:
+        """Calls ever appended (rows are counted from the first)."""
+        return self._ring.n_appended
+
+    def row_of(self, row: int, window: Window) -> int:
+        """The row of the call at ``row`` of ``window``, the ring appended with the same batches (-1 if the store
+        does not hold it): the two counts differ by what the store missed (its calls from before a restore)."""
+        stored = row - (window.n_appended - self._ring.n_appended)
+        return stored if self._ring.holds(stored) else -1
+
     def read_time(self, row: int) -> float:
         """The event time of a call the store holds (a row :meth:`find` gave)."""
         return float(self._ring.read(row, TIMESTAMP_MS))
 
-    def write_label(self, row: int, label: float) -> None:
-        """Set the label of a call the store holds."""
-        self._ring.write(row, {LABEL: label})
+    def write_labels(self, rows: Sequence[int], labels: Sequence[float]) -> None:
+        """Set the labels of calls the store holds (rows :meth:`find` or :meth:`row_of` gave)."""
+        self._ring.write_rows(np.asarray(rows), LABEL, labels)
 
     def cohort(self, now_ms: float, span_ms: float) -> dict[str, np.ndarray]:
         """The calls of the last ``span_ms`` of event time up to ``now_ms`` whose labels have arrived (in ring
@@ -222,20 +233,19 @@ class LabelStore:
         self._insert(hashes[wrapped], positions[wrapped])
 
     def _insert(self, hashes: np.ndarray, positions: np.ndarray) -> None:
-        """Index positions by key hash (0: no key), all at once: each round, every key whose slot is free and
-        first in the round takes it; the others probe the next slot."""
+        """Index positions by key hash (0: no key), all at once: each round, the keys whose slot is free write
+        their positions there, the one whose position stays takes it, and the others probe the next slot."""
         given = hashes != 0
         hashes, positions = hashes[given], positions[given].astype(np.int32)
         self._n_occupied += len(hashes)
         table, size = self._table, len(self._table)
         slots = (hashes % np.uint64(size)).astype(np.int64)
+        # The positions of one call are distinct: a key whose position is in its slot after the round is placed (or
+        # met a stale slot of the call its position held before: on its probe path, so found there all the same).
         while slots.size:
-            free = np.flatnonzero(table[slots] == _EMPTY)
-            _, first = np.unique(slots[free], return_index=True)
-            placed = free[first]
-            table[slots[placed]] = positions[placed]
-            waiting = np.ones(len(slots), dtype=bool)
-            waiting[placed] = False
+            free = table[slots] == _EMPTY
+            table[slots[free]] = positions[free]
+            waiting = table[slots] != positions
             slots, positions = (slots[waiting] + 1) % size, positions[waiting]
 
 
