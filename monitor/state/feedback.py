@@ -168,10 +168,14 @@ class FeedbackJoin:
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
         """Join each feedback event to its row, or keep it waiting."""
-        pending = self._pending
+        pending, reference_rows = self._pending, self._reference_rows
         stored = self._stored(feedback)
+        late = []  # calls only the label store holds
         for (key, timestamp_ms, values), row in zip(feedback, stored):
-            if key in self._rows or key in self._reference_rows or row >= 0:
+            if row >= 0 and key not in reference_rows:
+                late.append((row, timestamp_ms, values))
+                continue
+            if key in self._rows or key in reference_rows or row >= 0:
                 self._join(key, _Waiting(timestamp_ms, values, 1, -1), window, reference, row)
                 continue
             earlier = pending.get(key)
@@ -181,6 +185,8 @@ class FeedbackJoin:
             self._wait(key, _Waiting(timestamp_ms, values, 1 + (earlier.n_events if earlier else 0), -1))
             if len(pending) > self.max_pending:
                 self.n_dropped += self._pop_oldest().n_events
+        if late:
+            self._join_stored(late)
         self._observe_delays()
 
     def expire(self, now_ms: float) -> None:
@@ -254,6 +260,19 @@ class FeedbackJoin:
             self._labelled.append((stored, values[LABEL]))
         self.n_joined += waiting.n_events
         self._delays.append(max(0.0, waiting.timestamp_ms - called_ms))
+
+    def _join_stored(self, late: list[tuple[int, float, Values]]) -> None:
+        """Join feedback whose call only the label store holds (its rows there, times, values), all at once: its
+        label is written there (the store keeps no other value)."""
+        assert self.labels is not None, "only a label store finds calls that have left the window"
+        encode = self.encode_class
+        for row, _, values in late:
+            label = values.get(LABEL)
+            if label is not None:
+                self._labelled.append((row, encode(label) if isinstance(label, str) else label))
+        called_ms = self.labels.read_times(np.array([row for row, _, _ in late]))
+        self._delays.extend(np.maximum(0.0, np.array([at for _, at, _ in late]) - called_ms).tolist())
+        self.n_joined += len(late)
 
     def _observe_delays(self) -> None:
         """Observe the batch's label delays, and write its labels into the label store, at once."""

@@ -175,6 +175,10 @@ class LabelStore:
         """The event time of a call the store holds (a row :meth:`find` gave)."""
         return float(self._ring.read(row, TIMESTAMP_MS))
 
+    def read_times(self, rows: np.ndarray) -> np.ndarray:
+        """The event times of calls the store holds."""
+        return self._ring.snapshot()["columns"][TIMESTAMP_MS][rows % self.capacity]
+
     def write_labels(self, rows: Sequence[int], labels: Sequence[float]) -> None:
         """Set the labels of calls the store holds (rows :meth:`find` or :meth:`row_of` gave)."""
         self._ring.write_rows(np.asarray(rows), LABEL, labels)
@@ -184,9 +188,9 @@ class LabelStore:
         order): event time, prediction, score, label, outcome (NaN where unknown) and group codes."""
         data = self._ring.snapshot()["columns"]  # rows never written have no label: left out with the rest
         timestamp_ms = data[TIMESTAMP_MS]
-        labelled = ~np.isnan(data[LABEL]) & (timestamp_ms > now_ms - span_ms) & (timestamp_ms <= now_ms)
+        labelled = np.flatnonzero(~np.isnan(data[LABEL]) & (timestamp_ms > now_ms - span_ms) & (timestamp_ms <= now_ms))
         names = (TIMESTAMP_MS, PREDICTION, SCORE, LABEL, OUTCOME, *self.group_columns)
-        cohort = {name: data[name][labelled] for name in names}
+        cohort = {name: data[name].take(labelled) for name in names}  # one scan for the rows, then gathers
         cohort[SCORE] = cohort[SCORE].astype(np.float64)
         cohort[OUTCOME] = np.where(cohort[OUTCOME] < 0, np.nan, cohort[OUTCOME])
         return cohort
