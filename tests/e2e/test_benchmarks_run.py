@@ -91,6 +91,14 @@ def test_quality_benchmark_prints_its_tables():
         "FairnessStats on int codes instead of names",
         "fairlearn MetricFrame, selection rate, 10 attributes",
         "np.bincount selection rate, 10 attributes",
+        "bytes per stored call (measured; formula 69)",
+        "calls taken per second, once full",
+        "late labels joined per second (FeedbackJoin into the store)",
+        "cohort update (15,000 labelled calls): seconds",
+        "of which taking the cohort from the store: seconds",
+        "stored calls covered per second by a cohort update",
+        "pipeline, calls only, store on (default 20,000 calls): calls/s",
+        "pipeline, calls only, store off (default 20,000 calls): calls/s",
     ]
     assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in output
     assert "target: QualitySuite.evaluate (quality part) under 50 ms" in output
