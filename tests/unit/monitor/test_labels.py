@@ -14,9 +14,16 @@ import numpy as np
 import pytest
 from fairlearn.metrics import equalized_odds_difference
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    precision_score,
+    recall_score,
+    root_mean_squared_error,
+)
 
-from monitor.config import parse_config
+from monitor.config import ConfigError, parse_config
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
@@ -256,3 +263,32 @@ def test_the_memory_bound_counts_the_label_store_by_the_stated_formula():
                         "bias": {"attributes": ["segment.a"], "outcome": {"positive": "yes"}}}]}  # fmt: skip
     assert memory_bound(parse_config(config)).labels == 50_000 * (BYTES_PER_CALL + BYTES_PER_GROUP)
     assert memory_bound(parse_config(none)).labels == 0
+
+
+def test_a_numeric_models_cohort_has_scikit_learns_mae_and_rmse():
+    pipeline = Pipeline(parse_config({"windows": {"size": 50, "min_samples": 20},
+                                      "models": [{"name": "m", "quality": {"numeric": True}}]}))  # fmt: skip
+    rng = np.random.default_rng(5)
+    predicted, true = rng.normal(10, 2, 300), rng.normal(10, 2, 300)
+    calls = [{"request_id": f"r-{i}", "timestamp": T0 + i, "model": "m", "prediction": float(predicted[i])}
+             for i in range(300)]  # fmt: skip
+    labels = [{"type": "feedback", "request_id": f"r-{i}", "timestamp": T0 + 300, "model": "m", "label": float(true[i])}
+              for i in range(200)]  # fmt: skip: the labels of calls that have all left the 50-call window
+    _apply(pipeline, calls + labels)
+    series = _series(pipeline)
+    assert _value(series, "driftwarden_cohort_calls", model="m") == 200
+    mae = _value(series, "driftwarden_cohort_quality", model="m", metric="mae")
+    rmse = _value(series, "driftwarden_cohort_quality", model="m", metric="rmse")
+    assert mae == pytest.approx(mean_absolute_error(true[:200], predicted[:200]))
+    assert rmse == pytest.approx(root_mean_squared_error(true[:200], predicted[:200]))
+
+
+@pytest.mark.parametrize(("quality", "problem"), [
+    ({"max_labelled_calls": -1}, "models[0].quality.max_labelled_calls: must be >= 0 (got -1)"),
+    ({"max_labelled_calls": True}, "models[0].quality.max_labelled_calls: must be an integer (got True)"),
+    ({"cohort": "soon"}, "models[0].quality.cohort: must be a positive duration"),
+])  # fmt: skip
+def test_the_label_store_settings_are_validated(quality, problem):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"models": [{"name": "m", "quality": quality}]})
+    assert problem in str(raised.value)
