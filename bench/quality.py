@@ -28,8 +28,16 @@ same rows: fairlearn's ``MetricFrame`` (selection rate by group, one frame per a
 ``SliceSuite.score`` with the part that cuts the window into groups (the rest is the groups' own drift tests
 and quality figures). Target: the whole tick under 100 ms.
 
-Run: ``python bench/quality.py [--calls 200000] [--window 100000] [--repeat 3]``; ``--quick`` runs
-everything small, to check that it runs.
+(d) The label store (``monitor/state/labels.py``) holding ``--stored`` calls (1,000,000 by default) with
+two bias attributes: the bytes it holds per call (``tracemalloc``: what numpy allocated for it), the rate
+at which it takes calls once full (overwriting, its index rebuilt as it goes), the rate at which late
+labels join calls that left a 10,000-call window (``FeedbackJoin.add_feedback`` into the store, on
+pre-built tuples), and one cohort update: the labelled cohort taken from the full store (30% labelled)
+and its figures (quality, the estimate beside the truth, fairness). And the pipeline's calls-only rate
+with the store on (the default ``max_labelled_calls``) and off (0): what keeping calls costs the hot path.
+
+Run: ``python bench/quality.py [--calls 200000] [--window 100000] [--stored 1000000] [--repeat 3]``;
+``--quick`` runs everything small, to check that it runs.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
@@ -51,6 +60,7 @@ from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
 from monitor.state.columns import FEEDBACK_COLUMNS, ID_COLUMNS
 from monitor.state.feedback import FeedbackJoin
+from monitor.state.labels import LabelStore
 from monitor.state.reference import Reference
 from monitor.state.windows import Column, Window
 
@@ -571,21 +581,128 @@ def bench_slices(window_size: int, warmup: int, repeat: int) -> None:
           f"({seconds[whole] * 1000:.1f} ms)")  # fmt: skip
 
 
+# --- (d) label store -----------------------------------------------------------------------------------------------
+
+STORE_GROUPS = ("group.segment.region", "group.segment.tier")
+
+
+def store_batches(first: int, n: int) -> list[dict[str, np.ndarray]]:
+    """Calls ``first`` to ``first + n`` as the window's batches bring them to the store, in batches of BATCH."""
+    rng = np.random.default_rng(first)
+    batches = []
+    for start in range(first, first + n, BATCH):
+        size = min(BATCH, first + n - start)
+        batches.append(
+            {
+                "timestamp_ms": T0_MS + np.arange(start, start + size) * CALL_EVERY_MS,
+                "request_id": np.array([f"req-{i:09d}" for i in range(start, start + size)], dtype=object),
+                "response_id": np.array([f"resp-{i:09d}" for i in range(start, start + size)], dtype=object),
+                "prediction": rng.integers(1, 3, size).astype(np.float64),
+                "score": rng.uniform(0.5, 1.0, size),
+                "outcome": rng.integers(0, 2, size).astype(np.float64),
+                **{name: rng.integers(0, 4, size).astype(np.int32) for name in STORE_GROUPS},
+            }
+        )
+    return batches
+
+
+def bench_label_store(n_stored: int, n_calls: int, repeat: int) -> None:
+    config = join_config(window=10_000, warmup=5_000)
+    config["models"][0]["quality"]["max_labelled_calls"] = n_stored
+    model = parse_config(config).models[0]
+    ttl_ms = model.quality.label_ttl_ms
+    gc_free = tracemalloc_bytes(lambda: LabelStore(n_stored, ttl_ms, STORE_GROUPS))
+    store = LabelStore(n_stored, ttl_ms, STORE_GROUPS)
+    for batch in store_batches(0, n_stored):
+        store.append(batch)
+    more = store_batches(n_stored, n_stored // 5)  # once full: each call overwrites the oldest
+    start = time.perf_counter()
+    for batch in more:
+        store.append(batch)
+    append_rate = n_stored // 5 / (time.perf_counter() - start)
+    n_held = n_stored + n_stored // 5
+
+    # Late labels for 30% of the calls held, none of them in the window any more, in random order.
+    rng = np.random.default_rng(3)
+    late = rng.choice(np.arange(n_held - n_stored, n_held - 10_000), size=int(0.3 * n_stored), replace=False)
+    codes = rng.integers(1, 3, len(late)).astype(float)
+    labels = [(f"req-{i:09d}", T0_MS + (n_held + 1) * CALL_EVERY_MS, {"label": code}) for i, code in zip(late, codes)]
+    window = Window(10_000, {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS,
+                             **{name: Column(object, missing=None) for name in ID_COLUMNS}})  # fmt: skip
+    join = FeedbackJoin(ttl_ms, max_pending=1_000, reference_size=0, labels=store)
+    start = time.perf_counter()
+    for first in range(0, len(labels), BATCH):
+        join.add_feedback(labels[first : first + BATCH], window)
+    join_rate = len(labels) / (time.perf_counter() - start)
+    assert join.n_joined == len(labels) and join.n_pending == 0, (join.n_joined, join.n_pending)
+
+    suite = QualitySuite(model, min_samples=200)
+    classes, groups = ["__other__", "approve", "deny"], {name: ["emea", "amer", "apac", "latam"] for name in
+                                                           model.bias.attributes}  # fmt: skip
+    now_ms, span_ms = T0_MS + n_held * CALL_EVERY_MS, model.quality.cohort_ms
+
+    def cohort_update() -> object:
+        return suite._cohort(store.cohort(now_ms, span_ms), classes, groups)
+
+    result = cohort_update()
+    assert result is not None and result.n_labelled == len(labels), result
+    seconds = best_seconds({"take the cohort": lambda: store.cohort(now_ms, span_ms), "cohort update": cohort_update},
+                           repeat)  # fmt: skip
+
+    calls_only = decoded(batches_of([event for event in join_stream(n_calls) if event["type"] == "inference"]))
+    with_store, without = join_config(window=10_000, warmup=5_000), join_config(window=10_000, warmup=5_000)
+    without["models"][0]["quality"]["max_labelled_calls"] = 0
+    hot = best_seconds(
+        {"on": lambda: run_pipeline(calls_only, with_store), "off": lambda: run_pipeline(calls_only, without)},
+        repeat,
+    )
+    default = parse_config(with_store).models[0].quality.max_labelled_calls
+    print(
+        f"\n## (c) label store\n\n{n_stored:,} calls held, 2 bias attributes, request and response ids; late labels "
+        f"for {len(labels):,} of them (none in the 10,000-call window), best of {repeat}, one core\n"
+    )
+    print("| what | value |")
+    print("| --- | ---: |")
+    print(f"| bytes per stored call (measured; formula {store.nbytes / n_stored:.0f}) | {gc_free / n_stored:.1f} |")
+    print(f"| calls taken per second, once full | {append_rate:,.0f} |")
+    print(f"| late labels joined per second (FeedbackJoin into the store) | {join_rate:,.0f} |")
+    print(f"| cohort update ({result.n_labelled:,} labelled calls): seconds | {seconds['cohort update']:.4f} |")
+    print(f"|   of which taking the cohort from the store: seconds | {seconds['take the cohort']:.4f} |")
+    print(f"| stored calls covered per second by a cohort update | {n_stored / seconds['cohort update']:,.0f} |")
+    for name, value in hot.items():
+        print(f"| pipeline, calls only, store {name} (default {default:,} calls): calls/s | {n_calls / value:,.0f} |")
+
+
+def tracemalloc_bytes(build: Callable[[], object]) -> int:
+    """What ``build`` leaves allocated (Python and numpy), with what it built still alive."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        built = build()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del built
+    return after - before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000, help="model calls in the join stream")
     parser.add_argument("--window", type=int, default=100_000, help="events in the evaluated window")
+    parser.add_argument("--stored", type=int, default=1_000_000, help="calls the label store holds")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: checks that it runs")
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.calls, arguments.window, arguments.repeat = 8_000, 5_000, 1
+        arguments.calls, arguments.window, arguments.stored, arguments.repeat = 8_000, 5_000, 50_000, 1
         flood = (1_000, 10_000, 10_000)
     else:
         flood = (1_000, 100_000, 100_000)
     bench_join(arguments.calls, window_size=10_000, warmup=5_000, repeat=arguments.repeat, flood=flood)
     bench_evaluation(arguments.window, warmup=5_000, repeat=arguments.repeat)
     bench_slices(arguments.window, warmup=5_000, repeat=arguments.repeat)
+    bench_label_store(arguments.stored, min(arguments.calls, 100_000), repeat=arguments.repeat)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError
 from monitor.run.replay import replay
 from monitor.run.store import open_store
+from monitor.state.labels import store_policy
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
 
@@ -174,6 +175,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
                 f"    slices: {', '.join(slices.attributes)}, at most {slices.max_groups + 1} groups each "
                 f"({slices.max_groups} by name and {OTHER}): at most {max_series(slices)} series"
             )
+        print(f"    labels: {store_policy(model)}")
     sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
     for rule in config.alerts.rules:
         wait = f" for {rule.for_ms} ms" if rule.for_ms else ""

@@ -382,10 +382,18 @@ class QualityConfig(_Section):
     answer JSON, and the share of responses that parse is reported.
     ``accuracy_estimate`` calibrates ``score`` on the reference's labelled
     rows (isotonic or platt; null: off) to estimate accuracy without labels.
+
+    The label store keeps what a late label needs of each of the model's last
+    ``max_labelled_calls`` calls (0: none; see ``monitor.state.labels``), so
+    that labels join calls that have left the window; realized performance is
+    reported on the cohort of its calls of the last ``cohort`` of event time
+    whose labels have arrived.
     """
 
     label_ttl_ms: DurationMs = Field(7 * _UNIT_MS["d"], alias="label_ttl")
     max_pending: Integer = Field(1_000, ge=1, le=10_000_000)
+    max_labelled_calls: Integer = Field(20_000, ge=0, le=100_000_000)
+    cohort_ms: DurationMs = Field(_UNIT_MS["d"], alias="cohort")
     positive: str | None = None
     numeric: bool = False
     json_response: bool = False

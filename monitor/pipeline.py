@@ -339,6 +339,11 @@ class Pipeline:
                 state.name: {name: list(vocabulary.values) for name, vocabulary in state.categories.items()}
                 for state in states
             }
+            cohorts = {  # the calls of the last quality.cohort whose labels arrived, wherever their call now is
+                state.name: state.labels.cohort(now_ms, state.model.quality.cohort_ms)
+                for state in states
+                if state.labels is not None
+            }
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])
@@ -356,7 +361,9 @@ class Pipeline:
                         drift = suite.score(view, now_ms)
                     if slicing is not None and slicing.fitted:
                         slices = slicing.score(view, now_ms, classes)
-                    quality = self._quality_suite(name).evaluate(view, labelled.get(name), classes, categories[name])
+                    quality = self._quality_suite(name).evaluate(
+                        view, labelled.get(name), classes, categories[name], cohorts.get(name)
+                    )
             except Exception:  # a bug for one model's data must not stop the others, nor the daemon
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
                 self.n_internal_errors["evaluate"] += 1

@@ -6,7 +6,8 @@ two-event warm-up reference (exported with its id) and a numeric feature (drift)
 attribute too), and a rule with a ``retrain`` action (alerts and retraining jobs). The
 pipeline starts from a checkpoint in which support-bot was saved under an
 older config (a state reset), and one more call of summarizer arrives on
-another partition than the file's (a producer that does not key by model). The daemon's own collectors are registered
+another partition than the file's (a producer that does not key by model). A classifier's labels arrive after two
+of its calls have left its window (the labelled cohort of the label store). The daemon's own collectors are registered
 with fixed values: the consumer lag, checkpoints by outcome, dead letters
 that failed. Everything is evaluated at one injected clock, so the exposition
 is the same byte for byte on every run.
@@ -61,6 +62,28 @@ ELSEWHERE = Record(
 )
 
 
+#: A classifier's six calls (the window keeps four) and, later, the labels of its first four: two join calls that
+#: have left the window (in the label store and its warm-up reference), two join calls still in it.
+_CALL = (
+    '{"request_id": "c-%d", "timestamp": "2026-03-01T12:00:%02dZ", "model": "classifier", "latency_ms": 300, '
+    '"prediction": "%s", "finish_reason": "%s", "score": %s, "segment": {"locale": "%s"}}'
+)
+_LABEL = (
+    '{"type": "feedback", "request_id": "c-%d", "timestamp": "2026-03-01T12:00:50Z", "model": "classifier", '
+    '"label": "%s"}'
+)
+LABELLED = [
+    Record((_CALL % (i, 10 + i, predicted, predicted, score, locale)).encode(), "llm-events", 0, 100 + i)
+    for i, (predicted, score, locale) in enumerate(
+        [("stop", 0.9, "en-US"), ("length", 0.6, "de-DE"), ("stop", 0.8, "de-DE"), ("length", 0.7, "en-US"),
+         ("stop", 0.9, "en-US"), ("stop", 0.9, "de-DE")]
+    )
+] + [
+    Record((_LABEL % (i, label)).encode(), "llm-events", 0, 106 + i)
+    for i, label in enumerate(["stop", "stop", "length", "length"])
+]  # fmt: skip
+
+
 def golden_config(state_dir: Path) -> Config:
     return parse_config({**CONFIG, "state": {"dir": str(state_dir)}}, environ={})
 
@@ -73,6 +96,7 @@ def golden_pipeline(config: Config, records: list[Record]) -> Pipeline:
     pipeline.restore(saved)
     pipeline.apply(records)
     pipeline.apply([ELSEWHERE])
+    pipeline.apply(LABELLED)
     return pipeline
 
 

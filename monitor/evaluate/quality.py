@@ -10,6 +10,15 @@ rows that have a label and a score (refitted when more labels arrived there)
 and applied to the window's scores, so a quality drop shows before its labels
 come; the realized ``accuracy`` is exported beside it once they do.
 
+Labels that arrive after their call has left the window join it in the
+model's label store (:mod:`monitor.state.labels`); :meth:`QualitySuite.evaluate`
+also takes the store's cohort, the calls of the last ``quality.cohort`` of event
+time whose labels have arrived, as NannyML computes realized performance on
+chunks, and reports on it (:class:`CohortQuality`): the labelled figures, the
+event-time span of the cohort's calls (stale labels show as an old newest
+call), the accuracy estimate on the same calls beside their realized accuracy,
+and the fairness figures that need labels (equalized odds).
+
 >>> from monitor.config import parse_config
 >>> model = parse_config({"models": [{"name": "bot", "quality": {"positive": "yes"}}]}).models[0]
 >>> suite = QualitySuite(model, min_samples=2)
@@ -23,6 +32,7 @@ come; the realized ``accuracy`` is exported beside it once they do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,16 +45,42 @@ from monitor.config import ModelConfig
 from monitor.state.columns import Columns
 from monitor.state.vocabulary import MISSING
 
-__all__ = ["ModelQuality", "QualitySuite"]
+__all__ = ["CohortQuality", "ModelQuality", "QualitySuite"]
+
+
+@dataclass(frozen=True)
+class CohortQuality:
+    """Realized performance on the labelled cohort: the calls of the last ``quality.cohort`` whose labels arrived.
+
+    ``quality`` holds the labelled figures (accuracy, precision, recall, F1; MAE, RMSE), ``oldest_ms`` and
+    ``newest_ms`` the event times of the cohort's oldest and newest call. ``estimate`` is the label-free
+    accuracy estimate on the cohort's calls that have a score (None until calibrated, or with no score) and
+    ``scored_accuracy`` their realized accuracy; ``bias`` the fairness figures by attribute.
+    """
+
+    n_labelled: int
+    oldest_ms: float
+    newest_ms: float
+    quality: QualityResult
+    estimate: AccuracyEstimate | None
+    scored_accuracy: float
+    bias: dict[str, FairnessResult]
+
+    @property
+    def estimate_error(self) -> float:
+        """The estimate minus the truth on the same calls (NaN without an estimate): how far it has drifted."""
+        return math.nan if self.estimate is None else self.estimate.estimated - self.scored_accuracy
 
 
 @dataclass(frozen=True)
 class ModelQuality:
-    """One model's quality figures, its accuracy estimate (None until calibrated) and fairness by attribute."""
+    """One model's quality figures, its accuracy estimate (None until calibrated), fairness by attribute, and
+    realized performance on its labelled cohort (None below ``min_samples`` labelled calls, or without a store)."""
 
     quality: QualityResult
     estimate: AccuracyEstimate | None
     bias: dict[str, FairnessResult]
+    cohort: CohortQuality | None = None
 
 
 class QualitySuite:
@@ -71,9 +107,11 @@ class QualitySuite:
         reference: dict[str, np.ndarray] | None,
         classes: list[str],
         group_names: dict[str, list[str]],
+        cohort: dict[str, np.ndarray] | None = None,
     ) -> ModelQuality:
         """Figures of one window; ``classes`` are the prediction and label classes by code, ``group_names``
-        each bias attribute's group names by code."""
+        each bias attribute's group names by code, ``cohort`` the label store's labelled cohort
+        (:meth:`~monitor.state.labels.LabelStore.cohort`)."""
         stats = self.stats(classes)
         refused, empty = window["content_filter"], None
         if self._response is not None:
@@ -89,7 +127,37 @@ class QualitySuite:
             failed=window["failed"],
             json_valid=window.get("json_valid"),
         )
-        return ModelQuality(quality, self._estimate(window, reference), self._bias(window, classes, group_names))
+        estimate = self._estimate(window, reference)
+        bias = self._bias(window, classes, group_names)
+        return ModelQuality(quality, estimate, bias, self._cohort(cohort, classes, group_names))
+
+    def _stats(self, classes: list[str]) -> QualityStats:
+        numeric = self.model.quality.numeric
+        return QualityStats(positive=None if numeric else _code(classes, self.model.quality.positive), numeric=numeric)
+
+    def _cohort(
+        self, cohort: dict[str, np.ndarray] | None, classes: list[str], group_names: dict[str, list[str]]
+    ) -> CohortQuality | None:
+        """Realized figures of the labelled cohort, the estimate beside the truth on its scored calls."""
+        if cohort is None or len(cohort["label"]) < self.min_samples:
+            return None
+        prediction, label, score = cohort["prediction"], cohort["label"], cohort["score"]
+        estimate, scored_accuracy = None, math.nan
+        if self._estimator is not None and self._estimator.fitted:
+            scored = ~np.isnan(score) & ~np.isnan(prediction)
+            if scored.any():
+                estimate = self._estimator.estimate(score[scored])
+                scored_accuracy = float(np.mean(prediction[scored] == label[scored]))
+        timestamp_ms = cohort["timestamp_ms"]
+        return CohortQuality(
+            n_labelled=len(label),
+            oldest_ms=float(timestamp_ms.min()),
+            newest_ms=float(timestamp_ms.max()),
+            quality=self._stats(classes).compute(prediction=prediction, label=label),
+            estimate=estimate,
+            scored_accuracy=scored_accuracy,
+            bias=self._bias(cohort, classes, group_names),
+        )
 
     def stats(self, classes: list[str]) -> QualityStats:
         """The calculator of the quality figures, for the classes by code (the positive one's code among them)."""

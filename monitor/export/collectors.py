@@ -183,7 +183,8 @@ class PipelineCollector(SpecCollector):
         if models is not None:
             evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
         return readings + [
-            *_evaluations(evaluations), *_drift(evaluations), *_quality(evaluations), *_slices(evaluations)
+            *_evaluations(evaluations), *_drift(evaluations), *_quality(evaluations), *_slices(evaluations),
+            *_cohort(evaluations),
         ]
 
 
@@ -271,6 +272,37 @@ def _quality(evaluations: dict) -> Iterator[Reading]:
                 yield Reading(contract.SEGMENT_EVENTS, (model, attribute, group), figures.n)
                 if figures.sufficient:
                     yield Reading(contract.SEGMENT_OUTCOME_RATIO, (model, attribute, group), figures.outcome_rate)
+
+
+#: ``driftwarden_cohort_quality``'s labelled metrics, from the fields of the cohort's QualityResult.
+_COHORT_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
+
+
+def _cohort(evaluations: dict) -> Iterator[Reading]:
+    """Realized figures of each model's labelled cohort, its span, the estimate beside the truth (NaN left out)."""
+    for model, evaluation in evaluations.items():
+        cohort = evaluation.quality.cohort if evaluation.quality is not None else None
+        if cohort is None:
+            continue
+        yield Reading(contract.COHORT_CALLS, (model,), cohort.n_labelled)
+        yield Reading(contract.COHORT_OLDEST_CALL, (model,), cohort.oldest_ms / 1000.0)
+        yield Reading(contract.COHORT_NEWEST_CALL, (model,), cohort.newest_ms / 1000.0)
+        figures = {name: getattr(cohort.quality, name) for name in _COHORT_METRICS}
+        if cohort.estimate is not None:
+            figures.update(
+                estimated_accuracy=cohort.estimate.estimated,
+                estimated_accuracy_lower=cohort.estimate.lower,
+                estimated_accuracy_upper=cohort.estimate.upper,
+                scored_accuracy=cohort.scored_accuracy,
+                estimate_error=cohort.estimate_error,
+            )
+        for name, value in figures.items():
+            if not math.isnan(value):
+                yield Reading(contract.COHORT_QUALITY, (model, name), value)
+        for attribute, fairness in cohort.bias.items():
+            if not math.isnan(fairness.equalized_odds_difference):
+                labels = (model, attribute, "equalized_odds_difference")
+                yield Reading(contract.COHORT_BIAS, labels, fairness.equalized_odds_difference)
 
 
 def _drift(evaluations: dict) -> Iterator[Reading]:

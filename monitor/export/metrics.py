@@ -277,6 +277,41 @@ SLICE_QUALITY = MetricSpec(
     "label_coverage, accuracy, precision, recall, f1 (or mae, rmse for a numeric model); groups with at least "
     "`slices.min_group_size` calls",
 )
+COHORT_QUALITY = MetricSpec(
+    "driftwarden_cohort_quality",
+    "gauge",
+    "Realized quality of the labelled cohort (the calls of the last quality.cohort whose labels arrived, "
+    "wherever their call now is), and the label-free estimate on the same calls beside it.",
+    ("model", "metric"),
+    "accuracy, precision, recall, f1, mae, rmse; estimated_accuracy (with _lower, _upper) on the cohort's scored "
+    "calls, scored_accuracy their realized accuracy, estimate_error the difference (estimate minus truth)",
+)
+COHORT_CALLS = MetricSpec(
+    "driftwarden_cohort_calls",
+    "gauge",
+    "Labelled calls in the cohort (reported from windows.min_samples on).",
+    ("model",),
+    "calls of the last `quality.cohort` of event time whose labels have arrived",
+)
+COHORT_OLDEST_CALL = MetricSpec(
+    "driftwarden_cohort_oldest_call_timestamp_seconds",
+    "gauge",
+    "Event time of the cohort's oldest labelled call.",
+    ("model",),
+)
+COHORT_NEWEST_CALL = MetricSpec(
+    "driftwarden_cohort_newest_call_timestamp_seconds",
+    "gauge",
+    "Event time of the cohort's newest labelled call: far behind the evaluation, the labels are stale.",
+    ("model",),
+)
+COHORT_BIAS = MetricSpec(
+    "driftwarden_cohort_bias",
+    "gauge",
+    "Disparities between an attribute's groups that need labels, on the labelled cohort.",
+    ("model", "attribute", "metric"),
+    "equalized_odds_difference",
+)
 # --- from the daemon --------------------------------------------------------------------------------------------
 CONSUMER_LAG = MetricSpec(
     "driftwarden_consumer_lag",
@@ -324,6 +359,7 @@ EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,
     DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_DETECTED, DRIFT_SHARE, REFERENCE_AGE,
     QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS, SLICE_EVENTS, SLICE_DRIFT_SHARE, SLICE_QUALITY,
+    COHORT_QUALITY, COHORT_CALLS, COHORT_OLDEST_CALL, COHORT_NEWEST_CALL, COHORT_BIAS,
 )  # fmt: skip
 CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
 DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters

@@ -6,8 +6,10 @@ whose id is indexed is written into that row at once (only the values it
 carries, so a rating does not erase an earlier label); otherwise it waits in
 a bounded pending table until its inference event arrives, until
 ``label_ttl`` of event time has passed (expired), or until the table is full
-(the oldest is dropped). Feedback for a call that already left the window
-waits and expires: the window no longer describes that call. The same ids of
+(the oldest is dropped). A label whose call is still in the model's label
+store (:class:`~monitor.state.labels.LabelStore`: its calls of the last
+``label_ttl``, whether or not still in the window) is written there too; a
+call neither holds any more is waited for, and its feedback expires. The same ids of
 the model's first ``warmup`` events (its warm-up reference) are kept too, so
 that the reference gets its labels and the accuracy estimate can be
 calibrated on it. The label delay (feedback time minus call time; 0 when
@@ -49,7 +51,7 @@ from collections import deque
 from collections.abc import Callable
 from itertools import compress
 from operator import eq
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from msgspec import UNSET
@@ -58,6 +60,9 @@ from monitor.ingest.events import Event
 from monitor.state.columns import ID_COLUMNS, JUDGE_SCORE, LABEL, RATING, REQUEST_ID, RESPONSE_ID, TIMESTAMP_MS
 from monitor.state.histogram import Histogram
 from monitor.state.windows import Window
+
+if TYPE_CHECKING:
+    from monitor.state.labels import LabelStore
 
 __all__ = [
     "LABEL_DELAY_BUCKETS_MS",
@@ -89,7 +94,9 @@ class FeedbackJoin:
     whatever the arrival order, each in O(log n). Several feedback events for
     one waiting call merge (latest values win) and count as that many.
     ``encode_class`` turns a class label into its window number as it joins
-    (by default every class is unknown: the labels are numbers).
+    (by default every class is unknown: the labels are numbers). ``labels``,
+    the model's label store, takes the labels of the calls it holds (filled
+    by its owner before :meth:`add_inference`).
     """
 
     def __init__(
@@ -98,11 +105,13 @@ class FeedbackJoin:
         max_pending: int,
         reference_size: int,
         encode_class: Callable[[str], float] = lambda category: math.nan,
+        labels: LabelStore | None = None,
     ):
         self.ttl_ms = ttl_ms
         self.max_pending = max_pending
         self.reference_size = reference_size
         self.encode_class = encode_class
+        self.labels = labels
         self.delay = Histogram(LABEL_DELAY_BUCKETS_MS)
         self._rows: dict[str, int] = {}  # id -> window row (counted from the first ever)
         self._reference_rows: dict[str, int] = {}  # id -> warm-up reference row
@@ -110,6 +119,7 @@ class FeedbackJoin:
         self._by_time: list[tuple[float, int, str]] = []  # (event time, sequence, id); stale entries skipped
         self._sequence = 0
         self._delays: list[float] = []  # observed once per batch
+        self._labelled: list[tuple[int, float]] = []  # (label store row, label), written once per batch
         self.n_joined = 0
         self.n_expired = 0
         self.n_dropped = 0
@@ -158,10 +168,15 @@ class FeedbackJoin:
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
         """Join each feedback event to its row, or keep it waiting."""
-        pending = self._pending
-        for key, timestamp_ms, values in feedback:
-            if key in self._rows or key in self._reference_rows:
-                self._join(key, _Waiting(timestamp_ms, values, 1, -1), window, reference)
+        pending, reference_rows = self._pending, self._reference_rows
+        stored = self._stored(feedback)
+        late = []  # calls only the label store holds
+        for (key, timestamp_ms, values), row in zip(feedback, stored):
+            if row >= 0 and key not in reference_rows:
+                late.append((row, timestamp_ms, values))
+                continue
+            if key in self._rows or key in reference_rows or row >= 0:
+                self._join(key, _Waiting(timestamp_ms, values, 1, -1), window, reference, row)
                 continue
             earlier = pending.get(key)
             if earlier is not None:  # several feedback events for one call merge, latest values win
@@ -170,6 +185,8 @@ class FeedbackJoin:
             self._wait(key, _Waiting(timestamp_ms, values, 1 + (earlier.n_events if earlier else 0), -1))
             if len(pending) > self.max_pending:
                 self.n_dropped += self._pop_oldest().n_events
+        if late:
+            self._join_stored(late)
         self._observe_delays()
 
     def expire(self, now_ms: float) -> None:
@@ -200,8 +217,21 @@ class FeedbackJoin:
         _, _, key = heapq.heappop(self._by_time)
         return self._pending.pop(key)
 
-    def _join(self, key: str, waiting: _Waiting, window: Window, reference: Window | None) -> None:
-        """Write the feedback into its call's rows; one that came more than the TTL before its call expired."""
+    def _stored(self, feedback: list[Feedback]) -> list[int]:
+        """The label store's row of the call of each feedback event whose call has left the window (-1 where it
+        holds none, and for the others: :meth:`_join` finds theirs from their window row)."""
+        rows = self._rows  # unindexed as the window overwrites them
+        late = [i for i, (key, _, _) in enumerate(feedback) if key not in rows]
+        stored = [-1] * len(feedback)
+        if self.labels is not None and late:
+            feedback_ms = np.array([feedback[i][1] for i in late], dtype=np.float64)
+            for i, row in zip(late, self.labels.find([feedback[i][0] for i in late], feedback_ms).tolist()):
+                stored[i] = row
+        return stored
+
+    def _join(self, key: str, waiting: _Waiting, window: Window, reference: Window | None, stored: int = -1) -> None:
+        """Write the feedback into its call's rows (``stored``: its row in the label store, or -1); one that came
+        more than the TTL before its call expired."""
         called_ms = None
         targets = []
         row = self._rows.get(key)
@@ -211,24 +241,47 @@ class FeedbackJoin:
                 self.n_expired += waiting.n_events
                 return
             targets.append((window, row))
+            if self.labels is not None:  # appended with the window, batch by batch: its rows follow the window's
+                stored = self.labels.row_of(row, window)
         row = self._reference_rows.get(key)
         if row is not None and reference is not None and reference.holds(row):
             targets.append((reference, row))
             called_ms = reference.read(row, TIMESTAMP_MS) if called_ms is None else called_ms
+        if stored >= 0 and self.labels is not None:
+            called_ms = self.labels.read_time(stored) if called_ms is None else called_ms
         if called_ms is None:
-            self._wait(key, waiting)  # its call left the window: it waits, and expires
+            self._wait(key, waiting)  # its call left the window and the label store: it waits, and expires
             return
         encode = self.encode_class  # a class label takes its code now that it has joined a call
         values = {name: encode(value) if isinstance(value, str) else value for name, value in waiting.values.items()}
         for ring, row in targets:
             ring.write(row, values)
+        if stored >= 0 and LABEL in values:
+            self._labelled.append((stored, values[LABEL]))
         self.n_joined += waiting.n_events
         self._delays.append(max(0.0, waiting.timestamp_ms - called_ms))
 
+    def _join_stored(self, late: list[tuple[int, float, Values]]) -> None:
+        """Join feedback whose call only the label store holds (its rows there, times, values), all at once: its
+        label is written there (the store keeps no other value)."""
+        assert self.labels is not None, "only a label store finds calls that have left the window"
+        encode = self.encode_class
+        for row, _, values in late:
+            label = values.get(LABEL)
+            if label is not None:
+                self._labelled.append((row, encode(label) if isinstance(label, str) else label))
+        called_ms = self.labels.read_times(np.array([row for row, _, _ in late]))
+        self._delays.extend(np.maximum(0.0, np.array([at for _, at, _ in late]) - called_ms).tolist())
+        self.n_joined += len(late)
+
     def _observe_delays(self) -> None:
+        """Observe the batch's label delays, and write its labels into the label store, at once."""
         if self._delays:
             self.delay.observe(np.array(self._delays))
             self._delays = []
+        if self._labelled and self.labels is not None:
+            self.labels.write_labels(*zip(*self._labelled))
+            self._labelled = []
 
     def snapshot(self) -> dict:
         return {

@@ -17,6 +17,8 @@ per model:
   copy of its numeric columns, text descriptors and embeddings), once more
   per slice attribute (its groups' tests, fitted on their reference rows);
 - ``pending``: ``max_pending x (entry + key + label)``;
+- ``labels``: the label store, ``max_labelled_calls x (61 + 4 x bias
+  attributes)`` (:mod:`monitor.state.labels`: numpy arrays only);
 - ``vocabularies`` (one per categorical feature and bias or slice attribute, and the
   classes): ``max_categories x (entry + value)`` each;
 - ``models``: a constant, and a little per column its drift tests read and
@@ -39,7 +41,7 @@ deployment and prints its resident memory against this).
 >>> from monitor.config import parse_config
 >>> bound = memory_bound(parse_config({}))
 >>> bound.n_models, f"{bound.total / 2**30:.2f} GiB"
-(101, '2.61 GiB')
+(101, '2.91 GiB')
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.evaluate.drift import tested_features
 from monitor.state.columns import Columns, text_descriptors
 from monitor.state.feedback import MAX_KEY_CHARS
+from monitor.state.labels import BYTES_PER_CALL as LABEL_STORE_BYTES_PER_CALL
+from monitor.state.labels import BYTES_PER_GROUP as LABEL_STORE_BYTES_PER_GROUP
+from monitor.state.labels import COHORT_BYTES_PER_CALL
+from monitor.state.labels import INDEX_BYTES_PER_CALL as LABEL_STORE_INDEX_BYTES
 from monitor.state.vocabulary import MAX_VALUE_CHARS
 
 __all__ = ["MemoryBound", "memory_bound", "row_bytes"]
@@ -95,6 +101,7 @@ class MemoryBound:
     references: int
     fitted: int
     pending: int
+    labels: int
     vocabularies: int
     models: int
     evaluation: int
@@ -104,7 +111,9 @@ class MemoryBound:
     @property
     def kept(self) -> int:
         """What the models' state holds between evaluations."""
-        return self.windows + self.references + self.fitted + self.pending + self.vocabularies + self.models
+        return (
+            self.windows + self.references + self.fitted + self.pending + self.labels + self.vocabularies + self.models
+        )
 
     @property
     def total(self) -> int:
@@ -127,7 +136,7 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
     value = _string_bytes(76 + 4 * value_chars + 4 * value_chars + 1)  # 4-byte characters, and their UTF-8
     encoded_key, encoded_value = 3 + key_chars, 3 + 4 * value_chars  # msgpack: a small header and the UTF-8
     size, max_categories = config.windows.size, config.limits.max_categories
-    totals = dict.fromkeys(("windows", "references", "fitted", "pending", "vocabularies", "models"), 0)
+    totals = dict.fromkeys(("windows", "references", "fitted", "pending", "labels", "vocabularies", "models"), 0)
     n_models = encoded = evaluation = report = decoded = 0
     for model in config.models:
         count = config.limits.max_models + 1 if model.name == "*" else 1  # "*" admits max_models, then "__other__"
@@ -138,6 +147,7 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
         ids = IDS_PER_CALL * (key + INDEX_ENTRY_BYTES)
         n_vocabularies = 1 + len(Columns.grouped(model)) + sum(f.kind == "categorical" for f in model.features)
         vocabularies, pending = n_vocabularies * max_categories, model.quality.max_pending
+        stored, stored_row = model.quality.max_labelled_calls, _label_store_row(model)
         terms = {
             "windows": size * (row + ids),
             "references": reference * (row + ids),
@@ -145,18 +155,21 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
             * (1 + len(model.slices.attributes))  # each slice attribute's groups are fitted on their reference rows
             * sum(_feature_bytes(f) for f in model.features if f.kind != "categorical"),
             "pending": pending * (PENDING_ENTRY_BYTES + key + value),
+            "labels": stored * stored_row,
             "vocabularies": vocabularies * (VOCABULARY_ENTRY_BYTES + value),
             "models": MODEL_BYTES + SERIES_BYTES * (len(tested) + model.bias.max_groups * len(model.bias.attributes))
             + SERIES_BYTES * (model.slices.max_groups + 1) * len(model.slices.attributes),
         }
         for name, term in terms.items():
             totals[name] += count * term
-        evaluation += count * (size + reference) * row
+        cohort = stored * (COHORT_BYTES_PER_CALL + LABEL_STORE_BYTES_PER_GROUP * len(model.bias.attributes))
+        evaluation += count * ((size + reference) * row + cohort)
         encoded += count * (
             (size + reference) * (row + IDS_PER_CALL * encoded_key)
             + reference * IDS_PER_CALL * encoded_key  # the reference's id index is saved beside its rows
             + pending * (encoded_key + encoded_value + 40)
             + vocabularies * encoded_value
+            + stored * (stored_row - LABEL_STORE_INDEX_BYTES)  # the label store's columns, not its index
         )
         drawn = sum(feature.kind != "embedding" for feature in tested)
         report = max(report, (size + reference) * drawn * REPORT_PER_VALUE_BYTES)  # one report at a time
@@ -178,6 +191,11 @@ def row_bytes(model: ModelConfig) -> int:
     fixed = 8 * 7 + 2 + 8 * IDS_PER_CALL  # time, latency, label, rating, judge score, prediction, score; two flags
     fixed += 8 * model.quality.json_response + 4 * len(Columns.grouped(model)) + 8 * (model.bias.outcome is not None)
     return fixed + sum(_feature_bytes(feature) for feature in model.features)
+
+
+def _label_store_row(model: ModelConfig) -> int:
+    """The bytes the label store keeps per call of ``model``."""
+    return LABEL_STORE_BYTES_PER_CALL + LABEL_STORE_BYTES_PER_GROUP * len(model.bias.attributes)
 
 
 def _feature_bytes(feature: FeatureConfig) -> int:

@@ -49,6 +49,7 @@ from monitor.state.columns import (
 )
 from monitor.state.feedback import FeedbackJoin, feedback_values, join_key, join_keys
 from monitor.state.histogram import MAX_COUNT, Histogram
+from monitor.state.labels import LabelStore
 from monitor.state.reference import Reference, read_reference_file
 from monitor.state.vocabulary import MAX_VALUE_CHARS, OTHER, Vocabulary
 from monitor.state.windows import Window
@@ -105,8 +106,10 @@ class ModelState:
         #: The (topic, partition) its first event came from: its state is saved and moves with that partition.
         self.home: Partition | None = None
         self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
+        #: What late labels need of the model's recent calls (None with ``quality.max_labelled_calls: 0``).
+        self.labels = self._new_label_store()
         warmup = 0 if reference_events is not None else _warmup(model)
-        self.join = FeedbackJoin(model.quality.label_ttl_ms, model.quality.max_pending, warmup, self._class_code)
+        self.join = self._new_join(warmup)
 
     def ingest(self, events: list[Event]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
@@ -144,6 +147,8 @@ class ModelState:
         self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
+        if self.labels is not None:
+            self.labels.append(batch)
         self.changes.observe(batch[LATENCY_MS], batch[FAILED])
         if self._reference_events is None:  # a warm-up reference takes the first events
             self.reference.offer(batch)
@@ -216,6 +221,17 @@ class ModelState:
         code = self.categories[PREDICTION].code(category)
         return math.nan if code == 0 else float(code)  # a class past the cap is unknown, not "__other__"
 
+    def _new_label_store(self) -> LabelStore | None:
+        quality = self.model.quality
+        if quality.max_labelled_calls == 0:
+            return None
+        groups = tuple(Columns.group(attribute) for attribute in self.model.bias.attributes)
+        return LabelStore(quality.max_labelled_calls, quality.label_ttl_ms, groups)
+
+    def _new_join(self, reference_size: int) -> FeedbackJoin:
+        quality = self.model.quality
+        return FeedbackJoin(quality.label_ttl_ms, quality.max_pending, reference_size, self._class_code, self.labels)
+
     def _new_reference(self) -> Reference:
         """An empty warm-up reference, or the reference file's events of this model."""
         if self._reference_events is None:
@@ -283,6 +299,7 @@ class ModelState:
             "changes": self.changes.snapshot(),
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
             "join": self.join.snapshot(),
+            "labels": None if self.labels is None else self.labels.snapshot(),
             "watermark_ms": self.watermark_ms,
             "home": None if self.home is None else list(self.home),
         }
@@ -301,6 +318,12 @@ class ModelState:
         for name, values in snapshot["categories"].items():
             self.categories[name].restore(values)
         self.join.restore(snapshot["join"], self.window)
+        if self.labels is not None:
+            saved_labels = snapshot.get("labels")
+            if saved_labels is not None:
+                self.labels.restore(saved_labels)
+            else:  # a checkpoint older than the label store: it starts with the calls the window holds
+                self.labels.append(self.window.view())
         if self._reference_events is None:
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
@@ -324,7 +347,7 @@ class ModelState:
             self.categories[name].restore(values)
         self.reference.restore(saved)
         # no row of the fresh window belongs to the reference, which is complete
-        self.join = FeedbackJoin(self.model.quality.label_ttl_ms, self.model.quality.max_pending, 0, self._class_code)
+        self.join = self._new_join(0)
         self.join.restore_reference_rows(snapshot["join"])
         return True
 

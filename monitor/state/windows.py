@@ -86,6 +86,10 @@ class Window:
         for name, value in values.items():
             self._data[name][position] = value
 
+    def write_rows(self, rows: np.ndarray, name: str, values: Any) -> None:
+        """Overwrite one column of several rows the ring still holds."""
+        self._data[name][rows % self.capacity] = values
+
     def read(self, row: int, name: str) -> Any:
         """One value of a row the ring still holds."""
         return self._data[name][row % self.capacity]

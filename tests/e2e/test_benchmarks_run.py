@@ -95,6 +95,14 @@ def test_quality_benchmark_prints_its_tables():
         "Pipeline.evaluate, 5 slice attributes of 20 groups (whole tick)",
         "of which SliceSuite.score",
         "of which the window cut into groups (split, columns taken)",
+        "bytes per stored call (measured; formula 69)",
+        "calls taken per second, once full",
+        "late labels joined per second (FeedbackJoin into the store)",
+        "cohort update (15,000 labelled calls): seconds",
+        "of which taking the cohort from the store: seconds",
+        "stored calls covered per second by a cohort update",
+        "pipeline, calls only, store on (default 20,000 calls): calls/s",
+        "pipeline, calls only, store off (default 20,000 calls): calls/s",
     ]
     assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in output
     assert "target: the whole tick with slices under 100 ms" in output

@@ -155,6 +155,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
                 labels.setdefault(label, set()).add(value)
     # The run fed every kind of figure the rules read (the label values checked below come from it).
     assert {"accuracy", "estimated_accuracy"} <= series["driftwarden_quality"]["metric"]
+    assert "estimate_error" in series["driftwarden_cohort_quality"]["metric"]
     assert "disparate_impact_ratio" in series["driftwarden_bias"]["metric"]
     assert series["driftwarden_drift_share"]["model"] == {"loans"}
     assert series["driftwarden_slice_drift_share"]["model"] == {"loans"}
@@ -226,7 +227,8 @@ def test_every_alert_has_severity_summary_description_and_runbook():
 def test_the_brief_alerts_are_all_there():
     assert {rule["alert"] for rule in _alerts()} >= {
         "DriftwardenDataDrift", "DriftwardenFeatureDrift", "DriftwardenLatencyP95High", "DriftwardenErrorRatioHigh",
-        "DriftwardenQualityDrop", "DriftwardenBias", "DriftwardenLabelsExpiring", "DriftwardenChangeDetected",
+        "DriftwardenQualityDrop", "DriftwardenBias", "DriftwardenLabelsExpiring", "DriftwardenAccuracyEstimateOff",
+        "DriftwardenChangeDetected",
         "DriftwardenInvalidEvents", "DriftwardenConsumerLag", "DriftwardenDown", "DriftwardenStale",
     }  # fmt: skip
 

@@ -181,6 +181,7 @@ def test_check_config_accepts_the_example(capsys):
     assert "model 'support-bot'" in out
     assert "kafka: llm-events as group 'driftwarden', dead letters to llm-events-dlq" in out
     assert "every 30000 ms" in out  # the default checkpoint interval
+    assert "    labels: the last 20000 calls kept for labels up to 604800000 ms late (20000 x 61 bytes" in out
     assert err == ""
 
 

@@ -233,8 +233,24 @@ def test_unknown_ids_expire_after_label_ttl_of_event_time_not_before():
 
 
 @pytest.mark.parametrize("batch", [1, 7, 40])
-def test_feedback_for_a_call_that_left_the_window_is_written_nowhere_and_expires(batch):
+def test_feedback_for_a_call_that_left_the_window_joins_it_in_the_label_store_only(batch):
     pipeline = _pipeline(size=10, warmup=2)
+    _apply(pipeline, [_call(i, prediction="no") for i in range(40)], batch=batch)  # the ring holds calls 30..39
+    _apply(pipeline, [_feedback(i, at_s=40, label="yes", rating=1.0) for i in (5, 15, 25)])
+    state = pipeline.states["m"]
+    for column in ("label", "rating"):  # row i % 10 of the ring now holds call 35: it must not take 5's or 25's
+        assert np.isnan(state.window.view()[column]).all()
+        assert np.isnan(state.reference.rows.view()[column]).all()  # calls 0 and 1 only
+    assert _outcomes(pipeline) == {"joined": 3.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+    cohort = state.labels.cohort(now_ms=(T0 + 40) * 1000.0, span_ms=HOUR_S * 1000.0)
+    assert cohort["timestamp_ms"].tolist() == [(T0 + i) * 1000.0 for i in (5, 15, 25)]
+    assert cohort["label"].tolist() == [_code(pipeline, "yes")] * 3
+    assert cohort["prediction"].tolist() == [_code(pipeline, "no")] * 3
+
+
+@pytest.mark.parametrize("batch", [1, 7, 40])
+def test_without_a_label_store_feedback_for_a_call_that_left_the_window_is_written_nowhere_and_expires(batch):
+    pipeline = _pipeline(size=10, warmup=2, max_labelled_calls=0)
     _apply(pipeline, [_call(i) for i in range(40)], batch=batch)  # the ring holds calls 30..39
     _apply(pipeline, [_feedback(i, at_s=40, label="yes", rating=1.0) for i in (5, 15, 25)])
     state = pipeline.states["m"]

@@ -150,7 +150,8 @@ def test_the_numbers_are_bytes_of_a_few_gigabytes_at_the_defaults():
     assert bound.n_models == 101  # "*": max_models admitted, then "__other__"
     assert 2 * 2**30 < bound.total < 3 * 2**30
     assert str(bound).startswith(f"{bound.total / 2**30:.2f} GiB for 101 models (MiB: baseline 320")
-    terms = (bound.windows, bound.references, bound.fitted, bound.pending, bound.vocabularies, bound.models)
+    terms = (bound.windows, bound.references, bound.fitted, bound.pending, bound.labels, bound.vocabularies)
+    terms += (bound.models,)
     assert bound.kept == sum(terms)
 
 
