@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from detectors.results import ModelDrift, TrafficResult
+from detectors.results import ModelDataQuality, ModelDrift, TrafficResult
 from detectors.traffic import TrafficStats
 from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
@@ -78,7 +78,7 @@ class Evaluation:
     """One model's latest evaluation.
 
     ``traffic`` and ``quality`` are None below ``windows.min_samples`` events,
-    ``drift`` also until the model's reference is complete.
+    ``drift`` and ``data_quality`` also until the model's reference is complete.
     """
 
     evaluated_at_ms: float
@@ -86,6 +86,7 @@ class Evaluation:
     traffic: TrafficResult | None
     drift: ModelDrift | None = None
     quality: ModelQuality | None = None
+    data_quality: ModelDataQuality | None = None
 
 
 class Pipeline:
@@ -336,7 +337,7 @@ class Pipeline:
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])
-            traffic = drift = quality = None
+            traffic = drift = quality = data_quality = None
             try:
                 if n_events >= windows.min_samples:
                     traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
@@ -345,6 +346,7 @@ class Pipeline:
                         suite.fit(*references[name])
                     if suite.fitted:
                         drift = suite.score(view, now_ms)
+                        data_quality = suite.data_quality.score(view)
                     quality = self._quality_suite(name).evaluate(
                         view, labelled.get(name), categories[name].pop(PREDICTION), categories[name]
                     )
@@ -352,7 +354,7 @@ class Pipeline:
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
                 self.n_internal_errors["evaluate"] += 1
                 continue
-            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality)
+            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, data_quality)
         merged = {**self.evaluations, **evaluations}  # in the models' order, whichever was evaluated last
         self.evaluations = {state.name: merged[state.name] for state in self.states if state.name in merged}
         self.n_evaluations += len(evaluations)

@@ -4,7 +4,8 @@ Every other module asks here for a column's name: the state that fills the
 window, the feedback join, the drift and quality suites that read it, the
 report that shows it. A model's :class:`Columns` lays out its window from its
 config: the fixed columns of every model, one per feature (a text feature's
-numeric descriptors one each), the feedback and id columns, and the quality
+numeric descriptors one each) and beside it whether its value had the wrong
+type, the feedback and id columns, and the quality
 and bias columns the config asks for. The names and their order are what a
 checkpoint saves (see :attr:`ModelState.fingerprint
 <monitor.state.model.ModelState.fingerprint>`), so they never change.
@@ -113,6 +114,11 @@ class Columns:
         return f"feature.{name}"
 
     @classmethod
+    def wrong_type(cls, name: str) -> str:
+        """The column that tells, per call, whether a feature's value had the wrong type for its kind."""
+        return f"{cls.feature(name)}.wrong_type"
+
+    @classmethod
     def descriptors(cls, feature: FeatureConfig) -> dict[str, str]:
         """A text feature's columns, by descriptor name."""
         return {name: f"{cls.feature(feature.name)}.{name}" for name in text_descriptors(feature).names}
@@ -123,6 +129,9 @@ class Columns:
         return f"group.{attribute}"
 
     def _feature_layout(self, feature: FeatureConfig) -> dict[str, Column]:
+        return {**self._value_layout(feature), self.wrong_type(feature.name): Column(np.bool_, missing=False)}
+
+    def _value_layout(self, feature: FeatureConfig) -> dict[str, Column]:
         if feature.kind == "numeric":
             return {self.feature(feature.name): Column(np.float64)}
         if feature.kind == "categorical":
