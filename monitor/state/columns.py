@@ -53,11 +53,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Column:
-    """How one column is stored: its dtype, the value that marks "missing", its row shape."""
+    """How one column is stored: its dtype, the value that marks "missing", its row shape.
+
+    An ``optional`` column is one that checkpoints written before it existed lack: restored from one, it holds
+    ``missing``; it is left out of the model's fingerprint and of its reference's id, so that adding it resets
+    no state and renames no reference.
+    """
 
     dtype: type | np.dtype
     missing: object = np.nan
     shape: tuple[int, ...] = ()
+    optional: bool = False
 
 
 #: Each call's event time, latency and whether it failed (it named an error).
@@ -129,7 +135,7 @@ class Columns:
         return f"group.{attribute}"
 
     def _feature_layout(self, feature: FeatureConfig) -> dict[str, Column]:
-        return {**self._value_layout(feature), self.wrong_type(feature.name): Column(np.bool_, missing=False)}
+        return {**self._value_layout(feature), self.wrong_type(feature.name): Column(np.bool_, False, optional=True)}
 
     def _value_layout(self, feature: FeatureConfig) -> dict[str, Column]:
         if feature.kind == "numeric":

@@ -262,6 +262,7 @@ class ModelState:
             "columns": [
                 [name, np.dtype(column.dtype).str, list(column.shape), repr(column.missing)]
                 for name, column in self.window.columns.items()
+                if not column.optional  # added later: checkpoints without it restore (see Column)
             ],
             "vocabularies": {name: vocabulary.limit for name, vocabulary in self.vocabularies.items()},
             "categories": {name: vocabulary.limit for name, vocabulary in self.categories.items()},
