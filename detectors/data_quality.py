@@ -22,7 +22,8 @@ chance that the next value is new).
 Missing values, type violations and unseen categories are tested with
 Fisher's exact test, one-sided (the window's share greater than the
 reference's): its p-value is ``scipy.stats.fisher_exact(table,
-alternative="greater")`` computed as one hypergeometric tail. Values out of
+alternative="greater")``, summed here over the at most ``k_reference + 1``
+tables as extreme (scipy's hypergeometric tail costs 0.15 ms a call). Values out of
 range have an exact null of their own: when the ``m`` window values and the
 ``n`` reference values come from one continuous distribution, every order
 of the ``n + m`` is equally likely, and the chance that ``k`` or more window
@@ -48,8 +49,8 @@ import math
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import hypergeom
 
+from detectors._binning import Categories
 from detectors.correction import reject
 from detectors.results import DataQualityResult, ModelDataQuality
 
@@ -72,7 +73,10 @@ def fisher_greater_p_value(k: int, n: int, k_reference: int, n_reference: int) -
     """
     if k == 0:
         return 1.0
-    return float(hypergeom.sf(k - 1, n + n_reference, k + k_reference, n))
+    total, positives = n + n_reference, k + k_reference
+    j = np.arange(k, min(positives, n) + 1)  # the tables at least as extreme: k_reference + 1 of them at most
+    log_pmf = _log_binomial(positives, j) + _log_binomial(total - positives, n - j) - _log_binomial(total, n)
+    return float(min(1.0, np.exp(log_pmf).sum()))
 
 
 def out_of_range_p_value(k: int, m: int, n: int) -> float:
@@ -89,12 +93,13 @@ def out_of_range_p_value(k: int, m: int, n: int) -> float:
     if k == 0:
         return 1.0
     total, span = n + m, n + m - k
-    log_ratio = _log_binomial(span - 1, n - 1) - _log_binomial(total, n)
+    log_ratio = float(_log_binomial(span - 1, n - 1) - _log_binomial(total, n))
     return float(min(1.0, math.exp(log_ratio) * (total - (n - 1) * span / n)))
 
 
-def _log_binomial(a: int, b: int) -> float:
-    return float(gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1))
+def _log_binomial(a, b):
+    """``log C(a, b)``, elementwise."""
+    return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
 
 
 class DataQualityTest:
@@ -120,7 +125,7 @@ class DataQualityTest:
         self._n_values = 0
         self._low = self._high = math.nan
         self._n_outside = 0  # reference values outside the range of the others
-        self._seen = np.empty(0)
+        self._categories: Categories | None = None
         self._n_singletons = 0
         self.fitted = False
 
@@ -137,8 +142,8 @@ class DataQualityTest:
                 np.count_nonzero(values == self._high) == 1
             )
         elif self._n_values and self.kind == "categorical":
-            self._seen, counts = np.unique(values, return_counts=True)
-            self._n_singletons = int(np.count_nonzero(counts == 1))
+            self._categories = Categories(values)
+            self._n_singletons = int(np.count_nonzero(self._categories.count(values)[:-1] == 1))
         self.fitted = True
         return self
 
@@ -155,8 +160,8 @@ class DataQualityTest:
             k = int(np.count_nonzero((values < self._low) | (values > self._high)))
             counts["out_of_range"] = (k, len(values), self._n_outside, self._n_values)
             p_values["out_of_range"] = out_of_range_p_value(k, len(values), self._n_values)
-        elif enough and self.kind == "categorical":
-            k = int(np.count_nonzero(~np.isin(values, self._seen)))
+        elif enough and self._categories is not None:
+            k = int(self._categories.count(values)[-1])
             counts["unseen_category"] = (k, len(values), self._n_singletons, self._n_values)
             p_values["unseen_category"] = fisher_greater_p_value(*counts["unseen_category"])
         return {

@@ -5,8 +5,8 @@ drift, loan-approver's bias, labels, ratings and judge scores, malformed message
 broker to ``driftwarden run`` with the demo's config, whose alert rules queue retraining jobs. A real
 Prometheus, loaded with ``dashboards/prometheus/recording.yaml`` and ``alerts.yaml``, scrapes the daemon
 every second. Once Prometheus holds what the regression brings (a drifted feature, a firing rule, a
-retraining job, a detected change), every query is evaluated through Prometheus' HTTP API, as Grafana
-would send it on "All" jobs and models, and must parse and return data:
+retraining job, a detected change, a flagged data-quality check), every query is evaluated through
+Prometheus' HTTP API, as Grafana would send it on "All" jobs and models, and must parse and return data:
 
 - every target of every panel of every dashboard in ``dashboards/grafana``, and every variable's values;
 - every recording rule's expression, and the series it records;
@@ -51,6 +51,7 @@ REGRESSED = {
     "a detected change": "driftwarden_changes_total > 0",
     "the four-fifths rule broken": 'driftwarden_bias{metric="disparate_impact_ratio"} < 0.8',
     "an invalid event": "driftwarden_events_invalid_total > 0",
+    "a flagged data-quality check": 'driftwarden_data_quality_flagged{model="summarizer",feature="locale"} == 1',
 }
 _COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
 
@@ -151,7 +152,7 @@ def test_every_alerting_rule_returns_data(prometheus, rule):
 
 def test_the_alerts_about_the_broken_models_are_active_in_prometheus(prometheus):
     """Pending or firing: Prometheus evaluates the rules a moment after each scrape."""
-    expected = {"DriftwardenFeatureDrift", "DriftwardenBias", "DriftwardenChangeDetected"}
+    expected = {"DriftwardenFeatureDrift", "DriftwardenBias", "DriftwardenChangeDetected", "DriftwardenDataQuality"}
 
     def active() -> set[str]:
         return {sample["metric"]["alertname"] for sample in prometheus.query('ALERTS{alertname=~"Driftwarden.*"}')}
