@@ -91,8 +91,12 @@ def test_quality_benchmark_prints_its_tables():
         "FairnessStats on int codes instead of names",
         "fairlearn MetricFrame, selection rate, 10 attributes",
         "np.bincount selection rate, 10 attributes",
+        "Pipeline.evaluate (whole tick: drift and data quality)",
+        "DataQualitySuite.score (20 features, 60 checks)",
+        "pandas isna().mean(), shares only",
     ]
     assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in output
+    assert "target: Pipeline.evaluate (whole tick: drift and data quality) under 100 ms" in output
     assert "target: QualitySuite.evaluate (quality part) under 50 ms" in output
     assert "per-group outcome rates identical to fairlearn's selection rates: True" in output
 
