@@ -3,7 +3,8 @@
 Each configured feature is tested as a kind the detectors know: numeric and
 categorical columns as they are, a text feature through each of its
 descriptors (``prompt.length_chars`` is tested like a numeric feature), an
-embedding row by row. Missing values are left out on both sides, and a
+embedding row by row. Missing values are left out on both sides (the
+data-quality checks count them: :mod:`monitor.evaluate.data_quality`), and a
 feature with fewer than ``min_samples`` values on either side is not tested.
 The verdicts of the p-value tests are then corrected across the model's
 features (:mod:`detectors.correction`).

@@ -68,7 +68,7 @@ _NUMERIC_TYPES = frozenset((float, int, bool, type(None), UnsetType))
 _CATEGORY_TYPES = frozenset((str, type(None)))
 _TEXT_TYPES = frozenset((str,))
 _ABSENT = frozenset((None, UNSET))
-_ABSENT_TYPES = frozenset((type(None), UnsetType))
+_ABSENT_TYPES: frozenset = frozenset((type(None), UnsetType))
 
 
 class ModelState:
@@ -618,7 +618,7 @@ def _given(values: list[str | None | UnsetType]) -> np.ndarray:
     return ~np.fromiter(map(_ABSENT.__contains__, values), np.bool_, len(values))  # one hashed look-up each, in C
 
 
-def _not_of(types: frozenset[type], values: list[Any]) -> np.ndarray:
+def _not_of(types: frozenset, values: list[Any]) -> np.ndarray:
     """Whether each value's type is not one of ``types``, as booleans."""
     return ~np.fromiter(map(types.__contains__, map(type, values)), np.bool_, len(values))
 

@@ -158,3 +158,15 @@ def test_the_alerts_about_the_broken_models_are_active_in_prometheus(prometheus)
         return {sample["metric"]["alertname"] for sample in prometheus.query('ALERTS{alertname=~"Driftwarden.*"}')}
 
     wait_for(lambda: expected <= active(), 30, f"{sorted(expected)} among the active alerts", every_s=1)
+
+
+def test_prometheus_holds_the_missing_locale_flagged_and_nothing_else_outside_support_bot(prometheus):
+    """The demo's summarizer loses its locale on 60% of its calls (its other locales keep their mix): scraped by a
+    real Prometheus, that check is flagged, with the share it measured, and no other of the unbroken models is."""
+    flagged = prometheus.query('driftwarden_data_quality_flagged{model!="support-bot"} == 1')
+    assert [
+        (sample["metric"]["model"], sample["metric"]["feature"], sample["metric"]["check"]) for sample in flagged
+    ] == [("summarizer", "locale", "missing")]
+    [share] = prometheus.query('driftwarden_data_quality_share{model="summarizer",feature="locale",check="missing"}')
+    assert 0.0 < float(share["value"][1]) <= 0.75
+    assert not prometheus.query('driftwarden_drift_detected{model="summarizer",feature="locale"} == 1')
