@@ -141,6 +141,20 @@ def test_out_of_range_false_alarm_rate_is_at_most_alpha_on_a_null_stream():
     assert rate <= 0.05 + half_width
 
 
+@pytest.mark.statistical
+def test_unseen_category_false_alarm_rate_is_about_alpha_on_a_long_tailed_null_stream():
+    """1,000 windows from the reference's Zipf distribution (new categories keep coming): the share flagged at
+    alpha 0.05 stays within the 99% bound of alpha (Good-Turing's estimate makes the test approximate)."""
+    rng = np.random.default_rng(10)
+    no = np.zeros(1_000, bool)
+    flagged = 0
+    for _ in range(1_000):
+        test = _fit("categorical", rng.zipf(1.3, 1_000), alpha=0.05)
+        flagged += test.score(rng.zipf(1.3, 1_000), no, no)["unseen_category"].flagged
+    rate, half_width = flagged / 1_000, 2.576 * np.sqrt(0.05 * 0.95 / 1_000)
+    assert rate <= 0.05 + half_width
+
+
 def test_flag_corrects_as_the_drift_tests_do():
     rng = np.random.default_rng(9)
     test = _fit("numeric", rng.normal(size=1_000))
