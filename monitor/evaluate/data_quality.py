@@ -33,13 +33,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.data_quality import DataQualityTest, flag
+from detectors.data_quality import CHECKS, DataQualityTest, flag
 from detectors.results import ModelDataQuality
 from monitor.config import FeatureConfig, ModelConfig
 from monitor.state.columns import Columns
 from monitor.state.vocabulary import MISSING
 
-__all__ = ["DataQualitySuite"]
+__all__ = ["DataQualitySuite", "data_quality_policy"]
+
+
+def data_quality_policy(model: ModelConfig, alpha: float, evaluations_per_week: float) -> str:
+    """The expected false data-quality alerts a week of a model whose data does not change, in one line
+    (``alpha``: its drift tests' level, :func:`monitor.evaluate.drift.drift_alpha`): a budget of the drift
+    tests' size, of its own.
+
+    >>> from monitor.config import parse_config
+    >>> model = parse_config({"models": [{"name": "m", "features": [
+    ...     {"name": "amount", "kind": "numeric"}, {"name": "channel", "kind": "categorical"}]}]}).models[0]
+    >>> print(data_quality_policy(model, 1e-4, 10_080))
+    6 checks at alpha 0.0001 after bh correction, as drift: at most 1.01 false data-quality alerts a week
+    """
+    n_checks = sum(len(CHECKS[feature.kind]) for feature in model.features)
+    correction, expected = model.drift.correction, f"{alpha * evaluations_per_week:.3g}"
+    if correction == "none":
+        return f"{n_checks} checks at alpha {alpha:.3g} each, as drift: up to {expected} false alerts a week per check"
+    return (
+        f"{n_checks} checks at alpha {alpha:.3g} after {correction} correction, as drift: at most {expected} false "
+        f"data-quality alert{'' if expected == '1' else 's'} a week"
+    )
 
 
 class DataQualitySuite:

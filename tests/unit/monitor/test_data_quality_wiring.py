@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import fisher_exact
 
+from monitor.cli import main
 from monitor.config import parse_config
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
@@ -153,3 +154,14 @@ def test_clean_traffic_flags_nothing_and_exports_every_check():
     assert {sample.value for sample in families["driftwarden_data_quality_threshold"].samples} == {
         pipeline.evaluations["m"].data_quality.checks["age"]["missing"].threshold
     }
+
+
+def test_check_config_states_the_data_quality_budget(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    model = {"name": "m", "features": FEATURES, "drift": {"false_alarms_per_week": 2}}
+    path.write_text(json.dumps({"models": [model]}))
+
+    assert main(["check-config", str(path)]) == 0
+
+    expected = "data quality: 9 checks at alpha 9.92e-05 after bh correction, as drift: at most 2 false data-quality"
+    assert expected in capsys.readouterr().out
