@@ -28,7 +28,7 @@ import numpy as np
 
 from detectors.results import DriftResult
 
-__all__ = ["CORRECTIONS", "correct"]
+__all__ = ["CORRECTIONS", "correct", "reject"]
 
 #: Config names: no correction, Bonferroni's family-wise bound, Benjamini-Hochberg's false discovery rate.
 CORRECTIONS = ("none", "bonferroni", "bh")
@@ -44,24 +44,38 @@ def correct(results: Sequence[DriftResult], correction: str, alpha: float) -> li
     (``k`` the largest rank whose p-value is at most ``alpha * k / m``, or 1
     when none is), ``m`` being the number of p-value tests.
     """
-    if correction not in CORRECTIONS:
-        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")
+    _check(correction)
     tested = [index for index, result in enumerate(results) if result.p_value is not None]
     corrected = list(results)
     if not tested:
         return corrected
-    p_values = np.array([results[index].p_value for index in tested])
-    m = len(p_values)
-    if correction == "none":
-        thresholds = np.full(m, alpha)
-        drifted = p_values < alpha
-    else:
-        threshold = alpha / m if correction == "bonferroni" else alpha * _bh_rank(p_values, alpha) / m
-        thresholds = np.full(m, threshold)
-        drifted = p_values <= threshold
+    thresholds, drifted = reject(np.array([results[index].p_value for index in tested]), correction, alpha)
     for index, threshold, verdict in zip(tested, thresholds.tolist(), drifted.tolist()):
         corrected[index] = dataclasses.replace(results[index], threshold=threshold, drifted=verdict)
     return corrected
+
+
+def reject(p_values: np.ndarray, correction: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The threshold each p-value is held to and whether it is rejected, under ``correction`` (see :func:`correct`,
+    whose rule this is; the data-quality checks share it).
+
+    >>> thresholds, rejected = reject(np.array([0.001, 0.02, 0.04, 0.6]), "bh", 0.05)
+    >>> thresholds.tolist(), rejected.tolist()
+    ([0.025, 0.025, 0.025, 0.025], [True, True, False, False])
+    """
+    _check(correction)
+    m = len(p_values)
+    if correction == "none":
+        return np.full(m, alpha), p_values < alpha
+    if m == 0:
+        return np.full(0, alpha), np.zeros(0, dtype=bool)
+    threshold = alpha / m if correction == "bonferroni" else alpha * _bh_rank(p_values, alpha) / m
+    return np.full(m, threshold), p_values <= threshold
+
+
+def _check(correction: str) -> None:
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")
 
 
 def _bh_rank(p_values: np.ndarray, alpha: float) -> int:

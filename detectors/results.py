@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 __all__ = [
     "AccuracyEstimate",
+    "DataQualityResult",
     "DriftResult",
     "FairnessResult",
     "GroupFairness",
+    "ModelDataQuality",
     "ModelDrift",
     "QualityResult",
     "TrafficResult",
@@ -70,6 +72,35 @@ class ModelDrift:
     def drift_share(self) -> float:
         """Share of the tested features that drifted (0 when none could be tested)."""
         return len(self.drifted) / len(self.features) if self.features else 0.0
+
+
+@dataclass(frozen=True)
+class DataQualityResult:
+    """One data-quality check of a feature's window against its reference (see ``detectors.data_quality``).
+
+    ``share`` is the window's share (of its ``n`` rows, or of its ``n`` present values for ``out_of_range`` and
+    ``unseen_category``), ``reference_share`` the reference's own; the check is ``flagged`` when ``p_value``, of
+    a one-sided test that the window's share is the greater, is at most ``threshold`` (after correction).
+    """
+
+    share: float
+    reference_share: float
+    n: int
+    p_value: float
+    threshold: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class ModelDataQuality:
+    """One model's data-quality checks, by feature and then check name, corrected together."""
+
+    checks: dict[str, dict[str, DataQualityResult]]
+
+    @property
+    def flagged(self) -> list[tuple[str, str]]:
+        """The (feature, check) pairs flagged."""
+        return [(feature, check) for feature, checks in self.checks.items() for check, r in checks.items() if r.flagged]
 
 
 @dataclass(frozen=True)

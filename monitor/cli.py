@@ -21,7 +21,8 @@ from threadpoolctl import threadpool_limits
 from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
-from monitor.evaluate.drift import false_alarm_policy
+from monitor.evaluate.data_quality import data_quality_policy
+from monitor.evaluate.drift import drift_alpha, false_alarm_policy
 from monitor.evaluate.slices import OTHER, max_series
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
@@ -169,6 +170,8 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
         print(f"  model {model.name!r}: features {features}; reference: {source}")
         if model.features:
             print(f"    drift: {false_alarm_policy(model.drift, windows)}")
+            alpha = drift_alpha(model.drift, windows)
+            print(f"    data quality: {data_quality_policy(model, alpha, windows.evaluations_per_week)}")
         if model.slices.attributes:
             slices = model.slices
             print(

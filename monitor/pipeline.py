@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from detectors.results import ModelDrift, TrafficResult
+from detectors.results import ModelDataQuality, ModelDrift, TrafficResult
 from detectors.traffic import TrafficStats
 from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
@@ -79,8 +79,9 @@ class Evaluation:
     """One model's latest evaluation.
 
     ``traffic`` and ``quality`` are None below ``windows.min_samples`` events,
-    ``drift`` also until the model's reference is complete, and ``slices`` too, or without slice attributes:
-    it holds each slice attribute's groups present in the window (see :mod:`monitor.evaluate.slices`).
+    ``drift`` and ``data_quality`` also until the model's reference is complete, and ``slices`` too, or without
+    slice attributes: it holds each slice attribute's groups present in the window (see
+    :mod:`monitor.evaluate.slices`).
     """
 
     evaluated_at_ms: float
@@ -89,6 +90,7 @@ class Evaluation:
     drift: ModelDrift | None = None
     quality: ModelQuality | None = None
     slices: dict[str, dict[str, GroupSlice]] | None = None
+    data_quality: ModelDataQuality | None = None
 
 
 class Pipeline:
@@ -347,7 +349,7 @@ class Pipeline:
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])
-            traffic = drift = quality = slices = None
+            traffic = drift = quality = slices = data_quality = None
             try:
                 if n_events >= windows.min_samples:
                     traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
@@ -359,6 +361,7 @@ class Pipeline:
                     classes = categories[name].pop(PREDICTION)
                     if suite.fitted:
                         drift = suite.score(view, now_ms)
+                        data_quality = suite.data_quality.score(view)
                     if slicing is not None and slicing.fitted:
                         slices = slicing.score(view, now_ms, classes)
                     quality = self._quality_suite(name).evaluate(
@@ -368,7 +371,7 @@ class Pipeline:
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
                 self.n_internal_errors["evaluate"] += 1
                 continue
-            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, slices)
+            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, slices, data_quality)
         merged = {**self.evaluations, **evaluations}  # in the models' order, whichever was evaluated last
         self.evaluations = {state.name: merged[state.name] for state in self.states if state.name in merged}
         self.n_evaluations += len(evaluations)

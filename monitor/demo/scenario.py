@@ -3,9 +3,11 @@
 It starts an embedded Kafka-protocol broker (Tansu), a synthetic LLM traffic
 generator that sends through the producer SDK, and the daemon, all on
 localhost, and prints what the daemon sees every few seconds. Part-way
-through, ``support-bot``'s latency regresses (x2.5) and its errors rise, and
-a few malformed messages go to the topic now and then, to be counted and
-dead-lettered. Ctrl-C (or ``--duration``) stops everything cleanly.
+through, ``support-bot``'s latency regresses (x2.5) and its errors rise,
+``summarizer``'s client stops sending the locale of 60% of its calls (a
+data-quality check flags it; drift cannot: the locales still sent keep their
+mix), and a few malformed messages go to the topic now and then, to be
+counted and dead-lettered. Ctrl-C (or ``--duration``) stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ APPROVAL_RATES = {False: (0.6, 0.6, 0.6), True: (0.6, 0.2, 0.6)}
 TOPICS = ("billing", "login", "shipping", "returns")
 #: support-bot's topic mix once it has drifted (uniform before).
 DRIFTED_TOPIC_SHARES = (0.1, 0.1, 0.1, 0.7)
+#: The model whose locale goes missing after the regression, and how often.
+LOCALE_GOES_MISSING = ("summarizer", 0.6)
 #: What the demo watches on every model: a chat service's usual features.
 CHAT_FEATURES = [
     {"name": "input_tokens", "kind": "numeric"},
@@ -166,6 +170,11 @@ class Traffic:
         failed = rng.random() < (0.08 if regressed else model.error_rate)
         topic = TOPICS[int(rng.choice(len(TOPICS), p=DRIFTED_TOPIC_SHARES if regressed else None))]
         request_id = f"demo-{number}"
+        missing, share = LOCALE_GOES_MISSING
+        locale = LOCALES[int(rng.integers(len(LOCALES)))]
+        segment = {"locale": locale}
+        if model.name == missing and self.regressed.is_set() and rng.random() < share:
+            segment = {}  # a client release that no longer sends it
         self.producer.inference(
             request_id=request_id,
             model=model.name,
@@ -178,7 +187,7 @@ class Traffic:
             error="RateLimitError" if failed else None,
             prompt=f"A question about {topic}",
             features={"topic": topic},
-            segment={"locale": LOCALES[int(rng.integers(len(LOCALES)))]},
+            segment=segment,
         )
         if rng.random() < 0.1:
             helpful = not failed and rng.random() < (0.5 if regressed else 0.85)
@@ -236,7 +245,8 @@ def run_demo(
                 if traffic.regressed.is_set() and not told:
                     say(
                         "injected: support-bot latency x2.5, errors 1% -> 8%, its topics and input tokens drift; "
-                        "loan-approver approves 20% of the south region instead of 60%"
+                        "loan-approver approves 20% of the south region instead of 60%; "
+                        "summarizer's locale goes missing on 60% of its calls"
                     )
                     told = True
                 _report(daemon, time.monotonic() - started, first_p95_ms, traffic.regressed.is_set(), announced, say)
@@ -250,6 +260,17 @@ def run_demo(
                 daemon.stop()
                 daemon_thread.join(timeout=30)
     say(f"stopped: {traffic.producer.stats().sent} calls sent, {traffic.n_malformed} malformed messages")
+
+
+def _data_quality_lines(name: str, result) -> list[str]:
+    """The data-quality checks flagged, each with its share against the reference's."""
+    if result is None:
+        return []
+    return [
+        f"  {name:<15} data quality: {feature} {check} {figures.share:.0%} (reference {figures.reference_share:.0%})"
+        for feature, check in result.flagged
+        for figures in (result.checks[feature][check],)
+    ]
 
 
 def _quality_lines(name: str, result) -> list[str]:
@@ -303,6 +324,7 @@ def _report(
         drift = evaluation.drift
         if drift is not None and drift.drifted:
             lines.append(f"  {name:<15} drifted from its reference: {', '.join(drift.drifted)}")
+        lines += _data_quality_lines(name, evaluation.data_quality)
         lines += _quality_lines(name, evaluation.quality)
     rejected = sum(pipeline.n_invalid.values())
     if rejected:

@@ -3,7 +3,8 @@
 Each configured feature is tested as a kind the detectors know: numeric and
 categorical columns as they are, a text feature through each of its
 descriptors (``prompt.length_chars`` is tested like a numeric feature), an
-embedding row by row. Missing values are left out on both sides, and a
+embedding row by row. Missing values are left out on both sides (the
+data-quality checks count them: :mod:`monitor.evaluate.data_quality`), and a
 feature with fewer than ``min_samples`` values on either side is not tested.
 The verdicts of the p-value tests are then corrected across the model's
 features (:mod:`detectors.correction`).
@@ -35,6 +36,7 @@ from detectors.correction import correct
 from detectors.registry import make_test
 from detectors.results import ModelDrift
 from monitor.config import DriftConfig, ModelConfig, WindowsConfig
+from monitor.evaluate.data_quality import DataQualitySuite
 from monitor.state.columns import TIMESTAMP_MS, Columns
 from monitor.state.vocabulary import MISSING
 
@@ -75,20 +77,26 @@ class TestedFeature:
 
 
 class DriftSuite:
-    """The drift tests of one model's features; :meth:`fit` once on the reference, then :meth:`score`."""
+    """The drift tests of one model's features; :meth:`fit` once on the reference, then :meth:`score`.
+
+    Its :attr:`data_quality` checks are fitted on the same reference, held to the same alpha and correction.
+    """
 
     def __init__(self, model: ModelConfig, alpha: float, min_samples: int):
         self.alpha = alpha
         self.min_samples = min_samples
         self.drift = model.drift
         self.features = tested_features(model)
+        self.data_quality = DataQualitySuite(model, alpha, min_samples)
         self._tests: dict = {}
         self._n_reference = 0
         self._reference_newest_ms = float("nan")
         self.fitted = False
 
     def fit(self, reference: dict[str, np.ndarray], newest_ms: float) -> None:
-        """Fit every feature's test on the reference columns (those with enough values)."""
+        """Fit every feature's test on the reference columns (those with enough values), and the data-quality
+        checks."""
+        self.data_quality.fit(reference)
         tests = {}
         for feature in self.features:
             values = _present(reference[feature.column], feature.kind)

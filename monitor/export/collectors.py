@@ -183,8 +183,8 @@ class PipelineCollector(SpecCollector):
         if models is not None:
             evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
         return readings + [
-            *_evaluations(evaluations), *_drift(evaluations), *_quality(evaluations), *_slices(evaluations),
-            *_cohort(evaluations),
+            *_evaluations(evaluations), *_drift(evaluations), *_data_quality(evaluations), *_quality(evaluations),
+            *_slices(evaluations), *_cohort(evaluations),
         ]
 
 
@@ -320,6 +320,21 @@ def _drift(evaluations: dict) -> Iterator[Reading]:
             if result.p_value is not None:
                 yield Reading(contract.DRIFT_P_VALUE, labels, result.p_value)
             yield Reading(contract.DRIFT_DETECTED, (model, feature), float(result.drifted))
+
+
+def _data_quality(evaluations: dict) -> Iterator[Reading]:
+    """The latest data-quality checks of every model whose reference is complete."""
+    for model, evaluation in evaluations.items():
+        if evaluation.data_quality is None:
+            continue
+        for feature, checks in evaluation.data_quality.checks.items():
+            for check, result in checks.items():
+                labels = (model, feature, check)
+                yield Reading(contract.DATA_QUALITY_SHARE, labels, result.share)
+                yield Reading(contract.DATA_QUALITY_REFERENCE_SHARE, labels, result.reference_share)
+                yield Reading(contract.DATA_QUALITY_P_VALUE, labels, result.p_value)
+                yield Reading(contract.DATA_QUALITY_THRESHOLD, labels, result.threshold)
+                yield Reading(contract.DATA_QUALITY_FLAGGED, labels, float(result.flagged))
 
 
 #: ``driftwarden_slice_quality``'s metrics: the labelled ones of a QualityResult.

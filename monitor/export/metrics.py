@@ -222,6 +222,44 @@ REFERENCE_AGE = MetricSpec(
     ("model",),
     "event time from its newest event to the evaluation",
 )
+_CHECKS_NOTE = "check: `missing`, `type_violation` (of all calls), `out_of_range` (numeric), `unseen_category`"
+DATA_QUALITY_SHARE = MetricSpec(
+    "driftwarden_data_quality_share",
+    "gauge",
+    "Share of a feature's window failing a data-quality check: missing or type_violation (of all calls), "
+    "out_of_range of the reference's [min, max] (numeric) or unseen_category (categorical) (of the values present).",
+    ("model", "feature", "check"),
+    _CHECKS_NOTE + " (categorical) (of the values present)",
+)
+DATA_QUALITY_REFERENCE_SHARE = MetricSpec(
+    "driftwarden_data_quality_reference_share",
+    "gauge",
+    "The reference's own share for the check (out_of_range and unseen_category: each reference value against "
+    "the others).",
+    ("model", "feature", "check"),
+    "out_of_range, unseen_category: each reference value against the others",
+)
+DATA_QUALITY_P_VALUE = MetricSpec(
+    "driftwarden_data_quality_p_value",
+    "gauge",
+    "P-value of the one-sided test that the window's share is above the reference's.",
+    ("model", "feature", "check"),
+    "Fisher's exact test; out_of_range: exact under exchangeability",
+)
+DATA_QUALITY_THRESHOLD = MetricSpec(
+    "driftwarden_data_quality_threshold",
+    "gauge",
+    "The corrected p-value a check must reach to be flagged (the drift tests' correction and alpha).",
+    ("model", "feature", "check"),
+    "corrected across the model's checks as its drift tests are",
+)
+DATA_QUALITY_FLAGGED = MetricSpec(
+    "driftwarden_data_quality_flagged",
+    "gauge",
+    "1 when the feature's share for the check is significantly above the reference's at the latest evaluation.",
+    ("model", "feature", "check"),
+    "0/1",
+)
 QUALITY = MetricSpec(
     "driftwarden_quality",
     "gauge",
@@ -358,6 +396,8 @@ PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, 
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,
     DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_DETECTED, DRIFT_SHARE, REFERENCE_AGE,
+    DATA_QUALITY_SHARE, DATA_QUALITY_REFERENCE_SHARE, DATA_QUALITY_P_VALUE, DATA_QUALITY_THRESHOLD,
+    DATA_QUALITY_FLAGGED,
     QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS, SLICE_EVENTS, SLICE_DRIFT_SHARE, SLICE_QUALITY,
     COHORT_QUALITY, COHORT_CALLS, COHORT_OLDEST_CALL, COHORT_NEWEST_CALL, COHORT_BIAS,
 )  # fmt: skip

@@ -4,7 +4,8 @@ Every other module asks here for a column's name: the state that fills the
 window, the feedback join, the drift and quality suites that read it, the
 report that shows it. A model's :class:`Columns` lays out its window from its
 config: the fixed columns of every model, one per feature (a text feature's
-numeric descriptors one each), the feedback and id columns, and the quality,
+numeric descriptors one each) and beside it whether its value had the wrong
+type, the feedback and id columns, and the quality,
 bias and slice columns the config asks for. The names and their order are what a
 checkpoint saves (see :attr:`ModelState.fingerprint
 <monitor.state.model.ModelState.fingerprint>`), so they never change.
@@ -52,11 +53,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Column:
-    """How one column is stored: its dtype, the value that marks "missing", its row shape."""
+    """How one column is stored: its dtype, the value that marks "missing", its row shape.
+
+    An ``optional`` column is one that checkpoints written before it existed lack: restored from one, it holds
+    ``missing``; it is left out of the model's fingerprint and of its reference's id, so that adding it resets
+    no state and renames no reference.
+    """
 
     dtype: type | np.dtype
     missing: object = np.nan
     shape: tuple[int, ...] = ()
+    optional: bool = False
 
 
 #: Each call's event time, latency and whether it failed (it named an error).
@@ -113,6 +120,11 @@ class Columns:
         return f"feature.{name}"
 
     @classmethod
+    def wrong_type(cls, name: str) -> str:
+        """The column that tells, per call, whether a feature's value had the wrong type for its kind."""
+        return f"{cls.feature(name)}.wrong_type"
+
+    @classmethod
     def descriptors(cls, feature: FeatureConfig) -> dict[str, str]:
         """A text feature's columns, by descriptor name."""
         return {name: f"{cls.feature(feature.name)}.{name}" for name in text_descriptors(feature).names}
@@ -128,6 +140,9 @@ class Columns:
         return list(dict.fromkeys(model.bias.attributes + model.slices.attributes))
 
     def _feature_layout(self, feature: FeatureConfig) -> dict[str, Column]:
+        return {**self._value_layout(feature), self.wrong_type(feature.name): Column(np.bool_, False, optional=True)}
+
+    def _value_layout(self, feature: FeatureConfig) -> dict[str, Column]:
         if feature.kind == "numeric":
             return {self.feature(feature.name): Column(np.float64)}
         if feature.kind == "categorical":

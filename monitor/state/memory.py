@@ -199,13 +199,14 @@ def _label_store_row(model: ModelConfig) -> int:
 
 
 def _feature_bytes(feature: FeatureConfig) -> int:
+    """A feature's values, and 1 for the flag of a value of the wrong type."""
     if feature.kind == "numeric":
-        return 8
+        return 8 + 1
     if feature.kind == "categorical":
-        return 4
+        return 4 + 1
     if feature.kind == "text":
-        return 8 * len(text_descriptors(feature).names)
-    return 4 * (feature.dim or 0)
+        return 8 * len(text_descriptors(feature).names) + 1
+    return 4 * (feature.dim or 0) + 1
 
 
 def _string_bytes(n_bytes: int) -> int:

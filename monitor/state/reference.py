@@ -164,7 +164,9 @@ class Reference:
     def _identify(self) -> None:
         """Set :attr:`id` once the reference is complete (the rows' digest; see :func:`reference_id`)."""
         if self.complete:
-            self.id = reference_id(self._rows.view(), self.vocabularies)
+            kept = tuple(name for name, column in self._rows.columns.items() if not column.optional)
+            view = self._rows.view(names=kept)  # an optional column is left out (see Column)
+            self.id = reference_id({name: view[name] for name in kept}, self.vocabularies)
 
     @property
     def rows(self) -> Window:

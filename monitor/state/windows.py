@@ -99,10 +99,13 @@ class Window:
         return {"n_appended": self._n_appended, "columns": self._data}
 
     def restore(self, snapshot: dict) -> None:
-        """Take back a :meth:`snapshot` of a window with the same capacity and columns."""
-        columns = snapshot["columns"]
+        """Take back a :meth:`snapshot` of a window with the same capacity and columns (an optional column it
+        lacks holds its missing value)."""
+        columns = dict(snapshot["columns"])
         for name, data in self._data.items():
             saved = columns.get(name)
+            if saved is None and self.columns[name].optional:
+                saved = columns[name] = np.full(data.shape, self.columns[name].missing, dtype=data.dtype)
             if saved is None or saved.shape != data.shape:
                 raise ValueError(f"the saved window does not fit column {name!r} of shape {data.shape}")
         self._data = {name: np.asarray(columns[name], dtype=data.dtype) for name, data in self._data.items()}

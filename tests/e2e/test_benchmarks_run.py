@@ -103,9 +103,13 @@ def test_quality_benchmark_prints_its_tables():
         "stored calls covered per second by a cohort update",
         "pipeline, calls only, store on (default 20,000 calls): calls/s",
         "pipeline, calls only, store off (default 20,000 calls): calls/s",
+        "Pipeline.evaluate (whole tick: drift and data quality)",
+        "DataQualitySuite.score (20 features, 60 checks)",
+        "pandas isna().mean(), shares only",
     ]
     assert "target: >= 200,000 events/s for the pipeline, calls and feedback (joining)" in output
     assert "target: the whole tick with slices under 100 ms" in output
+    assert "target: Pipeline.evaluate (whole tick: drift and data quality) under 100 ms" in output
     assert "target: QualitySuite.evaluate (quality part) under 50 ms" in output
     assert "per-group outcome rates identical to fairlearn's selection rates: True" in output
 

@@ -5,8 +5,8 @@ drift, loan-approver's bias, labels, ratings and judge scores, malformed message
 broker to ``driftwarden run`` with the demo's config, whose alert rules queue retraining jobs. A real
 Prometheus, loaded with ``dashboards/prometheus/recording.yaml`` and ``alerts.yaml``, scrapes the daemon
 every second. Once Prometheus holds what the regression brings (a drifted feature, a firing rule, a
-retraining job, a detected change), every query is evaluated through Prometheus' HTTP API, as Grafana
-would send it on "All" jobs and models, and must parse and return data:
+retraining job, a detected change, a flagged data-quality check), every query is evaluated through
+Prometheus' HTTP API, as Grafana would send it on "All" jobs and models, and must parse and return data:
 
 - every target of every panel of every dashboard in ``dashboards/grafana``, and every variable's values;
 - every recording rule's expression, and the series it records;
@@ -51,6 +51,7 @@ REGRESSED = {
     "a detected change": "driftwarden_changes_total > 0",
     "the four-fifths rule broken": 'driftwarden_bias{metric="disparate_impact_ratio"} < 0.8',
     "an invalid event": "driftwarden_events_invalid_total > 0",
+    "a flagged data-quality check": 'driftwarden_data_quality_flagged{model="summarizer",feature="locale"} == 1',
 }
 _COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
 
@@ -151,9 +152,21 @@ def test_every_alerting_rule_returns_data(prometheus, rule):
 
 def test_the_alerts_about_the_broken_models_are_active_in_prometheus(prometheus):
     """Pending or firing: Prometheus evaluates the rules a moment after each scrape."""
-    expected = {"DriftwardenFeatureDrift", "DriftwardenBias", "DriftwardenChangeDetected"}
+    expected = {"DriftwardenFeatureDrift", "DriftwardenBias", "DriftwardenChangeDetected", "DriftwardenDataQuality"}
 
     def active() -> set[str]:
         return {sample["metric"]["alertname"] for sample in prometheus.query('ALERTS{alertname=~"Driftwarden.*"}')}
 
     wait_for(lambda: expected <= active(), 30, f"{sorted(expected)} among the active alerts", every_s=1)
+
+
+def test_prometheus_holds_the_missing_locale_flagged_and_nothing_else_outside_support_bot(prometheus):
+    """The demo's summarizer loses its locale on 60% of its calls (its other locales keep their mix): scraped by a
+    real Prometheus, that check is flagged, with the share it measured, and no other of the unbroken models is."""
+    flagged = prometheus.query('driftwarden_data_quality_flagged{model!="support-bot"} == 1')
+    assert [
+        (sample["metric"]["model"], sample["metric"]["feature"], sample["metric"]["check"]) for sample in flagged
+    ] == [("summarizer", "locale", "missing")]
+    [share] = prometheus.query('driftwarden_data_quality_share{model="summarizer",feature="locale",check="missing"}')
+    assert 0.0 < float(share["value"][1]) <= 0.75
+    assert not prometheus.query('driftwarden_drift_detected{model="summarizer",feature="locale"} == 1')

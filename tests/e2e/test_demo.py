@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.components import http_get, wait_for
 
 DRIFTED = re.compile(r"support-bot +drifted from its reference: (.*)")
+MISSING = re.compile(r"summarizer +data quality: locale missing \d+% \(reference 0%\)")
 
 
 def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
@@ -26,6 +27,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
         wait_for(lambda: "<- p95" in log_path.read_text(), 60, "the demo to point out support-bot's slower p95")
         wait_for(lambda: DRIFTED.search(log_path.read_text()), 30, "the demo to point out support-bot's drift")
         wait_for(lambda: "biased by segment.region" in log_path.read_text(), 45, "the demo to point out the bias")
+        wait_for(lambda: MISSING.search(log_path.read_text()), 30, "the demo to point out summarizer's missing locale")
         wait_for(lambda: "queued retraining job" in log_path.read_text(), 30, "the demo to queue a retraining job")
         status, body = http_get(url)
         assert status == 200
@@ -49,6 +51,8 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     flagged = {feature for line in DRIFTED.findall(output) for feature in line.split(", ")}
     assert flagged and all(feature in ("topic", "input_tokens") or feature.startswith("prompt.") for feature in flagged)
     assert not re.search(r"(summarizer|code-assistant) +drifted", output)  # one false alarm a week, not per minute
+    checks = set(re.findall(r"([\w-]+) +data quality: (\S+) (\w+) ", output))
+    assert {check for check in checks if check[0] != "support-bot"} == {("summarizer", "locale", "missing")}
     biased = r"loan-approver +biased by segment\.region: disparate impact 0\.\d+ < 0\.8 \(approval .*south"
     assert re.search(biased, output)
     assert re.search(r"loan-approver +accuracy 0\.\d\d on \d+% labelled, estimated 0\.\d\d", output)

@@ -128,6 +128,7 @@ def test_the_overview_shows_what_the_issue_asks():
         "model:driftwarden_request_latency_seconds:p99_5m", "model:driftwarden_time_to_first_token_seconds:p95_5m",
         "model_direction:driftwarden_tokens:rate5m",  # tokens
         "driftwarden_drift_share", "driftwarden_drift_detected", "driftwarden_drift_score", "driftwarden_drift_p_value",
+        "driftwarden_data_quality_share", "driftwarden_data_quality_flagged",  # missing, wrong types, out of range
         "driftwarden_quality",  # quality proxies and label coverage
         "driftwarden_bias", "driftwarden_segment_outcome_ratio",  # bias per attribute and group
         "driftwarden_slice_drift_share", "driftwarden_slice_quality",  # drift and quality per slice group

@@ -37,7 +37,7 @@ TEST_FILES = sorted((RULES / "tests").glob("*.yaml"))
 #: Series that Prometheus makes itself rather than scrapes from driftwarden.
 PROMETHEUS_OWN = {"up", "ALERTS"}
 #: Labels of Prometheus' ALERTS series: its own, and those of the alerting rules' results.
-ALERTS_LABELS = {"alertname", "alertstate", "severity", "model", "feature", "metric", "attribute", "topic"}
+ALERTS_LABELS = {"alertname", "alertstate", "severity", "model", "feature", "check", "metric", "attribute", "topic"}
 #: Target labels Prometheus adds to scraped series (`pod`: the Prometheus Operator's ServiceMonitor).
 TARGET_LABELS = {"job", "instance", "pod"}
 SEVERITIES = {"critical", "warning", "info"}
@@ -160,6 +160,9 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     assert series["driftwarden_drift_share"]["model"] == {"loans"}
     assert series["driftwarden_slice_drift_share"]["model"] == {"loans"}
     assert {"input_tokens", "locale", "response.is_refusal"} <= series["driftwarden_drift_detected"]["feature"]
+    assert series["driftwarden_data_quality_flagged"]["check"] == {
+        "missing", "type_violation", "out_of_range", "unseen_category"
+    }  # fmt: skip
     assert series["driftwarden_alerts_firing"]["alertname"] == {"DataDrift"}
     assert series["driftwarden_retraining_jobs_total"]["model"] == {"loans"}
     return series
@@ -230,6 +233,7 @@ def test_the_brief_alerts_are_all_there():
         "DriftwardenQualityDrop", "DriftwardenBias", "DriftwardenLabelsExpiring", "DriftwardenAccuracyEstimateOff",
         "DriftwardenChangeDetected",
         "DriftwardenInvalidEvents", "DriftwardenConsumerLag", "DriftwardenDown", "DriftwardenStale",
+        "DriftwardenDataQuality",
     }  # fmt: skip
 
 

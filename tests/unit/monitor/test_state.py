@@ -77,8 +77,11 @@ def test_named_model_uses_its_own_config_and_others_the_wildcard():
     bot, other = pipeline.states["bot"], pipeline.states["other"]
     assert [feature.name for feature in bot.features] == ["x"]
     assert [feature.name for feature in other.features] == ["locale"]
-    assert {name for name in bot.window.view() if name.startswith("feature.")} == {"feature.x"}
-    assert {name for name in other.window.view() if name.startswith("feature.")} == {"feature.locale"}
+    assert {name for name in bot.window.view() if name.startswith("feature.")} == {"feature.x", "feature.x.wrong_type"}
+    assert {name for name in other.window.view() if name.startswith("feature.")} == {
+        "feature.locale",
+        "feature.locale.wrong_type",
+    }
     assert bot.window.view()["feature.x"].tolist() == [2.5]
     assert other.window.view()["feature.locale"].tolist() == [1]
 
