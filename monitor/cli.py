@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
-from monitor.evaluate.drift import false_alarm_policy
+from monitor.evaluate.drift import false_alarm_policy, promise_coverage
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
@@ -167,6 +167,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
         print(f"  model {model.name!r}: features {features}; reference: {source}")
         if model.features:
             print(f"    drift: {false_alarm_policy(model.drift, windows)}")
+            print(f"    drift promise: {promise_coverage(model)}")
     sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
     for rule in config.alerts.rules:
         wait = f" for {rule.for_ms} ms" if rule.for_ms else ""
