@@ -30,6 +30,7 @@ from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError
 from monitor.run.replay import replay
 from monitor.run.store import open_store
+from monitor.state.changes import change_policy
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
 
@@ -168,6 +169,12 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
         if model.features:
             print(f"    drift: {false_alarm_policy(model.drift, windows)}")
             print(f"    drift promise: {promise_coverage(model)}")
+        drift = model.drift
+        if drift.change_detector is not None:
+            policy = change_policy(
+                drift.change_detector, windows.min_samples, drift.change_arl, drift.change_shift, drift.change_warmup
+            )
+            print(f"    changes: {policy}")
     sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
     for rule in config.alerts.rules:
         wait = f" for {rule.for_ms} ms" if rule.for_ms else ""

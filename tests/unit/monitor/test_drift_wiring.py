@@ -250,10 +250,15 @@ def test_check_config_says_which_features_the_promise_covers(tmp_path, capsys):
         " {name: q, kind: numeric, method: ks}]}]\n"
     )
     assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
     assert (
         "    drift promise: covers tier, q; not amount (thresholds.wasserstein is pinned), "
         "v (classifier's threshold is fixed)\n"
-    ) in capsys.readouterr().out
+    ) in out
+    assert (  # the defaults: ADWIN, blocks of windows.min_samples events
+        "    changes: adwin on blocks of 200 events, a warm-up of 30 blocks: at most a false change every 10000 blocks"
+        " (2e+06 events) on average per signal; adapts to any step\n"
+    ) in out
 
 
 def _suite_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
