@@ -6,7 +6,11 @@ descriptors (``prompt.length_chars`` is tested like a numeric feature), an
 embedding row by row. Missing values are left out on both sides, and a
 feature with fewer than ``min_samples`` values on either side is not tested.
 The verdicts of the p-value tests are then corrected across the model's
-features (:mod:`detectors.correction`).
+features (:mod:`detectors.correction`); the distance tests' thresholds are
+calibrated on the reference to their share of the same ``alpha``
+(:class:`detectors.calibrated_distance.CalibratedDistance`), unless
+``drift.thresholds`` pins them, which leaves them outside the policy below
+(:func:`promise_coverage` says which features it covers).
 
 The false-alarm policy in an on-call engineer's units: a model is evaluated
 ``windows.evaluations_per_week`` times a week, and with Bonferroni or
