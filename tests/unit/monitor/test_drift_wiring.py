@@ -404,6 +404,33 @@ def test_a_complete_warmup_reference_survives_a_checkpoint_and_the_next_evaluati
     assert _metrics(restored, original.watermark_ms) == _metrics(original, original.watermark_ms)
 
 
+def test_calibrated_distance_thresholds_are_the_same_after_a_restore(tmp_path):
+    """The suite is not saved: the restored pipeline refits it on the saved reference, with the same seeds."""
+    config = parse_config(
+        {
+            "windows": {"size": 80, "min_samples": 20},
+            "models": [
+                {
+                    "name": "*",
+                    "reference": {"warmup": 50},
+                    "drift": {"numeric": "wasserstein", "categorical": "jensenshannon"},
+                    "features": FEATURES,
+                }
+            ],
+        }
+    )
+    original = Pipeline(config)
+    _apply_in_batches(original, _warmup_stream(0, 120))
+    original.evaluate(original.watermark_ms)
+    restored = _through_disk(original, tmp_path)
+    restored.evaluate(original.watermark_ms)
+
+    drift = original.evaluations["m"].drift
+    assert {result.method for result in drift.features.values()} == {"wasserstein", "jensenshannon"}
+    assert restored.evaluations["m"].drift == drift
+    assert all(result.threshold != 0.1 for result in drift.features.values())  # calibrated, not Evidently's
+
+
 def test_a_partly_filled_warmup_reference_carries_on_filling_after_a_restore(tmp_path):
     original = Pipeline(WARMUP_CONFIG)
     _apply_in_batches(original, _warmup_stream(0, 30))
