@@ -32,6 +32,10 @@ class TwoSampleTest:
     kinds: ClassVar[tuple[str, ...]]
     has_p_value: ClassVar[bool]
     default_threshold: ClassVar[float]
+    #: For a distance: how it shrinks without drift, as ``(1/n + 1/m) ** null_exponent`` for samples of ``n`` and
+    #: ``m`` values, which lets :class:`detectors.calibrated_distance.CalibratedDistance` calibrate its threshold;
+    #: None for a test with a p-value, or one too costly to resample (the domain classifier).
+    null_exponent: ClassVar[float | None] = None
 
     def __init__(self, threshold: float | None = None):
         self.threshold = self.default_threshold if threshold is None else float(threshold)

@@ -48,6 +48,7 @@ class JensenShannonTest(BinnedTest):
 
     name = "jensenshannon"
     default_threshold = 0.1
+    null_exponent = 0.5
 
     def _distance(self, reference_share: np.ndarray, window_share: np.ndarray) -> float:
         return float(jensenshannon(reference_share, window_share))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from detectors._change_detector import ChangeDetector
 
 __all__ = ["PageHinkley"]
@@ -28,6 +30,14 @@ class PageHinkley(ChangeDetector):
         Forgetting factor of the sums.
     mode
         Detect increases (``"up"``), decreases (``"down"``) or ``"both"``.
+    relative
+        When True, ``delta`` and ``threshold`` are in standard deviations of
+        the values since the last reset (a running estimate, like the mean),
+        and the first ``min_instances`` values only estimate mean and spread:
+        the sums start after them. Then, with ``alpha=1``, the detector is a
+        two-sided CUSUM with allowance ``delta`` and decision interval
+        ``threshold`` on the stream's own scale, whose average run length
+        without change :func:`detectors.run_length.two_sided_arl` gives.
 
     Examples
     --------
@@ -40,11 +50,21 @@ class PageHinkley(ChangeDetector):
     ...     if ph.drift_detected:
     ...         print(i)
     1038
+
+    Relative to the stream's own spread, with a threshold set for 10,000 values between false changes:
+
+    >>> from detectors.run_length import decision_interval
+    >>> ph = PageHinkley(delta=0.5, threshold=decision_interval(10_000, k=0.5), alpha=1.0, relative=True)
+    >>> for i, x in enumerate(stream * 1e-3):
+    ...     ph.update(x)
+    ...     if ph.drift_detected:
+    ...         print(i)
+    1008
     """
 
-    _state = ("n", "mean", "sum_increase", "sum_decrease", "min_increase", "max_decrease")
+    _state = ("n", "mean", "m2", "sum_increase", "sum_decrease", "min_increase", "max_decrease")
 
-    def __init__(self, min_instances=30, delta=0.005, threshold=50.0, alpha=1 - 0.0001, mode="both"):
+    def __init__(self, min_instances=30, delta=0.005, threshold=50.0, alpha=1 - 0.0001, mode="both", relative=False):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.min_instances = min_instances
@@ -52,27 +72,41 @@ class PageHinkley(ChangeDetector):
         self.threshold = threshold
         self.alpha = alpha
         self.mode = mode
+        self.relative = relative
         self._reset()
 
     def _reset(self) -> None:
         super()._reset()
         self._n = 0
         self._mean = 0.0
+        self._m2 = 0.0  # sum of squared deviations from the running mean (Welford), for ``relative``
         self._sum_increase = 0.0
         self._sum_decrease = 0.0
         self._min_increase = float("inf")
-        self._max_decrease = -1.0  # river's starting value, not -inf: it matters until the first sum exceeds it
+        # river's starting value, not -inf: it matters until the first sum exceeds it (relative: on no scale but -inf)
+        self._max_decrease = -math.inf if self.relative else -1.0
 
     def _step(self, x: float) -> bool:
         self._n += 1
+        previous_mean = self._mean
         self._mean += (1.0 / self._n) * (x - self._mean)
         deviation = x - self._mean
-        self._sum_increase = self.alpha * self._sum_increase + deviation - self.delta
-        self._sum_decrease = self.alpha * self._sum_decrease + deviation + self.delta
+        if not self.relative:
+            return self._accumulate(deviation, self.delta, self.threshold)
+        self._m2 += (x - previous_mean) * deviation
+        if self._n <= self.min_instances:
+            return False
+        std = math.sqrt(self._m2 / (self._n - 1))
+        return self._accumulate(deviation, self.delta * std, self.threshold * std)
+
+    def _accumulate(self, deviation: float, delta: float, threshold: float) -> bool:
+        """Add a deviation from the mean to both sums; whether either is now beyond ``threshold`` of its extreme."""
+        self._sum_increase = self.alpha * self._sum_increase + deviation - delta
+        self._sum_decrease = self.alpha * self._sum_decrease + deviation + delta
         self._min_increase = min(self._min_increase, self._sum_increase)
         self._max_decrease = max(self._max_decrease, self._sum_decrease)
         if self._n < self.min_instances:
             return False
-        increase = self._sum_increase - self._min_increase > self.threshold
-        decrease = self._max_decrease - self._sum_decrease > self.threshold
+        increase = self._sum_increase - self._min_increase > threshold
+        decrease = self._max_decrease - self._sum_decrease > threshold
         return {"up": increase, "down": decrease, "both": increase or decrease}[self.mode]

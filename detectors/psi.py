@@ -52,6 +52,7 @@ class PSITest(BinnedTest):
 
     name = "psi"
     default_threshold = 0.1
+    null_exponent = 1.0  # a divergence: a sum of squared differences of shares, like chi-square
 
     def _distance(self, reference_share: np.ndarray, window_share: np.ndarray) -> float:
         reference_share = np.where(reference_share == 0.0, EPSILON, reference_share)

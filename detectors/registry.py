@@ -20,7 +20,15 @@ from detectors.page_hinkley import PageHinkley
 from detectors.psi import PSITest
 from detectors.wasserstein import WassersteinTest
 
-__all__ = ["CHANGE_DETECTORS", "KINDS", "TWO_SAMPLE_TESTS", "auto_method", "make_test", "methods_for"]
+__all__ = [
+    "AUTO_CANDIDATES",
+    "CHANGE_DETECTORS",
+    "KINDS",
+    "TWO_SAMPLE_TESTS",
+    "auto_method",
+    "make_test",
+    "methods_for",
+]
 
 TWO_SAMPLE_TESTS: dict[str, type[TwoSampleTest]] = {
     test.name: test
@@ -44,6 +52,8 @@ SMALL_REFERENCE_ROWS = 1000
 FEW_VALUES = 5
 #: The methods ``auto_method`` picks for categories; a numeric feature routed to them is binned by value.
 _CATEGORY_METHODS = ("chisquare", "jensenshannon")
+#: The methods ``auto_method`` may pick for a feature of each kind, whatever its reference.
+AUTO_CANDIDATES = {"numeric": ("ks", "wasserstein", *_CATEGORY_METHODS), "categorical": _CATEGORY_METHODS}
 
 
 def auto_method(kind: str, reference: np.ndarray) -> str:

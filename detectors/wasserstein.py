@@ -41,6 +41,7 @@ class WassersteinTest(SortedSampleTest):
     name = "wasserstein"
     has_p_value = False
     default_threshold = 0.1
+    null_exponent = 0.5
 
     def _reset(self) -> None:
         super()._reset()

@@ -22,7 +22,7 @@ from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.evaluate.data_quality import data_quality_policy
-from monitor.evaluate.drift import drift_alpha, false_alarm_policy
+from monitor.evaluate.drift import drift_alpha, false_alarm_policy, promise_coverage
 from monitor.evaluate.slices import OTHER, max_series
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
@@ -32,6 +32,7 @@ from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError
 from monitor.run.replay import replay
 from monitor.run.store import open_store
+from monitor.state.changes import change_policy
 from monitor.state.labels import store_policy
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
@@ -170,8 +171,15 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
         print(f"  model {model.name!r}: features {features}; reference: {source}")
         if model.features:
             print(f"    drift: {false_alarm_policy(model.drift, windows)}")
+            print(f"    drift promise: {promise_coverage(model)}")
             alpha = drift_alpha(model.drift, windows)
             print(f"    data quality: {data_quality_policy(model, alpha, windows.evaluations_per_week)}")
+        drift = model.drift
+        if drift.change_detector is not None:
+            policy = change_policy(
+                drift.change_detector, windows.min_samples, drift.change_arl, drift.change_shift, drift.change_warmup
+            )
+            print(f"    changes: {policy}")
         if model.slices.attributes:
             slices = model.slices
             print(

@@ -324,7 +324,11 @@ class DriftConfig(_Section):
     distance thresholds by method, and the false-alarm policy of the p-value
     tests: ``alpha`` after ``correction`` across the model's features, or
     ``false_alarms_per_week`` from which alpha follows (see :mod:`monitor.evaluate.drift`).
-    ``change_detector`` watches the window's latency and error ratio tick by tick.
+    ``change_detector`` watches the latency p50/p95 and error ratio of blocks of ``windows.min_samples``
+    events (see :mod:`monitor.state.changes`), calibrated on each signal's own spread: the first
+    ``change_warmup`` blocks estimate it, ``change_arl`` is the average number of blocks between false
+    changes of a signal that does not change, and ``change_shift`` the step, in standard deviations of
+    the signal, that ``page_hinkley`` and ``cusum`` detect fastest.
     """
 
     numeric: str = "auto"
@@ -336,6 +340,9 @@ class DriftConfig(_Section):
     false_alarms_per_week: float | None = Field(None, gt=0.0)
     correction: Literal["none", "bonferroni", "bh"] = "bh"
     change_detector: str | None = "adwin"
+    change_arl: float = Field(10_000.0, ge=10.0)
+    change_shift: float = Field(1.0, gt=0.0, le=10.0)
+    change_warmup: Integer = Field(30, ge=5, le=10_000)
 
     @field_validator("numeric", "categorical", "text", "embedding")
     @classmethod

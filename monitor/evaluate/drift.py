@@ -7,7 +7,11 @@ embedding row by row. Missing values are left out on both sides (the
 data-quality checks count them: :mod:`monitor.evaluate.data_quality`), and a
 feature with fewer than ``min_samples`` values on either side is not tested.
 The verdicts of the p-value tests are then corrected across the model's
-features (:mod:`detectors.correction`).
+features (:mod:`detectors.correction`); the distance tests' thresholds are
+calibrated on the reference to their share of the same ``alpha``
+(:class:`detectors.calibrated_distance.CalibratedDistance`), unless
+``drift.thresholds`` pins them, which leaves them outside the policy below
+(:func:`promise_coverage` says which features it covers).
 
 The false-alarm policy in an on-call engineer's units: a model is evaluated
 ``windows.evaluations_per_week`` times a week, and with Bonferroni or
@@ -28,19 +32,22 @@ alpha 9.92e-05 after bh correction, 10080 evaluations a week: at most 1 false dr
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from detectors._two_sample import TwoSampleTest
+from detectors.calibrated_distance import CalibratedDistance
 from detectors.correction import correct
-from detectors.registry import make_test
+from detectors.registry import AUTO_CANDIDATES, TWO_SAMPLE_TESTS, make_test
 from detectors.results import ModelDrift
 from monitor.config import DriftConfig, ModelConfig, WindowsConfig
 from monitor.evaluate.data_quality import DataQualitySuite
 from monitor.state.columns import TIMESTAMP_MS, Columns
 from monitor.state.vocabulary import MISSING
 
-__all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "tested_features"]
+__all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "promise_coverage", "tested_features"]
 
 
 def drift_alpha(drift: DriftConfig, windows: WindowsConfig) -> float:
@@ -94,16 +101,27 @@ class DriftSuite:
         self.fitted = False
 
     def fit(self, reference: dict[str, np.ndarray], newest_ms: float) -> None:
-        """Fit every feature's test on the reference columns (those with enough values), and the data-quality
-        checks."""
+        """Fit every feature's test on the reference columns (those with enough values), and the
+        data-quality checks.
+
+        A distance test (no p-value) whose threshold the config does not pin is
+        calibrated on the reference (:class:`CalibratedDistance`, seeded by the
+        feature's label, so a refit after a restore gives the same thresholds).
+        """
         self.data_quality.fit(reference)
-        tests = {}
+        tests: dict[str, TwoSampleTest | CalibratedDistance] = {}
         for feature in self.features:
             values = _present(reference[feature.column], feature.kind)
             if len(values) >= self.min_samples:
                 test = make_test(feature.method, feature.kind, values)
-                thresholds = self.drift.thresholds
-                test.threshold = self.alpha if test.has_p_value else thresholds.get(test.name, test.threshold)
+                if test.has_p_value:
+                    test.threshold = self.alpha
+                elif test.name in self.drift.thresholds:
+                    test.threshold = self.drift.thresholds[test.name]
+                elif test.null_exponent is not None:
+                    seed = zlib.crc32(feature.label.encode())
+                    tests[feature.label] = CalibratedDistance(test, random_state=seed).fit(values)
+                    continue
                 tests[feature.label] = test
         self._tests = tests
         self._n_reference = len(reference[TIMESTAMP_MS])
@@ -111,23 +129,67 @@ class DriftSuite:
         self.fitted = True
 
     def score(self, window: dict[str, np.ndarray], now_ms: float) -> ModelDrift:
-        """Test the window's features and correct the verdicts across them."""
-        labels, results = [], []
+        """Test the window's features and correct the verdicts across them.
+
+        The false-alarm rate ``alpha`` is shared among the features it covers
+        (p-value tests and calibrated distances): with a correction each
+        calibrated distance gets ``alpha / m`` of the ``m`` covered features
+        tested, and the p-value tests are corrected together at the rest.
+        """
+        tested = {}
         for feature in self.features:
             test = self._tests.get(feature.label)
             if test is None:
                 continue
             values = _present(window[feature.column], feature.kind)
             if len(values) >= self.min_samples:
-                labels.append(feature.label)
-                results.append(test.score(values))
-        corrected = correct(results, self.drift.correction, self.alpha)
+                tested[feature.label] = (test, values)
+        covered = sum(isinstance(test, CalibratedDistance) or test.has_p_value for test, _ in tested.values())
+        share = self.alpha if self.drift.correction == "none" else self.alpha / max(covered, 1)
+        n_calibrated = sum(isinstance(test, CalibratedDistance) for test, _ in tested.values())
+        results = [
+            test.score(values, share) if isinstance(test, CalibratedDistance) else test.score(values)
+            for test, values in tested.values()
+        ]
+        alpha = self.alpha if self.drift.correction == "none" else self.alpha - share * n_calibrated
+        corrected = correct(results, self.drift.correction, alpha)
         return ModelDrift(
-            features=dict(zip(labels, corrected)),
+            features=dict(zip(tested, corrected)),
             n_window=len(window[TIMESTAMP_MS]),
             n_reference=self._n_reference,
             reference_age_ms=now_ms - self._reference_newest_ms,
         )
+
+
+def promise_coverage(model: ModelConfig) -> str:
+    """Which tested features the false-alarm policy covers, and why the others are outside it, in one line.
+
+    A feature is covered when its test has a p-value or is a calibrated distance; it is outside when its
+    method (or one ``auto`` may pick) has a threshold pinned in ``drift.thresholds``, or is the domain
+    classifier, whose AUC threshold is fixed.
+
+    >>> from monitor.config import parse_config
+    >>> config = parse_config({"models": [{"name": "bot", "drift": {"thresholds": {"psi": 0.2}}, "features": [
+    ...     {"name": "amount", "kind": "numeric"}, {"name": "tier", "kind": "categorical", "method": "psi"},
+    ...     {"name": "vector", "kind": "embedding", "dim": 8}]}]})
+    >>> print(promise_coverage(config.models[0]))
+    covers amount; not tier (thresholds.psi is pinned), vector (classifier's threshold is fixed)
+    """
+    pinned = model.drift.thresholds
+    covered, outside = [], []
+    for feature in tested_features(model):
+        candidates = AUTO_CANDIDATES[feature.kind] if feature.method == "auto" else (feature.method,)
+        reasons = [f"thresholds.{method} is pinned" for method in candidates if method in pinned]
+        reasons += [
+            f"{method}'s threshold is fixed"
+            for method in candidates
+            if not TWO_SAMPLE_TESTS[method].has_p_value and TWO_SAMPLE_TESTS[method].null_exponent is None
+        ]
+        if reasons:
+            outside.append(f"{feature.label} ({'; '.join(reasons)})")
+        else:
+            covered.append(feature.label)
+    return f"covers {', '.join(covered) or 'no feature'}" + (f"; not {', '.join(outside)}" if outside else "")
 
 
 def tested_features(model: ModelConfig) -> list[TestedFeature]:

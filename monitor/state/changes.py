@@ -9,8 +9,12 @@ overlap, so the detectors see independent values, and they depend on the
 events alone, not on when batches or ticks fall, so a replay counts the same
 changes as the live daemon. This runs with each batch (a few small quantiles
 per ``block_size`` events), and the partial block is part of the checkpoint.
-Latencies are fed in milliseconds, which matters for Page-Hinkley's absolute
-``threshold`` (CUSUM and ADWIN scale themselves).
+The error ratio is fed through a variance-stabilising transform (:func:`stabilised`).
+
+Each detector is calibrated on its signal's own spread (:func:`calibrated_detector`):
+``arl`` blocks pass on average between false changes of a signal that does not
+change, and a step of ``shift`` standard deviations is what Page-Hinkley and
+CUSUM detect fastest.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
@@ -20,7 +24,8 @@ Latencies are fed in milliseconds, which matters for Page-Hinkley's absolute
 ...     changed = watch.observe(latency_ms, np.zeros(100, dtype=bool))
 ...     if changed:
 ...         print(block, changed)
-223 ['latency_p50', 'latency_p95']
+203 ['latency_p50']
+204 ['latency_p95']
 """
 
 from __future__ import annotations
@@ -29,22 +34,75 @@ import math
 
 import numpy as np
 
-from detectors.registry import CHANGE_DETECTORS
+from detectors._change_detector import ChangeDetector
+from detectors.adwin import ADWIN
+from detectors.cusum import CUSUM
+from detectors.page_hinkley import PageHinkley
+from detectors.run_length import decision_interval
 from detectors.traffic import TrafficStats
+from detectors.warmup_scaled import WarmupScaled
 
-__all__ = ["SIGNALS", "ChangeWatch"]
+__all__ = ["SIGNALS", "ChangeWatch", "calibrated_detector", "change_policy", "stabilised"]
 
 #: The summaries watched, by the ``metric`` label they are counted under.
 SIGNALS = ("latency_p50", "latency_p95", "error_ratio")
 
 
-class ChangeWatch:
-    """One model's change detectors (none when ``method`` is None) and the changes each has found."""
+def calibrated_detector(method: str, arl: float, shift: float, warmup: int) -> ChangeDetector:
+    """A change detector with a false change every ``arl`` values on average, fastest on a step of ``shift``
+    standard deviations of the values, which the first ``warmup`` values estimate.
 
-    def __init__(self, method: str | None, block_size: int):
+    - ``page_hinkley``: Page-Hinkley relative to the running standard deviation, without forgetting, with
+      ``delta = shift / 2`` and the threshold of :func:`detectors.run_length.decision_interval`: a
+      two-sided CUSUM whose average run length is Siegmund's, as the estimates settle.
+    - ``cusum``: the tabular CUSUM with the same ``k`` and ``h``, on the warm-up's mean and deviation
+      (frozen: a short warm-up's rough estimates shorten the run length, see :class:`detectors.cusum.CUSUM`).
+    - ``adwin``: ADWIN tested on every value, with ``delta = 1 / arl``, its bound on the chance of a false
+      cut at each test, so its run length is at least ``arl`` (in practice far longer); fed values in the
+      warm-up's standard deviations (:class:`detectors.warmup_scaled.WarmupScaled`), since its bound
+      assumes values in [0, 1]. ``shift`` does not apply: ADWIN adapts to any step.
+
+    >>> calibrated_detector("page_hinkley", arl=10_000, shift=1.0, warmup=30).threshold
+    8.045360987070074
+    """
+    if method == "adwin":
+        return WarmupScaled(ADWIN(delta=1.0 / arl, clock=1), warmup)
+    k = shift / 2.0
+    h = decision_interval(arl, k)
+    if method == "page_hinkley":
+        return PageHinkley(min_instances=warmup, delta=k, threshold=h, alpha=1.0, relative=True)
+    if method == "cusum":
+        return CUSUM(k=k, h=h, min_instances=warmup)
+    raise ValueError(f"unknown change detector {method!r}; valid: adwin, page_hinkley, cusum")
+
+
+def change_policy(method: str, block_size: int, arl: float, shift: float, warmup: int) -> str:
+    """The calibrated detector's promise in one line, for ``check-config``.
+
+    >>> print(change_policy("page_hinkley", 200, 10_000, 1.0, 30).replace(": ", ":\\n"))
+    page_hinkley on blocks of 200 events, a warm-up of 30 blocks:
+    a false change every 10000 blocks (2e+06 events) on average per signal; fastest on a step of 1 sd
+    """
+    bound = "at most " if method == "adwin" else ""
+    step = "; adapts to any step" if method == "adwin" else f"; fastest on a step of {shift:g} sd"
+    return (
+        f"{method} on blocks of {block_size} events, a warm-up of {warmup} blocks: {bound}a false change every "
+        f"{arl:g} blocks ({arl * block_size:.3g} events) on average per signal{step}"
+    )
+
+
+class ChangeWatch:
+    """One model's change detectors (none when ``method`` is None) and the changes each has found.
+
+    ``arl``, ``shift`` and ``warmup`` calibrate each signal's detector (:func:`calibrated_detector`), in blocks.
+    """
+
+    def __init__(
+        self, method: str | None, block_size: int, arl: float = 10_000.0, shift: float = 1.0, warmup: int = 30
+    ):
         self.method = method
         self.block_size = block_size
-        self._detectors = {signal: CHANGE_DETECTORS[method]() for signal in SIGNALS} if method else {}
+        self._detectors = {signal: calibrated_detector(method, arl, shift, warmup) for signal in SIGNALS if method}
         self._stats = TrafficStats(quantiles=(0.5, 0.95))
         self._pending = {"latency_ms": np.empty(0), "failed": np.empty(0, dtype=np.bool_)}
         self.n_changes = dict.fromkeys(self._detectors, 0)
@@ -78,12 +136,13 @@ class ChangeWatch:
             rows = [(dict(block.latency_quantiles_ms), block.error_ratio) for block in blocks]
             p50 = [quantiles.get(0.5, math.nan) for quantiles, _ in rows]
             p95 = [quantiles.get(0.95, math.nan) for quantiles, _ in rows]
-            error_ratio = [ratio for _, ratio in rows]
+            error_ratio = np.array([ratio for _, ratio in rows])
         else:
             ordered = np.sort(latency_ms.reshape(n_blocks, -1), axis=1)
             p50, p95 = _quantile(ordered, 0.5).tolist(), _quantile(ordered, 0.95).tolist()
-            error_ratio = failed.reshape(n_blocks, -1).mean(axis=1).tolist()
-        return [{"latency_p50": a, "latency_p95": b, "error_ratio": c} for a, b, c in zip(p50, p95, error_ratio)]
+            error_ratio = failed.reshape(n_blocks, -1).mean(axis=1)
+        stable = stabilised(error_ratio, self.block_size).tolist()
+        return [{"latency_p50": a, "latency_p95": b, "error_ratio": c} for a, b, c in zip(p50, p95, stable)]
 
     def snapshot(self) -> dict:
         return {
@@ -99,7 +158,22 @@ class ChangeWatch:
         }
         self.n_changes = dict(snapshot["n_changes"])
         for signal, saved in snapshot["detectors"].items():
-            self._detectors[signal].restore(saved)
+            detector = self._detectors[signal]
+            if saved.keys() == detector.snapshot().keys():  # else saved uncalibrated, by an older release: afresh
+                detector.restore(saved)
+
+
+def stabilised(error_ratio: np.ndarray, block_size: int) -> np.ndarray:
+    """Anscombe's arcsine transform of a block's error ratio, ``arcsin(sqrt((failed + 3/8) / (n + 3/4)))``.
+
+    A binomial count's spread grows with its level, and at a few failures a block it is skewed; transformed,
+    its standard deviation is about ``1 / (2 sqrt(n))`` at any level and its shape close to normal, which is
+    what the detectors' run lengths assume.
+
+    >>> np.round(stabilised(np.array([0.0, 0.02, 0.3]), 200), 4).tolist()
+    [0.0432, 0.1482, 0.5805]
+    """
+    return np.arcsin(np.sqrt((error_ratio * block_size + 0.375) / (block_size + 0.75)))
 
 
 def _quantile(rows: np.ndarray, q: float) -> np.ndarray:

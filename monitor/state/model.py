@@ -106,7 +106,10 @@ class ModelState:
         self.watermark_ms = -math.inf
         #: The (topic, partition) its first event came from: its state is saved and moves with that partition.
         self.home: Partition | None = None
-        self.changes = ChangeWatch(model.drift.change_detector, config.windows.min_samples)
+        drift = model.drift
+        self.changes = ChangeWatch(
+            drift.change_detector, config.windows.min_samples, drift.change_arl, drift.change_shift, drift.change_warmup
+        )
         #: What late labels need of the model's recent calls (None with ``quality.max_labelled_calls: 0``).
         self.labels = self._new_label_store()
         warmup = 0 if reference_events is not None else _warmup(model)

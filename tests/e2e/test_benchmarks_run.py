@@ -55,6 +55,15 @@ def test_drift_benchmark_prints_its_table():
     ]
     assert "verdicts identical to the scipy loop's" in output
     assert "target: driftwarden score >= 30x faster than Evidently DataDriftPreset" in output
+    assert "driftwarden fit with thresholds calibrated on the reference, as the daemon fits: " in output
+
+
+def test_change_detector_benchmark_prints_its_table():
+    output, names = run_bench("change_detectors.py", "--runs", "2", "--before", "60", "--after", "60")
+    steps = ["latency +0.5 sd", "latency +1 sd", "latency +2 sd", "latency +4 sd"]
+    steps += ["error ratio 2% -> 4%", "error ratio 2% -> 10%", "error ratio 2% -> 30%"]
+    assert names == [f"{step}: median delay, blocks" for step in steps] + ["false changes per 1,000 stationary blocks"]
+    assert "| step (200 events a block) | ours adwin | ours page_hinkley | ours cusum | river ADWIN |" in output
 
 
 def test_embedding_drift_benchmark_prints_its_tables():

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from detectors.adwin import ADWIN
 from detectors.cusum import CUSUM
 from detectors.page_hinkley import PageHinkley
+from detectors.warmup_scaled import WarmupScaled
 from tests.components import require
 
 DETECTORS = (ADWIN, PageHinkley, CUSUM)
@@ -345,3 +346,45 @@ def test_restored_detector_continues_exactly(cls, seed, cut):
     found += [cut + i for i in _detections(after, stream[cut:])]
 
     assert found == never_stopped
+
+
+# -- The calibrated variants: in units of the stream's own spread ---------------------------------------------------
+
+CALIBRATED = {
+    "page_hinkley-relative": lambda: PageHinkley(delta=0.5, threshold=8.0, alpha=1.0, relative=True),
+    "adwin-warmup-scaled": lambda: WarmupScaled(ADWIN(delta=1e-4, clock=1), warmup=30),
+}
+
+
+@pytest.mark.parametrize("make", CALIBRATED.values(), ids=CALIBRATED)
+def test_a_calibrated_detector_finds_the_same_changes_at_any_scale_and_offset(make):
+    stream = np.array(_several_changes(np.random.default_rng(3)))
+    rescaled = (stream * 1_000.0 + 50.0).tolist()
+
+    assert _detections(make(), rescaled) == _detections(make(), stream.tolist()) != []
+
+
+@pytest.mark.parametrize("make", CALIBRATED.values(), ids=CALIBRATED)
+def test_a_calibrated_detector_resets_idempotently_and_round_trips_through_msgpack(make):
+    fresh, detector = make().snapshot(), make()
+    _detections(detector, _several_changes(np.random.default_rng(0))[:700])
+    restored = make()
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(detector.snapshot())))
+    tail = _several_changes(np.random.default_rng(1))
+
+    assert _detections(restored, tail) == _detections(detector, tail)
+    detector._reset()
+    assert detector.snapshot() == fresh
+
+
+@pytest.mark.parametrize("value", [0.0, 7.0, -1e6])
+@pytest.mark.parametrize("make", CALIBRATED.values(), ids=CALIBRATED)
+def test_a_calibrated_detector_sees_no_change_in_a_constant_stream_and_any_departure_after_one(make, value):
+    assert _detections(make(), [value] * 2_000) == []
+    found = _detections(make(), [value] * 100 + [value + 1.0] * 50)  # ADWIN: as unscaled values, in ~26 of them
+    assert found and 100 <= found[0] < 130
+
+
+def test_warmup_scaled_needs_a_warm_up_of_two_values():
+    with pytest.raises(ValueError, match="warmup"):
+        WarmupScaled(ADWIN(), warmup=1)

@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from scipy import stats
 
 from monitor.cli import main
 from monitor.config import Config, ConfigError, parse_config
-from monitor.evaluate.drift import drift_alpha, false_alarm_policy
+from monitor.evaluate.drift import DriftSuite, drift_alpha, false_alarm_policy
 from monitor.export.collectors import MetricsServer, build_registry, exposition
 from monitor.export.report import DriftReports, render_page
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.state.columns import TIMESTAMP_MS, Columns
 from monitor.state.model import ModelStates
 from monitor.state.reference import ReferenceFileError, read_reference_file, reference_records
 from monitor.state.vocabulary import MISSING
@@ -168,6 +170,11 @@ CONFIG_ERRORS = [
         id="unknown-change-detector",
     ),
     pytest.param(_model(drift={"alpha": 0}), "models[0].drift.alpha", ("must be > 0.0 (got 0)",), id="alpha-zero"),
+    pytest.param(_model(drift={"change_arl": 5}), "models[0].drift.change_arl", ("must be >= 10.0",), id="arl-short"),
+    pytest.param(_model(drift={"change_shift": 0}), "models[0].drift.change_shift", ("must be > 0",), id="shift-0"),
+    pytest.param(
+        _model(drift={"change_warmup": 2}), "models[0].drift.change_warmup", ("must be >= 5",), id="warmup-short"
+    ),
     pytest.param(_model(drift={"alpha": 1.0}), "models[0].drift.alpha", ("must be < 1.0 (got 1.0)",), id="alpha-one"),
 ]
 
@@ -233,6 +240,102 @@ def test_the_policy_without_correction_counts_false_alarms_per_feature():
     assert line.startswith("alpha 0.01 per feature without correction, 20160 evaluations a week: ")
     assert "up to 202 false drift alerts a week per feature" in line
     assert "set correction: bh" in line
+
+
+def test_check_config_says_which_features_the_promise_covers(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "models: [{name: m, drift: {thresholds: {wasserstein: 0.2}}, features: [{name: amount, kind: numeric},"
+        " {name: tier, kind: categorical}, {name: v, kind: embedding, dim: 4},"
+        " {name: q, kind: numeric, method: ks}]}]\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "    drift promise: covers tier, q; not amount (thresholds.wasserstein is pinned), "
+        "v (classifier's threshold is fixed)\n"
+    ) in out
+    assert (  # the defaults: ADWIN, blocks of windows.min_samples events
+        "    changes: adwin on blocks of 200 events, a warm-up of 30 blocks: at most a false change every 10000 blocks"
+        " (2e+06 events) on average per signal; adapts to any step\n"
+    ) in out
+
+
+def _suite_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Columns of SUITE_MODEL's features, all from one distribution (int32 codes for the category), none of a
+    wrong type."""
+    features = {
+        "amount": rng.normal(10.0, 2.0, n),
+        "wait_s": rng.exponential(5.0, n),
+        "channel": rng.choice(3, n, p=[0.6, 0.3, 0.1]).astype(np.int32),
+        "pinned": rng.normal(size=n),
+    }
+    return {
+        TIMESTAMP_MS: np.arange(n, dtype=float),
+        **{Columns.feature(name): values for name, values in features.items()},
+        **{Columns.wrong_type(name): np.zeros(n, dtype=bool) for name in features},
+    }
+
+
+SUITE_CONFIG = parse_config(
+    {
+        "windows": {"min_samples": 100},
+        "models": [
+            {
+                "name": "m",
+                "drift": {"alpha": 0.1, "correction": "bonferroni", "thresholds": {"psi": 0.5}},
+                "features": [  # on a reference of 1,500 rows auto picks wasserstein and jensenshannon
+                    {"name": "amount", "kind": "numeric"},
+                    {"name": "wait_s", "kind": "numeric", "method": "ks"},
+                    {"name": "channel", "kind": "categorical"},
+                    {"name": "pinned", "kind": "numeric", "method": "psi"},
+                ],
+            }
+        ],
+    }
+)
+
+
+def _suite() -> DriftSuite:
+    return DriftSuite(SUITE_CONFIG.models[0], alpha=0.1, min_samples=100)
+
+
+def test_the_suite_shares_alpha_among_the_covered_features_and_calibrates_the_unpinned_distances():
+    rng = np.random.default_rng(8)
+    reference = _suite_columns(rng, 1_500)
+    suite, again = _suite(), _suite()
+    suite.fit(reference, 0.0)
+    again.fit(reference, 0.0)  # a refit after a restore: the same seeds, the same thresholds
+    window = _suite_columns(rng, 400)
+    drift = suite.score(window, 0.0)
+
+    methods = {label: result.method for label, result in drift.features.items()}
+    assert methods == {"amount": "wasserstein", "wait_s": "ks", "channel": "jensenshannon", "pinned": "psi"}
+    # Three features covered: each calibrated distance at alpha / 3, the one p-value test corrected at the rest.
+    assert drift.features["wait_s"].threshold == pytest.approx(0.1 / 3)
+    assert drift.features["pinned"].threshold == 0.5
+    for label in ("amount", "channel"):
+        calibrated = suite._tests[label]
+        assert drift.features[label].threshold == calibrated.threshold(0.1 / 3, 400)
+        assert drift.features[label].threshold != 0.1  # not Evidently's fixed one
+    assert again.score(window, 0.0) == drift
+
+
+@pytest.mark.statistical
+def test_under_auto_methods_a_null_stream_raises_at_most_alpha_false_alarms():
+    """Each pair a new reference of 1,500 rows and a window of 200 from the same distributions (see
+    tests/unit/detectors/test_calibrated_distance.py): Evidently's fixed 0.1 flagged the Wasserstein feature in
+    most windows of this size, whatever alpha."""
+    rng = np.random.default_rng(9)
+    model = SUITE_CONFIG.models[0].model_copy(update={"features": SUITE_CONFIG.models[0].features[:3]})
+    n_pairs, alarms = 60, 0
+    for _ in range(n_pairs):
+        suite = DriftSuite(model, alpha=0.1, min_samples=100)
+        suite.fit(_suite_columns(rng, 1_500), 0.0)
+        alarms += bool(suite.score(_suite_columns(rng, 200), 0.0).drifted)
+    low, high = stats.binomtest(alarms, n_pairs).proportion_ci(0.90)
+
+    assert low <= 0.1, f"{alarms / n_pairs:.3f} of windows flagged ({low:.3f} to {high:.3f})"
 
 
 # --- 3. The warm-up reference --------------------------------------------------------------------------------------
@@ -304,6 +407,33 @@ def test_a_complete_warmup_reference_survives_a_checkpoint_and_the_next_evaluati
     _apply_in_batches(restored, more)
     np.testing.assert_array_equal(back.columns()["feature.x"], np.arange(50.0))
     assert _metrics(restored, original.watermark_ms) == _metrics(original, original.watermark_ms)
+
+
+def test_calibrated_distance_thresholds_are_the_same_after_a_restore(tmp_path):
+    """The suite is not saved: the restored pipeline refits it on the saved reference, with the same seeds."""
+    config = parse_config(
+        {
+            "windows": {"size": 80, "min_samples": 20},
+            "models": [
+                {
+                    "name": "*",
+                    "reference": {"warmup": 50},
+                    "drift": {"numeric": "wasserstein", "categorical": "jensenshannon"},
+                    "features": FEATURES,
+                }
+            ],
+        }
+    )
+    original = Pipeline(config)
+    _apply_in_batches(original, _warmup_stream(0, 120))
+    original.evaluate(original.watermark_ms)
+    restored = _through_disk(original, tmp_path)
+    restored.evaluate(original.watermark_ms)
+
+    drift = original.evaluations["m"].drift
+    assert {result.method for result in drift.features.values()} == {"wasserstein", "jensenshannon"}
+    assert restored.evaluations["m"].drift == drift
+    assert all(result.threshold != 0.1 for result in drift.features.values())  # calibrated, not Evidently's
 
 
 def test_a_partly_filled_warmup_reference_carries_on_filling_after_a_restore(tmp_path):
