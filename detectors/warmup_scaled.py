@@ -12,11 +12,14 @@ __all__ = ["WarmupScaled"]
 class WarmupScaled(ChangeDetector):
     """Feeds ``detector`` each value's deviation from the warm-up's mean, in the warm-up's standard deviations.
 
-    The first ``warmup`` values only estimate mean and standard deviation
-    (Welford's algorithm, sample standard deviation); later values reach the
-    inner detector as ``(x - mean) / std``, or as ``x - mean`` when the warm-up
-    had no spread. A detection resets both, so the new regime gets its own
-    warm-up. This makes a detector whose bound has a term in the values' range,
+    The first ``warmup`` values estimate mean and standard deviation
+    (Welford's algorithm, sample standard deviation) and are held; once they
+    are all in, they reach the inner detector first, then every later value,
+    each as ``(x - mean) / std``, or as ``x - mean`` when the warm-up had no
+    spread. The inner detector so sees the level before any step, even a step
+    right after the warm-up (an ADWIN fed only later values would hold no
+    value from before it, and never cut). A detection resets both, so the new
+    regime gets its own warm-up. This makes a detector whose bound has a term in the values' range,
     as ADWIN's has (it assumes values in [0, 1]), equally quick on a latency in
     milliseconds and on an error ratio.
 
@@ -40,10 +43,10 @@ class WarmupScaled(ChangeDetector):
     ...         found += [i] if detector.drift_detected else []
     ...     print(name, found[:1])
     raw []
-    scaled [105]
+    scaled [104]
     """
 
-    _state = ("n", "mean", "m2")
+    _state = ("n", "mean", "m2", "held")
 
     def __init__(self, detector: ChangeDetector, warmup: int = 30):
         if warmup < 2:
@@ -57,6 +60,7 @@ class WarmupScaled(ChangeDetector):
         self._n = 0
         self._mean = 0.0
         self._m2 = 0.0
+        self._held: list[float] = []
         self.detector._reset()
 
     def _step(self, x: float) -> bool:
@@ -65,7 +69,14 @@ class WarmupScaled(ChangeDetector):
             deviation = x - self._mean
             self._mean += deviation / self._n
             self._m2 += deviation * (x - self._mean)
-            return False
+            self._held.append(x)
+            if self._n < self.warmup:
+                return False
+            held, self._held = self._held, []
+            return any(self._feed(value) for value in held)  # after a change in them, the next update resets all
+        return self._feed(x)
+
+    def _feed(self, x: float) -> bool:
         std = math.sqrt(self._m2 / (self._n - 1))
         self.detector.update((x - self._mean) / std if std > 0.0 else x - self._mean)
         return self.detector.drift_detected

@@ -144,3 +144,18 @@ def test_an_error_ratio_stepping_from_2_to_30_percent_is_caught_within_a_few_blo
             found.append(index)
 
     assert found and step_at <= found[0] <= step_at + (10 if method == "adwin" else 3), found
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley", "cusum"])
+def test_a_latency_step_right_after_the_warm_up_is_caught(method):
+    """A bad deploy in the daemon's first minutes: latency x2.5 from the block after the warm-up's last. ADWIN fed
+    only the values after its warm-up held nothing from before the step, and never cut it."""
+    rng = np.random.default_rng(1)
+    watch, step_at = ChangeWatch(method, block_size=BLOCK), 30  # the default warm-up: 30 blocks
+    found = []
+    for index in range(step_at + 40):
+        latency_ms = 600.0 * rng.lognormal(0.0, 0.35, BLOCK) * (2.5 if index >= step_at else 1.0)
+        if "latency_p50" in watch.observe(latency_ms, np.zeros(BLOCK, dtype=bool)):
+            found.append(index)
+
+    assert found and step_at <= found[0] <= step_at + (12 if method == "adwin" else 6), found
