@@ -328,9 +328,10 @@ class DriftConfig(_Section):
     events (see :mod:`monitor.state.changes`), calibrated on each signal's own spread: the first
     ``change_warmup`` blocks estimate it, ``change_arl`` is the average number of blocks between false
     changes of a signal that does not change, and ``change_shift`` the step, in standard deviations of
-    the signal, that ``page_hinkley`` and ``cusum`` detect fastest. ``page_hinkley`` is the default: it
-    keeps its stated false-change rate and catches a step three times sooner than ``adwin`` (README,
-    "Change detectors").
+    the signal, that ``page_hinkley`` and ``cusum`` detect fastest. ``page_hinkley`` keeps its stated
+    false-change rate and catches a step about three times sooner than ``adwin`` (README, "Change
+    detectors"); ``adwin`` stays the default, since the detector shapes each model's saved state and a new
+    default would reset every model on upgrade.
     """
 
     numeric: str = "auto"
@@ -341,7 +342,7 @@ class DriftConfig(_Section):
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     false_alarms_per_week: float | None = Field(None, gt=0.0)
     correction: Literal["none", "bonferroni", "bh"] = "bh"
-    change_detector: str | None = "page_hinkley"
+    change_detector: str | None = "adwin"
     change_arl: float = Field(10_000.0, ge=10.0)
     change_shift: float = Field(1.0, gt=0.0, le=10.0)
     change_warmup: Integer = Field(30, ge=5, le=10_000)

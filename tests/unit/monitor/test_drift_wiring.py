@@ -255,9 +255,9 @@ def test_check_config_says_which_features_the_promise_covers(tmp_path, capsys):
         "    drift promise: covers tier, q; not amount (thresholds.wasserstein is pinned), "
         "v (classifier's threshold is fixed)\n"
     ) in out
-    assert (  # the defaults: Page-Hinkley, blocks of windows.min_samples events
-        "    changes: page_hinkley on blocks of 200 events, a warm-up of 30 blocks: a false change every 10000 blocks"
-        " (2e+06 events) on average per signal; fastest on a step of 1 sd\n"
+    assert (  # the defaults: ADWIN, blocks of windows.min_samples events
+        "    changes: adwin on blocks of 200 events, a warm-up of 30 blocks: at most a false change every 10000 blocks"
+        " (2e+06 events) on average per signal; adapts to any step\n"
     ) in out
 
 
