@@ -28,6 +28,14 @@ T0 = 1_790_000_000  # epoch seconds of the first call
 WARMUP, WINDOW = 3_000, 2_000
 LOCALES = {"de": 0.5, "en": 0.3, "fr": 0.2}
 TOPICS = ("billing", "login", "other")
+SLICE_FAMILIES = (
+    "driftwarden_slice_events",
+    "driftwarden_slice_drift_share",
+    "driftwarden_slice_data_quality_flagged_share",
+    "driftwarden_slice_quality",
+    "driftwarden_slice_cohort_calls",
+    "driftwarden_slice_cohort_quality",
+)
 
 
 def _model(**fields: object) -> dict:
@@ -127,10 +135,15 @@ def test_a_groups_drift_is_the_models_drift_suite_run_on_the_groups_calls_alone(
     slices = pipeline.evaluations["m"].slices["segment.locale"]
     exported = _samples(pipeline, "driftwarden_slice_drift_share")
     assert set(slices) == set(LOCALES)  # every locale is large in the reference: no pool
+    group_alpha = pipeline._slice_suites["m"].group_alpha
+    assert group_alpha == 0.05 / 4  # the model's alpha shared among its groups: 3 locales and the pool
     for locale in LOCALES:
         mine = [call for call in calls if call["locale"] == locale]
         n_reference = sum(call["i"] < WARMUP for call in mine)
-        alone = _fed(_config(len(mine) - n_reference, 50, reference={"warmup": n_reference}), _events(mine))
+        alone = _fed(
+            _config(len(mine) - n_reference, 50, reference={"warmup": n_reference}, drift={"alpha": group_alpha}),
+            _events(mine),
+        )
         expected = alone.evaluations["m"].drift
         got = slices[locale].drift
         assert got.features == expected.features, locale  # every statistic, p-value, threshold and verdict
@@ -185,9 +198,9 @@ def test_groups_are_capped_as_bias_groups_are_and_the_series_stay_within_the_sta
     assert pipeline.evaluations["m"].slices["segment.tier"] == {}  # no call has a tier: no group
     n_series = sum(
         len(_samples(pipeline, name))
-        for name in ("driftwarden_slice_events", "driftwarden_slice_drift_share", "driftwarden_slice_quality")
+        for name in SLICE_FAMILIES
     )
-    assert n_series <= (5 + 1) * 7 * len(slices["attributes"]) == max_series(pipeline.config.models[0].slices)
+    assert n_series <= (5 + 1) * 13 * len(slices["attributes"]) == max_series(pipeline.config.models[0].slices)
 
 
 def test_groups_split_any_window_by_the_groups_picked_on_a_sample():
@@ -233,7 +246,7 @@ def test_check_config_states_the_slices_and_their_series_bound(tmp_path, capsys)
     assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "    slices: segment.locale, segment.tier, at most 11 groups each (10 by name and __other__): " in out
-    assert "at most 154 series" in out  # (10 + 1) x 7 x 2
+    assert "at most 286 series" in out  # (10 + 1) x 13 x 2
 
 
 def test_slicing_by_a_bias_attribute_keeps_the_saved_state_and_a_new_attribute_resets_it():
