@@ -100,7 +100,8 @@ def slice_policy(model: ModelConfig, alpha: float, evaluations_per_week: float) 
     ...     "max_groups": 9}}]}).models[0]
     >>> print(slice_policy(model, 1e-4, 10_080))
     segment.a, segment.b, at most 10 groups each (9 by name and __other__): at most 260 series; each group's \
-tests at alpha 0.0001 / groups (5e-06 with 20) after bh correction: at most 1.01 false slice alerts a week
+tests at alpha 0.0001 / groups (5e-06 with 20) after bh correction: at most 1.01 false slice drift alerts a \
+week, and as many data-quality ones
     """
     slices, correction = model.slices, model.drift.correction
     n_groups = (slices.max_groups + 1) * len(slices.attributes)
@@ -113,8 +114,8 @@ tests at alpha 0.0001 / groups (5e-06 with 20) after bh correction: at most 1.01
         return f"{groups}; each group's tests at alpha {alpha:.3g}: up to {expected} false alerts a week per group"
     return (
         f"{groups}; each group's tests at alpha {alpha:.3g} / groups ({slice_alpha(alpha, correction, n_groups):.3g} "
-        f"with {n_groups}) after {correction} correction: at most {expected} false slice "
-        f"alert{'' if expected == '1' else 's'} a week"
+        f"with {n_groups}) after {correction} correction: at most {expected} false slice drift "
+        f"alert{'' if expected == '1' else 's'} a week, and as many data-quality ones"
     )
 
 
