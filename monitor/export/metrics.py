@@ -320,7 +320,8 @@ SLICE_DATA_QUALITY = MetricSpec(
     "gauge",
     "Share of the model's data-quality checks flagged on a group's calls against the group's reference calls.",
     ("model", "slice", "group"),
-    "groups with at least `slices.min_group_size` calls in the window and in the reference; > 0: some check is",
+    "groups with at least `slices.min_group_size` calls in the window and in the reference; above 0 when some "
+    "check is flagged",
 )
 SLICE_COHORT_CALLS = MetricSpec(
     "driftwarden_slice_cohort_calls",
