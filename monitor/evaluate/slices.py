@@ -38,7 +38,7 @@ however many groups there are.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,7 +235,7 @@ class GroupSlice:
 
 
 def grouped_quality(
-    numbers: np.ndarray, n_groups: int, prediction: np.ndarray, label: np.ndarray, positive: float | None, numeric: bool
+    numbers: np.ndarray, n_groups: int, prediction: np.ndarray, label: np.ndarray, positive: object, numeric: bool
 ) -> list[QualityResult]:
     """The labelled figures of :class:`~detectors.quality.QualityStats` of each group's rows (``numbers``: each
     row's group, -1 for none), all groups in one ``np.bincount`` pass per figure; the other figures are NaN.
@@ -358,7 +358,7 @@ class SliceSuite:
             column, n_groups = Columns.group(attribute), len(groups.names)
             numbers = groups.numbers(window[column])
             quality = grouped_quality(numbers, n_groups, window[PREDICTION], window[LABEL], positive, numeric)
-            labelled = [None] * n_groups
+            labelled: Sequence[QualityResult | None] = [None] * n_groups
             if cohort is not None:
                 labelled = grouped_quality(
                     groups.numbers(cohort[column]), n_groups, cohort[PREDICTION], cohort[LABEL], positive, numeric
