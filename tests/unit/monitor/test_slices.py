@@ -19,10 +19,11 @@ from scipy.stats import fisher_exact, ks_2samp
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from statsmodels.stats.proportion import proportion_confint
 
+from detectors.quality import QualityStats
 from monitor.cli import main
 from monitor.config import ConfigError, parse_config
 from monitor.evaluate.quality import QualitySuite
-from monitor.evaluate.slices import OTHER, Groups, SliceSuite, max_series
+from monitor.evaluate.slices import OTHER, Groups, SliceSuite, grouped_quality, max_series
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
@@ -374,3 +375,24 @@ def test_an_old_checkpoint_whose_label_store_lacks_the_slice_codes_still_loads(s
     assert {name: group.drift for name, group in after.items()} == {name: group.drift for name, group in before.items()}
     assert len(restored.states["m"].labels) == len(pipeline.states["m"].labels)  # every call kept, for late labels
     assert all(group.n_cohort == 0 for group in after.values())  # but in no group, until new calls come
+
+
+@pytest.mark.parametrize("numeric", [False, True])
+def test_grouped_quality_is_quality_stats_on_each_groups_rows_alone(numeric):
+    rng = np.random.default_rng(9)
+    n, n_groups = 3_000, 7
+    numbers = rng.integers(-1, n_groups, size=n)
+    numbers[numbers == 5] = 6  # a group without rows
+    prediction = rng.normal(size=n) if numeric else rng.integers(1, 4, size=n).astype(float)
+    label = prediction + rng.normal(size=n) if numeric else np.where(rng.random(n) < 0.7, prediction, 2.0)
+    prediction[rng.random(n) < 0.1] = np.nan
+    label[rng.random(n) < 0.5] = np.nan
+    positive = None if numeric else 2.0
+    stats = QualityStats(positive=positive, numeric=numeric)
+    got = grouped_quality(numbers, n_groups, prediction, label, positive, numeric)
+    for group in range(n_groups):
+        mine = numbers == group
+        expected = stats.compute(prediction=prediction[mine], label=label[mine])
+        for name in ("n_events", "n_labelled", "label_coverage", "accuracy", "precision", "recall", "f1", "mae"):
+            assert getattr(got[group], name) == pytest.approx(getattr(expected, name), rel=1e-12, nan_ok=True), name
+        assert got[group].rmse == pytest.approx(expected.rmse, rel=1e-12, nan_ok=True)
