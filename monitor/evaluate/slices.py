@@ -69,6 +69,18 @@ __all__ = [
 #: with MAE and RMSE for a numeric model), its calls in the labelled cohort and at most four figures on them.
 SERIES_PER_GROUP = 13
 
+#: One NaN for every figure that is not a number, as :mod:`detectors.quality` does: equal results compare equal.
+_NAN = float("nan")
+#: The figures of a QualityResult that do not come from labels, NaN in :func:`grouped_quality`'s.
+_UNLABELLED = (
+    "feedback_positive_ratio",
+    "judge_score_mean",
+    "refusal_ratio",
+    "empty_response_ratio",
+    "error_ratio",
+    "json_valid_ratio",
+)
+
 
 def max_series(slices: SliceConfig) -> int:
     """The most series a model's slices can export: ``max_groups`` named groups and :data:`OTHER` per attribute.
@@ -285,19 +297,6 @@ def grouped_quality(
         )
         for n, k, values in zip(n_events.astype(int).tolist(), n_labelled.astype(int).tolist(), by_group)
     ]
-
-
-#: One NaN for every figure that is not a number, as :mod:`detectors.quality` does: equal results compare equal.
-_NAN = float("nan")
-#: The figures of a QualityResult that do not come from labels, NaN in :func:`grouped_quality`'s.
-_UNLABELLED = (
-    "feedback_positive_ratio",
-    "judge_score_mean",
-    "refusal_ratio",
-    "empty_response_ratio",
-    "error_ratio",
-    "json_valid_ratio",
-)
 
 
 class SliceSuite:
