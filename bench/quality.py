@@ -25,8 +25,9 @@ same rows: fairlearn's ``MetricFrame`` (selection rate by group, one frame per a
 
 (c) One evaluation of a ``--window``-event window of a model with 5 features (3 numeric, 2 categorical) and
 5 slice attributes of 20 groups, against the same model without slices: ``Pipeline.evaluate`` whole, and
-``SliceSuite.score`` with the part that cuts the window into groups (the rest is the groups' own drift tests
-and quality figures). Target: the whole tick under 100 ms.
+``SliceSuite.score`` with the part that cuts the window into groups and the groups' data-quality checks (the
+rest is the groups' own drift tests, and the quality figures of every group at once, in the window and on the
+labelled cohort). Target: the whole tick under 100 ms.
 
 (d) The label store (``monitor/state/labels.py``) holding ``--stored`` calls (1,000,000 by default) with
 two bias attributes: the bytes it holds per call (``tracemalloc``: what numpy allocated for it), the rate
@@ -545,6 +546,8 @@ def bench_slices(window_size: int, warmup: int, repeat: int) -> None:
     suite = sliced._slice_suites["classifier"]
     view = state.window.view(now_ms)
     classes = list(state.categories["prediction"].values)
+    assert state.labels is not None
+    cohort = state.labels.cohort(now_ms, state.model.quality.cohort_ms)  # taken by the tick beforehand
     read = [column for column in view if column.startswith("feature.")] + ["timestamp_ms", "prediction", "label"]
 
     def cut() -> None:  # what slicing adds besides the groups' own tests: the window cut into groups
@@ -553,16 +556,28 @@ def bench_slices(window_size: int, warmup: int, repeat: int) -> None:
                 for column in read:
                     rows[column]
 
-    whole, scored, cutting = (
+    def check() -> None:  # the groups' data-quality checks, on the groups cut beforehand
+        for checks, rows in checked:
+            checks.score(rows)
+
+    checked = [
+        (suite._suites[attribute][name].data_quality, rows)
+        for attribute, groups in suite.groups.items()
+        for name, rows in groups.split(view, view[f"group.{attribute}"])
+        if name in suite._suites[attribute]
+    ]
+    whole, scored, cutting, checking = (
         "Pipeline.evaluate, 5 slice attributes of 20 groups (whole tick)",
         "  of which SliceSuite.score",
         "    of which the window cut into groups (split, columns taken)",
+        "    of which the groups' data-quality checks",
     )
     runs: dict[str, Callable[[], object]] = {
         "Pipeline.evaluate, no slices (whole tick)": lambda: plain.evaluate(now_ms),
         whole: lambda: sliced.evaluate(now_ms),
-        scored: lambda: suite.score(view, now_ms, classes),
+        scored: lambda: suite.score(view, now_ms, classes, cohort),
         cutting: cut,
+        checking: check,
     }
     seconds = best_seconds(runs, repeat)
     evaluation = sliced.evaluations["classifier"]
@@ -580,10 +595,10 @@ def bench_slices(window_size: int, warmup: int, repeat: int) -> None:
     print("| --- | ---: |")
     for name, value in seconds.items():
         print(f"| {name} | {value:.4f} |")
-    tests_ms = (seconds[scored] - seconds[cutting]) * 1000  # the groups' drift tests and quality figures
+    tests_ms = (seconds[scored] - seconds[cutting]) * 1000  # the groups' tests, checks and quality figures
     print(f"\nfirst tick, fitting the drift suites: {first['without']:.4f} s without slices, "
           f"{first['with']:.4f} s with")  # fmt: skip
-    print(f"per group: {tests_ms / n_groups:.2f} ms of drift tests and quality figures "
+    print(f"per group: {tests_ms / n_groups:.2f} ms of drift tests, data-quality checks and quality figures "
           f"({tests_ms / n_tests:.2f} ms per drift test, quality included)")  # fmt: skip
     verdict = "meets" if seconds[whole] < SLICE_TARGET_S else "MISSES"
     print(f"target: the whole tick with slices under {SLICE_TARGET_S * 1000:.0f} ms: {verdict} "

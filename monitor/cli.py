@@ -23,7 +23,7 @@ from alerts.retraining import RetrainingQueue
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.evaluate.data_quality import data_quality_policy
 from monitor.evaluate.drift import drift_alpha, false_alarm_policy, promise_coverage
-from monitor.evaluate.slices import OTHER, max_series
+from monitor.evaluate.slices import slice_policy
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
@@ -181,11 +181,8 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
             )
             print(f"    changes: {policy}")
         if model.slices.attributes:
-            slices = model.slices
-            print(
-                f"    slices: {', '.join(slices.attributes)}, at most {slices.max_groups + 1} groups each "
-                f"({slices.max_groups} by name and {OTHER}): at most {max_series(slices)} series"
-            )
+            alpha = drift_alpha(model.drift, windows)
+            print(f"    slices: {slice_policy(model, alpha, windows.evaluations_per_week)}")
         print(f"    labels: {store_policy(model)}")
     sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
     for rule in config.alerts.rules:

@@ -363,7 +363,7 @@ class Pipeline:
                         drift = suite.score(view, now_ms)
                         data_quality = suite.data_quality.score(view)
                     if slicing is not None and slicing.fitted:
-                        slices = slicing.score(view, now_ms, classes)
+                        slices = slicing.score(view, now_ms, classes, cohorts.get(name))
                     quality = self._quality_suite(name).evaluate(
                         view, labelled.get(name), classes, categories[name], cohorts.get(name)
                     )

@@ -91,7 +91,7 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
                 "drift": {"false_alarms_per_week": 1},  # alpha follows: about 8e-6 at one evaluation each 5 s
                 "quality": {"positive": "approve"},
                 "bias": {"attributes": ["segment.region"], "outcome": {"field": "prediction", "positive": "approve"}},
-                "slices": {"attributes": ["segment.locale"]},  # drift share and quality per locale too
+                "slices": {"attributes": ["segment.locale", "segment.region"]},  # figures per locale and region too
             }
         ],
         "alerts": {

@@ -14,9 +14,18 @@ any suite that reads a window reads a group's rows alone.
 (so they stay put from tick to tick, and each has reference rows to be
 compared with), fits a :class:`~monitor.evaluate.drift.DriftSuite` per group on
 the group's reference rows, and scores each group's window rows with it: a
-group's drift share is the model's drift test run on that group alone. Its
-realized quality is the model's labelled figures over its rows that have a
-label.
+group's drift share and data-quality checks are the model's, run on that
+group alone. Its realized quality is the model's labelled figures over its
+window rows that have a label, and again over its calls in the labelled
+cohort (:meth:`~monitor.state.labels.LabelStore.cohort`: labels that came
+after their call left the window), all groups of an attribute at once
+(:func:`grouped_quality`).
+
+Each group's tests run at the model's ``alpha`` shared among all the groups
+of all its slice attributes (:func:`slice_alpha`, Bonferroni across the
+groups, the model's correction within each), so that a model's slice
+verdicts have the false-alarm budget of its drift tests, of their own,
+however many groups there are.
 
 >>> names = ["__other__", "de", "en", "fr"]
 >>> groups = Groups.choose(np.array([1, 1, 1, 2, 2, 3, 0, -1]), names, min_group_size=2, max_groups=5)
@@ -29,23 +38,48 @@ label.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.results import ModelDrift, QualityResult
+from detectors._proportions import ratio
+from detectors.results import ModelDataQuality, ModelDrift, QualityResult
 from monitor.config import ModelConfig, SliceConfig
 from monitor.evaluate.drift import DriftSuite
 from monitor.evaluate.quality import QualitySuite
 from monitor.state.columns import LABEL, PREDICTION, Columns
 from monitor.state.vocabulary import OTHER
 
-__all__ = ["OTHER", "SERIES_PER_GROUP", "GroupSlice", "Groups", "SliceSuite", "SubWindow", "max_series"]
+__all__ = [
+    "OTHER",
+    "SERIES_PER_GROUP",
+    "GroupSlice",
+    "Groups",
+    "SliceSuite",
+    "SubWindow",
+    "grouped_quality",
+    "max_series",
+    "slice_alpha",
+    "slice_policy",
+]
 
-#: The series a slice group can have: its calls, its drift share, and at most five quality figures (label
-#: coverage with accuracy, precision, recall and F1 for a classifier, or with MAE and RMSE for a numeric model).
-SERIES_PER_GROUP = 7
+#: The series a slice group can have: its calls, its drift share, its share of flagged data-quality checks, at
+#: most five window quality figures (label coverage with accuracy, precision, recall and F1 for a classifier, or
+#: with MAE and RMSE for a numeric model), its calls in the labelled cohort and at most four figures on them.
+SERIES_PER_GROUP = 13
+
+#: One NaN for every figure that is not a number, as :mod:`detectors.quality` does: equal results compare equal.
+_NAN = float("nan")
+#: The figures of a QualityResult that do not come from labels, NaN in :func:`grouped_quality`'s.
+_UNLABELLED = (
+    "feedback_positive_ratio",
+    "judge_score_mean",
+    "refusal_ratio",
+    "empty_response_ratio",
+    "error_ratio",
+    "json_valid_ratio",
+)
 
 
 def max_series(slices: SliceConfig) -> int:
@@ -53,9 +87,48 @@ def max_series(slices: SliceConfig) -> int:
 
     >>> from monitor.config import SliceConfig
     >>> max_series(SliceConfig(attributes=["segment.locale", "segment.tier"]))
-    294
+    546
     """
     return (slices.max_groups + 1) * SERIES_PER_GROUP * len(slices.attributes)
+
+
+def slice_alpha(alpha: float, correction: str, n_groups: int) -> float:
+    """The level of each group's tests: the model's ``alpha`` shared among its ``n_groups`` slice groups
+    (Bonferroni), so that on data that does not change some group's verdict is false with probability at most
+    ``alpha`` per evaluation; without a correction each group keeps ``alpha``, as each feature does.
+
+    >>> slice_alpha(0.01, "bh", 40), slice_alpha(0.01, "none", 40)
+    (0.00025, 0.01)
+    """
+    return alpha if correction == "none" else alpha / max(n_groups, 1)
+
+
+def slice_policy(model: ModelConfig, alpha: float, evaluations_per_week: float) -> str:
+    """What ``check-config`` says of a model's slices: their groups, the bound of their series and the
+    false-alarm budget of their verdicts (``alpha``: its drift tests' level), in one line.
+
+    >>> from monitor.config import parse_config
+    >>> model = parse_config({"models": [{"name": "m", "slices": {"attributes": ["segment.a", "segment.b"],
+    ...     "max_groups": 9}}]}).models[0]
+    >>> print(slice_policy(model, 1e-4, 10_080))
+    segment.a, segment.b, at most 10 groups each (9 by name and __other__): at most 260 series; each group's \
+tests at alpha 0.0001 / groups (5e-06 with 20) after bh correction: at most 1.01 false slice drift alerts a \
+week, and as many data-quality ones
+    """
+    slices, correction = model.slices, model.drift.correction
+    n_groups = (slices.max_groups + 1) * len(slices.attributes)
+    groups = (
+        f"{', '.join(slices.attributes)}, at most {slices.max_groups + 1} groups each ({slices.max_groups} by name "
+        f"and {OTHER}): at most {max_series(slices)} series"
+    )
+    expected = f"{alpha * evaluations_per_week:.3g}"
+    if correction == "none":
+        return f"{groups}; each group's tests at alpha {alpha:.3g}: up to {expected} false alerts a week per group"
+    return (
+        f"{groups}; each group's tests at alpha {alpha:.3g} / groups ({slice_alpha(alpha, correction, n_groups):.3g} "
+        f"with {n_groups}) after {correction} correction: at most {expected} false slice drift "
+        f"alert{'' if expected == '1' else 's'} a week, and as many data-quality ones"
+    )
 
 
 class SubWindow(Mapping):
@@ -135,7 +208,10 @@ class Groups:
         """Each group that has rows in ``window`` (whose group codes are ``codes``) with its rows, in the order
         of :attr:`names`: one stable sort of the rows by group (a radix sort of small integers), so that every
         row of a column is taken once."""
-        numbers = self.numbers(codes)
+        return self.split_numbers(window, self.numbers(codes))
+
+    def split_numbers(self, window: Mapping[str, np.ndarray], numbers: np.ndarray) -> Iterator[tuple[str, SubWindow]]:
+        """:meth:`split` by each row's group already found (:meth:`numbers`)."""
         ordered = _InGroupOrder(window, np.argsort(numbers, kind="stable"))
         ends = [0, *np.cumsum(np.bincount(numbers + 1, minlength=len(self.names) + 1)).tolist()]
         for number, name in enumerate(self.names):
@@ -147,17 +223,87 @@ class Groups:
 @dataclass(frozen=True)
 class GroupSlice:
     """One group's figures in a window: its rows, its drift against its own reference rows (None when no
-    feature could be tested on it) and its realized quality (None for a group too small to score)."""
+    feature could be tested on it), its data-quality checks (None when not tested), its realized quality (None
+    for a group too small to score); its calls in the labelled cohort, and their realized quality (None without
+    a label store, or below ``min_group_size`` of them)."""
 
     n: int
     drift: ModelDrift | None
     quality: QualityResult | None
+    data_quality: ModelDataQuality | None = None
+    n_cohort: int = 0
+    cohort: QualityResult | None = None
+
+    @property
+    def flagged_share(self) -> float:
+        """The share of its data-quality checks flagged (NaN when not checked).
+
+        >>> GroupSlice(10, None, None).flagged_share
+        nan
+        """
+        if self.data_quality is None:
+            return float("nan")
+        return ratio(len(self.data_quality.flagged), sum(map(len, self.data_quality.checks.values())))
+
+
+def grouped_quality(
+    numbers: np.ndarray, n_groups: int, prediction: np.ndarray, label: np.ndarray, positive: object, numeric: bool
+) -> list[QualityResult]:
+    """The labelled figures of :class:`~detectors.quality.QualityStats` of each group's rows (``numbers``: each
+    row's group, -1 for none), all groups in one ``np.bincount`` pass per figure; the other figures are NaN.
+
+    >>> label = np.array([1.0, 2.0, np.nan, 1.0, 1.0])
+    >>> results = grouped_quality(np.array([0, 0, 0, 1, -1]), 2, np.array([1.0, 1.0, 1.0, 2.0, 1.0]), label, 1.0,
+    ...                           numeric=False)
+    >>> [(r.n_events, r.n_labelled, r.accuracy, r.precision, r.recall) for r in results]
+    [(3, 2, 0.5, 0.5, 1.0), (1, 1, 0.0, nan, 0.0)]
+    """
+    nan = np.full(n_groups, np.nan)
+
+    def count(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(rows, weights, minlength=n_groups)[:n_groups]
+
+    grouped = numbers >= 0
+    labelled = ~np.isnan(label)
+    both = labelled & ~np.isnan(prediction) & grouped
+    rows, predicted, true = numbers[both], prediction[both], label[both]
+    n_both = count(rows)
+    n_events, n_labelled = count(numbers[grouped]), count(numbers[labelled & grouped])
+    accuracy = precision = recall = f1 = mae = rmse = nan
+    if numeric:
+        errors = predicted - true
+        mae, rmse = ratio(count(rows, np.abs(errors)), n_both), np.sqrt(ratio(count(rows, errors**2), n_both))
+    else:
+        accuracy = ratio(count(rows, predicted == true), n_both)
+        if positive is not None:
+            predicted_positive, truly_positive = predicted == positive, true == positive
+            n_predicted, n_true = count(rows, predicted_positive), count(rows, truly_positive)
+            n_hits = count(rows, predicted_positive & truly_positive)
+            precision, recall = ratio(n_hits, n_predicted), ratio(n_hits, n_true)
+            f1 = ratio(2 * n_hits, n_predicted + n_true)
+    figures = {
+        "label_coverage": ratio(n_labelled, n_events),
+        "accuracy": accuracy,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mae": mae,
+        "rmse": rmse,
+    }
+    by_group = zip(*([_NAN if value != value else value for value in column.tolist()] for column in figures.values()))
+    return [
+        QualityResult(
+            n_events=n, n_labelled=k, **dict(zip(figures, values)), **dict.fromkeys(_UNLABELLED, _NAN)
+        )
+        for n, k, values in zip(n_events.astype(int).tolist(), n_labelled.astype(int).tolist(), by_group)
+    ]
 
 
 class SliceSuite:
     """The groups of a model's slice attributes, and the drift suites fitted on each group's reference rows.
 
-    :meth:`fit` once on the reference (it picks the groups), then :meth:`score` on each window.
+    :meth:`fit` once on the reference (it picks the groups), then :meth:`score` on each window. ``alpha`` is
+    the model's; each group's tests run at :attr:`group_alpha`, its share (:func:`slice_alpha`).
     """
 
     def __init__(self, model: ModelConfig, alpha: float, quality: QualitySuite):
@@ -166,6 +312,7 @@ class SliceSuite:
         self.config = model.slices
         self.quality = quality
         self.groups: dict[str, Groups] = {}
+        self.group_alpha = alpha
         self._suites: dict[str, dict[str, DriftSuite]] = {}
 
     @property
@@ -174,36 +321,68 @@ class SliceSuite:
         return bool(self.groups)
 
     def fit(self, reference: dict[str, np.ndarray], newest_ms: float, names: dict[str, list[str]]) -> None:
-        """Pick each attribute's groups on the reference and fit a drift suite per group on its rows there;
-        ``names`` are each attribute's group names by code."""
+        """Pick each attribute's groups on the reference and fit a drift suite per group on its rows there,
+        at the model's alpha shared among all the groups; ``names`` are each attribute's group names by code."""
         config = self.config
-        for attribute in config.attributes:
-            codes = reference[Columns.group(attribute)]
-            groups = Groups.choose(codes, names[attribute], config.min_group_size, config.max_groups)
+        groups = {
+            attribute: Groups.choose(
+                reference[Columns.group(attribute)], names[attribute], config.min_group_size, config.max_groups
+            )
+            for attribute in config.attributes
+        }
+        n_groups = sum(len(chosen.names) for chosen in groups.values())
+        self.group_alpha = alpha = slice_alpha(self.alpha, self.model.drift.correction, n_groups)
+        for attribute, chosen in groups.items():
             suites = {}
-            for name, rows in groups.split(reference, codes):
-                suite = suites[name] = DriftSuite(self.model, self.alpha, config.min_group_size)
+            for name, rows in chosen.split(reference, reference[Columns.group(attribute)]):
+                suite = suites[name] = DriftSuite(self.model, alpha, config.min_group_size)
                 suite.fit(rows, newest_ms)  # type: ignore[arg-type]  # a mapping of columns, as a window is
-            self.groups[attribute], self._suites[attribute] = groups, suites
+            self._suites[attribute] = suites
+        self.groups = groups
 
     def score(
-        self, window: dict[str, np.ndarray], now_ms: float, classes: list[str]
+        self,
+        window: dict[str, np.ndarray],
+        now_ms: float,
+        classes: list[str],
+        cohort: dict[str, np.ndarray] | None = None,
     ) -> dict[str, dict[str, GroupSlice]]:
-        """Each attribute's groups present in the window, with their figures; ``classes`` are the prediction
-        and label classes by code."""
+        """Each attribute's groups present in the window or in the labelled ``cohort`` (the label store's,
+        if the model has one), with their figures; ``classes`` are the prediction and label classes by code."""
         stats = self.quality.stats(classes)
+        positive, numeric = stats.positive, stats.numeric
         min_group_size = self.config.min_group_size
         results = {}
         for attribute, groups in self.groups.items():
+            column, n_groups = Columns.group(attribute), len(groups.names)
+            numbers = groups.numbers(window[column])
+            quality = grouped_quality(numbers, n_groups, window[PREDICTION], window[LABEL], positive, numeric)
+            labelled: Sequence[QualityResult | None] = [None] * n_groups
+            if cohort is not None:
+                labelled = grouped_quality(
+                    groups.numbers(cohort[column]), n_groups, cohort[PREDICTION], cohort[LABEL], positive, numeric
+                )
+            rows = dict(groups.split_numbers(window, numbers))
             suites, figures = self._suites[attribute], {}
-            for name, rows in groups.split(window, window[Columns.group(attribute)]):
-                n = rows.n_rows
-                if n < min_group_size:
-                    figures[name] = GroupSlice(n, None, None)
+            for number, name in enumerate(groups.names):
+                n, in_cohort = quality[number].n_events, labelled[number]
+                n_cohort = 0 if in_cohort is None else in_cohort.n_events
+                if n == 0 and n_cohort == 0:
                     continue
+                drift = data_quality = scored = None
                 suite = suites.get(name)  # none for a group without reference rows (the pool, at times)
-                drift = suite.score(rows, now_ms) if suite is not None else None  # type: ignore[arg-type]
-                quality = stats.compute(prediction=rows[PREDICTION], label=rows[LABEL])
-                figures[name] = GroupSlice(n, drift if drift is not None and drift.features else None, quality)
+                if n >= min_group_size:
+                    scored = quality[number]
+                    if suite is not None:
+                        drift = suite.score(rows[name], now_ms)  # type: ignore[arg-type]
+                        data_quality = suite.data_quality.score(rows[name])  # type: ignore[arg-type]
+                figures[name] = GroupSlice(
+                    n,
+                    drift if drift is not None and drift.features else None,
+                    scored,
+                    data_quality,
+                    n_cohort,
+                    in_cohort if n_cohort >= min_group_size else None,
+                )
             results[attribute] = figures
         return results

@@ -339,22 +339,38 @@ def _data_quality(evaluations: dict) -> Iterator[Reading]:
 
 #: ``driftwarden_slice_quality``'s metrics: the labelled ones of a QualityResult.
 _SLICE_QUALITY_METRICS = ("label_coverage", "accuracy", "precision", "recall", "f1", "mae", "rmse")
+#: ``driftwarden_slice_cohort_quality``'s: the same but the coverage (every call of a cohort has a label).
+_COHORT_METRICS = _SLICE_QUALITY_METRICS[1:]
 
 
 def _slices(evaluations: dict) -> Iterator[Reading]:
-    """Each slice group's calls, and the drift share and realized quality of those large enough (NaN left out)."""
+    """Each slice group's calls, and the drift share, flagged data-quality share and realized quality of those
+    large enough; its calls in the labelled cohort and their realized quality (NaN left out)."""
     for model, evaluation in evaluations.items():
+        cohort = evaluation.quality is not None and evaluation.quality.cohort is not None
         for attribute, groups in (evaluation.slices or {}).items():
             for group, figures in groups.items():
                 labels = (model, attribute, group)
                 yield Reading(contract.SLICE_EVENTS, labels, figures.n)
                 if figures.drift is not None:
                     yield Reading(contract.SLICE_DRIFT_SHARE, labels, figures.drift.drift_share)
-                if figures.quality is not None:
-                    for name in _SLICE_QUALITY_METRICS:
-                        value = getattr(figures.quality, name)
-                        if not math.isnan(value):
-                            yield Reading(contract.SLICE_QUALITY, (*labels, name), value)
+                if figures.data_quality is not None:
+                    yield Reading(contract.SLICE_DATA_QUALITY, labels, figures.flagged_share)
+                yield from _slice_quality(contract.SLICE_QUALITY, labels, figures.quality, _SLICE_QUALITY_METRICS)
+                if cohort:
+                    yield Reading(contract.SLICE_COHORT_CALLS, labels, figures.n_cohort)
+                yield from _slice_quality(contract.SLICE_COHORT_QUALITY, labels, figures.cohort, _COHORT_METRICS)
+
+
+def _slice_quality(
+    spec: MetricSpec, labels: tuple[str, ...], quality: QualityResult | None, metrics: tuple[str, ...]
+) -> Iterator[Reading]:
+    """A group's realized figures among ``metrics`` (None: not scored; NaN left out)."""
+    if quality is not None:
+        for name in metrics:
+            value = getattr(quality, name)
+            if not math.isnan(value):
+                yield Reading(spec, (*labels, name), value)
 
 
 class ConsumerLagCollector(SpecCollector):

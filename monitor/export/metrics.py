@@ -297,8 +297,8 @@ SLICE_EVENTS = MetricSpec(
     "Calls per group of a slice attribute in the latest window (groups picked on the reference).",
     ("model", "slice", "group"),
     "slice: a `slices.attributes` path; group: the `slices.max_groups` largest of the reference with at least "
-    "`min_group_size` calls there, the rest `__other__`; at most (max_groups + 1) x 7 series per slice attribute "
-    "with the two families below",
+    "`min_group_size` calls there, the rest `__other__`; at most (max_groups + 1) x 13 series per slice attribute "
+    "with the five families below",
 )
 SLICE_DRIFT_SHARE = MetricSpec(
     "driftwarden_slice_drift_share",
@@ -314,6 +314,29 @@ SLICE_QUALITY = MetricSpec(
     ("model", "slice", "group", "metric"),
     "label_coverage, accuracy, precision, recall, f1 (or mae, rmse for a numeric model); groups with at least "
     "`slices.min_group_size` calls",
+)
+SLICE_DATA_QUALITY = MetricSpec(
+    "driftwarden_slice_data_quality_flagged_share",
+    "gauge",
+    "Share of the model's data-quality checks flagged on a group's calls against the group's reference calls.",
+    ("model", "slice", "group"),
+    "groups with at least `slices.min_group_size` calls in the window and in the reference; above 0 when some "
+    "check is flagged",
+)
+SLICE_COHORT_CALLS = MetricSpec(
+    "driftwarden_slice_cohort_calls",
+    "gauge",
+    "A group's calls in the labelled cohort (the calls of the last quality.cohort whose labels arrived).",
+    ("model", "slice", "group"),
+    "groups with calls in the window or the cohort, for a model with a label store",
+)
+SLICE_COHORT_QUALITY = MetricSpec(
+    "driftwarden_slice_cohort_quality",
+    "gauge",
+    "Realized quality of a group's calls in the labelled cohort, wherever their call now is.",
+    ("model", "slice", "group", "metric"),
+    "accuracy, precision, recall, f1 (or mae, rmse for a numeric model); groups with at least "
+    "`slices.min_group_size` calls in the cohort",
 )
 COHORT_QUALITY = MetricSpec(
     "driftwarden_cohort_quality",
@@ -399,6 +422,7 @@ EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     DATA_QUALITY_SHARE, DATA_QUALITY_REFERENCE_SHARE, DATA_QUALITY_P_VALUE, DATA_QUALITY_THRESHOLD,
     DATA_QUALITY_FLAGGED,
     QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS, SLICE_EVENTS, SLICE_DRIFT_SHARE, SLICE_QUALITY,
+    SLICE_DATA_QUALITY, SLICE_COHORT_CALLS, SLICE_COHORT_QUALITY,
     COHORT_QUALITY, COHORT_CALLS, COHORT_OLDEST_CALL, COHORT_NEWEST_CALL, COHORT_BIAS,
 )  # fmt: skip
 CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)

@@ -4,8 +4,8 @@ Labels come hours or days after their call (a chargeback, a human review),
 long after a count window has moved on. A model's :class:`LabelStore` keeps,
 for each of its last ``capacity`` calls, only what a label needs: the hashes
 of its join keys (request and response id), its event time, prediction
-(a class code or a number), score, bias group codes and outcome, and the
-label once it joins. The columns are a :class:`~monitor.state.windows.Window`
+(a class code or a number), score, outcome and the group codes of its bias
+and slice attributes, and the label once it joins. The columns are a :class:`~monitor.state.windows.Window`
 (preallocated numpy rings); beside them an open-addressing hash table maps a
 key's hash to its call's ring position (int32, linear probing, 4 slots per
 call). A slot is never emptied as its call is overwritten: a look-up checks
@@ -14,10 +14,12 @@ the keys at the position it finds, and the table is rebuilt from the ring
 quarters full: after ``capacity`` calls with one id each, ``capacity / 2``
 with two.
 
-Memory, per model: ``capacity x (61 + 4 x bias attributes)`` bytes
+Memory, per model: ``capacity x (61 + 4 x attributes)`` bytes
 (:data:`BYTES_PER_CALL`, :data:`BYTES_PER_GROUP`): two key hashes (16), event
 time, prediction and label (8 each), score (4), outcome (1), index (16), and
-a group code (4) per bias attribute. A call with a key hash equal to another
+a group code (4) per bias or slice attribute (``Columns.grouped``). A
+checkpoint from before the store kept an attribute restores it with no
+group for the calls it held. A call with a key hash equal to another
 live call's is a false join: with 64-bit hashes, about ``n**2 / 2**65`` for
 ``n`` calls held (3e-8 at a million).
 
@@ -43,7 +45,17 @@ from typing import Any
 import numpy as np
 
 from monitor.config import ModelConfig
-from monitor.state.columns import LABEL, OUTCOME, PREDICTION, REQUEST_ID, RESPONSE_ID, SCORE, TIMESTAMP_MS, Column
+from monitor.state.columns import (
+    LABEL,
+    OUTCOME,
+    PREDICTION,
+    REQUEST_ID,
+    RESPONSE_ID,
+    SCORE,
+    TIMESTAMP_MS,
+    Column,
+    Columns,
+)
 from monitor.state.feedback import MAX_KEY_CHARS
 from monitor.state.vocabulary import MISSING
 from monitor.state.windows import Window
@@ -58,15 +70,15 @@ __all__ = [
     "store_policy",
 ]
 
-#: Bytes the store keeps per call without bias attributes (the columns and 4 int32 index slots).
+#: Bytes the store keeps per call without bias or slice attributes (the columns and 4 int32 index slots).
 BYTES_PER_CALL = 61
-#: Bytes more per call per bias attribute (its group code).
+#: Bytes more per call per bias or slice attribute (its group code).
 BYTES_PER_GROUP = 4
 #: Index slots per call: at most 2 keys live, and the table rebuilt before it is more than 3/4 full.
 SLOTS_PER_CALL = 4
 #: Bytes of :data:`BYTES_PER_CALL` that are the index (int32 slots), which a checkpoint does not save.
 INDEX_BYTES_PER_CALL = 4 * SLOTS_PER_CALL
-#: What :meth:`LabelStore.cohort` allocates per call held at most, besides a group code per bias attribute: five
+#: What :meth:`LabelStore.cohort` allocates per call held at most, besides a group code per attribute: five
 #: boolean masks, and the copies of a labelled call's columns (score and outcome twice, as stored and as float64).
 COHORT_BYTES_PER_CALL = 5 + 8 + 8 + (4 + 8) + 8 + (1 + 8)
 _EMPTY = -1
@@ -78,7 +90,8 @@ _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 class LabelStore:
     """A model's last ``capacity`` calls as a late label needs them, indexed by the hashes of their ids.
 
-    ``group_columns`` are the window's bias group columns (``group.<attribute>``), kept as they are. A
+    ``group_columns`` are the window's group columns (``group.<attribute>``) of the bias and slice attributes,
+    kept as they are (optional: a checkpoint without one restores it as missing). A
     look-up (:meth:`find`) only finds a call made at most ``ttl_ms`` of event time before its label.
     """
 
@@ -95,7 +108,7 @@ class LabelStore:
             SCORE: Column(np.float32),
             LABEL: Column(np.float64),
             OUTCOME: Column(np.int8, missing=-1),
-            **{name: Column(np.int32, missing=MISSING) for name in group_columns},
+            **{name: Column(np.int32, missing=MISSING, optional=True) for name in group_columns},
         }
         self._ring = Window(capacity, self.columns)
         self._table = np.full(SLOTS_PER_CALL * capacity, _EMPTY, dtype=np.int32)
@@ -266,7 +279,7 @@ on those of the last 21600000 ms whose labels arrived
     n = quality.max_labelled_calls
     if n == 0:
         return "no label store: labels join only calls still in the window"
-    per_call = BYTES_PER_CALL + BYTES_PER_GROUP * len(model.bias.attributes)
+    per_call = BYTES_PER_CALL + BYTES_PER_GROUP * len(Columns.grouped(model))
     return (
         f"the last {n} calls kept for labels up to {quality.label_ttl_ms} ms late ({n} x {per_call} bytes = "
         f"{n * per_call / 2**20:.1f} MiB); realized performance on those of the last {quality.cohort_ms} ms whose "

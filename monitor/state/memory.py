@@ -162,7 +162,7 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
         }
         for name, term in terms.items():
             totals[name] += count * term
-        cohort = stored * (COHORT_BYTES_PER_CALL + LABEL_STORE_BYTES_PER_GROUP * len(model.bias.attributes))
+        cohort = stored * (COHORT_BYTES_PER_CALL + LABEL_STORE_BYTES_PER_GROUP * len(Columns.grouped(model)))
         evaluation += count * ((size + reference) * row + cohort)
         encoded += count * (
             (size + reference) * (row + IDS_PER_CALL * encoded_key)
@@ -195,7 +195,7 @@ def row_bytes(model: ModelConfig) -> int:
 
 def _label_store_row(model: ModelConfig) -> int:
     """The bytes the label store keeps per call of ``model``."""
-    return LABEL_STORE_BYTES_PER_CALL + LABEL_STORE_BYTES_PER_GROUP * len(model.bias.attributes)
+    return LABEL_STORE_BYTES_PER_CALL + LABEL_STORE_BYTES_PER_GROUP * len(Columns.grouped(model))
 
 
 def _feature_bytes(feature: FeatureConfig) -> int:

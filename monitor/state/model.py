@@ -229,7 +229,7 @@ class ModelState:
         quality = self.model.quality
         if quality.max_labelled_calls == 0:
             return None
-        groups = tuple(Columns.group(attribute) for attribute in self.model.bias.attributes)
+        groups = tuple(Columns.group(attribute) for attribute in Columns.grouped(self.model))
         return LabelStore(quality.max_labelled_calls, quality.label_ttl_ms, groups)
 
     def _new_join(self, reference_size: int) -> FeedbackJoin:

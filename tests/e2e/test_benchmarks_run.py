@@ -104,6 +104,7 @@ def test_quality_benchmark_prints_its_tables():
         "Pipeline.evaluate, 5 slice attributes of 20 groups (whole tick)",
         "of which SliceSuite.score",
         "of which the window cut into groups (split, columns taken)",
+        "of which the groups' data-quality checks",
         "bytes per stored call (measured; formula 69)",
         "calls taken per second, once full",
         "late labels joined per second (FeedbackJoin into the store)",

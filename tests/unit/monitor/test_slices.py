@@ -8,18 +8,22 @@ figures come from the generated calls, never from the daemon's columns.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from scipy.stats import ks_2samp
-from sklearn.metrics import accuracy_score
+from scipy.stats import fisher_exact, ks_2samp
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from statsmodels.stats.proportion import proportion_confint
 
+from detectors.quality import QualityStats
 from monitor.cli import main
 from monitor.config import ConfigError, parse_config
-from monitor.evaluate.slices import OTHER, Groups, max_series
+from monitor.evaluate.quality import QualitySuite
+from monitor.evaluate.slices import OTHER, Groups, SliceSuite, grouped_quality, max_series
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
@@ -28,6 +32,14 @@ T0 = 1_790_000_000  # epoch seconds of the first call
 WARMUP, WINDOW = 3_000, 2_000
 LOCALES = {"de": 0.5, "en": 0.3, "fr": 0.2}
 TOPICS = ("billing", "login", "other")
+SLICE_FAMILIES = (
+    "driftwarden_slice_events",
+    "driftwarden_slice_drift_share",
+    "driftwarden_slice_data_quality_flagged_share",
+    "driftwarden_slice_quality",
+    "driftwarden_slice_cohort_calls",
+    "driftwarden_slice_cohort_quality",
+)
 
 
 def _model(**fields: object) -> dict:
@@ -127,10 +139,15 @@ def test_a_groups_drift_is_the_models_drift_suite_run_on_the_groups_calls_alone(
     slices = pipeline.evaluations["m"].slices["segment.locale"]
     exported = _samples(pipeline, "driftwarden_slice_drift_share")
     assert set(slices) == set(LOCALES)  # every locale is large in the reference: no pool
+    group_alpha = pipeline._slice_suites["m"].group_alpha
+    assert group_alpha == 0.05 / 4  # the model's alpha shared among its groups: 3 locales and the pool
     for locale in LOCALES:
         mine = [call for call in calls if call["locale"] == locale]
         n_reference = sum(call["i"] < WARMUP for call in mine)
-        alone = _fed(_config(len(mine) - n_reference, 50, reference={"warmup": n_reference}), _events(mine))
+        alone = _fed(
+            _config(len(mine) - n_reference, 50, reference={"warmup": n_reference}, drift={"alpha": group_alpha}),
+            _events(mine),
+        )
         expected = alone.evaluations["m"].drift
         got = slices[locale].drift
         assert got.features == expected.features, locale  # every statistic, p-value, threshold and verdict
@@ -185,9 +202,9 @@ def test_groups_are_capped_as_bias_groups_are_and_the_series_stay_within_the_sta
     assert pipeline.evaluations["m"].slices["segment.tier"] == {}  # no call has a tier: no group
     n_series = sum(
         len(_samples(pipeline, name))
-        for name in ("driftwarden_slice_events", "driftwarden_slice_drift_share", "driftwarden_slice_quality")
+        for name in SLICE_FAMILIES
     )
-    assert n_series <= (5 + 1) * 7 * len(slices["attributes"]) == max_series(pipeline.config.models[0].slices)
+    assert n_series <= (5 + 1) * 13 * len(slices["attributes"]) == max_series(pipeline.config.models[0].slices)
 
 
 def test_groups_split_any_window_by_the_groups_picked_on_a_sample():
@@ -233,7 +250,8 @@ def test_check_config_states_the_slices_and_their_series_bound(tmp_path, capsys)
     assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "    slices: segment.locale, segment.tier, at most 11 groups each (10 by name and __other__): " in out
-    assert "at most 154 series" in out  # (10 + 1) x 7 x 2
+    assert "at most 286 series" in out  # (10 + 1) x 13 x 2
+    assert "each group's tests at alpha 0.05 / groups (0.00227 with 22) after bh correction: at most " in out
 
 
 def test_slicing_by_a_bias_attribute_keeps_the_saved_state_and_a_new_attribute_resets_it():
@@ -245,3 +263,136 @@ def test_slicing_by_a_bias_attribute_keeps_the_saved_state_and_a_new_attribute_r
 
     assert fingerprint(attributes=["segment.region"]) == fingerprint()  # the bias column serves both
     assert fingerprint(attributes=["segment.tier"]) != fingerprint()  # a column more: restored afresh
+
+
+def _alone(calls: list[dict], group_alpha: float, **fields: object) -> Pipeline:
+    """A pipeline fed one group's calls alone, its warm-up and window sized to them, its drift tests (and so its
+    data-quality checks) at the level of each group's."""
+    n_reference = sum(call["i"] < WARMUP for call in calls)
+    config = _config(
+        len(calls) - n_reference, 50, reference={"warmup": n_reference}, drift={"alpha": group_alpha}, **fields
+    )
+    return _fed(config, _events(calls))
+
+
+def test_a_groups_data_quality_is_the_models_checks_on_its_calls_alone_and_scipys_fisher_test():
+    calls = _calls(seed=12)
+    rng = np.random.default_rng(4)
+    gone = [call["i"] for call in calls[WARMUP:] if call["locale"] == "de" and rng.random() < 0.6]
+    for i in gone:
+        calls[i]["x"] = None  # de's x goes 60% missing after the warm-up; its other values keep their distribution
+    slices_config = {"attributes": ["segment.locale"], "min_group_size": 50}
+    pipeline = _fed(_config(WINDOW, 50, slices=slices_config), _events(calls))
+    slices = pipeline.evaluations["m"].slices["segment.locale"]
+    group_alpha = pipeline._slice_suites["m"].group_alpha
+    exported = _samples(pipeline, "driftwarden_slice_data_quality_flagged_share")
+    for locale in LOCALES:
+        alone = _alone([call for call in calls if call["locale"] == locale], group_alpha)
+        assert slices[locale].data_quality == alone.evaluations["m"].data_quality, locale
+    assert slices["de"].data_quality.flagged == [("x", "missing")]
+    assert slices["en"].data_quality.flagged == slices["fr"].data_quality.flagged == []
+    assert exported == {("de",): 1 / 6, ("en",): 0.0, ("fr",): 0.0}  # of 6 checks: 3 of x, 3 of topic
+    n_window = sum(call["locale"] == "de" for call in calls[WARMUP:])
+    n_reference = sum(call["locale"] == "de" for call in calls[:WARMUP])
+    missing = slices["de"].data_quality.checks["x"]["missing"]
+    table = [[len(gone), n_window - len(gone)], [0, n_reference]]
+    assert missing.p_value == pytest.approx(fisher_exact(table, alternative="greater").pvalue, rel=1e-9)
+    assert missing.share == len(gone) / n_window
+
+
+def test_a_groups_realized_figures_on_the_labelled_cohort_are_scikit_learns_on_its_late_labelled_calls():
+    calls = _calls(seed=13)
+    events = _events([{**call, "label": None} for call in calls])
+    late = T0 + len(calls) + 3_600  # an hour after the last call: most calls left the window long before
+    events += [
+        {"type": "feedback", "request_id": f"r{call['i']}", "timestamp": late, "model": "m", "label": call["label"]}
+        for call in calls
+        if call["label"] is not None
+    ]
+    slices = {"attributes": ["segment.locale"], "min_group_size": 50}
+    pipeline = _fed(_config(WINDOW, 50, slices=slices, quality={"positive": "approve", "cohort": "1d"}), events)
+    groups = pipeline.evaluations["m"].slices["segment.locale"]
+    cohort_quality = _samples(pipeline, "driftwarden_slice_cohort_quality")
+    cohort_calls = _samples(pipeline, "driftwarden_slice_cohort_calls")
+    for locale in LOCALES:
+        labelled = [call for call in calls if call["locale"] == locale and call["label"] is not None]
+        true, predicted = [call["label"] for call in labelled], [call["prediction"] for call in labelled]
+        assert groups[locale].n_cohort == cohort_calls[(locale,)] == len(labelled)
+        expected = {
+            "accuracy": accuracy_score(true, predicted),
+            "precision": precision_score(true, predicted, pos_label="approve"),
+            "recall": recall_score(true, predicted, pos_label="approve"),
+            "f1": f1_score(true, predicted, pos_label="approve"),
+        }
+        for metric, value in expected.items():
+            assert math.isclose(cohort_quality[locale, metric], value, rel_tol=1e-12), (locale, metric)
+    assert pipeline.evaluations["m"].quality.cohort.n_labelled == sum(call["label"] is not None for call in calls)
+
+
+def test_slice_verdicts_on_data_that_does_not_change_hold_the_models_false_alarm_budget():
+    """Each of 10 groups at the model's alpha would give a false slice drift verdict in 1 - 0.9**10 = 65% of the
+    evaluations; shared among the groups, at most alpha = 10% (and as many data-quality ones, a budget of their
+    own as the model's)."""
+    alpha, n_groups, per_group, n_evaluations = 0.1, 10, 100, 200
+    config = parse_config({"models": [{
+        "name": "m", "features": [{"name": "x", "kind": "numeric", "method": "ks"}], "drift": {"alpha": alpha},
+        "slices": {"attributes": ["segment.g"], "max_groups": n_groups, "min_group_size": 20}}]})  # fmt: skip
+    model = config.models[0]
+    rng = np.random.default_rng(8)
+
+    def columns(n: int) -> dict[str, np.ndarray]:
+        x = rng.normal(size=n)
+        x[rng.random(n) < 0.05] = np.nan  # missing at the same rate on both sides
+        return {
+            "timestamp_ms": np.zeros(n), "feature.x": x, "feature.x.wrong_type": np.zeros(n, bool),
+            "group.segment.g": np.repeat(np.arange(1, n_groups + 1, dtype=np.int32), n // n_groups),
+            "prediction": np.full(n, np.nan), "label": np.full(n, np.nan),
+        }  # fmt: skip
+
+    suite = SliceSuite(model, alpha, QualitySuite(model, 20))
+    suite.fit(columns(5 * n_groups * per_group), 0.0, {"segment.g": [OTHER] + [f"g{k}" for k in range(n_groups)]})
+    assert suite.group_alpha == alpha / (n_groups + 1)  # 10 groups by name and the pool
+    n_false = {"drift": 0, "data quality": 0}  # each with a budget of its own, as the model's
+    for _ in range(n_evaluations):
+        groups = suite.score(columns(n_groups * per_group), 0.0, [OTHER])["segment.g"]
+        assert len(groups) == n_groups
+        n_false["drift"] += any(group.drift.drifted for group in groups.values())
+        n_false["data quality"] += any(group.data_quality.flagged for group in groups.values())
+    for verdicts, n in n_false.items():
+        low, high = proportion_confint(n, n_evaluations, alpha=0.05, method="wilson")
+        assert low <= alpha, (verdicts, n, low, high)  # the measured rate is at most alpha, within its 95% interval
+
+
+def test_an_old_checkpoint_whose_label_store_lacks_the_slice_codes_still_loads(sliced):
+    _, pipeline = sliced
+    snapshot = copy.deepcopy(pipeline.snapshot())
+    saved = snapshot["states"]["models"]["m"]["labels"]["columns"]
+    del saved["group.segment.locale"]  # what a store that kept only bias attributes saved
+    restored = Pipeline(pipeline.config)
+    restored.restore(snapshot)
+    restored.evaluate(pipeline.watermark_ms)
+    before, after = (evaluated.evaluations["m"].slices["segment.locale"] for evaluated in (pipeline, restored))
+    assert {name: group.drift for name, group in after.items()} == {name: group.drift for name, group in before.items()}
+    assert len(restored.states["m"].labels) == len(pipeline.states["m"].labels)  # every call kept, for late labels
+    assert all(group.n_cohort == 0 for group in after.values())  # but in no group, until new calls come
+
+
+@pytest.mark.parametrize("numeric", [False, True])
+def test_grouped_quality_is_quality_stats_on_each_groups_rows_alone(numeric):
+    rng = np.random.default_rng(9)
+    n, n_groups = 3_000, 7
+    numbers = rng.integers(-1, n_groups, size=n)
+    numbers[numbers == 5] = 6  # a group without rows
+    prediction = rng.normal(size=n) if numeric else rng.integers(1, 4, size=n).astype(float)
+    label = prediction + rng.normal(size=n) if numeric else np.where(rng.random(n) < 0.7, prediction, 2.0)
+    prediction[rng.random(n) < 0.1] = np.nan
+    label[rng.random(n) < 0.5] = np.nan
+    positive = None if numeric else 2.0
+    stats = QualityStats(positive=positive, numeric=numeric)
+    got = grouped_quality(numbers, n_groups, prediction, label, positive, numeric)
+    for group in range(n_groups):
+        mine = numbers == group
+        expected = stats.compute(prediction=prediction[mine], label=label[mine])
+        for name in ("n_events", "n_labelled", "label_coverage", "accuracy", "precision", "recall", "f1", "mae"):
+            assert getattr(got[group], name) == pytest.approx(getattr(expected, name), rel=1e-12, nan_ok=True), name
+        assert got[group].rmse == pytest.approx(expected.rmse, rel=1e-12, nan_ok=True)
