@@ -144,3 +144,56 @@ def test_an_error_ratio_stepping_from_2_to_30_percent_is_caught_within_a_few_blo
             found.append(index)
 
     assert found and step_at <= found[0] <= step_at + (10 if method == "adwin" else 3), found
+
+
+def _rare_error_changes(method: str, n_blocks: int, arl: float, seed: int) -> tuple[float, float, float]:
+    """False error-ratio changes per ARL (and their 95% Poisson interval) of a daemon's watch whose calls fail
+    one in 2,000 (0.1 failures a block of 200: most blocks have none, some one, a few two)."""
+    rng = np.random.default_rng(seed)
+    block, warmup, chunk = 200, 30, 1_000
+    watch = ChangeWatch(method, block_size=block, arl=arl, warmup=warmup)
+    latency_ms = np.full(chunk * block, 800.0)
+    for _ in range(n_blocks // chunk):
+        watch.observe(latency_ms, rng.random(chunk * block) < 0.0005)
+    changes = watch.n_changes["error_ratio"]
+    watched = n_blocks - warmup * (1 + changes)
+    low = stats.chi2.ppf(0.025, 2 * changes) / 2 if changes else 0.0
+    high = stats.chi2.ppf(0.975, 2 * changes + 2) / 2
+    return changes / watched * arl, low / watched * arl, high / watched * arl
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("method", ["page_hinkley", "cusum"])
+def test_a_rare_error_ratio_raises_no_more_false_changes_than_stated(method):
+    """Errors a few a thousand blocks: a warm-up with no error at all has no spread, and a running estimate
+    from mostly error-free blocks hardly more, so a single failed call read as many deviations. The error
+    ratio's deviation is held to at least its binomial one, ``1 / (2 sqrt(block))`` after the transform."""
+    rate, low, high = _rare_error_changes(method, n_blocks=100_000, arl=2_000, seed=3)
+
+    assert low <= 1.0, f"{method}: {rate:.3f} false changes per ARL ({low:.3f} to {high:.3f})"
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley", "cusum"])
+def test_one_failed_call_after_a_long_error_free_run_is_no_change(method):
+    """500 blocks of 200 calls without a failure, then one failed call: the error ratio has not changed."""
+    block = 200
+    watch = ChangeWatch(method, block_size=block)
+    watch.observe(np.full(500 * block, 800.0), np.zeros(500 * block, dtype=bool))
+    failed = np.zeros(block, dtype=bool)
+    failed[0] = True
+
+    assert watch.observe(np.full(block, 800.0), failed) == []
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley", "cusum"])
+def test_a_rare_error_ratio_stepping_to_3_percent_is_caught_within_a_few_blocks(method):
+    rng = np.random.default_rng(8)
+    block, step_at = 200, 100
+    watch = ChangeWatch(method, block_size=block)
+    found = []
+    for index in range(step_at + 20):
+        failed = rng.random(block) < (0.0005 if index < step_at else 0.03)
+        if "error_ratio" in watch.observe(np.full(block, 800.0), failed):
+            found.append(index)
+
+    assert found and step_at <= found[0] <= step_at + (10 if method == "adwin" else 4), found
