@@ -131,6 +131,15 @@ class QualitySuite:
         bias = self._bias(window, classes, group_names)
         return ModelQuality(quality, estimate, bias, self._cohort(cohort, classes, group_names))
 
+    def evaluate_cohort(
+        self, cohort: dict[str, np.ndarray], classes: list[str], group_names: dict[str, list[str]]
+    ) -> ModelQuality | None:
+        """The labelled cohort's figures alone, for a window below ``min_samples`` calls (traffic paused while
+        labels keep coming): the window's own figures are left undefined (NaN, so not exported); None when the
+        cohort too is below ``min_samples``."""
+        realized = self._cohort(cohort, classes, group_names)
+        return None if realized is None else ModelQuality(self._stats(classes).compute(), None, {}, realized)
+
     def _stats(self, classes: list[str]) -> QualityStats:
         numeric = self.model.quality.numeric
         return QualityStats(positive=None if numeric else _code(classes, self.model.quality.positive), numeric=numeric)
