@@ -65,3 +65,17 @@ def test_labels_that_come_while_the_window_is_empty_still_give_the_cohorts_figur
                 if name == "driftwarden_cohort_quality" and ("metric", "accuracy") in key]  # fmt: skip
     assert accuracy == [np.mean(predictions == labels)]
     assert series["driftwarden_cohort_calls", (("model", "m"),)] == 1_000
+
+
+def test_an_id_that_differs_only_by_trailing_nul_characters_joins_no_other_call():
+    """JSON allows ``\\u0000`` in an id; the label store hashes ids as fixed-width bytes, which drop trailing
+    NULs: the label of a call never made (``r-0\\0``) must not join the call ``r-0``, nor ``r-1``'s that of
+    ``r-1\\0\\0``."""
+    pipeline = Pipeline(parse_config({"windows": {"size": 100, "min_samples": 10},
+                                      "models": [{"name": "m", "quality": {"positive": "yes"}}]}))  # fmt: skip
+    _apply(pipeline, [_call(i, "yes", T0 + i) for i in range(300)])  # r-0 and r-1 have left the window
+    _apply(pipeline, [_label("r-0\0", "no", T0 + 400), _label("r-1\0\0", "no", T0 + 400)], first=300)
+
+    cohort = pipeline.states["m"].labels.cohort(now_ms=(T0 + 400) * 1000.0, span_ms=86_400_000)
+    assert cohort["timestamp_ms"].tolist() == []
+    assert pipeline.states["m"].join.n_joined == 0
