@@ -357,10 +357,13 @@ def _short_ascii(keys: list[str]) -> bool:
 
 
 def feedback_values(event: Event, read_label: Callable[[Any], float | str]) -> Values:
-    """The values a feedback event carries: numbers, and its label as ``read_label`` reads it."""
+    """The values a feedback event carries: numbers, and its label as ``read_label`` reads it, unless it reads
+    none (NaN: no class or number can be made of it), which would erase the label its call has."""
     values: Values = {}
     if event.label is not None and event.label is not UNSET:
-        values[LABEL] = read_label(event.label)
+        label = read_label(event.label)
+        if isinstance(label, str) or not math.isnan(label):
+            values[LABEL] = label
     for column, value in ((RATING, event.rating), (JUDGE_SCORE, event.judge_score)):
         if value is not None and value is not UNSET and math.isfinite(value):
             values[column] = float(value)

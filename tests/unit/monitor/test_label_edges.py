@@ -79,3 +79,18 @@ def test_an_id_that_differs_only_by_trailing_nul_characters_joins_no_other_call(
     cohort = pipeline.states["m"].labels.cohort(now_ms=(T0 + 400) * 1000.0, span_ms=86_400_000)
     assert cohort["timestamp_ms"].tolist() == []
     assert pipeline.states["m"].join.n_joined == 0
+
+
+def test_an_unreadable_label_does_not_erase_the_label_its_call_has():
+    """A second label for a call that no class can be made of (a name longer than a class can be) is unknown:
+    the call keeps the label it has, in the window and in the label store alike."""
+    pipeline = Pipeline(parse_config({"windows": {"size": 100, "min_samples": 10},
+                                      "models": [{"name": "m", "quality": {"positive": "yes"}}]}))  # fmt: skip
+    _apply(pipeline, [_call(i, "yes", T0 + i) for i in range(300)])  # r-0 has left the window, r-299 has not
+    _apply(pipeline, [_label("r-0", "yes", T0 + 301), _label("r-299", "yes", T0 + 301)], first=300)
+    _apply(pipeline, [_label("r-0", "y" * 1_000, T0 + 302), _label("r-299", "y" * 1_000, T0 + 302)], first=302)
+
+    state = pipeline.states["m"]
+    cohort = state.labels.cohort(now_ms=(T0 + 400) * 1000.0, span_ms=86_400_000)
+    assert cohort["timestamp_ms"].tolist() == [T0 * 1000.0, (T0 + 299) * 1000.0]
+    assert not np.isnan(state.window.view()["label"][-1])
