@@ -185,15 +185,19 @@ def test_one_failed_call_after_a_long_error_free_run_is_no_change(method):
     assert watch.observe(np.full(block, 800.0), failed) == []
 
 
+@pytest.mark.parametrize("rate", [0.0001, 0.0005])
 @pytest.mark.parametrize("method", ["adwin", "page_hinkley", "cusum"])
-def test_a_rare_error_ratio_stepping_to_3_percent_is_caught_within_a_few_blocks(method):
-    rng = np.random.default_rng(8)
+def test_a_rare_error_ratio_stepping_to_3_percent_is_caught_within_a_few_blocks(method, rate):
+    """From one failure in 10,000 calls (most warm-ups see none: ADWIN was then fed unscaled values and missed
+    the step in 2 runs of 3) or in 2,000, to 3 in 100: ADWIN in about 11 blocks, the others in 1 to 3."""
     block, step_at = 200, 100
-    watch = ChangeWatch(method, block_size=block)
-    found = []
-    for index in range(step_at + 20):
-        failed = rng.random(block) < (0.0005 if index < step_at else 0.03)
-        if "error_ratio" in watch.observe(np.full(block, 800.0), failed):
-            found.append(index)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        watch = ChangeWatch(method, block_size=block)
+        found = []
+        for index in range(step_at + 20):
+            failed = rng.random(block) < (rate if index < step_at else 0.03)
+            if "error_ratio" in watch.observe(np.full(block, 800.0), failed):
+                found.append(index)
 
-    assert found and step_at <= found[0] <= step_at + (10 if method == "adwin" else 4), found
+        assert found and step_at <= found[0] <= step_at + (15 if method == "adwin" else 4), (seed, found)
