@@ -15,6 +15,7 @@ from monitor.config import parse_config
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
+from monitor.state.labels import LabelStore
 
 T0 = 1_700_000_000
 TOPIC = "llm-events"
@@ -94,3 +95,28 @@ def test_an_unreadable_label_does_not_erase_the_label_its_call_has():
     cohort = state.labels.cohort(now_ms=(T0 + 400) * 1000.0, span_ms=86_400_000)
     assert cohort["timestamp_ms"].tolist() == [T0 * 1000.0, (T0 + 299) * 1000.0]
     assert not np.isnan(state.window.view()["label"][-1])
+
+
+def test_an_id_sent_with_several_calls_finds_the_newest_as_the_window_does_and_after_a_restore_too():
+    """Retries resend a request id. The window's join gives a label to the newest call with its id; the label
+    store must too, and give the same call after a restart, whose index is rebuilt in another order."""
+    rng = np.random.default_rng(4)
+    store = LabelStore(1_000, ttl_ms=1e18, group_columns=())
+    ids = [f"r{i}" for i in rng.integers(0, 800, size=1_500)]
+    for start in range(0, len(ids), 50):
+        n = len(ids[start : start + 50])
+        store.append({
+            "timestamp_ms": np.arange(start, start + n, dtype=float),
+            "request_id": np.array(ids[start : start + n], dtype=object),
+            "response_id": np.full(n, None, dtype=object),
+            "prediction": np.ones(n),
+            "score": np.ones(n),
+        })  # fmt: skip
+    restored = LabelStore(1_000, ttl_ms=1e18, group_columns=())
+    restored.restore(store.snapshot())
+
+    keys = [f"r{i}" for i in range(800)]
+    held = {key: row for row, key in enumerate(ids) if row >= len(ids) - 1_000}  # the newest row of each id held
+    newest = [held.get(key, -1) for key in keys]
+    assert store.find(keys, np.zeros(800)).tolist() == newest
+    assert restored.find(keys, np.zeros(800)).tolist() == newest
