@@ -54,7 +54,8 @@ class CohortQuality:
 
     ``quality`` holds the labelled figures (accuracy, precision, recall, F1; MAE, RMSE), ``oldest_ms`` and
     ``newest_ms`` the event times of the cohort's oldest and newest call. ``estimate`` is the label-free
-    accuracy estimate on the cohort's calls that have a score (None until calibrated, or with no score) and
+    accuracy estimate on the cohort's calls that have a score (None until calibrated, or with fewer than
+    ``min_samples`` scored calls) and
     ``scored_accuracy`` their realized accuracy; ``bias`` the fairness figures by attribute.
     """
 
@@ -154,7 +155,7 @@ class QualitySuite:
         estimate, scored_accuracy = None, math.nan
         if self._estimator is not None and self._estimator.fitted:
             scored = ~np.isnan(score) & ~np.isnan(prediction)
-            if scored.any():
+            if np.count_nonzero(scored) >= self.min_samples:  # fewer: their realized accuracy is mostly noise
                 estimate = self._estimator.estimate(score[scored])
                 scored_accuracy = float(np.mean(prediction[scored] == label[scored]))
         timestamp_ms = cohort["timestamp_ms"]

@@ -120,3 +120,29 @@ def test_an_id_sent_with_several_calls_finds_the_newest_as_the_window_does_and_a
     newest = [held.get(key, -1) for key in keys]
     assert store.find(keys, np.zeros(800)).tolist() == newest
     assert restored.find(keys, np.zeros(800)).tolist() == newest
+
+
+def test_the_estimate_is_set_beside_the_truth_only_on_enough_scored_calls():
+    """The accuracy estimate and its error are on the cohort's calls that have a score. A cohort of 600
+    labelled calls of which 3 were scored must not report an estimate error on those 3: the alert that reads
+    it (beyond 5 points on at least 500 calls, by the cohort's size) would fire on noise."""
+    quality = {"positive": "yes", "cohort": "20m"}
+    config = parse_config({"windows": {"size": 200, "min_samples": 50},
+                           "models": [{"name": "m", "reference": {"warmup": 300}, "quality": quality}]})  # fmt: skip
+    pipeline = Pipeline(config)
+    rng = np.random.default_rng(6)
+    events = []
+    for i in range(1_300):
+        right = rng.random() < 0.8
+        call = _call(i, "yes", T0 + i)
+        if i < 300 or i % 200 == 0:  # the warm-up is scored (the estimate's calibration), then 1 call in 200
+            call["score"] = float(np.clip(rng.normal(0.85 if right else 0.55, 0.1), 0, 1))
+        events.append(call)
+        events.append(_label(f"r-{i}", "yes" if right else "no", T0 + i + (1 if i < 300 else 600)))
+    events.sort(key=lambda event: event["timestamp"])
+    _apply(pipeline, [event for event in events if event["timestamp"] <= T0 + 1_900])
+
+    series = _series(pipeline, pipeline.watermark_ms)
+    assert series["driftwarden_cohort_calls", (("model", "m"),)] == 600  # calls 701 to 1,300: 3 scored
+    cohort_metrics = {dict(labels)["metric"] for name, labels in series if name == "driftwarden_cohort_quality"}
+    assert "accuracy" in cohort_metrics and "estimate_error" not in cohort_metrics
