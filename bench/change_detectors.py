@@ -9,8 +9,9 @@ detection at or after it (1 = the first block after the step).
 
 Detectors, all fed the same values:
 
-- ours: ``calibrated_detector(method, arl=10_000, shift=1.0, warmup=30)`` for adwin, page_hinkley and cusum
-  (the daemon's defaults: a false change every 10,000 blocks on average);
+- ours: ``calibrated_detector(method, arl=10_000, shift=1.0, warmup=30, min_std)`` for adwin, page_hinkley and
+  cusum (the daemon's defaults: a false change every 10,000 blocks on average; ``min_std`` the signal's floor,
+  :func:`~monitor.state.changes.least_std`, as the daemon sets it);
 - river 0.26: ``river.drift.ADWIN()`` and ``river.drift.PageHinkley()`` with their defaults (clock 32; threshold 50).
 
 Printed: a Markdown table with the median delay in blocks (and the share of runs detected within ``--after``
@@ -27,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 from river import drift
 
-from monitor.state.changes import calibrated_detector, stabilised
+from monitor.state.changes import calibrated_detector, least_std, stabilised
 
 BLOCK = 200
 LATENCY_MS, LATENCY_SD_MS = 800.0, 25.0
@@ -41,12 +42,13 @@ STEPS = {
     "error ratio 2% -> 10%": ("error_ratio", 0.10),
     "error ratio 2% -> 30%": ("error_ratio", 0.30),
 }
-DETECTORS: dict[str, Callable[[], object]] = {
-    "ours adwin": lambda: calibrated_detector("adwin", 10_000, 1.0, 30),
-    "ours page_hinkley": lambda: calibrated_detector("page_hinkley", 10_000, 1.0, 30),
-    "ours cusum": lambda: calibrated_detector("cusum", 10_000, 1.0, 30),
-    "river ADWIN": drift.ADWIN,
-    "river PageHinkley": drift.PageHinkley,
+#: Detector name -> its maker, given the signal it watches.
+DETECTORS: dict[str, Callable[[str], object]] = {
+    "ours adwin": lambda signal: calibrated_detector("adwin", 10_000, 1.0, 30, least_std(signal, BLOCK)),
+    "ours page_hinkley": lambda signal: calibrated_detector("page_hinkley", 10_000, 1.0, 30, least_std(signal, BLOCK)),
+    "ours cusum": lambda signal: calibrated_detector("cusum", 10_000, 1.0, 30, least_std(signal, BLOCK)),
+    "river ADWIN": lambda signal: drift.ADWIN(),
+    "river PageHinkley": lambda signal: drift.PageHinkley(),
 }
 
 
@@ -60,9 +62,8 @@ def series(signal: str, size: float, before: int, after: int, rng: np.random.Gen
     return stabilised(rng.binomial(BLOCK, ratio) / BLOCK, BLOCK)
 
 
-def run(make: Callable[[], object], values: np.ndarray, before: int) -> tuple[int, int | None]:
+def run(detector: object, values: np.ndarray, before: int) -> tuple[int, int | None]:
     """False changes before the step, and the delay of the first detection after it (None: not detected)."""
-    detector = make()
     false_changes = 0
     for index, value in enumerate(values.tolist()):
         detector.update(value)  # type: ignore[attr-defined]
@@ -86,7 +87,7 @@ def main() -> None:
         for seed in range(arguments.runs):
             values = series(signal, size, arguments.before, arguments.after, np.random.default_rng(seed))
             for name, make in DETECTORS.items():
-                n_false, delay = run(make, values, arguments.before)
+                n_false, delay = run(make(signal), values, arguments.before)
                 false_changes[name] += n_false
                 delays[step, name].append(delay)
     stationary_blocks = len(STEPS) * arguments.runs * arguments.before

@@ -38,6 +38,10 @@ class CUSUM(ChangeDetector):
         Decision interval, in standard deviations.
     min_instances
         Length of the warm-up (at least 2).
+    min_std
+        The least standard deviation taken: a floor for a stream whose spread
+        is known not to be less (an error ratio's binomial one), so that a
+        warm-up of equal values does not make any departure a change.
 
     Examples
     --------
@@ -54,13 +58,14 @@ class CUSUM(ChangeDetector):
 
     _state = ("n", "mean", "m2", "s_hi", "s_lo")
 
-    def __init__(self, target=None, k=0.5, h=5.0, min_instances=30):
+    def __init__(self, target=None, k=0.5, h=5.0, min_instances=30, min_std=0.0):
         if min_instances < 2:
             raise ValueError("min_instances must be at least 2 to estimate a standard deviation")
         self.target = target
         self.k = k
         self.h = h
         self.min_instances = min_instances
+        self.min_std = min_std
         self._reset()
 
     def _reset(self) -> None:
@@ -78,7 +83,8 @@ class CUSUM(ChangeDetector):
             self._mean += deviation / self._n
             self._m2 += deviation * (x - self._mean)
             return False
-        z = _standardise(x - (self._mean if self.target is None else self.target), math.sqrt(self._m2 / (self._n - 1)))
+        std = max(math.sqrt(self._m2 / (self._n - 1)), self.min_std)
+        z = _standardise(x - (self._mean if self.target is None else self.target), std)
         self._s_hi = max(0.0, self._s_hi + z - self.k)
         self._s_lo = max(0.0, self._s_lo - z - self.k)
         return self._s_hi > self.h or self._s_lo > self.h

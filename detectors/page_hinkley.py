@@ -38,6 +38,10 @@ class PageHinkley(ChangeDetector):
         two-sided CUSUM with allowance ``delta`` and decision interval
         ``threshold`` on the stream's own scale, whose average run length
         without change :func:`detectors.run_length.two_sided_arl` gives.
+    min_std
+        With ``relative``, the least standard deviation taken: a floor for a
+        stream whose spread is known not to be less (an error ratio's binomial
+        one), so that a run of equal values does not make the next one a change.
 
     Examples
     --------
@@ -64,7 +68,9 @@ class PageHinkley(ChangeDetector):
 
     _state = ("n", "mean", "m2", "sum_increase", "sum_decrease", "min_increase", "max_decrease")
 
-    def __init__(self, min_instances=30, delta=0.005, threshold=50.0, alpha=1 - 0.0001, mode="both", relative=False):
+    def __init__(
+        self, min_instances=30, delta=0.005, threshold=50.0, alpha=1 - 0.0001, mode="both", relative=False, min_std=0.0
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.min_instances = min_instances
@@ -73,6 +79,7 @@ class PageHinkley(ChangeDetector):
         self.alpha = alpha
         self.mode = mode
         self.relative = relative
+        self.min_std = min_std
         self._reset()
 
     def _reset(self) -> None:
@@ -96,7 +103,7 @@ class PageHinkley(ChangeDetector):
         self._m2 += (x - previous_mean) * deviation
         if self._n <= self.min_instances:
             return False
-        std = math.sqrt(self._m2 / (self._n - 1))
+        std = max(math.sqrt(self._m2 / (self._n - 1)), self.min_std)
         return self._accumulate(deviation, self.delta * std, self.threshold * std)
 
     def _accumulate(self, deviation: float, delta: float, threshold: float) -> bool:

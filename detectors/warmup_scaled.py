@@ -29,6 +29,10 @@ class WarmupScaled(ChangeDetector):
         The detector fed the scaled values (its own config is kept).
     warmup
         Values that estimate the scale, at least 2.
+    min_std
+        The least standard deviation taken: a floor for a stream whose spread
+        is known not to be less (an error ratio's binomial one), so that a
+        warm-up of equal values does not leave later ones unscaled.
 
     Examples
     --------
@@ -48,11 +52,12 @@ class WarmupScaled(ChangeDetector):
 
     _state = ("n", "mean", "m2", "held")
 
-    def __init__(self, detector: ChangeDetector, warmup: int = 30):
+    def __init__(self, detector: ChangeDetector, warmup: int = 30, min_std: float = 0.0):
         if warmup < 2:
             raise ValueError("warmup must be at least 2 to estimate a standard deviation")
         self.detector = detector
         self.warmup = warmup
+        self.min_std = min_std
         self._reset()
 
     def _reset(self) -> None:
@@ -77,7 +82,7 @@ class WarmupScaled(ChangeDetector):
         return self._feed(x)
 
     def _feed(self, x: float) -> bool:
-        std = math.sqrt(self._m2 / (self._n - 1))
+        std = max(math.sqrt(self._m2 / (self._n - 1)), self.min_std)
         self.detector.update((x - self._mean) / std if std > 0.0 else x - self._mean)
         return self.detector.drift_detected
 

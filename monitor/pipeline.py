@@ -78,7 +78,8 @@ class DeadLetter(NamedTuple):
 class Evaluation:
     """One model's latest evaluation.
 
-    ``traffic`` and ``quality`` are None below ``windows.min_samples`` events,
+    ``traffic`` and ``quality`` are None below ``windows.min_samples`` events (``quality`` then holds only the
+    labelled cohort's figures, if the cohort has that many calls),
     ``drift`` and ``data_quality`` also until the model's reference is complete, and ``slices`` too, or without
     slice attributes: it holds each slice attribute's groups present in the window (see
     :mod:`monitor.evaluate.slices`).
@@ -367,6 +368,9 @@ class Pipeline:
                     quality = self._quality_suite(name).evaluate(
                         view, labelled.get(name), classes, categories[name], cohorts.get(name)
                     )
+                elif name in cohorts:  # labels keep joining calls the window no longer holds
+                    classes = categories[name].pop(PREDICTION)
+                    quality = self._quality_suite(name).evaluate_cohort(cohorts[name], classes, categories[name])
             except Exception:  # a bug for one model's data must not stop the others, nor the daemon
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
                 self.n_internal_errors["evaluate"] += 1

@@ -54,7 +54,8 @@ class CohortQuality:
 
     ``quality`` holds the labelled figures (accuracy, precision, recall, F1; MAE, RMSE), ``oldest_ms`` and
     ``newest_ms`` the event times of the cohort's oldest and newest call. ``estimate`` is the label-free
-    accuracy estimate on the cohort's calls that have a score (None until calibrated, or with no score) and
+    accuracy estimate on the cohort's calls that have a score (None until calibrated, or with fewer than
+    ``min_samples`` scored calls) and
     ``scored_accuracy`` their realized accuracy; ``bias`` the fairness figures by attribute.
     """
 
@@ -131,6 +132,15 @@ class QualitySuite:
         bias = self._bias(window, classes, group_names)
         return ModelQuality(quality, estimate, bias, self._cohort(cohort, classes, group_names))
 
+    def evaluate_cohort(
+        self, cohort: dict[str, np.ndarray], classes: list[str], group_names: dict[str, list[str]]
+    ) -> ModelQuality | None:
+        """The labelled cohort's figures alone, for a window below ``min_samples`` calls (traffic paused while
+        labels keep coming): the window's own figures are left undefined (NaN, so not exported); None when the
+        cohort too is below ``min_samples``."""
+        realized = self._cohort(cohort, classes, group_names)
+        return None if realized is None else ModelQuality(self._stats(classes).compute(), None, {}, realized)
+
     def _stats(self, classes: list[str]) -> QualityStats:
         numeric = self.model.quality.numeric
         return QualityStats(positive=None if numeric else _code(classes, self.model.quality.positive), numeric=numeric)
@@ -145,7 +155,7 @@ class QualitySuite:
         estimate, scored_accuracy = None, math.nan
         if self._estimator is not None and self._estimator.fitted:
             scored = ~np.isnan(score) & ~np.isnan(prediction)
-            if scored.any():
+            if np.count_nonzero(scored) >= self.min_samples:  # fewer: their realized accuracy is mostly noise
                 estimate = self._estimator.estimate(score[scored])
                 scored_accuracy = float(np.mean(prediction[scored] == label[scored]))
         timestamp_ms = cohort["timestamp_ms"]

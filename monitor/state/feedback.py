@@ -23,7 +23,9 @@ that never joins, however many distinct labels it carries, uses no code.
 Calls and feedback are known by :func:`join_key` of their ids: the id itself
 when it is short ASCII (as request ids usually are), else a 32-character
 digest of it, so that an id costs the window, the index and the pending table
-at most 64 bytes of text whatever a producer sends.
+at most 64 bytes of text whatever a producer sends. An id with a NUL
+character is digested too: the label store hashes keys as fixed-width bytes,
+which cannot tell ``"r1\\0"`` from ``"r1"``.
 
 >>> import numpy as np
 >>> from monitor.state.columns import FEEDBACK_COLUMNS, ID_COLUMNS, TIMESTAMP_MS, Column
@@ -326,13 +328,14 @@ class _Waiting(NamedTuple):
 
 
 def join_key(id_: str) -> str:
-    """The key by which the join knows an id: the id itself if it is ASCII and at most :data:`MAX_KEY_CHARS` long,
-    else a 32-character digest of it (BLAKE2b, 128 bits: a collision is as unlikely as guessing it).
+    """The key by which the join knows an id: the id itself if it is ASCII without NUL and at most
+    :data:`MAX_KEY_CHARS` long, else a 32-character digest of it (BLAKE2b, 128 bits: a collision is as unlikely
+    as guessing it).
 
-    >>> join_key("chatcmpl-8x2"), join_key("x" * 300)
-    ('chatcmpl-8x2', 'c2f093e41879e412280bfcc0ed6533e4')
+    >>> join_key("chatcmpl-8x2"), join_key("x" * 300), join_key("r1\\0") != join_key("r1")
+    ('chatcmpl-8x2', 'c2f093e41879e412280bfcc0ed6533e4', True)
     """
-    if len(id_) <= MAX_KEY_CHARS and id_.isascii():
+    if len(id_) <= MAX_KEY_CHARS and id_.isascii() and "\0" not in id_:
         return id_
     return hashlib.blake2b(id_.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -349,14 +352,18 @@ def join_keys(ids: list[str | None]) -> list[str | None]:
 
 
 def _short_ascii(keys: list[str]) -> bool:
-    return max(map(len, keys), default=0) <= MAX_KEY_CHARS and "".join(keys).isascii()
+    joined = "".join(keys)
+    return max(map(len, keys), default=0) <= MAX_KEY_CHARS and joined.isascii() and "\0" not in joined
 
 
 def feedback_values(event: Event, read_label: Callable[[Any], float | str]) -> Values:
-    """The values a feedback event carries: numbers, and its label as ``read_label`` reads it."""
+    """The values a feedback event carries: numbers, and its label as ``read_label`` reads it, unless it reads
+    none (NaN: no class or number can be made of it), which would erase the label its call has."""
     values: Values = {}
     if event.label is not None and event.label is not UNSET:
-        values[LABEL] = read_label(event.label)
+        label = read_label(event.label)
+        if isinstance(label, str) or not math.isnan(label):
+            values[LABEL] = label
     for column, value in ((RATING, event.rating), (JUDGE_SCORE, event.judge_score)):
         if value is not None and value is not UNSET and math.isfinite(value):
             values[column] = float(value)

@@ -149,7 +149,8 @@ class LabelStore:
 
     def find(self, keys: list[str], feedback_ms: np.ndarray) -> np.ndarray:
         """The row (counted from the first call ever) of each key's call, -1 where the store holds none made at
-        most ``ttl_ms`` before its feedback's event time ``feedback_ms``."""
+        most ``ttl_ms`` before its feedback's event time ``feedback_ms``; of several calls sent with one id (a
+        retry), the newest, as the window's join takes it, whatever order the index holds them in."""
         hashes = key_hashes(keys)
         rows = np.full(len(keys), -1, dtype=np.int64)
         size, n_held = np.uint64(len(self._table)), len(self._ring)
@@ -164,8 +165,9 @@ class LabelStore:
             seen = np.where(empty, 0, positions)
             wanted = hashes[todo]
             match = ~empty & (seen < n_held) & ((data[_KEYS[0]][seen] == wanted) | (data[_KEYS[1]][seen] == wanted))
-            rows[todo[match]] = self._row(positions[match])
-            todo = todo[~(empty | match)]
+            found = todo[match]  # each key once a round: the newest of the calls sent with it wins, as in the window
+            rows[found] = np.maximum(rows[found], self._row(positions[match]))
+            todo = todo[~empty]  # to the end of the probe path, where any other call with the key would be
             slots[todo] = (slots[todo] + 1) % len(self._table)
         found = rows >= 0
         too_old = np.zeros(len(keys), dtype=bool)

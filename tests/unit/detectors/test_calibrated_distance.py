@@ -30,6 +30,17 @@ NULLS = {
     ),
     "psi-numeric": ("psi", "numeric", lambda rng, n: rng.normal(size=n)),
 }
+#: Tails a bootstrap of the reference cannot reproduce: categories it never drew (Zipf's law, as user agents or
+#: product ids follow), values beyond its largest (a lognormal of spread 2, as token counts or amounts).
+LONG_TAILS = {
+    "jensenshannon-long-tail": (
+        "jensenshannon",
+        "categorical",
+        lambda rng, n: np.minimum(rng.zipf(1.6, n), 500).astype(np.int32),
+    ),
+    "wasserstein-heavy-tail": ("wasserstein", "numeric", lambda rng, n: rng.lognormal(0.0, 2.0, n)),
+}
+NULLS.update(LONG_TAILS)
 
 
 def _calibrated(method: str, kind: str, reference: np.ndarray, seed: int = 0) -> CalibratedDistance:
@@ -110,9 +121,28 @@ def test_null_streams_false_alarm_at_most_alpha(name):
     assert low <= 0.1, f"{name}: {result.statistic:.3f} false alarms a window ({low:.3f} to {high:.3f})"
 
 
+@pytest.mark.statistical
+@pytest.mark.xfail(
+    strict=True,
+    reason="the bootstrap resamples the reference, so its pseudo-windows hold no category and no value beyond "
+    "what the reference holds, and its statistics are scaled to the window by (1/n + 1/m) ** 0.5, which a long "
+    "tail's distance does not follow: measured 0.92 false alarms a window at alpha 0.1 for Zipf categories "
+    "(0.77 at 0.01), 0.175 for the lognormal (0.075 at 0.01). Drawing the bootstrap's new categories at "
+    "Good-Turing's rate (tried) brings Zipf's to 0.005, but then 10% of calls moving to one category is found "
+    "in 1% of windows: the tail's novelty swamps the distance; testing it apart (the data-quality unseen check "
+    "does) and the rest by distance is the likely fix, in detectors/calibrated_distance.py",
+)
+@pytest.mark.parametrize("name", list(LONG_TAILS))
+def test_null_streams_with_long_tails_false_alarm_at_most_alpha(name):
+    result = _false_alarms(name, alpha=0.1, n_pairs=120, seed=10)
+    low, high = result.proportion_ci(0.90)
+
+    assert low <= 0.1, f"{name}: {result.statistic:.3f} false alarms a window ({low:.3f} to {high:.3f})"
+
+
 @pytest.mark.soak
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
-@pytest.mark.parametrize("name", list(NULLS))
+@pytest.mark.parametrize("name", [name for name in NULLS if name not in LONG_TAILS])
 def test_null_streams_false_alarm_at_most_alpha_over_many_pairs(name, alpha):
     result = _false_alarms(name, alpha=alpha, n_pairs=1_500, seed=11)
     low, high = result.proportion_ci(0.90)
