@@ -1,4 +1,5 @@
-"""The sorted reference and a sorted window merged in one pass: what the CDF-based tests share."""
+"""The sorted reference the CDF-based tests share, and a sorted window merged with it in one pass (Anderson-Darling's
+statistic walks the merge; KS and Wasserstein need only binary searches or the two quantile functions)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ __all__ = ["SortedSampleTest", "merge_sorted"]
 
 
 class SortedSampleTest(TwoSampleTest):
-    """Base of the numeric tests on the two empirical CDFs: ``fit`` sorts the reference once, and
-    :meth:`_merge` sorts a window and merges it with the reference (see :func:`merge_sorted`)."""
+    """Base of the numeric tests on the two empirical CDFs: ``fit`` sorts the reference once, and, for a test
+    that walks the merge, :meth:`_merge` sorts a window and merges it with the reference (see :func:`merge_sorted`)."""
 
     kinds = ("numeric",)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar, TypeVar
 
 import numpy as np
@@ -72,6 +73,21 @@ class TwoSampleTest:
         statistic, p_value, unseen_share = self._statistic(window)
         drifted = statistic >= self.threshold if p_value is None else p_value < self.threshold
         return DriftResult(self.name, float(statistic), p_value, self.threshold, bool(drifted), unseen_share)
+
+    def null_statistics(
+        self, reference: np.ndarray, size: int, n_resamples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The statistic of ``n_resamples`` pairs drawn with replacement from ``reference``, ``size`` values each:
+        a copy of the test fitted on the first of a pair scores the second (what
+        :class:`detectors.calibrated_distance.CalibratedDistance` calibrates on). ``rng`` draws the first pair's
+        reference indices, then its window's, then the next pair's. A test that can score all the pairs at once
+        overrides it, with the same draws."""
+        pseudo = copy.copy(self)
+        statistics = np.empty(n_resamples)
+        for index in range(n_resamples):
+            pseudo.fit(reference[rng.integers(0, len(reference), size)])
+            statistics[index] = pseudo.score(reference[rng.integers(0, len(reference), size)]).statistic
+        return statistics
 
     def _fitted(self, state: _State | None) -> _State:
         """Fitted state, which ``_reset`` leaves as None and ``_fit`` sets; a ``RuntimeError`` before ``fit``."""

@@ -9,7 +9,6 @@ threshold for the window at hand.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -27,9 +26,9 @@ class CalibratedDistance:
     """A distance test whose threshold is the ``1 - alpha`` quantile of the distance between samples of the reference.
 
     ``fit`` fits the test on the reference, then draws ``n_resamples`` pairs of
-    bootstrap samples from it: a pseudo-reference of the reference's size
-    ``m`` and a pseudo-window of ``n`` values (both at most ``max_samples``),
-    fits a copy of the test on the first and scores the second. Without drift
+    bootstrap samples of the reference's size (at most ``max_samples``) from it,
+    fits a copy of the test on the first and scores the second
+    (:meth:`~detectors._two_sample.TwoSampleTest.null_statistics`). Without drift
     a distance shrinks with the sample sizes as ``(1/n + 1/m) ** exponent``
     (the test's ``null_exponent``: 1/2 for a distance such as Wasserstein's or
     Jensen-Shannon's, 1 for a divergence such as PSI), so the statistics are
@@ -94,13 +93,8 @@ class CalibratedDistance:
         self.test.fit(reference)
         rng = np.random.default_rng(self.random_state)
         size = min(len(reference), self.max_samples)
-        scale = self._scale(size, size)
-        pseudo = copy.copy(self.test)
-        statistics = np.empty(self.n_resamples)
-        for index in range(self.n_resamples):
-            pseudo.fit(reference[rng.integers(0, len(reference), size)])
-            statistics[index] = pseudo.score(reference[rng.integers(0, len(reference), size)]).statistic / scale
-        statistics.sort()
+        statistics = np.sort(self.test.null_statistics(reference, size, self.n_resamples, rng))
+        statistics /= self._scale(size, size)
         self._statistics = statistics
         self._tail_start = float(np.quantile(statistics, 1.0 - TAIL_SHARE))
         excess = statistics[statistics > self._tail_start] - self._tail_start

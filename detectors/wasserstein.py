@@ -6,7 +6,7 @@ import numpy as np
 
 from detectors._merge import SortedSampleTest
 
-__all__ = ["WassersteinTest"]
+__all__ = ["WassersteinTest", "quantile_area"]
 
 #: The smallest standard deviation divided by, so a constant reference does not divide by zero (Evidently's).
 MIN_STD = 0.001
@@ -18,9 +18,10 @@ class WassersteinTest(SortedSampleTest):
     As Evidently's ``wasserstein`` test (``evidently/legacy/calculations/stattests/
     wasserstein_distance_norm.py``): the population standard deviation
     (``ddof=0``) of the reference, floored at ``MIN_STD``. The distance equals
-    ``scipy.stats.wasserstein_distance``: the area between the two empirical
-    CDFs, here integrated over the merge of the sorted reference (sorted once by
-    ``fit``) with the sorted window.
+    ``scipy.stats.wasserstein_distance``, the area between the two empirical
+    CDFs, which is also the area between their quantile functions: here
+    :func:`quantile_area` of the sorted reference (sorted once by ``fit``) and
+    the sorted window, which needs no merge of the two.
 
     Parameters
     ----------
@@ -53,8 +54,46 @@ class WassersteinTest(SortedSampleTest):
         self._norm = max(float(np.std(self._fitted(self._reference))), MIN_STD)
 
     def _statistic(self, window: np.ndarray) -> tuple[float, None, float]:
-        merged, n_window_upto = self._merge(window)
-        n_window = n_window_upto[:-1]
-        n_reference = np.arange(1, merged.size) - n_window
-        gap = np.abs(n_reference / self._fitted(self._reference).size - n_window / window.size)
-        return float(np.dot(gap, np.diff(merged))) / self._norm, None, 0.0
+        distance = quantile_area(self._fitted(self._reference), np.sort(np.asarray(window, dtype=float)))
+        return distance / self._norm, None, 0.0
+
+    def null_statistics(
+        self, reference: np.ndarray, size: int, n_resamples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The base class's bootstrap statistics, all pairs at once: two samples of one size have the mean of
+        their sorted values' absolute differences as distance, so one row-wise sort of all the draws does it."""
+        pairs = np.sort(np.asarray(reference, dtype=float)[rng.integers(0, len(reference), (n_resamples, 2, size))])
+        norms = np.maximum(pairs[:, 0].std(axis=1), MIN_STD)
+        return np.abs(pairs[:, 0] - pairs[:, 1]).mean(axis=1) / norms
+
+
+def quantile_area(a: np.ndarray, b: np.ndarray) -> float:
+    """The area between the quantile functions of two sorted samples: their 1-Wasserstein distance.
+
+    The quantile function of ``n`` sorted values is a step function of ``u`` in
+    [0, 1] with steps of width ``1/n``. With ``n >= m`` (the larger sample
+    ``fine``, the smaller ``coarse``) each fine step lies within one coarse
+    step, except the at most ``m - 1`` that straddle a coarse boundary
+    ``j/m``: the coarse values are repeated to the fine steps they cover
+    (``np.repeat``), and the straddling steps are corrected for the part of
+    them past the boundary. All in integer units of ``1/(m n)``, so the only
+    rounding is the floats' own; it equals ``scipy.stats.wasserstein_distance``
+    to a relative 1e-12 or so, at the cost of a few passes over the larger
+    sample (no ``searchsorted``, no merge).
+
+    Examples
+    --------
+    >>> quantile_area(np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0]))  # scipy: 0.8333333333333333
+    0.8333333333333334
+    """
+    fine, coarse = (a, b) if a.size >= b.size else (b, a)
+    n, m = fine.size, coarse.size
+    boundaries = np.arange(m + 1) * n
+    first_fine = -(-boundaries // m)  # the first fine step whose start k/n is at or past j/m
+    area = float(np.abs(np.repeat(coarse, np.diff(first_fine)) - fine).sum()) * m
+    inner = boundaries[1:-1]
+    straddling = inner % m != 0
+    j, k = np.flatnonzero(straddling) + 1, inner[straddling] // m  # boundary j/m inside fine step k
+    past = (k + 1) * m - j * n  # the part of step k past the boundary, which belongs to coarse[j], not coarse[j - 1]
+    area += float(np.dot(np.abs(coarse[j] - fine[k]) - np.abs(coarse[j - 1] - fine[k]), past))
+    return area / (m * n)

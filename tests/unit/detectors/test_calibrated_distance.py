@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from detectors._two_sample import TwoSampleTest
 from detectors.calibrated_distance import CalibratedDistance
 from detectors.ks import KSTest
 from detectors.registry import TWO_SAMPLE_TESTS, make_test
@@ -148,3 +149,12 @@ def test_null_streams_false_alarm_at_most_alpha_over_many_pairs(name, alpha):
     low, high = result.proportion_ci(0.90)
 
     assert low <= alpha, f"{name}: {result.statistic:.4f} false alarms a window ({low:.4f} to {high:.4f})"
+
+
+@pytest.mark.parametrize("size", [1, 250, 2_000])
+def test_wassersteins_bootstrap_all_at_once_equals_the_loop_over_pairs(size):
+    reference = np.random.default_rng(2).poisson(3.0, 5_000).astype(float)  # ties, and rows of one value
+    test = TWO_SAMPLE_TESTS["wasserstein"]().fit(reference)
+    at_once = test.null_statistics(reference, size, 50, np.random.default_rng(7))
+    looped = TwoSampleTest.null_statistics(test, reference, size, 50, np.random.default_rng(7))
+    assert at_once == pytest.approx(looped, rel=1e-12, abs=1e-12)

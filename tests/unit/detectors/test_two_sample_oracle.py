@@ -16,9 +16,9 @@ from detectors._binning import Categories
 from detectors.anderson import AndersonTest
 from detectors.chi_square import ChiSquareTest
 from detectors.jensen_shannon import JensenShannonTest
-from detectors.ks import KSTest
+from detectors.ks import KSTest, ks_p_value
 from detectors.psi import EPSILON, PSITest
-from detectors.wasserstein import WassersteinTest
+from detectors.wasserstein import WassersteinTest, quantile_area
 
 REL = 1e-9
 SIZES = [(2, 1), (40, 25), (1_000, 1_000), (20_000, 3_000), (2_500, 12_000)]
@@ -78,6 +78,28 @@ def test_wasserstein_equals_scipy_over_reference_std(shape, m, n):
 
     assert result.statistic == pytest.approx(expected, rel=REL)
     assert result.p_value is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 57, 140, 141, 238, 1_000, 4_762, 47_619, 100_001])
+def test_ks_p_value_equals_scipys_kstwo_sf_in_every_branch(n):
+    # Every algorithm scipy picks: the exact ones (small n, n*d <= 1, d >= 0.5, the Durbin matrix for p near 1),
+    # twice the one-sided tail (n*d**2 >= 2.2) and Pelz-Good's series between, which ks_p_value sums itself.
+    # (sqrt(n)*d from 0.2: scipy's Durbin matrix for p ~ 1 at larger n takes seconds a call.)
+    z = np.concatenate([np.linspace(0.2, 3.0, 100), [np.sqrt(2.2) * (1 - 1e-9), np.sqrt(2.2)]])
+    for d in np.concatenate([z / np.sqrt(n), np.linspace(0.001, 0.999, 60 if n < 10_000 else 0)]):
+        assert ks_p_value(float(d), n) == pytest.approx(stats.kstwo.sf(d, n), rel=1e-11, abs=1e-300), d
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=80),
+    b=st.lists(st.integers(-3, 3), min_size=1, max_size=300),
+)
+def test_quantile_area_is_scipys_wasserstein_distance_for_any_sizes(a, b):
+    a, b = np.sort(np.array(a)), np.sort(np.array(b, dtype=float))
+    expected = stats.wasserstein_distance(a, b)
+    assert quantile_area(a, b) == pytest.approx(expected, rel=1e-9, abs=1e-9 * max(1.0, np.abs(a).max()))
+    assert quantile_area(b, a) == quantile_area(a, b)
 
 
 def test_wasserstein_of_a_constant_reference_divides_by_the_floor():
