@@ -24,8 +24,8 @@ CUSUM detect fastest.
 ...     changed = watch.observe(latency_ms, np.zeros(100, dtype=bool))
 ...     if changed:
 ...         print(block, changed)
-203 ['latency_p50']
-204 ['latency_p95']
+202 ['latency_p50']
+203 ['latency_p95']
 """
 
 from __future__ import annotations
