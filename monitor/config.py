@@ -443,10 +443,7 @@ class BiasConfig(_Section):
     @field_validator("attributes")
     @classmethod
     def _segment_attributes(cls, attributes: list[str]) -> list[str]:
-        for attribute in attributes:
-            _check_path(attribute)
-        _require_unique("attribute", attributes)
-        return attributes
+        return _check_attributes("attribute", attributes)
 
     @model_validator(mode="after")
     def _outcome_for_attributes(self) -> BiasConfig:
@@ -471,10 +468,15 @@ class SliceConfig(_Section):
     @field_validator("attributes")
     @classmethod
     def _segment_attributes(cls, attributes: list[str]) -> list[str]:
-        for attribute in attributes:
-            _check_path(attribute)
-        _require_unique("slice attribute", attributes)
-        return attributes
+        return _check_attributes("slice attribute", attributes)
+
+
+def _check_attributes(what: str, attributes: list[str]) -> list[str]:
+    """Raise unless each of ``attributes`` is a valid path, named once."""
+    for attribute in attributes:
+        _check_path(attribute)
+    _require_unique(what, attributes)
+    return attributes
 
 
 def _check_path(path: str) -> str:
