@@ -316,6 +316,10 @@ class ReferenceConfig(_Section):
         return self
 
 
+#: The least ``drift.alpha``: split across a model's features and groups it stays far from underflow.
+MIN_ALPHA = 1e-9
+
+
 class DriftConfig(_Section):
     """How a model's features are tested against its reference on every evaluation.
 
@@ -339,8 +343,8 @@ class DriftConfig(_Section):
     text: str = "auto"
     embedding: str = "classifier"
     thresholds: dict[str, float] = Field(default_factory=dict)
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    false_alarms_per_week: float | None = Field(None, gt=0.0)
+    alpha: float = Field(0.05, ge=MIN_ALPHA, lt=1.0)
+    false_alarms_per_week: float | None = Field(None, ge=0.001)  # one in 20 years: alpha stays >= ~1e-9
     correction: Literal["none", "bonferroni", "bh"] = "bh"
     change_detector: str | None = "adwin"
     change_arl: float = Field(10_000.0, ge=10.0)

@@ -1,5 +1,6 @@
 """Configuration: every bad file names its key path and why, the CLI exits 2 on it, secrets and durations."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,16 @@ def test_an_endpoint_url_with_credentials_is_refused_without_showing_them():
         parse_config({"state": {"store": "s3", "s3": {"bucket": "b", "endpoint_url": url}}})
     assert str(raised.value).startswith("state.s3.endpoint_url: must not hold credentials")
     assert "wJalrXUtnFEMI" not in str(raised.value) and "AKIAEXAMPLE" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("drift", "error"),
+    [
+        ({"alpha": 5e-324}, "alpha: must be >= 1e-09"),
+        ({"false_alarms_per_week": 1e-300}, "false_alarms_per_week: must be >= 0.001"),
+    ],
+)
+def test_an_alpha_too_small_to_split_is_refused_at_its_key(drift, error):
+    """Split across features and groups, such an alpha rounded to 0, and every evaluation of the model failed."""
+    with pytest.raises(ConfigError, match=re.escape(f"models[0].drift.{error}")):
+        parse_config({"models": [{"name": "m", "drift": drift}]}, environ={})

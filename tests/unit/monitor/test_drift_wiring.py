@@ -169,7 +169,7 @@ CONFIG_ERRORS = [
         ("unknown change_detector 'adwn'; valid: adwin, page_hinkley, cusum or null",),
         id="unknown-change-detector",
     ),
-    pytest.param(_model(drift={"alpha": 0}), "models[0].drift.alpha", ("must be > 0.0 (got 0)",), id="alpha-zero"),
+    pytest.param(_model(drift={"alpha": 0}), "models[0].drift.alpha", ("must be >= 1e-09 (got 0)",), id="alpha-zero"),
     pytest.param(_model(drift={"change_arl": 5}), "models[0].drift.change_arl", ("must be >= 10.0",), id="arl-short"),
     pytest.param(_model(drift={"change_shift": 0}), "models[0].drift.change_shift", ("must be > 0",), id="shift-0"),
     pytest.param(
