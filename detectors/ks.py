@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import smirnov
@@ -11,7 +10,7 @@ from scipy.stats import kstwo
 
 from detectors._merge import SortedSampleTest
 
-__all__ = ["KSTest", "ReferenceSteps", "ks_p_value", "ks_statistic"]
+__all__ = ["KSTest", "ks_p_value", "ks_statistic"]
 
 #: scipy's cut-offs in ``kstwo.sf`` (``scipy/stats/_ksstats.py``, Simard and L'Ecuyer): at most this many values
 #: its exact algorithms; above it, with ``n * d**2`` at least ``SMIRNOV_FROM``, twice the one-sided tail (a ufunc),
@@ -25,9 +24,7 @@ class KSTest(SortedSampleTest):
     Equals ``scipy.stats.ks_2samp(reference, window, method="asymp")``, ties
     included: the statistic is :func:`ks_statistic`, and the p-value
     :func:`ks_p_value`, which is ``scipy.stats.kstwo.sf(d, round(m * n / (m + n)))``.
-    ``fit`` sorts the reference once and keeps its steps (:class:`ReferenceSteps`); a window larger than the
-    reference is not sorted but counted between the reference's values (:meth:`ReferenceSteps.statistic`), any
-    other costs one sort and binary searches of the smaller sample's values (:func:`ks_statistic`).
+    ``fit`` sorts the reference once; a window costs one sort and binary searches of the smaller sample's values.
 
     Parameters
     ----------
@@ -55,72 +52,11 @@ class KSTest(SortedSampleTest):
     has_p_value = True
     default_threshold = 0.05
 
-    def _reset(self) -> None:
-        super()._reset()
-        self._steps: ReferenceSteps | None = None
-
-    def _fit(self, reference: np.ndarray) -> None:
-        super()._fit(reference)
-        self._steps = ReferenceSteps.of(self._fitted(self._reference))
-
     def _statistic(self, window: np.ndarray) -> tuple[float, float, float]:
-        reference, window = self._fitted(self._reference), np.asarray(window, dtype=float)
-        if reference.size < window.size:
-            d = self._fitted(self._steps).statistic(window)
-        else:
-            d = ks_statistic(reference, np.sort(window))
+        reference = self._fitted(self._reference)
+        d = ks_statistic(reference, np.sort(np.asarray(window, dtype=float)))
         m, n = reference.size, window.size
         return d, ks_p_value(d, round(m * n / (m + n))), 0.0
-
-
-@dataclass(frozen=True)
-class ReferenceSteps:
-    """A sorted reference's distinct values and its empirical CDF just below and at each, to score unsorted windows.
-
-    Between two consecutive distinct values the reference's CDF is constant and a
-    window's rises, so the largest gap is at a value, or just below one: only the
-    window's counts below and at each value are needed, which binary searches of
-    the window's values into the reference's and a count per value give, in
-    O(n log k) for ``k`` distinct values, without sorting the window.
-
-    Attributes
-    ----------
-    values
-        The distinct values, ascending, and a NaN after them: equal to no window value, above all as in a sort.
-    cdf_below, cdf_at
-        The fraction of the reference below and at most each value (not the NaN).
-
-    Examples
-    --------
-    >>> steps = ReferenceSteps.of(np.array([1.0, 2.0, 2.0, 3.0]))
-    >>> steps.cdf_below.tolist(), steps.cdf_at.tolist()
-    ([0.0, 0.25, 0.75], [0.25, 0.75, 1.0])
-    >>> steps.statistic(np.array([4.0, 2.0, 2.0]))  # scipy's ks_2samp: 0.33333333333333337
-    0.33333333333333337
-    """
-
-    values: np.ndarray
-    cdf_below: np.ndarray
-    cdf_at: np.ndarray
-
-    @classmethod
-    def of(cls, sorted_reference: np.ndarray) -> ReferenceSteps:
-        """The steps of a sorted, non-empty reference."""
-        values, first = np.unique(sorted_reference, return_index=True)
-        m = sorted_reference.size
-        return cls(np.append(values, np.nan), first / m, np.append(first[1:], m) / m)
-
-    def statistic(self, window: np.ndarray) -> float:
-        """``ks_statistic`` of the reference and an unsorted, non-empty window: the window's CDF at each value counts
-        the window's values with no more values below them; just below it, those with no more values at most them
-        (a window value equal to one has one more value at most it than below it)."""
-        k, n = self.cdf_at.size, window.size
-        below = np.searchsorted(self.values, window, "left")
-        at_most = below + (self.values[below] == window)
-        window_at = np.cumsum(np.bincount(below, minlength=k + 1)[:k]) / n
-        window_below = np.cumsum(np.bincount(at_most, minlength=k + 1)[:k]) / n
-        gaps = np.concatenate([self.cdf_at - window_at, self.cdf_below - window_below])
-        return min(max(float(gaps.max()), float(-gaps.min()), 0.0), 1.0)
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:

@@ -162,8 +162,8 @@ def test_cdf_tests_equal_scipy_on_any_small_tied_samples(reference, window):
     reference=st.lists(st.integers(-4, 4), min_size=1, max_size=30),
     window=st.lists(st.integers(-8, 8), min_size=2, max_size=120),
 )
-def test_ks_of_an_unsorted_window_larger_than_the_reference_equals_scipy_exactly(reference, window):
-    # The window is counted between the reference's values, unsorted: ties with them, and values beyond both ends.
+def test_ks_of_a_window_larger_than_the_reference_equals_scipy_exactly(reference, window):
+    # A slice group's case (a small reference, a larger window): ties with the reference, values beyond both ends.
     assume(len(window) > len(reference))
     reference, window = np.array(reference, dtype=float) / 2, np.array(window, dtype=float) / 2
     expected = stats.ks_2samp(reference, window, method="asymp")
