@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
@@ -155,6 +155,21 @@ def test_cdf_tests_equal_scipy_on_any_small_tied_samples(reference, window):
         anderson, result = _anderson_ksamp(reference, window), AndersonTest().fit(reference).score(window)
         assert result.statistic == pytest.approx(anderson.statistic, rel=REL, abs=1e-12)  # near 0 when A2 ~ its mean
         assert result.p_value == pytest.approx(anderson.pvalue, rel=REL)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    reference=st.lists(st.integers(-4, 4), min_size=1, max_size=30),
+    window=st.lists(st.integers(-8, 8), min_size=2, max_size=120),
+)
+def test_ks_of_a_window_larger_than_the_reference_equals_scipy_exactly(reference, window):
+    # A slice group's case (a small reference, a larger window): ties with the reference, values beyond both ends.
+    assume(len(window) > len(reference))
+    reference, window = np.array(reference, dtype=float) / 2, np.array(window, dtype=float) / 2
+    expected = stats.ks_2samp(reference, window, method="asymp")
+    result = KSTest().fit(reference).score(window)
+    assert result.statistic == expected.statistic
+    assert result.p_value == pytest.approx(expected.pvalue, rel=REL)
 
 
 # Binned tests: numbers in reference-quantile bins
