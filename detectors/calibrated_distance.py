@@ -131,8 +131,6 @@ class CalibratedDistance:
     def fit(self, reference: np.ndarray) -> CalibratedDistance:
         """Fit the test on the reference and keep the sample its nulls are drawn from; returns self."""
         reference = np.asarray(reference)
-        if len(reference) < 2:
-            raise ValueError(f"{self.name}: a reference of {len(reference)} value cannot be split")
         self.test.fit(reference)
         rng = np.random.default_rng(self.random_state)
         sampled = len(reference) > self.max_samples
@@ -164,6 +162,9 @@ class CalibratedDistance:
         if size not in self._nulls:
             rng = np.random.default_rng([self.random_state, size])
             n_reference = len(self._sample) - size
-            statistics = self.test.null_statistics(self._sample, n_reference, size, self.n_resamples, rng)
+            if n_reference:
+                statistics = self.test.null_statistics(self._sample, n_reference, size, self.n_resamples, rng)
+            else:  # one value cannot be split: any other value is drift
+                statistics, n_reference = np.zeros(self.n_resamples), 1
             self._nulls[size] = _Null.of(statistics, n_reference, size)
         return self._nulls[size]

@@ -95,6 +95,8 @@ def test_a_constant_reference_flags_any_other_value_and_not_itself():
 
     assert not calibrated.score(np.full(300, 3.0), 0.01).drifted
     assert calibrated.score(np.append(np.full(299, 3.0), 3.5), 0.01).drifted
+    single = _calibrated("wasserstein", "numeric", np.array([3.0]))  # a reference of one value has no split
+    assert not single.score(np.full(30, 3.0), 0.01).drifted and single.score(np.full(30, 3.5), 0.01).drifted
 
 
 def test_a_shift_of_a_third_of_a_deviation_is_flagged_at_a_small_alpha():
