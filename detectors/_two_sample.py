@@ -75,18 +75,22 @@ class TwoSampleTest:
         return DriftResult(self.name, float(statistic), p_value, self.threshold, bool(drifted), unseen_share)
 
     def null_statistics(
-        self, reference: np.ndarray, size: int, n_resamples: int, rng: np.random.Generator
+        self, reference: np.ndarray, n_reference: int, n_window: int, n_resamples: int, rng: np.random.Generator
     ) -> np.ndarray:
-        """The statistic of ``n_resamples`` pairs drawn with replacement from ``reference``, ``size`` values each:
-        a copy of the test fitted on the first of a pair scores the second (what
-        :class:`detectors.calibrated_distance.CalibratedDistance` calibrates on). ``rng`` draws the first pair's
-        reference indices, then its window's, then the next pair's. A test that can score all the pairs at once
-        overrides it, with the same draws."""
+        """The statistic of ``n_resamples`` splits of ``reference``: each a pseudo-reference of ``n_reference``
+        values and a disjoint pseudo-window of ``n_window``, drawn without replacement (``n_reference + n_window``
+        at most its length), on which a copy of the test is fitted and which it scores. What
+        :class:`detectors.calibrated_distance.CalibratedDistance` calibrates on: the two parts are exchangeable
+        with a reference and a window from one distribution, so a category or a value the pseudo-reference lacks
+        turns up in the pseudo-window as often as in a real window. ``rng`` permutes the reference once a split."""
+        if n_reference + n_window > len(reference):
+            raise ValueError(f"{self.name}: {n_reference} + {n_window} values do not split {len(reference)}")
         pseudo = copy.copy(self)
         statistics = np.empty(n_resamples)
         for index in range(n_resamples):
-            pseudo.fit(reference[rng.integers(0, len(reference), size)])
-            statistics[index] = pseudo.score(reference[rng.integers(0, len(reference), size)]).statistic
+            order = rng.permutation(len(reference))
+            pseudo.fit(reference[order[:n_reference]])
+            statistics[index] = pseudo.score(reference[order[n_reference : n_reference + n_window]]).statistic
         return statistics
 
     def _fitted(self, state: _State | None) -> _State:

@@ -57,15 +57,6 @@ class WassersteinTest(SortedSampleTest):
         distance = quantile_area(self._fitted(self._reference), np.sort(np.asarray(window, dtype=float)))
         return distance / self._norm, None, 0.0
 
-    def null_statistics(
-        self, reference: np.ndarray, size: int, n_resamples: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        """The base class's bootstrap statistics, all pairs at once: two samples of one size have the mean of
-        their sorted values' absolute differences as distance, so one row-wise sort of all the draws does it."""
-        pairs = np.sort(np.asarray(reference, dtype=float)[rng.integers(0, len(reference), (n_resamples, 2, size))])
-        norms = np.maximum(pairs[:, 0].std(axis=1), MIN_STD)
-        return np.abs(pairs[:, 0] - pairs[:, 1]).mean(axis=1) / norms
-
 
 def quantile_area(a: np.ndarray, b: np.ndarray) -> float:
     """The area between the quantile functions of two sorted samples: their 1-Wasserstein distance.

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors._two_sample import TwoSampleTest
 from detectors.calibrated_distance import CalibratedDistance
 from detectors.ks import KSTest
 from detectors.registry import TWO_SAMPLE_TESTS, make_test
@@ -31,8 +30,9 @@ NULLS = {
     ),
     "psi-numeric": ("psi", "numeric", lambda rng, n: rng.normal(size=n)),
 }
-#: Tails a bootstrap of the reference cannot reproduce: categories it never drew (Zipf's law, as user agents or
-#: product ids follow), values beyond its largest (a lognormal of spread 2, as token counts or amounts).
+#: Tails a bootstrap of the reference against itself cannot reproduce, which the split-sample null does: categories
+#: the reference never drew (Zipf's law, as user agents or product ids follow), values beyond its largest (a lognormal
+#: of spread 2, as token counts or amounts). Bootstrapped, they measured 0.92 and 0.175 false alarms at alpha 0.1.
 LONG_TAILS = {
     "jensenshannon-long-tail": (
         "jensenshannon",
@@ -81,12 +81,13 @@ def test_refitting_on_the_same_reference_gives_the_same_thresholds():
 def test_the_threshold_falls_with_alpha_and_with_the_windows_size():
     calibrated = _calibrated("psi", "numeric", np.random.default_rng(2).normal(size=3_000))
     by_alpha = [calibrated.threshold(alpha, 1_000) for alpha in (0.5, 0.25, 0.05, 1e-3, 1e-6)]
-    by_size = [calibrated.threshold(0.01, n) for n in (200, 1_000, 10_000)]
+    by_size = [calibrated.threshold(0.01, n) for n in (200, 1_000, 10_000, 20_000)]
 
     assert by_alpha == sorted(by_alpha) and len(set(by_alpha)) == len(by_alpha)
     assert by_size == sorted(by_size, reverse=True)
-    # PSI shrinks as 1/n + 1/m, for n window values against m reference values
-    assert by_size[1] / by_size[2] == pytest.approx((1 / 1_000 + 1 / 3_000) / (1 / 10_000 + 1 / 3_000))
+    # Windows beyond half the 2,000-value sample share its split into 1,000 and 1,000 values, and PSI shrinks as
+    # 1/a + 1/n for a window of n values: the reference counts as its pseudo-reference's a, never more.
+    assert by_size[2] / by_size[3] == pytest.approx((1 / 1_000 + 1 / 10_000) / (1 / 1_000 + 1 / 20_000))
 
 
 def test_a_constant_reference_flags_any_other_value_and_not_itself():
@@ -94,6 +95,8 @@ def test_a_constant_reference_flags_any_other_value_and_not_itself():
 
     assert not calibrated.score(np.full(300, 3.0), 0.01).drifted
     assert calibrated.score(np.append(np.full(299, 3.0), 3.5), 0.01).drifted
+    single = _calibrated("wasserstein", "numeric", np.array([3.0]))  # a reference of one value has no split
+    assert not single.score(np.full(30, 3.0), 0.01).drifted and single.score(np.full(30, 3.5), 0.01).drifted
 
 
 def test_a_shift_of_a_third_of_a_deviation_is_flagged_at_a_small_alpha():
@@ -123,22 +126,36 @@ def test_null_streams_false_alarm_at_most_alpha(name):
 
 
 @pytest.mark.statistical
-@pytest.mark.xfail(
-    strict=True,
-    reason="the bootstrap resamples the reference, so its pseudo-windows hold no category and no value beyond "
-    "what the reference holds, and its statistics are scaled to the window by (1/n + 1/m) ** 0.5, which a long "
-    "tail's distance does not follow: measured 0.92 false alarms a window at alpha 0.1 for Zipf categories "
-    "(0.77 at 0.01), 0.175 for the lognormal (0.075 at 0.01). Drawing the bootstrap's new categories at "
-    "Good-Turing's rate (tried) brings Zipf's to 0.005, but then 10% of calls moving to one category is found "
-    "in 1% of windows: the tail's novelty swamps the distance; testing it apart (the data-quality unseen check "
-    "does) and the rest by distance is the likely fix, in detectors/calibrated_distance.py",
-)
 @pytest.mark.parametrize("name", list(LONG_TAILS))
 def test_null_streams_with_long_tails_false_alarm_at_most_alpha(name):
     result = _false_alarms(name, alpha=0.1, n_pairs=120, seed=10)
     low, high = result.proportion_ci(0.90)
 
     assert low <= 0.1, f"{name}: {result.statistic:.3f} false alarms a window ({low:.3f} to {high:.3f})"
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize(
+    ("name", "alpha", "shift"),
+    [
+        ("jensenshannon-categorical", 0.1, lambda rng, window: np.where(rng.random(window.size) < 0.1, 2, window)),
+        ("jensenshannon-categorical", 0.05, lambda rng, window: np.where(rng.random(window.size) < 0.1, 2, window)),
+        ("wasserstein-normal", 0.01, lambda rng, window: window + 0.5 * 2.0),
+        ("wasserstein-heavy-tail", 0.01, lambda rng, window: window + 0.5 * np.std(window)),
+    ],
+    ids=["tenth-into-one-category", "tenth-into-one-category-at-0.05", "half-a-deviation", "heavy-tail-half-sd"],
+)
+def test_a_tenth_of_the_calls_into_one_category_or_half_a_deviation_is_found_in_most_windows(name, alpha, shift):
+    """The price of the split-sample null's caution: still found in most windows of 200 to 2,000 values."""
+    method, kind, draw = NULLS[name]
+    rng = np.random.default_rng(12)
+    found = [
+        _calibrated(method, kind, draw(rng, 1_000), seed=pair)
+        .score(shift(rng, draw(rng, int(rng.integers(200, 2_001)))), alpha)
+        .drifted
+        for pair in range(60)
+    ]
+    assert np.mean(found) > 0.5, f"{name}: found in {np.mean(found):.2f} of the windows at alpha {alpha}"
 
 
 @pytest.mark.soak
@@ -149,12 +166,3 @@ def test_null_streams_false_alarm_at_most_alpha_over_many_pairs(name, alpha):
     low, high = result.proportion_ci(0.90)
 
     assert low <= alpha, f"{name}: {result.statistic:.4f} false alarms a window ({low:.4f} to {high:.4f})"
-
-
-@pytest.mark.parametrize("size", [1, 250, 2_000])
-def test_wassersteins_bootstrap_all_at_once_equals_the_loop_over_pairs(size):
-    reference = np.random.default_rng(2).poisson(3.0, 5_000).astype(float)  # ties, and rows of one value
-    test = TWO_SAMPLE_TESTS["wasserstein"]().fit(reference)
-    at_once = test.null_statistics(reference, size, 50, np.random.default_rng(7))
-    looped = TwoSampleTest.null_statistics(test, reference, size, 50, np.random.default_rng(7))
-    assert at_once == pytest.approx(looped, rel=1e-12, abs=1e-12)
