@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _TEXT_FIELDS = ("prompt", "response")
 _RECONNECT_S = 1.0
 _BOOTSTRAP_MS = 1_000  # how long one connection attempt waits for the broker
+_LEAST_CLOSE_S = 0.1  # the Kafka client's time to close when the sender has used all of close's budget
 _ENCODE = msgspec.json.encode
 
 
@@ -124,8 +125,8 @@ class EventProducer:
             except queue.Empty:
                 break
             self._drop("closed")
-        if self._sink is not None:
-            self._sink.close(timeout_s=1.0)
+        if self._sink is not None:  # what is left of the budget (a broker that is down ate it all: a moment)
+            self._sink.close(timeout_s=max(self._close_by - time.monotonic(), _LEAST_CLOSE_S))
         return self.stats()
 
     def _put(self, kind: str, request_id: str, model: str, fields: dict[str, Any]) -> bool:
