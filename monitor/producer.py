@@ -113,7 +113,8 @@ class EventProducer:
             return ProducerStats(self._queued, self._sent, dict(self._dropped))
 
     def close(self, timeout_s: float = 5.0) -> ProducerStats:
-        """Send what is queued within about ``timeout_s`` (the rest is dropped as ``closed``), then stop."""
+        """Send what is queued within about ``timeout_s`` (the rest is dropped as ``closed``), then stop: at most
+        1.5 s later when a connection attempt is in flight, as it is while the broker is down."""
         self._close_by = time.monotonic() + timeout_s
         self._closing.set()
         self._thread.join(timeout_s)
