@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 _TEXT_FIELDS = ("prompt", "response")
 _RECONNECT_S = 1.0
 _BOOTSTRAP_MS = 1_000  # how long one connection attempt waits for the broker
-_LEAST_CLOSE_S = 0.1  # the Kafka client's time to close when the sender has used all of close's budget
 _ENCODE = msgspec.json.encode
 
 
@@ -114,7 +113,8 @@ class EventProducer:
 
     def close(self, timeout_s: float = 5.0) -> ProducerStats:
         """Send what is queued within about ``timeout_s`` (the rest is dropped as ``closed``), then stop: at most
-        1.5 s later when a connection attempt is in flight, as it is while the broker is down."""
+        2.5 s later (a connection attempt in flight gives up, as one is while the broker is down; then the
+        Kafka client closes)."""
         self._close_by = time.monotonic() + timeout_s
         self._closing.set()
         self._thread.join(timeout_s)
@@ -126,8 +126,8 @@ class EventProducer:
             except queue.Empty:
                 break
             self._drop("closed")
-        if self._sink is not None:  # what is left of the budget (a broker that is down ate it all: a moment)
-            self._sink.close(timeout_s=max(self._close_by - time.monotonic(), _LEAST_CLOSE_S))
+        if self._sink is not None:
+            self._sink.close(timeout_s=1.0)
         return self.stats()
 
     def _put(self, kind: str, request_id: str, model: str, fields: dict[str, Any]) -> bool:

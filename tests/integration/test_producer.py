@@ -292,7 +292,7 @@ def test_with_the_broker_down_calls_never_block_and_drops_are_counted():
 
     started = time.monotonic()
     stats = producer.close(timeout_s=2)
-    assert time.monotonic() - started < 2 + 1.5  # its budget, and a connection attempt in flight giving up
+    assert time.monotonic() - started < 2 + 2.5  # its budget, a connection attempt in flight, the client's close
     assert stats.sent == 0
     assert stats.dropped["queue_full"] == calls - accepted
     assert stats.dropped["closed"] >= buffer_size  # the queue's contents; see the next test for the held one
