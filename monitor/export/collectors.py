@@ -121,15 +121,25 @@ def families(metrics: Iterable[MetricSpec], readings: Iterable[Reading]) -> list
     built: dict[MetricSpec, _Family] = {
         spec: _FAMILIES[spec.type](spec.name, spec.help, labels=list(spec.labels)) for spec in metrics
     }
-    for metric, labels, value in readings:
+    for metric, values, value in readings:
         family = built[metric]  # a reading outside the collector's families is a bug: KeyError
+        labels = _shown(values)
         if isinstance(family, HistogramMetricFamily):
             assert isinstance(value, Buckets), metric.name
-            family.add_metric(list(labels), value.counts, sum_value=value.sum)
+            family.add_metric(labels, value.counts, sum_value=value.sum)
         else:
             assert not isinstance(value, Buckets), metric.name
-            family.add_metric(list(labels), value)
+            family.add_metric(labels, value)
     return list(built.values())
+
+
+def _shown(values: tuple[str, ...]) -> list[str]:
+    """Label values as exported: an empty one as :data:`~monitor.export.metrics.EMPTY`.
+
+    >>> _shown(("bot", "locale", ""))
+    ['bot', 'locale', '(empty)']
+    """
+    return [value or contract.EMPTY for value in values]
 
 
 def samples(readings: Iterable[Reading], models: Collection[str] | None = None) -> Iterator[Sample]:
@@ -142,7 +152,7 @@ def samples(readings: Iterable[Reading], models: Collection[str] | None = None) 
      Sample(name='driftwarden_label_delay_seconds_sum', labels={'model': 'bot'}, value=4.5)]
     """
     for metric, values, value in readings:
-        labels = dict(zip(metric.labels, values))
+        labels = dict(zip(metric.labels, _shown(values)))
         if models is not None and labels.get("model", "") not in models:
             continue
         if isinstance(value, Buckets):

@@ -27,7 +27,22 @@ from typing import Literal
 
 from monitor.state.vocabulary import OTHER
 
-__all__ = ["ALERTING", "CONSUMER", "DAEMON", "EVALUATION", "METRICS", "PIPELINE", "SPEC", "MetricSpec", "readme_table"]
+__all__ = [
+    "ALERTING",
+    "CONSUMER",
+    "DAEMON",
+    "EMPTY",
+    "EVALUATION",
+    "METRICS",
+    "PIPELINE",
+    "SPEC",
+    "MetricSpec",
+    "readme_table",
+]
+
+#: What an empty label value (a group or class named ``""`` in the events) is exported as: Prometheus reads
+#: an empty value as no label at all, so the series would lose its group.
+EMPTY = "(empty)"
 
 
 @dataclass(frozen=True)

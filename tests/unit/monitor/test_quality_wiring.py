@@ -313,6 +313,27 @@ def test_an_integer_outcome_counts_for_its_positive_class():
     assert ratios == pytest.approx(frame.by_group.to_dict(), abs=TOLERANCE)
 
 
+def test_a_group_named_empty_is_exported_under_a_name_prometheus_keeps():
+    outcome = {"field": "prediction", "positive": "approve"}
+    # Prometheus reads region="" as no region label: the group's series would lose their group.
+    config = {
+        "windows": {"size": 300, "min_samples": 5},
+        "models": [{"name": "m", "bias": {"attributes": ["segment.region"], "outcome": outcome, "min_group_size": 20}}],
+    }
+    regions = ["", "north"] * 50
+    events = [
+        {"request_id": f"m-{i}", "timestamp": T0 + i, "model": "m", "prediction": "approve" if i % 3 else "deny",
+         "segment": {"region": region}}
+        for i, region in enumerate(regions)
+    ]
+    pipeline = Pipeline(parse_config(config))
+    _apply_in_batches(pipeline, events)
+    text = _metrics(pipeline)
+
+    assert _gauge(text, "driftwarden_segment_events", "group", model="m") == {"(empty)": 50, "north": 50}
+    assert b'=""' not in text
+
+
 # --- 2. Fairness per segment attribute, as fairlearn --------------------------------------------------------------
 
 REGIONS = {"north": 0.46, "south": 0.30, "east": 0.22, "west": 0.02}
