@@ -262,7 +262,7 @@ def _quality(evaluations: dict) -> Iterator[Reading]:
         result = evaluation.quality
         if result is None:
             continue
-        figures = {name: getattr(result.quality, name) for name in _QUALITY_METRICS}
+        figures = _named(result.quality, _QUALITY_METRICS)
         if result.estimate is not None:
             estimate = result.estimate
             figures.update(
@@ -270,9 +270,7 @@ def _quality(evaluations: dict) -> Iterator[Reading]:
                 estimated_accuracy_lower=estimate.lower,
                 estimated_accuracy_upper=estimate.upper,
             )
-        for name, value in figures.items():
-            if not math.isnan(value):
-                yield Reading(contract.QUALITY, (model, name), value)
+        yield from _figures(contract.QUALITY, (model,), figures)
         for attribute, fairness in result.bias.items():
             for name in _BIAS_METRICS:
                 value = getattr(fairness, name)
@@ -284,8 +282,11 @@ def _quality(evaluations: dict) -> Iterator[Reading]:
                     yield Reading(contract.SEGMENT_OUTCOME_RATIO, (model, attribute, group), figures.outcome_rate)
 
 
-#: ``driftwarden_cohort_quality``'s labelled metrics, from the fields of the cohort's QualityResult.
-_COHORT_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
+#: ``driftwarden_slice_quality``'s metrics: the labelled ones of a QualityResult.
+_LABELLED_METRICS = ("label_coverage", "accuracy", "precision", "recall", "f1", "mae", "rmse")
+#: A labelled cohort's (``driftwarden_cohort_quality``, ``driftwarden_slice_cohort_quality``): the same but
+#: the coverage (every call of a cohort has a label).
+_COHORT_METRICS = _LABELLED_METRICS[1:]
 
 
 def _cohort(evaluations: dict) -> Iterator[Reading]:
@@ -297,7 +298,7 @@ def _cohort(evaluations: dict) -> Iterator[Reading]:
         yield Reading(contract.COHORT_CALLS, (model,), cohort.n_labelled)
         yield Reading(contract.COHORT_OLDEST_CALL, (model,), cohort.oldest_ms / 1000.0)
         yield Reading(contract.COHORT_NEWEST_CALL, (model,), cohort.newest_ms / 1000.0)
-        figures = {name: getattr(cohort.quality, name) for name in _COHORT_METRICS}
+        figures = _named(cohort.quality, _COHORT_METRICS)
         if cohort.estimate is not None:
             figures.update(
                 estimated_accuracy=cohort.estimate.estimated,
@@ -306,9 +307,7 @@ def _cohort(evaluations: dict) -> Iterator[Reading]:
                 scored_accuracy=cohort.scored_accuracy,
                 estimate_error=cohort.estimate_error,
             )
-        for name, value in figures.items():
-            if not math.isnan(value):
-                yield Reading(contract.COHORT_QUALITY, (model, name), value)
+        yield from _figures(contract.COHORT_QUALITY, (model,), figures)
         for attribute, fairness in cohort.bias.items():
             if not math.isnan(fairness.equalized_odds_difference):
                 labels = (model, attribute, "equalized_odds_difference")
@@ -347,12 +346,6 @@ def _data_quality(evaluations: dict) -> Iterator[Reading]:
                 yield Reading(contract.DATA_QUALITY_FLAGGED, labels, float(result.flagged))
 
 
-#: ``driftwarden_slice_quality``'s metrics: the labelled ones of a QualityResult.
-_SLICE_QUALITY_METRICS = ("label_coverage", "accuracy", "precision", "recall", "f1", "mae", "rmse")
-#: ``driftwarden_slice_cohort_quality``'s: the same but the coverage (every call of a cohort has a label).
-_COHORT_METRICS = _SLICE_QUALITY_METRICS[1:]
-
-
 def _slices(evaluations: dict) -> Iterator[Reading]:
     """Each slice group's calls, and the drift share, flagged data-quality share and realized quality of those
     large enough; its calls in the labelled cohort and their realized quality (NaN left out)."""
@@ -366,21 +359,24 @@ def _slices(evaluations: dict) -> Iterator[Reading]:
                     yield Reading(contract.SLICE_DRIFT_SHARE, labels, figures.drift.drift_share)
                 if figures.data_quality is not None:
                     yield Reading(contract.SLICE_DATA_QUALITY, labels, figures.flagged_share)
-                yield from _slice_quality(contract.SLICE_QUALITY, labels, figures.quality, _SLICE_QUALITY_METRICS)
+                if figures.quality is not None:
+                    yield from _figures(contract.SLICE_QUALITY, labels, _named(figures.quality, _LABELLED_METRICS))
                 if cohort:
                     yield Reading(contract.SLICE_COHORT_CALLS, labels, figures.n_cohort)
-                yield from _slice_quality(contract.SLICE_COHORT_QUALITY, labels, figures.cohort, _COHORT_METRICS)
+                if figures.cohort is not None:
+                    yield from _figures(contract.SLICE_COHORT_QUALITY, labels, _named(figures.cohort, _COHORT_METRICS))
 
 
-def _slice_quality(
-    spec: MetricSpec, labels: tuple[str, ...], quality: QualityResult | None, metrics: tuple[str, ...]
-) -> Iterator[Reading]:
-    """A group's realized figures among ``metrics`` (None: not scored; NaN left out)."""
-    if quality is not None:
-        for name in metrics:
-            value = getattr(quality, name)
-            if not math.isnan(value):
-                yield Reading(spec, (*labels, name), value)
+def _named(quality: QualityResult, metrics: tuple[str, ...]) -> dict[str, float]:
+    """The fields ``metrics`` of ``quality``, by name."""
+    return {name: getattr(quality, name) for name in metrics}
+
+
+def _figures(spec: MetricSpec, labels: tuple[str, ...], figures: dict[str, float]) -> Iterator[Reading]:
+    """One reading of ``spec`` per figure, its name the last label (NaN, a figure without data, left out)."""
+    for name, value in figures.items():
+        if not math.isnan(value):
+            yield Reading(spec, (*labels, name), value)
 
 
 class ConsumerLagCollector(SpecCollector):
