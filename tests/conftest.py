@@ -21,6 +21,10 @@ def golden_records():
 #: The consumer clients of ``kafka.client``: the tests of the Kafka source and of the daemon on Kafka run with each.
 KAFKA_CLIENTS = ["kafka-python", "confluent"]
 
+#: For the slowest stories (``@pytest.mark.parametrize("kafka_client", DEFAULT_CLIENT_FIRST, indirect=True)``):
+#: the default client in every run, confluent only in the soak run (``python3 -m pytest -m soak``).
+DEFAULT_CLIENT_FIRST = ["kafka-python", pytest.param("confluent", marks=pytest.mark.soak)]
+
 
 @pytest.fixture(params=KAFKA_CLIENTS)
 def kafka_client(request) -> str:

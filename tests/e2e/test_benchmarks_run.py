@@ -1,10 +1,15 @@
-"""The benchmark scripts still run (their numbers are read by people, not asserted here)."""
+"""The benchmark scripts still run (their numbers are read by people, not asserted here).
+
+The failover benchmark runs only in the soak run (``python3 -m pytest -m soak``).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -163,6 +168,7 @@ def test_state_store_benchmark_prints_its_table():
     assert "bytes per checkpoint (8 models)" in output and "bytes per model" in output
 
 
+@pytest.mark.soak  # two daemons and a raw group, each killed once: 45 s
 def test_failover_benchmark_prints_its_table():
     output, names = run_bench("failover.py", "--quick")
     assert names == [

@@ -9,6 +9,7 @@ import pytest
 
 from monitor.demo.broker import EmbeddedBroker, free_port
 from monitor.ingest.kafka import create_topics
+from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.components import DaemonProcess, daemon_config, http_get, wait_for
 
 
@@ -23,6 +24,7 @@ def daemon_without_kafka(tmp_path, kafka_client):
     daemon.close()
 
 
+@pytest.mark.parametrize("kafka_client", DEFAULT_CLIENT_FIRST, indirect=True)
 def test_unready_while_kafka_is_away_then_consuming_once_it_comes(daemon_without_kafka):
     daemon = daemon_without_kafka
     wait_for(lambda: http_get(f"{daemon.url}/healthz")[0] == 200, 20, "/healthz")

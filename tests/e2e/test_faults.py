@@ -41,6 +41,7 @@ from monitor.ingest.events import Invalid, decode
 from monitor.ingest.kafka import create_topics
 from monitor.run.checkpoint import CheckpointStore
 from monitor.run.replay import replay
+from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.components import (
     DaemonProcess,
     RefusingKafkaProxy,
@@ -295,6 +296,7 @@ def broker_away_and_back(
     assert not differ, f"run (left) vs replay (right) of the same events:\n{differ}"
 
 
+@pytest.mark.parametrize("kafka_client", DEFAULT_CLIENT_FIRST, indirect=True)
 def test_the_broker_goes_away_and_comes_back(persistent_broker, tmp_path, daemons, kafka_client):
     broker_away_and_back(persistent_broker, tmp_path, daemons, outage_s=3, client=kafka_client)
 

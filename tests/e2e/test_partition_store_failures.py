@@ -18,6 +18,7 @@ import pytest
 
 from monitor.ingest.kafka import create_topics
 from monitor.run.checkpoint import PARTITION_FINGERPRINT
+from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.components import DaemonProcess, S3Server, daemon_config, free_port, http_get, wait_for
 from tests.e2e.test_scale_out import (
     N_PARTITIONS,
@@ -167,6 +168,7 @@ def test_an_object_of_the_wrong_shape_never_stops_a_replica_and_its_models_start
     assert a.stop() == 0, log
 
 
+@pytest.mark.parametrize("kafka_client", DEFAULT_CLIENT_FIRST, indirect=True)
 def test_a_replica_stopped_while_it_waits_for_the_store_exits_and_leaves_the_saved_state_as_it_was(group, kafka_client):
     """With either client: confluent's source knows where it stands in a partition whose state never came."""
     group.config["kafka"]["client"] = kafka_client

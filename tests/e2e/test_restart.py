@@ -128,8 +128,12 @@ def test_kafka_run_equals_replay(kafka_broker, new_topic, tmp_path, start_daemon
 
 @pytest.mark.parametrize(
     "kafka_client, signum",
-    [("kafka-python", signal.SIGKILL), ("kafka-python", signal.SIGTERM), ("confluent", signal.SIGKILL)],
-    ids=["kafka-python-SIGKILL", "kafka-python-SIGTERM", "confluent-SIGKILL"],  # confluent on SIGTERM: test_daemon_*.py
+    [
+        pytest.param("kafka-python", signal.SIGTERM, id="kafka-python-SIGTERM"),
+        pytest.param("confluent", signal.SIGKILL, id="confluent-SIGKILL"),
+        # confluent on SIGTERM: test_daemon_*.py; kafka-python on SIGKILL: test_faults.py, and here in the soak run
+        pytest.param("kafka-python", signal.SIGKILL, id="kafka-python-SIGKILL", marks=pytest.mark.soak),
+    ],
 )
 def test_restart_after_signal_equals_uninterrupted_run(
     kafka_broker, new_topic, tmp_path, start_daemon, kafka_client, signum

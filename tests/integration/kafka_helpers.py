@@ -1,4 +1,10 @@
-"""Helpers for tests against the real broker: configs, producing, reading, and the group's committed offsets."""
+"""Helpers for tests against the real broker: configs, producing, reading, and the group's committed offsets.
+
+A test that waits on a kafka-python member polls it back to back (``wait_for(..., every_s=0)``), as the
+daemon's consumer does: kafka-python 3.0.12 drops a group join whose JoinGroup and SyncGroup completed
+between two polls (no poll was awaiting its task) and sends a new JoinGroup, so pauses between polls can
+keep a member rejoining for as long as they last (a minute, seen on a loaded machine).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from monitor.config import KafkaConfig, parse_config
 from tests.components import wait_for
 
-JOIN_S = 40.0  # a group join plus the first fetch, with room for a slow, shared machine (a bound, not a wait)
+JOIN_S = 60.0  # a group join plus the first fetch, with room for a slow, shared machine (a bound, not a wait)
 
 
 def kafka_config(broker, topic: str, group: str, **kafka: object) -> KafkaConfig:
@@ -51,7 +57,7 @@ def committed(broker, group: str, topic: str, partition: int) -> int | None:
 def read_n(source, n: int, timeout_s: float = JOIN_S) -> list:
     """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more."""
     records: list = []
-    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records")
+    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records", every_s=0)
     assert len(records) == n, f"expected {n} records, got {records}"
     return records
 

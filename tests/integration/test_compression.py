@@ -24,5 +24,7 @@ def test_the_source_reads_compressed_batches(kafka_broker, new_topic, source_con
         sent += values
     source = open_source(source_config(topic, f"{topic}-reader"))
     read: list = []
-    wait_for(lambda: read.extend(source.poll(200)) or len(read) >= len(sent), 30, "the batches of every codec")
+    wait_for(
+        lambda: read.extend(source.poll(200)) or len(read) >= len(sent), 30, "the batches of every codec", every_s=0
+    )
     assert [record.value for record in read] == sent

@@ -129,7 +129,9 @@ def test_records_arrive_in_order_as_produced_with_positions_lag_and_assignment(k
     wait_for(caught_up, 10, "the lag to reach 0 on both partitions")
     assert source.positions == {(topic, 0): 3, (topic, 1): 3}
     polled = source.last_poll
-    wait_for(lambda: source.poll(600) == [] and source.last_poll > polled, 5, "an empty batch to count as a poll")
+    wait_for(
+        lambda: source.poll(600) == [] and source.last_poll > polled, 5, "an empty batch to count as a poll", every_s=0
+    )
 
 
 # --- Commits and resuming ---------------------------------------------------------------------------------------
@@ -190,7 +192,10 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
     read_by_second: list = []
     with polling_in_background(first, into=read_by_first) as failures:  # the parent answers a revocation in poll
         wait_for(
-            lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's share"
+            lambda: read_by_second.extend(second.poll(100)) or second.assigned,
+            JOIN_S,
+            "the second member's share",
+            every_s=0,
         )
         # on_revoke ran once, in the parent, before the second member owned anything, with the positions to save.
         assert revoked_with == [([(topic, 0), (topic, 1)], {(topic, 0): 3, (topic, 1): 3}, False)]
@@ -203,6 +208,7 @@ def test_a_rebalance_checkpoints_in_the_parent_then_commits_so_no_record_is_read
             lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= 12,
             JOIN_S,
             "the records sent after the rebalance",
+            every_s=0,
         )
         read_by_second.extend(second.poll(500))  # anything read twice would come now
         time.sleep(0.5)
@@ -229,9 +235,13 @@ def test_a_rebalance_whose_checkpoint_was_aborted_commits_nothing(kafka_broker, 
     second = open_source(kafka_config(kafka_broker, topic, group))
     read_by_second: list = []
     with polling_in_background(first) as failures:
-        wait_for(lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share")
+        wait_for(
+            lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share", every_s=0
+        )
         owned = [tp.partition for tp in second._consumer.assignment()]
-        wait_for(lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 3, JOIN_S, "records")
+        wait_for(
+            lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 3, JOIN_S, "records", every_s=0
+        )
     assert not failures, failures
     assert [committed(kafka_broker, group, topic, p) for p in (0, 1)] == [None, None]
     # The second member read its partition from the start: what the first read was not committed past.
@@ -250,7 +260,7 @@ def test_after_a_rebalance_positions_hold_only_the_partitions_still_owned(
 
     second = open_source(kafka_config(kafka_broker, topic, group))
     with polling_in_background(first):
-        wait_for(lambda: second.poll(100) == [] and second.assigned, JOIN_S, "the second member's share")
+        wait_for(lambda: second.poll(100) == [] and second.assigned, JOIN_S, "the second member's share", every_s=0)
         owned_by_second = {(tp.topic, tp.partition) for tp in second._consumer.assignment()}
         assert len(owned_by_second) == 1
         # The child measures the lag over its new assignment (once a second) and sends it with a batch.
@@ -289,7 +299,7 @@ def test_close_is_prompt_while_the_child_is_blocked_sending_a_batch_never_read(k
     n, batch, size = 300, 100, 20_000  # batches of 2 MB: ten times what the pipe holds
     produce(kafka_broker, topic, [(0, bytes([i % 251]) * size) for i in range(n)])
     source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group", max_poll_records=batch))
-    first = wait_for(lambda: source.poll(200), JOIN_S, "the first batch")
+    first = wait_for(lambda: source.poll(200), JOIN_S, "the first batch", every_s=0)
     assert [record.offset for record in first] == list(range(batch))
     assert all(len(record.value) == size for record in first)
 
@@ -418,7 +428,7 @@ def test_poll_raises_when_the_child_dies(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=1)
     source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group"))
     # The child sends a batch, empty while it joins, every half second: it runs.
-    wait_for(lambda: source.poll(200) == [] and source.last_poll is not None, JOIN_S, "the first batch")
+    wait_for(lambda: source.poll(200) == [] and source.last_poll is not None, JOIN_S, "the first batch", every_s=0)
 
     os.kill(source._process.pid, signal.SIGKILL)
     started = time.monotonic()

@@ -129,7 +129,7 @@ def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(
     source = open_source(source_config(topic, f"{topic}-group", max_poll_records=2))
     assert source.lag == {}
     read: list = []
-    wait_for(lambda: read.extend(source.poll(200)) or read, JOIN_S, "the first records")
+    wait_for(lambda: read.extend(source.poll(200)) or read, JOIN_S, "the first records", every_s=0)
     assert len(read) <= 2  # max_poll_records: the rest of the backlog waits
 
     time.sleep(1.05)  # past the once-a-second limit: the next poll measures the lag
@@ -168,13 +168,18 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
 
     second = open_source(source_config(topic, group))
     with polling_in_background(first, into=read):
-        wait_for(lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition")
+        wait_for(
+            lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition", every_s=0
+        )
         # Called with the partitions taken away (all of them: the group's protocol is eager) while their
         # positions were there to save.
         assert revoked_with == [([(topic, 0), (topic, 1)], {(topic, 0): 2, (topic, 1): 2})]
         produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)])
         wait_for(
-            lambda: read.extend(second.poll(100)) or len(read) >= 8, JOIN_S, "the records sent after the rebalance"
+            lambda: read.extend(second.poll(100)) or len(read) >= 8,
+            JOIN_S,
+            "the records sent after the rebalance",
+            every_s=0,
         )
         read.extend(second.poll(500))
 
@@ -197,7 +202,9 @@ def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
     first = open_source(source_config(topic, group, max_poll_records=50), on_revoke=lambda partitions: True)
     read_by_first: list = []
     produce(kafka_broker, topic, messages[:200])
-    wait_for(lambda: read_by_first.extend(first.poll(100)) or read_by_first, JOIN_S, "the first member's records")
+    wait_for(
+        lambda: read_by_first.extend(first.poll(100)) or read_by_first, JOIN_S, "the first member's records", every_s=0
+    )
     second = open_source(source_config(topic, group, max_poll_records=50))
     read_by_second: list = []
 
@@ -214,11 +221,17 @@ def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
     producing = threading.Thread(target=stream)
     with polling_in_background(first, into=read_by_first) as failures:
         producing.start()
-        wait_for(lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share")
+        wait_for(
+            lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share", every_s=0
+        )
         rebalanced.set()
         assert producing.is_alive(), "the stream ended before the rebalance"
-        wait_for(lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= n,
-                 60, "every record, by one member or the other")
+        wait_for(
+            lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= n,
+            60,
+            "every record, by one member or the other",
+            every_s=0,
+        )
         producing.join()
     assert not failures, failures
     read = by_position(read_by_first + read_by_second)
@@ -236,17 +249,29 @@ def test_confluent_commits_and_readiness_while_the_broker_is_away(tmp_path, open
         produce(broker, "away", [(0, b"one"), (0, b"two")])
         source = open_source(kafka_config(broker, "away", "away-group", client="confluent"))
         read_n(source, 2)
-        wait_for(lambda: source.poll(100) == [] and source.connected, 5, "connected")
+        wait_for(lambda: source.poll(100) == [] and source.connected, 5, "connected", every_s=0)
 
         broker.stop()
-        wait_for(lambda: source.poll(100) == [] and not source.connected, 10, "not connected while the broker is away")
+        wait_for(
+            lambda: source.poll(100) == [] and not source.connected,
+            10,
+            "not connected while the broker is away",
+            every_s=0,
+        )
         started = time.monotonic()
         source.commit(source.positions)
         assert time.monotonic() - started < 0.5
-        wait_for(lambda: source.poll(100) == [] and "offset commit of away[0] failed" in caplog.text, 20, "the log")
+        wait_for(
+            lambda: source.poll(100) == [] and "offset commit of away[0] failed" in caplog.text,
+            20,
+            "the log",
+            every_s=0,
+        )
 
         broker.start()
-        wait_for(lambda: source.poll(100) == [] and source.connected, 20, "connected once the broker is back")
+        wait_for(
+            lambda: source.poll(100) == [] and source.connected, 20, "connected once the broker is back", every_s=0
+        )
     finally:
         broker.stop()
 
@@ -272,7 +297,12 @@ def test_dead_letters_carry_the_original_bytes_and_five_headers(kafka_broker, ne
     try:
         reader.assign([TopicPartition(config.dead_letter_topic, 0)])
         messages = []
-        wait_for(lambda: messages.extend(sum(reader.poll(200).values(), [])) or len(messages) >= 3, 15, "3 letters")
+        wait_for(
+            lambda: messages.extend(sum(reader.poll(200).values(), [])) or len(messages) >= 3,
+            15,
+            "3 letters",
+            every_s=0,
+        )
     finally:
         reader.close(autocommit=False)
 
@@ -403,7 +433,10 @@ def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(
     read_by_second: list = []
     with polling_in_background(first):
         wait_for(
-            lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 2, JOIN_S, "a re-read partition"
+            lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 2,
+            JOIN_S,
+            "a re-read partition",
+            every_s=0,
         )
     partition = read_by_second[0].partition
     assert [record.value for record in read_by_second] == [f"{partition}-{i}".encode() for i in range(2)]
