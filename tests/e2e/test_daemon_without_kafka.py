@@ -9,8 +9,8 @@ import pytest
 
 from monitor.demo.broker import EmbeddedBroker, free_port
 from monitor.ingest.kafka import create_topics
-from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.components import DaemonProcess, daemon_config, http_get, wait_for
+from tests.conftest import DEFAULT_CLIENT_FIRST
 
 
 @pytest.fixture

@@ -41,7 +41,6 @@ from monitor.ingest.events import Invalid, decode
 from monitor.ingest.kafka import create_topics
 from monitor.run.checkpoint import CheckpointStore
 from monitor.run.replay import replay
-from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.components import (
     DaemonProcess,
     RefusingKafkaProxy,
@@ -56,6 +55,7 @@ from tests.components import (
     statistics,
     wait_for,
 )
+from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.e2e.test_restart import LINES
 from tests.e2e.test_restart import make_config as example_config
 

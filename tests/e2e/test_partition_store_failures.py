@@ -18,8 +18,8 @@ import pytest
 
 from monitor.ingest.kafka import create_topics
 from monitor.run.checkpoint import PARTITION_FINGERPRINT
-from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.components import DaemonProcess, S3Server, daemon_config, free_port, http_get, wait_for
+from tests.conftest import DEFAULT_CLIENT_FIRST
 from tests.e2e.test_scale_out import (
     N_PARTITIONS,
     WARMUP,
