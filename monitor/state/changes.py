@@ -56,8 +56,9 @@ def calibrated_detector(method: str, arl: float, shift: float, warmup: int, min_
     - ``page_hinkley``: Page-Hinkley relative to the running standard deviation, without forgetting, with
       ``delta = shift / 2`` and the threshold of :func:`detectors.run_length.decision_interval`: a
       two-sided CUSUM whose average run length is Siegmund's, as the estimates settle.
-    - ``cusum``: the tabular CUSUM with the same ``k`` and ``h``, on the warm-up's mean and deviation
-      (frozen: a short warm-up's rough estimates shorten the run length, see :class:`detectors.cusum.CUSUM`).
+    - ``cusum``: Hawkins' self-starting tabular CUSUM with the same ``k`` and ``h``: each value standardised
+      against the mean and deviation of all the values before it, through Student's t to a normal value, so the
+      run length is the stated one from the first value after the warm-up (:class:`detectors.cusum.CUSUM`).
     - ``adwin``: ADWIN tested on every value, with ``delta = 1 / arl``, its bound on the chance of a false
       cut at each test, so its run length is at least ``arl`` (in practice far longer); fed values in the
       warm-up's standard deviations (:class:`detectors.warmup_scaled.WarmupScaled`), since its bound
