@@ -216,6 +216,24 @@ def test_a_rare_error_ratio_raises_no_more_false_changes_than_stated(method):
     assert low <= 1.0, f"{method}: {rate:.3f} false changes per ARL ({low:.3f} to {high:.3f})"
 
 
+@pytest.mark.statistical
+@pytest.mark.parametrize("method", ["page_hinkley", "cusum"])
+def test_latencies_in_whole_milliseconds_raise_no_more_false_changes_than_stated(method):
+    """A median latency of 7 ms recorded in whole milliseconds: a block's p50 of 200 of them, the mean of the two
+    middle values, moves on a half-millisecond grid with a spread between blocks of about 0.3 ms, so most blocks
+    repeat one value and a step of the grid read as several deviations (page_hinkley 2.1 false changes per ARL).
+    The p50's deviation is held to at least one step of its grid."""
+    block, arl, n_blocks, warmup = 200, 300, 30_000, 30
+    watch = ChangeWatch(method, block_size=block, arl=arl, warmup=warmup)
+    latency_ms = np.round(7.0 * np.random.default_rng(0).lognormal(0.0, 0.5, n_blocks * block))
+    watch.observe(latency_ms, np.zeros(latency_ms.size, dtype=bool))
+    changes = watch.n_changes["latency_p50"]
+    watched = n_blocks - warmup * (1 + changes)
+    rate, low = changes / watched * arl, stats.chi2.ppf(0.025, 2 * changes) / 2 / watched * arl if changes else 0.0
+
+    assert low <= 1.0, f"{method}: {rate:.3f} false changes per ARL (from {low:.3f})"
+
+
 @pytest.mark.parametrize("method", ["adwin", "page_hinkley", "cusum"])
 def test_one_failed_call_after_a_long_error_free_run_is_no_change(method):
     """500 blocks of 200 calls without a failure, then one failed call: the error ratio has not changed."""
