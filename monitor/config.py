@@ -332,8 +332,8 @@ class DriftConfig(_Section):
     events (see :mod:`monitor.state.changes`), calibrated on each signal's own spread: the first
     ``change_warmup`` blocks estimate it, ``change_arl`` is the average number of blocks between false
     changes of a signal that does not change, and ``change_shift`` the step, in standard deviations of
-    the signal, that ``page_hinkley`` and ``cusum`` detect fastest. ``page_hinkley`` keeps its stated
-    false-change rate and catches a step about three times sooner than ``adwin`` (README, "Change
+    the signal, that ``page_hinkley`` and ``cusum`` detect fastest. ``page_hinkley`` and ``cusum`` keep their
+    stated false-change rate and catch a step about three times sooner than ``adwin`` (README, "Change
     detectors"); ``adwin`` stays the default, since the detector shapes each model's saved state and a new
     default would reset every model on upgrade.
     """
