@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
-__all__ = ["ChangeDetector"]
+__all__ = ["ChangeDetector", "sample_std", "welford"]
 
 
 class ChangeDetector:
@@ -50,3 +51,24 @@ class ChangeDetector:
 def _copy(value):
     """Lists (tuples, after a round trip through msgpack) copied all the way down, so no state is shared."""
     return [_copy(item) for item in value] if isinstance(value, list | tuple) else value
+
+
+def welford(n: int, mean: float, m2: float, x: float) -> tuple[int, float, float]:
+    """Welford's update of a count, a mean and the sum of squared deviations from it with one more value.
+
+    >>> welford(*welford(*welford(0, 0.0, 0.0, 1.0), 2.0), 6.0)
+    (3, 3.0, 14.0)
+    """
+    n += 1
+    deviation = x - mean
+    mean += deviation / n
+    return n, mean, m2 + deviation * (x - mean)
+
+
+def sample_std(n: int, m2: float, least: float = 0.0) -> float:
+    """The sample standard deviation of ``n`` values from their :func:`welford` sum, at least ``least``.
+
+    >>> sample_std(3, 14.0)
+    2.6457513110645907
+    """
+    return max(math.sqrt(m2 / (n - 1)), least)

@@ -6,7 +6,7 @@ import math
 
 from scipy.special import ndtri, stdtr
 
-from detectors._change_detector import ChangeDetector
+from detectors._change_detector import ChangeDetector, sample_std, welford
 
 __all__ = ["CUSUM"]
 
@@ -89,10 +89,7 @@ class CUSUM(ChangeDetector):
             self._s_hi = max(0.0, self._s_hi + z - self.k)
             self._s_lo = max(0.0, self._s_lo - z - self.k)
             changed = self._s_hi > self.h or self._s_lo > self.h
-        self._n += 1
-        deviation = x - self._mean
-        self._mean += deviation / self._n
-        self._m2 += deviation * (x - self._mean)
+        self._n, self._mean, self._m2 = welford(self._n, self._mean, self._m2, x)
         return changed
 
     def _standardise(self, x: float) -> float:
@@ -101,7 +98,7 @@ class CUSUM(ChangeDetector):
         With no spread: 0 on their mean, infinitely far off it.
         """
         n = self._n
-        std = max(math.sqrt(self._m2 / (n - 1)), self.min_std)
+        std = sample_std(n, self._m2, self.min_std)
         deviation = x - self._mean
         if std == 0.0:
             return math.copysign(math.inf, deviation) if deviation else 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from detectors._change_detector import ChangeDetector
+from detectors._change_detector import ChangeDetector, sample_std, welford
 
 __all__ = ["PageHinkley"]
 
@@ -94,16 +94,13 @@ class PageHinkley(ChangeDetector):
         self._max_decrease = -math.inf if self.relative else -1.0
 
     def _step(self, x: float) -> bool:
-        self._n += 1
-        previous_mean = self._mean
-        self._mean += (1.0 / self._n) * (x - self._mean)
+        self._n, self._mean, self._m2 = welford(self._n, self._mean, self._m2, x)
         deviation = x - self._mean
         if not self.relative:
             return self._accumulate(deviation, self.delta, self.threshold)
-        self._m2 += (x - previous_mean) * deviation
         if self._n <= self.min_instances:
             return False
-        std = max(math.sqrt(self._m2 / (self._n - 1)), self.min_std)
+        std = sample_std(self._n, self._m2, self.min_std)
         return self._accumulate(deviation, self.delta * std, self.threshold * std)
 
     def _accumulate(self, deviation: float, delta: float, threshold: float) -> bool:

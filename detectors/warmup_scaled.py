@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
-from detectors._change_detector import ChangeDetector
+from detectors._change_detector import ChangeDetector, sample_std, welford
 
 __all__ = ["WarmupScaled"]
 
@@ -70,10 +68,7 @@ class WarmupScaled(ChangeDetector):
 
     def _step(self, x: float) -> bool:
         if self._n < self.warmup:
-            self._n += 1
-            deviation = x - self._mean
-            self._mean += deviation / self._n
-            self._m2 += deviation * (x - self._mean)
+            self._n, self._mean, self._m2 = welford(self._n, self._mean, self._m2, x)
             self._held.append(x)
             if self._n < self.warmup:
                 return False
@@ -82,7 +77,7 @@ class WarmupScaled(ChangeDetector):
         return self._feed(x)
 
     def _feed(self, x: float) -> bool:
-        std = max(math.sqrt(self._m2 / (self._n - 1)), self.min_std)
+        std = sample_std(self._n, self._m2, self.min_std)
         self.detector.update((x - self._mean) / std if std > 0.0 else x - self._mean)
         return self.detector.drift_detected
 
