@@ -23,7 +23,7 @@ from detectors.quality import QualityStats
 from monitor.cli import main
 from monitor.config import ConfigError, parse_config
 from monitor.evaluate.quality import QualitySuite
-from monitor.evaluate.slices import OTHER, Groups, SliceSuite, grouped_quality, max_series
+from monitor.evaluate.slices import OTHER, GroupedQuality, Groups, SliceSuite, max_series
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
@@ -389,7 +389,7 @@ def test_grouped_quality_is_quality_stats_on_each_groups_rows_alone(numeric):
     label[rng.random(n) < 0.5] = np.nan
     positive = None if numeric else 2.0
     stats = QualityStats(positive=positive, numeric=numeric)
-    got = grouped_quality(numbers, n_groups, prediction, label, positive, numeric)
+    got = GroupedQuality(prediction, label, positive, numeric).of(numbers, n_groups)
     for group in range(n_groups):
         mine = numbers == group
         expected = stats.compute(prediction=prediction[mine], label=label[mine])
