@@ -46,7 +46,8 @@ import numpy as np
 from detectors._proportions import ratio
 from detectors.results import ModelDataQuality, ModelDrift, QualityResult
 from monitor.config import ModelConfig, SliceConfig
-from monitor.evaluate.drift import DriftSuite
+from monitor.evaluate.data_quality import presence, present
+from monitor.evaluate.drift import DriftSuite, tested_features
 from monitor.evaluate.quality import QualitySuite
 from monitor.state.columns import LABEL, PREDICTION, Columns
 from monitor.state.vocabulary import OTHER
@@ -321,6 +322,75 @@ class GroupedQuality:
         ]
 
 
+class _Presence:
+    """Which rows of a window lack a value, found once for all the slice attributes: the rows without a value of
+    each column the drift tests and data-quality checks read, and each feature's missing and wrong-type rows.
+
+    Such rows are few, so each attribute counts its groups' with a small ``np.bincount`` (:meth:`by_group`), and
+    a group with none takes its column's rows as they are: each group's suites then get the present values,
+    missing and wrong-type counts :meth:`DriftSuite.score <monitor.evaluate.drift.DriftSuite.score>` and
+    :meth:`DataQualitySuite.score <monitor.evaluate.data_quality.DataQualitySuite.score>` would find in its rows,
+    without masking each column twice or taking the wrong-type columns (:meth:`score`).
+    """
+
+    _NONE = np.empty(0)  # the values a text or embedding feature's checks read
+
+    def __init__(self, window: Mapping[str, np.ndarray], model: ModelConfig):
+        self.features = model.features
+        kinds = dict(presence(feature) for feature in self.features)
+        kinds |= {feature.column: feature.kind for feature in tested_features(model)}
+        self.kinds = kinds
+        self.absent = {column: np.flatnonzero(~present(window[column], kind)) for column, kind in kinds.items()}
+        self.wrong_type, self.missing = {}, {}
+        for feature in self.features:
+            wrong_type = window[Columns.wrong_type(feature.name)]
+            absent = self.absent[presence(feature)[0]]
+            self.wrong_type[feature.name] = np.flatnonzero(wrong_type)
+            self.missing[feature.name] = absent[~wrong_type[absent]]
+
+    def by_group(self, numbers: np.ndarray, n_groups: int) -> dict[str, dict[str, list[int]]]:
+        """Per group (``numbers``: each row's group, -1 for none), how many rows lack each column's value
+        (``"absent"``), and each feature's missing and wrong-type rows."""
+        shifted = numbers + 1  # rows of no group count in bin 0, left out
+
+        def count(rows: np.ndarray) -> list[int]:
+            return np.bincount(shifted[rows], minlength=n_groups + 1)[1 : n_groups + 1].tolist()
+
+        return {
+            "absent": {column: count(rows) for column, rows in self.absent.items()},
+            "missing": {name: count(rows) for name, rows in self.missing.items()},
+            "wrong_type": {name: count(rows) for name, rows in self.wrong_type.items()},
+        }
+
+    def score(
+        self, suite: DriftSuite, rows: SubWindow, counts: dict[str, dict[str, list[int]]], number: int, now_ms: float
+    ) -> tuple[ModelDrift, ModelDataQuality]:
+        """A group's drift and data-quality checks (its ``rows``, its ``counts`` at ``number``)."""
+        absent, kinds = counts["absent"], self.kinds
+        taken: dict[str, np.ndarray] = {}
+
+        def values(column: str) -> np.ndarray:
+            kept = taken.get(column)
+            if kept is None:
+                kept = taken[column] = rows[column]
+                if absent[column][number]:
+                    kept = taken[column] = kept[present(kept, kinds[column])]
+            return kept
+
+        tested = {feature.label: values(feature.column) for feature in suite.tested}
+        drift = suite.score_values(tested, rows.n_rows, now_ms)
+        checked = {
+            feature.name: (
+                values(Columns.feature(feature.name)) if feature.kind in ("numeric", "categorical") else self._NONE,
+                rows.n_rows,
+                counts["missing"][feature.name][number],
+                counts["wrong_type"][feature.name][number],
+            )
+            for feature in self.features
+        }
+        return drift, suite.data_quality.score_counts(checked)
+
+
 class SliceSuite:
     """The groups of a model's slice attributes, and the drift suites fitted on each group's reference rows.
 
@@ -378,6 +448,7 @@ class SliceSuite:
             cohort_calls = GroupedQuality(cohort[PREDICTION], cohort[LABEL], stats.positive, stats.numeric)
             cohort_codes = {attribute: cohort[Columns.group(attribute)] for attribute in self.groups}
         min_group_size = self.config.min_group_size
+        lacking = _Presence(window, self.model)
         results = {}
         for attribute, groups in self.groups.items():
             column, n_groups = Columns.group(attribute), len(groups.names)
@@ -387,6 +458,7 @@ class SliceSuite:
             if cohort_calls is not None:
                 labelled = cohort_calls.of(groups.numbers(cohort_codes[attribute]), n_groups)
             rows = dict(groups.split_numbers(window, numbers))
+            absent = lacking.by_group(numbers, n_groups)
             suites, figures = self._suites[attribute], {}
             for number, name in enumerate(groups.names):
                 n, in_cohort = quality[number].n_events, labelled[number]
@@ -398,8 +470,7 @@ class SliceSuite:
                 if n >= min_group_size:
                     scored = quality[number]
                     if suite is not None:
-                        drift = suite.score(rows[name], now_ms)  # type: ignore[arg-type]
-                        data_quality = suite.data_quality.score(rows[name])  # type: ignore[arg-type]
+                        drift, data_quality = lacking.score(suite, rows[name], absent, number, now_ms)
                 figures[name] = GroupSlice(
                     n,
                     drift if drift is not None and drift.features else None,
