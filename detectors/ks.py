@@ -16,9 +16,10 @@ __all__ = ["KSTest", "ks_gap", "ks_p_value", "ks_statistic"]
 #: its exact algorithms; above it, with ``n * d**2`` at least ``SMIRNOV_FROM``, twice the one-sided tail (a ufunc),
 #: else Pelz and Good's series, unless ``n * d**1.5`` is at most ``DURBIN_UP_TO`` (the exact Durbin matrix again).
 EXACT_UP_TO, SMIRNOV_FROM, DURBIN_UP_TO = 140, 2.2, 1.4
-#: :class:`_Grid`'s cells: this many per reference value, at most this many in all; and at most this many reference
-#: values in one cell, else a window is sorted.
-CELLS_PER_VALUE, MAX_CELLS, MAX_PER_CELL = 16, 1 << 16, 4
+#: :class:`_Grid`'s cells: this many per reference value, at most this many in all (its table then stays in the cache);
+#: and at most this many reference values in one cell, else a window is sorted (a normal reference of 5,000 values
+#: crowds 5 into a cell: with a 100,000-value window the grid would cost what the sort does).
+CELLS_PER_VALUE, MAX_CELLS, MAX_PER_CELL = 16, 1 << 14, 4
 
 
 class KSTest(SortedSampleTest):
