@@ -267,19 +267,20 @@ class GroupedQuality:
         predicted, true = prediction[self.both], label[self.both]
         self.positive = positive
         self.numeric = numeric
-        self.weights: dict[str, np.ndarray] = {}
+        weights: dict[str, np.ndarray]  # what each labelled call adds to its group's sums
         if numeric:
             errors = predicted - true
-            self.weights = {"absolute": np.abs(errors), "squared": errors**2}
+            weights = {"absolute": np.abs(errors), "squared": errors**2}
         else:
-            self.weights = {"right": predicted == true}
+            weights = {"right": predicted == true}
             if positive is not None:
                 predicted_positive, truly_positive = predicted == positive, true == positive
-                self.weights |= {
+                weights |= {
                     "predicted": predicted_positive,
                     "true": truly_positive,
                     "hits": predicted_positive & truly_positive,
                 }
+        self.weights = weights
 
     def of(self, numbers: np.ndarray, n_groups: int) -> list[QualityResult]:
         """Each group's figures (``numbers``: each call's group, -1 for none)."""
