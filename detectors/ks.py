@@ -16,7 +16,7 @@ __all__ = ["KSTest", "ks_gap", "ks_p_value", "ks_statistic"]
 #: its exact algorithms; above it, with ``n * d**2`` at least ``SMIRNOV_FROM``, twice the one-sided tail (a ufunc),
 #: else Pelz and Good's series, unless ``n * d**1.5`` is at most ``DURBIN_UP_TO`` (the exact Durbin matrix again).
 EXACT_UP_TO, SMIRNOV_FROM, DURBIN_UP_TO = 140, 2.2, 1.4
-#: :class:`_Grid`'s cells: this many per reference value, at most this many in all (its table then stays in the cache);
+#: :class:`_Grid`'s cells: this many per reference value (16 or 32 bytes each), at most this many in all (in the cache);
 #: and at most this many reference values in one cell, else a window is sorted (a normal reference of 5,000 values
 #: crowds 5 into a cell: with a 100,000-value window the grid would cost what the sort does).
 CELLS_PER_VALUE, MAX_CELLS, MAX_PER_CELL = 16, 1 << 14, 4
@@ -97,8 +97,9 @@ class _Grid:
         self.scale = scale
         self.n_cells = n_cells
         cells = self.cell(reference)
-        self.first = np.searchsorted(cells, np.arange(n_cells), "left")  # the reference values before each cell
         self.per_cell = int(np.bincount(cells).max())
+        counts = np.min_scalar_type(reference.size + self.per_cell)  # holds a count of reference values, padding too
+        self.first = np.searchsorted(cells, np.arange(n_cells), "left").astype(counts)  # those before each cell
         self.padded = np.concatenate([reference, np.full(self.per_cell, np.inf)])
 
     @classmethod
