@@ -21,7 +21,6 @@ Distance results (no p-value) keep their own threshold and verdict.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,7 +50,10 @@ def correct(results: Sequence[DriftResult], correction: str, alpha: float) -> li
         return corrected
     thresholds, drifted = reject(np.array([results[index].p_value for index in tested]), correction, alpha)
     for index, threshold, verdict in zip(tested, thresholds.tolist(), drifted.tolist()):
-        corrected[index] = dataclasses.replace(results[index], threshold=threshold, drifted=verdict)
+        result = results[index]  # built directly: dataclasses.replace costs three times as much, 500 times a tick
+        corrected[index] = DriftResult(
+            result.method, result.statistic, result.p_value, threshold, verdict, result.unseen_share
+        )
     return corrected
 
 

@@ -44,7 +44,6 @@ with the correction and the alpha of its drift tests.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -149,10 +148,17 @@ class DataQualityTest:
 
     def score(self, values: np.ndarray, missing: np.ndarray, wrong_type: np.ndarray) -> dict[str, DataQualityResult]:
         """Each check of the window, by name, held to the uncorrected ``alpha``."""
-        n = len(missing)
+        n_missing, n_wrong_type = int(np.count_nonzero(missing)), int(np.count_nonzero(wrong_type))
+        return self.score_counts(values, len(missing), n_missing, n_wrong_type)
+
+    def score_counts(
+        self, values: np.ndarray, n: int, n_missing: int, n_wrong_type: int
+    ) -> dict[str, DataQualityResult]:
+        """:meth:`score` of a window of ``n`` rows, ``n_missing`` of them missing and ``n_wrong_type`` of the wrong
+        type, whose present values are ``values``."""
         counts = {
-            "missing": (int(np.count_nonzero(missing)), n, self._n_missing, self._n),
-            "type_violation": (int(np.count_nonzero(wrong_type)), n, self._n_wrong_type, self._n),
+            "missing": (n_missing, n, self._n_missing, self._n),
+            "type_violation": (n_wrong_type, n, self._n_wrong_type, self._n),
         }
         enough = min(len(values), self._n_values) >= self.min_samples
         p_values = {name: fisher_greater_p_value(*figures) for name, figures in counts.items()}
@@ -190,5 +196,8 @@ def flag(checks: dict[str, dict[str, DataQualityResult]], correction: str, alpha
     thresholds, rejected = reject(np.array([checks[f][c].p_value for f, c in pairs]), correction, alpha)
     corrected: dict[str, dict[str, DataQualityResult]] = {feature: {} for feature in checks}
     for (feature, check), threshold, verdict in zip(pairs, thresholds.tolist(), rejected.tolist()):
-        corrected[feature][check] = dataclasses.replace(checks[feature][check], threshold=threshold, flagged=verdict)
+        result = checks[feature][check]  # built directly: dataclasses.replace costs three times as much
+        corrected[feature][check] = DataQualityResult(
+            result.share, result.reference_share, result.n, result.p_value, threshold, verdict
+        )
     return ModelDataQuality(corrected)

@@ -31,6 +31,8 @@ drift tests' one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from detectors.data_quality import CHECKS, DataQualityTest, flag
@@ -39,7 +41,11 @@ from monitor.config import FeatureConfig, ModelConfig
 from monitor.state.columns import Columns
 from monitor.state.vocabulary import MISSING
 
-__all__ = ["DataQualitySuite", "data_quality_policy"]
+__all__ = ["DataQualitySuite", "FeatureCounts", "data_quality_policy", "presence", "present"]
+
+#: A feature's present values (none for text and embeddings: only their presence is checked), and its rows, missing
+#: values and wrong-type values in a window: what its checks read.
+FeatureCounts = tuple[np.ndarray, int, int, int]
 
 
 def data_quality_policy(model: ModelConfig, alpha: float, evaluations_per_week: float) -> str:
@@ -79,24 +85,50 @@ class DataQualitySuite:
             self._tests[feature.name].fit(*_split(reference, feature))
         self.fitted = True
 
-    def score(self, window: dict[str, np.ndarray]) -> ModelDataQuality:
+    def score(self, window: Mapping[str, np.ndarray]) -> ModelDataQuality:
         """Check the window's features and correct the verdicts across all the checks."""
-        checks = {feature.name: self._tests[feature.name].score(*_split(window, feature)) for feature in self.features}
+        return self.score_counts({feature.name: _counts(window, feature) for feature in self.features})
+
+    def score_counts(self, counts: Mapping[str, FeatureCounts]) -> ModelDataQuality:
+        """:meth:`score` on what each feature's checks read of a window, by feature name (:data:`FeatureCounts`)."""
+        tests = self._tests
+        checks = {feature.name: tests[feature.name].score_counts(*counts[feature.name]) for feature in self.features}
         return flag(checks, self.correction, self.alpha)
 
 
-def _split(columns: dict[str, np.ndarray], feature: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def presence(feature: FeatureConfig) -> tuple[str, str]:
+    """The column whose rows tell whether ``feature`` has a value, and the kind it is read as (a text feature's
+    length descriptor, a number; the feature's own column otherwise)."""
+    if feature.kind == "text":
+        return Columns.descriptors(feature)["length_chars"], "numeric"
+    return Columns.feature(feature.name), feature.kind
+
+
+def present(values: np.ndarray, kind: str) -> np.ndarray:
+    """Which rows of a column of ``kind`` hold a value: not :data:`MISSING`, not NaN, an embedding without NaN.
+
+    >>> present(np.array([1.0, np.nan]), "numeric").tolist(), present(np.array([3, MISSING]), "categorical").tolist()
+    ([True, False], [True, False])
+    """
+    if kind == "categorical":
+        return values != MISSING
+    if kind == "embedding":
+        return ~np.isnan(values).any(axis=1)
+    return ~np.isnan(values)
+
+
+def _split(columns: Mapping[str, np.ndarray], feature: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A feature's present values (none for text and embeddings: only their presence is checked), and per row
     whether it was missing and whether its value had the wrong type."""
     wrong_type = columns[Columns.wrong_type(feature.name)]
-    if feature.kind == "text":
-        present = ~np.isnan(columns[Columns.descriptors(feature)["length_chars"]])
-        return np.empty(0), ~present & ~wrong_type, wrong_type
-    values = columns[Columns.feature(feature.name)]
-    if feature.kind == "categorical":
-        present = values != MISSING
-    elif feature.kind == "embedding":
-        present = ~np.isnan(values).any(axis=1)
-    else:
-        present = ~np.isnan(values)
-    return (values[present] if feature.kind != "embedding" else np.empty(0)), ~present & ~wrong_type, wrong_type
+    column, kind = presence(feature)
+    values = columns[column]
+    rows = present(values, kind)
+    checked = values[rows] if feature.kind in ("numeric", "categorical") else np.empty(0)
+    return checked, ~rows & ~wrong_type, wrong_type
+
+
+def _counts(columns: Mapping[str, np.ndarray], feature: FeatureConfig) -> FeatureCounts:
+    """What ``feature``'s checks read of a window (:data:`FeatureCounts`)."""
+    values, missing, wrong_type = _split(columns, feature)
+    return values, len(missing), int(np.count_nonzero(missing)), int(np.count_nonzero(wrong_type))

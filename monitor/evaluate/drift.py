@@ -33,6 +33,7 @@ alpha 9.92e-05 after bh correction, 10080 evaluations a week: at most 1 false dr
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +44,8 @@ from detectors.correction import correct
 from detectors.registry import AUTO_CANDIDATES, TWO_SAMPLE_TESTS, make_test
 from detectors.results import ModelDrift
 from monitor.config import DriftConfig, ModelConfig, WindowsConfig
-from monitor.evaluate.data_quality import DataQualitySuite
+from monitor.evaluate.data_quality import DataQualitySuite, present
 from monitor.state.columns import TIMESTAMP_MS, Columns
-from monitor.state.vocabulary import MISSING
 
 __all__ = ["DriftSuite", "TestedFeature", "drift_alpha", "false_alarm_policy", "promise_coverage", "tested_features"]
 
@@ -128,7 +128,12 @@ class DriftSuite:
         self._reference_newest_ms = newest_ms
         self.fitted = True
 
-    def score(self, window: dict[str, np.ndarray], now_ms: float) -> ModelDrift:
+    @property
+    def tested(self) -> list[TestedFeature]:
+        """The features :meth:`fit` gave a test (those with enough reference values)."""
+        return [feature for feature in self.features if feature.label in self._tests]
+
+    def score(self, window: Mapping[str, np.ndarray], now_ms: float) -> ModelDrift:
         """Test the window's features and correct the verdicts across them.
 
         The false-alarm rate ``alpha`` is shared among the features it covers
@@ -136,26 +141,29 @@ class DriftSuite:
         calibrated distance gets ``alpha / m`` of the ``m`` covered features
         tested, and the p-value tests are corrected together at the rest.
         """
+        values = {feature.label: _present(window[feature.column], feature.kind) for feature in self.tested}
+        return self.score_values(values, len(window[TIMESTAMP_MS]), now_ms)
+
+    def score_values(self, values: Mapping[str, np.ndarray], n_window: int, now_ms: float) -> ModelDrift:
+        """:meth:`score` on the present values of each feature of :attr:`tested` (by label) in a window of
+        ``n_window`` rows."""
         tested = {}
-        for feature in self.features:
-            test = self._tests.get(feature.label)
-            if test is None:
-                continue
-            values = _present(window[feature.column], feature.kind)
-            if len(values) >= self.min_samples:
-                tested[feature.label] = (test, values)
+        for feature in self.tested:
+            kept = values[feature.label]
+            if len(kept) >= self.min_samples:
+                tested[feature.label] = (self._tests[feature.label], kept)
         covered = sum(isinstance(test, CalibratedDistance) or test.has_p_value for test, _ in tested.values())
         share = self.alpha if self.drift.correction == "none" else self.alpha / max(covered, 1)
         n_calibrated = sum(isinstance(test, CalibratedDistance) for test, _ in tested.values())
         results = [
-            test.score(values, share) if isinstance(test, CalibratedDistance) else test.score(values)
-            for test, values in tested.values()
+            test.score(kept, share) if isinstance(test, CalibratedDistance) else test.score(kept)
+            for test, kept in tested.values()
         ]
         alpha = self.alpha if self.drift.correction == "none" else self.alpha - share * n_calibrated
         corrected = correct(results, self.drift.correction, alpha)
         return ModelDrift(
             features=dict(zip(tested, corrected)),
-            n_window=len(window[TIMESTAMP_MS]),
+            n_window=n_window,
             n_reference=self._n_reference,
             reference_age_ms=now_ms - self._reference_newest_ms,
         )
@@ -209,8 +217,4 @@ def tested_features(model: ModelConfig) -> list[TestedFeature]:
 
 def _present(values: np.ndarray, kind: str) -> np.ndarray:
     """The values that are not missing."""
-    if kind == "categorical":
-        return values[values != MISSING]
-    if kind == "embedding":
-        return values[~np.isnan(values).any(axis=1)]
-    return values[~np.isnan(values)]
+    return values[present(values, kind)]

@@ -19,7 +19,7 @@ group alone. Its realized quality is the model's labelled figures over its
 window rows that have a label, and again over its calls in the labelled
 cohort (:meth:`~monitor.state.labels.LabelStore.cohort`: labels that came
 after their call left the window), all groups of an attribute at once
-(:func:`grouped_quality`).
+(:class:`GroupedQuality`).
 
 Each group's tests run at the model's ``alpha`` shared among all the groups
 of all its slice attributes (:func:`slice_alpha`, Bonferroni across the
@@ -46,7 +46,8 @@ import numpy as np
 from detectors._proportions import ratio
 from detectors.results import ModelDataQuality, ModelDrift, QualityResult
 from monitor.config import ModelConfig, SliceConfig
-from monitor.evaluate.drift import DriftSuite
+from monitor.evaluate.data_quality import presence, present
+from monitor.evaluate.drift import DriftSuite, tested_features
 from monitor.evaluate.quality import QualitySuite
 from monitor.state.columns import LABEL, PREDICTION, Columns
 from monitor.state.vocabulary import OTHER
@@ -55,10 +56,10 @@ __all__ = [
     "OTHER",
     "SERIES_PER_GROUP",
     "GroupSlice",
+    "GroupedQuality",
     "Groups",
     "SliceSuite",
     "SubWindow",
-    "grouped_quality",
     "max_series",
     "slice_alpha",
     "slice_policy",
@@ -71,7 +72,7 @@ SERIES_PER_GROUP = 13
 
 #: One NaN for every figure that is not a number, as :mod:`detectors.quality` does: equal results compare equal.
 _NAN = float("nan")
-#: The figures of a QualityResult that do not come from labels, NaN in :func:`grouped_quality`'s.
+#: The figures of a QualityResult that do not come from labels, NaN in :class:`GroupedQuality`'s.
 _UNLABELLED = (
     "feedback_positive_ratio",
     "judge_score_mean",
@@ -246,57 +247,149 @@ class GroupSlice:
         return ratio(len(self.data_quality.flagged), sum(map(len, self.data_quality.checks.values())))
 
 
-def grouped_quality(
-    numbers: np.ndarray, n_groups: int, prediction: np.ndarray, label: np.ndarray, positive: object, numeric: bool
-) -> list[QualityResult]:
-    """The labelled figures of :class:`~detectors.quality.QualityStats` of each group's rows (``numbers``: each
-    row's group, -1 for none), all groups in one ``np.bincount`` pass per figure; the other figures are NaN.
+class GroupedQuality:
+    """The labelled figures of :class:`~detectors.quality.QualityStats` of each group's rows, for any grouping of
+    the same calls: what does not depend on the groups (which calls are labelled, which predictions are right) is
+    derived once, then each grouping costs one ``np.bincount`` pass per figure (:meth:`of`); the other figures
+    are NaN.
 
     >>> label = np.array([1.0, 2.0, np.nan, 1.0, 1.0])
-    >>> results = grouped_quality(np.array([0, 0, 0, 1, -1]), 2, np.array([1.0, 1.0, 1.0, 2.0, 1.0]), label, 1.0,
-    ...                           numeric=False)
+    >>> calls = GroupedQuality(np.array([1.0, 1.0, 1.0, 2.0, 1.0]), label, 1.0, numeric=False)
+    >>> results = calls.of(np.array([0, 0, 0, 1, -1]), 2)
     >>> [(r.n_events, r.n_labelled, r.accuracy, r.precision, r.recall) for r in results]
     [(3, 2, 0.5, 0.5, 1.0), (1, 1, 0.0, nan, 0.0)]
     """
-    nan = np.full(n_groups, np.nan)
 
-    def count(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(rows, weights, minlength=n_groups)[:n_groups]
+    def __init__(self, prediction: np.ndarray, label: np.ndarray, positive: object, numeric: bool):
+        labelled = ~np.isnan(label)
+        self.labelled = np.flatnonzero(labelled)
+        self.both = np.flatnonzero(labelled & ~np.isnan(prediction))
+        predicted, true = prediction[self.both], label[self.both]
+        self.positive = positive
+        self.numeric = numeric
+        weights: dict[str, np.ndarray]  # what each labelled call adds to its group's sums
+        if numeric:
+            errors = predicted - true
+            weights = {"absolute": np.abs(errors), "squared": errors**2}
+        else:
+            weights = {"right": predicted == true}
+            if positive is not None:
+                predicted_positive, truly_positive = predicted == positive, true == positive
+                weights |= {
+                    "predicted": predicted_positive,
+                    "true": truly_positive,
+                    "hits": predicted_positive & truly_positive,
+                }
+        self.weights = weights
 
-    grouped = numbers >= 0
-    labelled = ~np.isnan(label)
-    both = labelled & ~np.isnan(prediction) & grouped
-    rows, predicted, true = numbers[both], prediction[both], label[both]
-    n_both = count(rows)
-    n_events, n_labelled = count(numbers[grouped]), count(numbers[labelled & grouped])
-    accuracy = precision = recall = f1 = mae = rmse = nan
-    if numeric:
-        errors = predicted - true
-        mae, rmse = ratio(count(rows, np.abs(errors)), n_both), np.sqrt(ratio(count(rows, errors**2), n_both))
-    else:
-        accuracy = ratio(count(rows, predicted == true), n_both)
-        if positive is not None:
-            predicted_positive, truly_positive = predicted == positive, true == positive
-            n_predicted, n_true = count(rows, predicted_positive), count(rows, truly_positive)
-            n_hits = count(rows, predicted_positive & truly_positive)
-            precision, recall = ratio(n_hits, n_predicted), ratio(n_hits, n_true)
-            f1 = ratio(2 * n_hits, n_predicted + n_true)
-    figures = {
-        "label_coverage": ratio(n_labelled, n_events),
-        "accuracy": accuracy,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "mae": mae,
-        "rmse": rmse,
-    }
-    by_group = zip(*([_NAN if value != value else value for value in column.tolist()] for column in figures.values()))
-    return [
-        QualityResult(
-            n_events=n, n_labelled=k, **dict(zip(figures, values)), **dict.fromkeys(_UNLABELLED, _NAN)
-        )
-        for n, k, values in zip(n_events.astype(int).tolist(), n_labelled.astype(int).tolist(), by_group)
-    ]
+    def of(self, numbers: np.ndarray, n_groups: int) -> list[QualityResult]:
+        """Each group's figures (``numbers``: each call's group, -1 for none)."""
+        nan = np.full(n_groups, np.nan)
+        shifted = numbers + 1  # the calls of no group count in bin 0, left out
+
+        def count(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+            return np.bincount(rows, weights, minlength=n_groups + 1)[1 : n_groups + 1]
+
+        rows = shifted[self.both]
+        n_both, weights = count(rows), self.weights
+        n_events, n_labelled = count(shifted), count(shifted[self.labelled])
+        accuracy = precision = recall = f1 = mae = rmse = nan
+        if self.numeric:
+            mae = ratio(count(rows, weights["absolute"]), n_both)
+            rmse = np.sqrt(ratio(count(rows, weights["squared"]), n_both))
+        else:
+            accuracy = ratio(count(rows, weights["right"]), n_both)
+            if self.positive is not None:
+                n_predicted, n_true = count(rows, weights["predicted"]), count(rows, weights["true"])
+                n_hits = count(rows, weights["hits"])
+                precision, recall = ratio(n_hits, n_predicted), ratio(n_hits, n_true)
+                f1 = ratio(2 * n_hits, n_predicted + n_true)
+        figures = {
+            "label_coverage": ratio(n_labelled, n_events),
+            "accuracy": accuracy,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "mae": mae,
+            "rmse": rmse,
+        }
+        columns = ([_NAN if value != value else value for value in column.tolist()] for column in figures.values())
+        by_group = zip(*columns)
+        return [
+            QualityResult(
+                n_events=n, n_labelled=k, **dict(zip(figures, values)), **dict.fromkeys(_UNLABELLED, _NAN)
+            )
+            for n, k, values in zip(n_events.tolist(), n_labelled.tolist(), by_group)
+        ]
+
+
+class _Presence:
+    """Which rows of a window lack a value, found once for all the slice attributes: the rows without a value of
+    each column the drift tests and data-quality checks read, and each feature's missing and wrong-type rows.
+
+    Such rows are few, so each attribute counts its groups' with a small ``np.bincount`` (:meth:`by_group`), and
+    a group with none takes its column's rows as they are: each group's suites then get the present values,
+    missing and wrong-type counts :meth:`DriftSuite.score <monitor.evaluate.drift.DriftSuite.score>` and
+    :meth:`DataQualitySuite.score <monitor.evaluate.data_quality.DataQualitySuite.score>` would find in its rows,
+    without masking each column twice or taking the wrong-type columns (:meth:`score`).
+    """
+
+    _NONE = np.empty(0)  # the values a text or embedding feature's checks read
+
+    def __init__(self, window: Mapping[str, np.ndarray], model: ModelConfig):
+        self.features = model.features
+        kinds = dict(presence(feature) for feature in self.features)
+        kinds |= {feature.column: feature.kind for feature in tested_features(model)}
+        self.kinds = kinds
+        self.absent = {column: np.flatnonzero(~present(window[column], kind)) for column, kind in kinds.items()}
+        self.wrong_type, self.missing = {}, {}
+        for feature in self.features:
+            wrong_type = window[Columns.wrong_type(feature.name)]
+            absent = self.absent[presence(feature)[0]]
+            self.wrong_type[feature.name] = np.flatnonzero(wrong_type)
+            self.missing[feature.name] = absent[~wrong_type[absent]]
+
+    def by_group(self, numbers: np.ndarray, n_groups: int) -> dict[str, dict[str, list[int]]]:
+        """Per group (``numbers``: each row's group, -1 for none), how many rows lack each column's value
+        (``"absent"``), and each feature's missing and wrong-type rows."""
+        shifted = numbers + 1  # rows of no group count in bin 0, left out
+
+        def count(rows: np.ndarray) -> list[int]:
+            return np.bincount(shifted[rows], minlength=n_groups + 1)[1 : n_groups + 1].tolist()
+
+        return {
+            "absent": {column: count(rows) for column, rows in self.absent.items()},
+            "missing": {name: count(rows) for name, rows in self.missing.items()},
+            "wrong_type": {name: count(rows) for name, rows in self.wrong_type.items()},
+        }
+
+    def score(
+        self, suite: DriftSuite, rows: SubWindow, counts: dict[str, dict[str, list[int]]], number: int, now_ms: float
+    ) -> tuple[ModelDrift, ModelDataQuality]:
+        """A group's drift and data-quality checks (its ``rows``, its ``counts`` at ``number``)."""
+        absent, kinds = counts["absent"], self.kinds
+        taken: dict[str, np.ndarray] = {}
+
+        def values(column: str) -> np.ndarray:
+            kept = taken.get(column)
+            if kept is None:
+                kept = taken[column] = rows[column]
+                if absent[column][number]:
+                    kept = taken[column] = kept[present(kept, kinds[column])]
+            return kept
+
+        tested = {feature.label: values(feature.column) for feature in suite.tested}
+        drift = suite.score_values(tested, rows.n_rows, now_ms)
+        checked = {
+            feature.name: (
+                values(Columns.feature(feature.name)) if feature.kind in ("numeric", "categorical") else self._NONE,
+                rows.n_rows,
+                counts["missing"][feature.name][number],
+                counts["wrong_type"][feature.name][number],
+            )
+            for feature in self.features
+        }
+        return drift, suite.data_quality.score_counts(checked)
 
 
 class SliceSuite:
@@ -350,19 +443,23 @@ class SliceSuite:
         """Each attribute's groups present in the window or in the labelled ``cohort`` (the label store's,
         if the model has one), with their figures; ``classes`` are the prediction and label classes by code."""
         stats = self.quality.stats(classes)
-        positive, numeric = stats.positive, stats.numeric
+        window_calls = GroupedQuality(window[PREDICTION], window[LABEL], stats.positive, stats.numeric)
+        cohort_calls, cohort_codes = None, {}
+        if cohort is not None:
+            cohort_calls = GroupedQuality(cohort[PREDICTION], cohort[LABEL], stats.positive, stats.numeric)
+            cohort_codes = {attribute: cohort[Columns.group(attribute)] for attribute in self.groups}
         min_group_size = self.config.min_group_size
+        lacking = _Presence(window, self.model)
         results = {}
         for attribute, groups in self.groups.items():
             column, n_groups = Columns.group(attribute), len(groups.names)
             numbers = groups.numbers(window[column])
-            quality = grouped_quality(numbers, n_groups, window[PREDICTION], window[LABEL], positive, numeric)
+            quality = window_calls.of(numbers, n_groups)
             labelled: Sequence[QualityResult | None] = [None] * n_groups
-            if cohort is not None:
-                labelled = grouped_quality(
-                    groups.numbers(cohort[column]), n_groups, cohort[PREDICTION], cohort[LABEL], positive, numeric
-                )
+            if cohort_calls is not None:
+                labelled = cohort_calls.of(groups.numbers(cohort_codes[attribute]), n_groups)
             rows = dict(groups.split_numbers(window, numbers))
+            absent = lacking.by_group(numbers, n_groups)
             suites, figures = self._suites[attribute], {}
             for number, name in enumerate(groups.names):
                 n, in_cohort = quality[number].n_events, labelled[number]
@@ -374,8 +471,7 @@ class SliceSuite:
                 if n >= min_group_size:
                     scored = quality[number]
                     if suite is not None:
-                        drift = suite.score(rows[name], now_ms)  # type: ignore[arg-type]
-                        data_quality = suite.data_quality.score(rows[name])  # type: ignore[arg-type]
+                        drift, data_quality = lacking.score(suite, rows[name], absent, number, now_ms)
                 figures[name] = GroupSlice(
                     n,
                     drift if drift is not None and drift.features else None,

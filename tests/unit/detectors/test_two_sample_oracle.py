@@ -16,7 +16,7 @@ from detectors._binning import Categories
 from detectors.anderson import AndersonTest
 from detectors.chi_square import ChiSquareTest
 from detectors.jensen_shannon import JensenShannonTest
-from detectors.ks import KSTest, ks_p_value
+from detectors.ks import KSTest, ks_p_value, ks_statistic
 from detectors.psi import EPSILON, PSITest
 from detectors.wasserstein import WassersteinTest, quantile_area
 
@@ -172,6 +172,33 @@ def test_ks_of_a_window_larger_than_the_reference_equals_scipy_exactly(reference
     result = KSTest().fit(reference).score(window)
     assert result.statistic == expected.statistic
     assert result.p_value == pytest.approx(expected.pvalue, rel=REL)
+
+
+_SPREAD = st.floats(-3.0, 3.0, allow_nan=False) | st.integers(-6, 6).map(lambda value: value / 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reference=st.lists(_SPREAD, min_size=2, max_size=40),
+    window=st.lists(_SPREAD | st.sampled_from([-np.inf, np.inf, np.nan]), min_size=2, max_size=150),
+)
+def test_ks_without_sorting_the_window_gives_the_sorted_windows_statistic_exactly(reference, window):
+    # The grid that places a larger window among a spread-out reference's values (no sort) against binary searches
+    # into the sorted window: ties with the reference, values beyond its ends, infinities, NaN (left to the sort).
+    reference, window = np.array(reference), np.array(window)
+    result = KSTest().fit(reference).score(window)
+    assert result.statistic == ks_statistic(np.sort(reference), np.sort(window))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ks_of_a_slice_groups_window_takes_the_grid_and_equals_the_sort(seed):
+    rng = np.random.default_rng(seed)
+    size = 250 + seed  # the grid's counts in one byte up to 255 with the padding, in two above
+    reference = rng.normal(size=size) if seed % 2 else rng.lognormal(size=size)
+    window = np.concatenate([rng.normal(0.1, 1.2, size=4_000), rng.choice(reference, 900), [-np.inf, np.inf, 1e300]])
+    test = KSTest().fit(reference)
+    assert test._grid is not None  # spread out: no sort of the window
+    assert test.score(window).statistic == ks_statistic(np.sort(reference), np.sort(window))
 
 
 # Binned tests: numbers in reference-quantile bins

@@ -23,10 +23,12 @@ from detectors.quality import QualityStats
 from monitor.cli import main
 from monitor.config import ConfigError, parse_config
 from monitor.evaluate.quality import QualitySuite
-from monitor.evaluate.slices import OTHER, Groups, SliceSuite, grouped_quality, max_series
+from monitor.evaluate.slices import OTHER, GroupedQuality, Groups, SliceSuite, max_series
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
+from monitor.state.columns import Columns
+from monitor.state.vocabulary import MISSING
 
 T0 = 1_790_000_000  # epoch seconds of the first call
 WARMUP, WINDOW = 3_000, 2_000
@@ -389,10 +391,81 @@ def test_grouped_quality_is_quality_stats_on_each_groups_rows_alone(numeric):
     label[rng.random(n) < 0.5] = np.nan
     positive = None if numeric else 2.0
     stats = QualityStats(positive=positive, numeric=numeric)
-    got = grouped_quality(numbers, n_groups, prediction, label, positive, numeric)
+    got = GroupedQuality(prediction, label, positive, numeric).of(numbers, n_groups)
     for group in range(n_groups):
         mine = numbers == group
         expected = stats.compute(prediction=prediction[mine], label=label[mine])
         for name in ("n_events", "n_labelled", "label_coverage", "accuracy", "precision", "recall", "f1", "mae"):
             assert getattr(got[group], name) == pytest.approx(getattr(expected, name), rel=1e-12, nan_ok=True), name
         assert got[group].rmse == pytest.approx(expected.rmse, rel=1e-12, nan_ok=True)
+
+
+def _columns(rng: np.random.Generator, n: int, model, codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``n`` rows of ``model``'s columns: numbers with NaN and ties, categories with MISSING, a text feature's
+    descriptors with NaN, wrong types, the slice attributes' ``codes``; ``count`` complete and of the right type."""
+    columns = {
+        "timestamp_ms": np.arange(n, dtype=float),
+        "prediction": rng.integers(0, 2, size=n).astype(float),
+        "label": np.where(rng.random(n) < 0.5, rng.integers(0, 2, size=n), np.nan),
+        **{Columns.group(attribute): group_codes for attribute, group_codes in codes.items()},
+    }
+    for feature in model.features:
+        absent = rng.random(n) < {"x": 0.05, "count": 0.0, "topic": 0.4, "prompt": 0.05}[feature.name]
+        if feature.kind == "text":
+            for column in Columns.descriptors(feature).values():
+                columns[column] = np.where(absent, np.nan, rng.poisson(20.0, size=n).astype(float))
+        elif feature.kind == "categorical":
+            columns[Columns.feature(feature.name)] = np.where(absent, MISSING, rng.integers(0, 6, size=n))
+        else:
+            values = rng.normal(size=n) if feature.name == "x" else rng.integers(0, 5, size=n).astype(float)  # ties
+            columns[Columns.feature(feature.name)] = np.where(absent, np.nan, values)
+        columns[Columns.wrong_type(feature.name)] = rng.random(n) < (0.0 if feature.name == "count" else 0.02)
+    return columns
+
+
+def test_slices_score_equals_each_groups_suites_run_on_its_rows_alone():
+    """What SliceSuite.score finds once for all attributes (rows without a value, missing and wrong-type counts,
+    present values shared by a group's drift tests and checks) changes no figure: every group's drift and
+    data-quality results equal its own suites' on its rows alone, with ties, NaN and MISSING values, wrong types,
+    groups too small to test, and groups of the reference absent from the window."""
+    model = parse_config({"models": [{
+        "name": "m",
+        "features": [
+            {"name": "x", "kind": "numeric", "method": "ks"},
+            {"name": "count", "kind": "numeric", "method": "ks"},
+            {"name": "topic", "kind": "categorical"},
+            {"name": "prompt", "kind": "text", "path": "prompt"},
+        ],
+        "slices": {"attributes": ["segment.a", "segment.b"], "min_group_size": 30},
+    }]}).models[0]  # fmt: skip
+    rng = np.random.default_rng(21)
+    names = {attribute: [OTHER, *(f"g{code}" for code in range(1, 9))] for attribute in model.slices.attributes}
+    sizes = np.array([0.0, 0.3, 0.25, 0.2, 0.12, 0.08, 0.03, 0.015, 0.005])  # g6 to g8 small, g8 tiny
+
+    def codes(n: int, absent: int) -> dict[str, np.ndarray]:
+        share = sizes.copy()
+        share[absent] = 0.0  # a group of the reference that the window lacks
+        drawn = {attribute: rng.choice(9, size=n, p=share / share.sum()) for attribute in model.slices.attributes}
+        for group_codes in drawn.values():
+            group_codes[rng.random(n) < 0.03] = -1  # rows without a value: in no group
+        return drawn
+
+    suite = SliceSuite(model, 0.01, QualitySuite(model, 30))
+    suite.fit(_columns(rng, 6_000, model, codes(6_000, absent=0)), 0.0, names)
+    window = _columns(rng, 4_000, model, codes(4_000, absent=3))
+    got = suite.score(window, 1_000.0, ["deny", "approve"])
+    checked = 0
+    for attribute, groups in suite.groups.items():
+        rows = dict(groups.split(window, window[Columns.group(attribute)]))
+        assert "g3" not in rows and "g3" not in got[attribute]
+        for name, group in got[attribute].items():
+            assert group.n == rows[name].n_rows
+            alone = suite._suites[attribute].get(name)
+            if group.n < 30 or alone is None:
+                assert group.drift is group.data_quality is None
+                continue
+            expected = alone.score(rows[name], 1_000.0)
+            assert group.drift == (expected if expected.features else None), (attribute, name)
+            assert group.data_quality == alone.data_quality.score(rows[name]), (attribute, name)
+            checked += 1
+    assert checked >= 10
