@@ -134,12 +134,22 @@ def families(metrics: Iterable[MetricSpec], readings: Iterable[Reading]) -> list
 
 
 def _shown(values: tuple[str, ...]) -> list[str]:
-    """Label values as exported: an empty one as :data:`~monitor.export.metrics.EMPTY`.
+    """Label values as exported (:func:`shown`)."""
+    return [value if value and value[-1] != ")" else shown(value) for value in values]
 
-    >>> _shown(("bot", "locale", ""))
-    ['bot', 'locale', '(empty)']
+
+def shown(value: str) -> str:
+    """A label value as exported: ``""`` (which Prometheus reads as no label) as
+    :data:`~monitor.export.metrics.EMPTY`, and a value already of that form in one more pair of parentheses,
+    so that no two values, whatever producers send, meet in one series.
+
+    >>> [shown(value) for value in ("de", "", "(empty)", "((empty))", "(empty")]
+    ['de', '(empty)', '((empty))', '(((empty)))', '(empty']
     """
-    return [value or contract.EMPTY for value in values]
+    depth = (len(value) - len("empty")) // 2
+    if not value or (depth > 0 and value == "(" * depth + "empty" + ")" * depth):
+        return f"({value})" if value else contract.EMPTY
+    return value
 
 
 def samples(readings: Iterable[Reading], models: Collection[str] | None = None) -> Iterator[Sample]:

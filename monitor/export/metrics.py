@@ -40,8 +40,9 @@ __all__ = [
     "readme_table",
 ]
 
-#: What an empty label value (a group or class named ``""`` in the events) is exported as: Prometheus reads
-#: an empty value as no label at all, so the series would lose its group.
+#: What an empty label value (a group, class or model named ``""`` in the events) is exported as: Prometheus
+#: reads an empty value as no label at all, so the series would lose its group (a value "(empty)" is shown
+#: as "((empty))", and so on: :func:`monitor.export.collectors.shown`).
 EMPTY = "(empty)"
 
 

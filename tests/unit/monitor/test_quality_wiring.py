@@ -313,14 +313,14 @@ def test_an_integer_outcome_counts_for_its_positive_class():
     assert ratios == pytest.approx(frame.by_group.to_dict(), abs=TOLERANCE)
 
 
-def test_a_group_named_empty_is_exported_under_a_name_prometheus_keeps():
+def test_a_group_named_empty_is_exported_under_a_name_prometheus_keeps_and_meets_no_other():
     outcome = {"field": "prediction", "positive": "approve"}
     # Prometheus reads region="" as no region label: the group's series would lose their group.
     config = {
         "windows": {"size": 300, "min_samples": 5},
         "models": [{"name": "m", "bias": {"attributes": ["segment.region"], "outcome": outcome, "min_group_size": 20}}],
     }
-    regions = ["", "north"] * 50
+    regions = ["", "north", "(empty)", "((empty))"] * 25  # the last two as hostile producers might send them
     events = [
         {"request_id": f"m-{i}", "timestamp": T0 + i, "model": "m", "prediction": "approve" if i % 3 else "deny",
          "segment": {"region": region}}
@@ -330,7 +330,9 @@ def test_a_group_named_empty_is_exported_under_a_name_prometheus_keeps():
     _apply_in_batches(pipeline, events)
     text = _metrics(pipeline)
 
-    assert _gauge(text, "driftwarden_segment_events", "group", model="m") == {"(empty)": 50, "north": 50}
+    # _gauge asserts each group's series comes once: "(empty)" and "" must not meet in one series.
+    expected = {"(empty)": 25, "north": 25, "((empty))": 25, "(((empty)))": 25}
+    assert _gauge(text, "driftwarden_segment_events", "group", model="m") == expected
     assert b'=""' not in text
 
 
