@@ -162,9 +162,9 @@ def samples(readings: Iterable[Reading], models: Collection[str] | None = None) 
      Sample(name='driftwarden_label_delay_seconds_sum', labels={'model': 'bot'}, value=4.5)]
     """
     for metric, values, value in readings:
+        if models is not None and dict(zip(metric.labels, values)).get("model", "") not in models:
+            continue  # (by the model's own name, before it is shown)
         labels = dict(zip(metric.labels, _shown(values)))
-        if models is not None and labels.get("model", "") not in models:
-            continue
         if isinstance(value, Buckets):
             count, total = metric.sample_names
             yield Sample(count, labels, value.counts[-1][1])
