@@ -1,6 +1,6 @@
 """The benchmark scripts still run (their numbers are read by people, not asserted here).
 
-The failover benchmark runs only in the soak run (``python3 -m pytest -m soak``).
+The failover and memory benchmarks run only in the soak run (``python3 -m pytest -m soak``).
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def test_quality_benchmark_prints_its_tables():
     assert "per-group outcome rates identical to fairlearn's selection rates: True" in output
 
 
+@pytest.mark.soak  # 20 s; the formula it measures is tested in tests/unit/monitor/test_memory.py
 def test_memory_benchmark_prints_its_table():
     output, names = run_bench("memory.py", "--quick")
     assert names[:5] == [

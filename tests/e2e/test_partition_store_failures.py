@@ -194,6 +194,7 @@ def test_a_replica_stopped_while_it_waits_for_the_store_exits_and_leaves_the_sav
     assert reference_ids(settled([c], group.traffic, timeout_s=30)) == reference_ids(before)
 
 
+@pytest.mark.soak  # about 70 s; every run holds an assignment waiting out the store (test_an_assignment_waits_...)
 def test_a_rebalance_during_an_outage_loses_nothing_and_counts_nothing_twice(group):
     """A's checkpoints fail meanwhile, so does the one before its partitions go: it commits nothing, and the
     replicas that get them carry on from the last checkpoint that was saved, once the store answers."""
