@@ -14,14 +14,7 @@ import numpy as np
 import pytest
 from fairlearn.metrics import equalized_odds_difference
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    precision_score,
-    recall_score,
-    root_mean_squared_error,
-)
+from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from monitor.config import ConfigError, parse_config
 from monitor.export.collectors import build_registry, exposition
@@ -37,6 +30,7 @@ from monitor.run.checkpoint import (
 from monitor.run.store import DirectoryStore
 from monitor.state.labels import BYTES_PER_CALL, BYTES_PER_GROUP, LabelStore
 from monitor.state.memory import memory_bound
+from tests.oracles import classification_figures
 
 T0 = 1_700_000_000
 TOPIC = "llm-events"
@@ -124,13 +118,7 @@ def test_labels_twice_the_windows_span_late_give_the_cohort_scikit_learns_and_fa
     true = [truth[i][1] for i in cohort]
     regions = [truth[i][2] for i in cohort]
     assert _value(series, "driftwarden_quality", model="m", metric="label_coverage") == 0.0  # the window's: none
-    figures = {
-        "accuracy": accuracy_score(true, predicted),
-        "precision": precision_score(true, predicted, pos_label="yes"),
-        "recall": recall_score(true, predicted, pos_label="yes"),
-        "f1": f1_score(true, predicted, pos_label="yes"),
-    }
-    for metric, expected in figures.items():
+    for metric, expected in classification_figures(true, predicted, "yes").items():
         assert _value(series, "driftwarden_cohort_quality", model="m", metric=metric) == pytest.approx(expected)
     assert _value(series, "driftwarden_cohort_calls", model="m") == len(cohort)
     assert _value(series, "driftwarden_cohort_oldest_call_timestamp_seconds", model="m") == T0 + min(cohort)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import fisher_exact, ks_2samp
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import accuracy_score
 from statsmodels.stats.proportion import proportion_confint
 
 from detectors.quality import QualityStats
@@ -29,6 +29,7 @@ from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.state.columns import Columns
 from monitor.state.vocabulary import MISSING
+from tests.oracles import classification_figures
 
 T0 = 1_790_000_000  # epoch seconds of the first call
 WARMUP, WINDOW = 3_000, 2_000
@@ -320,13 +321,7 @@ def test_a_groups_realized_figures_on_the_labelled_cohort_are_scikit_learns_on_i
         labelled = [call for call in calls if call["locale"] == locale and call["label"] is not None]
         true, predicted = [call["label"] for call in labelled], [call["prediction"] for call in labelled]
         assert groups[locale].n_cohort == cohort_calls[(locale,)] == len(labelled)
-        expected = {
-            "accuracy": accuracy_score(true, predicted),
-            "precision": precision_score(true, predicted, pos_label="approve"),
-            "recall": recall_score(true, predicted, pos_label="approve"),
-            "f1": f1_score(true, predicted, pos_label="approve"),
-        }
-        for metric, value in expected.items():
+        for metric, value in classification_figures(true, predicted, "approve").items():
             assert math.isclose(cohort_quality[locale, metric], value, rel_tol=1e-12), (locale, metric)
     assert pipeline.evaluations["m"].quality.cohort.n_labelled == sum(call["label"] is not None for call in calls)
 
