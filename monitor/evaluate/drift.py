@@ -96,6 +96,8 @@ class DriftSuite:
         self.features = tested_features(model)
         self.data_quality = DataQualitySuite(model, alpha, min_samples)
         self._tests: dict = {}
+        #: The features :meth:`fit` gave a test (those with enough reference values).
+        self.tested: list[TestedFeature] = []
         self._n_reference = 0
         self._reference_newest_ms = float("nan")
         self.fitted = False
@@ -124,14 +126,10 @@ class DriftSuite:
                     continue
                 tests[feature.label] = test
         self._tests = tests
+        self.tested = [feature for feature in self.features if feature.label in tests]
         self._n_reference = len(reference[TIMESTAMP_MS])
         self._reference_newest_ms = newest_ms
         self.fitted = True
-
-    @property
-    def tested(self) -> list[TestedFeature]:
-        """The features :meth:`fit` gave a test (those with enough reference values)."""
-        return [feature for feature in self.features if feature.label in self._tests]
 
     def score(self, window: Mapping[str, np.ndarray], now_ms: float) -> ModelDrift:
         """Test the window's features and correct the verdicts across them.

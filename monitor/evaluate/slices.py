@@ -247,6 +247,16 @@ class GroupSlice:
         return ratio(len(self.data_quality.flagged), sum(map(len, self.data_quality.checks.values())))
 
 
+def _per_group(shifted: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """How many calls (or how much of ``weights``) each group has; ``shifted``: each call's group number plus
+    one, 0 for the calls of no group (bin 0, left out).
+
+    >>> _per_group(np.array([1, 0, 2, 1]), 3).tolist()
+    [2, 1, 0]
+    """
+    return np.bincount(shifted, weights, minlength=n_groups + 1)[1 : n_groups + 1]
+
+
 class GroupedQuality:
     """The labelled figures of :class:`~detectors.quality.QualityStats` of each group's rows, for any grouping of
     the same calls: what does not depend on the groups (which calls are labelled, which predictions are right) is
@@ -285,10 +295,10 @@ class GroupedQuality:
     def of(self, numbers: np.ndarray, n_groups: int) -> list[QualityResult]:
         """Each group's figures (``numbers``: each call's group, -1 for none)."""
         nan = np.full(n_groups, np.nan)
-        shifted = numbers + 1  # the calls of no group count in bin 0, left out
+        shifted = numbers + 1
 
         def count(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-            return np.bincount(rows, weights, minlength=n_groups + 1)[1 : n_groups + 1]
+            return _per_group(rows, n_groups, weights)
 
         rows = shifted[self.both]
         n_both, weights = count(rows), self.weights
@@ -352,10 +362,10 @@ class _Presence:
     def by_group(self, numbers: np.ndarray, n_groups: int) -> dict[str, dict[str, list[int]]]:
         """Per group (``numbers``: each row's group, -1 for none), how many rows lack each column's value
         (``"absent"``), and each feature's missing and wrong-type rows."""
-        shifted = numbers + 1  # rows of no group count in bin 0, left out
+        shifted = numbers + 1
 
         def count(rows: np.ndarray) -> list[int]:
-            return np.bincount(shifted[rows], minlength=n_groups + 1)[1 : n_groups + 1].tolist()
+            return _per_group(shifted[rows], n_groups).tolist()
 
         return {
             "absent": {column: count(rows) for column, rows in self.absent.items()},
@@ -444,10 +454,9 @@ class SliceSuite:
         if the model has one), with their figures; ``classes`` are the prediction and label classes by code."""
         stats = self.quality.stats(classes)
         window_calls = GroupedQuality(window[PREDICTION], window[LABEL], stats.positive, stats.numeric)
-        cohort_calls, cohort_codes = None, {}
+        cohort_calls = None
         if cohort is not None:
             cohort_calls = GroupedQuality(cohort[PREDICTION], cohort[LABEL], stats.positive, stats.numeric)
-            cohort_codes = {attribute: cohort[Columns.group(attribute)] for attribute in self.groups}
         min_group_size = self.config.min_group_size
         lacking = _Presence(window, self.model)
         results = {}
@@ -456,8 +465,8 @@ class SliceSuite:
             numbers = groups.numbers(window[column])
             quality = window_calls.of(numbers, n_groups)
             labelled: Sequence[QualityResult | None] = [None] * n_groups
-            if cohort_calls is not None:
-                labelled = cohort_calls.of(groups.numbers(cohort_codes[attribute]), n_groups)
+            if cohort is not None and cohort_calls is not None:
+                labelled = cohort_calls.of(groups.numbers(cohort[column]), n_groups)
             rows = dict(groups.split_numbers(window, numbers))
             absent = lacking.by_group(numbers, n_groups)
             suites, figures = self._suites[attribute], {}
