@@ -18,6 +18,7 @@ from detectors.ks import KSTest
 from detectors.mmd import MMDTest
 from detectors.page_hinkley import PageHinkley
 from detectors.psi import PSITest
+from detectors.tails import heavy_tailed
 from detectors.wasserstein import WassersteinTest
 
 __all__ = [
@@ -66,11 +67,14 @@ def auto_method(kind: str, reference: np.ndarray) -> str:
     gets ``chisquare`` when the reference has at most 1000 rows, else
     ``jensenshannon``.
 
-    Two differences: Evidently counts distinct values over reference and
+    Three differences: Evidently counts distinct values over reference and
     current data together, the daemon over the reference alone (the choice is
-    made once, at fit); and for a small reference with at most 2 distinct
+    made once, at fit); for a small reference with at most 2 distinct
     values Evidently runs a z-test of two proportions, for which this returns
-    ``chisquare`` (on a 2 x 2 table the two are the same test).
+    ``chisquare`` (on a 2 x 2 table the two are the same test); and a large
+    numeric reference with a heavy tail (:func:`~detectors.tails.heavy_tailed`)
+    gets ``ks``, since a calibrated Wasserstein threshold does not hold its
+    false-alarm rate there (:mod:`detectors.tails`).
 
     Examples
     --------
@@ -79,12 +83,14 @@ def auto_method(kind: str, reference: np.ndarray) -> str:
     ('ks', 'wasserstein')
     >>> auto_method("numeric", rng.integers(0, 3, size=500)), auto_method("categorical", np.array(["a"] * 2_000))
     ('chisquare', 'jensenshannon')
+    >>> auto_method("numeric", rng.lognormal(0.0, 2.0, size=5_000))
+    'ks'
     """
     if kind not in KINDS or kind == "embedding":
         raise ValueError(f"no automatic method for kind {kind!r}; valid: numeric, categorical")
     small = len(reference) <= SMALL_REFERENCE_ROWS
     if kind == "numeric" and np.unique(reference).size > FEW_VALUES:
-        return "ks" if small else "wasserstein"
+        return "ks" if small or heavy_tailed(reference) else "wasserstein"
     return "chisquare" if small else "jensenshannon"
 
 

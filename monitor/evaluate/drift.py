@@ -172,14 +172,17 @@ def promise_coverage(model: ModelConfig) -> str:
 
     A feature is covered when its test has a p-value or is a calibrated distance; it is outside when its
     method (or one ``auto`` may pick) has a threshold pinned in ``drift.thresholds``, or is the domain
-    classifier, whose AUC threshold is fixed.
+    classifier, whose AUC threshold is fixed. A feature whose config names ``wasserstein`` is covered only
+    if its reference has no heavy tail (:mod:`detectors.tails`; ``auto`` tests such a feature with ``ks``).
 
     >>> from monitor.config import parse_config
     >>> config = parse_config({"models": [{"name": "bot", "drift": {"thresholds": {"psi": 0.2}}, "features": [
     ...     {"name": "amount", "kind": "numeric"}, {"name": "tier", "kind": "categorical", "method": "psi"},
-    ...     {"name": "vector", "kind": "embedding", "dim": 8}]}]})
+    ...     {"name": "vector", "kind": "embedding", "dim": 8}, {"name": "cost", "kind": "numeric",
+    ...     "method": "wasserstein"}]}]})
     >>> print(promise_coverage(config.models[0]))
-    covers amount; not tier (thresholds.psi is pinned), vector (classifier's threshold is fixed)
+    covers amount, cost (if its reference has no heavy tail); not tier (thresholds.psi is pinned), vector \
+(classifier's threshold is fixed)
     """
     pinned = model.drift.thresholds
     covered, outside = [], []
@@ -193,6 +196,8 @@ def promise_coverage(model: ModelConfig) -> str:
         ]
         if reasons:
             outside.append(f"{feature.label} ({'; '.join(reasons)})")
+        elif feature.method == "wasserstein":
+            covered.append(f"{feature.label} (if its reference has no heavy tail)")
         else:
             covered.append(feature.label)
     return f"covers {', '.join(covered) or 'no feature'}" + (f"; not {', '.join(outside)}" if outside else "")

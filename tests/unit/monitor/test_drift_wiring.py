@@ -338,6 +338,46 @@ def test_under_auto_methods_a_null_stream_raises_at_most_alpha_false_alarms():
     assert low <= 0.1, f"{alarms / n_pairs:.3f} of windows flagged ({low:.3f} to {high:.3f})"
 
 
+def _heavy_null_alarms(alpha: float, n_pairs: int, seed: int) -> tuple[int, set[str]]:
+    """Under ``auto``, a new reference of 2,000 lognormal (spread 2) values and a window of 200 to 2,000 from the same
+    law, each pair: the windows flagged, and the methods the suite chose (see detectors/tails.py)."""
+    model = SUITE_CONFIG.models[0].model_copy(update={"features": SUITE_CONFIG.models[0].features[:1]})
+    rng = np.random.default_rng(seed)
+    alarms, methods = 0, set()
+
+    def columns(n: int) -> dict[str, np.ndarray]:
+        amount = rng.lognormal(0.0, 2.0, n)
+        return {TIMESTAMP_MS: np.arange(n, dtype=float), Columns.feature("amount"): amount,
+                Columns.wrong_type("amount"): np.zeros(n, dtype=bool)}  # fmt: skip
+
+    for _ in range(n_pairs):
+        suite = DriftSuite(model, alpha=alpha, min_samples=100)
+        suite.fit(columns(2_000), 0.0)
+        result = suite.score(columns(int(rng.integers(200, 2_001))), 0.0)
+        methods |= {tested.method for tested in result.features.values()}
+        alarms += bool(result.drifted)
+    return alarms, methods
+
+
+def test_under_auto_a_heavy_tailed_feature_is_tested_by_ks_and_false_alarms_at_most_alpha():
+    """A calibrated Wasserstein threshold drew 0.043 false alarms a window at alpha 0.01 here (1,200 pairs):
+    ``auto`` tests a heavy tail with ``ks`` instead, whose p-value holds whatever the tails."""
+    alarms, methods = _heavy_null_alarms(alpha=0.1, n_pairs=300, seed=13)
+    low, high = stats.binomtest(alarms, 300).proportion_ci(0.90)
+
+    assert methods == {"ks"}
+    assert low <= 0.1, f"{alarms / 300:.3f} of windows flagged ({low:.3f} to {high:.3f})"
+
+
+@pytest.mark.soak
+def test_under_auto_a_heavy_tail_false_alarms_at_most_alpha_at_a_small_alpha():
+    alarms, methods = _heavy_null_alarms(alpha=0.01, n_pairs=1_500, seed=14)
+    low, high = stats.binomtest(alarms, 1_500).proportion_ci(0.90)
+
+    assert methods == {"ks"}
+    assert low <= 0.01, f"{alarms / 1_500:.4f} of windows flagged ({low:.4f} to {high:.4f})"
+
+
 # --- 3. The warm-up reference --------------------------------------------------------------------------------------
 
 WARMUP_CONFIG = parse_config(
