@@ -220,6 +220,20 @@ def test_auto_method_equals_evidentlys_default_stattest_on_the_reference(kind, r
     assert {"z": "chisquare"}.get(chosen, chosen) == auto_method(kind, reference)
 
 
+def test_auto_method_tests_a_large_heavy_tailed_reference_with_ks_where_evidently_picks_wasserstein():
+    """The one choice that differs by design (detectors/tails.py): a calibrated Wasserstein threshold does not hold
+    its false-alarm rate on a heavy tail."""
+    registry = pytest.importorskip("evidently.legacy.calculations.stattests.registry")
+    from evidently.legacy.core import ColumnType
+
+    reference = RNG.lognormal(0.0, 2.0, size=5_000)
+    series = pd.Series(reference)
+
+    assert registry._get_default_stattest(series, series, ColumnType.Numerical).name == "wasserstein"
+    assert auto_method("numeric", reference) == "ks"
+    assert auto_method("numeric", np.log(reference)) == "wasserstein"  # the same values on a log scale: normal
+
+
 def test_auto_method_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="numeric, categorical"):
         auto_method("text", np.ones(3))
