@@ -248,14 +248,10 @@ _FEATURES = attrgetter("features")
 _SEGMENT = attrgetter("segment")
 _BACKSLASH_QUOTE = b'\\\\"'  # an escaped backslash that may end a string
 _WHITE_SPACE = b" \t\n\r"
-_COLON, _QUOTE, _SPACE = ord(":"), ord('"'), ord(" ")
-_MIN_VECTOR_BYTES = 16_384  # from about this size a batch's keys are counted faster in numpy
-_MAX_SPACE_STEPS = 8  # the white space before a colon _n_key_colons steps over (JSON writers put none)
 _TIMESTAMP = attrgetter("timestamp")
 _REQUEST_ID = attrgetter("request_id")
 _MODEL = attrgetter("model")
 _INFERENCE_KINDS = frozenset(("inference", None, UNSET))
-_N_FIELDS = len(Event.__struct_fields__)
 
 
 def field_values(events: list[Event], name: str) -> list[Any]:
@@ -351,7 +347,7 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
 
 
 def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
-    """Whether no message of the batch names a key twice (nor one :class:`Event` drops), by counts in C.
+    """Whether no message of the batch names a key twice (nor one its struct drops), by counts in C.
 
     A quote inside a string is escaped (``\\"``), so unless a string ends in an escaped backslash (then
     ``\\\\"`` is in the batch), every other quote delimits a string, and a colon whose last byte before it
@@ -360,57 +356,37 @@ def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
     its events kept (their set fields and the keys of ``features`` and ``segment``) only if no object
     repeated a key or named one the schema does not.
     """
-    joined = b"".join(raws)
-    n_keys = _n_key_colons(joined) if len(joined) >= _MIN_VECTOR_BYTES else None
+    n_keys = _key_colons(raws)
     if n_keys is None:
-        n_keys = _n_key_colons_stripped(joined)
-        if n_keys is None:
-            return False
-    # Each event's fields counted as their tuple is made, then freed: a list of the batch's tuples costs more,
-    # and garbage collections (the tuples are tracked, and promoted while the list holds them).
-    n_kept = len(events) * _N_FIELDS - sum(map(countOf, map(astuple, events), repeat(UNSET)))
+        return False
     n_nested = sum(map(len, filter(None, map(_FEATURES, events)))) + sum(map(len, filter(None, map(_SEGMENT, events))))
-    return n_keys == n_kept + n_nested
+    return n_keys == _set_fields(events, UNSET) + n_nested
 
 
-def _n_key_colons(joined: bytes) -> int | None:
-    """The colons ending a key as :func:`_no_repeated_key` counts them, in numpy: each colon's last byte before
-    it other than white space (found in a few steps back), if a quote not escaped; None if a string may end
-    in an escaped backslash, or if some colon has more white space before it than a few steps cover.
-
-    Twice as fast as :func:`_n_key_colons_stripped` on a batch (whose copy without white space costs as much
-    as the count), slower on one message.
-    """
-    import numpy as np  # not at the top: the producer SDK imports this module (and decodes nothing)
-
-    if _BACKSLASH in joined and _BACKSLASH_QUOTE in joined:
-        return None
-    data = np.frombuffer(joined, dtype=np.uint8)
-    before = np.flatnonzero(data == _COLON) - 1
-    for _ in range(_MAX_SPACE_STEPS):
-        previous = data[before]
-        spaced = previous <= _SPACE  # white space; control bytes are not JSON anywhere, so skipping them adds keys
-        if not spaced.any():
-            break
-        before[spaced] -= 1
-    else:
-        return None
-    quotes = before[previous == _QUOTE]
-    return len(quotes) - int(np.count_nonzero((data[quotes - 1] == _BACKSLASH) & (quotes > 0)))
-
-
-def _n_key_colons_stripped(joined: bytes) -> int | None:
-    """The colons ending a key as :func:`_no_repeated_key` counts them: the ``":`` not escaped once white space
-    is taken out; None if a string may end in an escaped backslash."""
-    joined = joined.translate(None, _WHITE_SPACE)
+def _key_colons_twin(raws: list[bytes]) -> int | None:
+    """:func:`monitor.ingest._keycount.key_colons` where it was not built: the colons ending a key, the
+    ``":`` not escaped once white space is taken out, message by message (a NUL byte, which no JSON holds, stands
+    between two); None if a string may end in an escaped backslash."""
+    joined = b"\0".join(raws).translate(None, _WHITE_SPACE)
     n_keys = joined.count(b'":')
-    # Most batches hold no backslash at all: one memchr (10 us a 2,000-event batch) spares the two searches
-    # for escapes (1.2 ms, 0.6 us an event, measured).
+    # Most batches hold no backslash at all: one memchr spares the two searches for escapes.
     if _BACKSLASH in joined:
         if _BACKSLASH_QUOTE in joined:
             return None
         n_keys -= joined.count(b'\\":')
     return n_keys
+
+
+def _set_fields_twin(events: list[Event], unset: object) -> int:
+    """:func:`monitor.ingest._keycount.set_fields` where it was not built: the fields not ``unset``."""
+    return sum(len(fields) - countOf(fields, unset) for fields in map(astuple, events))
+
+
+try:  # the counts in C (setup.py), about 1 us an event less than their twins
+    from monitor.ingest._keycount import key_colons as _key_colons
+    from monitor.ingest._keycount import set_fields as _set_fields
+except ImportError:  # built without a C compiler
+    _key_colons, _set_fields = _key_colons_twin, _set_fields_twin
 
 
 def _repeated_key(raw: bytes, event: Event) -> str | None:

@@ -670,8 +670,8 @@ def test_decode_rejects_exactly_the_events_that_repeat_a_key(raw):
 
 
 _PLAIN = b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "prompt": "p", "features": {"a": 1}}'
-#: Plain messages that make a batch large enough for its keys to be counted in numpy.
-_PADDING = events_module._MIN_VECTOR_BYTES // len(_PLAIN) + 1
+#: Plain messages around the one under test in a batch.
+_PADDING = 200
 
 
 _MESSAGES = (
@@ -684,8 +684,8 @@ _MESSAGES = (
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(_MESSAGES, max_size=6), st.sampled_from([math.inf, 1_700_000_000_000.0]), st.booleans())
-def test_a_batch_decodes_to_what_each_message_decodes_to(raws, latest_ms, large):
-    if large:  # a batch whose keys are counted in numpy (see events._n_key_colons)
+def test_a_batch_decodes_to_what_each_message_decodes_to(raws, latest_ms, padded):
+    if padded:
         raws = [*raws, *[_PLAIN] * _PADDING]
     expected = [decode(raw or b"", 400, latest_ms) for raw in raws]
     assert list(map(_plain, decode_batch(raws, 400, latest_ms))) == list(map(_plain, expected))
@@ -736,28 +736,81 @@ def test_messages_that_are_not_one_object_each_cannot_borrow_a_neighbours_bytes(
 def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, padding):
     """The batch's count of keys must not be fooled by white space before a colon (however much), an escaped
     key, a quote-colon inside a string, a string ending in a backslash, or a repeat inside features or segment;
-    neither in a small batch nor in a large one (whose keys are counted in numpy)."""
+    neither in a small batch nor in a large one."""
     results = decode_batch([*[_PLAIN] * padding, message, _PLAIN])
     assert results[padding] == Invalid("duplicate_key", key)
     assert isinstance(results[0], Event) and isinstance(results[-1], Event)
 
 
 @pytest.mark.parametrize(
-    ("joined", "vector", "stripped"),
+    ("raws", "n_keys"),
     [
-        (b'{"a":1}', 1, 1),
-        (b'{"a" :1, "a"\n:2}', 2, 2),
-        (b'{"a" \t\r\n :":"}', 2, 2),  # a string value may start with a colon: counted, as if a key
-        (b'{"a":"x\\":y"}', 1, 1),  # an escaped quote before a colon ends no key
-        (b'{"k\\u0061":1, "b": " :"}', 3, 3),
-        (b'{"a": "q\\" :", "b": [":", "\\":"]}', 3, 3),
-        (b'{"a": "\\\\ ", "b": 1}', 2, None),  # without its space the string would end in an escaped backslash
-        (b'{"a"' + b" " * 9 + b":1}", None, 1),  # more white space than numpy steps over: counted without it
+        ([b'{"a":1}'], 1),
+        ([b'{"a" :1, "a"\n:2}'], 2),
+        ([b'{"a" \t\r\n :":"}'], 2),  # a string value may start with a colon: counted, as if a key
+        ([b'{"a":"x\\":y"}'], 1),  # an escaped quote before a colon ends no key
+        ([b'{"k\\u0061":1, "b": " :"}'], 3),
+        ([b'{"a": "q\\" :", "b": [":", "\\":"]}'], 3),
+        ([b'{"a": "\\\\ ", "b": 1}'], None),  # without its space the string would end in an escaped backslash
+        ([b'{"a"' + b" " * 9 + b":1}"], 1),
+        ([b'{"a": "x"', b' :1}'], 1),  # message by message: no quote-colon across two
+        ([b'{"a": "\\', b'\\"}'], 1),  # an escaped backslash and quote only if the two were joined
+        ([b'{"a": "\\\\"', b'}'], None),
+        ([], 0),
     ],
 )
-def test_the_keys_of_a_batch_are_counted_in_numpy_as_without_white_space(joined, vector, stripped):
-    assert events_module._n_key_colons(joined) == vector
-    assert events_module._n_key_colons_stripped(joined) == stripped
+def test_the_keys_of_a_batch_are_the_quote_colons_not_escaped_once_white_space_is_taken_out(raws, n_keys):
+    assert events_module._key_colons_twin(raws) == n_keys
+    assert _keycount().key_colons(raws) == n_keys
+
+
+def _keycount():
+    """The C counts (monitor/ingest/_keycount.c): built wherever CI runs, where their absence is a failure."""
+    if os.environ.get("CI") == "true":
+        from monitor.ingest import _keycount
+    else:
+        _keycount = pytest.importorskip("monitor.ingest._keycount", reason="built without a C compiler")
+    return _keycount
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(st.binary(max_size=40) | st.text(alphabet='"\\: \t\nab{}', max_size=30).map(str.encode), max_size=5))
+def test_the_c_count_of_key_colons_equals_its_python_twin(raws):
+    assert _keycount().key_colons(raws) == events_module._key_colons_twin(raws)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(_MESSAGES, max_size=6))
+def test_the_c_count_of_set_fields_equals_its_python_twin(raws):
+    """On events decoded alone (with the OpenTelemetry aliases' fields) and in a batch (without)."""
+    events = []
+    for raw in filter(None, raws):
+        for decoder in (events_module._DECODER, events_module._PLAIN_DECODER):
+            try:
+                events.append(decoder.decode(raw))
+            except (msgspec.DecodeError, RecursionError):
+                continue
+    assert _keycount().set_fields(events, msgspec.UNSET) == events_module._set_fields_twin(events, msgspec.UNSET)
+
+
+def test_a_message_decoded_alone_is_cleared_by_the_counts_without_a_second_parse(monkeypatch):
+    """The full parse that names the repeated key runs only for a message the counts cannot clear (before, every
+    message decoded alone took it: its struct's alias fields were counted as if they were not there)."""
+
+    def parse_again(raw):
+        raise AssertionError(f"parsed again: {raw!r}")
+
+    monkeypatch.setattr(events_module, "_first_repeated_key", parse_again)
+    raw = b'{"request_id": "r", "timestamp": 1700000000, "gen_ai.request.model": "m", "features": {"a": 1}}'
+
+    assert decode(raw).model == "m"
+    assert decode_batch([raw, _PLAIN])[0].model == "m"
+
+
+def test_the_c_count_of_set_fields_counts_what_a_message_named():
+    event = events_module._DECODER.decode(b'{"model": "m", "gen_ai.system": "openai", "score": null, "x": 1}')
+
+    assert _keycount().set_fields([event, Event()], msgspec.UNSET) == 3  # null is named; x is not a field
 
 
 def test_a_batch_with_escapes_colons_and_offsets_in_its_strings_takes_the_batch_path():
