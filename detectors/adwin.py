@@ -117,9 +117,17 @@ class ADWIN(ChangeDetector):
             row += 1
 
     def _cut_found(self) -> bool:
-        """Whether some split into an older ``W0`` and a newer ``W1`` has means too far apart."""
+        """Whether some split into an older ``W0`` and a newer ``W1`` has means too far apart.
+
+        The bound's parts that do not depend on the split are computed once per test, with river's expressions
+        (the floating-point results are the same); the loop runs once per bucket, dozens of times an update.
+        """
         n0, n1 = 0, self._width
         u0, u1 = 0.0, self._total
+        least = self.min_window_length
+        delta_prime = math.log(2.0 * math.log(self._width) / self.delta)
+        mean_variance = self._variance / self._width
+        two_thirds_delta_prime = 2.0 / 3.0 * delta_prime
         for row in range(len(self._totals) - 1, -1, -1):
             size = 2**row
             for bucket_total in self._totals[row]:
@@ -129,17 +137,14 @@ class ADWIN(ChangeDetector):
                 u1 -= bucket_total
                 if n1 == 0:
                     return False  # the newest bucket: W1 would be empty
-                if min(n0, n1) >= self.min_window_length and self._exceeds_bound(n0, n1, u0 / n0 - u1 / n1):
+                if n0 < least or n1 < least:
+                    continue
+                m_recip = 1.0 / (n0 - least + 1.0) + 1.0 / (n1 - least + 1.0)
+                spread = 2.0 * m_recip * mean_variance * delta_prime
+                # below 0: rounding left the variance just below 0; river's square root is NaN, and no cut
+                if spread >= 0.0 and abs(u0 / n0 - u1 / n1) > math.sqrt(spread) + two_thirds_delta_prime * m_recip:
                     return True
         return False
-
-    def _exceeds_bound(self, n0: int, n1: int, mean_gap: float) -> bool:
-        delta_prime = math.log(2.0 * math.log(self._width) / self.delta)
-        m_recip = 1.0 / (n0 - self.min_window_length + 1.0) + 1.0 / (n1 - self.min_window_length + 1.0)
-        spread = 2.0 * m_recip * (self._variance / self._width) * delta_prime
-        if spread < 0.0:
-            return False  # rounding left the variance just below 0; river's square root is NaN, and no cut
-        return abs(mean_gap) > math.sqrt(spread) + 2.0 / 3.0 * delta_prime * m_recip
 
     def _drop_oldest_bucket(self) -> None:
         last = len(self._totals) - 1
