@@ -733,10 +733,16 @@ def test_messages_that_are_not_one_object_each_cannot_borrow_a_neighbours_bytes(
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("padding", [1, _PADDING], ids=["small", "large"])
-def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, padding):
+@pytest.mark.parametrize("counts", ["c", "python"])
+def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, padding, counts, monkeypatch):
     """The batch's count of keys must not be fooled by white space before a colon (however much), an escaped
     key, a quote-colon inside a string, a string ending in a backslash, or a repeat inside features or segment;
-    neither in a small batch nor in a large one."""
+    neither in a small batch nor in a large one, counted in C or by the Python twins (no C compiler)."""
+    if counts == "python":
+        monkeypatch.setattr(events_module, "_key_colons", events_module._key_colons_twin)
+        monkeypatch.setattr(events_module, "_set_fields", events_module._set_fields_twin)
+    else:
+        assert events_module._key_colons is _keycount().key_colons
     results = decode_batch([*[_PLAIN] * padding, message, _PLAIN])
     assert results[padding] == Invalid("duplicate_key", key)
     assert isinstance(results[0], Event) and isinstance(results[-1], Event)
