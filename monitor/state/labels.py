@@ -8,7 +8,7 @@ of its join keys (request and response id), its event time, prediction
 and slice attributes, and the label once it joins. The columns are a :class:`~monitor.state.windows.Window`
 (preallocated numpy rings); beside them an open-addressing hash table maps a
 key's hash to its call's ring position (int32, linear probing, 4 slots per
-call). A slot is never emptied as its call is overwritten: a look-up checks
+call; probed key by key in C, ``monitor/state/_probe.c``). A slot is never emptied as its call is overwritten: a look-up checks
 the keys at the position it finds, and the table is rebuilt from the ring
 (keys sorted by home slot, placed in one pass) before it is more than three
 quarters full: after ``capacity`` calls with one id each, ``capacity / 2``
@@ -153,22 +153,12 @@ class LabelStore:
         retry), the newest, as the window's join takes it, whatever order the index holds them in."""
         hashes = key_hashes(keys)
         rows = np.full(len(keys), -1, dtype=np.int64)
-        size, n_held = np.uint64(len(self._table)), len(self._ring)
+        n_held = len(self._ring)
         if n_held == 0:
             return rows
         data = self._ring.snapshot()["columns"]
-        slots = (hashes % size).astype(np.int64)
-        todo = np.flatnonzero(hashes)
-        while todo.size:
-            positions = self._table[slots[todo]].astype(np.int64)
-            empty = positions == _EMPTY
-            seen = np.where(empty, 0, positions)
-            wanted = hashes[todo]
-            match = ~empty & (seen < n_held) & ((data[_KEYS[0]][seen] == wanted) | (data[_KEYS[1]][seen] == wanted))
-            found = todo[match]  # each key once a round: the newest of the calls sent with it wins, as in the window
-            rows[found] = np.maximum(rows[found], self._row(positions[match]))
-            todo = todo[~empty]  # to the end of the probe path, where any other call with the key would be
-            slots[todo] = (slots[todo] + 1) % len(self._table)
+        newest = self._ring.n_appended - 1
+        _find(self._table, hashes, data[_KEYS[0]], data[_KEYS[1]], n_held, newest, self.capacity, rows)
         found = rows >= 0
         too_old = np.zeros(len(keys), dtype=bool)
         too_old[found] = data[TIMESTAMP_MS][rows[found] % self.capacity] < feedback_ms[found] - self.ttl_ms
@@ -226,11 +216,6 @@ class LabelStore:
             self._ring.append(ring.view())
         self._rebuild()
 
-    def _row(self, positions: np.ndarray) -> np.ndarray:
-        """Rows (counted from the first call ever) of ring positions held."""
-        newest = self._ring.n_appended - 1
-        return newest - (newest - positions) % self.capacity
-
     def _rebuild(self) -> None:
         """The index afresh from the keys the ring holds: sorted by home slot, each key takes the first free slot
         from its home on, ``max(home, previous slot + 1)``, all at once; the few that run past the end wrap."""
@@ -252,20 +237,60 @@ class LabelStore:
         self._insert(hashes[wrapped], positions[wrapped])
 
     def _insert(self, hashes: np.ndarray, positions: np.ndarray) -> None:
-        """Index positions by key hash (0: no key), all at once: each round, the keys whose slot is free write
-        their positions there, the one whose position stays takes it, and the others probe the next slot."""
+        """Index positions by key hash (0: no key): each at the first free slot of its probe path."""
         given = hashes != 0
         hashes, positions = hashes[given], positions[given].astype(np.int32)
         self._n_occupied += len(hashes)
-        table, size = self._table, len(self._table)
-        slots = (hashes % np.uint64(size)).astype(np.int64)
-        # The positions of one call are distinct: a key whose position is in its slot after the round is placed (or
-        # met a stale slot of the call its position held before: on its probe path, so found there all the same).
-        while slots.size:
-            free = table[slots] == _EMPTY
-            table[slots[free]] = positions[free]
-            waiting = table[slots] != positions
-            slots, positions = (slots[waiting] + 1) % size, positions[waiting]
+        _insert(self._table, hashes, positions)
+
+
+def _insert_twin(table: np.ndarray, hashes: np.ndarray, positions: np.ndarray) -> None:
+    """:func:`monitor.state._probe.insert` where it was not built, all keys at once: each round, the keys whose
+    slot is free write their positions there, the one whose position stays takes it, and the others probe the next
+    slot. The positions of one call are distinct: a key whose position is in its slot after the round is placed (or
+    met a stale slot of the call its position held before: on its probe path, so found there all the same)."""
+    size = len(table)
+    slots = (hashes % np.uint64(size)).astype(np.int64)
+    while slots.size:
+        free = table[slots] == _EMPTY
+        table[slots[free]] = positions[free]
+        waiting = table[slots] != positions
+        slots, positions = (slots[waiting] + 1) % size, positions[waiting]
+
+
+def _find_twin(
+    table: np.ndarray,
+    hashes: np.ndarray,
+    keys_0: np.ndarray,
+    keys_1: np.ndarray,
+    n_held: int,
+    newest: int,
+    capacity: int,
+    rows: np.ndarray,
+) -> None:
+    """:func:`monitor.state._probe.find` where it was not built, all keys at once: each round, every key still probing
+    reads its slot; a held call with the key raises the key's row to its own if newer (of several calls sent with one
+    id, a retry, the newest wins, as in the window), and the keys whose slot was not empty probe the next one."""
+    size = len(table)
+    slots = (hashes % np.uint64(size)).astype(np.int64)
+    todo = np.flatnonzero(hashes)
+    while todo.size:
+        positions = table[slots[todo]].astype(np.int64)
+        empty = positions == _EMPTY
+        seen = np.where(empty, 0, positions)
+        wanted = hashes[todo]
+        match = ~empty & (seen < n_held) & ((keys_0[seen] == wanted) | (keys_1[seen] == wanted))
+        found = todo[match]
+        rows[found] = np.maximum(rows[found], newest - (newest - positions[match]) % capacity)
+        todo = todo[~empty]  # to the end of the probe path, where any other call with the key would be
+        slots[todo] = (slots[todo] + 1) % size
+
+
+try:  # key by key in C (setup.py): a batch's keys in microseconds where the rounds took a millisecond
+    from monitor.state._probe import find as _find
+    from monitor.state._probe import insert as _insert
+except ImportError:  # built without a C compiler
+    _find, _insert = _find_twin, _insert_twin
 
 
 def store_policy(model: ModelConfig) -> str:

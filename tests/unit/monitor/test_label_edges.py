@@ -6,15 +6,21 @@ Pure tests (no network), through a pipeline fed records as the daemon is.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
+from monitor.state import labels as labels_module
 from monitor.state.labels import LabelStore
 
 T0 = 1_700_000_000
@@ -146,3 +152,64 @@ def test_the_estimate_is_set_beside_the_truth_only_on_enough_scored_calls():
     assert series["driftwarden_cohort_calls", (("model", "m"),)] == 600  # calls 701 to 1,300: 3 scored
     cohort_metrics = {dict(labels)["metric"] for name, labels in series if name == "driftwarden_cohort_quality"}
     assert "accuracy" in cohort_metrics and "estimate_error" not in cohort_metrics
+
+
+# --- The index's probes in C and their Python twins ---------------------------------------------------------------
+
+
+def _probes() -> object:
+    """The C probes (monitor/state/_probe.c): built wherever CI runs, where their absence is a failure."""
+    if os.environ.get("CI") == "true":
+        from monitor.state import _probe
+    else:
+        _probe = pytest.importorskip("monitor.state._probe", reason="built without a C compiler")
+    return _probe
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    capacity=st.integers(1, 40),
+    batches=st.lists(st.lists(st.sampled_from([*(f"r{i}" for i in range(30)), None]), max_size=25), max_size=12),
+    looked_up=st.lists(st.sampled_from([*(f"r{i}" for i in range(35)), None]), max_size=20),
+)
+def test_the_index_finds_in_c_what_its_twins_find_and_what_a_dict_of_the_held_calls_says(capacity, batches, looked_up):
+    """Ids repeat (retries), overwrite one another as the ring turns, and fill the table to its rebuilds; each look-up
+    answers the newest held call with the id, as a dict of the calls the ring holds does."""
+    probes = _probes()
+    stores = {"c": LabelStore(capacity, ttl_ms=1e12, group_columns=()), "twins": LabelStore(capacity, 1e12, ())}
+    newest: dict[str, int] = {}  # the oracle: each id's newest call ever, by row
+    row = 0
+    for batch in batches:
+        columns = {
+            "timestamp_ms": np.full(len(batch), 1_000.0),
+            "request_id": np.array(batch, dtype=object),
+            "response_id": np.array([None] * len(batch), dtype=object),
+            "prediction": np.zeros(len(batch)),
+            "score": np.zeros(len(batch)),
+        }
+        for name, store in stores.items():
+            with _probes_as(name, probes):
+                store.append(columns)
+        for key in batch:
+            if key:
+                newest[key] = row
+            row += 1
+    expected = [newest[key] if key in newest and newest[key] > row - 1 - capacity else -1 for key in looked_up]
+    for name, store in stores.items():
+        with _probes_as(name, probes):
+            found = store.find(looked_up, np.full(len(looked_up), 2_000.0)).tolist()
+        assert found == expected, name
+
+
+@contextlib.contextmanager
+def _probes_as(name: str, probes: object):
+    """The label store's probes in C, or its Python twins, for a block."""
+    saved = labels_module._insert, labels_module._find
+    if name == "twins":
+        labels_module._insert, labels_module._find = labels_module._insert_twin, labels_module._find_twin
+    else:
+        labels_module._insert, labels_module._find = probes.insert, probes.find  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        labels_module._insert, labels_module._find = saved
