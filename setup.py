@@ -1,5 +1,15 @@
-"""The one C extension, optional: where it cannot be built (no C compiler), the decoder's Python twins run instead."""
+"""The hot path's two C extensions, each optional: where one cannot be built (no C compiler), its Python twins run.
+
+- ``monitor.ingest._keycount``: the decoder's repeated-key counts (``monitor/ingest/events.py``);
+- ``monitor.state._probe``: linear probing into the label store's index (``monitor/state/labels.py``);
+- ``detectors._text_counts``: the text descriptors' character counts of ASCII texts (``detectors/text_descriptors.py``).
+"""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("monitor.ingest._keycount", ["monitor/ingest/_keycount.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension(name, [name.replace(".", "/") + ".c"], optional=True)
+        for name in ("monitor.ingest._keycount", "monitor.state._probe", "detectors._text_counts")
+    ]
+)

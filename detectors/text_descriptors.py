@@ -52,6 +52,62 @@ def _code_point_classes() -> np.ndarray:
     return classes
 
 
+#: What :func:`_character_counts` counts in each text, in the order ``detectors/_text_counts.c`` writes them.
+_COUNTS = ("chars", "words", "word_runs", "punctuation", "letters", "digits", "upper")
+
+
+def _character_counts(strings: list[str]) -> dict[str, np.ndarray]:
+    """Each text's characters, runs of non-space (words) and of word characters, punctuation marks, letters, digits,
+    upper-case letters and characters beyond ASCII: in C for a batch of ASCII texts, else :func:`_counted_in_numpy`."""
+    if _ascii_counts is not None:
+        counted = _ascii_counts(strings, _ascii_classes())
+        if counted is not None:
+            table = np.frombuffer(counted, dtype=np.int32).reshape(len(strings), len(_COUNTS))
+            return {**dict(zip(_COUNTS, table.T, strict=True)), "non_ascii": np.zeros(len(strings), np.int32)}
+    return _counted_in_numpy(strings)
+
+
+def _counted_in_numpy(strings: list[str]) -> dict[str, np.ndarray]:
+    """:func:`_character_counts` of any texts, in a few numpy passes over the batch's code points."""
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    # One string for the batch, every text between separators; text i and the separator after it
+    # are positions starts[i] .. starts[i + 1] - 1, so a sum over that slice counts text i only.
+    joined = _SEPARATOR + _SEPARATOR.join(strings) + _SEPARATOR
+    starts = np.cumsum(lengths + 1) - lengths
+    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    classes = _code_point_classes().take(codes)
+
+    def count(is_member: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(is_member, starts, dtype=np.int32)
+
+    def count_runs(is_member: np.ndarray) -> np.ndarray:
+        return count(np.concatenate(([False], is_member[1:] & ~is_member[:-1])))
+
+    word, space = (classes & _WORD) != 0, (classes & _SPACE) != 0
+    return {
+        "chars": lengths,
+        "words": count_runs(~space),
+        "word_runs": count_runs(word),
+        "punctuation": count(~(word | space)),
+        "letters": count((classes & _LETTER) != 0),
+        "digits": count((classes & _DIGIT) != 0),
+        "upper": count((classes & _UPPER) != 0),
+        "non_ascii": count(codes > 127),
+    }
+
+
+@cache
+def _ascii_classes() -> bytes:
+    """The class bits of the 128 ASCII characters, as ``detectors/_text_counts.c`` reads them."""
+    return _code_point_classes()[:128].tobytes()
+
+
+try:  # one pass in C over each ASCII text (setup.py)
+    from detectors._text_counts import counts as _ascii_counts
+except ImportError:  # built without a C compiler: every batch in numpy
+    _ascii_counts = None
+
+
 class TextDescriptors:
     r"""Length, character make-up, links and refusals of each text of a batch, as float64 columns.
 
@@ -121,34 +177,19 @@ class TextDescriptors:
         """Every descriptor of every text, as ``{name: float64 array}`` in ``names`` order."""
         missing = np.array([text is None for text in texts]) if None in texts else None  # texts not sent
         strings = [text or "" for text in texts]
-        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-        # One string for the batch, every text between separators; text i and the separator after it
-        # are positions starts[i] .. starts[i + 1] - 1, so a sum over that slice counts text i only.
-        joined = _SEPARATOR + _SEPARATOR.join(strings) + _SEPARATOR
-        starts = np.cumsum(lengths + 1) - lengths
-        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        classes = _code_point_classes().take(codes)
-
-        def count(is_member: np.ndarray) -> np.ndarray:
-            return np.add.reduceat(is_member, starts, dtype=np.int32)
-
-        def count_runs(is_member: np.ndarray) -> np.ndarray:
-            return count(np.concatenate(([False], is_member[1:] & ~is_member[:-1])))
-
-        word, space = (classes & _WORD) != 0, (classes & _SPACE) != 0
-        punctuation = ~(word | space)
-        n_punctuation, n_words = count(punctuation), count_runs(~space)
-        n_letters, n_characters = count((classes & _LETTER) != 0), np.maximum(lengths, 1)
+        counts = _character_counts(strings)
+        n_characters, n_punctuation = np.maximum(counts["chars"], 1), counts["punctuation"]
         # A batch without "://", "www." or "@" anywhere has no link or address: no pass per text.
+        joined = _SEPARATOR.join(strings)
         links, at_signs = "://" in joined or "www." in joined, "@" in joined
         columns = {
-            "length_chars": lengths,
-            "length_words": n_words,
-            "tokens": count_runs(word) + n_punctuation,
-            "non_ascii_share": count(codes > 127) / n_characters,
-            "digit_share": count((classes & _DIGIT) != 0) / n_characters,
+            "length_chars": counts["chars"],
+            "length_words": counts["words"],
+            "tokens": counts["word_runs"] + n_punctuation,
+            "non_ascii_share": counts["non_ascii"] / n_characters,
+            "digit_share": counts["digits"] / n_characters,
             "punctuation_share": n_punctuation / n_characters,
-            "upper_share": count((classes & _UPPER) != 0) / np.maximum(n_letters, 1),
+            "upper_share": counts["upper"] / np.maximum(counts["letters"], 1),
             "has_url": (
                 [("://" in text or "www." in text) and _URL.search(text) is not None for text in strings]
                 if links
@@ -159,7 +200,7 @@ class TextDescriptors:
                 if at_signs
                 else np.zeros(len(strings))
             ),
-            "is_empty": n_words == 0,
+            "is_empty": counts["words"] == 0,
         }
         if self.refusals:
             columns["is_refusal"] = [_REFUSAL.match(text[:_REFUSAL_HEAD].lower()) is not None for text in strings]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors import text_descriptors
 from detectors.text_descriptors import TextDescriptors
 
 DESCRIPTORS = TextDescriptors()
@@ -58,6 +60,45 @@ def test_character_descriptors_equal_the_per_character_oracle(texts):
     for name in COUNTED:
         expected = [math.nan if text is None else oracle(text)[name] for text in texts]
         np.testing.assert_array_equal(described[name], expected, err_msg=name)
+
+
+ASCII = st.text(alphabet=st.characters(max_codepoint=127))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), ASCII, st.text(alphabet="aZ9_ .,!\t\n\x0b\x1f'\"@:/")), max_size=12))
+def test_the_descriptors_of_ascii_texts_counted_in_c_equal_the_per_character_oracle(texts):
+    assert text_descriptors._ascii_counts is _text_counts().counts  # the batch is counted in C
+    described = DESCRIPTORS.describe(texts)
+
+    for name in COUNTED:
+        expected = [math.nan if text is None else oracle(text)[name] for text in texts]
+        np.testing.assert_array_equal(described[name], expected, err_msg=name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ASCII, max_size=12))
+def test_the_c_counts_of_ascii_texts_equal_the_numpy_twins(texts):
+    counted = text_descriptors._character_counts(texts)
+    twins = text_descriptors._counted_in_numpy(texts)
+
+    assert counted.keys() == twins.keys()
+    for name, values in twins.items():
+        np.testing.assert_array_equal(counted[name], values, err_msg=name)
+
+
+def test_a_batch_with_one_text_beyond_ascii_is_counted_in_numpy():
+    assert _text_counts().counts(["plain", "café"], text_descriptors._ascii_classes()) is None
+    assert DESCRIPTORS.describe(["plain", "café"])["non_ascii_share"].tolist() == [0.0, 0.25]
+
+
+def _text_counts():
+    """The C counts (detectors/_text_counts.c): built wherever CI runs, where their absence is a failure."""
+    if os.environ.get("CI") == "true":
+        from detectors import _text_counts
+    else:
+        _text_counts = pytest.importorskip("detectors._text_counts", reason="built without a C compiler")
+    return _text_counts
 
 
 @settings(max_examples=200, deadline=None)

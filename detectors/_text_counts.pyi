@@ -1,0 +1,3 @@
+"""The character counts of a batch of ASCII texts (detectors/_text_counts.c; see detectors/text_descriptors.py)."""
+
+def counts(texts: list[str], classes: bytes, /) -> bytes | None: ...
