@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import numpy as np
@@ -102,10 +102,16 @@ def _ascii_classes() -> bytes:
     return _code_point_classes()[:128].tobytes()
 
 
-try:  # one pass in C over each ASCII text (setup.py)
-    from detectors._text_counts import counts as _ascii_counts
-except ImportError:  # built without a C compiler: every batch in numpy
-    _ascii_counts = None
+def _c_counts() -> Callable[[list[str], bytes], bytes | None] | None:
+    """The counts in C, one pass over each ASCII text (setup.py); None where they were built without a C compiler."""
+    try:
+        from detectors._text_counts import counts
+    except ImportError:
+        return None
+    return counts
+
+
+_ascii_counts = _c_counts()
 
 
 class TextDescriptors:

@@ -8,8 +8,9 @@ of its join keys (request and response id), its event time, prediction
 and slice attributes, and the label once it joins. The columns are a :class:`~monitor.state.windows.Window`
 (preallocated numpy rings); beside them an open-addressing hash table maps a
 key's hash to its call's ring position (int32, linear probing, 4 slots per
-call; probed key by key in C, ``monitor/state/_probe.c``). A slot is never emptied as its call is overwritten: a look-up checks
-the keys at the position it finds, and the table is rebuilt from the ring
+call; probed key by key in C, ``monitor/state/_probe.c``). A slot is never
+emptied as its call is overwritten: a look-up checks the keys at the
+position it finds, and the table is rebuilt from the ring
 (keys sorted by home slot, placed in one pass) before it is more than three
 quarters full: after ``capacity`` calls with one id each, ``capacity / 2``
 with two.
