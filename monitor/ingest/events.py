@@ -251,7 +251,6 @@ _WHITE_SPACE = b" \t\n\r"
 _TIMESTAMP = attrgetter("timestamp")
 _REQUEST_ID = attrgetter("request_id")
 _MODEL = attrgetter("model")
-_INFERENCE_KINDS = frozenset(("inference", None, UNSET))
 
 
 def field_values(events: list[Event], name: str) -> list[Any]:
@@ -343,7 +342,9 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
         return None
     if not _no_repeated_key(raws, events):
         return None
-    return _complete_inference(events, latest_ms) or [_complete(event, latest_ms) for event in events]
+    if events and _complete_batch(events, float(latest_ms), UNSET, "inference"):
+        return events  # type: ignore[return-value]  # a list of Event is a list of Event | Invalid
+    return [_complete(event, latest_ms) for event in events]
 
 
 def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
@@ -364,7 +365,7 @@ def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
 
 
 def _key_colons_twin(raws: list[bytes]) -> int | None:
-    """:func:`monitor.ingest._keycount.key_colons` where it was not built: the colons ending a key, the
+    """:func:`monitor.ingest._decode.key_colons` where it was not built: the colons ending a key, the
     ``":`` not escaped once white space is taken out, message by message (a NUL byte, which no JSON holds, stands
     between two); None if a string may end in an escaped backslash."""
     joined = b"\0".join(raws).translate(None, _WHITE_SPACE)
@@ -378,15 +379,8 @@ def _key_colons_twin(raws: list[bytes]) -> int | None:
 
 
 def _set_fields_twin(events: list[Event], unset: object) -> int:
-    """:func:`monitor.ingest._keycount.set_fields` where it was not built: the fields not ``unset``."""
+    """:func:`monitor.ingest._decode.set_fields` where it was not built: the fields not ``unset``."""
     return sum(len(fields) - countOf(fields, unset) for fields in map(astuple, events))
-
-
-try:  # the counts in C (setup.py), about 1 us an event less than their twins
-    from monitor.ingest._keycount import key_colons as _key_colons
-    from monitor.ingest._keycount import set_fields as _set_fields
-except ImportError:  # built without a C compiler
-    _key_colons, _set_fields = _key_colons_twin, _set_fields_twin
 
 
 def _repeated_key(raw: bytes, event: Event) -> str | None:
@@ -457,32 +451,41 @@ _MS_PER_SECOND = 1000.0  # no numpy here: the producer SDK imports this module
 _ABSENT = (None, UNSET)
 
 
-def _complete_inference(events: list[Event], latest_ms: float) -> list[Event | Invalid] | None:
-    """:func:`_complete` of a batch of inference events, in a few passes in C;
-    None if any event is not such or not plainly valid (then each is completed on its own)."""
-    if not _INFERENCE_KINDS.issuperset(map(_TYPE, events)):
-        return None
+def _complete_batch_twin(events: list[Event], latest_ms: float, unset: object, inference: str) -> bool:
+    """:func:`monitor.ingest._decode.complete` where it was not built: :func:`_complete` of a batch of plain
+    inference events, in a few passes in C; False, and nothing set, if any event is not such or not plainly valid
+    (then each is completed on its own)."""
+    if not {inference, None, unset}.issuperset(map(_TYPE, events)):
+        return False
     if {*map(type, map(_REQUEST_ID, events)), *map(type, map(_MODEL, events))} != {str}:
-        return None  # a required identifier is absent (unset or null)
+        return False  # a required identifier is absent (unset or null)
     timestamps = list(map(_TIMESTAMP, events))
     types = set(map(type, timestamps))
     if types == {datetime}:
         try:
             seconds = list(map(datetime.timestamp, timestamps))
         except (ValueError, OverflowError):
-            return None
+            return False
     elif types <= {int, float}:
         seconds = timestamps  # each exact as a float64 (ints are within 2**53)
     else:
-        return None  # absent
+        return False  # absent
     if min(seconds) < _MIN_EPOCH_SECONDS or max(seconds) >= _MAX_EPOCH_SECONDS:
-        return None
+        return False
     timestamps_ms = list(map(_MS_PER_SECOND.__mul__, seconds))
     if max(timestamps_ms) > latest_ms:
-        return None
-    list(map(setattr, events, repeat("type"), repeat("inference", len(events))))
+        return False
+    list(map(setattr, events, repeat("type"), repeat(inference, len(events))))
     list(map(setattr, events, repeat("timestamp_ms"), timestamps_ms))
-    return events  # type: ignore[return-value]  # a list of Event is a list of Event | Invalid
+    return True
+
+
+try:  # the batch decoder's passes in C (setup.py), about 1.5 us an event less than their twins
+    from monitor.ingest._decode import complete as _complete_batch
+    from monitor.ingest._decode import key_colons as _key_colons
+    from monitor.ingest._decode import set_fields as _set_fields
+except ImportError:  # built without a C compiler
+    _key_colons, _set_fields, _complete_batch = _key_colons_twin, _set_fields_twin, _complete_batch_twin
 
 
 def _apply_aliases(event: _WireEvent) -> Invalid | None:

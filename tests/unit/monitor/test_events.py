@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
@@ -742,7 +742,7 @@ def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, paddin
         monkeypatch.setattr(events_module, "_key_colons", events_module._key_colons_twin)
         monkeypatch.setattr(events_module, "_set_fields", events_module._set_fields_twin)
     else:
-        assert events_module._key_colons is _keycount().key_colons
+        assert events_module._key_colons is _decoder_in_c().key_colons
     results = decode_batch([*[_PLAIN] * padding, message, _PLAIN])
     assert results[padding] == Invalid("duplicate_key", key)
     assert isinstance(results[0], Event) and isinstance(results[-1], Event)
@@ -767,22 +767,22 @@ def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, paddin
 )
 def test_the_keys_of_a_batch_are_the_quote_colons_not_escaped_once_white_space_is_taken_out(raws, n_keys):
     assert events_module._key_colons_twin(raws) == n_keys
-    assert _keycount().key_colons(raws) == n_keys
+    assert _decoder_in_c().key_colons(raws) == n_keys
 
 
-def _keycount():
-    """The C counts (monitor/ingest/_keycount.c): built wherever CI runs, where their absence is a failure."""
+def _decoder_in_c():
+    """The C counts (monitor/ingest/_decode.c): built wherever CI runs, where their absence is a failure."""
     if os.environ.get("CI") == "true":
-        from monitor.ingest import _keycount
+        from monitor.ingest import _decode
     else:
-        _keycount = pytest.importorskip("monitor.ingest._keycount", reason="built without a C compiler")
-    return _keycount
+        _decode = pytest.importorskip("monitor.ingest._decode", reason="built without a C compiler")
+    return _decode
 
 
 @settings(max_examples=500, deadline=None, database=None)
 @given(st.lists(st.binary(max_size=40) | st.text(alphabet='"\\: \t\nab{}', max_size=30).map(str.encode), max_size=5))
 def test_the_c_count_of_key_colons_equals_its_python_twin(raws):
-    assert _keycount().key_colons(raws) == events_module._key_colons_twin(raws)
+    assert _decoder_in_c().key_colons(raws) == events_module._key_colons_twin(raws)
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -796,7 +796,52 @@ def test_the_c_count_of_set_fields_equals_its_python_twin(raws):
                 events.append(decoder.decode(raw))
             except (msgspec.DecodeError, RecursionError):
                 continue
-    assert _keycount().set_fields(events, msgspec.UNSET) == events_module._set_fields_twin(events, msgspec.UNSET)
+    assert _decoder_in_c().set_fields(events, msgspec.UNSET) == events_module._set_fields_twin(events, msgspec.UNSET)
+
+
+_OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+_TIMESTAMPS = (
+    st.datetimes(datetime(1999, 12, 30), datetime(5200, 1, 1), timezones=_OFFSETS).map(datetime.isoformat)
+    | st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=_OFFSETS).map(datetime.isoformat)
+    | st.integers(946_684_700, 100_000_000_100)
+    | st.floats(946_684_799.0, 1e11 + 1, allow_nan=False)
+    | st.sampled_from(["2000-01-01T00:00:00Z", "1999-12-31T23:59:59.999999Z", "5138-11-16T09:46:40Z", None])
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"timestamp": _TIMESTAMPS},
+            optional={"request_id": st.sampled_from(["r", None]), "model": st.sampled_from(["m", None]),
+                      "type": st.sampled_from(["inference", "feedback", None])},
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([math.inf, 1_700_000_000_000.0, 5e12]),
+)  # fmt: skip
+def test_the_c_completion_of_a_batch_equals_its_python_twin(objects, latest_ms):
+    raws = [json.dumps({"request_id": "r", "model": "m", **fields}).encode() for fields in objects]
+    in_c = [events_module._PLAIN_DECODER.decode(raw) for raw in raws]
+    twins = [events_module._PLAIN_DECODER.decode(raw) for raw in raws]
+
+    completed = _decoder_in_c().complete(in_c, latest_ms, msgspec.UNSET, "inference")
+    far = any(  # 2**53 us from the epoch, after 2255: left to the event-by-event path
+        isinstance(event.timestamp, datetime) and event.timestamp - _EPOCH >= timedelta(microseconds=2**53)
+        for event in in_c
+    )
+
+    if completed or not far:
+        assert completed == events_module._complete_batch_twin(twins, latest_ms, msgspec.UNSET, "inference")
+    if completed:
+        assert [(event.type, event.timestamp_ms) for event in in_c] == [(e.type, e.timestamp_ms) for e in twins]
+    else:
+        assert all(event.timestamp_ms is msgspec.UNSET for event in in_c)  # nothing set
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_a_message_decoded_alone_is_cleared_by_the_counts_without_a_second_parse(monkeypatch):
@@ -816,7 +861,7 @@ def test_a_message_decoded_alone_is_cleared_by_the_counts_without_a_second_parse
 def test_the_c_count_of_set_fields_counts_what_a_message_named():
     event = events_module._DECODER.decode(b'{"model": "m", "gen_ai.system": "openai", "score": null, "x": 1}')
 
-    assert _keycount().set_fields([event, Event()], msgspec.UNSET) == 3  # null is named; x is not a field
+    assert _decoder_in_c().set_fields([event, Event()], msgspec.UNSET) == 3  # null is named; x is not a field
 
 
 def test_a_batch_with_escapes_colons_and_offsets_in_its_strings_takes_the_batch_path():
