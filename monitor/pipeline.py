@@ -46,7 +46,7 @@ from monitor.evaluate.drift import DriftSuite, drift_alpha
 from monitor.evaluate.quality import ModelQuality, QualitySuite
 from monitor.evaluate.slices import GroupSlice, SliceSuite
 from monitor.ingest import Partition, Record
-from monitor.ingest.events import REASONS, Event, Invalid, decode_batch
+from monitor.ingest.events import REASONS, Event, Invalid, decode_batch, read_field
 from monitor.state.columns import FAILED, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
 
@@ -54,8 +54,6 @@ __all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pip
 
 log = logging.getLogger(__name__)
 
-_TIMESTAMP_MS = attrgetter("timestamp_ms")
-_MODEL = attrgetter("model")
 _TOPIC = attrgetter("topic")
 _PARTITION = attrgetter("partition")
 _FEW_MODELS = 16
@@ -191,7 +189,7 @@ class Pipeline:
         """Append one model's events in order; when one carries its event time past a boundary, evaluate
         the model as of that boundary (the last one the event passed) over the events before it."""
         every_ms = self.config.windows.evaluate_every_ms
-        timestamps = np.fromiter(map(_TIMESTAMP_MS, events), dtype=np.float64, count=len(events))
+        timestamps = np.array(read_field(events, "timestamp_ms"), dtype=np.float64)
         watermark_ms = state.watermark_ms
         if math.isinf(watermark_ms):  # the first event starts the clock; there is nothing before it
             watermark_ms = float(timestamps[0])
@@ -399,7 +397,7 @@ class Pipeline:
 
 def _by_model(events: list[Event]) -> dict[str, list[Event]]:
     """A batch's events grouped by model, in order: one pass in C per model when they are few."""
-    models: list[str] = list(map(_MODEL, events))
+    models: list[str] = read_field(events, "model")
     names = dict.fromkeys(models)
     if len(names) == 1:
         return {models[0]: events}

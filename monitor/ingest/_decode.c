@@ -5,7 +5,8 @@
  *   key_colons(raws)           == _key_colons_twin(raws), the colons ending a key, message by message
  *   set_fields(events, unset)  == _set_fields_twin(events, unset), the fields of the events not `unset`
  *   complete(events, latest_ms, unset, inference)
- *                              == _complete_twin(events, latest_ms) is not None, and the same fields set
+ *                              == _complete_batch_twin(events, latest_ms, unset, inference), the same fields set
+ *   field(events, name)        == list(map(operator.attrgetter(name), events)), read from the slots
  *
  * Nothing here judges an event alone: a count that is off, or a batch that is not plainly valid, only sends the
  * batch down the message-by-message path, where every event is judged.
@@ -287,10 +288,53 @@ complete(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
     return PyBool_FromLong(plain);
 }
 
+/* field(events, name) -> list
+ *
+ * Each event's field `name`, as getattr reads it: from the instance's slot, found once per class of the events (a
+ * few dozen nanoseconds less than getattr's lookup, per value). An object whose class has no such slot is read with
+ * getattr (which raises as it would).
+ */
+static PyObject *
+field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
+{
+    if (n_args != 2 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "field(events: list, name: str)");
+        return NULL;
+    }
+    PyObject *events = args[0], *name = args[1];
+    const char *utf8 = PyUnicode_AsUTF8(name);
+    if (utf8 == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    PyObject *values = PyList_New(n);
+    if (values == NULL) {
+        return NULL;
+    }
+    PyTypeObject *last_type = NULL;
+    Py_ssize_t offset = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *event = PyList_GET_ITEM(events, i), *value;
+        if (Py_TYPE(event) != last_type) {
+            last_type = Py_TYPE(event);
+            offset = slot_of(last_type, utf8);
+        }
+        if (offset >= 0 && (value = FIELD(event, offset)) != NULL) {
+            Py_INCREF(value);
+        } else if ((value = PyObject_GetAttr(event, name)) == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyList_SET_ITEM(values, i, value);
+    }
+    return values;
+}
+
 static PyMethodDef methods[] = {
     {"key_colons", (PyCFunction)key_colons, METH_O, "The colons ending a key in a batch of messages, or None."},
     {"set_fields", (PyCFunction)(void (*)(void))set_fields, METH_FASTCALL, "The fields of the events that are set."},
     {"complete", (PyCFunction)(void (*)(void))complete, METH_FASTCALL, "Complete a batch of plain inference events."},
+    {"field", (PyCFunction)(void (*)(void))field, METH_FASTCALL, "Each event's field, read from its slot."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -60,6 +60,7 @@ __all__ = [
     "decode",
     "decode_batch",
     "field_values",
+    "read_field",
 ]
 
 #: Every reason an event can be rejected for; each is a label value of
@@ -253,14 +254,24 @@ _REQUEST_ID = attrgetter("request_id")
 _MODEL = attrgetter("model")
 
 
+def read_field(events: list[Event], name: str) -> list[Any]:
+    """Each event's ``name`` field as its struct holds it, :data:`~msgspec.UNSET` where the message did not name it:
+    read from each event's slot in C (:func:`monitor.ingest._decode.field`; else one ``getattr`` per event).
+
+    >>> read_field([Event(score=0.5), Event()], "score")
+    [0.5, UNSET]
+    """
+    return _read_field(events, name)
+
+
 def field_values(events: list[Event], name: str) -> list[Any]:
-    """Each event's ``name`` field, None where absent (unset or null): one ``getattr`` per event, in C.
+    """Each event's ``name`` field, None where absent (unset or null) (see :func:`read_field`).
 
     >>> field_values([decode(b'{"request_id": "r", "timestamp": 1700000000, "model": "m", "score": 1}'),
     ...               Event(score=None), Event()], "score")
     [1, None, None]
     """
-    values = list(map(attrgetter(name), events))
+    values = _read_field(events, name)
     if UNSET in values:
         if values.count(UNSET) == len(values):
             return [None] * len(values)
@@ -480,12 +491,19 @@ def _complete_batch_twin(events: list[Event], latest_ms: float, unset: object, i
     return True
 
 
+def _read_field_twin(events: list[Event], name: str) -> list[Any]:
+    """:func:`monitor.ingest._decode.field` where it was not built: one ``getattr`` per event, mapped in C."""
+    return list(map(attrgetter(name), events))
+
+
 try:  # the batch decoder's passes in C (setup.py), about 1.5 us an event less than their twins
     from monitor.ingest._decode import complete as _complete_batch
+    from monitor.ingest._decode import field as _read_field
     from monitor.ingest._decode import key_colons as _key_colons
     from monitor.ingest._decode import set_fields as _set_fields
 except ImportError:  # built without a C compiler
     _key_colons, _set_fields, _complete_batch = _key_colons_twin, _set_fields_twin, _complete_batch_twin
+    _read_field = _read_field_twin
 
 
 def _apply_aliases(event: _WireEvent) -> Invalid | None:

@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Collection, Iterator
 from itertools import repeat
-from operator import attrgetter, eq
+from operator import eq
 from typing import Any
 
 import msgspec
@@ -31,7 +31,7 @@ from msgspec import UNSET, UnsetType
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.ingest import Partition
-from monitor.ingest.events import Event, field_values
+from monitor.ingest.events import Event, field_values, read_field
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
     CONTENT_FILTER,
@@ -118,7 +118,7 @@ class ModelState:
     def ingest(self, events: list[Event]) -> None:
         """Count a batch of this model's events, window its inference events and join its feedback."""
         inference, feedback = events, []
-        if "feedback" in _field(events, "type"):
+        if "feedback" in read_field(events, "type"):
             inference = [event for event in events if event.type == "inference"]
             feedback = [event for event in events if event.type == "feedback"]
         self.n_events["feedback"] += len(feedback)
@@ -135,7 +135,7 @@ class ModelState:
                 self.window,
                 self.reference.rows,
             )
-        latest_ms = max(_field(events, "timestamp_ms"))
+        latest_ms = max(read_field(events, "timestamp_ms"))
         self.join.expire(latest_ms)
         self.watermark_ms = max(self.watermark_ms, latest_ms)
 
@@ -147,7 +147,7 @@ class ModelState:
             n_tokens[name] = min(n_tokens[name] + sum(filter(None, _values(inference, field, read))), MAX_COUNT)
         batch = self._batch(inference, read)
         self.latency.observe(batch[LATENCY_MS])
-        self.ttft.observe(_floats(_field(inference, "ttft_ms")))
+        self.ttft.observe(_floats(read_field(inference, "ttft_ms")))
         self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
@@ -162,9 +162,9 @@ class ModelState:
         """The window's columns for a batch of inference events (``read``: its fields already read, by path)."""
         read = {} if read is None else read
         batch = {
-            TIMESTAMP_MS: np.array(_field(inference, "timestamp_ms"), dtype=np.float64),
-            LATENCY_MS: _floats(_field(inference, "latency_ms")),
-            FAILED: _given(_field(inference, "error")),
+            TIMESTAMP_MS: np.array(read_field(inference, "timestamp_ms"), dtype=np.float64),
+            LATENCY_MS: _floats(read_field(inference, "latency_ms")),
+            FAILED: _given(read_field(inference, "error")),
         }
         for feature in self.features:
             batch.update(self._feature_columns(feature, _values(inference, feature.path, read)))
@@ -180,12 +180,12 @@ class ModelState:
             # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
             **{name: np.fromiter(join_keys(field_values(inference, name)), object, n) for name in ID_COLUMNS},
             PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
-            SCORE: _floats(_field(inference, "score")),
-            CONTENT_FILTER: _equal(_field(inference, "finish_reason"), "content_filter"),
+            SCORE: _floats(read_field(inference, "score")),
+            CONTENT_FILTER: _equal(read_field(inference, "finish_reason"), "content_filter"),
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
-            columns[JSON_VALID] = np.array([_json_valid(response) for response in _field(inference, "response")])
+            columns[JSON_VALID] = np.array([_json_valid(response) for response in read_field(inference, "response")])
         for attribute in Columns.grouped(model):
             groups = _values(inference, attribute, read)
             columns[Columns.group(attribute)] = self.categories[attribute].encode(
@@ -615,18 +615,15 @@ def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
     head, _, key = path.partition(".")
     if not key:
         if head not in read:
-            read[head] = _field(events, head)  # unset where absent: each consumer of these values takes it as None
+            read[head] = read_field(events, head)  # unset where absent: each consumer of these values takes it as None
         return read[head]
     containers = read.get(head + ".")
     if containers is None:
-        containers = read[head + "."] = [container or _EMPTY for container in _field(events, head)]
+        containers = read[head + "."] = [container or _EMPTY for container in read_field(events, head)]
     return list(map(dict.get, containers, repeat(key)))  # dict.get mapped in C, no bytecode per event
 
 
-def _field(events: list[Event], name: str) -> list[Any]:
-    """Each event's ``name`` field, :data:`~msgspec.UNSET` where the message did not name it (see
-    :func:`~monitor.ingest.events.field_values` for None instead): one ``getattr`` per event, in C."""
-    return list(map(attrgetter(name), events))
+
 
 
 def _floats(values: list[Any]) -> np.ndarray:

@@ -844,6 +844,21 @@ def test_the_c_completion_of_a_batch_equals_its_python_twin(objects, latest_ms):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(_MESSAGES, max_size=6), st.sampled_from(events_module._WireEvent.__struct_fields__))
+def test_the_c_read_of_a_field_equals_getattr_on_events_decoded_alone_and_in_a_batch(raws, name):
+    decoded = decode_batch(raws) + [decode(raw or b"") for raw in raws]  # plain events, and events with aliases
+    events = [event for event in decoded if not isinstance(event, Invalid)]
+    events = [event for event in events if hasattr(event, name)]  # an alias's field is on the wire events only
+
+    assert _decoder_in_c().field(events, name) == events_module._read_field_twin(events, name)
+
+
+def test_the_c_read_of_a_field_a_class_lacks_raises_as_getattr_does():
+    with pytest.raises(AttributeError):
+        _decoder_in_c().field([Event(), object()], "model")
+
+
 def test_a_message_decoded_alone_is_cleared_by_the_counts_without_a_second_parse(monkeypatch):
     """The full parse that names the repeated key runs only for a message the counts cannot clear (before, every
     message decoded alone took it: its struct's alias fields were counted as if they were not there)."""
