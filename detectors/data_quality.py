@@ -167,7 +167,7 @@ class DataQualityTest:
             counts["out_of_range"] = (k, len(values), self._n_outside, self._n_values)
             p_values["out_of_range"] = out_of_range_p_value(k, len(values), self._n_values)
         elif enough and self._categories is not None:
-            k = int(self._categories.count(values)[-1])
+            k = self._categories.n_unseen(values)
             counts["unseen_category"] = (k, len(values), self._n_singletons, self._n_values)
             p_values["unseen_category"] = fisher_greater_p_value(*counts["unseen_category"])
         return {

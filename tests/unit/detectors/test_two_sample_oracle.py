@@ -313,20 +313,24 @@ def test_chisquare_of_a_single_category_is_no_drift():
     assert (result.statistic, result.p_value, result.drifted) == (0.0, 1.0, False)
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8])
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint16])
 def test_integer_codes_count_as_their_strings_do(dtype):
-    reference, window = _categorical(3, 2_000, 700, labels=np.arange(0, 10, 2, dtype=dtype), unseen=(3, 9))
+    reference, window = _categorical(3, 2_000, 700, labels=np.arange(0, 10, 2, dtype=dtype), unseen=(3, 9, 120))
     codes = Categories(reference)
     strings = Categories(reference.astype(str))
 
     assert codes.count(window).tolist() == strings.count(window.astype(str)).tolist()
     assert codes.count(window).sum() == window.size
+    assert codes.n_unseen(window) == strings.n_unseen(window.astype(str)) == codes.count(window)[-1] > 0
 
 
 def test_negative_or_large_codes_take_the_general_path():
     categories = Categories(np.array([0, 2, 2, 5]))
+    window = np.array([-1, 2, 5, 70_000, 0])
 
-    assert categories.count(np.array([-1, 2, 5, 70_000, 0])).tolist() == [1, 1, 1, 2]
+    assert categories.count(window).tolist() == [1, 1, 1, 2]
+    assert categories.n_unseen(window) == 2
+    assert categories.count(window.astype(np.uint64)).tolist() == [1, 1, 1, 2]  # no safe cast to a position
 
 
 # Evidently, where it computes the same quantity
