@@ -139,8 +139,9 @@ class _Grid:
         outside = np.bincount(found, minlength=m)[:m]  # the values of cells without reference values
         inside = np.flatnonzero(found > m)
         values, before = window.take(inside), found.take(inside) - (m + 1)
-        below, at_most = before.copy(), before.copy()  # per such value: the reference values below it, at most it
-        for k in range(self.per_cell):
+        candidate = self.padded.take(before)  # the first of its cell's (a cell with none is not among these)
+        below, at_most = before + (candidate < values), before + (candidate <= values)  # per such value: those below
+        for k in range(1, self.per_cell):  # it and at most it
             candidate = self.padded[k:].take(before)
             below += candidate < values
             at_most += candidate <= values
