@@ -132,13 +132,14 @@ class _Grid:
 
     def counts(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """For each reference value, how many of ``window``'s are at most it and below it (None if one is NaN)."""
-        if np.isnan(window).any():
-            return None
         m = self.reference.size
         found = self.table.take(self.cell(window))
-        outside = np.bincount(found, minlength=m)[:m]  # the values of cells without reference values
         inside = np.flatnonzero(found > m)
-        values, before = window.take(inside), found.take(inside) - (m + 1)
+        values = window.take(inside)
+        if np.isnan(values).any():  # a NaN's cell is the last, which holds the reference's largest value
+            return None
+        outside = np.bincount(found, minlength=m)[:m]  # the values of cells without reference values
+        before = found.take(inside) - (m + 1)
         candidate = self.padded.take(before)  # the first of its cell's (a cell with none is not among these)
         below, at_most = before + (candidate < values), before + (candidate <= values)  # per such value: those below
         for k in range(1, self.per_cell):  # it and at most it
