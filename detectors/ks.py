@@ -30,7 +30,8 @@ class KSTest(SortedSampleTest):
     :func:`ks_p_value`, which is ``scipy.stats.kstwo.sf(d, round(m * n / (m + n)))``.
     ``fit`` sorts the reference once; a window costs one sort and binary searches of the smaller sample's values,
     or, when it is the larger sample and the reference's values are spread out, no sort at all (:class:`_Grid`:
-    0.09 ms instead of 0.19 ms for 5,000 values against 250, the same counts).
+    for 5,000 values against 250, 0.09 ms at a load of 2 where comparing every value with its cell's reference
+    values took 0.12 ms, and a sort 0.19 ms in a quieter moment; the same counts).
 
     Parameters
     ----------
