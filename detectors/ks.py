@@ -104,7 +104,8 @@ class _Grid:
         held = np.bincount(cells, minlength=n_cells)
         self.per_cell = int(held.max())
         first = np.searchsorted(cells, np.arange(n_cells), "left")  # the reference values before each cell
-        # By cell: the values before it, plus m + 1 for a cell that holds some (two bytes a cell up to 32,000 values).
+        # By cell: the values before it, plus m + 1 for a cell that holds some (a byte a cell up to 127 values, two up
+        # to 32,767).
         self.table = np.where(held > 0, first + m + 1, first).astype(np.min_scalar_type(2 * m + 1))
         self.padded = np.concatenate([reference, np.full(self.per_cell, np.inf)])
         self.steps = cdf_steps(m)
