@@ -14,8 +14,8 @@ from detectors._two_sample import TwoSampleTest
 
 __all__ = ["BinnedTest", "Buckets", "Categories", "QuantileBins"]
 
-#: Integer labels below this are counted with one ``np.bincount`` (the daemon's
-#: category codes are small); others go through ``searchsorted``.
+#: A reference whose labels are integers below this looks codes up in tables of this size at most (the daemon's
+#: category codes are small); other labels go through ``searchsorted``.
 _MAX_CODE = 1 << 16
 
 
@@ -51,29 +51,52 @@ class Categories:
     """The reference's categories, sorted; counts values per category plus one last bucket for unseen ones.
 
     Labels may be strings or numbers; non-negative integer codes (the daemon's
-    categorical encoding) take a fast ``np.bincount`` path.
+    categorical encoding) are looked up in a table of each code's bucket, then
+    counted with one ``np.bincount``.
 
     Examples
     --------
     >>> categories = Categories(np.array(["a", "b", "b"]))
     >>> categories.count(np.array(["b", "c", "a", "z", "b"])).tolist()  # a, b, unseen
     [1, 2, 2]
+    >>> codes = Categories(np.array([3, 1, 3]))
+    >>> codes.count(np.array([3, 7, 1, 0, 3])).tolist(), codes.n_unseen(np.array([3, 7, 1, 0, 3]))
+    ([1, 2, 2], 2)
     """
 
     def __init__(self, reference: np.ndarray):
         self.categories = np.unique(reference)
-        codes = self.categories
-        self._small_codes = codes.dtype.kind in "iu" and 0 <= codes[0] and codes[-1] < _MAX_CODE
+        codes, n_known = self.categories, self.categories.size
+        self._bucket = np.empty(0, dtype=np.intp)  # by code: its category's position, n_known for a code unseen
+        if codes.dtype.kind in "iu" and 0 <= codes[0] and codes[-1] < _MAX_CODE:
+            self._bucket = np.full(int(codes[-1]) + 2, n_known, dtype=np.intp)  # the last: every larger code
+            self._bucket[codes] = np.arange(n_known)
+        self._seen = self._bucket < n_known  # by code: whether the reference had it
 
     def count(self, values: np.ndarray) -> np.ndarray:
         """Number of values per reference category, then the number of unseen values."""
         n_known = self.categories.size
-        if self._small_codes and values.dtype.kind in "iu" and 0 <= values.min() and values.max() < _MAX_CODE:
-            known = np.bincount(values, minlength=int(self.categories[-1]) + 1)[self.categories]
-            return np.append(known, values.size - known.sum())
+        if self._coded(values):
+            return np.bincount(self._bucket.take(values, mode="clip"), minlength=n_known + 1)
         index = np.searchsorted(self.categories, values)
         found = self.categories[np.minimum(index, n_known - 1)] == values
         return np.bincount(np.where(found, index, n_known), minlength=n_known + 1)
+
+    def n_unseen(self, values: np.ndarray) -> int:
+        """Number of values in no reference category: ``count(values)[-1]``, without counting the others."""
+        if self._coded(values):
+            return values.size - int(np.count_nonzero(self._seen.take(values, mode="clip")))
+        return int(self.count(values)[-1])
+
+    def _coded(self, values: np.ndarray) -> bool:
+        """Whether the tables look ``values`` up: the reference's and their own are non-negative integer codes (a
+        code above the reference's takes the tables' last entry, an unseen one)."""
+        return (
+            self._bucket.size > 0
+            and values.dtype.kind in "iu"
+            and np.can_cast(values.dtype, np.intp)
+            and 0 <= values.min()
+        )
 
 
 class BinnedTest(TwoSampleTest):

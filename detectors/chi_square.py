@@ -67,7 +67,7 @@ class ChiSquareTest(TwoSampleTest):
     def _statistic(self, window: np.ndarray) -> tuple[float, float, float]:
         window_counts = self._fitted(self._categories).count(window)
         unseen_share = window_counts[-1] / window.size
-        observed = np.stack([self._fitted(self._reference_counts), window_counts]).astype(float)
+        observed = np.array([self._fitted(self._reference_counts), window_counts], dtype=float)
         if window_counts[-1] == 0:
             observed = observed[:, :-1]  # no unseen label: the column is empty in both rows
         dof = observed.shape[1] - 1

@@ -81,7 +81,10 @@ def _check(correction: str) -> None:
 
 
 def _bh_rank(p_values: np.ndarray, alpha: float) -> int:
-    """The largest k with the k-th smallest p-value at most alpha * k / m (1 when there is none)."""
+    """The largest k with the k-th smallest p-value at most alpha * k / m (1 when there is none: at once when all
+    are above the largest bound, as on most windows; the bounds rise with k however they round)."""
     m = len(p_values)
+    if p_values.min() > alpha * m / m:
+        return 1
     below = np.nonzero(np.sort(p_values) <= alpha * np.arange(1, m + 1) / m)[0]
     return int(below[-1]) + 1 if below.size else 1

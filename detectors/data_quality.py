@@ -45,6 +45,7 @@ with the correction and the alpha of its drift tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.special import gammaln
@@ -53,7 +54,7 @@ from detectors._binning import Categories
 from detectors.correction import reject
 from detectors.results import DataQualityResult, ModelDataQuality
 
-__all__ = ["CHECKS", "DataQualityTest", "fisher_greater_p_value", "flag", "out_of_range_p_value"]
+__all__ = ["CHECKS", "DataQualityTest", "Figures", "fisher_greater_p_value", "flag", "out_of_range_p_value"]
 
 #: The checks of each feature kind, in the order they are reported.
 CHECKS = {
@@ -62,6 +63,9 @@ CHECKS = {
     "text": ("missing", "type_violation"),
     "embedding": ("missing", "type_violation"),
 }
+#: A check before its verdict: the window's share, the reference's, the rows (or present values) the window's is a
+#: share of, and the p-value (a :class:`~detectors.results.DataQualityResult`'s first four fields).
+Figures = tuple[float, float, int, float]
 
 
 def fisher_greater_p_value(k: int, n: int, k_reference: int, n_reference: int) -> float:
@@ -156,6 +160,12 @@ class DataQualityTest:
     ) -> dict[str, DataQualityResult]:
         """:meth:`score` of a window of ``n`` rows, ``n_missing`` of them missing and ``n_wrong_type`` of the wrong
         type, whose present values are ``values``."""
+        checks = self.figures(values, n, n_missing, n_wrong_type)
+        alpha = self.alpha
+        return {name: DataQualityResult(*figures, alpha, figures[3] < alpha) for name, figures in checks.items()}
+
+    def figures(self, values: np.ndarray, n: int, n_missing: int, n_wrong_type: int) -> dict[str, Figures]:
+        """:meth:`score_counts` before the verdicts: each check's :data:`Figures`, by name."""
         counts = {
             "missing": (n_missing, n, self._n_missing, self._n),
             "type_violation": (n_wrong_type, n, self._n_wrong_type, self._n),
@@ -167,37 +177,32 @@ class DataQualityTest:
             counts["out_of_range"] = (k, len(values), self._n_outside, self._n_values)
             p_values["out_of_range"] = out_of_range_p_value(k, len(values), self._n_values)
         elif enough and self._categories is not None:
-            k = int(self._categories.count(values)[-1])
+            k = self._categories.n_unseen(values)
             counts["unseen_category"] = (k, len(values), self._n_singletons, self._n_values)
             p_values["unseen_category"] = fisher_greater_p_value(*counts["unseen_category"])
         return {
-            name: DataQualityResult(
-                share=k / n_rows if n_rows else 0.0,
-                reference_share=k_reference / n_reference if n_reference else 0.0,
-                n=n_rows,
-                p_value=p_values[name],
-                threshold=self.alpha,
-                flagged=p_values[name] < self.alpha,
+            name: (
+                k / n_rows if n_rows else 0.0,
+                k_reference / n_reference if n_reference else 0.0,
+                n_rows,
+                p_values[name],
             )
             for name, (k, n_rows, k_reference, n_reference) in counts.items()
         }
 
 
-def flag(checks: dict[str, dict[str, DataQualityResult]], correction: str, alpha: float) -> ModelDataQuality:
-    """A model's checks (by feature, then check) with their verdicts corrected across all of them, by the rule
-    and at the level of its drift tests (:func:`detectors.correction.reject`).
+def flag(checks: Mapping[str, Mapping[str, Figures]], correction: str, alpha: float) -> ModelDataQuality:
+    """A model's checks (by feature, then check: their :data:`Figures`) with their verdicts corrected across all
+    of them, by the rule and at the level of its drift tests (:func:`detectors.correction.reject`).
 
-    >>> low, high = (DataQualityResult(0.5, 0.0, 100, p, 0.05, p < 0.05) for p in (0.001, 0.03))
-    >>> flagged = flag({"a": {"missing": low}, "b": {"missing": high}}, "bonferroni", 0.05)
+    >>> flagged = flag({"a": {"missing": (0.5, 0.0, 100, 0.001)}, "b": {"missing": (0.5, 0.0, 100, 0.03)}},
+    ...                "bonferroni", 0.05)
     >>> flagged.flagged, flagged.checks["b"]["missing"].threshold
     ([('a', 'missing')], 0.025)
     """
-    pairs = [(feature, check) for feature, results in checks.items() for check in results]
-    thresholds, rejected = reject(np.array([checks[f][c].p_value for f, c in pairs]), correction, alpha)
+    pairs = [(feature, check) for feature, figures in checks.items() for check in figures]
+    thresholds, rejected = reject(np.array([checks[f][c][3] for f, c in pairs]), correction, alpha)
     corrected: dict[str, dict[str, DataQualityResult]] = {feature: {} for feature in checks}
     for (feature, check), threshold, verdict in zip(pairs, thresholds.tolist(), rejected.tolist()):
-        result = checks[feature][check]  # built directly: dataclasses.replace costs three times as much
-        corrected[feature][check] = DataQualityResult(
-            result.share, result.reference_share, result.n, result.p_value, threshold, verdict
-        )
+        corrected[feature][check] = DataQualityResult(*checks[feature][check], threshold, verdict)
     return ModelDataQuality(corrected)

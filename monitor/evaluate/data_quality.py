@@ -92,7 +92,7 @@ class DataQualitySuite:
     def score_counts(self, counts: Mapping[str, FeatureCounts]) -> ModelDataQuality:
         """:meth:`score` on what each feature's checks read of a window, by feature name (:data:`FeatureCounts`)."""
         tests = self._tests
-        checks = {feature.name: tests[feature.name].score_counts(*counts[feature.name]) for feature in self.features}
+        checks = {feature.name: tests[feature.name].figures(*counts[feature.name]) for feature in self.features}
         return flag(checks, self.correction, self.alpha)
 
 

@@ -172,7 +172,7 @@ class _InGroupOrder(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         column = self._taken.get(name)
         if column is None:
-            column = self._taken[name] = self.window[name][self.order]
+            column = self._taken[name] = self.window[name].take(self.order, axis=0)
         return column
 
     def __iter__(self) -> Iterator[str]:
@@ -203,7 +203,7 @@ class Groups:
 
     def numbers(self, codes: np.ndarray) -> np.ndarray:
         """Each row's group, as its position in :attr:`names` (-1 for a row without a value)."""
-        return self.by_code[np.minimum(codes + 1, len(self.by_code) - 1)]
+        return self.by_code.take(codes + 1, mode="clip")  # a code above the last: the last entry, the pool
 
     def split(self, window: Mapping[str, np.ndarray], codes: np.ndarray) -> Iterator[tuple[str, SubWindow]]:
         """Each group that has rows in ``window`` (whose group codes are ``codes``) with its rows, in the order
@@ -277,41 +277,36 @@ class GroupedQuality:
         predicted, true = prediction[self.both], label[self.both]
         self.positive = positive
         self.numeric = numeric
-        weights: dict[str, np.ndarray]  # what each labelled call adds to its group's sums
+        self.errors: dict[str, np.ndarray] = {}  # what each labelled call adds to its group's sums (numeric)
         if numeric:
             errors = predicted - true
-            weights = {"absolute": np.abs(errors), "squared": errors**2}
-        else:
-            weights = {"right": predicted == true}
-            if positive is not None:
-                predicted_positive, truly_positive = predicted == positive, true == positive
-                weights |= {
-                    "predicted": predicted_positive,
-                    "true": truly_positive,
-                    "hits": predicted_positive & truly_positive,
-                }
-        self.weights = weights
+            self.errors = {"absolute": np.abs(errors), "squared": errors**2}
+        #: Each labelled call's outcome (a classifier's): whether it is right, plus 2 if it is predicted positive and
+        #: 4 if truly positive; a grouping counts its (group, outcome) cells in one ``np.bincount``.
+        self.outcome = (predicted == true) + 2 * (predicted == positive) + 4 * (true == positive)
 
     def of(self, numbers: np.ndarray, n_groups: int) -> list[QualityResult]:
         """Each group's figures (``numbers``: each call's group, -1 for none)."""
         nan = np.full(n_groups, np.nan)
-        shifted = numbers + 1
+        shifted = np.add(numbers, 1, dtype=np.intp)
 
         def count(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
             return _per_group(rows, n_groups, weights)
 
         rows = shifted[self.both]
-        n_both, weights = count(rows), self.weights
         n_events, n_labelled = count(shifted), count(shifted[self.labelled])
         accuracy = precision = recall = f1 = mae = rmse = nan
         if self.numeric:
-            mae = ratio(count(rows, weights["absolute"]), n_both)
-            rmse = np.sqrt(ratio(count(rows, weights["squared"]), n_both))
-        else:
-            accuracy = ratio(count(rows, weights["right"]), n_both)
+            n_both, errors = count(rows), self.errors
+            mae = ratio(count(rows, errors["absolute"]), n_both)
+            rmse = np.sqrt(ratio(count(rows, errors["squared"]), n_both))
+        else:  # by group, truly positive, predicted positive, right
+            cells = np.bincount(rows * 8 + self.outcome, minlength=8 * (n_groups + 1))
+            outcomes = cells[8 : 8 * (n_groups + 1)].reshape(n_groups, 2, 2, 2)
+            accuracy = ratio(outcomes[..., 1].sum(axis=(1, 2)), outcomes.sum(axis=(1, 2, 3)))
             if self.positive is not None:
-                n_predicted, n_true = count(rows, weights["predicted"]), count(rows, weights["true"])
-                n_hits = count(rows, weights["hits"])
+                n_true, n_predicted = outcomes[:, 1].sum(axis=(1, 2)), outcomes[:, :, 1].sum(axis=(1, 2))
+                n_hits = outcomes[:, 1, 1].sum(axis=1)
                 precision, recall = ratio(n_hits, n_predicted), ratio(n_hits, n_true)
                 f1 = ratio(2 * n_hits, n_predicted + n_true)
         figures = {

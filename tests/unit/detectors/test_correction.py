@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 
-from detectors.correction import correct
+from detectors.correction import correct, reject
 from detectors.results import DriftResult
 
 P_VALUES = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40)
@@ -32,6 +32,16 @@ def test_verdicts_equal_statsmodels(correction, oracle, p_values, alpha):
 def test_the_threshold_separates_the_verdicts(p_values):
     for result in correct(_results(p_values), "bh", 0.05):
         assert result.drifted == (result.p_value <= result.threshold)
+
+
+def test_bh_rejects_p_values_at_its_largest_bound_as_computed():
+    # alpha * m / m is 0.10000000000000002 here, above alpha: such p-values are rejected, at the rank of the last.
+    bound = 0.1 * 3 / 3
+    assert bound > 0.1
+
+    thresholds, rejected = reject(np.full(3, bound), "bh", 0.1)
+
+    assert thresholds.tolist() == [bound] * 3 and rejected.tolist() == [True] * 3
 
 
 def test_none_keeps_each_test_at_alpha():

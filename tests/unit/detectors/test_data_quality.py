@@ -159,11 +159,12 @@ def test_flag_corrects_as_the_drift_tests_do():
     rng = np.random.default_rng(9)
     test = _fit("numeric", rng.normal(size=1_000))
     missing = rng.random(1_000) < 0.02
-    checks = {f"f{i}": test.score(rng.normal(size=1_000)[~missing], missing, np.zeros(1_000, bool)) for i in range(5)}
+    n_missing = int(missing.sum())
+    checks = {f"f{i}": test.figures(rng.normal(size=1_000)[~missing], 1_000, n_missing, 0) for i in range(5)}
 
     flagged = flag(checks, "bh", 0.05)
 
-    p_values = np.array([result.p_value for results in checks.values() for result in results.values()])
+    p_values = np.array([figures[3] for results in checks.values() for figures in results.values()])
     thresholds, rejected = reject(p_values, "bh", 0.05)
     corrected = [result for results in flagged.checks.values() for result in results.values()]
     assert [result.flagged for result in corrected] == rejected.tolist()

@@ -190,10 +190,9 @@ def test_ks_without_sorting_the_window_gives_the_sorted_windows_statistic_exactl
     assert result.statistic == ks_statistic(np.sort(reference), np.sort(window))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_ks_of_a_slice_groups_window_takes_the_grid_and_equals_the_sort(seed):
-    rng = np.random.default_rng(seed)
-    size = 250 + seed  # the grid's counts in one byte up to 255 with the padding, in two above
+@pytest.mark.parametrize(("seed", "size"), enumerate([126, 127, 128, 250, 254]))
+def test_ks_of_a_slice_groups_window_takes_the_grid_and_equals_the_sort(seed, size):
+    rng = np.random.default_rng(seed)  # the grid's table in one byte up to 127 reference values, in two above
     reference = rng.normal(size=size) if seed % 2 else rng.lognormal(size=size)
     window = np.concatenate([rng.normal(0.1, 1.2, size=4_000), rng.choice(reference, 900), [-np.inf, np.inf, 1e300]])
     test = KSTest().fit(reference)
@@ -314,20 +313,24 @@ def test_chisquare_of_a_single_category_is_no_drift():
     assert (result.statistic, result.p_value, result.drifted) == (0.0, 1.0, False)
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8])
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint16])
 def test_integer_codes_count_as_their_strings_do(dtype):
-    reference, window = _categorical(3, 2_000, 700, labels=np.arange(0, 10, 2, dtype=dtype), unseen=(3, 9))
+    reference, window = _categorical(3, 2_000, 700, labels=np.arange(0, 10, 2, dtype=dtype), unseen=(3, 9, 120))
     codes = Categories(reference)
     strings = Categories(reference.astype(str))
 
     assert codes.count(window).tolist() == strings.count(window.astype(str)).tolist()
     assert codes.count(window).sum() == window.size
+    assert codes.n_unseen(window) == strings.n_unseen(window.astype(str)) == codes.count(window)[-1] > 0
 
 
 def test_negative_or_large_codes_take_the_general_path():
     categories = Categories(np.array([0, 2, 2, 5]))
+    window = np.array([-1, 2, 5, 70_000, 0])
 
-    assert categories.count(np.array([-1, 2, 5, 70_000, 0])).tolist() == [1, 1, 1, 2]
+    assert categories.count(window).tolist() == [1, 1, 1, 2]
+    assert categories.n_unseen(window) == 2
+    assert categories.count(window.astype(np.uint64)).tolist() == [1, 1, 1, 2]  # no safe cast to a position
 
 
 # Evidently, where it computes the same quantity
