@@ -47,8 +47,9 @@ from monitor.evaluate.quality import ModelQuality, QualitySuite
 from monitor.evaluate.slices import GroupSlice, SliceSuite
 from monitor.ingest import Partition, Record
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch, read_field
-from monitor.state.columns import FAILED, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
+from monitor.state.columns import FAILED, ID_COLUMNS, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
+from monitor.state.windows import Window
 
 __all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pipeline"]
 
@@ -324,7 +325,10 @@ class Pipeline:
         windows = self.config.windows
         with self.lock:  # copies of what the tick reads; the statistics run without the lock
             states = [state for state in self.states if models is None or state.name in models]
-            views = {state.name: state.window.view(now_ms, windows.duration_ms) for state in states}
+            views = {  # without the ids, which only the join reads (copying their objects costs the most)
+                state.name: state.window.view(now_ms, windows.duration_ms, _evaluated(state.window))
+                for state in states
+            }
             suites = {state.name: self._drift_suite(state) for state in states}
             references = {  # a reference, once complete, is fitted once
                 state.name: (state.reference.columns(), state.reference.newest_ms)
@@ -393,6 +397,11 @@ class Pipeline:
             if state.model.slices.attributes:  # fitted with it (see evaluate), on the same reference
                 self._slice_suites[state.name] = SliceSuite(state.model, alpha, self._quality_suite(state.name))
         return suite
+
+
+def _evaluated(window: Window) -> tuple[str, ...]:
+    """The columns of a window an evaluation reads: all but the calls' ids."""
+    return tuple(name for name in window.columns if name not in ID_COLUMNS)
 
 
 def _by_model(events: list[Event]) -> dict[str, list[Event]]:

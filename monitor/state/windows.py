@@ -131,5 +131,6 @@ class Window:
             if now_ms is None:
                 raise ValueError("a duration window needs now_ms")
             inside = columns[TIMESTAMP_MS] > now_ms - duration_ms
-            columns = {name: values[inside] for name, values in columns.items()}
+            if not inside.all():  # else no gather (a quarter millisecond a column of 100,000 rows)
+                columns = {name: values[inside] for name, values in columns.items()}
         return columns
