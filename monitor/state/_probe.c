@@ -1,7 +1,12 @@
-/* Linear probing into the label store's index (monitor/state/labels.py), key by key in C. Its Python twins there,
- * _insert_twin and _find_twin, probe all keys at once in rounds of numpy passes: as many rounds as the longest
- * probe, each a few passes over the keys still probing (a millisecond a batch where the table is three quarters
- * full). The table must have an empty slot: the store rebuilds it well before.
+/* The label store's index (monitor/state/labels.py) in C: its keys' hashes, and linear probing key by key. Its
+ * Python twins there hash in numpy, and probe all keys at once in rounds of numpy passes: as many rounds as the
+ * longest probe, each a few passes over the keys still probing (a millisecond a batch where the table is three
+ * quarters full). The table must have an empty slot: the store rebuilds it well before.
+ *
+ *   hashes(keys, seed, prime, mix_1, mix_2) -> bytes | None
+ *     key_hashes of each key (None or "" give 0): its ASCII bytes, zero-padded to 64, read as 8 native uint64
+ *     words, h = seed, then h ^= word and h *= prime for each, then a splitmix64 finish with the two multipliers;
+ *     1 for a hash that came out 0. None when a key is not an ASCII str of at most 64 characters.
  *
  *   insert(table, hashes, positions)
  *     For each key, in order: its position is written at the first slot from its home, hashes[i] % len(table),
@@ -16,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 static int
 get_array(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name)
@@ -30,6 +36,59 @@ get_array(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, int writable, 
         return -1;
     }
     return 0;
+}
+
+static PyObject *
+hashes(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
+{
+    if (n_args != 5 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "hashes(keys: list, seed, prime, mix_1, mix_2)");
+        return NULL;
+    }
+    uint64_t constants[4];
+    for (int i = 0; i < 4; i++) {
+        constants[i] = PyLong_AsUnsignedLongLong(args[1 + i]);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    PyObject *keys = args[0];
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (key != Py_None && !(PyUnicode_CheckExact(key) && PyUnicode_IS_ASCII(key) && PyUnicode_GET_LENGTH(key) <= 64)) {
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(uint64_t));
+    if (result == NULL) {
+        return NULL;
+    }
+    uint64_t *out = (uint64_t *)PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        Py_ssize_t length = key == Py_None ? 0 : PyUnicode_GET_LENGTH(key);
+        if (length == 0) {
+            out[i] = 0;
+            continue;
+        }
+        unsigned char padded[64] = {0};
+        memcpy(padded, PyUnicode_DATA(key), (size_t)length);
+        uint64_t h = constants[0];
+        for (int word = 0; word < 8; word++) {
+            uint64_t value;
+            memcpy(&value, padded + 8 * word, sizeof(value));
+            h ^= value;
+            h *= constants[1];
+        }
+        h ^= h >> 30;
+        h *= constants[2];
+        h ^= h >> 27;
+        h *= constants[3];
+        h ^= h >> 31;
+        out[i] = h == 0 ? 1 : h;
+    }
+    return result;
 }
 
 static PyObject *
@@ -151,6 +210,7 @@ find(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 }
 
 static PyMethodDef methods[] = {
+    {"hashes", (PyCFunction)(void (*)(void))hashes, METH_FASTCALL, "The 64-bit hash of each join key."},
     {"insert", (PyCFunction)(void (*)(void))insert, METH_FASTCALL, "Place each key's position by linear probing."},
     {"find", (PyCFunction)(void (*)(void))find, METH_FASTCALL, "The newest row of each key's call, if larger."},
     {NULL, NULL, 0, NULL},

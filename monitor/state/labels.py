@@ -287,11 +287,17 @@ def _find_twin(
         slots[todo] = (slots[todo] + 1) % size
 
 
+def _no_hashes(keys: list, seed: int, prime: int, mix_1: int, mix_2: int) -> bytes | None:
+    """Where :mod:`monitor.state._probe` was not built: no key is hashed in C (:func:`_key_hashes_twin` hashes)."""
+    return None
+
+
 try:  # key by key in C (setup.py): a batch's keys in microseconds where the rounds took a millisecond
     from monitor.state._probe import find as _find
+    from monitor.state._probe import hashes as _hashes
     from monitor.state._probe import insert as _insert
 except ImportError:  # built without a C compiler
-    _find, _insert = _find_twin, _insert_twin
+    _find, _insert, _hashes = _find_twin, _insert_twin, _no_hashes
 
 
 def store_policy(model: ModelConfig) -> str:
@@ -317,11 +323,21 @@ on those of the last 21600000 ms whose labels arrived
 
 def key_hashes(keys: Sequence[str | None]) -> np.ndarray:
     """A 64-bit hash of each join key (at most :data:`~monitor.state.feedback.MAX_KEY_CHARS` ASCII characters),
-    0 for None or an empty key; computed on the keys' bytes in numpy, the same in every process.
+    0 for None or an empty key; computed on the keys' bytes, the same in every process: in C
+    (:func:`monitor.state._probe.hashes`), else by :func:`_key_hashes_twin`.
 
     >>> key_hashes(["r1", None, "r1"]).tolist() == [key_hashes(["r1"])[0], 0, key_hashes(["r1"])[0]]
     True
     """
+    if isinstance(keys, list):
+        hashed = _hashes(keys, int(_SEED), int(_PRIME), int(_MIX[0]), int(_MIX[1]))
+        if hashed is not None:
+            return np.frombuffer(hashed, dtype=np.uint64).copy()  # writable, as the twin's
+    return _key_hashes_twin(keys)
+
+
+def _key_hashes_twin(keys: Sequence[str | None]) -> np.ndarray:
+    """:func:`key_hashes` in numpy: the keys' bytes as 8 words each, folded column by column."""
     if not keys:
         return np.zeros(0, dtype=np.uint64)
     if None in keys:

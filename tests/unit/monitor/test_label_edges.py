@@ -213,3 +213,19 @@ def _probes_as(name: str, probes: object):
         yield
     finally:
         labels_module._insert, labels_module._find = saved
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.none() | st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=64)))
+def test_the_keys_hashed_in_c_equal_their_numpy_twins(keys):
+    """A checkpoint's hashes must be found again by a process built with or without a C compiler."""
+    hashed = _probes().hashes(keys, *map(int, (labels_module._SEED, labels_module._PRIME, *labels_module._MIX)))
+
+    assert np.frombuffer(hashed, dtype=np.uint64).tolist() == labels_module._key_hashes_twin(keys).tolist()
+
+
+def test_a_key_the_c_hash_does_not_take_sends_the_batch_to_numpy():
+    assert _probes().hashes(["r", "é"], 1, 3, 5, 7) is None  # not ASCII: never a join key (join_key digests it)
+    assert _probes().hashes(["r", "x" * 65], 1, 3, 5, 7) is None
+    keys = ["r", "x" * 65]
+    assert labels_module.key_hashes(keys).tolist() == labels_module._key_hashes_twin(keys).tolist()
