@@ -10,9 +10,11 @@ kafka-python's own ``ConsumerRecord``, which has the same four attributes
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from collections.abc import Iterable
+from itertools import repeat
+from typing import NamedTuple, cast
 
-__all__ = ["Offsets", "Partition", "Record", "SourceProgress"]
+__all__ = ["Offsets", "Partition", "Record", "SourceProgress", "records"]
 
 #: A partition of a topic, ``(topic, partition)``: the unit the consumer group assigns, and that state moves with.
 Partition = tuple[str, int]
@@ -27,6 +29,18 @@ class Record(NamedTuple):
     topic: str
     partition: int
     offset: int
+
+
+def records(
+    values: Iterable[bytes | None], topics: Iterable[str], partitions: Iterable[int], offsets: Iterable[int]
+) -> list[Record]:
+    """:class:`Record` of each message of a batch given as four columns, made in C (the named tuple's own
+    constructor is a Python function: twice the cost, 0.2 us a message).
+
+    >>> records([b"{}"], ["t"], [0], [7])
+    [Record(value=b'{}', topic='t', partition=0, offset=7)]
+    """
+    return cast(list[Record], list(map(tuple.__new__, repeat(Record), zip(values, topics, partitions, offsets))))
 
 
 class SourceProgress:

@@ -30,12 +30,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from operator import methodcaller
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.config import KafkaConfig
 from monitor.ingest import Offsets, Partition, Record, SourceProgress
+from monitor.ingest import records as make_records
 
 __all__ = ["ConfluentSource", "connection_settings", "consumer_settings"]
 
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 #: Positions in Kafka: the next offset to read, per (topic, partition).
 
 _RETRY_COMMIT_S = 1.0
+_ERROR = methodcaller("error")
+#: What a record is read from a message with, in the order of its fields.
+_COLUMNS = tuple(map(methodcaller, ("value", "topic", "partition", "offset")))
 #: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
 _STATISTICS_EVERY_MS = 1_000
 
@@ -137,13 +142,12 @@ class ConfluentSource(SourceProgress):
         librdkafka drops what it had fetched for a partition revoked during the call.
         """
         messages = self._consumer.consume(self._max_records, timeout_ms / 1000)
-        records = [
-            Record(message.value(), message.topic(), message.partition(), message.offset())  # type: ignore[arg-type]
-            for message in messages
-            if message.error() is None
-        ]
-        if len(records) < len(messages):
+        fetched = messages
+        if any(map(_ERROR, messages)):
+            fetched = [message for message in messages if message.error() is None]
             self._errors(messages)
+        # each column read with a method mapped in C: no bytecode per message
+        records = make_records(*(map(read, fetched) for read in _COLUMNS))
         self._advance(records)
         now = self._polled()
         if self._retry and now - self._retry_at >= _RETRY_COMMIT_S:

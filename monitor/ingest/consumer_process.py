@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Offsets, Partition, Record
+from monitor.ingest import Offsets, Partition, Record, records
 from monitor.ingest.kafka import KafkaError, KafkaSource
 from monitor.logs import log_to_stderr
 
@@ -90,7 +90,7 @@ class ConsumerProcess:
             return []
         _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned, self.connected = message
         self.last_poll = time.monotonic()
-        return list(map(Record, values, topics, partitions, offsets))
+        return records(values, topics, partitions, offsets)
 
     def commit(self, offsets: Offsets) -> None:
         """Ask the child to commit; if it has died, the checkpoint still holds the offsets."""
