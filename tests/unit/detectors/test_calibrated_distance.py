@@ -160,8 +160,9 @@ def test_a_tenth_of_the_calls_into_one_category_or_half_a_deviation_is_found_in_
 
 @pytest.mark.soak
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
-@pytest.mark.parametrize("name", [name for name in NULLS if name not in LONG_TAILS])
+@pytest.mark.parametrize("name", [name for name in NULLS if name != "wasserstein-heavy-tail"])  # its own xfail below
 def test_null_streams_false_alarm_at_most_alpha_over_many_pairs(name, alpha):
+    """Zipf categories included (measured 0.039 at 0.05, 0.0007 at 0.01); a heavy tail's Wasserstein is not."""
     result = _false_alarms(name, alpha=alpha, n_pairs=1_500, seed=11)
     low, high = result.proportion_ci(0.90)
 
