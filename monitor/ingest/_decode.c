@@ -15,7 +15,6 @@
 #include <Python.h>
 #include <datetime.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <structmember.h>
 

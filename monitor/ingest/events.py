@@ -353,7 +353,7 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
         return None
     if not _no_repeated_key(raws, events):
         return None
-    if events and _complete_batch(events, float(latest_ms), UNSET, "inference"):
+    if _complete_batch(events, float(latest_ms), UNSET, "inference"):
         return events  # type: ignore[return-value]  # a list of Event is a list of Event | Invalid
     return [_complete(event, latest_ms) for event in events]
 

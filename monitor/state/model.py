@@ -623,9 +623,6 @@ def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
     return list(map(dict.get, containers, repeat(key)))  # dict.get mapped in C, no bytecode per event
 
 
-
-
-
 def _floats(values: list[Any]) -> np.ndarray:
     """Numbers (or None, or unset) as float64, absent ones NaN: converted in C unless some are unset."""
     if values and values[0] is UNSET and values.count(UNSET) == len(values):  # a field the producer never sends
