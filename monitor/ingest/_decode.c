@@ -89,6 +89,28 @@ key_colons(PyObject *module, PyObject *raws)
     return PyLong_FromSsize_t(n_keys);
 }
 
+/* Each field of instances of type `of`: every writable object slot of its own class and its bases (heap types: a
+ * msgspec Struct's fields are such slots), as `member`. */
+#define FOR_EACH_FIELD(of, member)                                                                              \
+    for (PyTypeObject *owner_ = (of); owner_ != NULL; owner_ = owner_->tp_base)                                   \
+        for (PyMemberDef *member = (owner_->tp_flags & Py_TPFLAGS_HEAPTYPE) ? owner_->tp_members : NULL;          \
+             member != NULL && member->name != NULL; member++)                                                    \
+            if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
+
+#define FIELD(event, offset) (*(PyObject **)((char *)(event) + (offset)))
+
+/* The slot of field `name` in instances of `type`, or -1. */
+static Py_ssize_t
+slot_of(PyTypeObject *type, const char *name)
+{
+    FOR_EACH_FIELD(type, member) {
+        if (strcmp(member->name, name) == 0) {
+            return member->offset;
+        }
+    }
+    return -1;
+}
+
 /* set_fields(events: list, unset) -> int
  *
  * How many fields of the events (instances of slotted classes such as msgspec Structs: every object slot of their
@@ -105,17 +127,9 @@ set_fields(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
     Py_ssize_t n_set = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(events); i++) {
         PyObject *event = PyList_GET_ITEM(events, i);
-        for (PyTypeObject *type = Py_TYPE(event); type != NULL; type = type->tp_base) {
-            if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_members == NULL) {
-                continue;
-            }
-            for (PyMemberDef *member = type->tp_members; member->name != NULL; member++) {
-                if (member->type != T_OBJECT_EX || (member->flags & READONLY)) {
-                    continue;
-                }
-                PyObject *value = *(PyObject **)((char *)event + member->offset);
-                n_set += value != NULL && value != unset;
-            }
+        FOR_EACH_FIELD(Py_TYPE(event), member) {
+            PyObject *value = FIELD(event, member->offset);
+            n_set += value != NULL && value != unset;
         }
     }
     return PyLong_FromSsize_t(n_set);
@@ -144,24 +158,6 @@ days_from_civil(int64_t year, int64_t month, int64_t day)
     return era * 146097 + day_of_era - 719468;
 }
 
-/* The slot of field `name` in instances of `type` (its own class or a base), or -1. */
-static Py_ssize_t
-slot_of(PyTypeObject *type, const char *name)
-{
-    for (; type != NULL; type = type->tp_base) {
-        if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_members == NULL) {
-            continue;
-        }
-        for (PyMemberDef *member = type->tp_members; member->name != NULL; member++) {
-            if (member->type == T_OBJECT_EX && !(member->flags & READONLY) && strcmp(member->name, name) == 0) {
-                return member->offset;
-            }
-        }
-    }
-    return -1;
-}
-
-#define FIELD(event, offset) (*(PyObject **)((char *)(event) + (offset)))
 
 /* An aware datetime's epoch seconds, as datetime.timestamp() gives them; -1 with no error if it has no offset or is
  * 2**53 microseconds or more from the epoch. */
