@@ -325,11 +325,732 @@ field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
     return values;
 }
 
+
+/* plain_events(raws, template, kinds, max_bytes) -> list[event | None]
+ *
+ * The events of a batch parsed straight into copies of `template` (an event with every field unset), for the plain
+ * messages: ASCII JSON objects of at most `max_bytes` whose keys are fields named in `kinds` (a tuple of (field,
+ * kind) pairs, the kinds below), each once, with values of the field's kind and within its bounds, strings without
+ * escapes, timestamps as YYYY-MM-DDTHH:MM:SS[.ffffff] in UTC (Z, z or +00:00), numbers that a double or an exact
+ * integer holds as msgspec reads them. Each of them is what msgspec decodes the message to (before completion: no
+ * "timestamp_ms"); None in its place for any other message (or None), which then takes msgspec's path: nothing here
+ * rejects an event.
+ *
+ * Short strings of the fields that take few values (kind "name", categories) are shared: a bounded table keeps the
+ * first 4,096 such strings seen, so a service's model names, versions and categories are not allocated per event.
+ */
+enum {
+    KIND_TYPE,       /* "inference" or "feedback" */
+    KIND_ID,         /* an identifier, at most MAX_ID_CHARS */
+    KIND_NAME,       /* an identifier that takes few values (shared) */
+    KIND_TEXT,       /* a string of any length */
+    KIND_TIMESTAMP,  /* RFC 3339 (UTC here) or epoch seconds (a number) */
+    KIND_NONNEGATIVE,/* an integer in [0, 2**53] or a float >= 0 */
+    KIND_COUNT,      /* an integer in [0, 2**53] */
+    KIND_UNIT,       /* an integer or a float in [0, 1] */
+    KIND_NUMBER,     /* an integer in [-2**53, 2**53] or a float */
+    KIND_CLASS,      /* a string (shared) or a number */
+    KIND_LABEL,      /* a string (shared), a number or a boolean */
+    KIND_BOOL,
+    KIND_FEATURES,   /* an object of scalars (strings shared) */
+    KIND_SEGMENT,    /* an object of strings (shared) or nulls */
+    N_KINDS
+};
+static const char *const KIND_NAMES[N_KINDS] = {
+    "type", "id", "name", "text", "timestamp", "nonnegative", "count", "unit", "number", "class", "label", "bool",
+    "features", "segment",
+};
+#define MAX_ID_CHARS 256
+#define MAX_EXACT_INT ((int64_t)1 << 53)
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cursor;
+
+static inline void
+skip_space(Cursor *c)
+{
+    while (c->p < c->end && is_space(*c->p)) {
+        c->p++;
+    }
+}
+
+/* Whether the next byte (white space skipped) is `byte`, stepping past it if so. */
+static inline int
+take(Cursor *c, unsigned char byte)
+{
+    skip_space(c);
+    if (c->p < c->end && *c->p == byte) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static inline int
+take_word(Cursor *c, const char *word, Py_ssize_t length)
+{
+    if (c->end - c->p >= length && memcmp(c->p, word, length) == 0) {
+        c->p += length;
+        return 1;
+    }
+    return 0;
+}
+
+enum { NOT_A_STRING, ASCII, ENCODED };
+
+/* The bytes of the string at the cursor (its opening quote), the cursor past its closing quote: ASCII without
+ * escapes, or ENCODED (escapes or UTF-8 to decode); NOT_A_STRING if it is not a plain string: a control character,
+ * or no closing quote. */
+static int
+scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *length)
+{
+    if (c->p >= c->end || *c->p != '"') {
+        return NOT_A_STRING;
+    }
+    const unsigned char *s = ++c->p;
+    int found = ASCII;
+    for (; c->p < c->end; c->p++) {
+        unsigned char byte = *c->p;
+        if (byte == '"') {
+            *start = s;
+            *length = c->p++ - s;
+            return found;
+        }
+        if (byte < 0x20) {
+            return NOT_A_STRING;
+        }
+        if (byte == '\\') {
+            found = ENCODED;
+            c->p++; /* the escaped byte, which may be a quote */
+        } else if (byte >= 0x80) {
+            found = ENCODED;
+        }
+    }
+    return NOT_A_STRING;
+}
+
+static int
+hex_digits(const unsigned char *s, const unsigned char *end, uint32_t *value)
+{
+    if (end - s < 4) {
+        return 0;
+    }
+    *value = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char byte = s[i];
+        int digit = byte >= '0' && byte <= '9' ? byte - '0'
+                  : byte >= 'a' && byte <= 'f' ? byte - 'a' + 10
+                  : byte >= 'A' && byte <= 'F' ? byte - 'A' + 10 : -1;
+        if (digit < 0) {
+            return 0;
+        }
+        *value = *value * 16 + digit;
+    }
+    return 1;
+}
+
+/* The string of an ENCODED string's bytes: escapes replaced, then decoded as UTF-8; NULL without an error if an
+ * escape is not JSON's, a surrogate is alone or the UTF-8 is not valid (msgspec's path then says why). */
+static PyObject *
+decoded_text(const unsigned char *s, Py_ssize_t length)
+{
+    unsigned char *buffer = PyMem_Malloc(length + 1); /* an escape is never shorter than its UTF-8 */
+    if (buffer == NULL) {
+        return PyErr_NoMemory();
+    }
+    const unsigned char *end = s + length;
+    Py_ssize_t n = 0;
+    PyObject *text = NULL;
+    while (s < end) {
+        if (*s != '\\') {
+            buffer[n++] = *s++;
+            continue;
+        }
+        unsigned char escaped = s[1];
+        s += 2;
+        switch (escaped) {
+        case '"':
+        case '\\':
+        case '/':
+            buffer[n++] = escaped;
+            continue;
+        case 'b':
+            buffer[n++] = '\b';
+            continue;
+        case 'f':
+            buffer[n++] = '\f';
+            continue;
+        case 'n':
+            buffer[n++] = '\n';
+            continue;
+        case 'r':
+            buffer[n++] = '\r';
+            continue;
+        case 't':
+            buffer[n++] = '\t';
+            continue;
+        case 'u':
+            break;
+        default:
+            goto end;
+        }
+        uint32_t code, low;
+        if (!hex_digits(s, end, &code)) {
+            goto end;
+        }
+        s += 4;
+        if (code >= 0xDC00 && code <= 0xDFFF) {
+            goto end;
+        }
+        if (code >= 0xD800 && code <= 0xDBFF) {
+            if (end - s < 6 || s[0] != '\\' || s[1] != 'u' || !hex_digits(s + 2, end, &low) || low < 0xDC00 || low > 0xDFFF) {
+                goto end;
+            }
+            s += 6;
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+        }
+        if (code < 0x80) {
+            buffer[n++] = (unsigned char)code;
+        } else if (code < 0x800) {
+            buffer[n++] = 0xC0 | (code >> 6);
+            buffer[n++] = 0x80 | (code & 0x3F);
+        } else if (code < 0x10000) {
+            buffer[n++] = 0xE0 | (code >> 12);
+            buffer[n++] = 0x80 | ((code >> 6) & 0x3F);
+            buffer[n++] = 0x80 | (code & 0x3F);
+        } else {
+            buffer[n++] = 0xF0 | (code >> 18);
+            buffer[n++] = 0x80 | ((code >> 12) & 0x3F);
+            buffer[n++] = 0x80 | ((code >> 6) & 0x3F);
+            buffer[n++] = 0x80 | (code & 0x3F);
+        }
+    }
+    if ((text = PyUnicode_DecodeUTF8((const char *)buffer, n, NULL)) == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+    }
+end:
+    PyMem_Free(buffer);
+    return text;
+}
+
+static PyObject *
+new_text(const unsigned char *s, Py_ssize_t length)
+{
+    PyObject *text = PyUnicode_New(length, 127);
+    if (text != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(text), s, length);
+    }
+    return text;
+}
+
+static inline uint32_t
+fnv1a(const unsigned char *s, Py_ssize_t length)
+{
+    uint32_t hash = 2166136261u;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        hash = (hash ^ s[i]) * 16777619u;
+    }
+    return hash;
+}
+
+#define SHARED_SLOTS 4096 /* a power of two */
+#define SHARED_MAX_CHARS 64
+#define SHARED_PROBES 4
+static struct {
+    uint32_t hash;
+    PyObject *text;
+} shared[SHARED_SLOTS];
+
+/* The string of these bytes: the one kept in the table if it is there or there is room for it, else a new one. */
+static PyObject *
+shared_text(const unsigned char *s, Py_ssize_t length)
+{
+    if (length > SHARED_MAX_CHARS) {
+        return new_text(s, length);
+    }
+    uint32_t hash = fnv1a(s, length);
+    for (int probe = 0; probe < SHARED_PROBES; probe++) {
+        Py_ssize_t at = (hash + probe) & (SHARED_SLOTS - 1);
+        PyObject *text = shared[at].text;
+        if (text == NULL) {
+            if ((text = new_text(s, length)) == NULL) {
+                return NULL;
+            }
+            Py_INCREF(text);
+            shared[at].hash = hash;
+            shared[at].text = text;
+            return text;
+        }
+        if (shared[at].hash == hash && PyUnicode_GET_LENGTH(text) == length
+            && memcmp(PyUnicode_1BYTE_DATA(text), s, length) == 0) {
+            Py_INCREF(text);
+            return text;
+        }
+    }
+    return new_text(s, length);
+}
+
+static const double POWERS_OF_TEN[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+enum { NOT_PLAIN, INTEGER, REAL };
+
+/* The JSON number at the cursor: INTEGER (in [-2**53, 2**53]) or REAL, read exactly as a correctly rounded parser
+ * reads it (Clinger's fast path: a mantissa of at most 2**53 and a power of ten of at most 22 are both exact, so the
+ * one division or product rounds once); NOT_PLAIN for anything else, or not a number. */
+static int
+scan_number(Cursor *c, int64_t *integer, double *real)
+{
+    const unsigned char *p = c->p, *end = c->end;
+    int negative = p < end && *p == '-';
+    p += negative;
+    if (p >= end || *p < '0' || *p > '9') {
+        return NOT_PLAIN;
+    }
+    uint64_t mantissa = 0;
+    int exponent = 0, is_real = 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (mantissa >= 100000000000000000ull) {
+                return NOT_PLAIN;
+            }
+            mantissa = mantissa * 10 + (*p - '0');
+        }
+    }
+    if (p < end && *p == '.') {
+        is_real = 1;
+        if (++p >= end || *p < '0' || *p > '9') {
+            return NOT_PLAIN;
+        }
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (mantissa >= 100000000000000000ull) {
+                return NOT_PLAIN;
+            }
+            mantissa = mantissa * 10 + (*p - '0');
+            exponent--;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_real = 1;
+        p++;
+        int negative_exponent = p < end && *p == '-';
+        p += p < end && (*p == '-' || *p == '+');
+        if (p >= end || *p < '0' || *p > '9') {
+            return NOT_PLAIN;
+        }
+        int written = 0;
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (written > 1000) {
+                return NOT_PLAIN;
+            }
+            written = written * 10 + (*p - '0');
+        }
+        exponent += negative_exponent ? -written : written;
+    }
+    c->p = p;
+    if (mantissa > (uint64_t)MAX_EXACT_INT) {
+        return NOT_PLAIN;
+    }
+    if (!is_real) {
+        *integer = negative ? -(int64_t)mantissa : (int64_t)mantissa;
+        return INTEGER;
+    }
+    if (exponent < -22 || exponent > 22) {
+        return NOT_PLAIN;
+    }
+    double value = exponent < 0 ? (double)mantissa / POWERS_OF_TEN[-exponent] : (double)mantissa * POWERS_OF_TEN[exponent];
+    *real = negative ? -value : value;
+    return REAL;
+}
+
+static inline int
+two_digits(const unsigned char *s, int *value)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') {
+        return 0;
+    }
+    *value = (s[0] - '0') * 10 + (s[1] - '0');
+    return 1;
+}
+
+#define MAX_OFFSET_MINUTES (23 * 60 + 59)
+static PyObject *time_zones[2 * MAX_OFFSET_MINUTES + 1]; /* made once each, as they are met */
+
+/* The time zone of an offset in minutes, as msgspec gives it (UTC for none; borrowed). */
+static PyObject *
+time_zone(int offset)
+{
+    if (offset == 0) {
+        return PyDateTime_TimeZone_UTC;
+    }
+    PyObject **zone = &time_zones[offset + MAX_OFFSET_MINUTES];
+    if (*zone == NULL) {
+        PyObject *delta = PyDelta_FromDSU(0, offset * 60, 0);
+        *zone = delta == NULL ? NULL : PyTimeZone_FromOffset(delta);
+        Py_XDECREF(delta);
+    }
+    return *zone;
+}
+
+/* An aware datetime from YYYY-MM-DDTHH:MM:SS[.f to ffffff] and Z, z or +HH:MM or -HH:MM (UTC for no offset, as
+ * msgspec reads it); NULL without an error if not so. */
+static PyObject *
+plain_datetime(const unsigned char *s, Py_ssize_t length)
+{
+    int century, year, month, day, hour, minute, second, microsecond = 0;
+    if (length < 20 || !two_digits(s, &century) || !two_digits(s + 2, &year) || s[4] != '-'
+        || !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day) || s[10] != 'T'
+        || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
+        || !two_digits(s + 17, &second)) {
+        return NULL;
+    }
+    year += century * 100;
+    Py_ssize_t at = 19;
+    if (s[at] == '.') {
+        int n_digits = 0;
+        for (at++; at < length && s[at] >= '0' && s[at] <= '9'; at++) {
+            if (++n_digits > 6) {
+                return NULL; /* msgspec rounds beyond microseconds */
+            }
+            microsecond = microsecond * 10 + (s[at] - '0');
+        }
+        if (n_digits == 0) {
+            return NULL;
+        }
+        for (; n_digits < 6; n_digits++) {
+            microsecond *= 10;
+        }
+    }
+    int offset_hours = 0, offset_minutes = 0;
+    if (!(length - at == 1 && (s[at] == 'Z' || s[at] == 'z'))
+        && !(length - at == 6 && (s[at] == '+' || s[at] == '-') && two_digits(s + at + 1, &offset_hours)
+             && s[at + 3] == ':' && two_digits(s + at + 4, &offset_minutes) && offset_hours <= 23 && offset_minutes <= 59)) {
+        return NULL;
+    }
+    static const int DAYS[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (year < 1 || month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || day < 1) {
+        return NULL;
+    }
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > DAYS[month - 1] + (month == 2 && leap)) {
+        return NULL;
+    }
+    int offset = (s[at] == '-' ? -1 : 1) * (offset_hours * 60 + offset_minutes);
+    PyObject *zone = time_zone(offset);
+    if (zone == NULL) {
+        return NULL;
+    }
+    return PyDateTimeAPI->DateTime_FromDateAndTime(year, month, day, hour, minute, second, microsecond, zone,
+                                                   PyDateTimeAPI->DateTimeType);
+}
+
+/* The number at the cursor as a field of `kind` holds it; NULL without an error if it is out of the kind's bounds
+ * or not plain. */
+static PyObject *
+number_of_kind(Cursor *c, int kind)
+{
+    int64_t integer;
+    double real;
+    int read = scan_number(c, &integer, &real);
+    if (read == NOT_PLAIN) {
+        return NULL;
+    }
+    int nonnegative = read == INTEGER ? integer >= 0 : real >= 0;
+    switch (kind) {
+    case KIND_COUNT:
+        if (read != INTEGER) {
+            return NULL;
+        }
+        /* fall through */
+    case KIND_NONNEGATIVE:
+        if (!nonnegative) {
+            return NULL;
+        }
+        break;
+    case KIND_UNIT:
+        if (!nonnegative || (read == INTEGER ? integer > 1 : real > 1)) {
+            return NULL;
+        }
+        break;
+    case KIND_TIMESTAMP:
+    case KIND_NUMBER:
+    case KIND_CLASS:
+    case KIND_LABEL:
+        break;
+    default:
+        return NULL;
+    }
+    return read == INTEGER ? PyLong_FromLongLong(integer) : PyFloat_FromDouble(real);
+}
+
+static PyObject *
+new_ref(PyObject *object)
+{
+    Py_INCREF(object);
+    return object;
+}
+
+static PyObject *plain_object(Cursor *c, int kind);
+
+/* The value at the cursor as a field of `kind` holds it (None for null); NULL without an error if not plain. */
+static PyObject *
+plain_value(Cursor *c, int kind)
+{
+    if (c->p >= c->end) {
+        return NULL;
+    }
+    unsigned char first = *c->p;
+    if (first == '"') {
+        const unsigned char *s;
+        Py_ssize_t length;
+        int found = scan_string(c, &s, &length);
+        if (found == NOT_A_STRING) {
+            return NULL;
+        }
+        if (kind == KIND_TYPE || kind == KIND_TIMESTAMP) {
+            if (found != ASCII) {
+                return NULL;
+            }
+            if (kind == KIND_TIMESTAMP) {
+                return plain_datetime(s, length);
+            }
+            if ((length == 9 && memcmp(s, "inference", 9) == 0) || (length == 8 && memcmp(s, "feedback", 8) == 0)) {
+                return shared_text(s, length);
+            }
+            return NULL;
+        }
+        if (kind != KIND_ID && kind != KIND_NAME && kind != KIND_TEXT && kind != KIND_CLASS && kind != KIND_LABEL) {
+            return NULL;
+        }
+        int shared_kind = kind == KIND_NAME || kind == KIND_CLASS || kind == KIND_LABEL;
+        PyObject *text = found == ENCODED ? decoded_text(s, length) : shared_kind ? shared_text(s, length) : new_text(s, length);
+        if (text != NULL && (kind == KIND_ID || kind == KIND_NAME) && PyUnicode_GET_LENGTH(text) > MAX_ID_CHARS) {
+            Py_CLEAR(text); /* too long */
+        }
+        return text;
+    }
+    if (first == 'n') {
+        return take_word(c, "null", 4) ? new_ref(Py_None) : NULL;
+    }
+    if (first == 't' || first == 'f') {
+        if (kind != KIND_BOOL && kind != KIND_LABEL) {
+            return NULL;
+        }
+        return take_word(c, "true", 4) ? new_ref(Py_True) : take_word(c, "false", 5) ? new_ref(Py_False) : NULL;
+    }
+    if (first == '{') {
+        return kind == KIND_FEATURES || kind == KIND_SEGMENT ? plain_object(c, kind) : NULL;
+    }
+    return number_of_kind(c, kind);
+}
+
+/* The features (scalars) or segment (strings or nulls) object at the cursor as a dict, keys and short strings
+ * shared; NULL without an error if not plain, or if it names a key twice. */
+static PyObject *
+plain_object(Cursor *c, int kind)
+{
+    c->p++; /* the opening brace */
+    PyObject *mapping = PyDict_New();
+    if (mapping == NULL || take(c, '}')) {
+        return mapping;
+    }
+    int value_kind = kind == KIND_FEATURES ? KIND_LABEL : KIND_CLASS; /* checked below for what each excludes */
+    do {
+        const unsigned char *s;
+        Py_ssize_t length;
+        skip_space(c);
+        if (scan_string(c, &s, &length) != ASCII || !take(c, ':')) {
+            goto not_plain;
+        }
+        skip_space(c);
+        if (c->p < c->end && kind == KIND_SEGMENT && *c->p != '"' && *c->p != 'n') {
+            goto not_plain; /* a segment value is a string or null */
+        }
+        PyObject *key = shared_text(s, length);
+        PyObject *value = key == NULL ? NULL : plain_value(c, value_kind);
+        Py_ssize_t size = PyDict_GET_SIZE(mapping);
+        int stored = value != NULL && PyDict_SetItem(mapping, key, value) == 0;
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (!stored || PyDict_GET_SIZE(mapping) == size) {
+            goto not_plain; /* not plain, a key named twice, or an error */
+        }
+    } while (take(c, ','));
+    if (take(c, '}')) {
+        return mapping;
+    }
+not_plain:
+    Py_DECREF(mapping);
+    return NULL;
+}
+
+#define MAX_PLAIN_FIELDS 64
+#define FIELD_INDEX_SLOTS 256 /* a power of two, several times MAX_PLAIN_FIELDS */
+
+typedef struct {
+    PyObject *name;
+    int kind;
+    Py_ssize_t offset;
+} PlainField;
+
+/* The fields of the last (type, kinds) asked for, and their index by name's hash (-1: empty). */
+static PyTypeObject *fields_of_type;
+static PyObject *fields_of_kinds;
+static PlainField plain_fields[MAX_PLAIN_FIELDS];
+static int n_plain_fields;
+static int8_t field_index[FIELD_INDEX_SLOTS];
+
+static int
+load_fields(PyTypeObject *type, PyObject *kinds)
+{
+    if (type == fields_of_type && kinds == fields_of_kinds) {
+        return 0;
+    }
+    if (!PyTuple_Check(kinds) || PyTuple_GET_SIZE(kinds) > MAX_PLAIN_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "plain_events() takes a tuple of at most 64 (field, kind) pairs");
+        return -1;
+    }
+    Py_CLEAR(fields_of_kinds);
+    Py_CLEAR(fields_of_type);
+    memset(field_index, -1, sizeof(field_index));
+    n_plain_fields = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kinds); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(kinds, i);
+        const char *name, *kind_name;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))
+            || !PyUnicode_IS_ASCII(PyTuple_GET_ITEM(pair, 0)) || (name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0))) == NULL
+            || (kind_name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 1))) == NULL) {
+            PyErr_SetString(PyExc_TypeError, "plain_events() takes (field: ASCII str, kind: str) pairs");
+            return -1;
+        }
+        int kind = 0;
+        while (kind < N_KINDS && strcmp(KIND_NAMES[kind], kind_name) != 0) {
+            kind++;
+        }
+        Py_ssize_t offset = slot_of(type, name);
+        if (kind == N_KINDS || offset < 0) {
+            PyErr_Format(PyExc_ValueError, "plain_events(): %s is not a kind, or %s not a field", kind_name, name);
+            return -1;
+        }
+        PyObject *field_name = PyTuple_GET_ITEM(pair, 0);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(field_name);
+        uint32_t hash = fnv1a(PyUnicode_1BYTE_DATA(field_name), length);
+        Py_ssize_t at = hash & (FIELD_INDEX_SLOTS - 1);
+        while (field_index[at] >= 0) {
+            at = (at + 1) & (FIELD_INDEX_SLOTS - 1);
+        }
+        field_index[at] = (int8_t)n_plain_fields;
+        plain_fields[n_plain_fields++] = (PlainField){field_name, kind, offset};
+    }
+    Py_INCREF(kinds);
+    fields_of_kinds = kinds; /* holds the names */
+    Py_INCREF(type);
+    fields_of_type = type;
+    return 0;
+}
+
+/* The field named by these bytes, or -1. */
+static int
+field_named(const unsigned char *s, Py_ssize_t length)
+{
+    Py_ssize_t at = fnv1a(s, length) & (FIELD_INDEX_SLOTS - 1);
+    for (int index; (index = field_index[at]) >= 0; at = (at + 1) & (FIELD_INDEX_SLOTS - 1)) {
+        PyObject *name = plain_fields[index].name;
+        if (PyUnicode_GET_LENGTH(name) == length && memcmp(PyUnicode_1BYTE_DATA(name), s, length) == 0) {
+            return index;
+        }
+    }
+    return -1;
+}
+
+/* The event of a plain message, a copy of the template (`copy` makes one) with its fields set; NULL without an
+ * error if the message is not plain. */
+static PyObject *
+plain_event(const unsigned char *data, Py_ssize_t size, PyObject *copy)
+{
+    Cursor c = {data, data + size};
+    if (!take(&c, '{')) {
+        return NULL;
+    }
+    PyObject *event = PyObject_CallNoArgs(copy);
+    if (event == NULL || take(&c, '}')) {
+        goto end;
+    }
+    uint64_t named = 0;
+    do {
+        const unsigned char *s;
+        Py_ssize_t length;
+        int index;
+        skip_space(&c);
+        if (scan_string(&c, &s, &length) != ASCII || (index = field_named(s, length)) < 0 || (named >> index) & 1
+            || !take(&c, ':')) {
+            goto not_plain;
+        }
+        named |= (uint64_t)1 << index;
+        skip_space(&c);
+        PyObject *value = plain_value(&c, plain_fields[index].kind);
+        if (value == NULL) {
+            goto not_plain;
+        }
+        Py_XSETREF(FIELD(event, plain_fields[index].offset), value);
+    } while (take(&c, ','));
+    if (!take(&c, '}')) {
+        goto not_plain;
+    }
+end:
+    skip_space(&c);
+    if (event != NULL && c.p == c.end) {
+        return event;
+    }
+not_plain:
+    Py_XDECREF(event);
+    return NULL;
+}
+
+static PyObject *
+plain_events(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
+{
+    if (n_args != 4 || !PyList_Check(args[0]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "plain_events(raws: list, template, kinds: tuple, max_bytes: int)");
+        return NULL;
+    }
+    PyObject *raws = args[0], *template = args[1];
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[3]);
+    if ((max_bytes == -1 && PyErr_Occurred()) || load_fields(Py_TYPE(template), args[2]) < 0) {
+        return NULL;
+    }
+    PyObject *copy = PyObject_GetAttrString(template, "__copy__");
+    if (copy == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(raws);
+    PyObject *events = PyList_New(n);
+    for (Py_ssize_t i = 0; events != NULL && i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(raws, i), *event = NULL;
+        if (PyBytes_Check(raw) && PyBytes_GET_SIZE(raw) <= max_bytes) {
+            event = plain_event((const unsigned char *)PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), copy);
+        }
+        if (event == NULL && PyErr_Occurred()) {
+            Py_CLEAR(events);
+            break;
+        }
+        PyList_SET_ITEM(events, i, event != NULL ? event : new_ref(Py_None));
+    }
+    Py_DECREF(copy);
+    return events;
+}
+
 static PyMethodDef methods[] = {
     {"key_colons", (PyCFunction)key_colons, METH_O, "The colons ending a key in a batch of messages, or None."},
     {"set_fields", (PyCFunction)(void (*)(void))set_fields, METH_FASTCALL, "The fields of the events that are set."},
     {"complete", (PyCFunction)(void (*)(void))complete, METH_FASTCALL, "Complete a batch of plain inference events."},
     {"field", (PyCFunction)(void (*)(void))field, METH_FASTCALL, "Each event's field, read from its slot."},
+    {"plain_events", (PyCFunction)(void (*)(void))plain_events, METH_FASTCALL, "The plain events of a batch, parsed."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -192,6 +192,43 @@ class _WireEvent(Event, gc=False):
     )
 
 
+#: How the C parser of plain messages reads each field of :class:`Event` (``plain_events`` in
+#: ``monitor/ingest/_decode.c``; a test holds each kind to the field's type): a message that names a field not here
+#: (``embedding``, an alias) is decoded by msgspec. ``name``, ``class`` and ``label`` strings take few values,
+#: and a table in C shares them between events.
+PLAIN_KINDS = (
+    ("type", "type"),
+    ("request_id", "id"),
+    ("response_id", "id"),
+    ("timestamp", "timestamp"),
+    ("model", "name"),
+    ("model_version", "name"),
+    ("operation", "name"),
+    ("provider", "name"),
+    ("conversation_id", "id"),
+    ("finish_reason", "name"),
+    ("error", "name"),
+    ("latency_ms", "nonnegative"),
+    ("ttft_ms", "nonnegative"),
+    ("input_tokens", "count"),
+    ("output_tokens", "count"),
+    ("cache_read_input_tokens", "count"),
+    ("reasoning_output_tokens", "count"),
+    ("prompt", "text"),
+    ("response", "text"),
+    ("features", "features"),
+    ("prediction", "class"),
+    ("score", "unit"),
+    ("segment", "segment"),
+    ("stream", "bool"),
+    ("label", "label"),
+    ("rating", "number"),
+    ("judge_score", "unit"),
+    ("evaluation_name", "name"),
+)
+_UNSET_EVENT = Event()  # what the C parser copies for each plain message
+
+
 #: The fields of an inference event and of a feedback event (the other type's fields are ignored).
 INFERENCE_FIELDS = tuple(Event.__struct_fields__[: Event.__struct_fields__.index("label")])
 FEEDBACK_FIELDS = (*INFERENCE_FIELDS[:5], "label", "rating", "judge_score", "evaluation_name")
@@ -343,6 +380,8 @@ def decode_batch(
 
 def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> list[Event | Invalid] | None:
     """The events of a batch checked batch-wise, or None where it must be decoded message by message."""
+    if _plain_events is not None:
+        return _parse_together(raws, max_bytes, latest_ms)
     if not raws or None in raws or max(map(len, raws)) > max_bytes:
         return None
     if not all(map(bytes.isascii, raws)):
@@ -356,6 +395,22 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
     if _complete_batch(events, float(latest_ms), UNSET, "inference"):
         return events  # type: ignore[return-value]  # a list of Event is a list of Event | Invalid
     return [_complete(event, latest_ms) for event in events]
+
+
+def _parse_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> list[Event | Invalid]:
+    """The batch parsed in C where its messages are plain (see :data:`PLAIN_KINDS`), the others decoded one by one."""
+    assert _plain_events is not None, "called only where the parser was built"
+    parsed: list[Event | None] = _plain_events(raws, _UNSET_EVENT, PLAIN_KINDS, max_bytes)
+    plain = [event for event in parsed if event is not None]
+    completed: list[Event | Invalid] = list(plain)
+    if not _complete_batch(plain, float(latest_ms), UNSET, "inference"):
+        completed = [_complete(event, latest_ms) for event in plain]
+    if len(plain) == len(raws):
+        return completed
+    taken = iter(completed)
+    return [
+        decode(raw or b"", max_bytes, latest_ms) if event is None else next(taken) for raw, event in zip(raws, parsed)
+    ]
 
 
 def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:
@@ -496,14 +551,17 @@ def _read_field_twin(events: list[Event], name: str) -> list[Any]:
     return list(map(attrgetter(name), events))
 
 
+_plain_events: Callable[[list[bytes], Event, tuple, int], list[Event | None]] | None
 try:  # the batch decoder's passes in C (setup.py), about 1.5 us an event less than their twins
     from monitor.ingest._decode import complete as _complete_batch
     from monitor.ingest._decode import field as _read_field
     from monitor.ingest._decode import key_colons as _key_colons
+    from monitor.ingest._decode import plain_events as _plain_events
     from monitor.ingest._decode import set_fields as _set_fields
-except ImportError:  # built without a C compiler
+except ImportError:  # built without a C compiler: msgspec decodes every batch, checked by the twins
     _key_colons, _set_fields, _complete_batch = _key_colons_twin, _set_fields_twin, _complete_batch_twin
     _read_field = _read_field_twin
+    _plain_events = None
 
 
 def _apply_aliases(event: _WireEvent) -> Invalid | None:
