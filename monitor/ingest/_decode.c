@@ -1,6 +1,11 @@
-/* The batch decoder's passes in C (monitor/ingest/events.py, decode_batch): the two counts behind its repeated-key
- * check, and the completion of a batch of plain inference events. Each equals its Python twin in events.py, which
- * runs where this module was not built:
+/* The batch decoder in C (monitor/ingest/events.py, decode_batch): a parser of plain messages, the two counts behind
+ * msgspec's path's repeated-key check, and the completion of a batch of plain inference events.
+ *
+ *   plain_events(raws, template, kinds, max_bytes)
+ *                              each plain message's event as msgspec decodes it, None for any other message
+ *
+ * Where this module was not built, msgspec decodes every message. Each of the others equals its Python twin in
+ * events.py, which runs then:
  *
  *   key_colons(raws)           == _key_colons_twin(raws), the colons ending a key, message by message
  *   set_fields(events, unset)  == _set_fields_twin(events, unset), the fields of the events not `unset`
@@ -8,8 +13,9 @@
  *                              == _complete_batch_twin(events, latest_ms, unset, inference), the same fields set
  *   field(events, name)        == list(map(operator.attrgetter(name), events)), read from the slots
  *
- * Nothing here judges an event alone: a count that is off, or a batch that is not plainly valid, only sends the
- * batch down the message-by-message path, where every event is judged.
+ * Nothing here judges an event alone: a message the parser does not take, a count that is off, or a batch that is
+ * not plainly valid, only sends the message or the batch down the message-by-message path, where every event is
+ * judged.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Literal, get_type_hints
 
 import msgspec
 import pytest
@@ -888,3 +889,57 @@ def test_a_batch_with_escapes_colons_and_offsets_in_its_strings_takes_the_batch_
     results = decode_batch(raws)
     assert [type(result) for result in results] == [Event, Event]  # plain Events: the batch path
     assert results[0].prompt == 'line one\nline two: "quoted"?'
+
+
+# -- Plain messages parsed in C ----------------------------------------------------------------------------------------
+
+_KIND_TYPES = {
+    "type": Literal["inference", "feedback"],
+    "id": events_module.Identifier,
+    "name": events_module.Identifier,
+    "text": str,
+    "timestamp": events_module.Timestamp | events_module.Number,
+    "nonnegative": events_module.NonNegative,
+    "count": events_module.Count,
+    "unit": events_module.UnitInterval,
+    "number": events_module.Number,
+    "class": str | events_module.Number,
+    "label": str | events_module.Number | bool,
+    "bool": bool,
+    "features": dict[str, events_module.Scalar],
+    "segment": dict[str, str | None],
+}
+
+
+def test_the_c_parser_reads_each_field_of_an_event_as_its_type_says():
+    """PLAIN_KINDS mirrors Event for the C parser: a field whose type changes must change its kind too."""
+    hints = get_type_hints(Event, include_extras=True)
+    kinds = dict(events_module.PLAIN_KINDS)
+
+    assert set(kinds) == set(Event.__struct_fields__) - {"embedding", "timestamp_ms"}  # embedding: msgspec's path
+    for name, kind in kinds.items():
+        assert hints[name] == _KIND_TYPES[kind] | None | msgspec.UnsetType, name
+
+
+def test_a_batch_of_realistic_events_is_parsed_in_c_into_what_msgspec_decodes(monkeypatch):
+    raws = [
+        _event(request_id=f"r{i}", latency_ms=i + 0.5, input_tokens=i, error=None if i % 2 else "E") for i in range(50)
+    ]
+    raws += [
+        _event(timestamp="2023-11-14T22:13:20.5+05:30", prompt='caf\u00e9\n"\u2603" \U0001f600', features={"k": -0.0}),
+        _event(timestamp=1_700_000_000.25, segment={"tier": None, "locale": "fr-FR"}, score=1, stream=True),
+        _event(type="feedback", request_id="r1", label=True, rating=-3, judge_score=0.25, evaluation_name="judge"),
+        json.dumps({**_BASE, "model": "mod\u00e8le", "features": {"city": "Z\u00fcrich"}}, ensure_ascii=False).encode(),
+    ]
+    assert events_module._plain_events is _decoder_in_c().plain_events
+    monkeypatch.setattr(events_module, "decode", None)  # no message may take msgspec's path
+    events = decode_batch(raws)
+
+    for raw, event in zip(raws, events, strict=True):
+        expected = events_module._complete(events_module._PLAIN_DECODER.decode(raw), math.inf)
+        assert type(event) is Event
+        assert [(type(value), value) for value in msgspec.structs.astuple(event)] == [
+            (type(value), value) for value in msgspec.structs.astuple(expected)
+        ], raw
+        if type(event.timestamp) is datetime:
+            assert event.timestamp.utcoffset() == expected.timestamp.utcoffset()
