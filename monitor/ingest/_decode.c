@@ -12,6 +12,7 @@
  *   complete(events, latest_ms, unset, inference)
  *                              == _complete_batch_twin(events, latest_ms, unset, inference), the same fields set
  *   field(events, name)        == list(map(operator.attrgetter(name), events)), read from the slots
+ *   entries(events, name, key) == _entries_twin(events, name, key), each event's mapping's value at a key
  *
  * Nothing here judges an event alone: a message the parser does not take, a count that is off, or a batch that is
  * not plainly valid, only sends the message or the batch down the message-by-message path, where every event is
@@ -289,6 +290,29 @@ complete(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
     return PyBool_FromLong(plain);
 }
 
+/* What reads one field from event after event: its slot, found once per class of the events. */
+typedef struct {
+    const char *utf8; /* the field's name */
+    PyTypeObject *type; /* the class the slot was last found for */
+    Py_ssize_t offset;
+} FieldReader;
+
+/* The event's field (a new reference), from its slot, else by getattr (NULL with its error if it raises). */
+static PyObject *
+read_slot(FieldReader *reader, PyObject *event, PyObject *name)
+{
+    if (Py_TYPE(event) != reader->type) {
+        reader->type = Py_TYPE(event);
+        reader->offset = slot_of(reader->type, reader->utf8);
+    }
+    PyObject *value;
+    if (reader->offset >= 0 && (value = FIELD(event, reader->offset)) != NULL) {
+        Py_INCREF(value);
+        return value;
+    }
+    return PyObject_GetAttr(event, name);
+}
+
 /* field(events, name) -> list
  *
  * Each event's field `name`, as getattr reads it: from the instance's slot, found once per class of the events (a
@@ -303,34 +327,58 @@ field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
         return NULL;
     }
     PyObject *events = args[0], *name = args[1];
-    const char *utf8 = PyUnicode_AsUTF8(name);
-    if (utf8 == NULL) {
+    FieldReader reader = {PyUnicode_AsUTF8(name), NULL, -1};
+    if (reader.utf8 == NULL) {
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(events);
     PyObject *values = PyList_New(n);
-    if (values == NULL) {
-        return NULL;
-    }
-    PyTypeObject *last_type = NULL;
-    Py_ssize_t offset = -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *event = PyList_GET_ITEM(events, i), *value;
-        if (Py_TYPE(event) != last_type) {
-            last_type = Py_TYPE(event);
-            offset = slot_of(last_type, utf8);
-        }
-        if (offset >= 0 && (value = FIELD(event, offset)) != NULL) {
-            Py_INCREF(value);
-        } else if ((value = PyObject_GetAttr(event, name)) == NULL) {
-            Py_DECREF(values);
-            return NULL;
+    for (Py_ssize_t i = 0; values != NULL && i < n; i++) {
+        PyObject *value = read_slot(&reader, PyList_GET_ITEM(events, i), name);
+        if (value == NULL) {
+            Py_CLEAR(values);
+            break;
         }
         PyList_SET_ITEM(values, i, value);
     }
     return values;
 }
 
+/* entries(events, name, key) -> list
+ *
+ * Each event's field `name` (a mapping such as "features") looked up at `key`: the value, or None where the field is
+ * not a dict (None, unset) or has no such key.
+ */
+static PyObject *
+entries(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
+{
+    if (n_args != 3 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "entries(events: list, name: str, key)");
+        return NULL;
+    }
+    PyObject *events = args[0], *name = args[1], *key = args[2];
+    FieldReader reader = {PyUnicode_AsUTF8(name), NULL, -1};
+    if (reader.utf8 == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    PyObject *values = PyList_New(n);
+    for (Py_ssize_t i = 0; values != NULL && i < n; i++) {
+        PyObject *container = read_slot(&reader, PyList_GET_ITEM(events, i), name), *value = Py_None;
+        if (container != NULL && PyDict_Check(container)) {
+            value = PyDict_GetItemWithError(container, key);
+            value = value == NULL && !PyErr_Occurred() ? Py_None : value;
+        }
+        Py_XINCREF(value);
+        Py_XDECREF(container);
+        if (container == NULL || value == NULL) {
+            Py_CLEAR(values);
+            break;
+        }
+        PyList_SET_ITEM(values, i, value);
+    }
+    return values;
+}
 
 /* plain_events(raws, template, kinds, max_bytes) -> list[event | None]
  *
@@ -1056,6 +1104,7 @@ static PyMethodDef methods[] = {
     {"set_fields", (PyCFunction)(void (*)(void))set_fields, METH_FASTCALL, "The fields of the events that are set."},
     {"complete", (PyCFunction)(void (*)(void))complete, METH_FASTCALL, "Complete a batch of plain inference events."},
     {"field", (PyCFunction)(void (*)(void))field, METH_FASTCALL, "Each event's field, read from its slot."},
+    {"entries", (PyCFunction)(void (*)(void))entries, METH_FASTCALL, "Each event's mapping's value at a key."},
     {"plain_events", (PyCFunction)(void (*)(void))plain_events, METH_FASTCALL, "The plain events of a batch, parsed."},
     {NULL, NULL, 0, NULL},
 };

@@ -60,6 +60,7 @@ __all__ = [
     "decode",
     "decode_batch",
     "field_values",
+    "read_entries",
     "read_field",
 ]
 
@@ -301,6 +302,16 @@ def read_field(events: list[Event], name: str) -> list[Any]:
     return _read_field(events, name)
 
 
+def read_entries(events: list[Event], name: str, key: str) -> list[Any]:
+    """Each event's ``name`` mapping (``features``, ``segment``) at ``key``, None where absent: in C
+    (:func:`monitor.ingest._decode.entries`; else one look-up per event).
+
+    >>> read_entries([Event(features={"topic": "billing"}), Event(features={}), Event()], "features", "topic")
+    ['billing', None, None]
+    """
+    return _entries(events, name, key)
+
+
 def field_values(events: list[Event], name: str) -> list[Any]:
     """Each event's ``name`` field, None where absent (unset or null) (see :func:`read_field`).
 
@@ -406,7 +417,7 @@ def _parse_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> list
     assert _plain_events is not None, "called only where the parser was built"
     parsed: list[Event | None] = _plain_events(raws, _UNSET_EVENT, PLAIN_KINDS, max_bytes)
     plain = [event for event in parsed if event is not None]
-    completed: list[Event | Invalid] = list(plain)
+    completed: list[Event | Invalid] = plain  # type: ignore[assignment]  # a list of Event is one of Event | Invalid
     if not _complete_batch(plain, float(latest_ms), UNSET, "inference"):
         completed = [_complete(event, latest_ms) for event in plain]
     if len(plain) == len(raws):
@@ -550,6 +561,11 @@ def _complete_batch_twin(events: list[Event], latest_ms: float, unset: object, i
     return True
 
 
+def _entries_twin(events: list[Event], name: str, key: str) -> list[Any]:
+    """:func:`monitor.ingest._decode.entries` where it was not built."""
+    return [mapping.get(key) if type(mapping) is dict else None for mapping in _read_field(events, name)]
+
+
 def _read_field_twin(events: list[Event], name: str) -> list[Any]:
     """:func:`monitor.ingest._decode.field` where it was not built: one ``getattr`` per event, mapped in C."""
     return list(map(attrgetter(name), events))
@@ -560,13 +576,14 @@ _plain_events: Callable[[list[bytes], Event, tuple, int], list[Event | None]] | 
 # than msgspec's path and the passes, and its shared strings cost less to hash and free downstream.
 try:
     from monitor.ingest._decode import complete as _complete_batch
+    from monitor.ingest._decode import entries as _entries
     from monitor.ingest._decode import field as _read_field
     from monitor.ingest._decode import key_colons as _key_colons
     from monitor.ingest._decode import plain_events as _plain_events
     from monitor.ingest._decode import set_fields as _set_fields
 except ImportError:  # built without a C compiler: msgspec decodes every batch, checked by the twins
     _key_colons, _set_fields, _complete_batch = _key_colons_twin, _set_fields_twin, _complete_batch_twin
-    _read_field = _read_field_twin
+    _read_field, _entries = _read_field_twin, _entries_twin
     _plain_events = None
 
 

@@ -31,7 +31,7 @@ from msgspec import UNSET, UnsetType
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.ingest import Partition
-from monitor.ingest.events import Event, field_values, read_field
+from monitor.ingest.events import Event, field_values, read_entries, read_field
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
     CONTENT_FILTER,
@@ -63,7 +63,6 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30
 #: Upper bounds of the time-to-first-token histogram.
 TTFT_BUCKETS_MS = (25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 10_000)
 
-_EMPTY: dict = {}
 
 _NUMERIC_TYPES = frozenset((float, int, bool, type(None), UnsetType))
 _CATEGORY_TYPES = frozenset((str, type(None)))
@@ -609,18 +608,14 @@ def _warmup(model: ModelConfig) -> int:
 def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
     """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``).
 
-    ``read`` keeps what calls on one batch have read: each top-level field, and each event's ``features``
-    or ``segment`` mapping (under ``"features."``, ``"segment."``), so that each is read once.
+    ``read`` keeps the top-level fields calls on one batch have read, so that each is read once.
     """
     head, _, key = path.partition(".")
-    if not key:
-        if head not in read:
-            read[head] = read_field(events, head)  # unset where absent: each consumer of these values takes it as None
-        return read[head]
-    containers = read.get(head + ".")
-    if containers is None:
-        containers = read[head + "."] = [container or _EMPTY for container in read_field(events, head)]
-    return list(map(dict.get, containers, repeat(key)))  # dict.get mapped in C, no bytecode per event
+    if key:
+        return read_entries(events, head, key)  # None where absent, as every consumer of these values takes it
+    if head not in read:
+        read[head] = read_field(events, head)  # unset where absent: each consumer of these values takes it as None
+    return read[head]
 
 
 def _floats(values: list[Any]) -> np.ndarray:

@@ -855,6 +855,17 @@ def test_the_c_read_of_a_field_equals_getattr_on_events_decoded_alone_and_in_a_b
     assert _decoder_in_c().field(events, name) == events_module._read_field_twin(events, name)
 
 
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(_MESSAGES, max_size=6), st.sampled_from(["features", "segment"]), st.sampled_from("ab") | st.text())
+def test_the_c_read_of_a_mappings_entries_equals_its_python_twin(raws, name, key):
+    events = [event for event in decode_batch(raws) if type(event) is not Invalid]
+    events += [Event(features={key: 1}, segment={key: None, "a": "x"}), Event(features={}), Event(segment=None)]
+
+    entries = _decoder_in_c().entries(events, name, key)
+    expected = events_module._entries_twin(events, name, key)
+    assert [(type(entry), entry) for entry in entries] == [(type(entry), entry) for entry in expected]
+
+
 def test_the_c_read_of_a_field_a_class_lacks_raises_as_getattr_does():
     with pytest.raises(AttributeError):
         _decoder_in_c().field([Event(), object()], "model")
