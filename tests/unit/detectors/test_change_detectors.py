@@ -10,6 +10,7 @@ as one that never stopped.
 from __future__ import annotations
 
 import inspect
+import os
 
 import msgspec
 import numpy as np
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from detectors import adwin as adwin_module
 from detectors.adwin import ADWIN
 from detectors.cusum import CUSUM
 from detectors.page_hinkley import PageHinkley
@@ -396,3 +398,33 @@ def test_a_calibrated_detector_sees_no_change_in_a_constant_stream_and_any_depar
 def test_warmup_scaled_needs_a_warm_up_of_two_values():
     with pytest.raises(ValueError, match="warmup"):
         WarmupScaled(ADWIN(), warmup=1)
+
+
+def _adwin_cut_in_c():
+    """The C cut test (detectors/_adwin_cut.c): built wherever CI runs, where its absence is a failure."""
+    if os.environ.get("CI") == "true":
+        from detectors import _adwin_cut
+    else:
+        _adwin_cut = pytest.importorskip("detectors._adwin_cut", reason="built without a C compiler")
+    return _adwin_cut
+
+
+@settings(max_examples=20, deadline=None, database=None)
+@given(
+    st.sampled_from(sorted(STREAMS)),
+    st.integers(0, 10_000),
+    st.sampled_from([0.002, 0.1, 1e-5]),
+    st.integers(1, 5),
+    st.integers(1, 8),
+)
+def test_the_c_cut_test_equals_its_python_twin_at_every_update(stream_name, seed, delta, max_buckets, least):
+    """Every test ADWIN makes (clock 1), on every window the stream leaves, cut or not (the tests above hold the C
+    test's detections to river's indices)."""
+    assert adwin_module._c_cut_found is _adwin_cut_in_c().cut_found
+    detector = ADWIN(delta=delta, max_buckets=max_buckets, min_window_length=least)
+    for x in STREAMS[stream_name](np.random.default_rng(seed)):
+        detector._insert(x)
+        while detector.width > detector.grace_period and detector._cut_found():
+            assert detector._cut_found_twin()
+            detector._drop_oldest_bucket()
+        assert detector.width <= detector.grace_period or not detector._cut_found_twin()
