@@ -453,6 +453,34 @@ take_word(Cursor *c, const char *word, Py_ssize_t length)
 
 enum { NOT_A_STRING, ASCII, ENCODED };
 
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+/* How many of the next bytes (at most 8, all if fewer remain) a string's scan may pass over at once: none is a quote,
+ * a backslash, a control character or beyond ASCII (the word's bytes flagged by their high bits, the classic
+ * has-zero-byte tests; the lowest flag is always a true one, the only one read). */
+static inline Py_ssize_t
+plain_run(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 8) {
+        return 0;
+    }
+    uint64_t word, quote, backslash;
+    memcpy(&word, p, 8);
+    quote = word ^ (ONES * '"');
+    backslash = word ^ (ONES * '\\');
+    uint64_t stops = (((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((word - ONES * 0x20) & ~word)
+                      | word) & HIGHS;
+    return stops == 0 ? 8 : __builtin_ctzll(stops) >> 3;
+}
+#else
+static inline Py_ssize_t
+plain_run(const unsigned char *p, const unsigned char *end)
+{
+    return 0; /* byte by byte */
+}
+#endif
+
 /* The bytes of the string at the cursor (its opening quote), the cursor past its closing quote: ASCII without
  * escapes, or ENCODED (escapes or UTF-8 to decode); NOT_A_STRING if it is not a plain string: a control character,
  * or no closing quote. */
@@ -464,22 +492,26 @@ scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *length)
     }
     const unsigned char *s = ++c->p;
     int found = ASCII;
-    for (; c->p < c->end; c->p++) {
+    while (c->p < c->end) {
+        Py_ssize_t run = plain_run(c->p, c->end);
+        c->p += run;
+        if (run == 8) {
+            continue;
+        }
         unsigned char byte = *c->p;
         if (byte == '"') {
             *start = s;
             *length = c->p++ - s;
             return found;
         }
-        if (byte < 0x20) {
+        if (byte < 0x20 || (byte == '\\' && c->end - c->p < 2)) {
             return NOT_A_STRING;
         }
-        if (byte == '\\') {
+        if (byte == '\\' || byte >= 0x80) {
             found = ENCODED;
-            c->p++; /* the escaped byte, which may be a quote */
-        } else if (byte >= 0x80) {
-            found = ENCODED;
+            c->p += byte == '\\'; /* the escaped byte, which may be a quote */
         }
+        c->p++;
     }
     return NOT_A_STRING;
 }
@@ -598,14 +630,21 @@ new_text(const unsigned char *s, Py_ssize_t length)
     return text;
 }
 
+/* A hash of a short string's bytes, eight at a time (multiply and fold; a collision costs a probe, never a wrong
+ * string: the bytes are compared). */
 static inline uint32_t
-fnv1a(const unsigned char *s, Py_ssize_t length)
+short_hash(const unsigned char *s, Py_ssize_t length)
 {
-    uint32_t hash = 2166136261u;
-    for (Py_ssize_t i = 0; i < length; i++) {
-        hash = (hash ^ s[i]) * 16777619u;
+    uint64_t hash = 0x9E3779B97F4A7C15ull ^ (uint64_t)length, word;
+    for (; length >= 8; s += 8, length -= 8) {
+        memcpy(&word, s, 8);
+        hash = (hash ^ word) * 0xFF51AFD7ED558CCDull;
+        hash ^= hash >> 32;
     }
-    return hash;
+    word = 0;
+    memcpy(&word, s, length);
+    hash = (hash ^ word) * 0xC4CEB9FE1A85EC53ull;
+    return (uint32_t)(hash ^ (hash >> 29));
 }
 
 #define SHARED_SLOTS 4096 /* a power of two */
@@ -623,7 +662,7 @@ shared_text(const unsigned char *s, Py_ssize_t length)
     if (length > SHARED_MAX_CHARS) {
         return new_text(s, length);
     }
-    uint32_t hash = fnv1a(s, length);
+    uint32_t hash = short_hash(s, length);
     for (int probe = 0; probe < SHARED_PROBES; probe++) {
         Py_ssize_t at = (hash + probe) & (SHARED_SLOTS - 1);
         PyObject *text = shared[at].text;
@@ -993,7 +1032,7 @@ load_fields(PyTypeObject *type, PyObject *kinds)
         }
         PyObject *field_name = PyTuple_GET_ITEM(pair, 0);
         Py_ssize_t length = PyUnicode_GET_LENGTH(field_name);
-        uint32_t hash = fnv1a(PyUnicode_1BYTE_DATA(field_name), length);
+        uint32_t hash = short_hash(PyUnicode_1BYTE_DATA(field_name), length);
         Py_ssize_t at = hash & (FIELD_INDEX_SLOTS - 1);
         while (field_index[at] >= 0) {
             at = (at + 1) & (FIELD_INDEX_SLOTS - 1);
@@ -1012,7 +1051,7 @@ load_fields(PyTypeObject *type, PyObject *kinds)
 static int
 field_named(const unsigned char *s, Py_ssize_t length)
 {
-    Py_ssize_t at = fnv1a(s, length) & (FIELD_INDEX_SLOTS - 1);
+    Py_ssize_t at = short_hash(s, length) & (FIELD_INDEX_SLOTS - 1);
     for (int index; (index = field_index[at]) >= 0; at = (at + 1) & (FIELD_INDEX_SLOTS - 1)) {
         PyObject *name = plain_fields[index].name;
         if (PyUnicode_GET_LENGTH(name) == length && memcmp(PyUnicode_1BYTE_DATA(name), s, length) == 0) {
