@@ -13,6 +13,7 @@
  *                              == _complete_batch_twin(events, latest_ms, unset, inference), the same fields set
  *   field(events, name)        == list(map(operator.attrgetter(name), events)), read from the slots
  *   entries(events, name, key) == _entries_twin(events, name, key), each event's mapping's value at a key
+ *   floats(values, unset)      numbers, None or unset as packed float64s (None for other values: numpy converts)
  *
  * Nothing here judges an event alone: a message the parser does not take, a count that is off, or a batch that is
  * not plainly valid, only sends the message or the batch down the message-by-message path, where every event is
@@ -378,6 +379,42 @@ entries(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
         PyList_SET_ITEM(values, i, value);
     }
     return values;
+}
+
+/* floats(values, unset) -> bytearray | None
+ *
+ * The values as packed float64s, as numpy converts numbers (float, int and bool, ints as float() rounds them),
+ * None and `unset` as NaN; None if any other value is among them (numpy then says what it makes of them).
+ */
+static PyObject *
+floats(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
+{
+    if (n_args != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "floats(values: list, unset)");
+        return NULL;
+    }
+    PyObject *values = args[0], *unset = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *packed = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
+    if (packed == NULL) {
+        return NULL;
+    }
+    double *out = (double *)PyByteArray_AS_STRING(packed);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = PyList_GET_ITEM(values, i);
+        if (PyFloat_Check(value)) {
+            out[i] = PyFloat_AS_DOUBLE(value);
+        } else if (value == Py_None || value == unset) {
+            out[i] = Py_NAN;
+        } else if (PyLong_Check(value) && !((out[i] = PyLong_AsDouble(value)) == -1.0 && PyErr_Occurred())) {
+            continue;
+        } else {
+            PyErr_Clear(); /* an int too large for a float64: numpy says so */
+            Py_DECREF(packed);
+            Py_RETURN_NONE;
+        }
+    }
+    return packed;
 }
 
 /* plain_events(raws, template, kinds, max_bytes) -> list[event | None]
@@ -1144,6 +1181,7 @@ static PyMethodDef methods[] = {
     {"complete", (PyCFunction)(void (*)(void))complete, METH_FASTCALL, "Complete a batch of plain inference events."},
     {"field", (PyCFunction)(void (*)(void))field, METH_FASTCALL, "Each event's field, read from its slot."},
     {"entries", (PyCFunction)(void (*)(void))entries, METH_FASTCALL, "Each event's mapping's value at a key."},
+    {"floats", (PyCFunction)(void (*)(void))floats, METH_FASTCALL, "Numbers, None or unset as packed float64s."},
     {"plain_events", (PyCFunction)(void (*)(void))plain_events, METH_FASTCALL, "The plain events of a batch, parsed."},
     {NULL, NULL, 0, NULL},
 };

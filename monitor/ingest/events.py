@@ -60,6 +60,7 @@ __all__ = [
     "decode",
     "decode_batch",
     "field_values",
+    "packed_floats",
     "read_entries",
     "read_field",
 ]
@@ -310,6 +311,13 @@ def read_entries(events: list[Event], name: str, key: str) -> list[Any]:
     ['billing', None, None]
     """
     return _entries(events, name, key)
+
+
+def packed_floats(values: list[Any]) -> bytearray | None:
+    """Numbers, None or unset (NaN) packed as float64s, in C (:func:`monitor.ingest._decode.floats`), ten times
+    faster than numpy's conversion of a list; None where it was not built, or for other values (numpy converts
+    them then, and says what it makes of them)."""
+    return None if _floats is None else _floats(values, UNSET)
 
 
 def field_values(events: list[Event], name: str) -> list[Any]:
@@ -572,19 +580,21 @@ def _read_field_twin(events: list[Event], name: str) -> list[Any]:
 
 
 _plain_events: Callable[[list[bytes], Event, tuple, int], list[Event | None]] | None
+_floats: Callable[[list[Any], object], bytearray | None] | None
 # The batch decoder in C (setup.py): its passes take about 1.5 us an event less than their twins; its parser 0.4 less
 # than msgspec's path and the passes, and its shared strings cost less to hash and free downstream.
 try:
     from monitor.ingest._decode import complete as _complete_batch
     from monitor.ingest._decode import entries as _entries
     from monitor.ingest._decode import field as _read_field
+    from monitor.ingest._decode import floats as _floats
     from monitor.ingest._decode import key_colons as _key_colons
     from monitor.ingest._decode import plain_events as _plain_events
     from monitor.ingest._decode import set_fields as _set_fields
 except ImportError:  # built without a C compiler: msgspec decodes every batch, checked by the twins
     _key_colons, _set_fields, _complete_batch = _key_colons_twin, _set_fields_twin, _complete_batch_twin
     _read_field, _entries = _read_field_twin, _entries_twin
-    _plain_events = None
+    _plain_events = _floats = None
 
 
 def _apply_aliases(event: _WireEvent) -> Invalid | None:

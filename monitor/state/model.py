@@ -31,7 +31,7 @@ from msgspec import UNSET, UnsetType
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.ingest import Partition
-from monitor.ingest.events import Event, field_values, read_entries, read_field
+from monitor.ingest.events import Event, field_values, packed_floats, read_entries, read_field
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
     CONTENT_FILTER,
@@ -161,7 +161,7 @@ class ModelState:
         """The window's columns for a batch of inference events (``read``: its fields already read, by path)."""
         read = {} if read is None else read
         batch = {
-            TIMESTAMP_MS: np.array(read_field(inference, "timestamp_ms"), dtype=np.float64),
+            TIMESTAMP_MS: _floats(read_field(inference, "timestamp_ms")),
             LATENCY_MS: _floats(read_field(inference, "latency_ms")),
             FAILED: _given(read_field(inference, "error")),
         }
@@ -619,7 +619,10 @@ def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
 
 
 def _floats(values: list[Any]) -> np.ndarray:
-    """Numbers (or None, or unset) as float64, absent ones NaN: converted in C unless some are unset."""
+    """Numbers (or None, or unset) as float64, absent ones NaN: packed in C where it was built, else by numpy."""
+    packed = packed_floats(values)
+    if packed is not None:
+        return np.frombuffer(packed, dtype=np.float64)
     if values and values[0] is UNSET and values.count(UNSET) == len(values):  # a field the producer never sends
         return np.full(len(values), np.nan)  # (numpy would look into each value before it raised)
     try:

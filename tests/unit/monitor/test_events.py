@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, get_type_hints
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -954,3 +955,24 @@ def test_a_batch_of_realistic_events_is_parsed_in_c_into_what_msgspec_decodes(mo
         ], raw
         if type(event.timestamp) is datetime:
             assert event.timestamp.utcoffset() == expected.timestamp.utcoffset()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.lists(
+        st.floats(allow_nan=False)
+        | st.integers(-(2**53), 2**53)
+        | st.booleans()
+        | st.none()
+        | st.just(UNSET)
+        | st.sampled_from(["1", 2**64, b"x"]),
+        max_size=8,
+    )
+)
+def test_the_c_packing_of_floats_equals_numpys_conversion(values):
+    packed = _decoder_in_c().floats(values, UNSET)
+    if packed is None:  # another type: numpy converts, or raises
+        assert any(type(value) not in (float, int, bool, type(None), type(UNSET)) or value == 2**64 for value in values)
+        return
+    expected = np.array([None if value is UNSET else value for value in values], dtype=np.float64)
+    assert np.frombuffer(packed, dtype=np.float64).tobytes() == expected.tobytes()  # NaN and -0.0 alike
