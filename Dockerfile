@@ -9,8 +9,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-# A C compiler for the decoder's one C extension (monitor/ingest/_decode.c; optional, but the hot path is about
-# 1 us an event slower without it). Only the builder has it: the runtime installs the built wheel.
+# A C compiler for the hot path's C extensions (setup.py; each optional, but the hot path is about twice as slow
+# without them). Only the builder has it: the runtime installs the built wheel.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
