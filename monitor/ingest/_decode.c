@@ -978,6 +978,10 @@ plain_event(const unsigned char *data, Py_ssize_t size, PyObject *copy)
         return NULL;
     }
     PyObject *event = PyObject_CallNoArgs(copy);
+    if (event != NULL && Py_TYPE(event) != fields_of_type) {
+        PyErr_SetString(PyExc_TypeError, "plain_events(): the template's copy is not of its type");
+        Py_CLEAR(event);
+    }
     if (event == NULL || take(&c, '}')) {
         goto end;
     }
@@ -1026,6 +1030,11 @@ plain_events(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
     }
     PyObject *copy = PyObject_GetAttrString(template, "__copy__");
     if (copy == NULL) {
+        return NULL;
+    }
+    if (!PyCFunction_Check(copy)) { /* Python code could free the batch's bytes while they are read */
+        PyErr_SetString(PyExc_TypeError, "plain_events(): the template's __copy__ is not built in (msgspec's)");
+        Py_DECREF(copy);
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(raws);

@@ -8,6 +8,7 @@ never takes a message msgspec rejects, nor one that names a key twice, and it le
 import gc
 import json
 import math
+import subprocess
 import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -328,3 +329,27 @@ def test_parsing_leaks_no_reference_and_no_memory():
     assert abs(sys.getrefcount(None) - nones) < 100  # the interpreter's own use drifts; one per parse would not
     assert grown < 200_000  # of ~300,000 messages parsed (some plain, some not), one object each would be 10 MB
 
+
+# -- A template it cannot trust ----------------------------------------------------------------------------------------
+
+_FOREIGN_COPIES = {
+    "of-another-type": "def __copy__(self):\n        return 12345678901234567890",
+    "that-empties-the-batch": "def __copy__(self):\n        raws.clear()\n        return Event()",
+}
+
+
+@pytest.mark.parametrize("copy", list(_FOREIGN_COPIES.values()), ids=list(_FOREIGN_COPIES))
+def test_a_template_whose_copy_is_not_msgspecs_is_refused_not_written_into(copy):
+    program = f"""
+from monitor.ingest._decode import plain_events
+from monitor.ingest.events import PLAIN_KINDS, Event
+raws = [b'{{"model": "m", "prompt": "p"}}'] * 3
+class Template(Event):
+    {copy}
+try:
+    plain_events(raws, Template(), PLAIN_KINDS, 100)
+except TypeError:
+    print("refused")
+"""
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout.strip()) == (0, "refused"), run.stderr  # a crash is -11 (SIGSEGV)
