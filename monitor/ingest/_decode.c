@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
@@ -597,29 +598,49 @@ static const double POWERS_OF_TEN[] = {
 };
 
 enum { NOT_PLAIN, INTEGER, REAL };
+#define MAX_NUMBER_CHARS 100
+
+/* A number beyond the fast path, as CPython's correctly rounded strtod reads it (msgspec's reading rounds correctly
+ * too); 0 if it overflows a double or is longer than MAX_NUMBER_CHARS (or with an error, on a failed allocation). */
+static int
+rounded_real(const unsigned char *s, const unsigned char *end, double *real)
+{
+    char text[MAX_NUMBER_CHARS + 1], *stop;
+    Py_ssize_t length = end - s;
+    if (length > MAX_NUMBER_CHARS) {
+        return 0;
+    }
+    memcpy(text, s, length);
+    text[length] = '\0';
+    double value = PyOS_string_to_double(text, &stop, NULL); /* no error on overflow: +-inf */
+    if ((value == -1.0 && PyErr_Occurred()) || stop != text + length || !isfinite(value)) {
+        return 0;
+    }
+    *real = value;
+    return 1;
+}
 
 /* The JSON number at the cursor: INTEGER (in [-2**53, 2**53]) or REAL, read exactly as a correctly rounded parser
- * reads it (Clinger's fast path: a mantissa of at most 2**53 and a power of ten of at most 22 are both exact, so the
- * one division or product rounds once); NOT_PLAIN for anything else, or not a number. */
+ * reads it: by Clinger's fast path where it applies (a mantissa of at most 2**53 and a power of ten of at most 22 are
+ * both exact, so the one division or product rounds once), else by rounded_real (a float's shortest repr often takes
+ * 17 digits, beyond 2**53); NOT_PLAIN for anything else, or not a number. */
 static int
 scan_number(Cursor *c, int64_t *integer, double *real)
 {
-    const unsigned char *p = c->p, *end = c->end;
+    const unsigned char *start = c->p, *p = c->p, *end = c->end;
     int negative = p < end && *p == '-';
     p += negative;
     if (p >= end || *p < '0' || *p > '9') {
         return NOT_PLAIN;
     }
     uint64_t mantissa = 0;
-    int exponent = 0, is_real = 0;
+    int exponent = 0, is_real = 0, inexact = 0; /* inexact: more digits than the mantissa holds */
     if (*p == '0') {
         p++;
     } else {
         for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (mantissa >= 100000000000000000ull) {
-                return NOT_PLAIN;
-            }
-            mantissa = mantissa * 10 + (*p - '0');
+            inexact |= mantissa >= 100000000000000000ull;
+            mantissa = inexact ? mantissa : mantissa * 10 + (*p - '0');
         }
     }
     if (p < end && *p == '.') {
@@ -628,11 +649,9 @@ scan_number(Cursor *c, int64_t *integer, double *real)
             return NOT_PLAIN;
         }
         for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (mantissa >= 100000000000000000ull) {
-                return NOT_PLAIN;
-            }
-            mantissa = mantissa * 10 + (*p - '0');
-            exponent--;
+            inexact |= mantissa >= 100000000000000000ull;
+            mantissa = inexact ? mantissa : mantissa * 10 + (*p - '0');
+            exponent--; /* what it counts once inexact does not matter */
         }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
@@ -653,15 +672,15 @@ scan_number(Cursor *c, int64_t *integer, double *real)
         exponent += negative_exponent ? -written : written;
     }
     c->p = p;
-    if (mantissa > (uint64_t)MAX_EXACT_INT) {
-        return NOT_PLAIN;
-    }
     if (!is_real) {
+        if (inexact || mantissa > (uint64_t)MAX_EXACT_INT) {
+            return NOT_PLAIN;
+        }
         *integer = negative ? -(int64_t)mantissa : (int64_t)mantissa;
         return INTEGER;
     }
-    if (exponent < -22 || exponent > 22) {
-        return NOT_PLAIN;
+    if (inexact || mantissa > (uint64_t)MAX_EXACT_INT || exponent < -22 || exponent > 22) {
+        return rounded_real(start, p, real) ? REAL : NOT_PLAIN;
     }
     double value = exponent < 0 ? (double)mantissa / POWERS_OF_TEN[-exponent] : (double)mantissa * POWERS_OF_TEN[exponent];
     *real = negative ? -value : value;

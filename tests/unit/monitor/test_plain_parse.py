@@ -84,6 +84,10 @@ _NUMBERS = [
     "01", "-01", "00", "1.", ".5", "1e", "1e+", "1e-", "-", "+1", "1E5", "1e+5", "1e-5", "1.5e3", "0e0", "0e999",
     "1.00000000000000000000000000000000000", "0.00000000000000000000000000000000001", "1e0000000000000000000000001",
     "0x10", "1_0", "NaN", "Infinity", "-Infinity", "1e400", "-1e400", "true", "false", "null", "1700000000.5",
+    "1764000000.1234567", "0.12345678901234568", "1.7976931348623158e308", "1.7976931348623159e308", "1e-400",
+    "-1e-400", "2.4703282292062328e-324", "2.4703282292062327e-324", "123456789012345678901234567890e-10",
+    "0.1234567890123456789012345678901234567890", "1" + "0" * 400 + ".0", "0." + "0" * 400 + "1", "1e-1001",
+    "9007199254740993.0", "-9007199254740993.0", "18446744073709551616.5", "1" * 120 + ".5", "0." + "1" * 120,
 ]  # fmt: skip
 _NUMBER_FIELDS = ["latency_ms", "input_tokens", "score", "rating", "prediction", "label", "stream", "timestamp", "type"]
 
@@ -122,6 +126,13 @@ def test_strings_with_escapes_bad_utf8_or_of_the_longest_identifiers_parse_as_ms
     raws += [_BASE + b', "segment": {"a": ' + string + b"}}" for string in _STRINGS]
     raws += [_BASE + b', "features": {' + string + b": 1}}" for string in _STRINGS]
     _assert_as_msgspec(raws)
+
+
+def test_numbers_of_17_significant_digits_are_taken():
+    """Python writes a float's shortest repr: ``time.time()`` and ``random()`` often take 17 digits, beyond 2**53."""
+    raws = [_member(name, number) for name in ("rating", "score") for number in ("0.12345678901234568", "1e-23")]
+    raws += [_BASE.replace(b"1700000000", number) + b"}" for number in (b"1764000000.1234567", b"1764000000.123456789")]
+    assert None not in _assert_as_msgspec(raws)
 
 
 def test_identifiers_are_counted_in_code_points():
