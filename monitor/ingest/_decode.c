@@ -716,33 +716,38 @@ time_zone(int offset)
     return *zone;
 }
 
-/* An aware datetime from YYYY-MM-DDTHH:MM:SS[.f to ffffff] and Z, z or +HH:MM or -HH:MM (UTC for no offset, as
- * msgspec reads it); NULL without an error if not so. */
+/* An aware datetime from YYYY-MM-DD, T, t or a space, HH:MM:SS[.fraction] and Z, z, +HH:MM or -HH:MM, as msgspec reads
+ * it (a fraction rounded to microseconds); NULL without an error if not so. */
 static PyObject *
 plain_datetime(const unsigned char *s, Py_ssize_t length)
 {
     int century, year, month, day, hour, minute, second, microsecond = 0;
     if (length < 20 || !two_digits(s, &century) || !two_digits(s + 2, &year) || s[4] != '-'
-        || !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day) || s[10] != 'T'
-        || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
+        || !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day)
+        || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
         || !two_digits(s + 17, &second)) {
         return NULL;
     }
     year += century * 100;
     Py_ssize_t at = 19;
     if (s[at] == '.') {
-        int n_digits = 0;
+        int n_digits = 0, round_up = 0;
         for (at++; at < length && s[at] >= '0' && s[at] <= '9'; at++) {
-            if (++n_digits > 6) {
-                return NULL; /* msgspec rounds beyond microseconds */
+            if (++n_digits <= 6) {
+                microsecond = microsecond * 10 + (s[at] - '0');
+            } else if (n_digits == 7) {
+                round_up = s[at] >= '5'; /* as msgspec rounds: half up, by the 7th digit alone */
             }
-            microsecond = microsecond * 10 + (s[at] - '0');
         }
         if (n_digits == 0) {
             return NULL;
         }
         for (; n_digits < 6; n_digits++) {
             microsecond *= 10;
+        }
+        microsecond += round_up;
+        if (microsecond > 999999) {
+            return NULL; /* rounded up into the next second, which msgspec carries into the date */
         }
     }
     int offset_hours = 0, offset_minutes = 0;

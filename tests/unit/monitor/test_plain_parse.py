@@ -135,6 +135,16 @@ def test_numbers_of_17_significant_digits_are_taken():
     assert None not in _assert_as_msgspec(raws)
 
 
+def test_timestamps_as_other_languages_write_them_are_taken():
+    """.NET's "o" (7 digits), Go's RFC3339Nano and Java's Instant (9), Python's str() (a space): rounded as msgspec
+    rounds them (half up, by the 7th digit)."""
+    texts = ["2026-11-02T09:00:00.1234567Z", "2026-11-02T09:00:00.123456789+01:00", "2026-11-02 09:00:00.5+00:00",
+             "2026-11-02t09:00:00.1234565z", "2026-11-02T09:00:00.1234564999Z",
+             "2026-11-02T09:00:00.0000005Z"]  # fmt: skip
+    raws = [json.dumps({"request_id": "r", "model": "m", "timestamp": text}).encode() for text in texts]
+    assert None not in _assert_as_msgspec(raws)
+
+
 def test_identifiers_are_counted_in_code_points():
     at_most = [_member("conversation_id", '"' + char * 256 + '"') for char in ["a", "\u00e9", "\U0001f600"]]
     assert None not in _assert_as_msgspec(at_most)
@@ -211,6 +221,7 @@ _ANY_STRING = (
     | st.sampled_from(_LONG + ['"inference"', '"feedback"', '"m"'])
     | st.datetimes(timezones=st.timezones()).map(lambda moment: json.dumps(moment.isoformat()))
     | st.sampled_from(_timestamps()).map(json.dumps)
+    | st.builds('"2024-12-31T23:59:59.{}{}"'.format, st.text("059", min_size=7, max_size=12), st.sampled_from("Zz"))
 )
 _FLAGS = st.sampled_from(["true", "false", "null", "tru", "nul"])
 
