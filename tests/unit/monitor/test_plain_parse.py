@@ -130,7 +130,8 @@ def test_strings_with_escapes_bad_utf8_or_of_the_longest_identifiers_parse_as_ms
 
 def test_numbers_of_17_significant_digits_are_taken():
     """Python writes a float's shortest repr: ``time.time()`` and ``random()`` often take 17 digits, beyond 2**53."""
-    raws = [_member(name, number) for name in ("rating", "score") for number in ("0.12345678901234568", "1e-23")]
+    numbers = ("0.12345678901234568", "1e-23", "0.1234567890123456789012345678901234567890")
+    raws = [_member(name, number) for name in ("rating", "score") for number in numbers]
     raws += [_BASE.replace(b"1700000000", number) + b"}" for number in (b"1764000000.1234567", b"1764000000.123456789")]
     assert None not in _assert_as_msgspec(raws)
 
@@ -156,11 +157,11 @@ def _timestamps():
              "2024-00-10", "2024-01-00", "2024-04-31", "0000-01-01", "0001-01-01", "9999-12-31",
              "2024-1-01"]  # fmt: skip
     times = ["23:59:59", "24:00:00", "23:59:60", "00:00:00", "12:60:00", "23:59:59.9", "00:00:00.123",
-             "00:00:00.1234", "00:00:00.12345", "00:00:00.123456", "00:00:00.1234567", "00:00:00.",
+             "00:00:00.1234", "00:00:00.12345", "00:00:00.123456", "00:00:00.1234567", "23:59:59.9999995", "00:00:00.",
              "00:00"]  # fmt: skip
     offsets = ["Z", "z", "+00:00", "-00:00", "+23:59", "-23:59", "+24:00", "+05:30", "-05:30", "+0530", "+05", "",
                "+05:60", " Z", "+00:00Z"]  # fmt: skip
-    return [f"{date}{t}{time}{offset}" for date in dates for t in "Tt " for time in times for offset in offsets]
+    return [f"{date}{t}{time}{offset}" for date in dates for t in "Tt _" for time in times for offset in offsets]
 
 
 def test_timestamps_at_every_edge_parse_as_msgspec_reads_them():
