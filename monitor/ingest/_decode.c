@@ -329,13 +329,14 @@ field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 
 /* plain_events(raws, template, kinds, max_bytes) -> list[event | None]
  *
- * The events of a batch parsed straight into copies of `template` (an event with every field unset), for the plain
- * messages: ASCII JSON objects of at most `max_bytes` whose keys are fields named in `kinds` (a tuple of (field,
- * kind) pairs, the kinds below), each once, with values of the field's kind and within its bounds, strings without
- * escapes, timestamps as YYYY-MM-DDTHH:MM:SS[.ffffff] in UTC (Z, z or +00:00), numbers that a double or an exact
- * integer holds as msgspec reads them. Each of them is what msgspec decodes the message to (before completion: no
- * "timestamp_ms"); None in its place for any other message (or None), which then takes msgspec's path: nothing here
- * rejects an event.
+ * The events of a batch parsed straight into copies of `template` (an event with every field unset, whose __copy__ is
+ * built in, as msgspec's is), for the plain messages: JSON objects of at most `max_bytes` whose keys are fields named
+ * in `kinds` (a tuple of (field, kind) pairs, the kinds below), each once, ASCII and without escapes (so are the keys
+ * of features and segment), with values of the field's kind and within its bounds: strings with any escape and valid
+ * UTF-8, timestamps as RFC 3339 (T, t or a space; a fraction rounded to microseconds; Z, z or an offset), numbers
+ * that a double or an exact integer holds, each as msgspec reads it. Each of them is what msgspec decodes the message
+ * to (before completion: no "timestamp_ms"); None in its place for any other message (or None), which then takes
+ * msgspec's path: nothing here rejects an event.
  *
  * Short strings of the fields that take few values (kind "name", categories) are shared: a bounded table keeps the
  * first 4,096 such strings seen, so a service's model names, versions and categories are not allocated per event.
@@ -345,7 +346,7 @@ enum {
     KIND_ID,         /* an identifier, at most MAX_ID_CHARS */
     KIND_NAME,       /* an identifier that takes few values (shared) */
     KIND_TEXT,       /* a string of any length */
-    KIND_TIMESTAMP,  /* RFC 3339 (UTC here) or epoch seconds (a number) */
+    KIND_TIMESTAMP,  /* RFC 3339 or epoch seconds (a number) */
     KIND_NONNEGATIVE,/* an integer in [0, 2**53] or a float >= 0 */
     KIND_COUNT,      /* an integer in [0, 2**53] */
     KIND_UNIT,       /* an integer or a float in [0, 1] */
