@@ -333,7 +333,7 @@ field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
  * built in, as msgspec's is), for the plain messages: JSON objects of at most `max_bytes` whose keys are fields named
  * in `kinds` (a tuple of (field, kind) pairs, the kinds below), each once, ASCII and without escapes (so are the keys
  * of features and segment), with values of the field's kind and within its bounds: strings with any escape and valid
- * UTF-8, timestamps as RFC 3339 (T, t or a space; a fraction rounded to microseconds; Z, z or an offset), numbers
+ * UTF-8, timestamps as RFC 3339 (T or t; a fraction rounded to microseconds; Z, z or an offset), numbers
  * that a double or an exact integer holds, each as msgspec reads it. Each of them is what msgspec decodes the message
  * to (before completion: no "timestamp_ms"); None in its place for any other message (or None), which then takes
  * msgspec's path: nothing here rejects an event.
@@ -717,15 +717,16 @@ time_zone(int offset)
     return *zone;
 }
 
-/* An aware datetime from YYYY-MM-DD, T, t or a space, HH:MM:SS[.fraction] and Z, z, +HH:MM or -HH:MM, as msgspec reads
- * it (a fraction rounded to microseconds); NULL without an error if not so. */
+/* An aware datetime from YYYY-MM-DD, T or t, HH:MM:SS[.fraction] and Z, z, +HH:MM or -HH:MM, as msgspec reads it (a
+ * fraction rounded to microseconds); NULL without an error if not so (a space for T, which msgspec takes from 0.18.2
+ * on only, included). */
 static PyObject *
 plain_datetime(const unsigned char *s, Py_ssize_t length)
 {
     int century, year, month, day, hour, minute, second, microsecond = 0;
     if (length < 20 || !two_digits(s, &century) || !two_digits(s + 2, &year) || s[4] != '-'
         || !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day)
-        || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
+        || (s[10] != 'T' && s[10] != 't') || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
         || !two_digits(s + 17, &second)) {
         return NULL;
     }
