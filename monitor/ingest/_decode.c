@@ -22,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
@@ -419,13 +420,14 @@ floats(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 
 /* plain_events(raws, template, kinds, max_bytes) -> list[event | None]
  *
- * The events of a batch parsed straight into copies of `template` (an event with every field unset), for the plain
- * messages: ASCII JSON objects of at most `max_bytes` whose keys are fields named in `kinds` (a tuple of (field,
- * kind) pairs, the kinds below), each once, with values of the field's kind and within its bounds, strings without
- * escapes, timestamps as YYYY-MM-DDTHH:MM:SS[.ffffff] in UTC (Z, z or +00:00), numbers that a double or an exact
- * integer holds as msgspec reads them. Each of them is what msgspec decodes the message to (before completion: no
- * "timestamp_ms"); None in its place for any other message (or None), which then takes msgspec's path: nothing here
- * rejects an event.
+ * The events of a batch parsed straight into copies of `template` (an event with every field unset, whose __copy__ is
+ * built in, as msgspec's is), for the plain messages: JSON objects of at most `max_bytes` whose keys are fields named
+ * in `kinds` (a tuple of (field, kind) pairs, the kinds below), each once, ASCII and without escapes (so are the keys
+ * of features and segment), with values of the field's kind and within its bounds: strings with any escape and valid
+ * UTF-8, timestamps as RFC 3339 (T or t; a fraction rounded to microseconds; Z, z or an offset), numbers
+ * that a double or an exact integer holds, each as msgspec reads it. Each of them is what msgspec decodes the message
+ * to (before completion: no "timestamp_ms"); None in its place for any other message (or None), which then takes
+ * msgspec's path: nothing here rejects an event.
  *
  * Short strings of the fields that take few values (kind "name", categories) are shared: a bounded table keeps the
  * first 4,096 such strings seen, so a service's model names, versions and categories are not allocated per event.
@@ -435,7 +437,7 @@ enum {
     KIND_ID,         /* an identifier, at most MAX_ID_CHARS */
     KIND_NAME,       /* an identifier that takes few values (shared) */
     KIND_TEXT,       /* a string of any length */
-    KIND_TIMESTAMP,  /* RFC 3339 (UTC here) or epoch seconds (a number) */
+    KIND_TIMESTAMP,  /* RFC 3339 or epoch seconds (a number) */
     KIND_NONNEGATIVE,/* an integer in [0, 2**53] or a float >= 0 */
     KIND_COUNT,      /* an integer in [0, 2**53] */
     KIND_UNIT,       /* an integer or a float in [0, 1] */
@@ -727,29 +729,49 @@ static const double POWERS_OF_TEN[] = {
 };
 
 enum { NOT_PLAIN, INTEGER, REAL };
+#define MAX_NUMBER_CHARS 100
+
+/* A number beyond the fast path, as CPython's correctly rounded strtod reads it (msgspec's reading rounds correctly
+ * too); 0 if it overflows a double or is longer than MAX_NUMBER_CHARS (or with an error, on a failed allocation). */
+static int
+rounded_real(const unsigned char *s, const unsigned char *end, double *real)
+{
+    char text[MAX_NUMBER_CHARS + 1], *stop;
+    Py_ssize_t length = end - s;
+    if (length > MAX_NUMBER_CHARS) {
+        return 0;
+    }
+    memcpy(text, s, length);
+    text[length] = '\0';
+    double value = PyOS_string_to_double(text, &stop, NULL); /* no error on overflow: +-inf */
+    if ((value == -1.0 && PyErr_Occurred()) || stop != text + length || !isfinite(value)) {
+        return 0;
+    }
+    *real = value;
+    return 1;
+}
 
 /* The JSON number at the cursor: INTEGER (in [-2**53, 2**53]) or REAL, read exactly as a correctly rounded parser
- * reads it (Clinger's fast path: a mantissa of at most 2**53 and a power of ten of at most 22 are both exact, so the
- * one division or product rounds once); NOT_PLAIN for anything else, or not a number. */
+ * reads it: by Clinger's fast path where it applies (a mantissa of at most 2**53 and a power of ten of at most 22 are
+ * both exact, so the one division or product rounds once), else by rounded_real (a float's shortest repr often takes
+ * 17 digits, beyond 2**53); NOT_PLAIN for anything else, or not a number. */
 static int
 scan_number(Cursor *c, int64_t *integer, double *real)
 {
-    const unsigned char *p = c->p, *end = c->end;
+    const unsigned char *start = c->p, *p = c->p, *end = c->end;
     int negative = p < end && *p == '-';
     p += negative;
     if (p >= end || *p < '0' || *p > '9') {
         return NOT_PLAIN;
     }
     uint64_t mantissa = 0;
-    int exponent = 0, is_real = 0;
+    int exponent = 0, is_real = 0, inexact = 0; /* inexact: more digits than the mantissa holds */
     if (*p == '0') {
         p++;
     } else {
         for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (mantissa >= 100000000000000000ull) {
-                return NOT_PLAIN;
-            }
-            mantissa = mantissa * 10 + (*p - '0');
+            inexact |= mantissa >= 100000000000000000ull;
+            mantissa = inexact ? mantissa : mantissa * 10 + (*p - '0');
         }
     }
     if (p < end && *p == '.') {
@@ -758,11 +780,9 @@ scan_number(Cursor *c, int64_t *integer, double *real)
             return NOT_PLAIN;
         }
         for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (mantissa >= 100000000000000000ull) {
-                return NOT_PLAIN;
-            }
-            mantissa = mantissa * 10 + (*p - '0');
-            exponent--;
+            inexact |= mantissa >= 100000000000000000ull;
+            mantissa = inexact ? mantissa : mantissa * 10 + (*p - '0');
+            exponent--; /* what it counts once inexact does not matter */
         }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
@@ -783,15 +803,15 @@ scan_number(Cursor *c, int64_t *integer, double *real)
         exponent += negative_exponent ? -written : written;
     }
     c->p = p;
-    if (mantissa > (uint64_t)MAX_EXACT_INT) {
-        return NOT_PLAIN;
-    }
     if (!is_real) {
+        if (inexact || mantissa > (uint64_t)MAX_EXACT_INT) {
+            return NOT_PLAIN;
+        }
         *integer = negative ? -(int64_t)mantissa : (int64_t)mantissa;
         return INTEGER;
     }
-    if (exponent < -22 || exponent > 22) {
-        return NOT_PLAIN;
+    if (inexact || mantissa > (uint64_t)MAX_EXACT_INT || exponent < -22 || exponent > 22) {
+        return rounded_real(start, p, real) ? REAL : NOT_PLAIN;
     }
     double value = exponent < 0 ? (double)mantissa / POWERS_OF_TEN[-exponent] : (double)mantissa * POWERS_OF_TEN[exponent];
     *real = negative ? -value : value;
@@ -827,33 +847,39 @@ time_zone(int offset)
     return *zone;
 }
 
-/* An aware datetime from YYYY-MM-DDTHH:MM:SS[.f to ffffff] and Z, z or +HH:MM or -HH:MM (UTC for no offset, as
- * msgspec reads it); NULL without an error if not so. */
+/* An aware datetime from YYYY-MM-DD, T or t, HH:MM:SS[.fraction] and Z, z, +HH:MM or -HH:MM, as msgspec reads it (a
+ * fraction rounded to microseconds); NULL without an error if not so (a space for T, which msgspec takes from 0.18.2
+ * on only, included). */
 static PyObject *
 plain_datetime(const unsigned char *s, Py_ssize_t length)
 {
     int century, year, month, day, hour, minute, second, microsecond = 0;
     if (length < 20 || !two_digits(s, &century) || !two_digits(s + 2, &year) || s[4] != '-'
-        || !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day) || s[10] != 'T'
-        || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
+        || !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day)
+        || (s[10] != 'T' && s[10] != 't') || !two_digits(s + 11, &hour) || s[13] != ':' || !two_digits(s + 14, &minute) || s[16] != ':'
         || !two_digits(s + 17, &second)) {
         return NULL;
     }
     year += century * 100;
     Py_ssize_t at = 19;
     if (s[at] == '.') {
-        int n_digits = 0;
+        int n_digits = 0, round_up = 0;
         for (at++; at < length && s[at] >= '0' && s[at] <= '9'; at++) {
-            if (++n_digits > 6) {
-                return NULL; /* msgspec rounds beyond microseconds */
+            if (++n_digits <= 6) {
+                microsecond = microsecond * 10 + (s[at] - '0');
+            } else if (n_digits == 7) {
+                round_up = s[at] >= '5'; /* as msgspec rounds: half up, by the 7th digit alone */
             }
-            microsecond = microsecond * 10 + (s[at] - '0');
         }
         if (n_digits == 0) {
             return NULL;
         }
         for (; n_digits < 6; n_digits++) {
             microsecond *= 10;
+        }
+        microsecond += round_up;
+        if (microsecond > 999999) {
+            return NULL; /* rounded up into the next second, which msgspec carries into the date */
         }
     }
     int offset_hours = 0, offset_minutes = 0;
@@ -1108,6 +1134,10 @@ plain_event(const unsigned char *data, Py_ssize_t size, PyObject *copy)
         return NULL;
     }
     PyObject *event = PyObject_CallNoArgs(copy);
+    if (event != NULL && Py_TYPE(event) != fields_of_type) {
+        PyErr_SetString(PyExc_TypeError, "plain_events(): the template's copy is not of its type");
+        Py_CLEAR(event);
+    }
     if (event == NULL || take(&c, '}')) {
         goto end;
     }
@@ -1156,6 +1186,11 @@ plain_events(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
     }
     PyObject *copy = PyObject_GetAttrString(template, "__copy__");
     if (copy == NULL) {
+        return NULL;
+    }
+    if (!PyCFunction_Check(copy)) { /* Python code could free the batch's bytes while they are read */
+        PyErr_SetString(PyExc_TypeError, "plain_events(): the template's __copy__ is not built in (msgspec's)");
+        Py_DECREF(copy);
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(raws);
