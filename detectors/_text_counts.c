@@ -16,6 +16,27 @@
 
 enum { DIGIT = 1, SPACE = 2, WORD = 4, LETTER = 8, UPPER = 16, N_COUNTS = 7 };
 
+/* The six counts after the characters' own (words, runs of word characters, punctuation, letters, digits, upper),
+ * kept as lanes of one 64-bit sum: each character adds its row of `INCREMENTS`, chosen by whether the character
+ * before it was a space and a word character, and the lanes are emptied before one could fill. */
+enum { N_LANES = 6, LANE_BITS = 10, CHUNK = (1 << LANE_BITS) - 1 };
+#define LANE(count, lane) ((uint64_t)(count) << ((lane) * LANE_BITS))
+
+/* Whether the character before was a space (1) and a word character (2): the state each character is read in. */
+static inline int
+state_of(unsigned char bits)
+{
+    return ((bits & SPACE) != 0) | ((bits & WORD) != 0) << 1;
+}
+
+static void
+add_lanes(uint64_t lanes, int32_t *counts)
+{
+    for (int lane = 0; lane < N_LANES; lane++) {
+        counts[lane] += (int32_t)((lanes >> (lane * LANE_BITS)) & CHUNK);
+    }
+}
+
 static PyObject *
 counts(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 {
@@ -32,6 +53,17 @@ counts(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
             Py_RETURN_NONE;
         }
     }
+    uint64_t increments[4][128];
+    unsigned char states[128];
+    for (int c = 0; c < 128; c++) {
+        unsigned char bits = classes[c];
+        states[c] = (unsigned char)state_of(bits);
+        for (int state = 0; state < 4; state++) {
+            increments[state][c] = LANE(!(bits & SPACE) && (state & 1), 0) + LANE((bits & WORD) && !(state & 2), 1)
+                                 + LANE(!(bits & (WORD | SPACE)), 2) + LANE((bits & LETTER) != 0, 3)
+                                 + LANE((bits & DIGIT) != 0, 4) + LANE((bits & UPPER) != 0, 5);
+        }
+    }
     PyObject *result = PyBytes_FromStringAndSize(NULL, n * N_COUNTS * (Py_ssize_t)sizeof(int32_t));
     if (result == NULL) {
         return NULL;
@@ -41,19 +73,18 @@ counts(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
         PyObject *text = PyList_GET_ITEM(texts, i);
         const unsigned char *chars = (const unsigned char *)PyUnicode_DATA(text);
         Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-        int32_t words = 0, word_runs = 0, punctuation = 0, letters = 0, digits = 0, upper = 0;
-        unsigned char previous = SPACE; /* texts are apart: a text's first character starts its runs */
-        for (Py_ssize_t at = 0; at < length; at++) {
-            unsigned char bits = classes[chars[at] & 0x7F];
-            words += !(bits & SPACE) && (previous & SPACE);
-            word_runs += (bits & WORD) && !(previous & WORD);
-            punctuation += !(bits & (WORD | SPACE));
-            letters += (bits & LETTER) != 0;
-            digits += (bits & DIGIT) != 0;
-            upper += (bits & UPPER) != 0;
-            previous = bits;
+        int32_t row[N_COUNTS] = {(int32_t)length};
+        int state = state_of(SPACE); /* texts are apart: a text's first character starts its runs */
+        for (Py_ssize_t start = 0; start < length; start += CHUNK) {
+            Py_ssize_t end = start + CHUNK < length ? start + CHUNK : length;
+            uint64_t lanes = 0;
+            for (Py_ssize_t at = start; at < end; at++) {
+                unsigned char c = chars[at] & 0x7F;
+                lanes += increments[state][c];
+                state = states[c];
+            }
+            add_lanes(lanes, row + 1);
         }
-        int32_t row[N_COUNTS] = {(int32_t)length, words, word_runs, punctuation, letters, digits, upper};
         memcpy(out + i * N_COUNTS, row, sizeof(row));
     }
     return result;

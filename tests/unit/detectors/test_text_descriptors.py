@@ -87,6 +87,17 @@ def test_the_c_counts_of_ascii_texts_equal_the_numpy_twins(texts):
         np.testing.assert_array_equal(counted[name], values, err_msg=name)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(ASCII, st.integers(1, 400)), min_size=1, max_size=3))
+def test_the_c_counts_of_texts_longer_than_its_lanes_hold_equal_the_numpy_twins(pieces):
+    """The C counts sum each 1,023 characters apart (its 10-bit lanes); a text of thousands runs across them."""
+    texts = [piece * times for piece, times in pieces]
+    assert text_descriptors._ascii_counts is _text_counts().counts
+    counted = text_descriptors._character_counts(texts)
+    for name, values in text_descriptors._counted_in_numpy(texts).items():
+        np.testing.assert_array_equal(counted[name], values, err_msg=name)
+
+
 def test_a_batch_with_one_text_beyond_ascii_is_counted_in_numpy():
     assert _text_counts().counts(["plain", "café"], text_descriptors._ascii_classes()) is None
     assert DESCRIPTORS.describe(["plain", "café"])["non_ascii_share"].tolist() == [0.0, 0.25]
