@@ -315,6 +315,33 @@ read_slot(FieldReader *reader, PyObject *event, PyObject *name)
     return PyObject_GetAttr(event, name);
 }
 
+/* Each event's field `name`; with a `key` (not NULL), the field's value at `key` where it is a dict, else None. */
+static PyObject *
+read_each(PyObject *events, PyObject *name, PyObject *key)
+{
+    FieldReader reader = {PyUnicode_AsUTF8(name), NULL, -1};
+    if (reader.utf8 == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    PyObject *values = PyList_New(n);
+    for (Py_ssize_t i = 0; values != NULL && i < n; i++) {
+        PyObject *value = read_slot(&reader, PyList_GET_ITEM(events, i), name);
+        if (value != NULL && key != NULL) {
+            PyObject *entry = PyDict_Check(value) ? PyDict_GetItemWithError(value, key) : NULL;
+            entry = entry == NULL && !PyErr_Occurred() ? Py_None : entry;
+            Py_XINCREF(entry);
+            Py_SETREF(value, entry); /* NULL on an error */
+        }
+        if (value == NULL) {
+            Py_CLEAR(values);
+            break;
+        }
+        PyList_SET_ITEM(values, i, value);
+    }
+    return values;
+}
+
 /* field(events, name) -> list
  *
  * Each event's field `name`, as getattr reads it: from the instance's slot, found once per class of the events (a
@@ -328,22 +355,7 @@ field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
         PyErr_SetString(PyExc_TypeError, "field(events: list, name: str)");
         return NULL;
     }
-    PyObject *events = args[0], *name = args[1];
-    FieldReader reader = {PyUnicode_AsUTF8(name), NULL, -1};
-    if (reader.utf8 == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(events);
-    PyObject *values = PyList_New(n);
-    for (Py_ssize_t i = 0; values != NULL && i < n; i++) {
-        PyObject *value = read_slot(&reader, PyList_GET_ITEM(events, i), name);
-        if (value == NULL) {
-            Py_CLEAR(values);
-            break;
-        }
-        PyList_SET_ITEM(values, i, value);
-    }
-    return values;
+    return read_each(args[0], args[1], NULL);
 }
 
 /* entries(events, name, key) -> list
@@ -358,28 +370,7 @@ entries(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
         PyErr_SetString(PyExc_TypeError, "entries(events: list, name: str, key)");
         return NULL;
     }
-    PyObject *events = args[0], *name = args[1], *key = args[2];
-    FieldReader reader = {PyUnicode_AsUTF8(name), NULL, -1};
-    if (reader.utf8 == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(events);
-    PyObject *values = PyList_New(n);
-    for (Py_ssize_t i = 0; values != NULL && i < n; i++) {
-        PyObject *container = read_slot(&reader, PyList_GET_ITEM(events, i), name), *value = Py_None;
-        if (container != NULL && PyDict_Check(container)) {
-            value = PyDict_GetItemWithError(container, key);
-            value = value == NULL && !PyErr_Occurred() ? Py_None : value;
-        }
-        Py_XINCREF(value);
-        Py_XDECREF(container);
-        if (container == NULL || value == NULL) {
-            Py_CLEAR(values);
-            break;
-        }
-        PyList_SET_ITEM(values, i, value);
-    }
-    return values;
+    return read_each(args[0], args[1], args[2]);
 }
 
 /* floats(values, unset) -> bytearray | None

@@ -10,7 +10,6 @@ as one that never stopped.
 from __future__ import annotations
 
 import inspect
-import os
 
 import msgspec
 import numpy as np
@@ -24,7 +23,7 @@ from detectors.adwin import ADWIN
 from detectors.cusum import CUSUM
 from detectors.page_hinkley import PageHinkley
 from detectors.warmup_scaled import WarmupScaled
-from tests.components import require
+from tests.components import c_extension, require
 
 DETECTORS = (ADWIN, PageHinkley, CUSUM)
 N = 1_000  # values per regime
@@ -402,11 +401,7 @@ def test_warmup_scaled_needs_a_warm_up_of_two_values():
 
 def _adwin_cut_in_c():
     """The C cut test (detectors/_adwin_cut.c): built wherever CI runs, where its absence is a failure."""
-    if os.environ.get("CI") == "true":
-        from detectors import _adwin_cut
-    else:
-        _adwin_cut = pytest.importorskip("detectors._adwin_cut", reason="built without a C compiler")
-    return _adwin_cut
+    return c_extension("detectors._adwin_cut")
 
 
 @settings(max_examples=20, deadline=None, database=None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from detectors import text_descriptors
 from detectors.text_descriptors import TextDescriptors
+from tests.components import c_extension
 
 DESCRIPTORS = TextDescriptors()
 COUNTED = ("length_chars", "length_words", "tokens", "non_ascii_share", "digit_share", "punctuation_share")
@@ -105,11 +105,7 @@ def test_a_batch_with_one_text_beyond_ascii_is_counted_in_numpy():
 
 def _text_counts():
     """The C counts (detectors/_text_counts.c): built wherever CI runs, where their absence is a failure."""
-    if os.environ.get("CI") == "true":
-        from detectors import _text_counts
-    else:
-        _text_counts = pytest.importorskip("detectors._text_counts", reason="built without a C compiler")
-    return _text_counts
+    return c_extension("detectors._text_counts")
 
 
 @settings(max_examples=200, deadline=None)

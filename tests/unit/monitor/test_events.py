@@ -26,6 +26,7 @@ from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, Event, Invali
 from monitor.pipeline import DeadLetter, Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.state.histogram import MAX_COUNT
+from tests.components import c_extension
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -774,11 +775,7 @@ def test_the_keys_of_a_batch_are_the_quote_colons_not_escaped_once_white_space_i
 
 def _decoder_in_c():
     """The C counts (monitor/ingest/_decode.c): built wherever CI runs, where their absence is a failure."""
-    if os.environ.get("CI") == "true":
-        from monitor.ingest import _decode
-    else:
-        _decode = pytest.importorskip("monitor.ingest._decode", reason="built without a C compiler")
-    return _decode
+    return c_extension("monitor.ingest._decode")
 
 
 @settings(max_examples=500, deadline=None, database=None)

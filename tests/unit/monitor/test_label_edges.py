@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +20,7 @@ from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.state import labels as labels_module
 from monitor.state.labels import LabelStore
+from tests.components import c_extension
 
 T0 = 1_700_000_000
 TOPIC = "llm-events"
@@ -159,11 +158,7 @@ def test_the_estimate_is_set_beside_the_truth_only_on_enough_scored_calls():
 
 def _probes() -> object:
     """The C probes (monitor/state/_probe.c): built wherever CI runs, where their absence is a failure."""
-    if os.environ.get("CI") == "true":
-        from monitor.state import _probe
-    else:
-        _probe = pytest.importorskip("monitor.state._probe", reason="built without a C compiler")
-    return _probe
+    return c_extension("monitor.state._probe")
 
 
 @settings(max_examples=60, deadline=None, database=None)

@@ -8,7 +8,6 @@ never takes a message msgspec rejects, nor one that names a key twice, and it le
 import gc
 import json
 import math
-import os
 import subprocess
 import sys
 import tracemalloc
@@ -21,11 +20,9 @@ from hypothesis import strategies as st
 
 from monitor.ingest import events as events_module
 from monitor.ingest.events import PLAIN_KINDS, Event, Invalid, decode, decode_batch
+from tests.components import c_extension
 
-if os.environ.get("CI") == "true":
-    from monitor.ingest import _decode  # built wherever CI runs, where its absence is a failure
-else:
-    _decode = pytest.importorskip("monitor.ingest._decode", reason="built without a C compiler")
+_decode = c_extension("monitor.ingest._decode")
 
 _MAX_BYTES = 1_048_576
 _BASE = b'{"request_id": "r", "timestamp": 1700000000, "model": "m"'
