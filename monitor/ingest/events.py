@@ -417,7 +417,7 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
         return None
     if _complete_batch(events, float(latest_ms), UNSET, "inference"):
         return events  # type: ignore[return-value]  # a list of Event is a list of Event | Invalid
-    return [_complete(event, latest_ms) for event in events]
+    return _completed_apart(events, latest_ms)
 
 
 def _parse_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> list[Event | Invalid]:
@@ -427,13 +427,22 @@ def _parse_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> list
     plain = [event for event in parsed if event is not None]
     completed: list[Event | Invalid] = plain  # type: ignore[assignment]  # a list of Event is one of Event | Invalid
     if not _complete_batch(plain, float(latest_ms), UNSET, "inference"):
-        completed = [_complete(event, latest_ms) for event in plain]
+        completed = _completed_apart(plain, latest_ms)
     if len(plain) == len(raws):
         return completed
     taken = iter(completed)
     return [
         decode(raw or b"", max_bytes, latest_ms) if event is None else next(taken) for raw, event in zip(raws, parsed)
     ]
+
+
+def _completed_apart(events: list[Event], latest_ms: float) -> list[Event | Invalid]:
+    """:func:`_complete` of each event, the inference events of a batch that mixes in feedback (as a topic carrying
+    both does) completed together in C, the feedback one by one."""
+    inference = [event for event in events if event.type != "feedback"]
+    if len(inference) < len(events) and _complete_batch(inference, float(latest_ms), UNSET, "inference"):
+        return [_complete(event, latest_ms) if event.type == "feedback" else event for event in events]
+    return [_complete(event, latest_ms) for event in events]
 
 
 def _no_repeated_key(raws: list[bytes], events: list[Event]) -> bool:

@@ -973,3 +973,27 @@ def test_the_c_packing_of_floats_equals_numpys_conversion(values):
         return
     expected = np.array([None if value is UNSET else value for value in values], dtype=np.float64)
     assert np.frombuffer(packed, dtype=np.float64).tobytes() == expected.tobytes()  # NaN and -0.0 alike
+
+
+def test_a_batch_mixing_feedback_into_inference_completes_only_the_feedback_one_by_one(monkeypatch):
+    raws = [_event(request_id=f"r{i}") for i in range(20)] + [_feedback(request_id="r1", label="yes")]
+    raws += [_event(request_id="late", timestamp=4_000_000_000)]  # after latest_ms: future_timestamp
+    expected = [decode(raw, latest_ms=3_000_000_000_000) for raw in raws]
+    completed_alone = []
+    complete = events_module._complete
+
+    def complete_alone(event, latest_ms):
+        completed_alone.append(event)
+        return complete(event, latest_ms)
+
+    monkeypatch.setattr(events_module, "_complete", complete_alone)
+
+    results = decode_batch(raws, latest_ms=3_000_000_000_000)
+
+    assert list(map(_plain, results)) == list(map(_plain, expected))
+    assert results[-1] == Invalid("future_timestamp", "timestamp")
+    assert len(completed_alone) == len(raws)  # one future event: every event completed alone, as before
+    completed_alone.clear()
+    results = decode_batch(raws[:-1], latest_ms=3_000_000_000_000)
+    assert [event.type for event in completed_alone] == ["feedback"]  # the inference events, together in C
+    assert list(map(_plain, results)) == list(map(_plain, expected[:-1]))
