@@ -438,11 +438,12 @@ enum {
     KIND_BOOL,
     KIND_FEATURES,   /* an object of scalars (strings shared) */
     KIND_SEGMENT,    /* an object of strings (shared) or nulls */
+    KIND_MSGSPEC,    /* a key msgspec reads and this parser does not (an alias): its message goes to msgspec */
     N_KINDS
 };
 static const char *const KIND_NAMES[N_KINDS] = {
     "type", "id", "name", "text", "timestamp", "nonnegative", "count", "unit", "number", "class", "label", "bool",
-    "features", "segment",
+    "features", "segment", "msgspec",
 };
 #define MAX_ID_CHARS 256
 #define MAX_EXACT_INT ((int64_t)1 << 53)
@@ -1084,8 +1085,8 @@ load_fields(PyTypeObject *type, PyObject *kinds)
         while (kind < N_KINDS && strcmp(KIND_NAMES[kind], kind_name) != 0) {
             kind++;
         }
-        Py_ssize_t offset = slot_of(type, name);
-        if (kind == N_KINDS || offset < 0) {
+        Py_ssize_t offset = kind == KIND_MSGSPEC ? -1 : slot_of(type, name);
+        if (kind == N_KINDS || (offset < 0 && kind != KIND_MSGSPEC)) {
             PyErr_Format(PyExc_ValueError, "plain_events(): %s is not a kind, or %s not a field", kind_name, name);
             return -1;
         }
@@ -1125,11 +1126,14 @@ field_named(const unsigned char *s, Py_ssize_t length)
     return -1;
 }
 
-/* The field named by the key at the cursor (its opening quote), the cursor past its closing quote; -1 if it names
- * none, or is not a plain string. The field whose key followed `previous` (-1: the first key) last time is tried
- * first: a producer writes its keys in one order, and then a key costs one comparison, not a scan and a look-up. */
+enum { NOT_A_KEY = -2, UNKNOWN_KEY = -1 };
+
+/* The field named by the key at the cursor (its opening quote), the cursor past its closing quote; UNKNOWN_KEY for a
+ * plain key no field has (its bytes in `s`, `length`), NOT_A_KEY for a key with escapes or beyond ASCII. The field
+ * whose key followed `previous` (-1: the first key) last time is tried first: a producer writes its keys in one
+ * order, and then a key costs one comparison, not a scan and a look-up. */
 static int
-key_field(Cursor *c, int previous)
+key_field(Cursor *c, int previous, const unsigned char **s, Py_ssize_t *length)
 {
     int8_t *next = &next_field[previous < 0 ? MAX_PLAIN_FIELDS : previous];
     if (*next >= 0) {
@@ -1140,14 +1144,68 @@ key_field(Cursor *c, int previous)
             return *next;
         }
     }
+    if (scan_string(c, s, length) != ASCII) {
+        return NOT_A_KEY;
+    }
+    int index = field_named(*s, *length);
+    if (index >= 0) {
+        *next = (int8_t)index;
+    }
+    return index < 0 ? UNKNOWN_KEY : index;
+}
+
+/* Past the value of a key the event does not name, as msgspec passes over it: 1 for a string (its escapes and UTF-8
+ * checked), a number, true, false or null; 0 for anything else (an object or array, whose keys would need checking
+ * for repeats, is left to msgspec), -1 with an error. */
+static int
+skip_scalar(Cursor *c)
+{
+    if (c->p >= c->end) {
+        return 0;
+    }
     const unsigned char *s;
     Py_ssize_t length;
-    int index;
-    if (scan_string(c, &s, &length) != ASCII || (index = field_named(s, length)) < 0) {
-        return -1;
+    int64_t integer;
+    double real;
+    switch (*c->p) {
+    case '"': {
+        int found = scan_string(c, &s, &length);
+        if (found != ENCODED) {
+            return found == ASCII;
+        }
+        PyObject *text = decoded_text(s, length);
+        Py_XDECREF(text);
+        return text != NULL ? 1 : PyErr_Occurred() ? -1 : 0;
     }
-    *next = (int8_t)index;
-    return index;
+    case 't':
+        return take_word(c, "true", 4);
+    case 'f':
+        return take_word(c, "false", 5);
+    case 'n':
+        return take_word(c, "null", 4);
+    default:
+        return scan_number(c, &integer, &real) != NOT_PLAIN ? 1 : PyErr_Occurred() ? -1 : 0;
+    }
+}
+
+#define MAX_UNKNOWN_KEYS 16
+
+/* Whether an unknown key is new to its message (recorded in `keys`, `lengths`), with room to remember it and no DEL
+ * (the key of the decoder's own field starts with one). */
+static int
+first_unknown(const unsigned char *s, Py_ssize_t length, const unsigned char **keys, Py_ssize_t *lengths, int *n_keys)
+{
+    if (*n_keys == MAX_UNKNOWN_KEYS || memchr(s, 0x7F, length) != NULL) {
+        return 0;
+    }
+    for (int i = 0; i < *n_keys; i++) {
+        if (lengths[i] == length && memcmp(keys[i], s, length) == 0) {
+            return 0;
+        }
+    }
+    keys[*n_keys] = s;
+    lengths[(*n_keys)++] = length;
+    return 1;
 }
 
 /* The event of a plain message, a copy of the template (`copy` makes one) with its fields set; NULL without an
@@ -1168,10 +1226,25 @@ plain_event(const unsigned char *data, Py_ssize_t size, PyObject *copy)
         goto end;
     }
     uint64_t named = 0;
-    int index = -1;
+    int index = -1, n_unknown = 0;
+    const unsigned char *unknown[MAX_UNKNOWN_KEYS];
+    Py_ssize_t unknown_lengths[MAX_UNKNOWN_KEYS];
     do {
+        const unsigned char *s;
+        Py_ssize_t length;
         skip_space(&c);
-        if ((index = key_field(&c, index)) < 0 || (named >> index) & 1 || !take(&c, ':')) {
+        int found = key_field(&c, index, &s, &length);
+        if (found == UNKNOWN_KEY) { /* dropped, as msgspec drops it: a scalar, named once */
+            if (!first_unknown(s, length, unknown, unknown_lengths, &n_unknown) || !take(&c, ':')) {
+                goto not_plain;
+            }
+            skip_space(&c);
+            if (skip_scalar(&c) <= 0) {
+                goto not_plain;
+            }
+            continue;
+        }
+        if ((index = found) < 0 || plain_fields[index].kind == KIND_MSGSPEC || (named >> index) & 1 || !take(&c, ':')) {
             goto not_plain;
         }
         named |= (uint64_t)1 << index;

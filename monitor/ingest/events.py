@@ -196,8 +196,8 @@ class _WireEvent(Event, gc=False):
 
 #: How the C parser of plain messages reads each field of :class:`Event` (``plain_events`` in
 #: ``monitor/ingest/_decode.c``; a test holds each kind to the field's type): a message that names a field not here
-#: (``embedding``, an alias) is decoded by msgspec. ``name``, ``class`` and ``label`` strings take few values,
-#: and a table in C shares them between events.
+#: (``embedding``, an alias: see ``_PARSER_KINDS``) is decoded by msgspec. ``name``, ``class`` and ``label``
+#: strings take few values, and a table in C shares them between events.
 PLAIN_KINDS = (
     ("type", "type"),
     ("request_id", "id"),
@@ -267,6 +267,11 @@ ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "gen_ai.evaluation.score.value": ("judge_score", None),
 }
 _WIRE_NAMES = dict(zip(_WireEvent.__struct_fields__, _WireEvent.__struct_encode_fields__, strict=True))
+#: The keys the C parser leaves to msgspec (the aliases, ``embedding``, the decoder's own field): the kinds it is
+#: given. A key no field names is dropped there too, as msgspec drops it, if its value is a scalar.
+_PARSER_KINDS = PLAIN_KINDS + tuple(
+    (name, "msgspec") for name in _WireEvent.__struct_encode_fields__ if name not in dict(PLAIN_KINDS)
+)
 _ALIAS_ATTRIBUTES = [
     (attribute, *ALIASES[wire]) for attribute, wire in _WIRE_NAMES.items() if wire in ALIASES
 ]  # in ALIASES order: current names before deprecated ones
@@ -423,7 +428,7 @@ def _decode_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> lis
 def _parse_together(raws: list[bytes], max_bytes: int, latest_ms: float) -> list[Event | Invalid]:
     """The batch parsed in C where its messages are plain (see :data:`PLAIN_KINDS`), the others decoded one by one."""
     assert _plain_events is not None, "called only where the parser was built"
-    parsed: list[Event | None] = _plain_events(raws, _UNSET_EVENT, PLAIN_KINDS, max_bytes)
+    parsed: list[Event | None] = _plain_events(raws, _UNSET_EVENT, _PARSER_KINDS, max_bytes)
     plain = [event for event in parsed if event is not None]
     completed: list[Event | Invalid] = plain  # type: ignore[assignment]  # a list of Event is one of Event | Invalid
     if not _complete_batch(plain, float(latest_ms), UNSET, "inference"):

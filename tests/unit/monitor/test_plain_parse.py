@@ -29,7 +29,7 @@ _BASE = b'{"request_id": "r", "timestamp": 1700000000, "model": "m"'
 
 
 def _parse(raws, max_bytes=_MAX_BYTES):
-    return _decode.plain_events(list(raws), events_module._UNSET_EVENT, PLAIN_KINDS, max_bytes)
+    return _decode.plain_events(list(raws), events_module._UNSET_EVENT, events_module._PARSER_KINDS, max_bytes)
 
 
 def _typed(value):
@@ -393,5 +393,44 @@ def test_keys_in_changing_orders_and_names_that_prefix_each_other_are_each_read_
     ]
     parsed = _assert_as_msgspec(orders * 3)
 
-    assert [event is None for event in parsed[:7]] == [False, False, False, False, True, True, False]
-    assert [event.model for event in parsed if event is not None] == ["m"] * 15
+    assert [event is None for event in parsed[:7]] == [False, False, False, False, True, False, False]
+    assert [event.model for event in parsed[:7] if event is not None] == ["m", "m", "m", "m", msgspec.UNSET, "m"]
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        b'"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"',
+        b'"trace_id": "caf\\u00e9 \\n", "span_id": 7, "sampled": true, "parent": null, "w": -1.5e3, "f": false',
+        b'"trace_id": "' + "caf\u00e9".encode() + b'"',
+        b'"gen_ai_request_model": "m2"',  # not an alias (those have dots): a key like any other
+    ],
+)
+def test_a_key_no_field_names_with_a_scalar_value_is_dropped_as_msgspec_drops_it(members):
+    raw = _BASE + b", " + members + b"}"
+
+    (event,) = _assert_as_msgspec([raw])
+
+    assert event is not None
+    assert _strictly(decode_batch([raw])[0]) == _strictly(decode(raw))
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        b'"trace_id": "a", "trace_id": "b"',  # named twice: duplicate_key
+        b'"trace_id": {"a": 1}',  # an object or array: its keys would need checking for repeats
+        b'"trace_id": [1, 2]',
+        b'"gen_ai.request.model": "m2"',  # an alias, which decode moves onto its field
+        b'"\x7ftimestamp_ms": 5',  # the decoder's own field
+        b'"trace_id": "\\x"',  # not JSON
+        b'"trace_id": "\xff"',  # not UTF-8
+        b'"trace_id": 1e999',  # beyond a double
+        b", ".join(b'"k%d": 1' % i for i in range(17)),  # more unknown keys than the parser remembers
+    ],
+)
+def test_a_key_no_field_names_with_anything_else_leaves_its_message_to_msgspec(members):
+    raw = _BASE + b", " + members + b"}"
+
+    assert _parse([raw]) == [None]
+    assert _strictly(decode_batch([raw])[0]) == _strictly(decode(raw))
