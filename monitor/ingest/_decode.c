@@ -416,9 +416,10 @@ floats(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
  * in `kinds` (a tuple of (field, kind) pairs, the kinds below), each once, ASCII and without escapes (so are the keys
  * of features and segment), with values of the field's kind and within its bounds: strings with any escape and valid
  * UTF-8, timestamps as RFC 3339 (T or t; a fraction rounded to microseconds; Z, z or an offset), numbers
- * that a double or an exact integer holds, each as msgspec reads it. Each of them is what msgspec decodes the message
- * to (before completion: no "timestamp_ms"); None in its place for any other message (or None), which then takes
- * msgspec's path: nothing here rejects an event.
+ * that a double or an exact integer holds, each as msgspec reads it. A key no field names is dropped, as msgspec drops
+ * it, if its value is a scalar and it is named once (at most 16 such keys). Each event is what msgspec decodes the
+ * message to (before completion: no "timestamp_ms"); None in its place for any other message (or None), which then
+ * takes msgspec's path: nothing here rejects an event.
  *
  * Short strings of the fields that take few values (kind "name", categories) are shared: a bounded table keeps the
  * first 4,096 such strings seen, so a service's model names, versions and categories are not allocated per event.
