@@ -774,7 +774,7 @@ def test_the_keys_of_a_batch_are_the_quote_colons_not_escaped_once_white_space_i
 
 
 def _decoder_in_c():
-    """The C counts (monitor/ingest/_decode.c): built wherever CI runs, where their absence is a failure."""
+    """The C decoder (monitor/ingest/_decode.c): built wherever CI runs, where its absence is a failure."""
     return c_extension("monitor.ingest._decode")
 
 
