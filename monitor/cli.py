@@ -129,9 +129,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(config: Config, arguments: argparse.Namespace) -> int:
     from monitor.run.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
+    from monitor.run.heap import settle_heap
 
     log_to_stderr(logging.INFO)
     daemon = Daemon(config)
+    settle_heap()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.run()

@@ -34,6 +34,7 @@ from monitor.config import KafkaConfig
 from monitor.ingest import Offsets, Partition, Record, records
 from monitor.ingest.kafka import KafkaError, KafkaSource
 from monitor.logs import log_to_stderr
+from monitor.run.heap import settle_heap
 
 __all__ = ["ConsumerProcess"]
 
@@ -125,6 +126,7 @@ def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:
     source = _connect(config, parent, pending)
     if source is None:
         return
+    settle_heap()
     try:
         while True:
             while pending or parent.poll():

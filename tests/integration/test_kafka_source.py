@@ -409,6 +409,7 @@ def test_confluent_settings_map_the_same_section_onto_librdkafkas_names(tmp_path
         "max.poll.interval.ms": 120_000,
         "session.timeout.ms": 30_000,
         "heartbeat.interval.ms": 10_000,
+        "fetch.queue.backoff.ms": 100,
     }
     ConfluentConsumer(settings).close()  # no broker needed: the settings are checked when the consumer is made
     plain = consumer_settings(parse_config({"kafka": {"client": "confluent"}}, environ={}).kafka)
