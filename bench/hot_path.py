@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from monitor.config import parse_config
 from monitor.demo.scenario import CHAT_FEATURES
-from monitor.ingest import Record
+from monitor.ingest import PartitionBatch
 from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
 
@@ -83,9 +83,16 @@ def realistic_events(n: int, seed: int = 1, start: datetime = START, first_id: i
     return events
 
 
-def batches_of(values: list[bytes]) -> list[list[Record]]:
-    records = [Record(value, "llm-events", 0, offset) for offset, value in enumerate(values)]
-    return [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+#: What one poll of a Kafka source hands over.
+Poll = list[PartitionBatch]
+
+
+def batches_of(values: list[bytes]) -> list[Poll]:
+    """The polls a Kafka source would hand over: ``BATCH`` messages each, all from one partition."""
+    return [
+        [PartitionBatch("llm-events", 0, values[i : i + BATCH], range(i, i + len(values[i : i + BATCH])))]
+        for i in range(0, len(values), BATCH)
+    ]
 
 
 def run_json_loads(values: list[bytes]) -> None:
@@ -118,7 +125,7 @@ def run_hand_rolled(values: list[bytes]) -> None:
         child[2].observe(event["ttft_ms"] / 1000.0)
 
 
-def warmed_pipeline(warmup: list[list[Record]]) -> tuple[Pipeline, float]:
+def warmed_pipeline(warmup: list[Poll]) -> tuple[Pipeline, float]:
     """A pipeline fed the warm-up batches (events dated before the timed ones), and the CPU seconds its
     evaluations took (the first of each model: the drift tests fitted and calibrated on its reference)."""
     pipeline = Pipeline(parse_config(CONFIG))
@@ -133,15 +140,15 @@ def warmed_pipeline(warmup: list[list[Record]]) -> tuple[Pipeline, float]:
 
     pipeline.evaluate = timed_evaluate  # type: ignore[method-assign]
     for batch in warmup:
-        pipeline.apply(batch)
+        pipeline.apply_batches(batch)
     del pipeline.evaluate  # the class's again: no cycle keeps a run's pipeline alive into the next run
     return pipeline, seconds
 
 
-def driftwarden_rate(warmup: list[list[Record]], batches: list[list[Record]], n_events: int) -> tuple[float, float]:
+def driftwarden_rate(warmup: list[Poll], batches: list[Poll], n_events: int) -> tuple[float, float]:
     """The warmed pipeline's events/s over the batches, and the CPU seconds its warm-up evaluations took."""
     pipeline, evaluation_s = warmed_pipeline(warmup)
-    apply = pipeline.apply
+    apply = pipeline.apply_batches
     gc.collect()  # the warm-up's garbage is not the timed events' to collect
     start = time.process_time()
     for batch in batches:

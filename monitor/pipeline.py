@@ -1,6 +1,7 @@
 """The processing loop's two halves: the per-event hot path and the evaluation tick.
 
-:meth:`Pipeline.apply` decodes a batch of records, groups the valid events by
+:meth:`Pipeline.apply_batches` decodes what a poll read (each partition's
+values, :class:`~monitor.ingest.PartitionBatch`), groups the valid events by
 model, appends them to the models' windows and counters, and returns the
 rejected records for the caller to dead-letter (it is :meth:`~Pipeline.decode`
 then :meth:`~Pipeline.ingest`, which a replay calls apart to place its ticks
@@ -13,7 +14,7 @@ A lock guards the state between the consuming thread, the evaluation tick
 and a scrape; it is taken once per batch, never per event.
 
 >>> from monitor.config import parse_config
->>> from monitor.ingest import Partition, Record
+>>> from monitor.ingest import Record
 >>> pipeline = Pipeline(parse_config({"windows": {"min_samples": 1}}))
 >>> rejected = pipeline.apply([
 ...     Record(b'{"request_id": "a", "timestamp": 1700000060, "model": "bot", "latency_ms": 900}', "t", 0, 0),
@@ -34,7 +35,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, eq
+from operator import eq
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +46,7 @@ from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
 from monitor.evaluate.quality import ModelQuality, QualitySuite
 from monitor.evaluate.slices import GroupSlice, SliceSuite
-from monitor.ingest import Partition, Record
+from monitor.ingest import Partition, PartitionBatch, Record, partition_batches
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch, read_field
 from monitor.state.columns import FAILED, ID_COLUMNS, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
@@ -55,8 +56,6 @@ __all__ = ["CATCH_UP_EVERY", "CATCH_UP_LAG_MS", "DeadLetter", "Evaluation", "Pip
 
 log = logging.getLogger(__name__)
 
-_TOPIC = attrgetter("topic")
-_PARTITION = attrgetter("partition")
 _FEW_MODELS = 16
 #: The reference columns the accuracy estimate is calibrated on.
 _CALIBRATION = (SCORE, LABEL, PREDICTION)
@@ -125,36 +124,37 @@ class Pipeline:
         return max((state.watermark_ms for state in self.states), default=-math.inf)
 
     def apply(self, records: Iterable[Record], wall_ms: float | None = None) -> list[DeadLetter]:
-        """Decode and ingest a batch; return the rejected records, for the dead-letter queue.
+        """Decode and ingest records (a file's, a test's), grouped by partition: :meth:`apply_batches`."""
+        return self.apply_batches(partition_batches(records), wall_ms)
+
+    def apply_batches(self, batches: Iterable[PartitionBatch], wall_ms: float | None = None) -> list[DeadLetter]:
+        """Decode and ingest what a poll read; return the rejected records, for the dead-letter queue.
 
         ``wall_ms`` is the wall clock in ``run``: events dated more than ``limits.max_clock_skew`` after it
         are rejected (``future_timestamp``), and it drives idle models and catch-up (see :meth:`ingest`).
         """
         latest_ms = math.inf if wall_ms is None else wall_ms + self.config.limits.max_clock_skew_ms
         rejected_all = []
-        for partition, part in _by_partition(records):
-            events, rejected = self.decode(part, latest_ms)
-            self.ingest(events, rejected, wall_ms, partition)
+        for batch in batches:
+            events, rejected = self.decode(batch, latest_ms)
+            self.ingest(events, rejected, wall_ms, (batch.topic, batch.partition))
             rejected_all += rejected
         return rejected_all
 
-    def decode(
-        self, records: Iterable[Record], latest_ms: float = math.inf
-    ) -> tuple[list[Event], list[DeadLetter]]:
-        """Split a batch into valid events and rejected records; touches no state.
+    def decode(self, batch: PartitionBatch, latest_ms: float = math.inf) -> tuple[list[Event], list[DeadLetter]]:
+        """Split a partition's batch into valid events and rejected records; touches no state.
 
         Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
         clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
         """
-        records = list(records)
-        decoded = decode_batch([record.value for record in records], self.config.limits.max_event_bytes, latest_ms)
+        decoded = decode_batch(batch.values, self.config.limits.max_event_bytes, latest_ms)
         if Invalid not in set(map(type, decoded)):
             return decoded, []  # type: ignore[return-value]  # no Invalid among them
         events = []
         rejected = []
-        for record, event in zip(records, decoded, strict=True):
+        for index, event in enumerate(decoded):
             if isinstance(event, Invalid):
-                rejected.append(DeadLetter(record, event))
+                rejected.append(DeadLetter(batch.record(index), event))
             else:
                 events.append(event)
         return events, rejected
@@ -419,24 +419,6 @@ def _by_model(events: list[Event]) -> dict[str, list[Event]]:
             group = by_model[model] = []
         group.append(event)
     return by_model
-
-
-def _by_partition(records: Iterable[Record]) -> list[tuple[Partition, list[Record]]]:
-    """A batch's records grouped by partition, each in order: one pass in C when they share one, as usual."""
-    records = list(records)
-    if not records:
-        return []
-    topics: list[str] = list(map(_TOPIC, records))
-    partitions: list[int] = list(map(_PARTITION, records))
-    if topics.count(topics[0]) == len(topics) and partitions.count(partitions[0]) == len(partitions):
-        return [((topics[0], partitions[0]), records)]
-    by_partition: dict[Partition, list[Record]] = {}
-    for key, record in zip(zip(topics, partitions), records):
-        group = by_partition.get(key)
-        if group is None:
-            group = by_partition[key] = []
-        group.append(record)
-    return list(by_partition.items())
 
 
 def _boundary_at_or_before(time_ms: float, every_ms: int) -> float:

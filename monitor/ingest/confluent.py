@@ -36,19 +36,18 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Offsets, Partition, Record, SourceProgress
-from monitor.ingest import records as make_records
+from monitor.ingest import Offsets, Partition, PartitionBatch, SourceProgress, offsets_of
 
 __all__ = ["ConfluentSource", "connection_settings", "consumer_settings"]
 
 log = logging.getLogger(__name__)
 
-#: Positions in Kafka: the next offset to read, per (topic, partition).
-
 _RETRY_COMMIT_S = 1.0
 _ERROR = methodcaller("error")
-#: What a record is read from a message with, in the order of its fields.
-_COLUMNS = tuple(map(methodcaller, ("value", "topic", "partition", "offset")))
+_VALUE = methodcaller("value")
+_TOPIC = methodcaller("topic")
+_PARTITION = methodcaller("partition")
+_OFFSET = methodcaller("offset")
 #: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
 _STATISTICS_EVERY_MS = 1_000
 #: How long librdkafka waits to fetch again once its queue holds ``queued.min.messages`` (100,000). Its default,
@@ -95,7 +94,8 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
 
 
 class ConfluentSource(SourceProgress):
-    """The daemon's consumer group member on librdkafka: batches of :class:`Record` and the offsets they reach.
+    """The daemon's consumer group member on librdkafka: what each poll read, per partition, and the offsets it
+    reached.
 
     At each turn of the group, inside :meth:`poll`, it asks the owner of the state as
     :class:`~monitor.ingest.kafka.KafkaSource` does: ``on_assign(partitions)`` restores theirs and returns the
@@ -142,24 +142,25 @@ class ConfluentSource(SourceProgress):
         """Whether a broker connection was up at librdkafka's last statistics (once a second)."""
         return self._brokers_up
 
-    def poll(self, timeout_ms: int = 500) -> list[Record]:
-        """The next batch (possibly empty) of records, each partition's in offset order; a tombstone's value None.
+    def poll(self, timeout_ms: int = 500) -> list[PartitionBatch]:
+        """What the next poll read (possibly nothing), one :class:`PartitionBatch` per partition.
 
         librdkafka drops what it had fetched for a partition revoked during the call.
         """
         messages = self._consumer.consume(self._max_records, timeout_ms / 1000)
-        fetched = messages
         if any(map(_ERROR, messages)):
-            fetched = [message for message in messages if message.error() is None]
             self._errors(messages)
-        # each column read with a method mapped in C: no bytecode per message
-        records = make_records(*(map(read, fetched) for read in _COLUMNS))
-        self._advance(records)
+            messages = [message for message in messages if message.error() is None]
+        batches = [
+            PartitionBatch(topic, partition, list(map(_VALUE, part)), offsets_of(part, _OFFSET))
+            for (topic, partition), part in _by_partition(messages)
+        ]
+        self.positions.update({(batch.topic, batch.partition): batch.offsets[-1] + 1 for batch in batches})
         now = self._polled()
         if self._retry and now - self._retry_at >= _RETRY_COMMIT_S:
             self._retry_at = now
             self.commit(self._retry)
-        return records
+        return batches
 
     def commit(self, offsets: Offsets) -> None:
         """Commit ``offsets`` for the partitions still assigned, asynchronously: the loop never waits for the
@@ -185,18 +186,6 @@ class ConfluentSource(SourceProgress):
         """Leave the group at once; nothing is committed here (the owner of the state commits what it covers)."""
         self._closing = True
         self._consumer.close()
-
-    def _advance(self, records: list[Record]) -> None:
-        """Move :attr:`positions` past ``records``: the last record of each partition, found from the end."""
-        latest: Offsets = {}
-        n_owned = len(self._owned)
-        for record in reversed(records):
-            key = (record.topic, record.partition)
-            if key not in latest:
-                latest[key] = record.offset + 1
-                if len(latest) == n_owned:
-                    break
-        self.positions.update(latest)
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's answer to a commit (served inside :meth:`poll`)."""
@@ -277,6 +266,20 @@ class ConfluentSource(SourceProgress):
                 consumer.commit(offsets=commits, asynchronous=False)
             except KafkaException as error:
                 log.warning("offset commit before the rebalance failed (the checkpoint holds them): %s", error)
+
+
+def _by_partition(messages: list[Message]) -> list[tuple[Partition, list[Message]]]:
+    """``messages`` grouped by partition, each in order: two passes in C when they share one, as usual."""
+    if not messages:
+        return []
+    topics: list[str] = list(map(_TOPIC, messages))
+    partitions: list[int] = list(map(_PARTITION, messages))
+    if topics.count(topics[0]) == len(topics) and partitions.count(partitions[0]) == len(partitions):
+        return [((topics[0], partitions[0]), messages)]
+    grouped: dict[Partition, list[Message]] = {}
+    for key, message in zip(zip(topics, partitions), messages):
+        grouped.setdefault(key, []).append(message)
+    return list(grouped.items())
 
 
 class _WithoutReconnectLines(logging.Filter):

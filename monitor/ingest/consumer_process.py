@@ -3,8 +3,8 @@
 kafka-python parses every message in Python, under the same interpreter lock
 as the pipeline; in one process the two take turns (bench/ingest.py). Here a
 child process runs the :class:`~monitor.ingest.kafka.KafkaSource` and sends
-each batch through a pipe as plain columns, while the daemon applies the
-previous one. The pipe holds about one batch, so a slow pipeline slows the
+what each poll read (:class:`~monitor.ingest.PartitionBatch`) through a pipe,
+while the daemon applies the previous one. The pipe holds about one batch, so a slow pipeline slows the
 child down instead of filling memory.
 
 :class:`ConsumerProcess` has the same face as ``KafkaSource`` (``poll``,
@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from monitor.config import KafkaConfig
-from monitor.ingest import Offsets, Partition, Record, records
+from monitor.ingest import Offsets, Partition, PartitionBatch
 from monitor.ingest.kafka import KafkaError, KafkaSource
 from monitor.logs import log_to_stderr
 from monitor.run.heap import settle_heap
@@ -69,8 +69,8 @@ class ConsumerProcess:
         self.connected = False
         self.last_poll: float | None = None
 
-    def poll(self, timeout_ms: int = 500) -> list[Record]:
-        """The next batch the child fetched (possibly empty); raises if the child has died."""
+    def poll(self, timeout_ms: int = 500) -> list[PartitionBatch]:
+        """What the child's next poll read (possibly nothing); raises if the child has died."""
         if not self._connection.poll(timeout_ms / 1000):
             return []
         try:
@@ -89,9 +89,9 @@ class ConsumerProcess:
             self.positions = {key: offset for key, offset in self.positions.items() if key not in revoked}
             self.lag = {key: lag for key, lag in self.lag.items() if key not in revoked}
             return []
-        _, values, topics, partitions, offsets, self.positions, self.lag, self.assigned, self.connected = message
+        _, batches, self.positions, self.lag, self.assigned, self.connected = message
         self.last_poll = time.monotonic()
-        return records(values, topics, partitions, offsets)
+        return batches
 
     def commit(self, offsets: Offsets) -> None:
         """Ask the child to commit; if it has died, the checkpoint still holds the offsets."""
@@ -118,7 +118,7 @@ class ConsumerProcess:
 
 
 def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:
-    """The child: poll, send each batch as columns, obey commit and close, until told or orphaned."""
+    """The child: poll, send what each poll read, obey commit and close, until told or orphaned."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     log_to_stderr(level)
@@ -135,20 +135,8 @@ def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:
                     source.commit(command[1])
                 elif command[0] == "close":
                     return
-            records = source.poll(500)
-            parent.send(
-                (
-                    "batch",
-                    [record.value for record in records],
-                    [record.topic for record in records],
-                    [record.partition for record in records],
-                    [record.offset for record in records],
-                    dict(source.positions),
-                    dict(source.lag),
-                    source.assigned,
-                    source.connected,
-                )
-            )
+            batches = source.poll(500)
+            parent.send(("batch", batches, dict(source.positions), dict(source.lag), source.assigned, source.connected))
     except (EOFError, OSError):
         log.warning("the daemon is gone; leaving the group")
     finally:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.ingest import Offsets, Partition, Record, SourceProgress
+from monitor.ingest import Offsets, Partition, PartitionBatch, Record, SourceProgress, offsets_of
 
 if TYPE_CHECKING:  # annotations only: the producer SDK imports this module, and must not load the config's stack
     from pydantic import SecretStr
@@ -40,8 +40,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Positions in Kafka: the next offset to read, per (topic, partition).
-
+_VALUE = attrgetter("value")
+_OFFSET = attrgetter("offset")
 
 
 def client_settings(config: KafkaConfig) -> dict:
@@ -70,7 +70,7 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 class KafkaSource(SourceProgress):
-    """The daemon's consumer group member: batches of :class:`Record` and the offsets they reach.
+    """The daemon's consumer group member: what each poll read, per partition, and the offsets it reached.
 
     The state of a partition moves with it (see :mod:`monitor.run.daemon`), so the source asks its owner at
     each turn of the group, inside :meth:`poll` (where the client allows no blocking call on itself):
@@ -121,15 +121,15 @@ class KafkaSource(SourceProgress):
         except AttributeError:
             return True
 
-    def poll(self, timeout_ms: int = 500) -> list[ConsumerRecord]:
-        """The next batch (possibly empty) of kafka-python ``ConsumerRecord`` objects, in partition order."""
-        fetched = self._consumer.poll(timeout_ms=timeout_ms)
-        records = []
-        for partition, messages in fetched.items():
-            records.extend(messages)
-            self.positions[partition.topic, partition.partition] = messages[-1].offset + 1
+    def poll(self, timeout_ms: int = 500) -> list[PartitionBatch]:
+        """What the next poll read (possibly nothing), one :class:`PartitionBatch` per partition."""
+        batches = []
+        for partition, messages in self._consumer.poll(timeout_ms=timeout_ms).items():
+            offsets = offsets_of(messages, _OFFSET)
+            batches.append(PartitionBatch(partition.topic, partition.partition, list(map(_VALUE, messages)), offsets))
+            self.positions[partition.topic, partition.partition] = offsets[-1] + 1
         self._polled()
-        return records
+        return batches
 
     def commit(self, offsets: Offsets) -> None:
         """Commit ``offsets`` for the partitions still assigned; a failed commit is logged, not raised."""

@@ -56,7 +56,7 @@ from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, MetricsServer, PipelineCollector
 from monitor.export.report import DriftReports
-from monitor.ingest import Offsets, Partition, Record
+from monitor.ingest import Offsets, Partition, PartitionBatch
 from monitor.ingest.consumer_process import ConsumerProcess
 from monitor.ingest.kafka import KafkaDeadLetters, KafkaError, KafkaSink, client_settings
 from monitor.pipeline import Pipeline
@@ -311,15 +311,15 @@ class Daemon:
                 self._checkpoint_due.set()  # read nothing more until the dead letters are delivered
                 self._stopping.wait(_POLL_MS / 1000)
             else:
-                records = source.poll(_POLL_MS)
-                if records:
-                    self._apply(records)
+                batches = source.poll(_POLL_MS)
+                if batches:
+                    self._apply(batches)
                 self.pipeline.advance_idle(time.time() * 1000)
             if self._checkpoint_due.is_set():
                 self._checkpoint()
 
-    def _apply(self, records: list[Record]) -> None:
-        for record, invalid in self.pipeline.apply(records, wall_ms=time.time() * 1000):
+    def _apply(self, batches: list[PartitionBatch]) -> None:
+        for record, invalid in self.pipeline.apply_batches(batches, wall_ms=time.time() * 1000):
             if self._dead_letters is not None:
                 self._dead_letters.write(record, invalid.reason, invalid.detail)
             else:

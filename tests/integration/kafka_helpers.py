@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.config import KafkaConfig, parse_config
+from monitor.ingest import PartitionBatch
+from monitor.ingest import records as records_of
 from tests.components import wait_for
 
 JOIN_S = 60.0  # a group join plus the first fetch, with room for a slow, shared machine (a bound, not a wait)
@@ -55,11 +57,28 @@ def committed(broker, group: str, topic: str, partition: int) -> int | None:
 
 
 def read_n(source, n: int, timeout_s: float = JOIN_S) -> list:
-    """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more."""
-    records: list = []
-    wait_for(lambda: records.extend(source.poll(200)) or len(records) >= n, timeout_s, f"{n} records", every_s=0)
+    """Poll until ``n`` records have come (joining the group on the way); fail if the last poll brought more.
+
+    Each poll must bring one :class:`PartitionBatch` per partition it read, its offsets a ``range`` where
+    they follow each other (as in a topic neither compacted nor transactional)."""
+    batches: list[PartitionBatch] = []
+
+    def enough() -> bool:
+        polled = source.poll(200)
+        assert len({(batch.topic, batch.partition) for batch in polled}) == len(polled), polled
+        batches.extend(polled)
+        return sum(len(batch.values) for batch in batches) >= n
+
+    wait_for(enough, timeout_s, f"{n} records", every_s=0)
+    assert all(type(batch) is PartitionBatch and type(batch.offsets) is range for batch in batches), batches
+    records = records_of(batches)
     assert len(records) == n, f"expected {n} records, got {records}"
     return records
+
+
+def poll_records(source, timeout_ms: int) -> list:
+    """One poll's messages as records."""
+    return records_of(source.poll(timeout_ms))
 
 
 def by_position(records: list) -> list[tuple[int, int, bytes | None]]:
@@ -76,9 +95,9 @@ def polling_in_background(source, into: list | None = None) -> Iterator[list[Bas
     def keep_polling() -> None:
         try:
             while not stop.is_set():
-                records = source.poll(100)
+                batches = source.poll(100)
                 if into is not None:
-                    into.extend(records)
+                    into.extend(records_of(batches))
         except BaseException as error:  # noqa: BLE001 - reported to the test thread
             failures.append(error)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from monitor.ingest.kafka import KafkaSink
 from tests.components import wait_for
+from tests.integration.kafka_helpers import poll_records
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 
@@ -25,6 +26,9 @@ def test_the_source_reads_compressed_batches(kafka_broker, new_topic, source_con
     source = open_source(source_config(topic, f"{topic}-reader"))
     read: list = []
     wait_for(
-        lambda: read.extend(source.poll(200)) or len(read) >= len(sent), 30, "the batches of every codec", every_s=0
+        lambda: read.extend(poll_records(source, 200)) or len(read) >= len(sent),
+        30,
+        "the batches of every codec",
+        every_s=0,
     )
     assert [record.value for record in read] == sent

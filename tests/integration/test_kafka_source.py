@@ -29,6 +29,7 @@ from tests.integration.kafka_helpers import (
     by_position,
     committed,
     kafka_config,
+    poll_records,
     polling_in_background,
     produce,
     read_n,
@@ -56,7 +57,7 @@ def test_poll_returns_records_with_their_positions_and_tombstones_as_none(
 
     records = read_n(source, 5)
 
-    # kafka-python's own records, passed through: the four attributes a Record has, a tombstone's value None.
+    # A tombstone's value is None.
     assert all(record.topic == topic for record in records)
     assert all(type(record.value) is bytes for record in records if (record.partition, record.offset) != (0, 1))
     assert by_position(records) == [(0, 0, b"a0"), (0, 1, None), (0, 2, b'{"x": 1}'), (1, 0, b"b0"), (1, 1, b"b1")]
@@ -129,22 +130,22 @@ def test_lag_reports_the_backlog_at_most_once_a_second_and_reaches_zero(
     source = open_source(source_config(topic, f"{topic}-group", max_poll_records=2))
     assert source.lag == {}
     read: list = []
-    wait_for(lambda: read.extend(source.poll(200)) or read, JOIN_S, "the first records", every_s=0)
+    wait_for(lambda: read.extend(poll_records(source, 200)) or read, JOIN_S, "the first records", every_s=0)
     assert len(read) <= 2  # max_poll_records: the rest of the backlog waits
 
     time.sleep(1.05)  # past the once-a-second limit: the next poll measures the lag
-    read += source.poll(200)
+    read += poll_records(source, 200)
     position = source.positions[topic, 0]
     assert position == len(read) < n
     assert source.lag == {(topic, 0): n - position}
     measured = dict(source.lag)
 
-    read += source.poll(200)  # within the second: the lag is not measured again
+    read += poll_records(source, 200)  # within the second: the lag is not measured again
     assert source.positions[topic, 0] > position
     assert source.lag == measured
 
     def caught_up() -> bool:
-        read.extend(source.poll(100))
+        read.extend(poll_records(source, 100))
         return source.lag == {(topic, 0): 0}
 
     wait_for(caught_up, 15, "the lag to reach 0", every_s=0.05)
@@ -169,19 +170,22 @@ def test_revoked_partitions_are_checkpointed_and_committed_so_the_next_owners_re
     second = open_source(source_config(topic, group))
     with polling_in_background(first, into=read):
         wait_for(
-            lambda: read.extend(second.poll(100)) or second.assigned, JOIN_S, "the second member's partition", every_s=0
+            lambda: read.extend(poll_records(second, 100)) or second.assigned,
+            JOIN_S,
+            "the second member's partition",
+            every_s=0,
         )
         # Called with the partitions taken away (all of them: the group's protocol is eager) while their
         # positions were there to save.
         assert revoked_with == [([(topic, 0), (topic, 1)], {(topic, 0): 2, (topic, 1): 2})]
         produce(kafka_broker, topic, [(partition, f"{partition}-{i}".encode()) for i in (2, 3) for partition in (0, 1)])
         wait_for(
-            lambda: read.extend(second.poll(100)) or len(read) >= 8,
+            lambda: read.extend(poll_records(second, 100)) or len(read) >= 8,
             JOIN_S,
             "the records sent after the rebalance",
             every_s=0,
         )
-        read.extend(second.poll(500))
+        read.extend(poll_records(second, 500))
 
     assert first.assigned and second.assigned  # one partition each
     # Each new owner went on from the revoked positions: nothing read twice, nothing skipped.
@@ -203,7 +207,10 @@ def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
     read_by_first: list = []
     produce(kafka_broker, topic, messages[:200])
     wait_for(
-        lambda: read_by_first.extend(first.poll(100)) or read_by_first, JOIN_S, "the first member's records", every_s=0
+        lambda: read_by_first.extend(poll_records(first, 100)) or read_by_first,
+        JOIN_S,
+        "the first member's records",
+        every_s=0,
     )
     second = open_source(source_config(topic, group, max_poll_records=50))
     read_by_second: list = []
@@ -222,12 +229,15 @@ def test_a_rebalance_in_the_middle_of_a_stream_reads_every_record_once(
     with polling_in_background(first, into=read_by_first) as failures:
         producing.start()
         wait_for(
-            lambda: read_by_second.extend(second.poll(100)) or second.assigned, JOIN_S, "the second's share", every_s=0
+            lambda: read_by_second.extend(poll_records(second, 100)) or second.assigned,
+            JOIN_S,
+            "the second's share",
+            every_s=0,
         )
         rebalanced.set()
         assert producing.is_alive(), "the stream ended before the rebalance"
         wait_for(
-            lambda: read_by_second.extend(second.poll(100)) or len(read_by_first) + len(read_by_second) >= n,
+            lambda: read_by_second.extend(poll_records(second, 100)) or len(read_by_first) + len(read_by_second) >= n,
             60,
             "every record, by one member or the other",
             every_s=0,
@@ -434,7 +444,7 @@ def test_without_a_checkpoint_the_revoked_offsets_are_not_committed(
     read_by_second: list = []
     with polling_in_background(first):
         wait_for(
-            lambda: read_by_second.extend(second.poll(100)) or len(read_by_second) >= 2,
+            lambda: read_by_second.extend(poll_records(second, 100)) or len(read_by_second) >= 2,
             JOIN_S,
             "a re-read partition",
             every_s=0,

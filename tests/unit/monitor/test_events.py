@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from msgspec import UNSET
 
 from monitor.config import parse_config
-from monitor.ingest import Record
+from monitor.ingest import Record, partition_batches
 from monitor.ingest import events as events_module
 from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, Event, Invalid, decode, decode_batch
 from monitor.pipeline import DeadLetter, Pipeline
@@ -475,13 +475,14 @@ def test_pipeline_decode_rejects_events_after_latest_ms_and_touches_no_state():
         Record(_event(timestamp=_YEAR_3000, model="other"), "t", 0, 1),
         Record(_feedback(timestamp=_YEAR_3000), "t", 0, 2),
     ]
-    events, rejected = pipeline.decode(records, latest_ms=1_700_000_600_000)
+    (batch,) = partition_batches(records)
+    events, rejected = pipeline.decode(batch, latest_ms=1_700_000_600_000)
     assert [event.timestamp_ms for event in events] == [1_700_000_000_000]
     assert [(letter.record, letter.invalid) for letter in rejected] == [
         (records[1], Invalid("future_timestamp", "timestamp")),
         (records[2], Invalid("future_timestamp", "timestamp")),
     ]
-    events, rejected = pipeline.decode(records)  # as a replay calls it
+    events, rejected = pipeline.decode(batch)  # as a replay calls it
     assert (len(events), rejected) == (3, [])
     assert len(pipeline.states) == 0 and pipeline.n_invalid["future_timestamp"] == 0
 

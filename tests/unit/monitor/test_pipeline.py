@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import EVENT_FIELDS, parse_config
-from monitor.ingest import Record
+from monitor.ingest import Record, partition_batches
+from monitor.ingest import records as records_of
 from monitor.pipeline import Pipeline
 
 KINDS = ("numeric", "categorical", "text", "embedding")
@@ -72,3 +73,39 @@ def test_any_valid_event_under_any_feature_config_is_ingested_without_raising(fe
     for state in pipeline.states:
         view = state.window.view()
         assert all(len(column) == len(view["timestamp_ms"]) for column in view.values())
+
+
+# -- What a poll hands over ------------------------------------------------------------------------------------------
+
+_VALID = json.dumps({"request_id": "r", "timestamp": 1_700_000_000, "model": "m"}).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 2), st.integers(1, 3), st.booleans()),
+        max_size=30,
+    )
+)
+def test_each_partition_keeps_its_order_and_a_rejected_message_its_place(messages):
+    """Records of interleaved partitions, offsets with gaps (a compacted topic): grouped by partition in order,
+    read back as they came, and each rejected message dead-lettered with its own topic, partition and offset."""
+    records, next_offset = [], {}
+    for topic, partition, gap, valid in messages:
+        offset = next_offset.get((topic, partition), 0) + gap - 1
+        next_offset[topic, partition] = offset + 1
+        records.append(Record(_VALID if valid else b"{", topic, partition, offset))
+
+    batches = partition_batches(records)
+    assert sorted(records_of(batches), key=_where) == sorted(records, key=_where)
+    for batch in batches:
+        assert list(batch.offsets) == [r.offset for r in records if (r.topic, r.partition) == batch[:2]]
+    assert len({batch[:2] for batch in batches}) == len(batches)
+
+    rejected = Pipeline(parse_config({})).apply(records)
+    assert sorted(letter.record for letter in rejected) == sorted(r for r in records if r.value == b"{")
+    assert {letter.invalid.reason for letter in rejected} <= {"not_json"}
+
+
+def _where(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
