@@ -4,8 +4,11 @@ kafka-python parses every message in Python, under the same interpreter lock
 as the pipeline; in one process the two take turns (bench/ingest.py). Here a
 child process runs the :class:`~monitor.ingest.kafka.KafkaSource` and sends
 what each poll read (:class:`~monitor.ingest.PartitionBatch`) through a pipe,
-while the daemon applies the previous one. The pipe holds about one batch, so a slow pipeline slows the
-child down instead of filling memory.
+while the daemon applies the previous one. A thread of the daemon takes each
+batch off the pipe as it comes, so the child does not wait for the pipeline
+to finish a batch before it writes the next; at most :data:`BATCHES_AHEAD`
+batches wait, so a slow pipeline slows the child down instead of filling
+memory.
 
 :class:`ConsumerProcess` has the same face as ``KafkaSource`` (``poll``,
 ``commit``, ``positions``, ``lag``, ``assigned``, ``last_poll``, ``close``).
@@ -22,9 +25,12 @@ the child dies, :meth:`ConsumerProcess.poll` raises.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 
 _RETRY_S = 2.0
 _CLOSE_WITHIN_S = 15.0
+#: Batches the child may be ahead of the pipeline, received and waiting (one more can wait in the pipe).
+BATCHES_AHEAD = 2
 
 
 class ConsumerProcess:
@@ -63,6 +71,10 @@ class ConsumerProcess:
         )
         self._process.start()
         child_end.close()
+        #: What the child sent, in order, taken off the pipe by ``_receiver``; None once the pipe has closed.
+        self._received: queue.Queue[tuple | None] = queue.Queue(maxsize=BATCHES_AHEAD)
+        self._receiver = threading.Thread(target=self._receive, name="kafka-consumer-pipe", daemon=True)
+        self._receiver.start()
         self.positions: Offsets = {}
         self.lag: Offsets = {}
         self.assigned = False
@@ -71,12 +83,14 @@ class ConsumerProcess:
 
     def poll(self, timeout_ms: int = 500) -> list[PartitionBatch]:
         """What the child's next poll read (possibly nothing); raises if the child has died."""
-        if not self._connection.poll(timeout_ms / 1000):
-            return []
         try:
-            message = self._connection.recv()
-        except EOFError:
-            raise RuntimeError(f"the Kafka consumer process exited ({self._process.exitcode})") from None
+            message = self._received.get(timeout=timeout_ms / 1000)
+        except queue.Empty:
+            return []
+        if message is None:
+            self._received.put(None)  # for the next poll too
+            self._process.join(timeout=1)
+            raise RuntimeError(f"the Kafka consumer process exited ({self._process.exitcode})")
         kind = message[0]
         if kind == "assign":
             self._connection.send(("restored", self._on_assign(message[1])))
@@ -101,20 +115,33 @@ class ConsumerProcess:
             log.warning("the Kafka consumer process is gone; offsets not committed (the checkpoint holds them)")
 
     def close(self) -> None:
-        """Ask the child to leave the group and exit; batches still in the pipe are not applied."""
+        """Ask the child to leave the group and exit; batches received or still in the pipe are not applied."""
         try:
             self._connection.send(("close",))
-            deadline = time.monotonic() + _CLOSE_WITHIN_S
-            while self._process.is_alive() and time.monotonic() < deadline:
-                if self._connection.poll(0.1):
-                    self._connection.recv()  # a batch the child was blocked sending
-        except (EOFError, OSError):
-            pass
+        except OSError:
+            pass  # the child is gone already
+        deadline = time.monotonic() + _CLOSE_WITHIN_S
+        while self._receiver.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                self._received.get(timeout=0.1)  # unblocks the receiver, and so the child blocked sending
         self._process.join(timeout=1)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+        while self._receiver.is_alive():  # the pipe has closed with the child: the receiver ends
+            with contextlib.suppress(queue.Empty):
+                self._received.get(timeout=0.1)
         self._connection.close()
+
+    def _receive(self) -> None:
+        """Take what the child sends off the pipe as it comes, until the pipe closes (then put None)."""
+        while True:
+            try:
+                message = self._connection.recv()
+            except (EOFError, OSError):
+                self._received.put(None)
+                return
+            self._received.put(message)
 
 
 def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:

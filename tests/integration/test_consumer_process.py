@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from monitor.ingest import records as records_of
-from monitor.ingest.consumer_process import ConsumerProcess
+from monitor.ingest.consumer_process import BATCHES_AHEAD, ConsumerProcess
 from tests.components import wait_for
 from tests.integration.kafka_helpers import (
     JOIN_S,
@@ -302,15 +302,16 @@ def _queued_bytes(connection) -> int:
 
 def test_close_is_prompt_while_the_child_is_blocked_sending_a_batch_never_read(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=1)
-    n, batch, size = 300, 100, 20_000  # batches of 2 MB: ten times what the pipe holds
+    batch, size = 100, 20_000  # batches of 2 MB: ten times what the pipe holds
+    n = batch * (BATCHES_AHEAD + 4)  # the first, those received ahead, one the receiver holds, one in the pipe
     produce(kafka_broker, topic, [(0, bytes([i % 251]) * size) for i in range(n)])
     source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group", max_poll_records=batch))
     first = records_of(wait_for(lambda: source.poll(200), JOIN_S, "the first batch", every_s=0))
     assert [record.offset for record in first] == list(range(batch))
     assert all(len(record.value) == size for record in first)
 
-    # The child fetched the next batch and is stuck writing it: the pipe is full, holds less than the batch,
-    # and stays so.
+    # The receiver holds as many batches as it may, and one more it cannot queue; the child fetched the next
+    # and is stuck writing it: the pipe is full, holds less than the batch, and stays so.
     wait_for(lambda: _queued_bytes(source._connection) > 64_000, 10, "the child to fill the pipe")
     queued = _queued_bytes(source._connection)
     time.sleep(0.5)
@@ -360,7 +361,7 @@ _ORPHAN_PARENT = textwrap.dedent(
     import sys
 
     from monitor.config import parse_config
-    from monitor.ingest.consumer_process import ConsumerProcess
+    from monitor.ingest.consumer_process import BATCHES_AHEAD, ConsumerProcess
 
     if __name__ == "__main__":
         bootstrap_servers, topic, group = sys.argv[1:4]
