@@ -443,7 +443,9 @@ def test_poll_raises_when_the_child_dies(kafka_broker, new_topic, open_process):
         while time.monotonic() - started < 10:  # batches already in the pipe may come first
             source.poll(200)
     assert time.monotonic() - started < 5
-    assert "exited" in str(raised.value)
+    assert "exited (-9)" in str(raised.value)
+    with pytest.raises(RuntimeError, match="exited"):
+        source.poll(0)  # and so does every later poll, at once
 
     _closed_within(source, 5)  # closing after the death neither raises nor waits for a deadline
     assert not source._process.is_alive() and source._process.exitcode == -signal.SIGKILL
