@@ -7,8 +7,8 @@ what each poll read (:class:`~monitor.ingest.PartitionBatch`) through a pipe,
 while the daemon applies the previous one. A thread of the daemon takes each
 batch off the pipe as it comes, so the child does not wait for the pipeline
 to finish a batch before it writes the next; at most :data:`BATCHES_AHEAD`
-batches wait, so a slow pipeline slows the child down instead of filling
-memory.
+batches wait (and one the receiving thread holds), so a slow pipeline slows
+the child down instead of filling memory.
 
 :class:`ConsumerProcess` has the same face as ``KafkaSource`` (``poll``,
 ``commit``, ``positions``, ``lag``, ``assigned``, ``last_poll``, ``close``).
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 _RETRY_S = 2.0
 _CLOSE_WITHIN_S = 15.0
-#: Batches the child may be ahead of the pipeline, received and waiting (one more can wait in the pipe).
+#: Batches received and waiting for the pipeline; beyond them the receiver holds one it cannot queue yet, and the
+#: child blocks writing the next into the pipe.
 BATCHES_AHEAD = 2
 
 
