@@ -13,7 +13,9 @@ what exists to the permanent generation (``gc.freeze``: never walked again)
 and lets the youngest generation grow to :data:`YOUNG_OBJECTS` before it is
 collected, more than a batch holds, so that a batch's objects die by reference
 count before any collection sees them. Cycles are still collected: the
-collector runs as before, less often, over what was made since.
+collector runs as before, less often, over what was made since. Applying
+batches and evaluating make none (tests/unit/monitor/test_heap.py), so
+nothing large waits for it.
 
 It is for processes, not libraries: ``driftwarden run`` and the Kafka consumer
 process call it; tests that start daemons in their own process do not.
