@@ -89,10 +89,11 @@ Poll = list[PartitionBatch]
 
 def batches_of(values: list[bytes]) -> list[Poll]:
     """The polls a Kafka source would hand over: ``BATCH`` messages each, all from one partition."""
-    return [
-        [PartitionBatch("llm-events", 0, values[i : i + BATCH], range(i, i + len(values[i : i + BATCH])))]
-        for i in range(0, len(values), BATCH)
-    ]
+    polls = []
+    for start in range(0, len(values), BATCH):
+        chunk = values[start : start + BATCH]
+        polls.append([PartitionBatch("llm-events", 0, chunk, range(start, start + len(chunk)))])
+    return polls
 
 
 def run_json_loads(values: list[bytes]) -> None:

@@ -151,7 +151,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         bootstrap = arguments.bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap_servers
         fill_topic(bootstrap, values)
-        settle_heap()  # as `driftwarden run` does, before every row: the raw consumers collect less often too
+        settle_heap()  # as `driftwarden run` does; once, before any row: the raw consumers collect less often too
         rates: dict[str, float] = {}
         for run in range(arguments.repeat):  # interleaved, so that a noisy neighbour hurts all alike
             measured = {
