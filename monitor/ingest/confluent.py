@@ -11,7 +11,7 @@ while they are still ours.
 
 librdkafka fetches and decompresses in its own threads, outside the
 interpreter lock, so the daemon runs this source in its own process (no
-consumer child process; see the README's "Ingest rate"). Dead letters still
+consumer child process; see the README's "Ingest, end to end"). Dead letters still
 go through :class:`~monitor.ingest.kafka.KafkaSink`.
 
 Settings are the ``kafka`` section's standard ones, mapped onto librdkafka's
