@@ -568,6 +568,12 @@ hex_digits(const unsigned char *s, const unsigned char *end, uint32_t *value)
     return 1;
 }
 
+/* What each of JSON's one-character escapes stands for, by the character after the backslash (0: not one of them;
+ * the four hex digits of a u are read apart). */
+static const unsigned char UNESCAPED[256] = {
+    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+};
+
 /* The string of an ENCODED string's bytes: escapes replaced, then decoded as UTF-8; NULL without an error if an
  * escape is not JSON's, a surrogate is alone or the UTF-8 is not valid (msgspec's path then says why). */
 static PyObject *
@@ -587,30 +593,11 @@ decoded_text(const unsigned char *s, Py_ssize_t length)
         }
         unsigned char escaped = s[1];
         s += 2;
-        switch (escaped) {
-        case '"':
-        case '\\':
-        case '/':
-            buffer[n++] = escaped;
+        if (UNESCAPED[escaped]) {
+            buffer[n++] = UNESCAPED[escaped];
             continue;
-        case 'b':
-            buffer[n++] = '\b';
-            continue;
-        case 'f':
-            buffer[n++] = '\f';
-            continue;
-        case 'n':
-            buffer[n++] = '\n';
-            continue;
-        case 'r':
-            buffer[n++] = '\r';
-            continue;
-        case 't':
-            buffer[n++] = '\t';
-            continue;
-        case 'u':
-            break;
-        default:
+        }
+        if (escaped != 'u') {
             goto end;
         }
         uint32_t code, low;
