@@ -151,6 +151,7 @@ class KafkaSource(SourceProgress):
         Nothing is committed here: the owner of the state commits what its last checkpoint covers.
         """
         self._closing = True
+        _stop_io_thread(self._consumer)
         self._consumer.close(autocommit=False)
 
     def _update_lag(self) -> None:
@@ -326,4 +327,19 @@ def create_topics(settings: dict, partitions: dict[str, int]) -> None:
             except TopicAlreadyExistsError:
                 pass
     finally:
+        _stop_io_thread(admin)
         admin.close()
+
+
+def _stop_io_thread(client: KafkaConsumer | KafkaAdminClient) -> None:
+    """Stop the client's IO thread, so that its ``close`` runs the network loop on the calling thread.
+
+    kafka-python 3.0.12 closes the connections from the thread calling ``close`` while its IO thread may be
+    reading one of them: that thread then finds the socket gone and logs an ``AttributeError`` traceback,
+    after about one close in twenty with data in flight. Without the IO thread, the client drives its loop
+    on the caller's thread (its ``run``), leaving the group included. If a release moves ``_net``, this
+    does nothing.
+    """
+    network = getattr(client, "_net", None)  # private: no public call for it
+    if network is not None:
+        network.stop()
