@@ -47,6 +47,8 @@ __all__ = ["ConsumerProcess"]
 log = logging.getLogger(__name__)
 
 _RETRY_S = 2.0
+#: Signals that stop the daemon: the child ignores them, and leaves when the daemon closes it.
+_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _CLOSE_WITHIN_S = 15.0
 #: Batches received and waiting for the pipeline; beyond them the receiver holds one it cannot queue yet, and the
 #: child blocks writing the next into the pipe.
@@ -70,7 +72,13 @@ class ConsumerProcess:
         self._process = context.Process(
             target=_consume, args=(config, child_end, level), name="kafka-consumer"
         )
-        self._process.start()
+        # Ctrl-C reaches the whole process group, the child too, maybe before it has set these signals aside (it
+        # imports for a second): it is born with them blocked. Here they stay pending meanwhile: none is lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
         child_end.close()
         #: What the child sent, in order, taken off the pipe by ``_receiver``; None once the pipe has closed.
         self._received: queue.Queue[tuple | None] = queue.Queue(maxsize=BATCHES_AHEAD)
@@ -147,8 +155,9 @@ class ConsumerProcess:
 
 def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:
     """The child: poll, send what each poll read, obey commit and close, until told or orphaned."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    for signum in _PARENTS_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # the parent decides; any that came while blocked is dropped
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
     log_to_stderr(level)
     pending: list[tuple] = []  # commands that arrive while a revocation waits for its checkpoint
     source = _connect(config, parent, pending)

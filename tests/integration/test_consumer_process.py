@@ -295,6 +295,24 @@ def test_close_is_prompt_and_leaves_no_child(kafka_broker, new_topic, open_proce
     assert source._process not in multiprocessing.active_children()
 
 
+def test_a_ctrl_c_while_the_child_starts_does_not_stop_it(kafka_broker, new_topic, open_process):
+    """Ctrl-C in a terminal reaches the whole process group, and may come before the child has set its signals
+    aside (it imports for about a second; it then died of a KeyboardInterrupt, and poll raised): it is born with
+    SIGINT and SIGTERM blocked, then ignores them."""
+    topic = new_topic(partitions=1)
+    produce(kafka_broker, topic, [(0, b"one")])
+    source = open_process(kafka_config(kafka_broker, topic, f"{topic}-group"))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        os.kill(source._process.pid, signum)  # at once: the child has not imported anything yet
+
+    assert [record.value for record in read_n(source, 1)] == [b"one"]
+    assert source._process.is_alive()
+    os.kill(source._process.pid, signal.SIGINT)  # and later, once it consumes
+    assert source.poll(500) == [] and source._process.is_alive()
+    _closed_within(source, PROMPT_S)
+    assert source._process.exitcode == 0
+
+
 def _queued_bytes(connection) -> int:
     """Bytes the child has written into the pipe that the parent has not read."""
     return int.from_bytes(fcntl.ioctl(connection.fileno(), termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
