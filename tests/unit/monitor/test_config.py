@@ -1,12 +1,17 @@
 """Configuration: every bad file names its key path and why, the CLI exits 2 on it, secrets and durations."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import main
 from monitor.config import ConfigError, load_config, parse_config, parse_duration_ms
+from tests.components import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "config.yaml"
 _PATHS = "must be 'features.<key>', 'segment.<key>' or one of the event fields model_version,"
@@ -189,6 +194,32 @@ def test_check_config_accepts_the_example(capsys):
 def test_check_config_on_a_missing_file_exits_2(tmp_path, capsys):
     assert main(["check-config", str(tmp_path / "absent.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_config_loads_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C before a command has set its own handler (here while the config is read from a pipe that no one
+    writes) ends the process as a shell expects, 128 + SIGINT, without a KeyboardInterrupt traceback."""
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "monitor.cli", "check-config", str(fifo)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        writer = wait_for(lambda: _open_writer(fifo), 30, "the CLI to open its config")  # it is reading now
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+        os.close(writer)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr
+
+
+def _open_writer(fifo) -> int | None:
+    """A write end of the pipe, once a reader has it open (None before: opening would fail with ENXIO)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
 
 
 def test_replay_with_a_bad_config_exits_2_before_reading_events(tmp_path, capsys):
