@@ -33,6 +33,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -74,6 +75,8 @@ class ConsumerProcess:
         )
         # Ctrl-C reaches the whole process group, the child too, maybe before it has set these signals aside (it
         # imports for a second): it is born with them blocked. Here they stay pending meanwhile: none is lost.
+        # The first start() would start multiprocessing's resource tracker, unblocking them in passing: now then.
+        resource_tracker.ensure_running()
         signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
         try:
             self._process.start()
