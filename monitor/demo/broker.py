@@ -15,9 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "free_port", "tansu_binary", "terminate"]
+__all__ = ["STOP_GRACE_S", "EmbeddedBroker", "free_port", "tansu_binary", "terminate"]
 
 log = logging.getLogger(__name__)
+
+
+#: Seconds the broker has to exit on SIGTERM before it is killed. Its state is in memory, lost either way; Tansu
+#: waits for its clients' connections to close, and one it had not seen close (CLOSE-WAIT) held the demo's Ctrl-C
+#: for 5 s. Its owner stops it last, once its own clients have committed and left.
+STOP_GRACE_S = 1.0
 
 
 def tansu_binary() -> Path:
@@ -86,7 +92,7 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self._process is not None:
-            terminate(self._process, timeout_s=5)
+            terminate(self._process, timeout_s=STOP_GRACE_S)
         self._log.close()
 
     def output(self) -> str:
