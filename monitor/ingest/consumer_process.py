@@ -75,7 +75,7 @@ class ConsumerProcess:
         )
         # Ctrl-C reaches the whole process group, the child too, maybe before it has set these signals aside (it
         # imports for a second): it is born with them blocked. Here they stay pending meanwhile: none is lost.
-        # The first start() would start multiprocessing's resource tracker, unblocking them in passing: now then.
+        # Starting multiprocessing's resource tracker (the first start() does) unblocks them: it is started first.
         resource_tracker.ensure_running()
         signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
         try:
