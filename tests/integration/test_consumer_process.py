@@ -300,6 +300,13 @@ def _queued_bytes(connection) -> int:
     return int.from_bytes(fcntl.ioctl(connection.fileno(), termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
 
 
+def _settled(connection) -> int | None:
+    """The bytes queued in the pipe if they stayed the same for 0.2 s (its writer is blocked), else None."""
+    before = _queued_bytes(connection)
+    time.sleep(0.2)
+    return before if _queued_bytes(connection) == before else None
+
+
 def test_close_is_prompt_while_the_child_is_blocked_sending_a_batch_never_read(kafka_broker, new_topic, open_process):
     topic = new_topic(partitions=1)
     batch, size = 100, 20_000  # batches of 2 MB: ten times what the pipe holds
@@ -313,7 +320,7 @@ def test_close_is_prompt_while_the_child_is_blocked_sending_a_batch_never_read(k
     # The receiver holds as many batches as it may, and one more it cannot queue; the child fetched the next
     # and is stuck writing it: the pipe is full, holds less than the batch, and stays so.
     wait_for(lambda: _queued_bytes(source._connection) > 64_000, 10, "the child to fill the pipe")
-    queued = _queued_bytes(source._connection)
+    queued = wait_for(lambda: _settled(source._connection), 10, "the child to block")  # it may end a message first
     time.sleep(0.5)
     assert _queued_bytes(source._connection) == queued < batch * size
     assert source._process.is_alive()
