@@ -263,10 +263,12 @@ def test_kafka_python_clients_close_their_connections_with_their_io_thread_stopp
     produce(kafka_broker, topic, [(0, f"{i}".encode()) for i in range(3)])
     io_thread_running = []  # at each connection closed by another thread than the IO thread
     close_connection = KafkaTCPTransport._close
+    earlier = set(threading.enumerate())  # a client an earlier test left open is not this test's
 
     def observed(transport, error=None):
         if not threading.current_thread().name.startswith("kafka-io-"):
-            io_thread_running.append(any(thread.name.startswith("kafka-io-") for thread in threading.enumerate()))
+            threads = set(threading.enumerate()) - earlier
+            io_thread_running.append(any(thread.name.startswith("kafka-io-") for thread in threads))
         return close_connection(transport, error)
 
     monkeypatch.setattr(KafkaTCPTransport, "_close", observed)
