@@ -204,13 +204,15 @@ class HttpServer:
             cancelled = True
             raise
         finally:
-            self._connections.pop(id(connection), None)
-            if writer is None:
-                client.close()
-            elif cancelled:
-                writer.transport.abort()
-            else:
-                await _close(writer, self.timeout_s)
+            try:
+                if writer is None:
+                    client.close()
+                elif cancelled:
+                    writer.transport.abort()
+                else:
+                    await _close(writer, self.timeout_s)
+            finally:  # only now: a connection that is closing still holds its socket, and stopping waits for it
+                self._connections.pop(id(connection), None)
 
     def _respond(self, request: Request) -> Response:
         auth = self.web.auth if self.web is not None else None

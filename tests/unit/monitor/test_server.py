@@ -6,6 +6,7 @@ the test); the handler is the daemon's own MetricsServer over a small pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import http.client
@@ -18,6 +19,7 @@ import bcrypt
 import pytest
 
 from monitor.config import parse_config
+from monitor.export import server as server_module
 from monitor.export.collectors import MetricsServer, build_registry
 from monitor.export.webconfig import WebConfig
 from monitor.pipeline import Pipeline
@@ -153,6 +155,29 @@ def test_requests_that_are_not_served_get_a_status_and_a_close(serve, raw, statu
             answer += chunk
     assert answer.startswith(f"HTTP/1.1 {status} ".encode())
     assert b"Connection: close" in answer and b"X-Content-Type-Options: nosniff" in answer
+
+
+def test_stopping_ends_a_connection_that_is_closing(serve, monkeypatch):
+    """A connection closing (its answer still going out to a slow client) is stopped with the others. It was
+    left out, and the loop closed under it: in CI, a coroutine of its close was reported as never awaited."""
+    closing, cancelled = threading.Event(), threading.Event()
+
+    async def stalled_close(writer, timeout_s: float) -> None:  # as with a client that reads nothing
+        writer.close()
+        closing.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    monkeypatch.setattr(server_module, "_close", stalled_close)
+    server = serve()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+        client.sendall(b"GARBAGE\r\n\r\n")
+        assert closing.wait(5)
+        server.stop()
+    assert cancelled.is_set()
 
 
 # --- TLS and basic auth --------------------------------------------------------------------------------------------
