@@ -148,11 +148,19 @@ class KafkaSource(SourceProgress):
     def close(self) -> None:
         """Leave the group at once, so that its partitions move to another member without waiting.
 
-        Nothing is committed here: the owner of the state commits what its last checkpoint covers.
+        Nothing is committed here: the owner of the state commits what its last checkpoint covers. kafka-python
+        logs each request that closing abandons (a connection still opening, a coordinator still sought) as an
+        error; leaving on purpose, those are not errors, so its log is held to critical ones meanwhile.
         """
         self._closing = True
         _stop_io_thread(self._consumer)
-        self._consumer.close(autocommit=False)
+        kafka_log = logging.getLogger("kafka")
+        level = kafka_log.level
+        kafka_log.setLevel(logging.CRITICAL)
+        try:
+            self._consumer.close(autocommit=False)
+        finally:
+            kafka_log.setLevel(level)
 
     def _update_lag(self) -> None:
         lag = {}

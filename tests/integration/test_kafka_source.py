@@ -284,6 +284,20 @@ def test_kafka_python_clients_close_their_connections_with_their_io_thread_stopp
     assert f"LeaveGroup request for group {group} returned successfully" in caplog.text  # what the broker answered
 
 
+def test_a_kafka_python_member_closed_while_it_joins_logs_no_error(kafka_broker, new_topic, caplog):
+    """Closing right after the first poll abandons requests in flight (a connection still opening, the
+    coordinator still sought), which kafka-python logs as errors: at every restart, a page for whoever watches
+    the daemon's errors. Leaving on purpose, the source logs none, and kafka-python's log level is as before."""
+    topic = new_topic(partitions=1)
+    source = KafkaSource(kafka_config(kafka_broker, topic, f"{topic}-group"))
+    with caplog.at_level(logging.ERROR, logger="kafka"):
+        source.poll(0)
+        assert not source.assigned  # still joining
+        source.close()
+        assert logging.getLogger("kafka").level == logging.ERROR
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("kafka")] == []
+
+
 def test_confluent_commits_and_readiness_while_the_broker_is_away(tmp_path, open_source, caplog):
     """librdkafka runs in the daemon's own process (no child): a commit must not hold the loop while the group
     coordinator is unreachable (a synchronous one waited for the session timeout), a failed one is logged, and
