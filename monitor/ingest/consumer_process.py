@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import queue
 import signal
@@ -132,18 +133,20 @@ class ConsumerProcess:
             self._connection.send(("close",))
         except OSError:
             pass  # the child is gone already
-        deadline = time.monotonic() + _CLOSE_WITHIN_S
-        while self._receiver.is_alive() and time.monotonic() < deadline:
-            with contextlib.suppress(queue.Empty):
-                self._received.get(timeout=0.1)  # unblocks the receiver, and so the child blocked sending
+        self._discard_received(time.monotonic() + _CLOSE_WITHIN_S)
         self._process.join(timeout=1)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
-        while self._receiver.is_alive():  # the pipe has closed with the child: the receiver ends
+        self._discard_received(math.inf)  # the pipe has closed with the child: the receiver ends
+        self._connection.close()
+
+    def _discard_received(self, deadline: float) -> None:
+        """Drop what was received until the receiver ends or ``deadline`` (monotonic) passes: each batch dropped
+        unblocks the receiver, and so the child if it is blocked sending."""
+        while self._receiver.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 self._received.get(timeout=0.1)
-        self._connection.close()
 
     def _receive(self) -> None:
         """Take what the child sends off the pipe as it comes, until the pipe closes (then put None)."""
