@@ -41,13 +41,14 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from threadpoolctl import threadpool_limits
 
-from monitor.config import parse_config
+from monitor.config import KafkaConfig, parse_config
 from monitor.demo.scenario import CHAT_FEATURES
 from monitor.ingest import PartitionBatch
 from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
 
-BATCH = 2_000
+#: A poll's size: the daemon's default batch.
+BATCH = KafkaConfig.model_fields["max_poll_records"].default
 #: Models the events are spread over, in turn.
 N_MODELS = 4
 #: The first event's time.

@@ -46,14 +46,15 @@ from hot_path import CONFIG, N_MODELS, realistic_events
 from kafka import KafkaConsumer, TopicPartition
 from threadpoolctl import threadpool_limits
 
-from monitor.config import parse_config
+from monitor.config import KafkaConfig, parse_config
 from monitor.demo.broker import EmbeddedBroker
 from monitor.ingest.kafka import KafkaSink, create_topics
 from monitor.run.daemon import Daemon
 from monitor.run.heap import settle_heap
 
 TOPIC = "bench-ingest"
-MAX_POLL_RECORDS = 2_000
+#: Every consumer reads in batches of the daemon's default size.
+MAX_POLL_RECORDS = KafkaConfig.model_fields["max_poll_records"].default
 #: Events until each model's second evaluation, of a full window (10,000 calls, a quarter of the events): 60 s of
 #: event time at 1,000 events a second.
 STEADY_EVENTS = 60_000
