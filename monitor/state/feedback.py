@@ -1,7 +1,9 @@
 """Feedback (labels, ratings, judge scores) joined to the inference event it names, in either order.
 
 A model's join indexes the request and response ids of the inference events
-its window holds, and drops an id when the ring overwrites its row. Feedback
+its window holds, and drops an id when the ring overwrites its row. The index
+is brought up to date only when feedback needs it (a model that is never sent
+any pays nothing for it: about a tenth of the hot path, bench/hot_path.py). Feedback
 whose id is indexed is written into that row at once (only the values it
 carries, so a rating does not erase an earlier label); otherwise it waits in
 a bounded pending table until its inference event arrives, until
@@ -115,7 +117,8 @@ class FeedbackJoin:
         self.encode_class = encode_class
         self.labels = labels
         self.delay = Histogram(LABEL_DELAY_BUCKETS_MS)
-        self._rows: dict[str, int] = {}  # id -> window row (counted from the first ever)
+        self._rows: dict[str, int] = {}  # id -> window row (counted from the first ever), of the rows indexed
+        self._indexed_to = 0  # the window's rows before this one are indexed (those it still holds)
         self._reference_rows: dict[str, int] = {}  # id -> warm-up reference row
         self._pending: dict[str, _Waiting] = {}
         self._by_time: list[tuple[float, int, str]] = []  # (event time, sequence, id); stale entries skipped
@@ -135,8 +138,12 @@ class FeedbackJoin:
         n_overwritten = min(len(window) + n_rows - window.capacity, len(window))
         if n_overwritten <= 0:
             return
-        oldest = window.oldest(n_overwritten, ID_COLUMNS)
         first_row = window.n_appended - len(window)
+        n_indexed = min(n_overwritten, self._indexed_to - first_row)
+        self._indexed_to = max(self._indexed_to, first_row + n_overwritten)  # the others need no index any more
+        if n_indexed <= 0:
+            return
+        oldest = window.oldest(n_indexed, ID_COLUMNS)
         rows = self._rows
         for column in ID_COLUMNS:
             keys = oldest[column].tolist()
@@ -148,20 +155,17 @@ class FeedbackJoin:
             deque(map(rows.pop, stale), maxlen=0)
 
     def add_inference(self, batch: dict[str, np.ndarray], first_row: int, window: Window, reference: Window) -> None:
-        """Index a batch of inference events just appended at ``first_row``; join the feedback waiting for them."""
+        """Note a batch of inference events just appended at ``first_row``; join the feedback waiting for them."""
+        if first_row >= self.reference_size and not self._pending:
+            return  # the usual batch: indexed when feedback comes
         request_ids, response_ids = batch[REQUEST_ID].tolist(), batch[RESPONSE_ID].tolist()
-        n = len(request_ids)
-        skip = max(0, window.n_appended - len(window) - first_row)  # rows overwritten within this very batch
-        rows = self._rows
-        rows.update(zip(request_ids[skip:], range(first_row + skip, first_row + n)))
-        if response_ids.count(None) < n:
-            rows.update((key, row) for row, key in enumerate(response_ids, start=first_row) if key is not None)
         if first_row < self.reference_size:
-            for row in range(first_row, min(first_row + n, self.reference_size)):
+            for row in range(first_row, min(first_row + len(request_ids), self.reference_size)):
                 for key in (request_ids[row - first_row], response_ids[row - first_row]):
                     if key is not None:
                         self._reference_rows[key] = row
         if self._pending:
+            self._index(window)
             for key in request_ids + response_ids:
                 waiting = self._pending.pop(key, None) if key is not None else None
                 if waiting is not None:
@@ -170,6 +174,7 @@ class FeedbackJoin:
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
         """Join each feedback event to its row, or keep it waiting."""
+        self._index(window)
         pending, reference_rows = self._pending, self._reference_rows
         stored = self._stored(feedback)
         late = []  # calls only the label store holds
@@ -196,6 +201,22 @@ class FeedbackJoin:
         cutoff = now_ms - self.ttl_ms
         while self._pending and self._oldest_time() < cutoff:
             self.n_expired += self._pop_oldest().n_events
+
+    def _index(self, window: Window) -> None:
+        """Index the ids of the rows appended since the last time (a key that several rows name: the latest's)."""
+        ids = window.since(self._indexed_to, ID_COLUMNS)
+        request_ids, response_ids = ids[REQUEST_ID].tolist(), ids[RESPONSE_ID].tolist()
+        first_row = window.n_appended - len(request_ids)
+        self._indexed_to = window.n_appended
+        if response_ids.count(None) == len(response_ids):  # response ids are often not sent: one update in C
+            self._rows.update(zip(request_ids, range(first_row, window.n_appended)))
+            return
+        self._rows.update(
+            (key, row)
+            for row, keys in enumerate(zip(request_ids, response_ids), start=first_row)
+            for key in keys
+            if key is not None
+        )
 
     def _wait(self, key: str, waiting: _Waiting) -> None:
         self._sequence += 1
@@ -294,14 +315,10 @@ class FeedbackJoin:
         }
 
     def restore(self, snapshot: dict, window: Window) -> None:
-        """Take back a :meth:`snapshot`; the id index is rebuilt from the restored window's id columns."""
-        ids = window.view(names=ID_COLUMNS)
-        first_row = window.n_appended - len(window)
+        """Take back a :meth:`snapshot`; the id index is rebuilt from the restored window's id columns when
+        feedback needs it."""
         self._rows = {}
-        for column in ID_COLUMNS:
-            self._rows.update(
-                (key, row) for row, key in enumerate(ids[column].tolist(), start=first_row) if key is not None
-            )
+        self._indexed_to = window.n_appended - len(window)
         self.restore_reference_rows(snapshot)
         self._pending = {
             key: _Waiting(timestamp_ms, dict(values), n_events, sequence)

@@ -76,6 +76,12 @@ class Window:
         positions = (start + np.arange(min(n, len(self)))) % self.capacity
         return {name: self._data[name][positions] for name in names}
 
+    def since(self, row: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Copies of ``names`` for the rows from ``row`` (counted from the first ever) to the newest, of those held."""
+        first = max(row, self._n_appended - len(self))
+        positions = np.arange(first, max(first, self._n_appended)) % self.capacity
+        return {name: self._data[name][positions] for name in names}
+
     def holds(self, row: int) -> bool:
         """Whether the row appended at position ``row`` (counted from the first ever) is still in the ring."""
         return self._n_appended - len(self) <= row < self._n_appended

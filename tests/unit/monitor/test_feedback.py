@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
@@ -22,7 +24,9 @@ from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
+from monitor.state.columns import FEEDBACK_COLUMNS, ID_COLUMNS, RATING, REQUEST_ID, RESPONSE_ID, TIMESTAMP_MS, Column
 from monitor.state.feedback import MAX_KEY_CHARS, FeedbackJoin, join_key, join_keys
+from monitor.state.windows import Window
 
 T0 = 1_790_000_000  # epoch seconds of call 0
 HOUR_S = 3_600
@@ -563,3 +567,62 @@ def test_join_keys_digest_only_long_or_non_ascii_ids_and_keep_none():
     assert join_keys([accented, surrogate]) == [join_key(accented), join_key(surrogate)]  # a lone surrogate too
     assert len({join_key(long), join_key(accented), join_key(surrogate)}) == 3
     assert all(len(join_key(key)) == 32 and join_key(join_key(key)) == join_key(key) for key in (long, accented))
+
+
+_CALLS = st.lists(st.tuples(st.integers(0, 20), st.none() | st.integers(0, 20)), min_size=1, max_size=25)
+_STEP = st.tuples(st.just("calls"), _CALLS) | st.tuples(st.just("feedback"), st.lists(st.integers(0, 20), max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_STEP, max_size=25), st.booleans())
+def test_the_id_index_built_only_when_feedback_comes_joins_as_a_search_of_the_window_would(steps, restart_midway):
+    """The join indexes the window's ids only when feedback needs them (rows overwritten meanwhile never are; a
+    batch may outgrow the ring); each feedback event must still land in the latest row still held that names its
+    id as a request or response id, or wait for a call that does. The oracle searches the rows themselves."""
+    capacity = 16
+    ids = {name: Column(object, missing=None) for name in ID_COLUMNS}
+    window = Window(capacity, {TIMESTAMP_MS: Column(np.float64), **FEEDBACK_COLUMNS, **ids})
+    join = FeedbackJoin(ttl_ms=1e12, max_pending=1_000, reference_size=0)
+    held: list[tuple[str, str | None]] = []  # the oracle's rows, oldest first, and their ratings
+    ratings: list[float] = []
+    pending: dict[str, float] = {}
+    value = 0.0
+
+    def latest_naming(key: str) -> int | None:
+        return max((i for i, ids in enumerate(held) if key in ids), default=None)
+
+    for step, (kind, items) in enumerate(steps):
+        if restart_midway and step == len(steps) // 2:
+            saved = join.snapshot()
+            join = FeedbackJoin(ttl_ms=1e12, max_pending=1_000, reference_size=0)
+            join.restore(saved, window)
+        if kind == "calls":
+            request_ids = [f"k{q}" for q, _ in items]
+            response_ids = [None if r is None else f"k{r}" for _, r in items]
+            n = len(items)
+            batch = {
+                TIMESTAMP_MS: np.zeros(n),
+                **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
+                REQUEST_ID: np.array(request_ids, dtype=object),
+                RESPONSE_ID: np.array(response_ids, dtype=object),
+            }
+            join.forget(window, n)
+            first_row = window.n_appended
+            window.append(batch)
+            join.add_inference(batch, first_row, window, window)
+            held, ratings = [*held, *zip(request_ids, response_ids)][-capacity:], [*ratings, *[np.nan] * n][-capacity:]
+            for key in request_ids + response_ids:
+                row = None if key is None or key not in pending else latest_naming(key)
+                if row is not None:
+                    ratings[row] = pending.pop(key)  # type: ignore[arg-type]
+        else:
+            for key in (f"k{k}" for k in items):
+                value += 1.0
+                join.add_feedback([(key, 1.0, {RATING: value})], window)
+                row = latest_naming(key)
+                if row is None:
+                    pending[key] = value  # a later event for the same call merges: its values win
+                else:
+                    ratings[row] = value
+        np.testing.assert_array_equal(window.view()[RATING], ratings)
+        assert join.n_pending == len(pending)

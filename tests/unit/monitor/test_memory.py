@@ -12,12 +12,14 @@ import tracemalloc
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 import yaml
 
 from monitor.cli import main
 from monitor.config import load_config, parse_config
 from monitor.ingest.events import Event
+from monitor.state.columns import ID_COLUMNS, TIMESTAMP_MS, Column
 from monitor.state.feedback import MAX_KEY_CHARS, FeedbackJoin
 from monitor.state.memory import (
     INDEX_ENTRY_BYTES,
@@ -28,6 +30,7 @@ from monitor.state.memory import (
 )
 from monitor.state.model import ModelState
 from monitor.state.vocabulary import MAX_VALUE_CHARS, Vocabulary
+from monitor.state.windows import Window
 
 VALUES = Path(__file__).resolve().parents[3] / "helm" / "driftwarden" / "values.yaml"
 WIDE = "\U0001f600"  # 4 bytes a character in a Python string
@@ -84,10 +87,12 @@ def test_a_pending_entry_at_its_worst_holds_no_more_than_the_formula_says():
     n = 20_000
     bound = memory_bound(parse_config({"models": [{"name": "m", "quality": {"max_pending": n}}]}))
     join = FeedbackJoin(ttl_ms=1e12, max_pending=n, reference_size=0)
+    ids = {name: Column(object, missing=None) for name in ID_COLUMNS}
+    no_calls = Window(1, {TIMESTAMP_MS: Column(np.float64), **ids})
 
     def fill() -> None:
         values = [{"label": _wide(i), "rating": 1.0, "judge_score": 0.5} for i in range(n)]
-        join.add_feedback([(_key(i), float(i), values[i]) for i in range(n)], None)
+        join.add_feedback([(_key(i), float(i), values[i]) for i in range(n)], no_calls)
 
     held, _ = _traced_bytes(fill)
     assert join.n_pending == n
@@ -102,12 +107,12 @@ def test_the_ids_of_a_window_hold_no_more_than_the_formula_says():
 
     def fill() -> None:  # twice the window: the index forgets as many ids as it learns
         for first in range(0, 2 * size, 2_000):
-            state.ingest(
-                [
-                    Event(type="inference", request_id=_key(i), response_id=_key(-i), timestamp_ms=float(i))
-                    for i in range(first, first + 2_000)
-                ]
-            )
+            calls = [
+                Event(type="inference", request_id=_key(i), response_id=_key(-i), timestamp_ms=float(i))
+                for i in range(first, first + 2_000)
+            ]
+            # a rating for each batch's first call: the index is built only for feedback (then for every id)
+            state.ingest([*calls, Event(type="feedback", request_id=_key(first), timestamp_ms=first + 1.0, rating=1.0)])
 
     held, _ = _traced_bytes(fill)  # the window's arrays were allocated before
     formula = bound.windows - size * row_bytes(config.models[0])
