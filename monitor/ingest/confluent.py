@@ -31,7 +31,7 @@ import json
 import logging
 from collections.abc import Callable
 from operator import methodcaller
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -43,11 +43,10 @@ __all__ = ["ConfluentSource", "connection_settings", "consumer_settings"]
 log = logging.getLogger(__name__)
 
 _RETRY_COMMIT_S = 1.0
-_ERROR = methodcaller("error")
-_VALUE = methodcaller("value")
-_TOPIC = methodcaller("topic")
-_PARTITION = methodcaller("partition")
-_OFFSET = methodcaller("offset")
+# A message's parts are read by comprehensions: in CPython 3.11, map() with a methodcaller takes 80 ns a message
+# where a comprehension calling the method takes 24 (a pass each for error, topic, partition and value: about a
+# twentieth of the daemon's time per event, measured on bench/ingest.py's events).
+_OFFSET = methodcaller("offset")  # read of two messages a batch, where offsets follow each other
 #: librdkafka reports each broker's connection state this often (read by :attr:`ConfluentSource.connected`).
 _STATISTICS_EVERY_MS = 1_000
 #: How long librdkafka waits to fetch again once its queue holds ``queued.min.messages`` (100,000). Its default,
@@ -148,11 +147,12 @@ class ConfluentSource(SourceProgress):
         librdkafka drops what it had fetched for a partition revoked during the call.
         """
         messages = self._consumer.consume(self._max_records, timeout_ms / 1000)
-        if any(map(_ERROR, messages)):
+        errors = [message.error() for message in messages]
+        if errors.count(None) < len(errors):
             self._errors(messages)
             messages = [message for message in messages if message.error() is None]
         batches = [
-            PartitionBatch(topic, partition, list(map(_VALUE, part)), offsets_of(part, _OFFSET))
+            PartitionBatch(topic, partition, [message.value() for message in part], offsets_of(part, _OFFSET))
             for (topic, partition), part in _by_partition(messages)
         ]
         self.positions.update({(batch.topic, batch.partition): batch.offsets[-1] + 1 for batch in batches})
@@ -272,8 +272,9 @@ def _by_partition(messages: list[Message]) -> list[tuple[Partition, list[Message
     """``messages`` grouped by partition, each in order: two passes in C when they share one, as usual."""
     if not messages:
         return []
-    topics: list[str] = list(map(_TOPIC, messages))
-    partitions: list[int] = list(map(_PARTITION, messages))
+    # a message without an error (as all here are) names its topic and partition
+    topics = cast(list[str], [message.topic() for message in messages])
+    partitions = cast(list[int], [message.partition() for message in messages])
     if topics.count(topics[0]) == len(topics) and partitions.count(partitions[0]) == len(partitions):
         return [((topics[0], partitions[0]), messages)]
     grouped: dict[Partition, list[Message]] = {}
