@@ -12,7 +12,7 @@
  *   complete(events, latest_ms, unset, inference)
  *                              == _complete_batch_twin(events, latest_ms, unset, inference), the same fields set
  *   field(events, name)        == list(map(operator.attrgetter(name), events)), read from the slots
- *   entries(events, name, key) == _entries_twin(events, name, key), each event's mapping's value at a key
+ *   columns(events, paths)     == _columns_twin(events, paths), several fields or entries, in one pass
  *   floats(values, unset)      numbers, None or unset as packed float64s (None for other values: numpy converts)
  *
  * Nothing here judges an event alone: a message the parser does not take, a count that is off, or a batch that is
@@ -315,31 +315,60 @@ read_slot(FieldReader *reader, PyObject *event, PyObject *name)
     return PyObject_GetAttr(event, name);
 }
 
-/* Each event's field `name`; with a `key` (not NULL), the field's value at `key` where it is a dict, else None. */
+/* One column read from event after event: a field, and with a `key` (not NULL) the field's value at `key` where it
+ * is a dict (else None). */
+typedef struct {
+    FieldReader reader;
+    PyObject *name;
+    PyObject *key;
+    PyObject *values; /* the list being filled */
+} Column;
+
+/* The value of `column` for `event` (a new reference), or NULL with an error. */
 static PyObject *
-read_each(PyObject *events, PyObject *name, PyObject *key)
+read_column(Column *column, PyObject *event)
 {
-    FieldReader reader = {PyUnicode_AsUTF8(name), NULL, -1};
-    if (reader.utf8 == NULL) {
-        return NULL;
+    PyObject *value = read_slot(&column->reader, event, column->name);
+    if (value != NULL && column->key != NULL) {
+        PyObject *entry = PyDict_Check(value) ? PyDict_GetItemWithError(value, column->key) : NULL;
+        entry = entry == NULL && !PyErr_Occurred() ? Py_None : entry;
+        Py_XINCREF(entry);
+        Py_SETREF(value, entry); /* NULL on an error */
     }
-    Py_ssize_t n = PyList_GET_SIZE(events);
-    PyObject *values = PyList_New(n);
-    for (Py_ssize_t i = 0; values != NULL && i < n; i++) {
-        PyObject *value = read_slot(&reader, PyList_GET_ITEM(events, i), name);
-        if (value != NULL && key != NULL) {
-            PyObject *entry = PyDict_Check(value) ? PyDict_GetItemWithError(value, key) : NULL;
-            entry = entry == NULL && !PyErr_Occurred() ? Py_None : entry;
-            Py_XINCREF(entry);
-            Py_SETREF(value, entry); /* NULL on an error */
-        }
-        if (value == NULL) {
-            Py_CLEAR(values);
-            break;
-        }
-        PyList_SET_ITEM(values, i, value);
+    return value;
+}
+
+/* The `n` columns' lists, filled in one pass over the events (each event is visited once, while its memory is at
+ * hand); NULL with an error, the lists then freed. */
+static int
+read_columns(PyObject *events, Column *columns, Py_ssize_t n)
+{
+    Py_ssize_t n_events = PyList_GET_SIZE(events);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        columns[j].values = NULL;
     }
-    return values;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        columns[j].reader = (FieldReader){PyUnicode_AsUTF8(columns[j].name), NULL, -1};
+        if (columns[j].reader.utf8 == NULL || (columns[j].values = PyList_New(n_events)) == NULL) {
+            goto failed;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n_events; i++) {
+        PyObject *event = PyList_GET_ITEM(events, i);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            PyObject *value = read_column(&columns[j], event);
+            if (value == NULL) {
+                goto failed;
+            }
+            PyList_SET_ITEM(columns[j].values, i, value);
+        }
+    }
+    return 0;
+failed:
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_CLEAR(columns[j].values);
+    }
+    return -1;
 }
 
 /* field(events, name) -> list
@@ -355,22 +384,52 @@ field(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
         PyErr_SetString(PyExc_TypeError, "field(events: list, name: str)");
         return NULL;
     }
-    return read_each(args[0], args[1], NULL);
+    Column column = {.name = args[1], .key = NULL};
+    return read_columns(args[0], &column, 1) < 0 ? NULL : column.values;
 }
 
-/* entries(events, name, key) -> list
+/* columns(events, paths) -> tuple[list, ...]
  *
- * Each event's field `name` (a mapping such as "features") looked up at `key`: the value, or None where the field is
- * not a dict (None, unset) or has no such key.
+ * For each path of `paths`, a (name, key) pair, each event's field `name` as field() reads it (key None), or the
+ * field's value at `key` where the field is a dict (a mapping such as "features"), else None (None, unset, no such
+ * key): all read in one pass over the events. A batch's dozen fields read this way
+ * cost about half what a dozen passes do (the events no longer in the cache by the next pass).
  */
 static PyObject *
-entries(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
+columns(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 {
-    if (n_args != 3 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "entries(events: list, name: str, key)");
+    if (n_args != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "columns(events: list, paths: tuple[tuple[str, str | None], ...])");
         return NULL;
     }
-    return read_each(args[0], args[1], args[2]);
+    PyObject *paths = args[1];
+    Py_ssize_t n = PyTuple_GET_SIZE(paths);
+    Column *read = PyMem_Calloc(n > 0 ? n : 1, sizeof(Column));
+    if (read == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *path = PyTuple_GET_ITEM(paths, j);
+        if (!PyTuple_Check(path) || PyTuple_GET_SIZE(path) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(path, 0))) {
+            PyMem_Free(read);
+            PyErr_SetString(PyExc_TypeError, "columns: each path is a (name, key or None) pair");
+            return NULL;
+        }
+        PyObject *key = PyTuple_GET_ITEM(path, 1);
+        read[j] = (Column){.name = PyTuple_GET_ITEM(path, 0), .key = key == Py_None ? NULL : key};
+    }
+    PyObject *result = NULL;
+    if (read_columns(args[0], read, n) == 0 && (result = PyTuple_New(n)) != NULL) {
+        for (Py_ssize_t j = 0; j < n; j++) {
+            PyTuple_SET_ITEM(result, j, read[j].values); /* steals */
+        }
+    } else if (result == NULL) {
+        for (Py_ssize_t j = 0; j < n; j++) {
+            Py_XDECREF(read[j].values);
+        }
+    }
+    PyMem_Free(read);
+    return result;
 }
 
 /* floats(values, unset) -> bytearray | None
@@ -1299,7 +1358,7 @@ static PyMethodDef methods[] = {
     {"set_fields", (PyCFunction)(void (*)(void))set_fields, METH_FASTCALL, "The fields of the events that are set."},
     {"complete", (PyCFunction)(void (*)(void))complete, METH_FASTCALL, "Complete a batch of plain inference events."},
     {"field", (PyCFunction)(void (*)(void))field, METH_FASTCALL, "Each event's field, read from its slot."},
-    {"entries", (PyCFunction)(void (*)(void))entries, METH_FASTCALL, "Each event's mapping's value at a key."},
+    {"columns", (PyCFunction)(void (*)(void))columns, METH_FASTCALL, "Several fields of each event, in one pass."},
     {"floats", (PyCFunction)(void (*)(void))floats, METH_FASTCALL, "Numbers, None or unset as packed float64s."},
     {"plain_events", (PyCFunction)(void (*)(void))plain_events, METH_FASTCALL, "The plain events of a batch, parsed."},
     {NULL, NULL, 0, NULL},

@@ -31,7 +31,7 @@ from msgspec import UNSET, UnsetType
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.ingest import Partition
-from monitor.ingest.events import Event, field_values, packed_floats, read_entries, read_field
+from monitor.ingest.events import Event, packed_floats, read_columns, read_field, unset_as_none
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
     CONTENT_FILTER,
@@ -69,6 +69,11 @@ _CATEGORY_TYPES = frozenset((str, type(None)))
 _TEXT_TYPES = frozenset((str,))
 _ABSENT = frozenset((None, UNSET))
 _ABSENT_TYPES: frozenset = frozenset((type(None), UnsetType))
+#: The fields every model reads of its inference events.
+_FIELDS_READ = (
+    "timestamp_ms", "latency_ms", "ttft_ms", "error", "score", "finish_reason", "prediction", *ID_COLUMNS,
+    "input_tokens", "output_tokens",
+)  # fmt: skip
 
 
 class ModelState:
@@ -90,6 +95,8 @@ class ModelState:
             if feature.kind == "categorical"
         }
         self.columns = Columns(model)
+        self._paths = _paths_read(model)
+        self._path_parts = tuple((head, key or None) for head, _, key in (path.partition(".") for path in self._paths))
         #: Predictions and labels (as codes unless numeric), and each bias or slice attribute's groups.
         self.categories = {PREDICTION: Vocabulary(config.limits.max_categories)}
         for attribute in Columns.grouped(model):
@@ -140,13 +147,13 @@ class ModelState:
 
     def _ingest_inference(self, inference: list[Event]) -> None:
         self.n_events["inference"] += len(inference)
-        read: dict[str, list] = {}  # the fields of the batch read so far, each read once
+        read = self._read(inference)
         n_tokens = self.n_tokens
         for name, field in (("input", "input_tokens"), ("output", "output_tokens")):
-            n_tokens[name] = min(n_tokens[name] + sum(filter(None, _values(inference, field, read))), MAX_COUNT)
+            n_tokens[name] = min(n_tokens[name] + sum(filter(None, read[field])), MAX_COUNT)
         batch = self._batch(inference, read)
         self.latency.observe(batch[LATENCY_MS])
-        self.ttft.observe(_floats(read_field(inference, "ttft_ms")))
+        self.ttft.observe(_floats(read["ttft_ms"]))
         self.join.forget(self.window, len(inference))
         first_row = self.window.n_appended
         self.window.append(batch)
@@ -157,16 +164,20 @@ class ModelState:
             self.reference.offer(batch)
         self.join.add_inference(batch, first_row, self.window, self.reference.rows)
 
+    def _read(self, inference: list[Event]) -> dict[str, list]:
+        """The fields (and feature entries) of a batch that the model reads, by path: all in one pass."""
+        return dict(zip(self._paths, read_columns(inference, self._path_parts)))
+
     def _batch(self, inference: list[Event], read: dict[str, list] | None = None) -> dict[str, np.ndarray]:
-        """The window's columns for a batch of inference events (``read``: its fields already read, by path)."""
-        read = {} if read is None else read
+        """The window's columns for a batch of inference events (``read``: its fields read by :meth:`_read`)."""
+        read = self._read(inference) if read is None else read
         batch = {
-            TIMESTAMP_MS: _floats(read_field(inference, "timestamp_ms")),
-            LATENCY_MS: _floats(read_field(inference, "latency_ms")),
-            FAILED: _given(read_field(inference, "error")),
+            TIMESTAMP_MS: _floats(read["timestamp_ms"]),
+            LATENCY_MS: _floats(read["latency_ms"]),
+            FAILED: _given(read["error"]),
         }
         for feature in self.features:
-            batch.update(self._feature_columns(feature, _values(inference, feature.path, read)))
+            batch.update(self._feature_columns(feature, read[feature.path]))
         batch.update(self._quality_columns(inference, read))
         return batch
 
@@ -174,19 +185,19 @@ class ModelState:
         """Prediction, score and finish reason of each call, its JSON validity and bias or slice groups if asked for."""
         model = self.model
         n = len(inference)
-        predictions = field_values(inference, "prediction")
+        predictions = unset_as_none(read["prediction"])
         columns = {
             # fromiter: np.array looks into every None for a nested sequence (5x slower on unsent response ids)
-            **{name: np.fromiter(join_keys(field_values(inference, name)), object, n) for name in ID_COLUMNS},
+            **{name: np.fromiter(join_keys(unset_as_none(read[name])), object, n) for name in ID_COLUMNS},
             PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
-            SCORE: _floats(read_field(inference, "score")),
-            CONTENT_FILTER: _equal(read_field(inference, "finish_reason"), "content_filter"),
+            SCORE: _floats(read["score"]),
+            CONTENT_FILTER: _equal(read["finish_reason"], "content_filter"),
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
-            columns[JSON_VALID] = np.array([_json_valid(response) for response in read_field(inference, "response")])
+            columns[JSON_VALID] = np.array([_json_valid(response) for response in read["response"]])
         for attribute in Columns.grouped(model):
-            groups = _values(inference, attribute, read)
+            groups = read[attribute]
             columns[Columns.group(attribute)] = self.categories[attribute].encode(
                 [value if type(value) is str else _as_category(value) for value in groups]
             )
@@ -195,7 +206,7 @@ class ModelState:
             columns[OUTCOME] = np.array(
                 [
                     math.nan if value is None or value is UNSET else float(_as_category(value) == outcome.positive)
-                    for value in _values(inference, outcome.field, read)
+                    for value in read[outcome.field]
                 ]  # fmt: skip
             )
         return columns
@@ -605,17 +616,15 @@ def _warmup(model: ModelConfig) -> int:
     return model.reference.warmup
 
 
-def _values(events: list[Event], path: str, read: dict[str, list]) -> list[Any]:
-    """Each event's value at ``path`` (a top-level field, ``features.<key>`` or ``segment.<key>``).
-
-    ``read`` keeps the top-level fields calls on one batch have read, so that each is read once.
-    """
-    head, _, key = path.partition(".")
-    if key:
-        return read_entries(events, head, key)  # None where absent, as every consumer of these values takes it
-    if head not in read:
-        read[head] = read_field(events, head)  # unset where absent: each consumer of these values takes it as None
-    return read[head]
+def _paths_read(model: ModelConfig) -> tuple[str, ...]:
+    """The paths at which the model's inference events are read (see :meth:`ModelState._read`): a top-level field
+    (unset where absent), or ``features.<key>`` and ``segment.<key>`` (None where absent)."""
+    paths = [*_FIELDS_READ, *(feature.path for feature in model.features), *Columns.grouped(model)]
+    if model.quality.json_response:
+        paths.append("response")
+    if model.bias.outcome is not None:
+        paths.append(model.bias.outcome.field)
+    return tuple(dict.fromkeys(paths))
 
 
 def _floats(values: list[Any]) -> np.ndarray:

@@ -854,20 +854,34 @@ def test_the_c_read_of_a_field_equals_getattr_on_events_decoded_alone_and_in_a_b
     assert _decoder_in_c().field(events, name) == events_module._read_field_twin(events, name)
 
 
-@settings(max_examples=200, deadline=None, database=None)
-@given(st.lists(_MESSAGES, max_size=6), st.sampled_from(["features", "segment"]), st.sampled_from("ab") | st.text())
-def test_the_c_read_of_a_mappings_entries_equals_its_python_twin(raws, name, key):
-    events = [event for event in decode_batch(raws) if type(event) is not Invalid]
-    events += [Event(features={key: 1}, segment={key: None, "a": "x"}), Event(features={}), Event(segment=None)]
+_PATHS = st.lists(
+    st.tuples(st.sampled_from(Event.__struct_fields__), st.none())
+    | st.tuples(st.sampled_from(["features", "segment"]), st.sampled_from("ab") | st.text()),
+    max_size=5,
+).map(tuple)
 
-    entries = _decoder_in_c().entries(events, name, key)
-    expected = events_module._entries_twin(events, name, key)
-    assert [(type(entry), entry) for entry in entries] == [(type(entry), entry) for entry in expected]
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(_MESSAGES, max_size=6), _PATHS)
+def test_the_c_read_of_several_fields_and_entries_in_one_pass_equals_its_python_twin(raws, paths):
+    events = [event for event in decode_batch(raws) if type(event) is not Invalid]
+    events += [Event(features={"a": 1}, segment={"b": None, "a": "x"}), Event(features={}), Event(segment=None)]
+    events += [Event(features={key: 2.5}) for _, key in paths if key is not None]
+
+    read = _decoder_in_c().columns(events, paths)
+    expected = events_module._columns_twin(events, paths)
+    assert [[(type(value), value) for value in column] for column in read] == [
+        [(type(value), value) for value in column] for column in expected
+    ]
 
 
 def test_the_c_read_of_a_field_a_class_lacks_raises_as_getattr_does():
     with pytest.raises(AttributeError):
         _decoder_in_c().field([Event(), object()], "model")
+    with pytest.raises(AttributeError):
+        _decoder_in_c().columns([Event(), object()], (("score", None), ("model", None)))
+    with pytest.raises(TypeError):
+        _decoder_in_c().columns([Event()], (("score",),))
 
 
 def test_a_message_decoded_alone_is_cleared_by_the_counts_without_a_second_parse(monkeypatch):
