@@ -104,7 +104,7 @@ class KafkaConfig(_Section):
     ``max_poll_records`` is also the pipeline's batch size: 2,000 by default, larger than Kafka's 500 so that the
     costs of a batch (a few dozen numpy calls a model) spread over many events, and small enough that a batch's
     events (about 1 kB each, decoded) stay in the cache between their parse and their read (10,000 measured about
-    a tenth slower, bench/hot_path.py). ``auto_offset_reset`` applies only
+    a tenth slower on bench/hot_path.py's events). ``auto_offset_reset`` applies only
     when the group has no committed offset and no checkpoint covers a partition. ``client`` picks the
     consumer: kafka-python (the default) or confluent-kafka (librdkafka, the ``confluent`` extra), which
     reads the same settings (:func:`monitor.ingest.confluent.consumer_settings`).
