@@ -187,9 +187,14 @@ def join_batches(batches: list[list[dict]]) -> list[tuple]:
     return prepared
 
 
-def run_join(prepared: list[tuple], window_size: int, warmup: int, ttl_ms: float, max_pending: int) -> FeedbackJoin:
+def join_columns() -> dict[str, Column]:
+    """The columns a feedback join reads and writes."""
     ids_columns = {name: Column(object, missing=None) for name in ID_COLUMNS}
-    columns = {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS, **ids_columns}
+    return {"timestamp_ms": Column(np.float64), **FEEDBACK_COLUMNS, **ids_columns}
+
+
+def run_join(prepared: list[tuple], window_size: int, warmup: int, ttl_ms: float, max_pending: int) -> FeedbackJoin:
+    columns = join_columns()
     window, reference = Window(window_size, columns), Reference(warmup, columns)
     join = FeedbackJoin(ttl_ms, max_pending, warmup)
     empty = {name: np.full(BATCH, np.nan) for name in FEEDBACK_COLUMNS}
@@ -246,10 +251,11 @@ def best_seconds(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str
 def seconds_per_drop(max_pending: int, n_drops: int) -> float:
     join = FeedbackJoin(ttl_ms=7 * 86_400_000, max_pending=max_pending, reference_size=0)
     values = {"rating": 1.0}
-    join.add_feedback([(f"waiting-{i}", T0_MS, values) for i in range(max_pending)], None)
+    no_calls = Window(1, join_columns())
+    join.add_feedback([(f"waiting-{i}", T0_MS, values) for i in range(max_pending)], no_calls)
     flood = [(f"orphan-{i}", T0_MS, values) for i in range(n_drops)]
     start = time.perf_counter()
-    join.add_feedback(flood, None)
+    join.add_feedback(flood, no_calls)
     elapsed = time.perf_counter() - start
     assert join.n_dropped == n_drops
     return elapsed / n_drops
@@ -258,7 +264,7 @@ def seconds_per_drop(max_pending: int, n_drops: int) -> float:
 def seconds_to_expire(n: int) -> float:
     join = FeedbackJoin(ttl_ms=1_000, max_pending=n, reference_size=0)
     values = {"rating": 1.0}
-    join.add_feedback([(f"waiting-{i}", T0_MS, values) for i in range(n)], None)
+    join.add_feedback([(f"waiting-{i}", T0_MS, values) for i in range(n)], Window(1, join_columns()))
     start = time.perf_counter()
     join.expire(T0_MS + 2_000)
     elapsed = time.perf_counter() - start
