@@ -252,6 +252,29 @@ def test_feedback_for_a_call_that_left_the_window_joins_it_in_the_label_store_on
     assert cohort["prediction"].tolist() == [_code(pipeline, "no")] * 3
 
 
+@pytest.mark.parametrize("by", ["request_id", "response_id"])
+def test_waiting_feedback_whose_call_arrives_in_a_batch_longer_than_the_window_joins_it_in_the_label_store(by):
+    """The call passes through the window within its batch (only the batch's tail is kept) but the label store
+    holds it: the waiting label joins there, as it would had it come after the call."""
+    pipeline = _pipeline(size=4, warmup=1)
+    _apply(pipeline, [_call(0, prediction="no", response_id="resp-0")])
+    _apply(pipeline, [_feedback("resp-5" if by == "response_id" else 5, at_s=1, by=by, label="yes")])
+    _apply(pipeline, [_call(i, prediction="no", response_id=f"resp-{i}") for i in range(1, 20)])  # ring: 16..19
+    assert _outcomes(pipeline) == {"joined": 1.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+    cohort = pipeline.states["m"].labels.cohort(now_ms=(T0 + 40) * 1000.0, span_ms=HOUR_S * 1000.0)
+    assert cohort["timestamp_ms"].tolist() == [(T0 + 5) * 1000.0]
+    assert cohort["label"].tolist() == [_code(pipeline, "yes")]
+    assert np.isnan(pipeline.states["m"].window.view()["label"]).all()
+
+
+def test_waiting_feedback_more_than_label_ttl_before_its_call_only_the_label_store_holds_expires():
+    pipeline = _pipeline(size=4, warmup=1, label_ttl="5s")
+    _apply(pipeline, [_call(0)])
+    _apply(pipeline, [_feedback(10, at_s=1, label="yes")])  # 9 s before its call
+    _apply(pipeline, [_call(i) for i in range(1, 20)])  # call 10 passes through the ring within its batch
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 1.0, "dropped": 0.0, "pending": 0.0}
+
+
 @pytest.mark.parametrize("batch", [1, 7, 40])
 def test_without_a_label_store_feedback_for_a_call_that_left_the_window_is_written_nowhere_and_expires(batch):
     pipeline = _pipeline(size=10, warmup=2, max_labelled_calls=0)
