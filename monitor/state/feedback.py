@@ -166,10 +166,11 @@ class FeedbackJoin:
                         self._reference_rows[key] = row
         if self._pending:
             self._index(window)
-            for key in request_ids + response_ids:
-                waiting = self._pending.pop(key, None) if key is not None else None
-                if waiting is not None:
-                    self._join(key, waiting, window, reference, self._stored_in_batch(key, batch, first_row, window))
+            pending = self._pending  # joined in the order they came: the latest wins on a call that two ids name
+            arrived = {(pending[key].sequence, key) for key in request_ids + response_ids if key in pending}
+            for _, key in sorted(arrived):
+                waiting = pending.pop(key)
+                self._join(key, waiting, window, reference, self._stored_in_batch(key, batch, first_row, window))
             self._observe_delays()
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
