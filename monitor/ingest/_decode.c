@@ -316,7 +316,7 @@ read_slot(FieldReader *reader, PyObject *event, PyObject *name)
 }
 
 /* One column read from event after event: a field, and with a `key` (not NULL) the field's value at `key` where it
- * is a dict (else None). */
+ * is a dict (exactly, as in the twin: a subclass may redefine its look-ups; else None). */
 typedef struct {
     FieldReader reader;
     PyObject *name;
@@ -330,7 +330,7 @@ read_column(Column *column, PyObject *event)
 {
     PyObject *value = read_slot(&column->reader, event, column->name);
     if (value != NULL && column->key != NULL) {
-        PyObject *entry = PyDict_Check(value) ? PyDict_GetItemWithError(value, column->key) : NULL;
+        PyObject *entry = PyDict_CheckExact(value) ? PyDict_GetItemWithError(value, column->key) : NULL;
         entry = entry == NULL && !PyErr_Occurred() ? Py_None : entry;
         Py_XINCREF(entry);
         Py_SETREF(value, entry); /* NULL on an error */
@@ -353,17 +353,27 @@ read_columns(PyObject *events, Column *columns, Py_ssize_t n)
             goto failed;
         }
     }
-    for (Py_ssize_t i = 0; i < n_events; i++) {
+    /* getattr may run code that changes the list: each event is held while it is read, the size checked after */
+    for (Py_ssize_t i = 0;; i++) {
+        if (PyList_GET_SIZE(events) != n_events) {
+            PyErr_SetString(PyExc_RuntimeError, "the events changed size during the read");
+            goto failed;
+        }
+        if (i == n_events) {
+            return 0;
+        }
         PyObject *event = PyList_GET_ITEM(events, i);
+        Py_INCREF(event);
         for (Py_ssize_t j = 0; j < n; j++) {
             PyObject *value = read_column(&columns[j], event);
             if (value == NULL) {
+                Py_DECREF(event);
                 goto failed;
             }
             PyList_SET_ITEM(columns[j].values, i, value);
         }
+        Py_DECREF(event);
     }
-    return 0;
 failed:
     for (Py_ssize_t j = 0; j < n; j++) {
         Py_CLEAR(columns[j].values);

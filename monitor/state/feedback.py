@@ -166,10 +166,11 @@ class FeedbackJoin:
                         self._reference_rows[key] = row
         if self._pending:
             self._index(window)
-            for key in request_ids + response_ids:
-                waiting = self._pending.pop(key, None) if key is not None else None
-                if waiting is not None:
-                    self._join(key, waiting, window, reference)
+            pending = self._pending  # joined in the order they came: the latest wins on a call that two ids name
+            arrived = {(pending[key].sequence, key) for key in request_ids + response_ids if key in pending}
+            for _, key in sorted(arrived):
+                waiting = pending.pop(key)
+                self._join(key, waiting, window, reference, self._stored_in_batch(key, batch, first_row, window))
             self._observe_delays()
 
     def add_feedback(self, feedback: list[Feedback], window: Window, reference: Window | None = None) -> None:
@@ -252,6 +253,14 @@ class FeedbackJoin:
                 stored[i] = row
         return stored
 
+    def _stored_in_batch(self, key: str, batch: dict[str, np.ndarray], first_row: int, window: Window) -> int:
+        """The label store's row of the latest call of ``batch`` (appended at ``first_row``) that names ``key`` when
+        the batch was longer than the window (only its tail is held), else -1 (:meth:`_join` reads the window's)."""
+        if self.labels is None or window.holds(first_row):
+            return -1
+        named = (batch[REQUEST_ID] == key) | (batch[RESPONSE_ID] == key)
+        return self.labels.row_of(first_row + int(np.flatnonzero(named)[-1]), window)
+
     def _join(self, key: str, waiting: _Waiting, window: Window, reference: Window | None, stored: int = -1) -> None:
         """Write the feedback into its call's rows (``stored``: its row in the label store, or -1); one that came
         more than the TTL before its call expired."""
@@ -274,6 +283,9 @@ class FeedbackJoin:
             called_ms = self.labels.read_time(stored) if called_ms is None else called_ms
         if called_ms is None:
             self._wait(key, waiting)  # its call left the window and the label store: it waits, and expires
+            return
+        if waiting.timestamp_ms < called_ms - self.ttl_ms:  # (a call only the label store or reference holds)
+            self.n_expired += waiting.n_events
             return
         encode = self.encode_class  # a class label takes its code now that it has joined a call
         values = {name: encode(value) if isinstance(value, str) else value for name, value in waiting.values.items()}

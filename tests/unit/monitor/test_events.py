@@ -884,6 +884,39 @@ def test_the_c_read_of_a_field_a_class_lacks_raises_as_getattr_does():
         _decoder_in_c().columns([Event()], (("score",),))
 
 
+def test_the_c_read_of_entries_of_a_dict_subclass_equals_its_python_twin():
+    """A mapping that is not exactly a dict (whose look-ups a subclass may redefine) reads as None in C as in Python."""
+
+    class Mapping(dict):
+        pass
+
+    events = [Event(features=Mapping(a=1)), Event(features={"a": 2})]
+    paths = (("features", "a"),)
+    assert _decoder_in_c().columns(events, paths) == events_module._columns_twin(events, paths) == ([None, 2],)
+
+
+@pytest.mark.parametrize("read", ["field", "columns"])
+def test_the_c_read_of_events_whose_list_empties_mid_way_raises_without_a_crash(read):
+    """getattr (of an object without the slot) may run code that changes the list being read: the read must not
+    crash on the events freed, nor return a list with holes. Run in a child, where a crash would only fail it."""
+    script = f"""
+from monitor.ingest._decode import columns, field
+from monitor.ingest.events import Event
+class Clears:
+    def __getattr__(self, name):
+        events.clear()
+        return 1
+events = [Clears(), *[Event(request_id=str(i) * 20) for i in range(100)]]
+try:
+    {"field(events, 'request_id')" if read == "field" else "columns(events, (('request_id', None),))"}
+except RuntimeError as error:
+    print(error)
+"""
+    _decoder_in_c()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "the events changed size during the read")
+
+
 def test_a_message_decoded_alone_is_cleared_by_the_counts_without_a_second_parse(monkeypatch):
     """The full parse that names the repeated key runs only for a message the counts cannot clear (before, every
     message decoded alone took it: its struct's alias fields were counted as if they were not there)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 import pytest
@@ -208,6 +209,14 @@ def test_duplicate_feedback_after_the_call_is_counted_once_each_and_the_latest_w
     assert _sample(pipeline, "driftwarden_label_delay_seconds_count", model="m") == 2.0
 
 
+def test_labels_waiting_by_request_and_response_id_of_one_call_join_it_in_the_order_they_came():
+    pipeline = _pipeline()
+    _apply(pipeline, [_call(0)])
+    _apply(pipeline, [_feedback("resp-1", at_s=1, by="response_id", rating=1.0), _feedback(1, at_s=1, rating=2.0)])
+    _apply(pipeline, [_call(1, response_id="resp-1")])
+    assert _row(pipeline, 1)["rating"] == 2.0  # the latest, as had both come after the call
+
+
 def test_duplicate_feedback_before_the_call_is_counted_once_each_and_the_latest_wins():
     pipeline = _pipeline()
     _apply(pipeline, [_feedback(0, at_s=0, label="yes", rating=1.0), _feedback(0, at_s=0.5, label="no")])
@@ -250,6 +259,29 @@ def test_feedback_for_a_call_that_left_the_window_joins_it_in_the_label_store_on
     assert cohort["timestamp_ms"].tolist() == [(T0 + i) * 1000.0 for i in (5, 15, 25)]
     assert cohort["label"].tolist() == [_code(pipeline, "yes")] * 3
     assert cohort["prediction"].tolist() == [_code(pipeline, "no")] * 3
+
+
+@pytest.mark.parametrize("by", ["request_id", "response_id"])
+def test_waiting_feedback_whose_call_arrives_in_a_batch_longer_than_the_window_joins_it_in_the_label_store(by):
+    """The call passes through the window within its batch (only the batch's tail is kept) but the label store
+    holds it: the waiting label joins there, as it would had it come after the call."""
+    pipeline = _pipeline(size=4, warmup=1)
+    _apply(pipeline, [_call(0, prediction="no", response_id="resp-0")])
+    _apply(pipeline, [_feedback("resp-5" if by == "response_id" else 5, at_s=1, by=by, label="yes")])
+    _apply(pipeline, [_call(i, prediction="no", response_id=f"resp-{i}") for i in range(1, 20)])  # ring: 16..19
+    assert _outcomes(pipeline) == {"joined": 1.0, "expired": 0.0, "dropped": 0.0, "pending": 0.0}
+    cohort = pipeline.states["m"].labels.cohort(now_ms=(T0 + 40) * 1000.0, span_ms=HOUR_S * 1000.0)
+    assert cohort["timestamp_ms"].tolist() == [(T0 + 5) * 1000.0]
+    assert cohort["label"].tolist() == [_code(pipeline, "yes")]
+    assert np.isnan(pipeline.states["m"].window.view()["label"]).all()
+
+
+def test_waiting_feedback_more_than_label_ttl_before_its_call_only_the_label_store_holds_expires():
+    pipeline = _pipeline(size=4, warmup=1, label_ttl="5s")
+    _apply(pipeline, [_call(0)])
+    _apply(pipeline, [_feedback(10, at_s=1, label="yes")])  # 9 s before its call
+    _apply(pipeline, [_call(i) for i in range(1, 20)])  # call 10 passes through the ring within its batch
+    assert _outcomes(pipeline) == {"joined": 0.0, "expired": 1.0, "dropped": 0.0, "pending": 0.0}
 
 
 @pytest.mark.parametrize("batch", [1, 7, 40])
@@ -611,18 +643,110 @@ def test_the_id_index_built_only_when_feedback_comes_joins_as_a_search_of_the_wi
             window.append(batch)
             join.add_inference(batch, first_row, window, window)
             held, ratings = [*held, *zip(request_ids, response_ids)][-capacity:], [*ratings, *[np.nan] * n][-capacity:]
-            for key in request_ids + response_ids:
-                row = None if key is None or key not in pending else latest_naming(key)
-                if row is not None:
-                    ratings[row] = pending.pop(key)  # type: ignore[arg-type]
+            named = {*request_ids, *response_ids}
+            for key in [key for key in pending if key in named]:  # in the order they came: the latest wins
+                row = latest_naming(key)
+                if row is not None:  # else its call passed through the ring within its batch: it waits
+                    ratings[row] = pending.pop(key)
         else:
             for key in (f"k{k}" for k in items):
                 value += 1.0
                 join.add_feedback([(key, 1.0, {RATING: value})], window)
                 row = latest_naming(key)
                 if row is None:
-                    pending[key] = value  # a later event for the same call merges: its values win
+                    pending.pop(key, None)  # a later event for the same call merges: its values win
+                    pending[key] = value
                 else:
                     ratings[row] = value
         np.testing.assert_array_equal(window.view()[RATING], ratings)
         assert join.n_pending == len(pending)
+
+
+_JOIN_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["calls", "feedback", "both", "restart"]),
+        st.lists(st.tuples(st.integers(0, 7), st.none() | st.integers(0, 7)), min_size=1, max_size=15),
+        st.lists(st.tuples(st.integers(0, 7), st.booleans()), min_size=1, max_size=4),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(_JOIN_STEPS, st.sampled_from([(6, 12), (6, 6), (6, 4), (6, 0)]))
+def test_labels_land_in_the_window_label_store_and_reference_as_a_search_of_all_calls_would(steps, capacities):
+    """Through the pipeline, with a label store (or a smaller one, or none), a warm-up reference of 3 calls, ids
+    shared by several calls as request or response ids, batches longer than the window and restarts through disk:
+    each label lands where a search of every call made so far says (the latest call still held naming its id; in
+    the window, else the label store; and in the reference if a reference call names it), or waits for its call."""
+    size, stored_calls = capacities
+    warmup = 3
+    quality = {"numeric": True, "max_labelled_calls": stored_calls}
+    model = {"name": "m", "reference": {"warmup": warmup}, "quality": quality}
+    # one evaluation a day: a batch is ingested whole, not cut where its event time crosses an evaluation
+    windows = {"size": size, "min_samples": 1, "evaluate_every": "1d"}
+    pipeline = Pipeline(parse_config({"windows": windows, "models": [model]}))
+    calls: list[tuple[str, str | None]] = []  # every call made, in order: call i is row i
+    labels: dict[int, float] = {}  # the oracle: call -> its label in the window or the store
+    reference: dict[int, float] = {}  # reference row -> its label
+    pending: dict[str, tuple[float, int]] = {}  # id -> latest label waiting, events merged
+    joined = 0
+    value = 0.0
+
+    def latest(key: str, held: int) -> int | None:
+        return max((i for i in range(max(0, len(calls) - held), len(calls)) if key in calls[i]), default=None)
+
+    def join(key: str, label: float, n_events: int) -> bool:
+        nonlocal joined
+        row = latest(key, max(size, stored_calls))
+        in_reference = max((i for i in range(min(warmup, len(calls))) if key in calls[i]), default=None)
+        if row is None and in_reference is None:
+            return False
+        if row is not None:
+            labels[row] = label
+        if in_reference is not None:
+            reference[in_reference] = label
+        joined += n_events
+        return True
+
+    with TemporaryDirectory() as directory:
+        for kind, new_calls, feedback in steps:
+            if kind == "restart":
+                pipeline = _through_disk(pipeline, Path(directory))
+                continue
+            events = []
+            if kind in ("calls", "both"):
+                first = len(calls)
+                for offset, (request, response) in enumerate(new_calls):
+                    fields = {} if response is None else {"response_id": f"k{response}"}
+                    events.append({**_call(first + offset, prediction=1.0, **fields), "request_id": f"k{request}"})
+                    calls.append((f"k{request}", None if response is None else f"k{response}"))
+                for key in [key for key in pending if latest(key, len(calls) - first) is not None]:
+                    if join(key, *pending[key]):  # else its call passed through the window and store in its batch
+                        del pending[key]
+            if kind in ("feedback", "both"):
+                for key, by_response in ((f"k{k}", by) for k, by in feedback):
+                    value += 1.0
+                    at_s = max(len(calls) - 1, 0)
+                    events.append(_feedback(key, at_s, by="response_id" if by_response else "request_id", label=value))
+                    if not join(key, value, 1):
+                        pending[key] = (value, pending.pop(key, (0.0, 0))[1] + 1)  # (in the order they came)
+            _apply(pipeline, events)
+
+            state = pipeline.states["m"]
+            assert pipeline.n_internal_errors["ingest"] == 0
+            window = state.window.view()
+            held = range(max(0, len(calls) - size), len(calls))
+            assert window["timestamp_ms"].tolist() == [(T0 + i) * 1000.0 for i in held]
+            np.testing.assert_array_equal(window["label"], [labels.get(i, np.nan) for i in held])
+            if state.labels is not None:
+                cohort = state.labels.cohort(now_ms=(T0 + len(calls)) * 1000.0, span_ms=HOUR_S * 1000.0)
+                found = dict(zip(cohort["timestamp_ms"].tolist(), cohort["label"].tolist()))
+                stored = range(max(0, len(calls) - stored_calls), len(calls))
+                assert found == {(T0 + i) * 1000.0: labels[i] for i in stored if i in labels}
+            n_reference = min(warmup, len(calls))
+            np.testing.assert_array_equal(
+                state.reference.rows.view()["label"], [reference.get(i, np.nan) for i in range(n_reference)]
+            )
+            outcomes = _outcomes(pipeline)
+            assert (outcomes["joined"], outcomes["pending"]) == (joined, len(pending))
