@@ -128,8 +128,7 @@ class ModelState:
             inference = [event for event in events if event.type == "inference"]
             feedback = [event for event in events if event.type == "feedback"]
         self.n_events["feedback"] += len(feedback)
-        if inference:
-            self._ingest_inference(inference)
+        latest_ms = self._ingest_inference(inference) if inference else -math.inf
         if feedback:
             read_label = self._read_label
             self.join.add_feedback(
@@ -141,11 +140,12 @@ class ModelState:
                 self.window,
                 self.reference.rows,
             )
-        latest_ms = max(read_field(events, "timestamp_ms"))
+            latest_ms = max(latest_ms, *read_field(feedback, "timestamp_ms"))
         self.join.expire(latest_ms)
         self.watermark_ms = max(self.watermark_ms, latest_ms)
 
-    def _ingest_inference(self, inference: list[Event]) -> None:
+    def _ingest_inference(self, inference: list[Event]) -> float:
+        """Window a batch of inference events, count them and index them for feedback; their latest time."""
         self.n_events["inference"] += len(inference)
         read = self._read(inference)
         n_tokens = self.n_tokens
@@ -163,6 +163,7 @@ class ModelState:
         if self._reference_events is None:  # a warm-up reference takes the first events
             self.reference.offer(batch)
         self.join.add_inference(batch, first_row, self.window, self.reference.rows)
+        return float(batch[TIMESTAMP_MS].max())
 
     def _read(self, inference: list[Event]) -> dict[str, list]:
         """The fields (and feature entries) of a batch that the model reads, by path: all in one pass."""

@@ -72,14 +72,17 @@ class Window:
 
     def oldest(self, n: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Copies of ``names`` for the oldest ``n`` rows held (the ones the next appends overwrite first)."""
-        start = (self._n_appended - len(self)) % self.capacity
-        positions = (start + np.arange(min(n, len(self)))) % self.capacity
-        return {name: self._data[name][positions] for name in names}
+        first = self._n_appended - len(self)
+        return self._rows(first, first + min(n, len(self)), names)
 
     def since(self, row: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Copies of ``names`` for the rows from ``row`` (counted from the first ever) to the newest, of those held."""
         first = max(row, self._n_appended - len(self))
-        positions = np.arange(first, max(first, self._n_appended)) % self.capacity
+        return self._rows(first, max(first, self._n_appended), names)
+
+    def _rows(self, first: int, stop: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Copies of ``names`` for the held rows ``first`` to ``stop`` (counted from the first ever)."""
+        positions = np.arange(first, stop) % self.capacity
         return {name: self._data[name][positions] for name in names}
 
     def holds(self, row: int) -> bool:
