@@ -186,3 +186,14 @@ class AccuracyEstimate:
     lower: float
     upper: float
     n: int
+
+
+@dataclass(frozen=True)
+class SequentialResult:  # TEMPORARY STUB (lead)
+    effect: float
+    lower: float
+    upper: float
+    p_value: float
+    n_baseline: int
+    n_candidate: int
+    significant: bool

@@ -478,6 +478,46 @@ class SliceConfig(_Section):
         return _check_attributes("slice attribute", attributes)
 
 
+#: The metrics on which a version is compared with its baseline, each with the direction that is worse.
+VERSION_METRICS = {
+    "latency": "higher", "error_ratio": "higher", "feedback_positive_ratio": "lower", "judge_score": "lower",
+    "accuracy": "lower", "content_filter_ratio": "higher", "output_tokens": None,
+}  # fmt: skip
+
+
+class VersionsConfig(_Section):
+    """How a model's versions (``model_version``) are kept apart and compared: canaries, A/B tests, rollouts.
+
+    A model keeps at most ``max_live`` versions by name; a new one takes the place of the least recently seen
+    once that one has been silent for ``retire_after`` (event time), else it folds into ``"__other__"``.
+    The ``baseline`` is the named version, or by default the one with the most calls in the window. Every other
+    version is compared with it on the calls both made since it went live, by an anytime-valid test
+    (``detectors.sequential``): ``verdict_metrics`` share ``alpha`` (Bonferroni), and no verdict comes before
+    ``min_samples`` calls on each side. ``prior_scale`` is the test's mixture scale: about the effect, in
+    standard deviations of the metric, that it is tuned to find soonest.
+    """
+
+    max_live: Integer = Field(4, ge=1, le=50)
+    baseline: str | None = Field(None, min_length=1, max_length=256)
+    retire_after_ms: DurationMs = Field(_UNIT_MS["h"], alias="retire_after")
+    alpha: float = Field(0.05, ge=MIN_ALPHA, lt=1.0)
+    min_samples: Integer = Field(500, ge=10)
+    prior_scale: float = Field(1.0, gt=0.0, le=1_000.0)
+    verdict_metrics: list[str] = Field(
+        default_factory=lambda: [name for name, worse in VERSION_METRICS.items() if worse is not None]
+    )
+
+    @field_validator("verdict_metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str]) -> list[str]:
+        for metric in metrics:
+            if VERSION_METRICS.get(metric) is None:
+                valid = [name for name, worse in VERSION_METRICS.items() if worse is not None]
+                raise ValueError(f"unknown verdict metric {metric!r}; valid: {', '.join(valid)}")
+        _require_unique("verdict metric", metrics)
+        return metrics
+
+
 def _check_attributes(what: str, attributes: list[str]) -> list[str]:
     """Raise unless each of ``attributes`` is a valid path, named once."""
     for attribute in attributes:
@@ -514,6 +554,7 @@ class ModelConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     bias: BiasConfig = Field(default_factory=BiasConfig)
     slices: SliceConfig = Field(default_factory=SliceConfig)
+    versions: VersionsConfig = Field(default_factory=VersionsConfig)
 
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:

@@ -46,6 +46,7 @@ from monitor.config import Config
 from monitor.evaluate.drift import DriftSuite, drift_alpha
 from monitor.evaluate.quality import ModelQuality, QualitySuite
 from monitor.evaluate.slices import GroupSlice, SliceSuite
+from monitor.evaluate.versions import ModelVersions, evaluate_versions
 from monitor.ingest import Partition, PartitionBatch, Record, partition_batches
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch, read_field
 from monitor.state.columns import FAILED, ID_COLUMNS, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
@@ -80,7 +81,7 @@ class Evaluation:
     labelled cohort's figures, if the cohort has that many calls),
     ``drift`` and ``data_quality`` also until the model's reference is complete, and ``slices`` too, or without
     slice attributes: it holds each slice attribute's groups present in the window (see
-    :mod:`monitor.evaluate.slices`).
+    :mod:`monitor.evaluate.slices`). ``versions`` is None until the model's calls name a ``model_version``.
     """
 
     evaluated_at_ms: float
@@ -90,6 +91,7 @@ class Evaluation:
     quality: ModelQuality | None = None
     slices: dict[str, dict[str, GroupSlice]] | None = None
     data_quality: ModelDataQuality | None = None
+    versions: ModelVersions | None = None
 
 
 class Pipeline:
@@ -349,11 +351,14 @@ class Pipeline:
                 for state in states
                 if state.labels is not None
             }
+            versions = {state.name: state.versions.read(state.window) for state in states if state.versions.live}
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])
-            traffic = drift = quality = slices = data_quality = None
+            traffic = drift = quality = slices = data_quality = compared = None
             try:
+                if name in versions:
+                    compared = evaluate_versions(versions[name], view)
                 if n_events >= windows.min_samples:
                     traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
                     suite, slicing = suites[name], self._slice_suites.get(name)
@@ -377,7 +382,7 @@ class Pipeline:
                 log.exception("evaluating %r failed; its previous evaluation stands", name)
                 self.n_internal_errors["evaluate"] += 1
                 continue
-            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, slices, data_quality)
+            evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, slices, data_quality, compared)
         merged = {**self.evaluations, **evaluations}  # in the models' order, whichever was evaluated last
         self.evaluations = {state.name: merged[state.name] for state in self.states if state.name in merged}
         self.n_evaluations += len(evaluations)

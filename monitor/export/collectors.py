@@ -204,7 +204,7 @@ class PipelineCollector(SpecCollector):
             evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
         return readings + [
             *_evaluations(evaluations), *_drift(evaluations), *_data_quality(evaluations), *_quality(evaluations),
-            *_slices(evaluations), *_cohort(evaluations),
+            *_slices(evaluations), *_cohort(evaluations), *_versions(evaluations),
         ]
 
 
@@ -375,6 +375,47 @@ def _slices(evaluations: dict) -> Iterator[Reading]:
                     yield Reading(contract.SLICE_COHORT_CALLS, labels, figures.n_cohort)
                 if figures.cohort is not None:
                     yield from _figures(contract.SLICE_COHORT_QUALITY, labels, _named(figures.cohort, _COHORT_METRICS))
+
+
+def _versions(evaluations: dict) -> Iterator[Reading]:
+    """Each version's figures in the latest window, and each candidate's comparison with the baseline and its
+    verdict (a figure without data, or an interval not yet bounded, left out)."""
+    for model, evaluation in evaluations.items():
+        versions = evaluation.versions
+        if versions is None:
+            continue
+        for version, figures in versions.figures.items():
+            labels = (model, version)
+            yield Reading(contract.VERSION_CALLS, labels, figures.n_calls)
+            yield Reading(contract.VERSION_TRAFFIC_SHARE, labels, figures.traffic_share)
+            for quantile, value_ms in figures.traffic.latency_quantiles_ms:
+                yield Reading(contract.VERSION_LATENCY, (*labels, str(quantile)), value_ms / 1000.0)
+            means = {metric: mean for metric, mean in figures.means.items() if metric != "latency"}  # of logs
+            yield from _figures(contract.VERSION_QUALITY, labels, means)
+        if versions.baseline is not None:
+            yield Reading(contract.VERSION_BASELINE, (model, versions.baseline), 1)
+        for version, comparison in versions.comparisons.items():
+            compared = (model, version, str(versions.baseline))
+            yield Reading(contract.VERSION_VERDICT, compared, comparison.verdict)
+            calls = comparison.metrics["error_ratio"]  # every call has it
+            yield Reading(contract.VERSION_COMPARISON_CALLS, (*compared, "baseline"), calls.n_baseline)
+            yield Reading(contract.VERSION_COMPARISON_CALLS, (*compared, "candidate"), calls.n_candidate)
+            for metric, result in comparison.metrics.items():
+                figures = {"effect": result.effect, "lower": result.lower, "upper": result.upper}
+                if metric == "latency":  # of log latency: as the ratio of the geometric means
+                    figures = {stat: math.exp(value) for stat, value in figures.items()}
+                yield from _figures(contract.VERSION_COMPARISON, (*compared, metric), _finite(figures))
+                yield Reading(contract.VERSION_COMPARISON, (*compared, metric, "p_value"), result.p_value)
+            effect, lower, upper = (value / 1000.0 for value in comparison.latency_p95_ms)
+            p95 = {"effect": effect, "lower": lower, "upper": upper}
+            yield from _figures(contract.VERSION_COMPARISON, (*compared, "latency_p95"), p95)
+            slower = {"effect": comparison.latency_slower}
+            yield from _figures(contract.VERSION_COMPARISON, (*compared, "latency_slower"), slower)
+
+
+def _finite(figures: dict[str, float]) -> dict[str, float]:
+    """The figures that are finite numbers or NaN (an unbounded interval's side, +-inf, is left out as NaN)."""
+    return {name: value if math.isfinite(value) else math.nan for name, value in figures.items()}
 
 
 def _named(quality: QualityResult, metrics: tuple[str, ...]) -> dict[str, float]:

@@ -389,6 +389,69 @@ COHORT_BIAS = MetricSpec(
     ("model", "attribute", "metric"),
     "equalized_odds_difference",
 )
+VERSION_CALLS = MetricSpec(
+    "driftwarden_version_calls",
+    "gauge",
+    "Calls of each version of the model in the latest window, and their share of the model's calls.",
+    ("model", "version"),
+    "version: the model's live versions (at most `versions.max_live`) and `__other__`; calls that name no "
+    "version are in no series",
+)
+VERSION_TRAFFIC_SHARE = MetricSpec(
+    "driftwarden_version_traffic_share",
+    "gauge",
+    "Share of the model's calls in the latest window that each version served.",
+    ("model", "version"),
+)
+VERSION_LATENCY = MetricSpec(
+    "driftwarden_version_latency_seconds",
+    "gauge",
+    "Latency quantiles of each version's calls in the latest window.",
+    ("model", "version", "quantile"),
+    "0.5, 0.9, 0.95, 0.99",
+)
+VERSION_QUALITY = MetricSpec(
+    "driftwarden_version_quality",
+    "gauge",
+    "Mean of each figure over each version's calls in the latest window that have it (a ratio for 0/1 figures).",
+    ("model", "version", "metric"),
+    "error_ratio, feedback_positive_ratio, judge_score, accuracy (labelled calls of a classifier), "
+    "content_filter_ratio, output_tokens",
+)
+VERSION_BASELINE = MetricSpec(
+    "driftwarden_version_baseline",
+    "gauge",
+    "1 for the version the model's other versions are compared with.",
+    ("model", "version"),
+    "`versions.baseline`, or the live version with the most calls in the window",
+)
+VERSION_COMPARISON = MetricSpec(
+    "driftwarden_version_comparison",
+    "gauge",
+    "A candidate version against the baseline since the comparison began: effect (candidate minus baseline), "
+    "its interval, and the anytime-valid p-value.",
+    ("model", "version", "baseline", "metric", "stat"),
+    "metric: latency (effect: the ratio of geometric means), error_ratio, feedback_positive_ratio, judge_score, "
+    "accuracy, content_filter_ratio, output_tokens (effect, lower, upper: a confidence sequence, and p_value, "
+    "valid however often read, Bonferroni-adjusted over `versions.verdict_metrics`); latency_p95 (seconds; a "
+    "fixed-horizon interval on the window's calls) and latency_slower (the probability that a candidate call is "
+    "slower than a baseline call; effect only); stat: effect, lower, upper, p_value",
+)
+VERSION_COMPARISON_CALLS = MetricSpec(
+    "driftwarden_version_comparison_calls",
+    "gauge",
+    "Calls each side of a comparison made since it began (the sample its figures rest on).",
+    ("model", "version", "baseline", "side"),
+    "side: baseline, candidate",
+)
+VERSION_VERDICT = MetricSpec(
+    "driftwarden_version_verdict",
+    "gauge",
+    "A candidate version's verdict against the baseline: -1 worse, 0 no difference or not yet decided, 1 better.",
+    ("model", "version", "baseline"),
+    "worse when a verdict metric is significantly worse, better when one is significantly better and none "
+    "worse; none before `versions.min_samples` calls a side",
+)
 # --- from the daemon --------------------------------------------------------------------------------------------
 CONSUMER_LAG = MetricSpec(
     "driftwarden_consumer_lag",
@@ -440,6 +503,8 @@ EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     QUALITY, BIAS, SEGMENT_OUTCOME_RATIO, SEGMENT_EVENTS, SLICE_EVENTS, SLICE_DRIFT_SHARE, SLICE_QUALITY,
     SLICE_DATA_QUALITY, SLICE_COHORT_CALLS, SLICE_COHORT_QUALITY,
     COHORT_QUALITY, COHORT_CALLS, COHORT_OLDEST_CALL, COHORT_NEWEST_CALL, COHORT_BIAS,
+    VERSION_CALLS, VERSION_TRAFFIC_SHARE, VERSION_LATENCY, VERSION_QUALITY, VERSION_BASELINE, VERSION_COMPARISON,
+    VERSION_COMPARISON_CALLS, VERSION_VERDICT,
 )  # fmt: skip
 CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
 DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters

@@ -5,9 +5,9 @@ window, the feedback join, the drift and quality suites that read it, the
 report that shows it. A model's :class:`Columns` lays out its window from its
 config: the fixed columns of every model, one per feature (a text feature's
 numeric descriptors one each) and beside it whether its value had the wrong
-type, the feedback and id columns, and the quality,
-bias and slice columns the config asks for. The names and their order are what a
-checkpoint saves (see :attr:`ModelState.fingerprint
+type, the feedback and id columns, the quality, bias and slice columns the
+config asks for, and each call's version and output tokens. The names and
+their order are what a checkpoint saves (see :attr:`ModelState.fingerprint
 <monitor.state.model.ModelState.fingerprint>`), so they never change.
 
 >>> from monitor.config import parse_config
@@ -16,8 +16,10 @@ checkpoint saves (see :attr:`ModelState.fingerprint
 >>> columns = Columns(model)
 >>> columns.feature("topic"), columns.group("segment.tier")
 ('feature.topic', 'group.segment.tier')
->>> list(columns.layout)[:4], list(columns.layout)[-3:]
-(['timestamp_ms', 'latency_ms', 'failed', 'feature.topic'], ['content_filter', 'group.segment.tier', 'outcome'])
+>>> list(columns.layout)[:4]
+['timestamp_ms', 'latency_ms', 'failed', 'feature.topic']
+>>> list(columns.layout)[-4:]
+['group.segment.tier', 'outcome', 'version', 'output_tokens']
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ __all__ = [
     "LABEL",
     "LATENCY_MS",
     "OUTCOME",
+    "OUTPUT_TOKENS",
     "PREDICTION",
     "RATING",
     "REQUEST_ID",
     "RESPONSE_ID",
     "SCORE",
     "TIMESTAMP_MS",
+    "VERSION",
     "Column",
     "Columns",
     "text_descriptors",
@@ -76,6 +80,8 @@ REQUEST_ID, RESPONSE_ID = "request_id", "response_id"
 #: the response is valid JSON (if the config asks), and whether the outcome is the positive class (bias only).
 PREDICTION, SCORE, CONTENT_FILTER = "prediction", "score", "content_filter"
 JSON_VALID, OUTCOME = "json_valid", "outcome"
+#: Each call's version (a code of :class:`~monitor.state.versions.Versions`, 0 without one) and output tokens.
+VERSION, OUTPUT_TOKENS = "version", "output_tokens"
 
 #: The window columns feedback fills, and how they are stored.
 FEEDBACK_COLUMNS = {LABEL: Column(np.float64), RATING: Column(np.float64), JUDGE_SCORE: Column(np.float64)}
@@ -112,6 +118,8 @@ class Columns:
             layout[self.group(attribute)] = Column(np.int32, missing=MISSING)
         if model.bias.outcome is not None:
             layout[OUTCOME] = Column(np.float64)
+        layout[VERSION] = Column(np.int32, missing=0, optional=True)
+        layout[OUTPUT_TOKENS] = Column(np.float64, optional=True)
         self.layout = layout
 
     @staticmethod

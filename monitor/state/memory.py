@@ -41,7 +41,7 @@ deployment and prints its resident memory against this).
 >>> from monitor.config import parse_config
 >>> bound = memory_bound(parse_config({}))
 >>> bound.n_models, f"{bound.total / 2**30:.2f} GiB"
-(101, '2.91 GiB')
+(101, '2.96 GiB')
 """
 
 from __future__ import annotations
@@ -188,7 +188,8 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
 
 def row_bytes(model: ModelConfig) -> int:
     """The bytes of one window (or reference) row of ``model``: its numpy columns, ids as references."""
-    fixed = 8 * 7 + 2 + 8 * IDS_PER_CALL  # time, latency, label, rating, judge score, prediction, score; two flags
+    # time, latency, label, rating, judge score, prediction, score, output tokens; two flags; the version's code
+    fixed = 8 * 8 + 2 + 4 + 8 * IDS_PER_CALL
     fixed += 8 * model.quality.json_response + 4 * len(Columns.grouped(model)) + 8 * (model.bias.outcome is not None)
     return fixed + sum(_feature_bytes(feature) for feature in model.features)
 

@@ -41,9 +41,11 @@ from monitor.state.columns import (
     JSON_VALID,
     LATENCY_MS,
     OUTCOME,
+    OUTPUT_TOKENS,
     PREDICTION,
     SCORE,
     TIMESTAMP_MS,
+    VERSION,
     Columns,
     text_descriptors,
 )
@@ -51,6 +53,7 @@ from monitor.state.feedback import FeedbackJoin, feedback_values, join_key, join
 from monitor.state.histogram import MAX_COUNT, Histogram
 from monitor.state.labels import LabelStore
 from monitor.state.reference import Reference, read_reference_file
+from monitor.state.versions import Versions
 from monitor.state.vocabulary import MAX_VALUE_CHARS, OTHER, Vocabulary
 from monitor.state.windows import Window
 
@@ -72,7 +75,7 @@ _ABSENT_TYPES: frozenset = frozenset((type(None), UnsetType))
 #: The fields every model reads of its inference events.
 _FIELDS_READ = (
     "timestamp_ms", "latency_ms", "ttft_ms", "error", "score", "finish_reason", "prediction", *ID_COLUMNS,
-    "input_tokens", "output_tokens",
+    "input_tokens", "output_tokens", "model_version",
 )  # fmt: skip
 
 
@@ -118,6 +121,8 @@ class ModelState:
         )
         #: What late labels need of the model's recent calls (None with ``quality.max_labelled_calls: 0``).
         self.labels = self._new_label_store()
+        #: Its versions, and each candidate's comparison with the baseline.
+        self.versions = Versions(model.versions, model.quality.numeric)
         warmup = 0 if reference_events is not None else _warmup(model)
         self.join = self._new_join(warmup)
 
@@ -152,10 +157,12 @@ class ModelState:
         for name, field in (("input", "input_tokens"), ("output", "output_tokens")):
             n_tokens[name] = min(n_tokens[name] + sum(filter(None, read[field])), MAX_COUNT)
         batch = self._batch(inference, read)
+        first_row = self.window.n_appended
+        batch[VERSION] = self.versions.encode(read["model_version"], batch[TIMESTAMP_MS], first_row)
         self.latency.observe(batch[LATENCY_MS])
         self.ttft.observe(_floats(read["ttft_ms"]))
         self.join.forget(self.window, len(inference))
-        first_row = self.window.n_appended
+        self.versions.settle(self.window, batch)
         self.window.append(batch)
         if self.labels is not None:
             self.labels.append(batch)
@@ -176,6 +183,8 @@ class ModelState:
             TIMESTAMP_MS: _floats(read["timestamp_ms"]),
             LATENCY_MS: _floats(read["latency_ms"]),
             FAILED: _given(read["error"]),
+            VERSION: np.zeros(len(inference), np.int32),  # (coded by the versions, for the window only)
+            OUTPUT_TOKENS: _floats(read["output_tokens"]),
         }
         for feature in self.features:
             batch.update(self._feature_columns(feature, read[feature.path]))
@@ -316,6 +325,7 @@ class ModelState:
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
             "join": self.join.snapshot(),
             "labels": None if self.labels is None else self.labels.snapshot(),
+            "versions": self.versions.snapshot(),
             "watermark_ms": self.watermark_ms,
             "home": None if self.home is None else list(self.home),
         }
@@ -334,6 +344,8 @@ class ModelState:
         for name, values in snapshot["categories"].items():
             self.categories[name].restore(values)
         self.join.restore(snapshot["join"], self.window)
+        if "versions" in snapshot:  # absent before versions were kept: the window's codes are all 0 then
+            self.versions.restore(snapshot["versions"])
         if self.labels is not None:
             saved_labels = snapshot.get("labels")
             if saved_labels is not None:

@@ -1,0 +1,167 @@
+"""Each model's versions at an evaluation: their figures in the window, and each candidate against the baseline.
+
+:meth:`Versions.read <monitor.state.versions.Versions.read>` copies, under the pipeline's lock, what the
+comparisons need; :func:`evaluate_versions` then computes, without it:
+
+- every version's figures in the evaluated window (:class:`VersionFigures`): its calls and share of them, latency
+  quantiles, error ratio, mean output tokens, and the quality proxies and accuracy of its labelled calls;
+- every candidate's comparison with the baseline (:class:`VersionComparison`), on the calls both made since it
+  began (those settled out of the window and those still in it): an anytime-valid test per metric
+  (:class:`~detectors.sequential.AnytimeTTest`, whose running state the comparison keeps), the fixed-horizon
+  difference of the p95 latencies with its interval, and the probability that a candidate call is slower than a
+  baseline call (both on the calls still in the window);
+- its verdict: -1 when a verdict metric is significantly worse, else 1 when one is significantly better, else 0.
+  The verdict metrics share ``versions.alpha`` (Bonferroni), so an A/A comparison gets a verdict, ever, with
+  probability at most alpha however often it is looked at.
+
+>>> import numpy as np
+>>> from monitor.config import VersionsConfig
+>>> from monitor.state.columns import Columns, FAILED, LATENCY_MS, TIMESTAMP_MS, VERSION
+>>> from monitor.state.versions import Versions
+>>> from monitor.state.windows import Window
+>>> from monitor.config import ModelConfig
+>>> rng = np.random.default_rng(0)
+>>> window, versions = Window(10_000, Columns(ModelConfig(name="m")).layout), Versions(VersionsConfig())
+>>> for start in range(0, 6_000, 2_000):
+...     names = np.where(rng.random(2_000) < 0.1, "canary", "stable").tolist()
+...     batch = {name: np.full(2_000, column.missing, column.dtype) for name, column in window.columns.items()}
+...     batch[TIMESTAMP_MS] = np.arange(start, start + 2_000, dtype=float)
+...     batch[VERSION] = versions.encode(names, batch[TIMESTAMP_MS], window.n_appended)
+...     slower = np.where(batch[VERSION] == versions.code("canary"), 1.5, 1.0)  # the canary is 1.5 times slower
+...     batch[LATENCY_MS] = rng.lognormal(6.0, 0.5, 2_000) * slower
+...     batch[FAILED] = np.zeros(2_000, bool)
+...     versions.settle(window, batch)
+...     window.append(batch)
+...     result = evaluate_versions(versions.read(window), window.view())
+>>> result.baseline, result.comparisons["canary"].verdict
+('stable', -1)
+>>> round(float(np.exp(result.comparisons["canary"].metrics["latency"].effect)), 1)  # the latency ratio
+1.5
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors._proportions import nan_mean
+from detectors.results import SequentialResult, TrafficResult
+from detectors.sequential import Moments
+from detectors.traffic import TrafficStats
+from detectors.version_effects import quantile_difference, rank_effect
+from monitor.config import VERSION_METRICS
+from monitor.state.columns import FAILED, LATENCY_MS, TIMESTAMP_MS, VERSION
+from monitor.state.versions import VersionsRead, metric_values
+
+__all__ = ["ModelVersions", "VersionComparison", "VersionFigures", "evaluate_versions"]
+
+_TRAFFIC = TrafficStats()
+
+
+@dataclass(frozen=True)
+class VersionFigures:
+    """One version's calls in the evaluated window: how many and their share of the model's, their traffic
+    figures, and the means of each compared metric over the calls that have it (NaN where none does; the
+    latency's is of its logarithm)."""
+
+    n_calls: int
+    traffic_share: float
+    traffic: TrafficResult
+    means: dict[str, float]
+
+
+@dataclass(frozen=True)
+class VersionComparison:
+    """One candidate against the baseline since the comparison began (``start_ms``: event time of its first
+    call still in the window, NaN when none is).
+
+    ``metrics`` holds each compared metric's anytime-valid result (the latency's is of log latency: its effect
+    and bounds are logarithms of the ratio of geometric means). ``latency_p95_ms`` is the difference of the p95
+    latencies of the calls in the window with its fixed-horizon interval, ``latency_slower`` the probability that
+    a candidate call is slower than a baseline call (ties half): NaN when either side has too few calls.
+    """
+
+    verdict: int
+    metrics: dict[str, SequentialResult]
+    latency_p95_ms: tuple[float, float, float]
+    latency_slower: float
+    start_ms: float
+
+
+@dataclass(frozen=True)
+class ModelVersions:
+    """A model's versions at an evaluation: the baseline, every version's figures, every candidate's comparison."""
+
+    baseline: str | None
+    figures: dict[str, VersionFigures]
+    comparisons: dict[str, VersionComparison]
+
+
+def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray]) -> ModelVersions:
+    """The figures of the versions in ``view`` (the evaluated window) and the comparisons ``read`` holds."""
+    figures = _figures(read, view)
+    values = metric_values(read.rows, read.numeric)
+    latency_ms = read.rows[LATENCY_MS]
+    comparisons = {}
+    baseline_code = read.codes[read.baseline] if read.baseline is not None else 0  # (no comparison without one)
+    for name, (comparison, start_row) in read.comparisons.items():
+        compared = read.row_numbers >= start_row
+        baseline = compared & (read.rows[VERSION] == baseline_code)
+        candidate = compared & (read.rows[VERSION] == read.codes[name])
+        results = {}
+        for metric, test in comparison.tests.items():
+            settled_baseline, settled_candidate = read.settled[name][metric]
+            results[metric] = test.update(
+                settled_baseline.merge(Moments.of(values[metric][baseline])),
+                settled_candidate.merge(Moments.of(values[metric][candidate])),
+            )
+        baseline_ms, candidate_ms = _given(latency_ms[baseline]), _given(latency_ms[candidate])
+        times = read.rows[TIMESTAMP_MS][compared]
+        comparisons[name] = VersionComparison(
+            verdict=_verdict(results, read.verdict_metrics),
+            metrics=results,
+            latency_p95_ms=quantile_difference(baseline_ms, candidate_ms, q=0.95),
+            latency_slower=rank_effect(baseline_ms, candidate_ms),
+            start_ms=float(times.min()) if times.size else float("nan"),
+        )
+    return ModelVersions(read.baseline, figures, comparisons)
+
+
+def _figures(read: VersionsRead, view: dict[str, np.ndarray]) -> dict[str, VersionFigures]:
+    codes = view[VERSION]
+    values = metric_values(view, read.numeric)
+    figures = {}
+    by_name: dict[str, np.ndarray] = {}
+    for code in np.unique(codes[codes != 0]).tolist():
+        name = read.name(code)
+        rows = codes == code
+        by_name[name] = by_name[name] | rows if name in by_name else rows
+    for name, rows in by_name.items():
+        n_calls = int(rows.sum())
+        figures[name] = VersionFigures(
+            n_calls=n_calls,
+            traffic_share=n_calls / len(codes),
+            traffic=_TRAFFIC.compute(view[LATENCY_MS][rows], view[FAILED][rows]),
+            means={metric: nan_mean(metric_values_of[rows]) for metric, metric_values_of in values.items()},
+        )
+    return figures
+
+
+def _verdict(results: dict[str, SequentialResult], verdict_metrics: tuple[str, ...]) -> int:
+    """-1 when a verdict metric is significantly worse, else 1 when one is significantly better, else 0."""
+    worse = better = False
+    for metric in verdict_metrics:
+        result = results[metric]
+        if result.significant:
+            higher = result.effect > 0
+            if higher == (VERSION_METRICS[metric] == "higher"):
+                worse = True
+            else:
+                better = True
+    return -1 if worse else int(better)
+
+
+def _given(latency_ms: np.ndarray) -> np.ndarray:
+    return latency_ms[~np.isnan(latency_ms)]
+

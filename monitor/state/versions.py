@@ -1,0 +1,303 @@
+"""A model's versions: the codes its window keeps them by, its baseline, and each candidate's running comparison.
+
+Each call's ``model_version`` becomes a code in the window's ``version`` column (0: the call named none). At most
+``versions.max_live`` versions of a model are live: a new one takes the code-less place of the least recently seen
+once that one has been silent for ``versions.retire_after`` of event time, else it folds into :data:`OTHER` (so a
+producer that sends a new version per call makes one series, not thousands). Codes are never given twice: the
+window's rows of a retired version count as :data:`OTHER` until they leave it.
+
+Every live version other than the baseline is a candidate, compared with the baseline on the calls both made since
+the comparison began (the later of the candidate's first call and the baseline's taking over), and on nothing
+before: a canary is judged against the traffic it ran beside. The comparison is cumulative, as an anytime-valid
+test needs: the calls still in the window are read at each evaluation (with the feedback that has joined them
+since), and a call's figures are :meth:`Versions.settle`-d into running moments just before the window overwrites
+it, so the test sees every call once. A label that joins a call after it left the window is not counted.
+
+>>> import numpy as np
+>>> from monitor.config import VersionsConfig
+>>> versions = Versions(VersionsConfig(max_live=2))
+>>> versions.encode(["v1", "v1", "v2", "v3", None], np.array([1.0, 2.0, 3.0, 4.0, 5.0]), first_row=0).tolist()
+[1, 1, 2, -1, 0]
+>>> versions.live
+['v1', 'v2']
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from detectors.sequential import AnytimeTTest, Moments
+from monitor.config import VERSION_METRICS, VersionsConfig
+from monitor.state.columns import (
+    CONTENT_FILTER,
+    FAILED,
+    JUDGE_SCORE,
+    LABEL,
+    LATENCY_MS,
+    OUTPUT_TOKENS,
+    PREDICTION,
+    RATING,
+    TIMESTAMP_MS,
+    VERSION,
+)
+from monitor.state.vocabulary import OTHER
+from monitor.state.windows import Window
+
+__all__ = ["COMPARED_COLUMNS", "OTHER_CODE", "Comparison", "Versions", "VersionsRead", "metric_values"]
+
+#: The version code of the calls of versions past ``max_live`` (and of retired versions' calls).
+OTHER_CODE = -1
+#: The window columns the comparisons read.
+COMPARED_COLUMNS = (VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, OUTPUT_TOKENS)
+
+
+def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.ndarray]:
+    """Each compared metric's value per call, NaN where the call has none: the log of its latency (a latency
+    ratio is a difference of logs), whether it failed, whether its rating is positive, its judge score, whether
+    its label equals its prediction (a classifier's), whether a content filter stopped it, its output tokens.
+
+    >>> rows = {LATENCY_MS: np.array([100.0, np.nan]), FAILED: np.array([False, True]),
+    ...         RATING: np.array([1.0, np.nan]), JUDGE_SCORE: np.array([np.nan, 0.5]), LABEL: np.array([2.0, 1.0]),
+    ...         PREDICTION: np.array([2.0, 3.0]), CONTENT_FILTER: np.array([False, False]),
+    ...         OUTPUT_TOKENS: np.array([12.0, np.nan])}
+    >>> values = metric_values(rows, numeric=False)
+    >>> {name: column.round(2).tolist() for name, column in values.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'latency': [4.61, nan], 'error_ratio': [0.0, 1.0], 'feedback_positive_ratio': [1.0, nan],
+     'judge_score': [nan, 0.5], 'accuracy': [1.0, 0.0], 'content_filter_ratio': [0.0, 0.0],
+     'output_tokens': [12.0, nan]}
+    """
+    latency = rows[LATENCY_MS]
+    rating, label, prediction = rows[RATING], rows[LABEL], rows[PREDICTION]
+    values = {
+        "latency": np.log(latency, out=np.full(len(latency), np.nan), where=latency > 0),
+        "error_ratio": rows[FAILED].astype(np.float64),
+        "feedback_positive_ratio": np.where(np.isnan(rating), np.nan, rating > 0),
+        "judge_score": rows[JUDGE_SCORE],
+        "accuracy": np.where(np.isnan(label) | np.isnan(prediction) | numeric, np.nan, label == prediction),
+        "content_filter_ratio": rows[CONTENT_FILTER].astype(np.float64),
+        "output_tokens": rows[OUTPUT_TOKENS],
+    }
+    assert values.keys() == VERSION_METRICS.keys(), "every compared metric has its values"
+    return values
+
+
+class Comparison:
+    """One candidate against the baseline: where it began, the moments of the calls settled out of the window
+    (per metric, the baseline's and the candidate's), and each metric's running anytime-valid test."""
+
+    def __init__(self, start_row: int, config: VersionsConfig):
+        self.start_row = start_row
+        self.settled = {metric: (Moments.empty(), Moments.empty()) for metric in VERSION_METRICS}
+        alpha = config.alpha / len(config.verdict_metrics) if config.verdict_metrics else config.alpha
+        self.tests = {
+            metric: AnytimeTTest(alpha=alpha, phi=config.prior_scale, min_samples=config.min_samples)
+            for metric in VERSION_METRICS
+        }
+
+    def settle(self, values: dict[str, np.ndarray], baseline: np.ndarray, candidate: np.ndarray) -> None:
+        """Add the figures of calls leaving the window (``baseline``, ``candidate``: which rows are whose)."""
+        for metric, (settled_baseline, settled_candidate) in self.settled.items():
+            self.settled[metric] = (
+                settled_baseline.merge(Moments.of(values[metric][baseline])),
+                settled_candidate.merge(Moments.of(values[metric][candidate])),
+            )
+
+    def snapshot(self) -> dict:
+        return {
+            "start_row": self.start_row,
+            "settled": {metric: [side.to_list() for side in sides] for metric, sides in self.settled.items()},
+            "tests": {metric: test.snapshot() for metric, test in self.tests.items()},
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        self.start_row = int(snapshot["start_row"])
+        for metric, sides in snapshot["settled"].items():
+            if metric in self.settled:
+                self.settled[metric] = (Moments.from_list(sides[0]), Moments.from_list(sides[1]))
+        for metric, saved in snapshot["tests"].items():
+            if metric in self.tests:
+                self.tests[metric].restore(saved)
+
+
+class VersionsRead(NamedTuple):
+    """What an evaluation of a model's versions reads (:meth:`Versions.read`): the baseline, the live versions'
+    codes, each candidate's comparison with the row it starts at and its settled moments, and the window's rows
+    from the earliest start on (``row_numbers``: each one's number, counted from the first row ever)."""
+
+    baseline: str | None
+    codes: dict[str, int]
+    comparisons: dict[str, tuple[Comparison, int]]
+    settled: dict[str, dict[str, tuple[Moments, Moments]]]
+    rows: dict[str, np.ndarray]
+    row_numbers: np.ndarray
+    numeric: bool
+    verdict_metrics: tuple[str, ...]
+
+    def name(self, code: int) -> str:
+        """The version a window code (not 0) stands for: a live one's name, else :data:`OTHER`."""
+        return next((name for name, live_code in self.codes.items() if live_code == code), OTHER)
+
+
+class Versions:
+    """One model's live versions and comparisons (see the module's docstring)."""
+
+    def __init__(self, config: VersionsConfig, numeric: bool = False):
+        self.config = config
+        self.numeric = numeric
+        self._reset()
+
+    def _reset(self) -> None:
+        self._codes: dict[str, int] = {}  # the live versions' codes, by name
+        self.last_seen_ms: dict[str, float] = {}
+        self.first_row: dict[str, int] = {}  # the window row of each live version's first call
+        self._next_code = 1
+        #: The version the others are compared with, and the window row from which it was.
+        self.baseline: str | None = None
+        self.baseline_row = 0
+        #: Each candidate's comparison with the baseline, by name.
+        self.comparisons: dict[str, Comparison] = {}
+
+    @property
+    def live(self) -> list[str]:
+        """The live versions' names, in the order they came."""
+        return list(self._codes)
+
+    def code(self, name: str) -> int:
+        """The window code of a live version."""
+        return self._codes[name]
+
+    def encode(self, names: list[Any], timestamps_ms: np.ndarray, first_row: int) -> np.ndarray:
+        """The codes of a batch's versions (appended to the window from ``first_row``), admitting new ones."""
+        n = len(names)
+        first = names[0] if n else None
+        if first is not None and type(first) is str and first in self._codes and names.count(first) == n:
+            self.last_seen_ms[first] = max(self.last_seen_ms[first], float(timestamps_ms.max()))
+            return np.full(n, self._codes[first], dtype=np.int32)  # the usual batch: one live version
+        codes = np.zeros(n, dtype=np.int32)
+        for name in dict.fromkeys(names):
+            if type(name) is not str:
+                continue  # None, or unset: no version
+            rows = np.fromiter((value == name for value in names), np.bool_, n)
+            latest_ms = float(timestamps_ms[rows].max())
+            codes[rows] = self._admit(name, latest_ms, first_row + int(np.argmax(rows)))
+        return codes
+
+    def _admit(self, name: str, latest_ms: float, row: int) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            if len(self._codes) >= self.config.max_live and not self._retire_one(latest_ms):
+                return OTHER_CODE
+            code = self._codes[name] = self._next_code
+            self._next_code += 1
+            self.first_row[name] = row
+            self.last_seen_ms[name] = latest_ms
+        self.last_seen_ms[name] = max(self.last_seen_ms[name], latest_ms)
+        return code
+
+    def _retire_one(self, now_ms: float) -> bool:
+        """Retire the least recently seen live version if it has been silent for ``retire_after``; whether it was."""
+        name = min(self.last_seen_ms, key=self.last_seen_ms.__getitem__)
+        if self.last_seen_ms[name] > now_ms - self.config.retire_after_ms:
+            return False
+        del self._codes[name]  # its calls still in the window are OTHER's now (see name)
+        del self.last_seen_ms[name], self.first_row[name]
+        self.comparisons.pop(name, None)
+        if name == self.baseline:
+            self._set_baseline(None, 0)
+        return True
+
+    def choose_baseline(self, codes: np.ndarray, first_held_row: int) -> None:
+        """Take the configured baseline if it is live, else the live version with the most calls among ``codes``
+        (the window's, from ``first_held_row`` on), keeping the current one on a tie; a new baseline starts every
+        comparison again, on the calls the window holds. Then open a comparison for each new candidate: from the
+        later of its and the baseline's first call."""
+        configured = self.config.baseline
+        if configured is not None:
+            chosen = configured if configured in self._codes else None
+        else:
+            counts = np.bincount(codes[codes > 0], minlength=self._next_code)
+            calls = {name: int(counts[code]) for name, code in self._codes.items()}
+            chosen = max(calls, key=lambda name: (calls[name], name == self.baseline), default=None)
+            if chosen is not None and calls[chosen] == 0:
+                chosen = None
+        if chosen != self.baseline:
+            self._set_baseline(chosen, first_held_row)
+        if self.baseline is None:
+            return
+        for name in self._codes:
+            if name != self.baseline and name not in self.comparisons:
+                start_row = max(self.first_row[name], self.first_row[self.baseline], self.baseline_row)
+                self.comparisons[name] = Comparison(start_row, self.config)
+
+    def _set_baseline(self, name: str | None, row: int) -> None:
+        self.baseline, self.baseline_row = name, row
+        self.comparisons = {}
+
+    def read(self, window: Window) -> VersionsRead:
+        """Choose the baseline (see :meth:`choose_baseline`) and copy what :func:`~monitor.evaluate.versions.
+        evaluate_versions` reads of the comparisons and of ``window``; called under the pipeline's lock."""
+        self.choose_baseline(window.since(0, (VERSION,))[VERSION], window.n_appended - len(window))
+        start_row = min((comparison.start_row for comparison in self.comparisons.values()), default=window.n_appended)
+        rows = window.since(start_row, (*COMPARED_COLUMNS, TIMESTAMP_MS))
+        first_row = max(start_row, window.n_appended - len(window))
+        return VersionsRead(
+            baseline=self.baseline,
+            codes=dict(self._codes),
+            comparisons={name: (comparison, comparison.start_row) for name, comparison in self.comparisons.items()},
+            settled={name: dict(comparison.settled) for name, comparison in self.comparisons.items()},
+            rows=rows,
+            row_numbers=np.arange(first_row, first_row + len(rows[VERSION])),
+            numeric=self.numeric,
+            verdict_metrics=tuple(self.config.verdict_metrics),
+        )
+
+    def settle(self, window: Window, batch: dict[str, np.ndarray]) -> None:
+        """Before ``batch`` is appended to ``window``: add the figures of the calls it pushes out (and of its own
+        head, if it is longer than the window) to the comparisons they belong to."""
+        n_rows = len(batch[VERSION])
+        n_leaving = len(window) + n_rows - window.capacity
+        if not self.comparisons or n_leaving <= 0 or self.baseline is None:
+            return
+        leaving = window.oldest(n_leaving, COMPARED_COLUMNS)
+        if n_rows > window.capacity:  # the batch's head never enters the ring
+            head = n_rows - window.capacity
+            leaving = {name: np.concatenate((leaving[name], batch[name][:head])) for name in COMPARED_COLUMNS}
+        first_row = window.n_appended - len(window)
+        rows = np.arange(first_row, first_row + len(leaving[VERSION]))
+        codes = leaving[VERSION]
+        values = metric_values(leaving, self.numeric)
+        is_baseline = codes == self._codes[self.baseline]
+        for name, comparison in self.comparisons.items():
+            compared = rows >= comparison.start_row
+            comparison.settle(values, is_baseline & compared, (codes == self._codes[name]) & compared)
+
+    def snapshot(self) -> dict:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "codes": self._codes,
+            "last_seen_ms": self.last_seen_ms,
+            "first_row": self.first_row,
+            "next_code": self._next_code,
+            "baseline": self.baseline,
+            "baseline_row": self.baseline_row,
+            "comparisons": {name: comparison.snapshot() for name, comparison in self.comparisons.items()},
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        self._reset()
+        self._codes = {str(name): int(code) for name, code in snapshot["codes"].items()}
+        self.last_seen_ms = {name: float(seen) for name, seen in snapshot["last_seen_ms"].items()}
+        self.first_row = {name: int(row) for name, row in snapshot["first_row"].items()}
+        self._next_code = int(snapshot["next_code"])
+        self.baseline, self.baseline_row = snapshot["baseline"], int(snapshot["baseline_row"])
+        if snapshot.get("config") == self.config.model_dump(mode="json"):
+            for name, saved in snapshot["comparisons"].items():
+                self.comparisons[name] = Comparison(0, self.config)
+                self.comparisons[name].restore(saved)
+        else:  # tested under other settings: the comparisons begin again at the next evaluation
+            self.baseline = None
+        while len(self._codes) > self.config.max_live:  # the config lowered max_live: keep the most recent
+            self._retire_one(math.inf)

@@ -1,0 +1,185 @@
+"""A model's versions: admitted and folded within bounds, a baseline chosen, and each candidate compared with it on
+every call both made since the comparison began, counted once, across window overwrites and restarts.
+
+The comparisons are checked against a brute-force record of every call the test sent (numpy over the test's own
+events), and their latency p-value against savvi's anytime-valid t-test on the same calls.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from savvi.linear_regression import LinearRegression
+
+from monitor.config import parse_config
+from monitor.pipeline import Pipeline
+from monitor.state.vocabulary import OTHER
+from tests.unit.monitor.test_feedback import _apply, _sample, _through_disk
+
+T0 = 1_800_000_000
+
+
+def _pipeline(size: int = 100, **versions: object) -> Pipeline:
+    model = {"name": "m", "reference": {"warmup": 1}, "versions": {"min_samples": 10, **versions}}
+    return Pipeline(parse_config({"windows": {"size": size, "min_samples": 1}, "models": [model]}))
+
+
+def _call(i: int, version: str | None, latency_ms: float = 100.0, failed: bool = False, at_s: float | None = None):
+    call = {"request_id": f"m-{i}", "timestamp": T0 + (i if at_s is None else at_s), "model": "m",
+            "latency_ms": latency_ms, "error": "Timeout" if failed else None, "output_tokens": i % 7}  # fmt: skip
+    if version is not None:
+        call["model_version"] = version
+    return call
+
+
+def _versions(pipeline: Pipeline):
+    pipeline.evaluate(pipeline.watermark_ms)
+    return pipeline.evaluations["m"].versions
+
+
+# --- Which versions are live ------------------------------------------------------------------------------------
+
+
+def test_versions_past_the_limit_fold_into_other_until_a_live_one_has_been_silent_long_enough():
+    pipeline = _pipeline(max_live=2, retire_after="1m")
+    _apply(pipeline, [_call(i, version) for i, version in enumerate(["a", "b", "c", "a", "b", "c"])])
+    versions = _versions(pipeline)
+    assert {name: figures.n_calls for name, figures in versions.figures.items()} == {"a": 2, "b": 2, OTHER: 2}
+    # b is silent for a minute and more: d takes its place; b's calls still in the window count as OTHER now
+    _apply(pipeline, [_call(10 + i, "a", at_s=70 + i) for i in range(3)] + [_call(20, "d", at_s=80)])
+    versions = _versions(pipeline)
+    assert pipeline.states["m"].versions.live == ["a", "d"]
+    assert {name: figures.n_calls for name, figures in versions.figures.items()} == {"a": 5, "d": 1, OTHER: 4}
+
+
+def test_a_producer_that_names_a_new_version_per_call_makes_a_bounded_number_of_series():
+    pipeline = _pipeline(max_live=3, retire_after="1h")
+    _apply(pipeline, [_call(i, f"v{i}") for i in range(500)], batch=50)
+    versions = _versions(pipeline)
+    assert pipeline.states["m"].versions.live == ["v0", "v1", "v2"]  # the first three, none silent for an hour
+    assert {name: figures.n_calls for name, figures in versions.figures.items()} == {OTHER: 100}
+    assert versions.baseline is None and versions.comparisons == {}  # no live version is in the window
+    assert _sample(pipeline, "driftwarden_version_calls", model="m", version=OTHER) == 100
+
+
+def test_calls_without_a_version_are_in_no_version_and_make_no_comparison():
+    pipeline = _pipeline()
+    _apply(pipeline, [_call(i, None) for i in range(20)])
+    pipeline.evaluate(pipeline.watermark_ms)
+    assert pipeline.evaluations["m"].versions is None
+    _apply(pipeline, [_call(20 + i, "v1") for i in range(5)])
+    versions = _versions(pipeline)
+    assert versions.baseline == "v1" and versions.comparisons == {}
+    assert versions.figures["v1"].n_calls == 5 and versions.figures["v1"].traffic_share == 5 / 25
+
+
+def test_the_configured_baseline_is_kept_however_little_traffic_it_has():
+    pipeline = _pipeline(baseline="old")
+    _apply(pipeline, [_call(i, "old" if i % 10 == 0 else "new") for i in range(100)])
+    versions = _versions(pipeline)
+    assert versions.baseline == "old" and list(versions.comparisons) == ["new"]
+
+
+def test_a_new_baseline_starts_the_comparisons_again_on_the_calls_the_window_holds():
+    def version(i: int) -> str:  # b is rolled out from call 200 on
+        return ("a" if i % 4 else "b") if i < 200 else ("b" if i % 4 else "a")
+
+    pipeline = _pipeline(size=50)
+    _apply(pipeline, [_call(i, version(i)) for i in range(200)], batch=20)
+    assert _versions(pipeline).baseline == "a"
+    _apply(pipeline, [_call(i, version(i)) for i in range(200, 260)], batch=20)
+    versions = _versions(pipeline)
+    assert versions.baseline == "b" and list(versions.comparisons) == ["a"]
+    start = pipeline.states["m"].versions.comparisons["a"].start_row
+    assert start > 150  # begun again when b took over, on the calls the window held then (the old one began at 1)
+    calls = versions.comparisons["a"].metrics["error_ratio"]
+    since = [version(i) for i in range(start, 260)]
+    assert (calls.n_baseline, calls.n_candidate) == (since.count("b"), since.count("a"))
+
+
+# --- What the comparisons count ---------------------------------------------------------------------------------
+
+
+_METRICS_OF_CALLS = {
+    "latency": lambda call: math.log(call["latency_ms"]),
+    "error_ratio": lambda call: float(call["error"] is not None),
+    "output_tokens": lambda call: float(call["output_tokens"]),
+    "judge_score": lambda call: call.get("judge_score", math.nan),
+}
+
+
+def _stream(
+    draw_sizes: list[int], canary_every: int, seed: int, slower: float = 1.0
+) -> tuple[list[list[dict]], list[dict]]:
+    """Batches of calls of "stable" and "canary" (``slower`` times slower; judge scores for some, as feedback in the
+    same batch) and the calls in order, each with the judge score its feedback gave."""
+    rng = np.random.default_rng(seed)
+    batches, calls = [], []
+    for size in draw_sizes:
+        batch, feedback = [], []
+        for _ in range(size):
+            i = len(calls)
+            version = "canary" if i % canary_every == 0 else "stable"
+            latency_ms = float(rng.lognormal(5, 0.5)) * (slower if version == "canary" else 1.0)
+            call = _call(i, version, latency_ms, bool(rng.random() < 0.1))
+            batch.append(call)
+            calls.append(dict(call))
+        for call in calls[-min(size, 25) :]:  # (calls the window still holds as the feedback joins)
+            if rng.random() < 0.5:
+                call["judge_score"] = float(rng.random())
+                feedback.append({"type": "feedback", "request_id": call["request_id"], "timestamp": call["timestamp"],
+                                 "model": "m", "judge_score": call["judge_score"]})  # fmt: skip
+        batches.append(batch + feedback)
+    return batches, calls
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 80), min_size=3, max_size=12),
+    canary_every=st.integers(2, 5),
+    restarts=st.sets(st.integers(0, 11), max_size=3),
+    ticks=st.sets(st.integers(0, 11), min_size=1, max_size=6),
+    seed=st.integers(0, 2**16),
+)
+def test_a_comparison_counts_every_call_since_it_began_once(sizes, canary_every, restarts, ticks, seed):
+    batches, calls = _stream(sizes, canary_every, seed)
+    pipeline = _pipeline(size=25)
+    with TemporaryDirectory() as directory:
+        for number, batch in enumerate(batches):
+            _apply(pipeline, batch)
+            if number in restarts:
+                pipeline = _through_disk(pipeline, Path(directory))
+            if number in ticks:
+                pipeline.evaluate(pipeline.watermark_ms)
+    versions = _versions(pipeline)
+    comparison = pipeline.states["m"].versions.comparisons.get("canary")
+    if versions.baseline != "stable" or comparison is None:
+        return  # the canary never ran beside the stable version at an evaluation
+    since = calls[comparison.start_row :]
+    for metric, value_of in _METRICS_OF_CALLS.items():
+        result = versions.comparisons["canary"].metrics[metric]
+        sides = [np.array([value_of(c) for c in since if c["model_version"] == v]) for v in ("stable", "canary")]
+        baseline, candidate = (values[~np.isnan(values)] for values in sides)
+        assert (result.n_baseline, result.n_candidate) == (len(baseline), len(candidate)), metric
+        if len(baseline) and len(candidate):
+            assert result.effect == pytest.approx(candidate.mean() - baseline.mean(), abs=1e-9), metric
+
+
+def test_the_latency_p_value_is_savvis_on_the_calls_both_versions_made():
+    batches, calls = _stream([60] * 20, canary_every=4, seed=7, slower=1.1)
+    pipeline = _pipeline(size=400)
+    for batch in batches:
+        _apply(pipeline, batch)
+    pipeline.evaluate(pipeline.watermark_ms)  # the comparison begins: one tick, so its p-value is this tick's
+    result = pipeline.evaluations["m"].versions.comparisons["canary"].metrics["latency"]
+    start = pipeline.states["m"].versions.comparisons["canary"].start_row
+    oracle = LinearRegression(alpha=0.05, p=2)
+    for call in calls[start:]:
+        oracle.update(np.array([math.log(call["latency_ms"]), 1.0, float(call["model_version"] == "canary")]))
+    assert result.p_value == pytest.approx(min(1.0, float(oracle.calculate_p_value()[1])), rel=1e-3)
