@@ -358,7 +358,7 @@ class Pipeline:
             traffic = drift = quality = slices = data_quality = compared = None
             try:
                 if name in versions:
-                    compared = evaluate_versions(versions[name], view)
+                    compared = evaluate_versions(versions[name], view, now_ms)
                 if n_events >= windows.min_samples:
                     traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
                     suite, slicing = suites[name], self._slice_suites.get(name)

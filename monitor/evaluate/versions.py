@@ -32,7 +32,7 @@ comparisons need; :func:`evaluate_versions` then computes, without it:
 ...     batch[FAILED] = np.zeros(2_000, bool)
 ...     versions.settle(window, batch)
 ...     window.append(batch)
-...     result = evaluate_versions(versions.read(window), window.view())
+...     result = evaluate_versions(versions.read(window), window.view(), now_ms=start + 2_000.0)
 >>> result.baseline, result.comparisons["canary"].verdict
 ('stable', -1)
 >>> round(float(np.exp(result.comparisons["canary"].metrics["latency"].effect)), 1)  # the latency ratio
@@ -41,7 +41,9 @@ comparisons need; :func:`evaluate_versions` then computes, without it:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +56,7 @@ from monitor.config import VERSION_METRICS
 from monitor.state.columns import FAILED, LATENCY_MS, TIMESTAMP_MS, VERSION
 from monitor.state.versions import VersionsRead, metric_values
 
-__all__ = ["ModelVersions", "VersionComparison", "VersionFigures", "evaluate_versions"]
+__all__ = ["ModelVersions", "VersionComparison", "VersionFigures", "evaluate_versions", "evidence"]
 
 _TRAFFIC = TrafficStats()
 
@@ -98,8 +100,9 @@ class ModelVersions:
     comparisons: dict[str, VersionComparison]
 
 
-def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray]) -> ModelVersions:
-    """The figures of the versions in ``view`` (the evaluated window) and the comparisons ``read`` holds."""
+def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: float) -> ModelVersions:
+    """The figures of the versions in ``view`` (the evaluated window) and the comparisons ``read`` holds, as of
+    the event time ``now_ms``."""
     figures = _figures(read, view)
     values = metric_values(read.rows, read.numeric)
     latency_ms = read.rows[LATENCY_MS]
@@ -125,7 +128,44 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray]) -> ModelV
             latency_slower=rank_effect(baseline_ms, candidate_ms),
             start_ms=float(times.min()) if times.size else float("nan"),
         )
+        comparison.latest = evidence(comparisons[name], read.baseline, now_ms)
     return ModelVersions(read.baseline, figures, comparisons)
+
+
+def evidence(comparison: VersionComparison, baseline: str | None, evaluated_at_ms: float) -> dict[str, Any]:
+    """A comparison as plain JSON data (non-finite figures as None): its verdict, baseline, span and each metric's
+    effect, interval, p-value and sample sizes; what a rollback request carries and ``driftwarden versions`` shows.
+
+    >>> from detectors.results import SequentialResult
+    >>> result = SequentialResult(0.2, 0.1, 0.3, 0.001, 900, 100, True)
+    >>> comparison = VersionComparison(-1, {"error_ratio": result}, (5.0, 1.0, 9.0), 0.6, 1_000.0)
+    >>> evidence(comparison, "v1", 2_000.0)["metrics"]["error_ratio"]["effect"]
+    0.2
+    """
+    metrics = {
+        metric: {
+            "effect": result.effect, "lower": result.lower, "upper": result.upper, "p_value": result.p_value,
+            "n_baseline": result.n_baseline, "n_candidate": result.n_candidate, "significant": result.significant,
+        }
+        for metric, result in comparison.metrics.items()
+    }  # fmt: skip
+    effect, lower, upper = comparison.latency_p95_ms
+    metrics["latency_p95_ms"] = {"effect": effect, "lower": lower, "upper": upper}
+    metrics["latency_slower"] = {"effect": comparison.latency_slower}
+    return _plain({
+        "verdict": comparison.verdict, "baseline": baseline, "start_ms": comparison.start_ms,
+        "evaluated_at_ms": evaluated_at_ms, "metrics": metrics,
+    })  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """Figures as plain JSON data: floats as floats, NaN and infinities as None."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _figures(read: VersionsRead, view: dict[str, np.ndarray]) -> dict[str, VersionFigures]:

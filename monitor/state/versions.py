@@ -86,10 +86,13 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
 
 class Comparison:
     """One candidate against the baseline: where it began, the moments of the calls settled out of the window
-    (per metric, the baseline's and the candidate's), and each metric's running anytime-valid test."""
+    (per metric, the baseline's and the candidate's), each metric's running anytime-valid test, and what its
+    latest evaluation found (:func:`~monitor.evaluate.versions.evidence`: for ``driftwarden versions`` and
+    rollback requests)."""
 
     def __init__(self, start_row: int, config: VersionsConfig):
         self.start_row = start_row
+        self.latest: dict[str, Any] | None = None
         self.settled = {metric: (Moments.empty(), Moments.empty()) for metric in VERSION_METRICS}
         alpha = config.alpha / len(config.verdict_metrics) if config.verdict_metrics else config.alpha
         self.tests = {
@@ -110,6 +113,7 @@ class Comparison:
             "start_row": self.start_row,
             "settled": {metric: [side.to_list() for side in sides] for metric, sides in self.settled.items()},
             "tests": {metric: test.snapshot() for metric, test in self.tests.items()},
+            "latest": self.latest,
         }
 
     def restore(self, snapshot: dict) -> None:
@@ -120,6 +124,7 @@ class Comparison:
         for metric, saved in snapshot["tests"].items():
             if metric in self.tests:
                 self.tests[metric].restore(saved)
+        self.latest = snapshot.get("latest")
 
 
 class VersionsRead(NamedTuple):
