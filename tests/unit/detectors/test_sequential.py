@@ -114,6 +114,7 @@ def test_zero_spread_in_both_arms():
         (Moments(500, math.inf, math.nan), Moments(100, 1.0, 2.0)),
         (Moments(500, 0.0, math.inf), Moments(100, 1.0, 2.0)),
         (Moments(500, math.nan, 1.0), Moments(100, 1.0, 2.0)),
+        (Moments(500, 0.0, -400.0), Moments(100, 1.0, 2.0)),  # not from values: a damaged checkpoint
         (Moments(500, 0.0, 400.0), Moments()),
     ],
 )
@@ -263,6 +264,7 @@ AA_DRAWS = {
     "gaussian": lambda rng, size: rng.normal(0.0, 1.0, size),
     "bernoulli 2%": lambda rng, size: (rng.random(size) < 0.02).astype(float),
     "log of lognormal latencies": lambda rng, size: np.log(rng.lognormal(6.0, 0.5, size)),
+    "lognormal latencies": lambda rng, size: rng.lognormal(6.0, 0.5, size),
 }
 
 
@@ -290,6 +292,19 @@ def test_aa_streams_peeked_at_every_tick_rarely_become_significant(kind):
     welch = stats.binomtest(int(peeked.sum()), n_streams).proportion_ci(method="exact")
     assert ours.low <= ALPHA, ever.mean()
     assert welch.low > 2 * ALPHA, peeked.mean()
+
+
+@pytest.mark.statistical
+def test_a_wider_spread_with_the_same_mean_is_outside_the_guarantee():
+    """The caveat of ``AnytimeTTest``'s docstring: the variance is pooled, so a 10% candidate with the baseline's
+    mean but twice its standard deviation is declared different in more than alpha of 500 streams."""
+    rng = np.random.default_rng(17)
+    is_candidate = np.arange(4_000) % 10 == 0
+    values = rng.normal(0.0, 1.0, (500, 4_000)) * np.where(is_candidate, 2.0, 1.0)
+
+    ever = np.isfinite(_first_verdicts(values, is_candidate, tick=50)[0])
+
+    assert stats.binomtest(int(ever.sum()), len(ever)).proportion_ci(method="exact").low > ALPHA, ever.mean()
 
 
 AB_DRAWS = {  # candidate (True) or baseline: a shift and its sign
