@@ -13,6 +13,7 @@ __all__ = [
     "ModelDataQuality",
     "ModelDrift",
     "QualityResult",
+    "SequentialResult",
     "TrafficResult",
 ]
 
@@ -189,11 +190,28 @@ class AccuracyEstimate:
 
 
 @dataclass(frozen=True)
-class SequentialResult:  # TEMPORARY STUB (lead)
+class SequentialResult:
+    """One tick of a candidate version's metric against its baseline's, tested anytime-valid
+    (see ``detectors.sequential.AnytimeTTest``).
+
+    ``effect`` is this tick's difference of means, candidate minus baseline (NaN while an arm has no value).
+    ``p_value`` is the least p-value of all the ticks tested so far and ``lower``/``upper`` the intersection of
+    their confidence intervals for the effect, so both may be read at every tick and acted on whenever they
+    say so: for Gaussian values with one variance in both arms, the probability that ``significant`` is ever
+    True without a true difference of means is at most ``alpha``, uniformly over all ticks and however the
+    ticks are chosen, and the interval holds the true difference at all ticks at once with probability at least
+    ``1 - alpha``. For other values (0/1 outcomes, latencies) the guarantee holds asymptotically, as the arms
+    grow. ``tested`` says whether this tick's values could be tested (both arms at ``min_samples``, some
+    spread); until the first test the p-value is 1 and the interval ``(-inf, inf)``. The interval is empty
+    (``lower > upper``) only when the ticks contradict each other, which, under the model, happens with
+    probability at most ``alpha``. ``significant`` is ``p_value <= alpha``.
+    """
+
     effect: float
     lower: float
     upper: float
     p_value: float
     n_baseline: int
     n_candidate: int
+    tested: bool
     significant: bool

@@ -1,8 +1,96 @@
-# TEMPORARY STUB (lead)
+"""Fixed-horizon effect sizes of a candidate version against its baseline, on their windows.
+
+Both functions are linear or ``n log n`` in the window (a partition, or a sort of each arm), so every
+candidate of a model can be compared with its baseline on each tick. Values that are not finite (NaN: not
+reported) are left out.
+"""
+
+from __future__ import annotations
+
+import math
+
 import numpy as np
-def quantile_difference(b, c, q=0.95, confidence=0.95):
-    if len(b) < 20 or len(c) < 20: return (float("nan"),) * 3
-    e = float(np.quantile(c, q) - np.quantile(b, q)); return (e, e - 1, e + 1)
-def rank_effect(b, c):
-    if not len(b) or not len(c): return float("nan")
-    s = np.sort(b); return float((np.searchsorted(s, c, "left") + np.searchsorted(s, c, "right")).sum() / 2 / (len(b) * len(c)))
+from scipy.special import ndtri
+from scipy.stats import binom
+
+__all__ = ["quantile_difference", "rank_effect"]
+
+
+def quantile_difference(
+    baseline: np.ndarray, candidate: np.ndarray, q: float = 0.95, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Candidate's ``q`` quantile minus the baseline's, with a confidence interval.
+
+    The quantiles are numpy's default (linear interpolation). Each arm's distribution-free interval for its
+    quantile is the pair of order statistics ``X_(l) <= X_(u)`` (1-based) that covers it with probability at
+    least ``confidence``, from the binomial count of values below the quantile: ``l`` the
+    ``(1 - confidence) / 2`` binomial quantile, ``u`` one more than the ``(1 + confidence) / 2`` one. Its
+    width over ``2 z`` (``z`` the normal quantile of ``(1 + confidence) / 2``) is taken as the arm's standard
+    error, and the difference's interval is ``effect ± z sqrt(se_b^2 + se_c^2)``.
+
+    Parameters
+    ----------
+    baseline, candidate
+        The arms' values (a window each).
+    q
+        The quantile, in (0, 1).
+    confidence
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    ``(effect, lower, upper)``; all NaN when an arm is too small for its interval, that is when ``l < 1`` or
+    ``u > n``: for the 0.95 quantile at 95% confidence, fewer than 72 values (``0.95 ** n > 0.025``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(4)
+    >>> baseline_ms, candidate_ms = rng.lognormal(6.0, 0.5, 9_000), 1.3 * rng.lognormal(6.0, 0.5, 1_000)
+    >>> [round(value) for value in quantile_difference(baseline_ms, candidate_ms)]
+    [244, 156, 331]
+    """
+    z = float(ndtri((1.0 + confidence) / 2.0))
+    effect_b, se_b = _quantile_and_se(baseline, q, confidence, z)
+    effect_c, se_c = _quantile_and_se(candidate, q, confidence, z)
+    effect = effect_c - effect_b
+    radius = z * math.hypot(se_b, se_c)
+    return effect, effect - radius, effect + radius
+
+
+def _quantile_and_se(values: np.ndarray, q: float, confidence: float, z: float) -> tuple[float, float]:
+    """One arm's ``q`` quantile and the standard error its order-statistic interval implies (NaN, NaN if too small)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    n = values.size
+    below = int(binom.ppf((1.0 - confidence) / 2.0, n, q)) - 1  # 0-based indices of X_(l) and X_(u)
+    above = int(binom.ppf((1.0 + confidence) / 2.0, n, q))
+    if below < 0 or above >= n:
+        return math.nan, math.nan
+    position = (n - 1) * q
+    floor = int(position)
+    ceiling = min(floor + 1, n - 1)
+    ordered = np.partition(values, sorted({below, floor, ceiling, above}))
+    quantile = ordered[floor] + (position - floor) * (ordered[ceiling] - ordered[floor])
+    return float(quantile), float(ordered[above] - ordered[below]) / (2.0 * z)
+
+
+def rank_effect(baseline: np.ndarray, candidate: np.ndarray) -> float:
+    """The probability that a candidate value exceeds a baseline value, ties counted half.
+
+    That is the Mann-Whitney ``U`` of the candidate over ``n_b n_c``: 0.5 when neither arm tends to the larger
+    values, 1 when every candidate value is above every baseline value. Both arms are sorted and the candidate's
+    values searched among the baseline's. NaN when an arm has no value.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(2)
+    >>> round(rank_effect(rng.normal(0.0, 1.0, 9_000), rng.normal(0.3, 1.0, 1_000)), 3)
+    0.57
+    """
+    baseline, candidate = (np.asarray(values, dtype=float) for values in (baseline, candidate))
+    baseline, candidate = baseline[np.isfinite(baseline)], candidate[np.isfinite(candidate)]
+    if not baseline.size or not candidate.size:
+        return math.nan
+    ordered, searched = np.sort(baseline), np.sort(candidate)  # sorted needles: a cache-friendly search
+    below_twice = np.searchsorted(ordered, searched, "left").sum() + np.searchsorted(ordered, searched, "right").sum()
+    return float(below_twice / (2 * baseline.size * candidate.size))
