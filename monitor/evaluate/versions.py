@@ -137,7 +137,7 @@ def evidence(comparison: VersionComparison, baseline: str | None, evaluated_at_m
     effect, interval, p-value and sample sizes; what a rollback request carries and ``driftwarden versions`` shows.
 
     >>> from detectors.results import SequentialResult
-    >>> result = SequentialResult(0.2, 0.1, 0.3, 0.001, 900, 100, True)
+    >>> result = SequentialResult(0.2, 0.1, 0.3, 0.001, 900, 100, tested=True, significant=True)
     >>> comparison = VersionComparison(-1, {"error_ratio": result}, (5.0, 1.0, 9.0), 0.6, 1_000.0)
     >>> evidence(comparison, "v1", 2_000.0)["metrics"]["error_ratio"]["effect"]
     0.2
@@ -145,7 +145,8 @@ def evidence(comparison: VersionComparison, baseline: str | None, evaluated_at_m
     metrics = {
         metric: {
             "effect": result.effect, "lower": result.lower, "upper": result.upper, "p_value": result.p_value,
-            "n_baseline": result.n_baseline, "n_candidate": result.n_candidate, "significant": result.significant,
+            "n_baseline": result.n_baseline, "n_candidate": result.n_candidate, "tested": result.tested,
+            "significant": result.significant,
         }
         for metric, result in comparison.metrics.items()
     }  # fmt: skip

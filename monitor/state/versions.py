@@ -93,7 +93,7 @@ class Comparison:
     def __init__(self, start_row: int, config: VersionsConfig):
         self.start_row = start_row
         self.latest: dict[str, Any] | None = None
-        self.settled = {metric: (Moments.empty(), Moments.empty()) for metric in VERSION_METRICS}
+        self.settled = {metric: (Moments(), Moments()) for metric in VERSION_METRICS}
         alpha = config.alpha / len(config.verdict_metrics) if config.verdict_metrics else config.alpha
         self.tests = {
             metric: AnytimeTTest(alpha=alpha, phi=config.prior_scale, min_samples=config.min_samples)
