@@ -494,7 +494,9 @@ class VersionsConfig(_Section):
     version is compared with it on the calls both made since it went live, by an anytime-valid test
     (``detectors.sequential``): ``verdict_metrics`` share ``alpha`` (Bonferroni), and no verdict comes before
     ``min_samples`` calls on each side. ``prior_scale`` is the test's mixture scale: about the effect, in
-    standard deviations of the metric, that it is tuned to find soonest.
+    standard deviations of the metric, that it is tuned to find soonest. ``promote_reference: true``: when a new
+    baseline takes over from another (a rollout completed), a warm-up reference is learned again from the new
+    baseline's calls (source ``promoted``).
     """
 
     max_live: Integer = Field(4, ge=1, le=50)
@@ -503,6 +505,7 @@ class VersionsConfig(_Section):
     alpha: float = Field(0.05, ge=MIN_ALPHA, lt=1.0)
     min_samples: Integer = Field(500, ge=10)
     prior_scale: float = Field(1.0, gt=0.0, le=1_000.0)
+    promote_reference: bool = False
     verdict_metrics: list[str] = Field(
         default_factory=lambda: [name for name, worse in VERSION_METRICS.items() if worse is not None]
     )

@@ -316,17 +316,28 @@ class Pipeline:
     def _forget_derived(self, models: Iterable[str]) -> None:
         """Drop what was computed from these models' state (fitted suites, idle bookkeeping)."""
         for name in models:
-            self._drift_suites.pop(name, None)
-            self._quality_suites.pop(name, None)
-            self._slice_suites.pop(name, None)
+            self._forget_suites(name)
             self._arrived_ms.pop(name, None)
             self._settled.discard(name)
+
+    def _forget_suites(self, name: str) -> None:
+        """Drop the suites fitted on a model's reference."""
+        self._drift_suites.pop(name, None)
+        self._quality_suites.pop(name, None)
+        self._slice_suites.pop(name, None)
 
     def evaluate(self, now_ms: float, models: Collection[str] | None = None) -> None:
         """Compute the window statistics of ``models`` (default: all) as of the event time ``now_ms``."""
         windows = self.config.windows
         with self.lock:  # copies of what the tick reads; the statistics run without the lock
             states = [state for state in self.states if models is None or state.name in models]
+            versions = {}
+            for state in states:
+                if state.versions.live:
+                    reference = state.reference
+                    versions[state.name] = state.read_versions()
+                    if state.reference is not reference:  # promoted: the suites are fitted on it once complete
+                        self._forget_suites(state.name)
             views = {  # without the ids, which only the join reads (copying their objects costs the most)
                 state.name: state.window.view(now_ms, windows.duration_ms, _evaluated(state.window))
                 for state in states
@@ -351,7 +362,6 @@ class Pipeline:
                 for state in states
                 if state.labels is not None
             }
-            versions = {state.name: state.versions.read(state.window) for state in states if state.versions.live}
         evaluations = {}
         for name, view in views.items():
             n_events = len(view[TIMESTAMP_MS])

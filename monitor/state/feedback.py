@@ -341,6 +341,19 @@ class FeedbackJoin:
         self.delay.restore(snapshot["delay"])
         self.n_joined, self.n_expired, self.n_dropped, self._sequence = snapshot["counts"]
 
+    def forget_reference(self) -> None:
+        """The reference was replaced (promoted from a version's calls): no window row is one of its rows, and
+        its old rows' ids are forgotten (:meth:`index_reference` gives the new ones)."""
+        self.reference_size = 0
+        self._reference_rows = {}
+
+    def index_reference(self, request_ids: list[str | None], response_ids: list[str | None], first_row: int) -> None:
+        """Know the ids of calls a promoted reference took, from its row ``first_row`` on, so labels join them."""
+        for row, keys in enumerate(zip(request_ids, response_ids), start=first_row):
+            for key in keys:
+                if key is not None:
+                    self._reference_rows[key] = row
+
     def restore_reference_rows(self, snapshot: dict) -> None:
         """Take back only the ids of the warm-up reference's rows of a :meth:`snapshot` (a reference kept while
         its window starts afresh), so that labels still join them."""

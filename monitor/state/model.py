@@ -43,6 +43,8 @@ from monitor.state.columns import (
     OUTCOME,
     OUTPUT_TOKENS,
     PREDICTION,
+    REQUEST_ID,
+    RESPONSE_ID,
     SCORE,
     TIMESTAMP_MS,
     VERSION,
@@ -53,7 +55,7 @@ from monitor.state.feedback import FeedbackJoin, feedback_values, join_key, join
 from monitor.state.histogram import MAX_COUNT, Histogram
 from monitor.state.labels import LabelStore
 from monitor.state.reference import Reference, read_reference_file
-from monitor.state.versions import Versions
+from monitor.state.versions import Versions, VersionsRead
 from monitor.state.vocabulary import MAX_VALUE_CHARS, OTHER, Vocabulary
 from monitor.state.windows import Window
 
@@ -168,9 +170,45 @@ class ModelState:
             self.labels.append(batch)
         self.changes.observe(batch[LATENCY_MS], batch[FAILED])
         if self._reference_events is None:  # a warm-up reference takes the first events
-            self.reference.offer(batch)
+            self._offer_reference(batch)
         self.join.add_inference(batch, first_row, self.window, self.reference.rows)
         return float(batch[TIMESTAMP_MS].max())
+
+    def _offer_reference(self, batch: dict[str, np.ndarray]) -> None:
+        """Offer a batch to the warm-up reference; a promoted one takes only the baseline version's calls, and
+        tells the join their ids (its rows are not the window's first ones)."""
+        reference = self.reference
+        if reference.source != "promoted":
+            reference.offer(batch)
+            return
+        if reference.complete or self.versions.baseline not in self.versions.live:
+            return
+        taken = batch[VERSION] == self.versions.code(self.versions.baseline)
+        first_row, room = len(reference), reference.capacity - len(reference)
+        kept = {name: values[taken][:room] for name, values in batch.items()}
+        reference.offer(kept)
+        self.join.index_reference(kept[REQUEST_ID].tolist(), kept[RESPONSE_ID].tolist(), first_row)
+
+    def read_versions(self) -> VersionsRead:
+        """What an evaluation of the versions reads (:meth:`Versions.read <monitor.state.versions.Versions.read>`).
+
+        With ``versions.promote_reference`` and a warm-up reference, a new baseline that takes over from
+        another starts a new reference (source ``promoted``): the new baseline's next calls, as many as
+        ``reference.warmup``. Drift is not evaluated until it is complete.
+        """
+        before = self.versions.baseline
+        read = self.versions.read(self.window)
+        if (
+            self.model.versions.promote_reference
+            and self._reference_events is None
+            and before is not None
+            and read.baseline not in (None, before)
+        ):
+            log.info("model %s: version %s took over from %s; its reference is promoted from its calls",
+                     self.name, read.baseline, before)  # fmt: skip
+            self.reference = Reference(_warmup(self.model), self.columns.layout, "promoted", self._coded_columns())
+            self.join.forget_reference()
+        return read
 
     def _read(self, inference: list[Event]) -> dict[str, list]:
         """The fields (and feature entries) of a batch that the model reads, by path: all in one pass."""
@@ -321,6 +359,7 @@ class ModelState:
             "n_tokens": self.n_tokens,
             "vocabularies": {name: vocabulary.values for name, vocabulary in self.vocabularies.items()},
             "reference": self.reference.snapshot() if self._reference_events is None else None,
+            "reference_source": self.reference.source,
             "changes": self.changes.snapshot(),
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
             "join": self.join.snapshot(),
@@ -353,6 +392,7 @@ class ModelState:
             else:  # a checkpoint older than the label store: it starts with the calls the window holds
                 self.labels.append(self.window.view())
         if self._reference_events is None:
+            self.reference.source = snapshot.get("reference_source", "warmup")
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
             self.reference = self._new_reference()

@@ -50,8 +50,8 @@ __all__ = [
     "reference_records",
 ]
 
-#: Where a reference comes from: a model's first events (``warmup``), ``reference.file``, or a window promoted
-#: to be the reference (``promoted``: named for the exported label's sake; nothing promotes a window yet).
+#: Where a reference comes from: a model's first events (``warmup``), ``reference.file``, or the calls of a new
+#: baseline version after it took over (``promoted``: ``versions.promote_reference``).
 Source = Literal["warmup", "file", "promoted"]
 SOURCES: tuple[Source, ...] = ("warmup", "file", "promoted")
 

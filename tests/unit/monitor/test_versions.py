@@ -183,3 +183,59 @@ def test_the_latency_p_value_is_savvis_on_the_calls_both_versions_made():
     for call in calls[start:]:
         oracle.update(np.array([math.log(call["latency_ms"]), 1.0, float(call["model_version"] == "canary")]))
     assert result.p_value == pytest.approx(min(1.0, float(oracle.calculate_p_value()[1])), rel=1e-3)
+
+
+# --- A reference promoted from a new baseline -------------------------------------------------------------------
+
+
+def _promoting(promote: bool) -> Pipeline:
+    model = {"name": "m", "reference": {"warmup": 20}, "features": [{"name": "x", "kind": "numeric"}],
+             "versions": {"min_samples": 10, "promote_reference": promote}}  # fmt: skip
+    return Pipeline(parse_config({"windows": {"size": 50, "min_samples": 1}, "models": [model]}))
+
+
+def _rollout() -> list[dict]:
+    """v1 alone for 60 calls, then v2 for 60 (x shifted by 3), then v2 and a few v1."""
+    calls = [{**_call(i, "v1"), "features": {"x": i / 10}} for i in range(60)]
+    calls += [{**_call(i, "v2"), "features": {"x": 3 + i / 10}} for i in range(60, 120)]
+    return calls + [{**_call(i, "v2" if i % 5 else "v1"), "features": {"x": 3 + i / 10}} for i in range(120, 150)]
+
+
+def test_a_baseline_that_takes_over_promotes_the_reference_from_its_calls_and_a_restart_keeps_it(tmp_path):
+    pipeline = _promoting(promote=True)
+    calls = _rollout()
+    _apply(pipeline, calls[:60], batch=10)
+    warmup_id = pipeline.states["m"].reference.id
+    assert pipeline.states["m"].reference.source == "warmup" and warmup_id is not None
+    _apply(pipeline, calls[60:], batch=10)
+    pipeline = _through_disk(pipeline, tmp_path)
+    reference = pipeline.states["m"].reference
+    assert reference.source == "promoted" and reference.complete and reference.id != warmup_id
+    # it took the new baseline's calls that came after the evaluation at which it took over, and nothing else
+    taken = reference.columns()["feature.x"]
+    v2_x = [call["features"]["x"] for call in calls if call["model_version"] == "v2"]
+    first = v2_x.index(taken[0])
+    assert taken.tolist() == v2_x[first : first + 20]
+    assert _sample(pipeline, "driftwarden_reference_info", model="m", source="promoted", reference_id=reference.id)
+
+
+def test_labels_join_the_calls_a_promoted_reference_took():
+    pipeline = _promoting(promote=True)
+    calls = _rollout()
+    _apply(pipeline, calls, batch=10)
+    reference = pipeline.states["m"].reference
+    taken = reference.columns()["feature.x"].tolist()
+    call = next(call for call in calls if call["features"]["x"] == taken[3] and call["model_version"] == "v2")
+    _apply(pipeline, [{"type": "feedback", "request_id": call["request_id"], "timestamp": T0 + 200, "model": "m",
+                       "judge_score": 0.25}])  # fmt: skip
+    assert reference.columns()["judge_score"][3] == 0.25
+
+
+def test_without_promotion_the_reference_stays_what_it_was():
+    pipeline = _promoting(promote=False)
+    calls = _rollout()
+    _apply(pipeline, calls[:60], batch=10)
+    warmup_id = pipeline.states["m"].reference.id
+    _apply(pipeline, calls[60:], batch=10)
+    assert _versions(pipeline).baseline == "v2"
+    assert (pipeline.states["m"].reference.source, pipeline.states["m"].reference.id) == ("warmup", warmup_id)
