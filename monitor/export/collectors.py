@@ -401,10 +401,12 @@ def _versions(evaluations: dict) -> Iterator[Reading]:
             yield Reading(contract.VERSION_COMPARISON_CALLS, (*compared, "baseline"), calls.n_baseline)
             yield Reading(contract.VERSION_COMPARISON_CALLS, (*compared, "candidate"), calls.n_candidate)
             for metric, result in comparison.metrics.items():
-                figures = {"effect": result.effect, "lower": result.lower, "upper": result.upper}
+                if math.isnan(result.effect):  # a side has no value of it
+                    continue
+                figures = _finite({"effect": result.effect, "lower": result.lower, "upper": result.upper})
                 if metric == "latency":  # of log latency: as the ratio of the geometric means
                     figures = {stat: math.exp(value) for stat, value in figures.items()}
-                yield from _figures(contract.VERSION_COMPARISON, (*compared, metric), _finite(figures))
+                yield from _figures(contract.VERSION_COMPARISON, (*compared, metric), figures)
                 yield Reading(contract.VERSION_COMPARISON, (*compared, metric, "p_value"), result.p_value)
             effect, lower, upper = (value / 1000.0 for value in comparison.latency_p95_ms)
             p95 = {"effect": effect, "lower": lower, "upper": upper}
@@ -414,7 +416,7 @@ def _versions(evaluations: dict) -> Iterator[Reading]:
 
 
 def _finite(figures: dict[str, float]) -> dict[str, float]:
-    """The figures that are finite numbers or NaN (an unbounded interval's side, +-inf, is left out as NaN)."""
+    """The figures with +-inf (an interval not yet bounded on that side) as NaN, which is left out."""
     return {name: value if math.isfinite(value) else math.nan for name, value in figures.items()}
 
 
