@@ -7,7 +7,10 @@ through, ``support-bot``'s latency regresses (x2.5) and its errors rise,
 ``summarizer``'s client stops sending the locale of 60% of its calls (a
 data-quality check flags it; drift cannot: the locales still sent keep their
 mix), and a few malformed messages go to the topic now and then, to be
-counted and dead-lettered. Ctrl-C (or ``--duration``) stops everything cleanly.
+counted and dead-lettered. From the start, a canary of ``support-bot``
+serves a tenth of its calls, slower and judged worse than the stable
+version: the demo prints the comparison's verdict when it is reached.
+Ctrl-C (or ``--duration``) stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ APPROVAL_RATES = {False: (0.6, 0.6, 0.6), True: (0.6, 0.2, 0.6)}
 TOPICS = ("billing", "login", "shipping", "returns")
 #: support-bot's topic mix once it has drifted (uniform before).
 DRIFTED_TOPIC_SHARES = (0.1, 0.1, 0.1, 0.7)
+#: support-bot's versions: the stable one, and a canary serving a tenth of its calls, slower and less helpful.
+STABLE, CANARY = "2026-11", "2026-12-rc1"
+CANARY_SHARE, CANARY_SLOWER, CANARY_HELPFUL = 0.1, 1.3, 0.6
 #: The model whose locale goes missing after the regression, and how often.
 LOCALE_GOES_MISSING = ("summarizer", 0.6)
 #: What the demo watches on every model: a chat service's usual features.
@@ -92,6 +98,7 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
                 "quality": {"positive": "approve"},
                 "bias": {"attributes": ["segment.region"], "outcome": {"field": "prediction", "positive": "approve"}},
                 "slices": {"attributes": ["segment.locale", "segment.region"]},  # figures per locale and region too
+                "versions": {"min_samples": 100},  # a verdict from 100 calls a side: the canary's first half minute
             }
         ],
         "alerts": {
@@ -166,7 +173,9 @@ class Traffic:
             return
         rng = self._rng
         regressed = model.name == "support-bot" and self.regressed.is_set()
-        latency_ms = float(model.median_latency_ms * rng.lognormal(0.0, 0.35) * (2.5 if regressed else 1.0))
+        canary = model.name == "support-bot" and rng.random() < CANARY_SHARE
+        slower = (2.5 if regressed else 1.0) * (CANARY_SLOWER if canary else 1.0)
+        latency_ms = float(model.median_latency_ms * rng.lognormal(0.0, 0.35) * slower)
         failed = rng.random() < (0.08 if regressed else model.error_rate)
         topic = TOPICS[int(rng.choice(len(TOPICS), p=DRIFTED_TOPIC_SHARES if regressed else None))]
         request_id = f"demo-{number}"
@@ -178,6 +187,7 @@ class Traffic:
         self.producer.inference(
             request_id=request_id,
             model=model.name,
+            model_version=(CANARY if canary else STABLE) if model.name == "support-bot" else None,
             operation="chat",
             latency_ms=round(latency_ms, 1),
             ttft_ms=round(latency_ms * float(rng.uniform(0.1, 0.3)), 1),
@@ -190,7 +200,7 @@ class Traffic:
             segment=segment,
         )
         if rng.random() < 0.1:
-            helpful = not failed and rng.random() < (0.5 if regressed else 0.85)
+            helpful = not failed and rng.random() < (0.5 if regressed else CANARY_HELPFUL if canary else 0.85)
             judge_score = round(float(rng.beta(8, 2) if helpful else rng.beta(2, 5)), 3)
             self.producer.feedback(
                 request_id=request_id, model=model.name, rating=1 if helpful else -1, judge_score=judge_score
@@ -250,6 +260,7 @@ def run_demo(
                     )
                     told = True
                 _report(daemon, time.monotonic() - started, first_p95_ms, traffic.regressed.is_set(), announced, say)
+                _report_verdicts(daemon, announced, say)
                 if duration_s is not None and time.monotonic() - started >= duration_s:
                     break
         finally:
@@ -260,6 +271,37 @@ def run_demo(
                 daemon.stop()
                 daemon_thread.join(timeout=30)
     say(f"stopped: {traffic.producer.stats().sent} calls sent, {traffic.n_malformed} malformed messages")
+
+
+def _report_verdicts(daemon: Daemon, announced: set[str], say: Callable[[str], None]) -> None:
+    """Each candidate version's verdict, once, when it is reached: the metrics that decided it."""
+    for name, evaluation in sorted(daemon.pipeline.evaluations.items()):
+        versions = evaluation.versions
+        if versions is None:
+            continue
+        for version, comparison in versions.comparisons.items():
+            key = f"verdict {name} {version} {comparison.verdict}"
+            if comparison.verdict == 0 or key in announced:
+                continue
+            announced.add(key)
+            decided = [
+                _effect(metric, result.effect, result.lower, result.upper, result.p_value)
+                for metric, result in comparison.metrics.items()
+                if result.significant
+            ]
+            calls = comparison.metrics["error_ratio"]
+            say(
+                f"  verdict: {name} {version} is {'worse' if comparison.verdict < 0 else 'better'} than "
+                f"{versions.baseline} after {calls.n_candidate} of its calls and {calls.n_baseline} of the baseline's: "
+                + "; ".join(decided)
+            )
+
+
+def _effect(metric: str, effect: float, lower: float, upper: float, p_value: float) -> str:
+    """One metric's effect and interval as a person reads it (latency as a ratio)."""
+    if metric == "latency":
+        return f"latency x{math.exp(effect):.2f} [{math.exp(lower):.2f}, {math.exp(upper):.2f}], p={p_value:.1g}"
+    return f"{metric} {effect:+.3g} [{lower:+.3g}, {upper:+.3g}], p={p_value:.1g}"
 
 
 def _data_quality_lines(name: str, result) -> list[str]:

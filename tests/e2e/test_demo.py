@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.components import http_get, wait_for
 
 DRIFTED = re.compile(r"support-bot +drifted from its reference: (.*)")
+VERDICT = re.compile(r"verdict: support-bot 2026-12-rc1 is (\w+) than 2026-11 after \d+ of its calls .*: (.*)")
 MISSING = re.compile(r"summarizer +data quality: locale missing \d+% \(reference 0%\)")
 
 
@@ -29,6 +30,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
         wait_for(lambda: "biased by segment.region" in log_path.read_text(), 45, "the demo to point out the bias")
         wait_for(lambda: MISSING.search(log_path.read_text()), 30, "the demo to point out summarizer's missing locale")
         wait_for(lambda: "queued retraining job" in log_path.read_text(), 30, "the demo to queue a retraining job")
+        wait_for(lambda: VERDICT.search(log_path.read_text()), 30, "the demo to judge support-bot's canary")
         status, body = http_get(url)
         assert status == 200
         samples = {
@@ -58,6 +60,8 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     assert re.search(r"loan-approver +accuracy 0\.\d\d on \d+% labelled, estimated 0\.\d\d", output)
     jobs = re.findall(r"queued retraining job \w+ for ([\w-]+) \(driftwarden-retraining\): (\w+)", output)
     assert ("support-bot", "DataDrift") in jobs and len(jobs) == len(set(jobs))  # each job is told once
+    [(verdict, metrics)] = VERDICT.findall(output)  # told once
+    assert verdict == "worse" and "latency x1." in metrics  # 1.3 times slower (and judged worse, less often decided)
     assert re.search(r"\] consuming\n", output)  # the status line says so once it is ready
     assert "Traceback" not in output
     assert "stopped:" in output
