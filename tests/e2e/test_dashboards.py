@@ -53,6 +53,7 @@ REGRESSED = {
     "the four-fifths rule broken": 'driftwarden_bias{metric="disparate_impact_ratio"} < 0.8',
     "an invalid event": "driftwarden_events_invalid_total > 0",
     "a flagged data-quality check": 'driftwarden_data_quality_flagged{model="summarizer",feature="locale"} == 1',
+    "a canary judged worse": 'driftwarden_version_verdict{model="support-bot"} == -1',
 }
 _COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
 

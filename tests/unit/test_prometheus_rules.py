@@ -89,6 +89,7 @@ def _traffic() -> list[Record]:
             "score": score,
             "segment": {"region": region, "locale": "de" if drifted else "en"},
             "response": json.dumps({"decision": prediction}) if i % 5 else "",
+            "model_version": "rc1" if i % 10 == 0 else "v1",
         }
         if i % 17 == 0:
             call["error"] = "Timeout"
@@ -165,6 +166,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     }  # fmt: skip
     assert series["driftwarden_alerts_firing"]["alertname"] == {"DataDrift"}
     assert series["driftwarden_retraining_jobs_total"]["model"] == {"loans"}
+    assert series["driftwarden_version_verdict"]["version"] == {"rc1"}
     return series
 
 
