@@ -50,6 +50,26 @@ class Moments:
         mean = values.mean()
         return cls(int(values.size), float(mean), float(np.square(values - mean).sum()))
 
+    @classmethod
+    def of_groups(cls, values: np.ndarray, groups: np.ndarray, n_groups: int) -> list[Moments]:
+        """The moments of each group's values (``groups``: each value's group, ``0`` to ``n_groups - 1``, or
+        negative for none), in one pass of ``np.bincount`` a statistic; values that are not finite are left out.
+
+        >>> [moments.n for moments in Moments.of_groups(np.array([1.0, 2.0, 4.0, np.nan]), np.array([0, 1, 1, 1]), 3)]
+        [1, 2, 0]
+        >>> Moments.of_groups(np.array([1.0, 2.0, 4.0]), np.array([0, 1, 1]), 2)[1] == Moments.of(np.array([2.0, 4.0]))
+        True
+        """
+        kept = (groups >= 0) & np.isfinite(values)
+        groups, values = groups[kept], values[kept]
+        counts = np.bincount(groups, minlength=n_groups)
+        means = np.bincount(groups, weights=values, minlength=n_groups) / np.maximum(counts, 1)
+        m2 = np.bincount(groups, weights=np.square(values - means[groups]), minlength=n_groups)
+        return [
+            cls(int(count), float(mean), float(spread)) if count else cls()
+            for count, mean, spread in zip(counts.tolist(), means.tolist(), m2.tolist())
+        ]
+
     def merge(self, other: Moments) -> Moments:
         """The moments of this arm's values and ``other``'s together."""
         if not other.n:

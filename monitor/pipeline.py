@@ -331,17 +331,17 @@ class Pipeline:
         windows = self.config.windows
         with self.lock:  # copies of what the tick reads; the statistics run without the lock
             states = [state for state in self.states if models is None or state.name in models]
-            versions = {}
-            for state in states:
-                if state.versions.live:
-                    reference = state.reference
-                    versions[state.name] = state.read_versions()
-                    if state.reference is not reference:  # promoted: the suites are fitted on it once complete
-                        self._forget_suites(state.name)
             views = {  # without the ids, which only the join reads (copying their objects costs the most)
                 state.name: state.window.view(now_ms, windows.duration_ms, _evaluated(state.window))
                 for state in states
             }
+            versions = {}
+            for state in states:
+                if state.versions.live:
+                    reference = state.reference
+                    versions[state.name] = state.read_versions(views[state.name])
+                    if state.reference is not reference:  # promoted: the suites are fitted on it once complete
+                        self._forget_suites(state.name)
             suites = {state.name: self._drift_suite(state) for state in states}
             references = {  # a reference, once complete, is fitted once
                 state.name: (state.reference.columns(), state.reference.newest_ms)

@@ -32,7 +32,8 @@ comparisons need; :func:`evaluate_versions` then computes, without it:
 ...     batch[FAILED] = np.zeros(2_000, bool)
 ...     versions.settle(window, batch)
 ...     window.append(batch)
-...     result = evaluate_versions(versions.read(window), window.view(), now_ms=start + 2_000.0)
+...     view = window.view()
+...     result = evaluate_versions(versions.read(window, view), view, now_ms=start + 2_000.0)
 >>> result.baseline, result.comparisons["canary"].verdict
 ('stable', -1)
 >>> round(float(np.exp(result.comparisons["canary"].metrics["latency"].effect)), 1)  # the latency ratio
@@ -47,14 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from detectors._proportions import nan_mean
 from detectors.results import SequentialResult, TrafficResult
 from detectors.sequential import Moments
 from detectors.traffic import TrafficStats
 from detectors.version_effects import quantile_difference, rank_effect
 from monitor.config import VERSION_METRICS
 from monitor.state.columns import FAILED, LATENCY_MS, TIMESTAMP_MS, VERSION
-from monitor.state.versions import VersionsRead, metric_values
+from monitor.state.versions import VersionsRead, metric_values, moments_since
+from monitor.state.vocabulary import OTHER
 
 __all__ = ["ModelVersions", "VersionComparison", "VersionFigures", "evaluate_versions", "evidence"]
 
@@ -103,29 +104,42 @@ class ModelVersions:
 def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: float) -> ModelVersions:
     """The figures of the versions in ``view`` (the evaluated window) and the comparisons ``read`` holds, as of
     the event time ``now_ms``."""
-    figures = _figures(read, view)
-    values = metric_values(read.rows, read.numeric)
-    latency_ms = read.rows[LATENCY_MS]
+    rows, row_numbers = read.rows, read.row_numbers
+    values = metric_values(rows, read.numeric)
+    names, groups = _groups(read, rows[VERSION])
+    first_row = int(row_numbers[0]) if len(row_numbers) else 0
+    starts = [start_row for _, start_row in read.comparisons.values()]
+    since = moments_since(values, groups, len(names), row_numbers, [*starts, first_row])
+    latencies = _SortedLatencies(rows[LATENCY_MS], groups, row_numbers)
+    if rows is view:  # the comparisons read the evaluated window itself: its figures come with theirs
+        figures = _figures(names, groups, since[first_row], view, latencies)
+    else:
+        view_names, view_groups = _groups(read, view[VERSION])
+        view_rows = np.arange(len(view_groups))
+        whole = moments_since(metric_values(view, read.numeric), view_groups, len(view_names), view_rows, [0])
+        view_latencies = _SortedLatencies(view[LATENCY_MS], view_groups, view_rows)
+        figures = _figures(view_names, view_groups, whole[0], view, view_latencies)
+    group_of = {name: group for group, name in enumerate(names)}
+    baseline = group_of.get(str(read.baseline), -1)
     comparisons = {}
-    baseline_code = read.codes[read.baseline] if read.baseline is not None else 0  # (no comparison without one)
     for name, (comparison, start_row) in read.comparisons.items():
-        compared = read.row_numbers >= start_row
-        baseline = compared & (read.rows[VERSION] == baseline_code)
-        candidate = compared & (read.rows[VERSION] == read.codes[name])
+        candidate = group_of.get(name, -1)
+        compared = row_numbers >= start_row
         results = {}
         for metric, test in comparison.tests.items():
             settled_baseline, settled_candidate = read.settled[name][metric]
+            sides = since[start_row][metric]
             results[metric] = test.update(
-                settled_baseline.merge(Moments.of(values[metric][baseline])),
-                settled_candidate.merge(Moments.of(values[metric][candidate])),
+                settled_baseline.merge(sides[baseline] if baseline >= 0 else Moments()),
+                settled_candidate.merge(sides[candidate] if candidate >= 0 else Moments()),
             )
-        baseline_ms, candidate_ms = _given(latency_ms[baseline]), _given(latency_ms[candidate])
-        times = read.rows[TIMESTAMP_MS][compared]
+        baseline_ms, candidate_ms = latencies.since(start_row, baseline), latencies.since(start_row, candidate)
+        times = rows[TIMESTAMP_MS][compared]
         comparisons[name] = VersionComparison(
             verdict=_verdict(results, read.verdict_metrics),
             metrics=results,
             latency_p95_ms=quantile_difference(baseline_ms, candidate_ms, q=0.95),
-            latency_slower=rank_effect(baseline_ms, candidate_ms),
+            latency_slower=rank_effect(baseline_ms, candidate_ms, presorted=True),
             start_ms=float(times.min()) if times.size else float("nan"),
         )
         comparison.latest = evidence(comparisons[name], read.baseline, now_ms)
@@ -169,22 +183,58 @@ def _plain(value: Any) -> Any:
     return number if math.isfinite(number) else None
 
 
-def _figures(read: VersionsRead, view: dict[str, np.ndarray]) -> dict[str, VersionFigures]:
-    codes = view[VERSION]
-    values = metric_values(view, read.numeric)
-    figures = {}
-    by_name: dict[str, np.ndarray] = {}
-    for code in np.unique(codes[codes != 0]).tolist():
-        name = read.name(code)
+def _groups(read: VersionsRead, codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The versions among ``codes`` (live ones by name, the rest as :data:`OTHER`), and each row's group: its
+    version's index in that list, -1 for a call that names none."""
+    groups = np.full(len(codes), -1)
+    names: list[str] = []
+    for name, code in read.codes.items():  # a comparison per live version: no sort of the codes
         rows = codes == code
-        by_name[name] = by_name[name] | rows if name in by_name else rows
-    for name, rows in by_name.items():
-        n_calls = int(rows.sum())
+        if rows.any():
+            groups[rows] = len(names)
+            names.append(name)
+    other = (codes != 0) & (groups < 0)  # past max_live, or a retired version's
+    if other.any():
+        groups[other] = len(names)
+        names.append(OTHER)
+    return names, groups
+
+
+class _SortedLatencies:
+    """Each group's latencies (those reported) from a row on, sorted once for all who read them: the figures'
+    quantiles, and the p95 difference and rank effect of every candidate that shares a start."""
+
+    def __init__(self, latency_ms: np.ndarray, groups: np.ndarray, row_numbers: np.ndarray):
+        self._latency_ms, self._groups, self._row_numbers = latency_ms, groups, row_numbers
+        self._first_row = int(row_numbers[0]) if len(row_numbers) else 0
+        self._sorted: dict[tuple[int, int], np.ndarray] = {}
+
+    def since(self, start_row: int, group: int) -> np.ndarray:
+        key = (max(start_row, self._first_row), group)
+        if key not in self._sorted:
+            first = int(np.searchsorted(self._row_numbers, key[0]))
+            latency_ms = self._latency_ms[first:][self._groups[first:] == group]
+            self._sorted[key] = np.sort(latency_ms[~np.isnan(latency_ms)])
+        return self._sorted[key]
+
+
+def _figures(
+    names: list[str],
+    groups: np.ndarray,
+    moments: dict[str, list[Moments]],
+    view: dict[str, np.ndarray],
+    latencies: _SortedLatencies,
+) -> dict[str, VersionFigures]:
+    """Each version's figures in the window: ``moments`` are each metric's per group of ``groups``."""
+    figures = {}
+    for group, name in enumerate(names):
+        rows = groups == group
+        n_calls = int(np.count_nonzero(rows))
         figures[name] = VersionFigures(
             n_calls=n_calls,
-            traffic_share=n_calls / len(codes),
-            traffic=_TRAFFIC.compute(view[LATENCY_MS][rows], view[FAILED][rows]),
-            means={metric: nan_mean(metric_values_of[rows]) for metric, metric_values_of in values.items()},
+            traffic_share=n_calls / len(groups),
+            traffic=_TRAFFIC.compute(latencies.since(0, group), view[FAILED][rows]),
+            means={metric: sides[group].mean if sides[group].n else math.nan for metric, sides in moments.items()},
         )
     return figures
 
@@ -202,7 +252,4 @@ def _verdict(results: dict[str, SequentialResult], verdict_metrics: tuple[str, .
                 better = True
     return -1 if worse else int(better)
 
-
-def _given(latency_ms: np.ndarray) -> np.ndarray:
-    return latency_ms[~np.isnan(latency_ms)]
 

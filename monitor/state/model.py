@@ -189,7 +189,7 @@ class ModelState:
         reference.offer(kept)
         self.join.index_reference(kept[REQUEST_ID].tolist(), kept[RESPONSE_ID].tolist(), first_row)
 
-    def read_versions(self) -> VersionsRead:
+    def read_versions(self, view: dict[str, np.ndarray]) -> VersionsRead:
         """What an evaluation of the versions reads (:meth:`Versions.read <monitor.state.versions.Versions.read>`).
 
         With ``versions.promote_reference`` and a warm-up reference, a new baseline that takes over from
@@ -197,7 +197,7 @@ class ModelState:
         ``reference.warmup``. Drift is not evaluated until it is complete.
         """
         before = self.versions.baseline
-        read = self.versions.read(self.window)
+        read = self.versions.read(self.window, view)
         if (
             self.model.versions.promote_reference
             and self._reference_events is None

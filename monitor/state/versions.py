@@ -25,6 +25,7 @@ it, so the test sees every call once. A label that joins a call after it left th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -46,7 +47,9 @@ from monitor.state.columns import (
 from monitor.state.vocabulary import OTHER
 from monitor.state.windows import Window
 
-__all__ = ["COMPARED_COLUMNS", "OTHER_CODE", "Comparison", "Versions", "VersionsRead", "metric_values"]
+__all__ = [
+    "COMPARED_COLUMNS", "OTHER_CODE", "Comparison", "Versions", "VersionsRead", "metric_values", "moments_since",
+]  # fmt: skip
 
 #: The version code of the calls of versions past ``max_live`` (and of retired versions' calls).
 OTHER_CODE = -1
@@ -84,6 +87,32 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
     return values
 
 
+def moments_since(
+    values: dict[str, np.ndarray], groups: np.ndarray, n_groups: int, row_numbers: np.ndarray, starts: Iterable[int]
+) -> dict[int, dict[str, list[Moments]]]:
+    """For each start row, each metric's moments of each group's values over the rows from that start on (a
+    start before the first row counts from the first). ``groups`` holds each row's group (negative: none);
+    the rows are cut where the starts fall and each piece is read once, whatever the number of starts.
+
+    >>> groups, rows = np.array([0, 1, 0, 1]), np.arange(10, 14)
+    >>> moments = moments_since({"m": np.array([1.0, 5.0, 3.0, 7.0])}, groups, 2, rows, [0, 11])
+    >>> [(side.n, side.mean) for side in moments[11]["m"]], [side.n for side in moments[0]["m"]]
+    ([(1, 3.0), (2, 6.0)], [2, 2])
+    """
+    first = int(row_numbers[0]) if len(row_numbers) else 0
+    starts = list(starts)
+    cuts = sorted({max(start, first) for start in starts})
+    bounds = [int(np.searchsorted(row_numbers, cut)) for cut in cuts] + [len(row_numbers)]
+    suffix = {metric: [Moments()] * n_groups for metric in values}
+    by_cut = {}
+    for cut, begin, end in reversed(list(zip(cuts, bounds, bounds[1:]))):  # the last piece first: suffixes
+        for metric, column in values.items():
+            piece = Moments.of_groups(column[begin:end], groups[begin:end], n_groups)
+            suffix[metric] = [part.merge(later) for part, later in zip(piece, suffix[metric])]
+        by_cut[cut] = dict(suffix)
+    return {start: by_cut[max(start, first)] for start in starts}
+
+
 class Comparison:
     """One candidate against the baseline: where it began, the moments of the calls settled out of the window
     (per metric, the baseline's and the candidate's), each metric's running anytime-valid test, and what its
@@ -100,13 +129,11 @@ class Comparison:
             for metric in VERSION_METRICS
         }
 
-    def settle(self, values: dict[str, np.ndarray], baseline: np.ndarray, candidate: np.ndarray) -> None:
-        """Add the figures of calls leaving the window (``baseline``, ``candidate``: which rows are whose)."""
+    def settle(self, leaving: dict[str, tuple[Moments, Moments]]) -> None:
+        """Add the moments of calls leaving the window, per metric the baseline's and the candidate's."""
         for metric, (settled_baseline, settled_candidate) in self.settled.items():
-            self.settled[metric] = (
-                settled_baseline.merge(Moments.of(values[metric][baseline])),
-                settled_candidate.merge(Moments.of(values[metric][candidate])),
-            )
+            baseline, candidate = leaving[metric]
+            self.settled[metric] = (settled_baseline.merge(baseline), settled_candidate.merge(candidate))
 
     def snapshot(self) -> dict:
         return {
@@ -178,29 +205,38 @@ class Versions:
         """The codes of a batch's versions (appended to the window from ``first_row``), admitting new ones."""
         n = len(names)
         first = names[0] if n else None
-        if first is not None and type(first) is str and first in self._codes and names.count(first) == n:
-            self.last_seen_ms[first] = max(self.last_seen_ms[first], float(timestamps_ms.max()))
-            return np.full(n, self._codes[first], dtype=np.int32)  # the usual batch: one live version
-        codes = np.zeros(n, dtype=np.int32)
-        for name in dict.fromkeys(names):
-            if type(name) is not str:
-                continue  # None, or unset: no version
-            rows = np.fromiter((value == name for value in names), np.bool_, n)
-            latest_ms = float(timestamps_ms[rows].max())
-            codes[rows] = self._admit(name, latest_ms, first_row + int(np.argmax(rows)))
+        live = self._codes
+        if names.count(first) == n:  # the usual batch: of no version, or of one live version
+            if type(first) is not str:
+                return np.zeros(n, dtype=np.int32)
+            if first in live:
+                self.last_seen_ms[first] = max(self.last_seen_ms[first], float(timestamps_ms.max()))
+                return np.full(n, live[first], dtype=np.int32)
+        lookup = {name: live.get(name, 0) for name in dict.fromkeys(names)}  # None, unset and new ones: 0 for now
+        codes = np.fromiter(map(lookup.__getitem__, names), np.int32, n)
+        for name, code in lookup.items():  # seen now: a live version in the batch is not silent
+            if code > 0:
+                self.last_seen_ms[name] = max(self.last_seen_ms[name], float(timestamps_ms[codes == code].max()))
+        if any(code == 0 and type(name) is str for name, code in lookup.items()):
+            self._admit_new(names, timestamps_ms, first_row, codes)
         return codes
 
-    def _admit(self, name: str, latest_ms: float, row: int) -> int:
-        code = self._codes.get(name)
-        if code is None:
+    def _admit_new(self, names: list[Any], timestamps_ms: np.ndarray, first_row: int, codes: np.ndarray) -> None:
+        """Code the batch's versions not live yet, in the order they come: admitted while there is room (or a
+        silent one to retire), else :data:`OTHER_CODE`. One pass over their rows, however many names they have."""
+        rows_of: dict[str, list[int]] = {}
+        for row in np.flatnonzero(codes == 0).tolist():
+            name = names[row]
+            if type(name) is str:
+                rows_of.setdefault(name, []).append(row)
+        for name, rows in rows_of.items():
+            latest_ms = float(timestamps_ms[rows].max())
             if len(self._codes) >= self.config.max_live and not self._retire_one(latest_ms):
-                return OTHER_CODE
-            code = self._codes[name] = self._next_code
+                codes[rows] = OTHER_CODE
+                continue
+            codes[rows] = self._codes[name] = self._next_code
             self._next_code += 1
-            self.first_row[name] = row
-            self.last_seen_ms[name] = latest_ms
-        self.last_seen_ms[name] = max(self.last_seen_ms[name], latest_ms)
-        return code
+            self.first_row[name], self.last_seen_ms[name] = first_row + rows[0], latest_ms
 
     def _retire_one(self, now_ms: float) -> bool:
         """Retire the least recently seen live version if it has been silent for ``retire_after``; whether it was."""
@@ -241,13 +277,19 @@ class Versions:
         self.baseline, self.baseline_row = name, row
         self.comparisons = {}
 
-    def read(self, window: Window) -> VersionsRead:
+    def read(self, window: Window, view: dict[str, np.ndarray]) -> VersionsRead:
         """Choose the baseline (see :meth:`choose_baseline`) and copy what :func:`~monitor.evaluate.versions.
-        evaluate_versions` reads of the comparisons and of ``window``; called under the pipeline's lock."""
-        self.choose_baseline(window.since(0, (VERSION,))[VERSION], window.n_appended - len(window))
+        evaluate_versions` reads of the comparisons and of ``window``; called under the pipeline's lock.
+        ``view`` is the evaluation's copy of the window: when it holds every row (no ``windows.duration`` cut
+        any), the comparisons read it too, and nothing more is copied."""
+        first_held = window.n_appended - len(window)
+        self.choose_baseline(window.since(first_held, (VERSION,))[VERSION], first_held)
         start_row = min((comparison.start_row for comparison in self.comparisons.values()), default=window.n_appended)
-        rows = window.since(start_row, (*COMPARED_COLUMNS, TIMESTAMP_MS))
-        first_row = max(start_row, window.n_appended - len(window))
+        first_row = max(start_row, first_held)
+        if first_row == first_held and len(view[TIMESTAMP_MS]) == len(window):
+            rows = view
+        else:
+            rows = window.since(start_row, (*COMPARED_COLUMNS, TIMESTAMP_MS))
         return VersionsRead(
             baseline=self.baseline,
             codes=dict(self._codes),
@@ -273,11 +315,15 @@ class Versions:
         first_row = window.n_appended - len(window)
         rows = np.arange(first_row, first_row + len(leaving[VERSION]))
         codes = leaving[VERSION]
-        values = metric_values(leaving, self.numeric)
-        is_baseline = codes == self._codes[self.baseline]
-        for name, comparison in self.comparisons.items():
-            compared = rows >= comparison.start_row
-            comparison.settle(values, is_baseline & compared, (codes == self._codes[name]) & compared)
+        groups = np.where(codes == self._codes[self.baseline], 0, -1)  # the baseline 0, each candidate its own
+        for group, name in enumerate(self.comparisons, start=1):
+            groups[codes == self._codes[name]] = group
+        starts = [comparison.start_row for comparison in self.comparisons.values()]
+        moments = moments_since(metric_values(leaving, self.numeric), groups, len(starts) + 1, rows, starts)
+        for group, comparison in enumerate(self.comparisons.values(), start=1):
+            comparison.settle(
+                {metric: (sides[0], sides[group]) for metric, sides in moments[comparison.start_row].items()}
+            )
 
     def snapshot(self) -> dict:
         return {

@@ -104,6 +104,7 @@ def test_rank_effect_equals_scipy_mann_whitney(draw, n_baseline, n_candidate):
     oracle = stats.mannwhitneyu(candidate, baseline).statistic / (n_baseline * n_candidate)
 
     assert rank_effect(baseline, candidate) == pytest.approx(oracle, rel=1e-12)
+    assert rank_effect(np.sort(baseline), candidate, presorted=True) == pytest.approx(oracle, rel=1e-12)
     assert rank_effect(candidate, baseline) == pytest.approx(1 - oracle, rel=1e-12)
 
 

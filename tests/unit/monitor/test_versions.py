@@ -17,17 +17,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from savvi.linear_regression import LinearRegression
 
-from monitor.config import parse_config
+from monitor.config import VersionsConfig, parse_config
 from monitor.pipeline import Pipeline
+from monitor.state.versions import Versions
 from monitor.state.vocabulary import OTHER
 from tests.unit.monitor.test_feedback import _apply, _sample, _through_disk
 
 T0 = 1_800_000_000
 
 
-def _pipeline(size: int = 100, **versions: object) -> Pipeline:
+def _pipeline(size: int = 100, duration: str | None = None, **versions: object) -> Pipeline:
     model = {"name": "m", "reference": {"warmup": 1}, "versions": {"min_samples": 10, **versions}}
-    return Pipeline(parse_config({"windows": {"size": size, "min_samples": 1}, "models": [model]}))
+    windows = {"size": size, "min_samples": 1, "duration": duration}
+    return Pipeline(parse_config({"windows": windows, "models": [model]}))
 
 
 def _call(i: int, version: str | None, latency_ms: float = 100.0, failed: bool = False, at_s: float | None = None):
@@ -66,6 +68,52 @@ def test_a_producer_that_names_a_new_version_per_call_makes_a_bounded_number_of_
     assert {name: figures.n_calls for name, figures in versions.figures.items()} == {OTHER: 100}
     assert versions.baseline is None and versions.comparisons == {}  # no live version is in the window
     assert _sample(pipeline, "driftwarden_version_calls", model="m", version=OTHER) == 100
+
+
+def _admitted(batches: list[list[tuple[str | None, float]]], max_live: int, retire_ms: float) -> list[list[int]]:
+    """The codes the admission rule gives, one call at a time in plain Python: a batch's live versions are seen
+    first; then each new name, in the order it first comes, takes a code if there is room or the least recently
+    seen live version has been silent for ``retire_ms`` before the name's latest call in the batch."""
+    live: dict[str, int] = {}
+    last: dict[str, float] = {}
+    next_code, coded = 1, []
+    for batch in batches:
+        for name, at in batch:
+            if name in live:
+                last[name] = max(last[name], at)
+        new: dict[str, int] = {}
+        for name, _ in batch:
+            if name is not None and name not in live and name not in new:
+                latest = max(at for other, at in batch if other == name)
+                if len(live) >= max_live:
+                    victim = min(last, key=last.__getitem__)
+                    if last[victim] > latest - retire_ms:
+                        new[name] = -1
+                        continue
+                    del live[victim], last[victim]
+                live[name], last[name], new[name] = next_code, latest, next_code
+                next_code += 1
+        coded.append([0 if name is None else live.get(name, new.get(name, -1)) for name, _ in batch])
+    return coded
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", None]), st.integers(0, 50)), max_size=30),
+             max_size=8),
+    st.integers(1, 3),
+)  # fmt: skip
+def test_versions_are_coded_as_the_admission_rule_says(batches, max_live):
+    timed = []
+    for number, batch in enumerate(batches):  # each batch 100 s after the last: some versions fall silent
+        timed.append([(name, 100_000.0 * number + 1_000.0 * at) for name, at in batch])
+    versions = Versions(VersionsConfig(max_live=max_live, retire_after="150s"))
+    coded = [
+        versions.encode([name for name, _ in batch], np.array([at for _, at in batch]), 0).tolist()
+        for batch in timed
+        if batch
+    ]
+    assert coded == _admitted([batch for batch in timed if batch], max_live, 150_000)
 
 
 def test_calls_without_a_version_are_in_no_version_and_make_no_comparison():
@@ -146,10 +194,11 @@ def _stream(
     restarts=st.sets(st.integers(0, 11), max_size=3),
     ticks=st.sets(st.integers(0, 11), min_size=1, max_size=6),
     seed=st.integers(0, 2**16),
+    duration=st.sampled_from([None, "15s"]),
 )
-def test_a_comparison_counts_every_call_since_it_began_once(sizes, canary_every, restarts, ticks, seed):
+def test_a_comparison_counts_every_call_since_it_began_once(sizes, canary_every, restarts, ticks, seed, duration):
     batches, calls = _stream(sizes, canary_every, seed)
-    pipeline = _pipeline(size=25)
+    pipeline = _pipeline(size=25, duration=duration)  # a duration: the evaluated window is cut, not the comparison
     with TemporaryDirectory() as directory:
         for number, batch in enumerate(batches):
             _apply(pipeline, batch)
@@ -162,6 +211,15 @@ def test_a_comparison_counts_every_call_since_it_began_once(sizes, canary_every,
     if versions.baseline != "stable" or comparison is None:
         return  # the canary never ran beside the stable version at an evaluation
     since = calls[comparison.start_row :]
+    held = calls[-25:]  # the figures are of the evaluated window: the calls held, within the duration if any
+    evaluated = [call for call in held if duration is None or call["timestamp"] > calls[-1]["timestamp"] - 15]
+    for version in ("stable", "canary"):
+        mine = [call for call in evaluated if call["model_version"] == version]
+        figures = versions.figures.get(version)
+        assert (figures.n_calls if figures else 0) == len(mine)
+        if mine:
+            expected = np.mean([call["error"] is not None for call in mine])
+            assert figures.means["error_ratio"] == pytest.approx(expected)
     for metric, value_of in _METRICS_OF_CALLS.items():
         result = versions.comparisons["canary"].metrics[metric]
         sides = [np.array([value_of(c) for c in since if c["model_version"] == v]) for v in ("stable", "canary")]
