@@ -339,7 +339,7 @@ class RetrainingQueue:
             raise ValueError(f"a {self._what} for {model!r} needs at least one alert")
         if self.kind == "rollback" and version is None:
             raise ValueError(f"a rollback request for {model!r} needs the version to roll back")
-        scope = [model, version] if self.kind == "rollback" else [model]
+        scope: list[str | None] = [model, version] if self.kind == "rollback" else [model]
         created_ms = int(now_ms)
         job = Job(
             id=_job_id(scope, alerts[0], created_ms, self.cooldown_ms),
