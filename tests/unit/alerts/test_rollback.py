@@ -31,20 +31,20 @@ RETRAIN = {"name": "Busy", "metric": "window_events", "op": ">", "threshold": 0,
 VERSIONS = {"v1": (0.7, 0.05, 1.0), "v2": (0.1, 0.4, 1.0), "v3": (0.1, 0.05, 3.0), "v4": (0.1, 0.05, 1.0)}
 
 
-def config_for(state_dir, rules=(ROLLBACK,), **sections):
-    model = {"name": "m", "reference": {"warmup": 1}, "versions": {"min_samples": 20}}
-    return parse_config(
-        {
-            "state": {"dir": str(state_dir)},
-            "windows": {"size": 5_000, "min_samples": 1},
-            "models": [model],
-            "alerts": {"rules": list(rules)},
-            "rollback": {"topic": "rollbacks"},
-            "retraining": {"topic": "retraining"},
-            **sections,
-        },
-        environ={},
-    )
+def settings(state_dir, rules=(ROLLBACK,)) -> dict:
+    """The config of these tests, as its YAML file holds it."""
+    return {
+        "state": {"dir": str(state_dir)},
+        "windows": {"size": 5_000, "min_samples": 1},
+        "models": [{"name": "m", "reference": {"warmup": 1}, "versions": {"min_samples": 20}}],
+        "alerts": {"rules": list(rules)},
+        "rollback": {"topic": "rollbacks"},
+        "retraining": {"topic": "retraining"},
+    }
+
+
+def config_for(state_dir, rules=(ROLLBACK,)):
+    return parse_config(settings(state_dir, rules), environ={})
 
 
 def calls(n: int = 2_000, seed: int = 7, first: int = 0) -> list[dict]:
