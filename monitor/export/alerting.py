@@ -407,8 +407,10 @@ def _first_requests(requests: list[_JobRequest]) -> list[_JobRequest]:
     return list(kept.values())
 
 
-def _ledger(path: Path, settings: RetrainingConfig | RollbackConfig, publish: Callable[..., None] | None, kind: str):
-    """The ledger of one action, publishing to its topic (if it has one) and POSTing to its trigger."""
+def _ledger(
+    path: Path, settings: RetrainingConfig | RollbackConfig, publish: Callable[..., None] | None, kind: str
+) -> RetrainingQueue:
+    """The ledger of one action (``kind``), publishing to its topic (if it has one) and POSTing to its trigger."""
     to_topic = functools.partial(publish, topic=settings.topic) if publish is not None and settings.topic else None
     return RetrainingQueue(path, settings.cooldown_ms, publish=to_topic, trigger_url=settings.trigger_url, kind=kind)
 
