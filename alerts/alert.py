@@ -16,7 +16,7 @@ class Alert:
     is stable for the rule and series, so sinks and the retraining queue can
     deliver each transition once. Times are event time in milliseconds
     (``ends_at_ms`` is None while firing). ``actions`` are the rule's action
-    names (``alertmanager``, ``webhook``, ``log``, ``retrain``).
+    names (``alertmanager``, ``webhook``, ``log``, ``retrain``, ``rollback``).
     """
 
     fingerprint: str

@@ -1,8 +1,14 @@
-"""Retraining jobs: asked for by firing alerts, kept in a SQLite ledger, published and triggered.
+"""Retraining jobs and rollback requests: asked for by firing alerts, kept in a SQLite ledger, published and triggered.
 
 A rule whose ``actions`` include ``retrain`` asks :class:`RetrainingQueue` for a
-job when it fires. The queue creates at most one job per model per
-``cooldown_ms`` of event time and records it in a SQLite ledger (WAL,
+job when it fires; one whose ``actions`` include ``rollback`` asks a second
+queue, of ``kind="rollback"``, for a request to roll a model's version back.
+The one class is the ledger of both actions: a job of either kind is a
+:class:`Job`, and they differ in scope only. A retraining job is per model
+(its ``version`` records the model's baseline version when it was queued); a
+rollback request is per (model, version), the candidate to roll back, and
+carries the ``evidence`` against it. The queue creates at most one job per
+scope per ``cooldown_ms`` of event time and records it in a SQLite ledger (WAL,
 ``synchronous=FULL``) before :meth:`RetrainingQueue.request` returns, so the
 ledger is both the queue's memory (a restarted daemon inside the cooldown
 creates no new job) and its outbox: :meth:`RetrainingQueue.deliver` takes due
@@ -13,13 +19,15 @@ there. Failed steps are retried with the same :class:`~alerts.backoff.Backoff`
 schedule and the same :class:`~alerts.http.HttpClient` (timeouts, no
 redirects) as alert notifications, with their own figures (:data:`BACKOFF`).
 
-Job ids are idempotency keys: a digest of the model, the cooldown bucket the
+Job ids are idempotency keys: a digest of the scope (the model; for a rollback
+request, the model and version), the cooldown bucket the
 request falls in and the earliest alert's fingerprint and start. Replaying the
 same evaluation ticks after a crash asks for the same id, which the ledger
 already holds, and nothing is queued twice (and the cooldown, which also
 counts jobs created *after* the replayed tick, refuses it as well).
 
-Status of a job (the ``status`` label of ``driftwarden_retraining_jobs_total``):
+Status of a job (the ``status`` label of ``driftwarden_retraining_jobs_total`` and
+``driftwarden_rollback_requests_total``):
 
 ``queued``
     In the ledger, not yet published. With neither ``publish`` nor
@@ -49,7 +57,8 @@ them), :meth:`RetrainingQueue.merge` takes them into another ledger (a job it
 holds already is left alone, unless it had handed it over: the model came
 back), and :meth:`RetrainingQueue.hand_over` stops this ledger delivering the
 jobs it gave away. Ids depend on the request only, never on the replica, so
-the new owner asks for the same ids that one replica would have.
+the new owner asks for the same ids that one replica would have. (A model's
+entries are those of all its versions: versions move with their model.)
 
 >>> import tempfile, os
 >>> from alerts.alert import Alert
@@ -68,6 +77,20 @@ True
 >>> queue.counts()[("bot", "published")]
 1
 >>> queue.close()
+
+A rollback queue keeps one request per (model, version):
+
+>>> rollback = RetrainingQueue(os.path.join(tempfile.mkdtemp(), "rollback.sqlite"), 24 * 3600_000, kind="rollback")
+>>> canary = Alert("f2", {"alertname": "CanaryWorse", "model": "bot", "version": "v2"}, {}, "firing", -1.0,
+...                1_000, None, ("rollback",))
+>>> request = rollback.request("bot", [canary], {}, {}, now_ms=60_000, version="v2", evidence={"verdict": -1})
+>>> request.version, request.evidence
+('v2', {'verdict': -1})
+>>> rollback.request("bot", [canary], {}, {}, now_ms=90_000, version="v2") is None  # the same (model, version)
+True
+>>> rollback.request("bot", [canary], {}, {}, now_ms=90_000, version="v3").version  # another version of it
+'v3'
+>>> rollback.close()
 """
 
 from __future__ import annotations
@@ -92,6 +115,7 @@ __all__ = [
     "BACKOFF",
     "FAILED",
     "HANDED_OVER",
+    "KINDS",
     "PUBLISHED",
     "QUEUED",
     "STATUSES",
@@ -107,15 +131,21 @@ ACKNOWLEDGED = "acknowledged"
 FAILED = "failed"
 HANDED_OVER = "handed_over"
 STATUSES = (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED, HANDED_OVER)
+#: The ledger's kinds: retraining jobs, one per model per cooldown; rollback requests, one per (model, version).
+KINDS = ("retraining", "rollback")
 
 #: Retries of one step (publish, then trigger): 2 s doubling to 10 min; after 20 failed attempts in a row the
 #: job is ``failed`` (2 s + 4 s + ... + 512 s then 10 min each: the last comes about 1 h 57 min after the first).
 BACKOFF = Backoff(first_ms=2_000, max_ms=600_000, max_attempts=20)
 
-#: Version of the job document (``Job.to_json``) that consumers of the topic and the trigger receive.
-SCHEMA_VERSION = 1
-#: Version of the ledger's schema (SQLite's ``user_version``): 2 added ``handed_over`` (:func:`_migrate`).
-_LEDGER_VERSION = 2
+#: Version of the job document (``Job.to_json``) that consumers of the topic and the trigger receive:
+#: 2 added ``version`` (a retraining job's: the model's baseline version when it was queued, null for a model
+#: without versions; a rollback request's: the version to roll back) and ``evidence`` (a rollback request's:
+#: the comparison against the baseline, :func:`monitor.evaluate.versions.evidence`; null for a retraining job).
+SCHEMA_VERSION = 2
+#: Version of the ledger's schema (SQLite's ``user_version``): 2 added ``handed_over``, 3 the ``version``
+#: column (:func:`_migrate`).
+_LEDGER_VERSION = 3
 _MAX_ERROR_CHARS = 500
 
 PublishFn = Callable[..., object]
@@ -123,12 +153,14 @@ PublishFn = Callable[..., object]
 
 @dataclass(frozen=True)
 class Job:
-    """One retraining job as the ledger holds it.
+    """One retraining job (or rollback request) as the ledger holds it.
 
     ``alerts`` hold each alert's name, fingerprint, state, labels,
     annotations, value and start; ``window`` and ``reference`` are the
     summaries the caller passed (sizes, drift share, drifted features...),
     as plain JSON values. ``created_ms`` is the event time of the request.
+    ``version`` is the model version the job concerns (see the module's
+    docstring), ``evidence`` what a rollback request rests on (plain JSON data).
     The delivery fields (``status``, ``attempts`` of the current step,
     ``last_error``, ``next_attempt_ms``, ``updated_ms``) change as the job is
     delivered; :meth:`to_json` leaves them out, so every attempt sends the same
@@ -142,6 +174,8 @@ class Job:
     window: dict[str, Any]
     reference: dict[str, Any]
     created_ms: int
+    version: str | None = None
+    evidence: dict[str, Any] | None = None
     status: str = QUEUED
     attempts: int = 0
     last_error: str | None = None
@@ -157,11 +191,13 @@ class Job:
             "schema_version": SCHEMA_VERSION,
             "id": self.id,
             "model": self.model,
+            "version": self.version,
             "reason": self.reason,
             "alerts": list(self.alerts),
             "window": self.window,
             "reference": self.reference,
             "created_ms": self.created_ms,
+            "evidence": self.evidence,
         }
         return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -170,6 +206,7 @@ _TABLE = f"""
 CREATE TABLE IF NOT EXISTS {{table}} (
     id TEXT PRIMARY KEY,
     model TEXT NOT NULL,
+    version TEXT,
     created_ms INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ({", ".join(repr(status) for status in STATUSES)})),
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -183,20 +220,24 @@ _INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_ms);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, next_attempt_ms);
 """
-_COLUMNS = "id, model, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload"
+_COLUMNS = "id, model, version, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload"
 _NAMES = tuple(_COLUMNS.split(", "))
 
 
 class RetrainingQueue:
-    """Retraining jobs for firing alerts: one per model per cooldown, kept in a ledger, delivered with retries.
+    """Jobs for firing alerts: one per scope per cooldown, kept in a ledger, delivered with retries.
+
+    The ledger of both actions: retraining jobs (``kind="retraining"``, one per model) and rollback requests
+    (``kind="rollback"``, one per model and version).
 
     Parameters
     ----------
     ledger_path : str or Path
         The SQLite file (created with its directory if missing), normally
-        ``<state.dir>/retraining.sqlite``. One queue per file.
+        ``<state.dir>/jobs.sqlite`` (retraining) or ``<state.dir>/rollback.sqlite``. One queue per file.
     cooldown_ms : float
-        No job is created for a model while another job of that model was
+        No job is created for a model (a rollback request: a model's version)
+        while another job of the same was
         created less than ``cooldown_ms`` of event time before (or after) the
         request; 0 disables the cooldown (the ids still deduplicate replays).
     publish : callable, optional
@@ -212,6 +253,9 @@ class RetrainingQueue:
     backoff : Backoff
         When a failed step is tried again, and after how many failures in a
         row the job is ``failed``.
+    kind : {"retraining", "rollback"}
+        What the ledger holds: the scope of its cooldown and ids (the model,
+        or the model and version), and the name its log lines use.
 
     Notes
     -----
@@ -229,7 +273,10 @@ class RetrainingQueue:
         trigger_url: str | None = None,
         timeout_s: float = 5.0,
         backoff: Backoff = BACKOFF,
+        kind: str = "retraining",
     ):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if cooldown_ms < 0:
             raise ValueError(f"cooldown_ms must be >= 0, got {cooldown_ms!r}")
         if backoff.max_attempts is None:
@@ -242,6 +289,10 @@ class RetrainingQueue:
         self.trigger_url = trigger_url
         self.timeout_s = timeout_s
         self.backoff = backoff
+        self.kind = kind
+        self._what = "rollback request" if kind == "rollback" else "retraining job"
+        #: The jobs that share a cooldown: an SQL condition on the ``model`` (and ``version``) of those given.
+        self._scope = "model = {model}" + (" AND version IS {version}" if kind == "rollback" else "")
         self._lock = threading.RLock()  # the connection and its transactions
         self._deliver_lock = threading.Lock()  # one delivery round at a time, so no job is sent twice at once
         self._client = HttpClient(timeout_s)
@@ -254,7 +305,7 @@ class RetrainingQueue:
             if version > _LEDGER_VERSION:
                 self._db.close()
                 raise RuntimeError(
-                    f"{self.ledger_path}: retraining ledger version {version} is newer than this driftwarden"
+                    f"{self.ledger_path}: job ledger version {version} is newer than this driftwarden"
                     f" ({_LEDGER_VERSION})"
                 )
             if 0 < version < _LEDGER_VERSION:
@@ -271,27 +322,35 @@ class RetrainingQueue:
         window: Mapping[str, Any],
         reference: Mapping[str, Any],
         now_ms: float,
+        version: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> Job | None:
         """Create and record a job for ``model`` unless the cooldown or an identical earlier request forbids it.
 
         Returns the new job (``queued``), or None when no job was created: a
-        job of this model was created less than ``cooldown_ms`` from
+        job of this model (a rollback request: of this model and ``version``)
+        was created less than ``cooldown_ms`` from
         ``now_ms``, or this very job (same id) is already in the ledger. The
         job is committed to the ledger before this returns; a ledger error
         raises, so that the caller does not checkpoint past it.
         """
         alerts = sorted(alerts, key=lambda alert: (alert.starts_at_ms, alert.fingerprint))
         if not alerts:
-            raise ValueError(f"a retraining job for {model!r} needs at least one alert")
+            raise ValueError(f"a {self._what} for {model!r} needs at least one alert")
+        if self.kind == "rollback" and version is None:
+            raise ValueError(f"a rollback request for {model!r} needs the version to roll back")
+        scope: list[str | None] = [model, version] if self.kind == "rollback" else [model]
         created_ms = int(now_ms)
         job = Job(
-            id=_job_id(model, alerts[0], created_ms, self.cooldown_ms),
+            id=_job_id(scope, alerts[0], created_ms, self.cooldown_ms),
             model=model,
             reason="; ".join(f"{alert.name}: {_summary(alert)}" for alert in alerts),
             alerts=tuple(_plain(_alert_document(alert)) for alert in alerts),
             window=_plain(dict(window)),
             reference=_plain(dict(reference)),
             created_ms=created_ms,
+            version=version,
+            evidence=None if evidence is None else _plain(dict(evidence)),
             updated_ms=created_ms,
         )
         payload = job.to_json()
@@ -302,22 +361,23 @@ class RetrainingQueue:
                     self._db.execute("ROLLBACK")
                     return None
                 recent = self._db.execute(
-                    "SELECT 1 FROM jobs WHERE model = ? AND created_ms > ? AND created_ms < ? LIMIT 1",
-                    (model, created_ms - self.cooldown_ms, created_ms + self.cooldown_ms),
+                    f"SELECT 1 FROM jobs WHERE {self._scope.format(model='?', version='?')}"
+                    " AND created_ms > ? AND created_ms < ? LIMIT 1",
+                    (*scope, created_ms - self.cooldown_ms, created_ms + self.cooldown_ms),
                 ).fetchone()
                 if recent:
                     self._db.execute("ROLLBACK")
                     return None
                 self._db.execute(
-                    f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (job.id, model, created_ms, QUEUED, 0, None, 0, created_ms, payload),
+                    f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))})",
+                    (job.id, model, version, created_ms, QUEUED, 0, None, 0, created_ms, payload),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        log.info("retraining job %s queued for model %s: %s", job.id, model, job.reason)
+        log.info("%s %s queued for model %s: %s", self._what, job.id, model, job.reason)
         return job
 
     # -- delivery -------------------------------------------------------------------------------------------
@@ -359,24 +419,26 @@ class RetrainingQueue:
             except Exception as error:
                 return self._failed(job, now_ms, f"publish: {_describe(error)}")
             job = self._update(job, now_ms, status=PUBLISHED, attempts=0, last_error=None, next_attempt_ms=0)
-            log.info("retraining job %s for model %s published", job.id, job.model)
+            log.info("%s %s for model %s published", self._what, job.id, job.model)
         if self.trigger_url is None:
             return job
         headers = {"Content-Type": "application/json", "Idempotency-Key": job.id, "User-Agent": "driftwarden"}
         answer = self._client.post(self.trigger_url, body, headers)
         if not answer.ok:
             return self._failed(job, now_ms, f"trigger: {answer.error}"[:_MAX_ERROR_CHARS], give_up=answer.rejected)
-        log.info("retraining job %s for model %s acknowledged by the trigger", job.id, job.model)
+        log.info("%s %s for model %s acknowledged by the trigger", self._what, job.id, job.model)
         return self._update(job, now_ms, status=ACKNOWLEDGED, attempts=0, last_error=None, next_attempt_ms=None)
 
     def _failed(self, job: Job, now_ms: float, error: str, give_up: bool = False) -> Job:
         attempts = job.attempts + 1
         next_attempt_ms = None if give_up else self.backoff.next_attempt_ms(attempts, now_ms)
         if next_attempt_ms is None:
-            log.error("retraining job %s for model %s failed after %d attempts: %s", job.id, job.model, attempts, error)
+            message = "%s %s for model %s failed after %d attempts: %s"
+            log.error(message, self._what, job.id, job.model, attempts, error)
             return self._update(job, now_ms, status=FAILED, attempts=attempts, last_error=error, next_attempt_ms=None)
         log.warning(
-            "retraining job %s for model %s, attempt %d of %d: %s; next in %d ms",
+            "%s %s for model %s, attempt %d of %d: %s; next in %d ms",
+            self._what,
             job.id,
             job.model,
             attempts,
@@ -401,8 +463,9 @@ class RetrainingQueue:
     def entries(self, models: Iterable[str]) -> list[dict[str, Any]]:
         """The jobs of ``models`` another ledger needs to take them over, as plain data (one mapping per row).
 
-        That is every job created at most ``cooldown_ms`` before its model's
-        newest job, the newest included (the new owner keeps the cooldown, and
+        That is every job created at most ``cooldown_ms`` before the newest
+        job of its model (a rollback request: of its model and version), the
+        newest included (the new owner keeps the cooldown, and
         the ids of the latest requests with it), and every job with a
         step still to deliver (the new owner delivers it). Older, delivered
         jobs stay here as history.
@@ -412,11 +475,12 @@ class RetrainingQueue:
             return []
         statuses = self._undelivered()
         marks = ", ".join("?" * len(models))
+        same_scope = self._scope.format(model="job.model", version="job.version")
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM jobs AS job WHERE model IN ({marks})"
                 f" AND (status IN ({', '.join('?' * len(statuses))}) OR created_ms >="
-                " (SELECT MAX(created_ms) FROM jobs WHERE model = job.model) - ?)"
+                f" (SELECT MAX(created_ms) FROM jobs WHERE {same_scope}) - ?)"
                 " ORDER BY model, created_ms, id",
                 (*models, *statuses, self.cooldown_ms),
             ).fetchall()
@@ -429,16 +493,17 @@ class RetrainingQueue:
         is harmless), unless this ledger had handed it over: its model has
         come back, and the entry is the job as it stands now. A job still to
         deliver is due at once here (what failed may have been the other
-        replica's way to the broker); its attempts so far still count.
+        replica's way to the broker); its attempts so far still count. An
+        entry of a ledger from before versions (no ``version``) has none.
         """
         undelivered = self._undelivered()
         rows = [
             tuple(0 if name == "next_attempt_ms" and entry["status"] in undelivered else entry[name] for name in _NAMES)
-            for entry in entries
+            for entry in ({"version": None, **entry} for entry in entries)
         ]
         if not rows:
             return 0
-        updates = ", ".join(f"{name} = excluded.{name}" for name in _NAMES[3:])
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _NAMES[_NAMES.index("status") :])
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
@@ -521,35 +586,39 @@ class RetrainingQueue:
 def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
     """Bring a ledger of an older ``version`` to :data:`_LEDGER_VERSION`, in one transaction, keeping every job.
 
-    Version 1 -> 2: the ``status`` check admits ``handed_over``; SQLite
-    cannot alter a check, so the table is copied into one with the new check.
+    Version 2 admits ``handed_over`` in the ``status`` check, version 3 adds the
+    ``version`` column (NULL: the jobs queued before versions concern none).
+    SQLite cannot alter a check, so the table is copied into one of the
+    current schema; either older version takes the same copy.
     """
     db.execute("BEGIN IMMEDIATE")
     try:
         if db.execute("PRAGMA user_version").fetchone()[0] != version:  # another process migrated it meanwhile
             db.execute("COMMIT")
             return
-        db.execute(_TABLE.format(table="jobs_v2"))
-        db.execute(f"INSERT INTO jobs_v2 ({_COLUMNS}) SELECT {_COLUMNS} FROM jobs")
+        db.execute(_TABLE.format(table="jobs_new"))
+        kept = ", ".join(name for name in _NAMES if name != "version")
+        db.execute(f"INSERT INTO jobs_new ({kept}) SELECT {kept} FROM jobs")
         db.execute("DROP TABLE jobs")  # its indexes with it
-        db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+        db.execute("ALTER TABLE jobs_new RENAME TO jobs")
         db.execute(f"PRAGMA user_version={_LEDGER_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    log.info("%s: retraining ledger migrated from version %d to %d", path, version, _LEDGER_VERSION)
+    log.info("%s: job ledger migrated from version %d to %d", path, version, _LEDGER_VERSION)
 
 
-def _job_id(model: str, first: Alert, now_ms: float, cooldown_ms: float) -> str:
-    """Model, cooldown bucket and the earliest alert's fingerprint and start: the same ticks give the same id.
+def _job_id(scope: list[str | None], first: Alert, now_ms: float, cooldown_ms: float) -> str:
+    """Scope (model, or model and version), cooldown bucket and the earliest alert's fingerprint and start: the
+    same ticks give the same id.
 
-    Two jobs of one model are at least ``cooldown_ms`` apart, so they fall in
+    Two jobs of one scope are at least ``cooldown_ms`` apart, so they fall in
     different buckets and never share an id.
     """
     bucket = int(now_ms // cooldown_ms) if cooldown_ms > 0 else int(now_ms)
-    key = json.dumps([model, bucket, first.fingerprint, first.starts_at_ms], separators=(",", ":"))
+    key = json.dumps([*scope, bucket, first.fingerprint, first.starts_at_ms], separators=(",", ":"))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -584,7 +653,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in sorted(value, key=str)]
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
         return _plain(value.tolist())
-    raise TypeError(f"retraining job summaries must be JSON data, got {type(value).__name__}: {value!r}")
+    raise TypeError(f"job summaries must be JSON data, got {type(value).__name__}: {value!r}")
 
 
 def _describe(error: Exception) -> str:
@@ -592,11 +661,13 @@ def _describe(error: Exception) -> str:
 
 
 def _job_from_row(row: tuple) -> Job:
-    job_id, model, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload = row
+    job_id, model, version, created_ms, status, attempts, last_error, next_attempt_ms, updated_ms, payload = row
     document = json.loads(payload)
     return Job(
         id=job_id,
         model=model,
+        version=version,
+        evidence=document.get("evidence"),  # absent from the documents of schema 1
         reason=document["reason"],
         alerts=tuple(document["alerts"]),
         window=document["window"],

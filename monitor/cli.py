@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import signal
 import sys
@@ -19,17 +20,18 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from alerts.printable import printable
-from alerts.retraining import RetrainingQueue
+from alerts.retraining import Job, RetrainingQueue
 from monitor.config import DEFAULT_WARMUP, Config, ConfigError, load_config
 from monitor.evaluate.data_quality import data_quality_policy
 from monitor.evaluate.drift import drift_alpha, false_alarm_policy, promise_coverage
 from monitor.evaluate.slices import slice_policy
+from monitor.export.alerting import RETRAINING_LEDGER, ROLLBACK_LEDGER
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
 from monitor.logs import log_to_stderr
 from monitor.pipeline import Pipeline
-from monitor.run.checkpoint import CheckpointError
+from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
 from monitor.run.replay import replay
 from monitor.run.store import open_store
 from monitor.state.changes import change_policy
@@ -131,6 +133,20 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
     show.add_argument("job_id", metavar="ID")
     show.set_defaults(command=_jobs_show)
+
+    versions = commands.add_parser(
+        "versions", help="each model's live versions, verdicts and rollback requests, from the latest checkpoint"
+    )
+    versions_commands = versions.add_subparsers(required=True, metavar="list|show")
+    listing = versions_commands.add_parser("list", help="per model: live versions, baseline, each candidate's verdict")
+    listing.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    listing.add_argument("--model", metavar="NAME", help="only this model")
+    listing.set_defaults(command=_versions_list)
+    show = versions_commands.add_parser("show", help="one version's evidence and rollback requests, as JSON")
+    show.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    show.add_argument("model", metavar="MODEL")
+    show.add_argument("version", metavar="VERSION")
+    show.set_defaults(command=_versions_show)
     return parser
 
 
@@ -247,7 +263,7 @@ def _report(config: Config, arguments: argparse.Namespace) -> int:
 
 
 def _ledger(config: Config) -> RetrainingQueue:
-    path = Path(config.state.dir) / "jobs.sqlite"
+    path = Path(config.state.dir) / RETRAINING_LEDGER
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no retraining ledger (no job was ever queued)", str(path))
     return RetrainingQueue(path, config.retraining.cooldown_ms)
@@ -255,10 +271,10 @@ def _ledger(config: Config) -> RetrainingQueue:
 
 def _jobs_list(config: Config, arguments: argparse.Namespace) -> int:
     jobs = _ledger(config).jobs(arguments.model, arguments.limit)
-    print(f"{'id':<24} {'model':<20} {'status':<12} {'created':<25} reason")
-    for job in jobs:  # model names and reasons come from events: one row each, whatever they hold
-        model, reason = printable(job.model), printable(job.reason)
-        print(f"{job.id:<24} {model:<20} {job.status:<12} {_iso(job.created_ms):<25} {reason}")
+    print(f"{'id':<24} {'model':<20} {'version':<12} {'status':<12} {'created':<25} reason")
+    for job in jobs:  # model names, versions and reasons come from events: one row each, whatever they hold
+        model, version, reason = printable(job.model), printable(job.version or "-"), printable(job.reason)
+        print(f"{job.id:<24} {model:<20} {version:<12} {job.status:<12} {_iso(job.created_ms):<25} {reason}")
     return 0
 
 
@@ -269,6 +285,93 @@ def _jobs_show(config: Config, arguments: argparse.Namespace) -> int:
         return 1
     print(job.to_json())  # JSON with every non-ASCII character escaped: one line
     return 0
+
+
+def _saved_versions(config: Config) -> dict[str, dict]:
+    """Each model's versions (``ModelState.snapshot()["versions"]``) as the latest checkpoints hold them: the state
+    directory's own (models without a home yet) and those of the partitions it covered (the models at home there,
+    in the partition store). Models whose state predates versions are left out."""
+    checkpoint = CheckpointStore(config.state.dir).load()
+    if checkpoint is None:
+        path = str(CheckpointStore(config.state.dir).path)
+        raise FileNotFoundError(errno.ENOENT, "no checkpoint (the daemon has saved none yet)", path)
+    models = dict(checkpoint.pipeline["states"]["models"])
+    partitions = PartitionCheckpoints(open_store(config.state), config.kafka.group_id)
+    for partition in checkpoint.offsets:
+        saved = partitions.load(partition)
+        if saved is not None:
+            models.update(saved.pipeline["models"])
+    return {name: state["versions"] for name, state in sorted(models.items()) if state.get("versions")}
+
+
+def _rollback_requests(config: Config, model: str | None = None) -> dict[tuple[str, str | None], list[Job]]:
+    """The rollback ledger's requests by (model, version), newest first; none when no request was ever queued."""
+    path = Path(config.state.dir) / ROLLBACK_LEDGER
+    if not path.exists():
+        return {}
+    requests: dict[tuple[str, str | None], list[Job]] = {}
+    with RetrainingQueue(path, config.rollback.cooldown_ms, kind="rollback") as ledger:
+        for job in ledger.jobs(model, limit=10_000):
+            requests.setdefault((job.model, job.version), []).append(job)
+    return requests
+
+
+#: How a verdict of ``driftwarden_version_verdict`` reads.
+_VERDICTS = {-1: "worse", 0: "undecided", 1: "better"}
+
+
+def _versions_list(config: Config, arguments: argparse.Namespace) -> int:
+    saved = _saved_versions(config)
+    requests = _rollback_requests(config, arguments.model)
+    for model, versions in saved.items():
+        if arguments.model is not None and model != arguments.model:
+            continue
+        live = ", ".join(printable(name) for name in versions["codes"]) or "none"
+        print(f"model {printable(model)}: baseline {printable(versions['baseline'] or '-')}; live {live}")
+        print(f"  {'version':<20} {'verdict':<10} {'baseline n':>10} {'candidate n':>11} {'evaluated':<25} rollback")
+        for version, comparison in versions["comparisons"].items():
+            latest = comparison.get("latest")
+            verdict, n_baseline, n_candidate, evaluated = "-", "-", "-", "-"
+            if latest is not None:
+                calls = latest["metrics"]["error_ratio"]  # every call has it
+                verdict, evaluated = _VERDICTS[latest["verdict"]], _iso(latest["evaluated_at_ms"])
+                n_baseline, n_candidate = calls["n_baseline"], calls["n_candidate"]
+            jobs = requests.get((model, version))
+            rollback = f"{jobs[0].status} {jobs[0].id}" if jobs else "-"
+            sizes = f"{n_baseline:>10} {n_candidate:>11}"
+            print(f"  {printable(version):<20} {verdict:<10} {sizes} {evaluated:<25} {rollback}")
+    return 0
+
+
+def _versions_show(config: Config, arguments: argparse.Namespace) -> int:
+    model, version = arguments.model, arguments.version
+    versions = _saved_versions(config).get(model)
+    jobs = _rollback_requests(config, model).get((model, version), [])
+    if (versions is None or version not in versions["codes"]) and not jobs:
+        print(f"driftwarden: no version {version!r} of model {model!r} in the checkpoint", file=sys.stderr)
+        return 1
+    comparison = versions["comparisons"].get(version) if versions is not None else None
+    document = {
+        "model": model,
+        "version": version,
+        "live": versions is not None and version in versions["codes"],
+        "baseline": versions["baseline"] if versions is not None else None,
+        "comparison": comparison.get("latest") if comparison is not None else None,
+        "rollback_requests": [_delivered(job) for job in jobs],
+    }
+    print(json.dumps(document, sort_keys=True, indent=2, allow_nan=False))  # non-ASCII escaped: nothing can repaint
+    return 0
+
+
+def _delivered(job: Job) -> dict:
+    """A job's document with where its delivery stands."""
+    delivery = {
+        "status": job.status,
+        "attempts": job.attempts,
+        "last_error": job.last_error,
+        "updated_ms": job.updated_ms,
+    }
+    return {**json.loads(job.to_json()), **delivery}
 
 
 def _print_summary(pipeline: Pipeline) -> None:

@@ -565,7 +565,7 @@ class ModelConfig(_Section):
         return self
 
 
-Action = Literal["alertmanager", "webhook", "log", "retrain"]  # where an alert rule sends its alerts
+Action = Literal["alertmanager", "webhook", "log", "retrain", "rollback"]  # where an alert rule sends its alerts
 
 
 class RuleConfig(_Section):
@@ -689,6 +689,13 @@ class AlertsConfig(_Section):
             for action in rule.actions:
                 if action in ("alertmanager", "webhook") and getattr(self.sinks, action) is None:
                     raise ValueError(f"rules[{index}].actions: {action!r} needs alerts.sinks.{action}")
+            labels = METRICS[rule.metric]
+            if "rollback" in rule.actions and "version" not in labels:
+                raise ValueError(
+                    f"rules[{index}].actions: 'rollback' rolls back the version of a series, and {rule.metric} has"
+                    f" no version label (its labels: {', '.join(labels) or 'none'}); use a driftwarden_version_*"
+                    " metric such as version_verdict"
+                )
         return self
 
 
@@ -701,6 +708,21 @@ class RetrainingConfig(_Section):
     cooldown_ms: DurationMs = Field(6 * _UNIT_MS["h"], alias="cooldown")
 
 
+class RollbackConfig(_Section):
+    """Rollback requests: published to ``topic`` keyed by model, optionally POSTed to ``trigger_url``;
+    at most one per model and version per ``cooldown``.
+
+    The default cooldown, a day, makes one request per bad version in practice: a rollback acts within
+    minutes, after which the version falls silent, retires (``versions.retire_after``) and its rules resolve.
+    A version still live and still worse a day on (the request was lost, refused or ignored) is asked for
+    again; a restart inside the cooldown asks for nothing (the ledger holds the request and its id).
+    """
+
+    topic: str | None = "driftwarden-rollback"
+    trigger_url: str | None = Field(None, pattern=r"^https?://")
+    cooldown_ms: DurationMs = Field(24 * _UNIT_MS["h"], alias="cooldown")
+
+
 class Config(_Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -710,6 +732,7 @@ class Config(_Section):
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="*")], min_length=1)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
 
     @field_validator("models")
     @classmethod

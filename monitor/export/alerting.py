@@ -7,13 +7,17 @@ series only, of the metrics the rules name), runs :class:`alerts.rules.RuleEngin
 time, and hands each alert to the sinks its rule names (Alertmanager,
 webhook, log: through a persistent outbox, delivered and retried by a
 scheduler job) and, for ``retrain``, asks the retraining queue for a job
-with the model's window and reference summaries. Annotations get per-model
+with the model's window and reference summaries and its baseline version;
+for ``rollback``, asks the rollback ledger for a request per (model, version)
+of the firing series, with the evidence of that version's comparison with
+the baseline (:func:`monitor.evaluate.versions.evidence`: effects, intervals,
+p-values, the calls each side made, the span). Annotations get per-model
 context: the drifted features (with statistic and method), window and
 reference sizes, drift share and the link to the HTML report. In a replay
 nothing is delivered: the alerts are returned for the command to print.
 
 No transition is lost to a sink that cannot take it (a full disk under the
-outbox or the retraining ledger): the engine moves on, and what a sink's
+outbox or a ledger): the engine moves on, and what a sink's
 ``add`` (or the ledger's ``request``) refused is *offered again*, first, on
 every following tick until it is taken. Until then it is part of
 :meth:`Alerting.snapshot`, so a checkpoint holds it and a restart offers it
@@ -24,18 +28,19 @@ delivers it once (the outbox is keyed per alert and transition).
 What must not happen twice moves with a model between replicas:
 :meth:`Alerting.snapshot_models` gives, as plain data, the rule engine's
 series of some models, what the sinks refused of theirs, and their retraining
-ledger entries that still matter (the cooldown, undelivered jobs);
+and rollback ledger entries that still matter (the cooldown, undelivered jobs);
 :meth:`Alerting.restore_models` takes them in on the new owner and
 :meth:`Alerting.forget_models` lets go of them on the old one. Series
 without a model (process-wide rules) stay with their replica.
 
-``driftwarden_alerts_firing`` and ``driftwarden_retraining_jobs_total`` are
-yielded by :class:`AlertsCollector`.
+``driftwarden_alerts_firing``, ``driftwarden_retraining_jobs_total`` and
+``driftwarden_rollback_requests_total`` are yielded by :class:`AlertsCollector`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -51,12 +56,14 @@ from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.log import LogSink
 from alerts.sinks.outbox import Outbox
 from alerts.sinks.webhook import WebhookSink
-from monitor.config import Config
+from monitor.config import Config, RetrainingConfig, RollbackConfig
+from monitor.evaluate.versions import evidence
 from monitor.export import metrics as contract
 from monitor.export.collectors import Reading, SpecCollector
-from monitor.pipeline import Pipeline
+from monitor.pipeline import Evaluation, Pipeline
+from monitor.state.vocabulary import OTHER
 
-__all__ = ["AlertsCollector", "Alerting", "ReadSamples"]
+__all__ = ["RETRAINING_LEDGER", "ROLLBACK_LEDGER", "AlertsCollector", "Alerting", "ReadSamples"]
 
 #: Where the rules' samples come from: ``(models, names)`` -> the samples of those models (None: all; ``""``:
 #: series without a model label) with those sample names (:meth:`~monitor.export.collectors.Exports.samples`).
@@ -64,9 +71,17 @@ ReadSamples = Callable[[Collection[str] | None, Collection[str]], Iterable[Sampl
 
 log = logging.getLogger("driftwarden.alerts")
 
+#: The ledgers' files in ``state.dir``.
+RETRAINING_LEDGER = "jobs.sqlite"
+ROLLBACK_LEDGER = "rollback.sqlite"
+
 
 class Alerting:
-    """Rules, sinks and the retraining queue of one daemon (or, with ``deliver=False``, of a replay)."""
+    """Rules, sinks and the job ledgers of one daemon (or, with ``deliver=False``, of a replay).
+
+    ``publish(topic=, key=, value=)`` sends a retraining job or a rollback request to its topic and returns once
+    the broker has it (the daemon's producer).
+    """
 
     def __init__(
         self,
@@ -84,10 +99,12 @@ class Alerting:
         self.lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.retraining: RetrainingQueue | None = None
-        # The models whose retraining counters this replica exports (evaluated or restored here, not forgotten since):
+        self.rollback: RetrainingQueue | None = None
+        # The models whose job counters this replica exports (evaluated or restored here, not forgotten since):
         # they start at 0, so increase() sees a first job.
         self.evaluated_models: set[str] = set()
-        self._refused: dict[str, list] = {}  # sink name or "retrain" -> alerts (job requests) it has not taken yet
+        # sink name, "retrain" or "rollback" -> alerts (job requests) it has not taken yet
+        self._refused: dict[str, list] = {}
         if deliver:
             self._open(publish)
 
@@ -110,22 +127,24 @@ class Alerting:
             hook = alerts.sinks.webhook
             secret = hook.secret.get_secret_value() if hook.secret else None
             self.sinks["webhook"] = WebhookSink(hook.url, outbox, secret, hook.timeout_ms / 1000)
-        if any("retrain" in rule.actions for rule in alerts.rules):
-            retraining = self.config.retraining
-            self.retraining = RetrainingQueue(
-                state_dir / "jobs.sqlite",
-                retraining.cooldown_ms,
-                publish=publish if retraining.topic else None,
-                trigger_url=retraining.trigger_url,
-            )
+        actions = {action for rule in alerts.rules for action in rule.actions}
+        if "retrain" in actions:
+            self.retraining = _ledger(state_dir / RETRAINING_LEDGER, self.config.retraining, publish, "retraining")
+        if "rollback" in actions:
+            self.rollback = _ledger(state_dir / ROLLBACK_LEDGER, self.config.rollback, publish, "rollback")
+
+    def ledgers(self) -> dict[str, RetrainingQueue]:
+        """The job ledgers of the actions the rules name, by action (``retrain``, ``rollback``)."""
+        ledgers = {"retrain": self.retraining, "rollback": self.rollback}
+        return {action: ledger for action, ledger in ledgers.items() if ledger is not None}
 
     def tick(self, pipeline: Pipeline, now_ms: float, models: Collection[str] | None = None) -> list[Alert]:
         """Evaluate the rules on what is exported now; route the alerts; return them.
 
         ``models`` limits the tick to those models' series, their context and
-        their retraining requests (see :meth:`alerts.rules.RuleEngine.evaluate`;
+        their job requests (see :meth:`alerts.rules.RuleEngine.evaluate`;
         ``""`` stands for series without a model label), so that each model
-        keeps its own clock: ``for`` and the retraining cooldown are measured
+        keeps its own clock: ``for`` and the ledgers' cooldowns are measured
         on the ``now_ms`` passed for that model. None evaluates every model.
         """
         if not self.engine.rules:  # nothing to evaluate: spare the tick the samples
@@ -145,9 +164,10 @@ class Alerting:
                 # also across a restart (the engine's state is checkpointed, a sink's memory is not).
                 offered = alerts if name == "alertmanager" else transitions
                 self._offer(name, sink.add, [alert for alert in offered if name in alert.actions], _last_copies)
-            if self.retraining is not None:
+            for action, ledger in self.ledgers().items():
                 self.evaluated_models.update(context)
-                self._offer("retrain", self._request_jobs, _job_requests(alerts, pipeline, now_ms), _first_requests)
+                requests = _job_requests(action, alerts, pipeline, now_ms)
+                self._offer(action, functools.partial(self._request_jobs, ledger), requests, _first_requests)
         return alerts
 
     def _offer(self, name: str, add: Callable[[list], None], items: list, keep: Callable[[list], list]) -> None:
@@ -167,25 +187,21 @@ class Alerting:
                 error,
             )
 
-    def _request_jobs(self, requests: list[_JobRequest]) -> None:
-        assert self.retraining is not None  # offered only when retraining is configured
+    def _request_jobs(self, ledger: RetrainingQueue, requests: list[_JobRequest]) -> None:
         for request in requests:
-            model, now_ms, alerts, window, reference = request
-            job = self.retraining.request(model, alerts, window, reference, now_ms)
+            model, now_ms, alerts, window, reference, version, evidence = request
+            job = ledger.request(model, alerts, window, reference, now_ms, version=version, evidence=evidence)
             if job is not None:
                 self.evaluated_models.add(model)  # a rule may name a model that is not evaluated
-                log.info("queued retraining job %s for %s: %s", job.id, model, job.reason)
 
     def deliver(self) -> None:
-        """Send what the outbox and the retraining ledger hold and is due (the scheduler calls this).
+        """Send what the outbox and the job ledgers hold and is due (the scheduler calls this).
 
         A sink whose delivery fails for want of its outbox (a full disk) is
         logged and left for the next round; the other sinks still deliver.
         """
         now_ms = time.time() * 1000
-        destinations: dict[str, Any] = dict(self.sinks)
-        if self.retraining is not None:
-            destinations["retrain"] = self.retraining
+        destinations: dict[str, Any] = {**self.sinks, **self.ledgers()}
         for name, destination in destinations.items():
             try:
                 destination.deliver(now_ms)
@@ -203,15 +219,16 @@ class Alerting:
         """Take back a :meth:`snapshot` (or the bare series of a checkpoint from before the refused alerts)."""
         with self.lock:
             self._take(snapshot["series"] if "series" in snapshot else snapshot, snapshot.get("refused", {}), None)
-            if self.retraining is not None:  # one replica: every model of its ledger is its own
-                self.evaluated_models.update(model for model, _ in self.retraining.counts())
+            for ledger in self.ledgers().values():  # one replica: every model of its ledgers is its own
+                self.evaluated_models.update(model for model, _ in ledger.counts())
 
     def snapshot_models(self, models: Collection[str]) -> dict:
         """What must not happen twice for ``models``, as plain data for their new owner's :meth:`restore_models`.
 
         ``models``: the rule engine's series of those models (pending or
         firing, since when, last value), the alerts and job requests sinks
-        refused of them, and their retraining ledger entries that still matter
+        refused of them, and their retraining (``jobs``) and rollback
+        (``rollbacks``) ledger entries that still matter
         (:meth:`alerts.retraining.RetrainingQueue.entries`: the cooldown of
         the newest job and every job not yet delivered). This replica keeps
         them until :meth:`forget_models`. ``""`` (series without a model)
@@ -220,8 +237,12 @@ class Alerting:
         wanted = set(models) - {""}
         with self.lock:
             state = self._alert_state(wanted)
-        jobs = self.retraining.entries(wanted) if self.retraining is not None else []
-        return {"models": sorted(wanted), **state, "jobs": jobs}
+        entries = {key: [] if ledger is None else ledger.entries(wanted) for key, ledger in self._entries().items()}
+        return {"models": sorted(wanted), **state, **entries}
+
+    def _entries(self) -> dict[str, RetrainingQueue | None]:
+        """The ledgers by the key of their entries in :meth:`snapshot_models`."""
+        return {"jobs": self.retraining, "rollbacks": self.rollback}
 
     def restore_models(self, snapshot: dict) -> None:
         """Take in a :meth:`snapshot_models` of another replica (or of this one): its models are this one's now.
@@ -232,8 +253,9 @@ class Alerting:
         harmless) before the series, so that the first tick sees the cooldown.
         """
         models = set(snapshot["models"])
-        if self.retraining is not None:
-            self.retraining.merge(snapshot["jobs"])
+        for key, ledger in self._entries().items():
+            if ledger is not None:
+                ledger.merge(snapshot.get(key, []))  # no rollbacks in a snapshot from before them
         with self.lock:
             self._take(snapshot["series"], snapshot["refused"], models)
             self.evaluated_models |= models
@@ -242,8 +264,8 @@ class Alerting:
         """Let go of ``models`` (another replica owns them now): their series, refused items and undelivered jobs.
 
         Their series no longer advance, fire or resolve here and their
-        counters are no longer exported; their undelivered retraining jobs
-        become ``handed_over`` in this ledger (kept as history, never
+        counters are no longer exported; their undelivered jobs (retraining,
+        rollback) become ``handed_over`` in their ledger (kept as history, never
         delivered here: the new owner delivers them). Call it once their
         :meth:`snapshot_models` is saved: a job delivered in between is
         delivered again by the new owner, with the same id.
@@ -253,10 +275,10 @@ class Alerting:
             self.engine.forget(wanted)
             self._refused = _select(self._refused, lambda model: model not in wanted)
             self.evaluated_models -= wanted
-        if self.retraining is not None:
-            handed = self.retraining.hand_over(wanted, time.time() * 1000)
+        for action, ledger in self.ledgers().items():
+            handed = ledger.hand_over(wanted, time.time() * 1000)
             if handed:
-                log.info("handed %d undelivered retraining job(s) over with their models", handed)
+                log.info("handed %d undelivered %s job(s) over with their models", handed, action)
 
     def _alert_state(self, models: set[str] | None) -> dict:
         """The series and refused items of ``models`` (None: all), under the lock."""
@@ -269,7 +291,7 @@ class Alerting:
     def _take(self, series: dict, refused: dict[str, list], models: set[str] | None) -> None:
         """Restore ``series`` and ``refused`` in place of all (None) or of those of ``models``, under the lock."""
         self.engine.restore(series, models)
-        destinations = {*self.sinks, *(("retrain",) if self.retraining is not None else ())}
+        destinations = {*self.sinks, *self.ledgers()}
         taken = {name: [_decode(document) for document in documents] for name, documents in refused.items()}
         taken = _select(taken, lambda model: models is None or model in models)
         kept = {} if models is None else _select(self._refused, lambda model: model not in models)
@@ -299,25 +321,50 @@ class Alerting:
 
 
 class _JobRequest(NamedTuple):
-    """A retraining job asked for at ``now_ms`` (its model's event time), with the summaries of that tick."""
+    """A job asked for at ``now_ms`` (its model's event time), with the summaries of that tick: a retraining job
+    (``version``: the model's baseline then) or a rollback request (of ``version``, with the ``evidence`` of its
+    comparison with the baseline; None when the version is not a candidate)."""
 
     model: str
     now_ms: float
     alerts: tuple[Alert, ...]
     window: dict
     reference: dict
+    version: str | None = None  # absent from the refused requests of checkpoints from before versions
+    evidence: dict | None = None
 
 
-def _job_requests(alerts: list[Alert], pipeline: Pipeline, now_ms: float) -> list[_JobRequest]:
-    """One request per model with firing ``retrain`` alerts (the ledger's cooldown and ids say if it is new)."""
-    firing: dict[str, list[Alert]] = {}
+def _job_requests(action: str, alerts: list[Alert], pipeline: Pipeline, now_ms: float) -> list[_JobRequest]:
+    """One request per model (``rollback``: per model and version) with firing alerts of ``action`` (the ledger's
+    cooldown and ids say if it is new)."""
+    firing: dict[tuple[str, str | None], list[Alert]] = {}
     for alert in alerts:
-        if alert.state == "firing" and "retrain" in alert.actions:
-            firing.setdefault(alert.labels.get("model", ""), []).append(alert)
-    return [
-        _JobRequest(model, now_ms, tuple(model_alerts), *_summaries(pipeline.evaluations.get(model)))
-        for model, model_alerts in firing.items()
-    ]
+        if alert.state == "firing" and action in alert.actions:
+            version = alert.labels.get("version") if action == "rollback" else None
+            firing.setdefault((alert.labels.get("model", ""), version), []).append(alert)
+    requests = []
+    for (model, version), model_alerts in firing.items():
+        evaluation = pipeline.evaluations.get(model)
+        window, reference = _summaries(evaluation)
+        if action == "retrain":
+            requests.append(_JobRequest(model, now_ms, tuple(model_alerts), window, reference, _baseline(evaluation)))
+        elif version is not None and version != OTHER:  # __other__ is no version one could roll back
+            found = _evidence(evaluation, version)
+            requests.append(_JobRequest(model, now_ms, tuple(model_alerts), window, reference, version, found))
+    return requests
+
+
+def _baseline(evaluation: Evaluation | None) -> str | None:
+    """The version a model's others are compared with (None: the model has no versions)."""
+    return None if evaluation is None or evaluation.versions is None else evaluation.versions.baseline
+
+
+def _evidence(evaluation: Evaluation | None, version: str) -> dict | None:
+    """The latest comparison of ``version`` with the baseline as plain data; None if it is not a candidate."""
+    if evaluation is None or evaluation.versions is None or version not in evaluation.versions.comparisons:
+        return None
+    versions = evaluation.versions
+    return evidence(versions.comparisons[version], versions.baseline, evaluation.evaluated_at_ms)
 
 
 def _summaries(evaluation) -> tuple[dict, dict]:
@@ -352,11 +399,20 @@ def _last_copies(alerts: list[Alert]) -> list[Alert]:
 
 
 def _first_requests(requests: list[_JobRequest]) -> list[_JobRequest]:
-    """A model's first refused request: the job as it was first asked for (later ones fall in its cooldown)."""
-    kept: dict[str, _JobRequest] = {}
+    """The first refused request of each model and version: the job as it was first asked for (later ones fall in
+    its cooldown)."""
+    kept: dict[tuple[str, str | None], _JobRequest] = {}
     for request in requests:
-        kept.setdefault(request.model, request)
+        kept.setdefault((request.model, request.version), request)
     return list(kept.values())
+
+
+def _ledger(
+    path: Path, settings: RetrainingConfig | RollbackConfig, publish: Callable[..., None] | None, kind: str
+) -> RetrainingQueue:
+    """The ledger of one action (``kind``), publishing to its topic (if it has one) and POSTing to its trigger."""
+    to_topic = functools.partial(publish, topic=settings.topic) if publish is not None and settings.topic else None
+    return RetrainingQueue(path, settings.cooldown_ms, publish=to_topic, trigger_url=settings.trigger_url, kind=kind)
 
 
 def _model(item: Alert | _JobRequest) -> str:
@@ -385,7 +441,8 @@ def _decode(document: list | dict) -> Alert | _JobRequest:
 
 
 class AlertsCollector(SpecCollector):
-    """``driftwarden_alerts_firing`` from the rule engine and ``driftwarden_retraining_jobs_total`` from the ledger.
+    """``driftwarden_alerts_firing`` from the rule engine, ``driftwarden_retraining_jobs_total`` and
+    ``driftwarden_rollback_requests_total`` from the ledgers.
 
     Every status of every evaluated model is yielded, 0 until a job reaches it: a counter born at 1
     would hide its first job from ``increase()``.
@@ -400,16 +457,20 @@ class AlertsCollector(SpecCollector):
         with self.alerting.lock:
             counts = self.alerting.engine.firing_by()
         readings = [Reading(contract.ALERTS_FIRING, labels, count) for labels, count in sorted(counts.items())]
-        if self.alerting.retraining is not None:
-            reached = _reached(self.alerting.retraining.counts())
-            with self.alerting.lock:
-                evaluated = set(self.alerting.evaluated_models)
+        with self.alerting.lock:
+            evaluated = sorted(self.alerting.evaluated_models)
+        for action, ledger in self.alerting.ledgers().items():
+            reached = _reached(ledger.counts())
             readings += (
-                Reading(contract.RETRAINING_JOBS, (model, status), reached.get((model, status), 0))
-                for model in sorted(evaluated)
+                Reading(_COUNTERS[action], (model, status), reached.get((model, status), 0))
+                for model in evaluated
                 for status in _REACHED
             )
         return readings
+
+
+#: The counter of each ledger's jobs, by action.
+_COUNTERS = {"retrain": contract.RETRAINING_JOBS, "rollback": contract.ROLLBACK_REQUESTS}
 
 
 def _reached(current: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:

@@ -488,6 +488,14 @@ RETRAINING_JOBS = MetricSpec(
     "every status of every evaluated model starts at 0, so `increase()` sees the first job; a model is exported by "
     "the replica that holds it, and a `handed_over` job counts on its new owner",
 )
+ROLLBACK_REQUESTS = MetricSpec(
+    "driftwarden_rollback_requests_total",
+    "counter",
+    "Rollback requests that reached each status (queued counts every request; published includes acknowledged).",
+    ("model", "status"),
+    "as `driftwarden_retraining_jobs_total`, for the requests of `rollback` rules: one per model and version per "
+    "`rollback.cooldown`",
+)
 
 #: The families by where they come from, each in the order of the exposition.
 PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
@@ -508,7 +516,7 @@ EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
 )  # fmt: skip
 CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
 DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters
-ALERTING: tuple[MetricSpec, ...] = (ALERTS_FIRING, RETRAINING_JOBS)  # the rule engine and the retraining ledger
+ALERTING: tuple[MetricSpec, ...] = (ALERTS_FIRING, RETRAINING_JOBS, ROLLBACK_REQUESTS)  # the rule engine, the ledgers
 #: Every family, in the order a daemon's exposition shows them.
 SPEC: tuple[MetricSpec, ...] = PIPELINE + EVALUATION + CONSUMER + DAEMON + ALERTING
 

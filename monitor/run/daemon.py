@@ -117,7 +117,7 @@ class Daemon:
         self.pipeline.on_evaluate = lambda models, now_ms: self.alerting.tick(self.pipeline, now_ms, models)
         exports.add(AlertsCollector(self.alerting))
         self.registry = exports.registry
-        self._jobs: KafkaSink | None = None
+        self._jobs: dict[str, KafkaSink] = {}  # a producer per topic of jobs (retraining, rollback), opened on use
         self.server = MetricsServer(
             self.registry,
             config.server.host,
@@ -170,8 +170,8 @@ class Daemon:
                 self._source.close()
             if self._dead_letters is not None:
                 self._dead_letters.close()
-            if self._jobs is not None:
-                self._jobs.close()
+            for sink in self._jobs.values():
+                sink.close()
             self.server.stop()
             log.info("stopped")
 
@@ -373,11 +373,10 @@ class Daemon:
         snapshot = self.pipeline.snapshot_home(partition)
         return {**snapshot, "alerts": self.alerting.snapshot_models(list(snapshot["models"]))}
 
-    def _publish_job(self, key: str, value: bytes) -> None:
-        """Publish a retraining job to ``retraining.topic`` keyed by model; returns once the broker has it."""
-        if self._jobs is None:
-            topic = self.config.retraining.topic
-            assert topic is not None  # Alerting publishes only when a topic is configured
-            settings = client_settings(self.config.kafka)
-            self._jobs = KafkaSink(settings, topic, max_block_ms=10_000)
-        self._jobs.send(value, key=key.encode()).get(timeout=10)
+    def _publish_job(self, topic: str, key: str, value: bytes) -> None:
+        """Publish a retraining job or a rollback request to ``topic`` keyed by model; returns once the broker has
+        it (called by the delivery job of the scheduler, one at a time)."""
+        sink = self._jobs.get(topic)
+        if sink is None:
+            sink = self._jobs[topic] = KafkaSink(client_settings(self.config.kafka), topic, max_block_ms=10_000)
+        sink.send(value, key=key.encode()).get(timeout=10)

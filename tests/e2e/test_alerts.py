@@ -269,7 +269,7 @@ def restart(kafka_broker, tmp_path_factory) -> SimpleNamespace:
         produce(kafka_broker, topic, events(0, WARMUP, drifted=False, seed=1) + events(WARMUP, 200, True, seed=2))
         seen.messages = wait_for(lambda: jobs_on(kafka_broker, jobs_topic), 20, "a job on the retraining topic")
         [seen.alert] = wait_for(lambda: paged(alertmanager), 10, "the alert in Alertmanager")
-        wait_for(lambda: [row for row in listed() if row[2] != "queued"], 10, "the job delivered in the ledger")
+        wait_for(lambda: [row for row in listed() if row[3] != "queued"], 10, "the job delivered in the ledger")
         seen.listed = listed()
         seen.shown = json.loads(driftwarden("jobs", "show", "--config", str(first.config_path), seen.listed[0][0]))
         seen.jobs_total = samples(first, "driftwarden_retraining_jobs_total")
@@ -317,7 +317,7 @@ def test_sustained_drift_publishes_one_retraining_job(restart):
     assert job["reference"]["events"] == WARMUP
     assert alert["labels"] == LABELS
 
-    assert [row[:3] for row in restart.listed] == [[job["id"], MODEL, "published"]]
+    assert [row[:4] for row in restart.listed] == [[job["id"], MODEL, "-", "published"]]  # "-": no versions
     assert restart.shown == job
     counted = {labels: count for labels, count in restart.jobs_total.items() if count}
     assert counted == {(("model", MODEL), ("status", "queued")): 1, (("model", MODEL), ("status", "published")): 1}

@@ -41,7 +41,9 @@ class Exported:
 def evaluations(*models: str) -> SimpleNamespace:
     """A pipeline whose ``evaluations`` hold a small window (no drift details) for each model."""
     return SimpleNamespace(
-        evaluations={model: SimpleNamespace(window_events=10, drift=None, evaluated_at_ms=0) for model in models}
+        evaluations={
+            model: SimpleNamespace(window_events=10, drift=None, evaluated_at_ms=0, versions=None) for model in models
+        }
     )
 
 
@@ -324,16 +326,18 @@ def test_one_sink_failing_to_deliver_holds_up_neither_the_others_nor_the_caller(
 
 
 class Broker:
-    """The daemon's publish callable for retraining jobs, faked: records the ids it took, refuses while ``down``."""
+    """The daemon's publish callable for jobs, faked: records the ids it took (and where), refuses while ``down``."""
 
     def __init__(self):
         self.down = False
         self.ids: list[str] = []
+        self.messages: list[tuple[str, str, dict]] = []  # (topic, key, document)
 
-    def __call__(self, *, key: str, value: bytes) -> None:
+    def __call__(self, *, topic: str, key: str, value: bytes) -> None:
         if self.down:
             raise ConnectionError("broker unavailable")
         self.ids.append(json.loads(value)["id"])
+        self.messages.append((topic, key, json.loads(value)))
 
 
 class Notifications:

@@ -54,8 +54,8 @@ WINDOW = {"n_events": 10_000, "drift_share": 0.42, "drifted_features": ["input_t
 REFERENCE = {"n_events": 5_000, "source": "warmup"}
 
 
-def _request(queue, model="support-bot", now_ms=T0, alerts=None):
-    return queue.request(model, alerts or [_alert(model=model)], WINDOW, REFERENCE, now_ms)
+def _request(queue, model="support-bot", now_ms=T0, alerts=None, **versioned):
+    return queue.request(model, alerts or [_alert(model=model)], WINDOW, REFERENCE, now_ms, **versioned)
 
 
 class Publisher:
@@ -311,9 +311,98 @@ def test_a_job_handed_over_undelivered_and_back_undelivered_is_delivered_by_its_
         assert publisher.calls == [("support-bot", job.to_json().encode())]
 
 
+# -- rollback requests: one per (model, version) ----------------------------------------------------------------
+
+ROLLBACK_COOLDOWN_MS = 24 * HOUR_MS
+EVIDENCE = {
+    "verdict": -1,
+    "baseline": "v1",
+    "start_ms": T0 - 600_000.0,
+    "evaluated_at_ms": T0,
+    "metrics": {"error_ratio": {"effect": 0.2, "n_baseline": 900, "n_candidate": 100, "p_value": 1e-4}},
+}
+
+
+def _rollback(queue, version="v2", model="support-bot", now_ms=T0, alerts=None, evidence=EVIDENCE):
+    alerts = alerts or [_alert("CanaryWorse", model=model, fingerprint=f"fp-{model}-{version}", version=version)]
+    return queue.request(model, alerts, {}, {}, now_ms, version=version, evidence=evidence)
+
+
+def test_rollback_requests_are_one_per_model_and_version_per_cooldown(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=ROLLBACK_COOLDOWN_MS, kind="rollback") as queue:
+        first = _rollback(queue)
+        assert (first.model, first.version, first.evidence) == ("support-bot", "v2", EVIDENCE)
+        assert _rollback(queue, now_ms=T0 + HOUR_MS) is None  # the same version inside its cooldown
+        assert _rollback(queue, now_ms=T0 + 1, alerts=[_alert("Other", version="v2")]) is None  # whatever fired
+        other_version = _rollback(queue, version="v3", now_ms=T0 + 1)  # versions keep their own cooldown
+        other_model = _rollback(queue, model="loan-approver", now_ms=T0 + 1)  # and so do models
+        assert other_version.id not in (first.id, other_model.id) and other_model.version == "v2"
+        later = _rollback(queue, now_ms=T0 + ROLLBACK_COOLDOWN_MS)
+        assert later is not None and later.id != first.id
+        assert [job.version for job in queue.jobs("support-bot")] == ["v2", "v3", "v2"]
+        with pytest.raises(ValueError, match="needs the version"):
+            _rollback(queue, version=None)
+
+
+def test_a_retraining_ledger_keeps_one_cooldown_per_model_whatever_the_version(ledger):
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        job = _request(queue, version="v1")
+        assert job.version == "v1" and json.loads(job.to_json())["version"] == "v1"
+        assert _request(queue, now_ms=T0 + 1, version="v2") is None
+
+
+def test_a_restarted_rollback_ledger_asks_for_the_same_ids_and_delivers_nothing_twice(ledger, tmp_path):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, ROLLBACK_COOLDOWN_MS, publish=publisher, kind="rollback") as queue:
+        first = _rollback(queue)
+        queue.deliver(T0)
+    with RetrainingQueue(ledger, ROLLBACK_COOLDOWN_MS, publish=publisher, kind="rollback") as queue:
+        assert _rollback(queue) is None  # the same tick replayed after a restart
+        assert _rollback(queue, now_ms=T0 + HOUR_MS) is None  # a later one, inside the cooldown
+        assert queue.deliver(T0 + HOUR_MS) == [] and len(queue.jobs()) == 1
+    assert publisher.calls == [("support-bot", first.to_json().encode())]
+    with RetrainingQueue(tmp_path / "other.sqlite", ROLLBACK_COOLDOWN_MS, kind="rollback") as other:
+        assert _rollback(other).id == first.id  # ids depend on the request alone
+        assert _rollback(other, version="v3").id != first.id
+
+
+def test_rollback_entries_keep_each_versions_cooldown_on_the_new_owner(ledger, tmp_path):
+    publisher = Publisher()
+    with RetrainingQueue(ledger, ROLLBACK_COOLDOWN_MS, publish=publisher, kind="rollback") as first:
+        old = _rollback(first, version="v3", now_ms=T0 - 2 * ROLLBACK_COOLDOWN_MS)  # delivered long ago: history
+        v2 = _rollback(first)
+        first.deliver(T0)
+        publisher.failures = 1
+        v4 = _rollback(first, version="v4", now_ms=T0 + 1)  # not delivered before the move
+        first.deliver(T0 + 1)
+        entries = first.entries(["support-bot"])
+        # Each version's newest request moves (its cooldown and ids with it), v4 also to be delivered.
+        assert [(entry["id"], entry["version"]) for entry in entries] == [(old.id, "v3"), (v2.id, "v2"), (v4.id, "v4")]
+        assert first.hand_over(["support-bot"], T0 + 2) == 1
+        assert first.get(old.id).status == PUBLISHED
+    with RetrainingQueue(tmp_path / "other.sqlite", ROLLBACK_COOLDOWN_MS, publish=publisher, kind="rollback") as new:
+        assert new.merge(entries) == 3 and new.merge(entries) == 0
+        assert _rollback(new, now_ms=T0 + HOUR_MS) is None and _rollback(new, version="v4") is None
+        v3 = _rollback(new, version="v3", now_ms=T0 + HOUR_MS)  # v3's cooldown ended long ago
+        assert [job.id for job in new.deliver(T0 + 2 * HOUR_MS)] == [v4.id, v3.id]
+        assert new.get(v4.id) == dataclasses.replace(v4, status=PUBLISHED, attempts=0, next_attempt_ms=0,
+                                                     updated_ms=T0 + 2 * HOUR_MS)  # fmt: skip
+    published = [json.loads(value)["id"] for _, value in publisher.calls]
+    assert published == [old.id, v2.id, v4.id, v4.id, v3.id]  # v4 failed on the first owner, then once
+
+
+def test_an_entry_of_a_ledger_from_before_versions_is_merged_without_one(ledger, tmp_path):
+    with RetrainingQueue(tmp_path / "old.sqlite", cooldown_ms=COOLDOWN_MS) as old:
+        job = _request(old)
+        [entry] = old.entries(["support-bot"])
+    del entry["version"]
+    with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:
+        assert queue.merge([entry]) == 1 and queue.get(job.id).version is None
+
+
 # -- the ledger's schema -----------------------------------------------------------------------------------------
 
-#: The ledger as driftwarden wrote it before ``handed_over`` (user_version 1), with one job of each status.
+#: The ledger as driftwarden wrote it before ``handed_over`` (user_version 1).
 _LEDGER_V1 = """
 CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
@@ -330,18 +419,24 @@ CREATE INDEX jobs_by_model ON jobs (model, created_ms);
 CREATE INDEX jobs_due ON jobs (status, next_attempt_ms);
 PRAGMA user_version=1;
 """
+#: The ledger as driftwarden wrote it before versions (user_version 2): ``handed_over`` admitted, no ``version``.
+_LEDGER_V2 = _LEDGER_V1.replace("'failed')", "'failed', 'handed_over')").replace("user_version=1", "user_version=2")
 
 
-def test_a_ledger_of_version_1_is_migrated_keeping_every_job(ledger, tmp_path):
+@pytest.mark.parametrize("schema", [_LEDGER_V1, _LEDGER_V2], ids=["version-1", "version-2"])
+def test_an_older_ledger_is_migrated_keeping_every_job(ledger, tmp_path, schema):
     with RetrainingQueue(tmp_path / "source.sqlite", cooldown_ms=COOLDOWN_MS) as source:
         jobs = [_request(source, model=f"model-{status}") for status in STATUSES if status != HANDED_OVER]
     ledger.parent.mkdir(parents=True)
     db = sqlite3.connect(ledger)
-    db.executescript(_LEDGER_V1)
+    db.executescript(schema)
     for job, status in zip(jobs, (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED), strict=True):
+        document = json.loads(job.to_json())  # as schema 1 wrote it: neither version nor evidence
+        document.update(schema_version=1)
+        del document["version"], document["evidence"]
         db.execute(
             "INSERT INTO jobs VALUES (?, ?, ?, ?, 3, 'boom', NULL, ?, ?)",
-            (job.id, job.model, job.created_ms, status, T0 + 1, job.to_json()),
+            (job.id, job.model, job.created_ms, status, T0 + 1, json.dumps(document)),
         )
     db.commit()
     db.close()
@@ -351,32 +446,34 @@ def test_a_ledger_of_version_1_is_migrated_keeping_every_job(ledger, tmp_path):
         assert {job_id: (job.status, job.attempts, job.last_error) for job_id, job in kept.items()} == {
             job.id: (status, 3, "boom") for job, status in zip(jobs, (QUEUED, PUBLISHED, ACKNOWLEDGED, FAILED))
         }
+        assert all((kept[job.id].version, kept[job.id].evidence) == (None, None) for job in jobs)
         assert all(kept[job.id].to_json() == job.to_json() for job in jobs)
-        assert queue.hand_over(["model-queued"], T0) == 1  # the new status is admitted
+        assert queue.hand_over(["model-queued"], T0) == 1  # handed_over is admitted
         assert _request(queue, model="model-queued", now_ms=T0 + 1) is None  # and the cooldown still holds
+        assert _request(queue, model="model-queued", now_ms=T0 + COOLDOWN_MS, version="v2").version == "v2"
     db = sqlite3.connect(ledger)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"jobs_by_model", "jobs_due"} <= indexes
-        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'jobs_v2'").fetchone() is None
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["jobs"]
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         db.close()
     with RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS) as queue:  # opened again: nothing more to migrate
-        assert len(queue.jobs()) == 4
+        assert len(queue.jobs()) == 5
 
 
 def test_a_ledger_of_a_newer_driftwarden_is_refused_untouched(ledger):
     ledger.parent.mkdir(parents=True)
     db = sqlite3.connect(ledger)
-    db.executescript(_LEDGER_V1.replace("user_version=1", "user_version=3"))
+    db.executescript(_LEDGER_V1.replace("user_version=1", "user_version=4"))
     db.close()
-    with pytest.raises(RuntimeError, match="retraining ledger version 3 is newer than this driftwarden"):
+    with pytest.raises(RuntimeError, match="job ledger version 4 is newer than this driftwarden"):
         RetrainingQueue(ledger, cooldown_ms=COOLDOWN_MS)
     db = sqlite3.connect(ledger)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         db.close()
 
@@ -548,7 +645,7 @@ def test_the_payload_names_the_alerts_and_carries_the_summaries(ledger):
         assert job.reason == "DataDrift: drift share 0.42 > 0.3; LatencyHigh: value 0.42"  # earliest alert first
         document = json.loads(job.to_json())
         assert document == {
-            "schema_version": 1,
+            "schema_version": 2,
             "id": job.id,
             "model": "support-bot",
             "reason": job.reason,
@@ -586,6 +683,8 @@ def test_the_payload_names_the_alerts_and_carries_the_summaries(ledger):
             },
             "reference": REFERENCE,
             "created_ms": T0,
+            "version": None,
+            "evidence": None,
         }
         assert "status" not in document  # the delivery state is the ledger's, not the message's
         assert queue.get(job.id) == job

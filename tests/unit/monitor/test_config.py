@@ -25,7 +25,7 @@ BAD = [
     pytest.param("window: {size: 10}\n", "window: unknown key (did you mean 'windows'?)", id="unknown-top-level"),
     pytest.param(
         "zzzzz: 1\n",
-        "zzzzz: unknown key (valid keys: alerts, kafka, limits, models, retraining, server, state, windows)",
+        "zzzzz: unknown key (valid keys: alerts, kafka, limits, models, retraining, rollback, server, state, windows)",
         id="unknown-top-level-far-from-any",
     ),  # fmt: skip
     pytest.param(
@@ -121,6 +121,21 @@ BAD = [
         "models[0].features[0].name: must match ^[A-Za-z_][A-Za-z0-9_.\\-]*$ (got 'has space')",
         id="bad-feature-name",
     ),  # fmt: skip
+    pytest.param(
+        "alerts:\n  rules:\n    - {name: Ok, metric: version_verdict, op: '<', threshold: 0, actions: [rollback]}\n"
+        "    - {name: Drift, metric: drift_share, op: '>', threshold: 0.3, actions: [log, rollback]}\n",
+        "alerts: rules[1].actions: 'rollback' rolls back the version of a series, and driftwarden_drift_share has no "
+        "version label (its labels: model); use a driftwarden_version_* metric such as version_verdict",
+        id="rollback-without-version",
+    ),  # fmt: skip
+    pytest.param(
+        "rollback: {cooldown: forever}\n",
+        "rollback.cooldown: must be a positive duration such as '30s', '15m', '6h' or '7d' (got 'forever')",
+        id="rollback-cooldown",
+    ),  # fmt: skip
+    pytest.param(
+        "rollback: {trigger_url: 'ftp://rollouts'}\n", "rollback.trigger_url: must match ^https?://", id="rollback-url"
+    ),
 ]
 
 
@@ -163,6 +178,17 @@ def test_empty_file_gives_the_defaults(tmp_path):
     config = load_config(path, environ={})
     assert [model.name for model in config.models] == ["*"]
     assert (config.windows.size, config.windows.evaluate_every_ms, config.server.port) == (10_000, 30_000, 9108)
+
+
+def test_a_rollback_rule_on_a_version_metric_is_accepted_with_the_rollback_defaults():
+    rule = {"name": "CanaryWorse", "metric": "version_verdict", "op": "<", "threshold": 0, "actions": ["rollback"]}
+    config = parse_config({"alerts": {"rules": [rule]}}, environ={})
+    assert config.alerts.rules[0].actions == ["rollback"]
+    assert (config.rollback.topic, config.rollback.trigger_url, config.rollback.cooldown_ms) == (
+        "driftwarden-rollback",
+        None,
+        24 * 3_600_000,
+    )
 
 
 def test_example_config_is_valid():

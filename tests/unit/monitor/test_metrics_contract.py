@@ -33,7 +33,10 @@ CONFIG = {
         }
     ],
     "alerts": {
-        "rules": [{"name": "Drift", "metric": "drift_share", "op": ">=", "threshold": 0.0, "actions": ["retrain"]}]
+        "rules": [
+            {"name": "Drift", "metric": "drift_share", "op": ">=", "threshold": 0.0, "actions": ["retrain"]},
+            {"name": "Canary", "metric": "version_verdict", "op": ">=", "threshold": -1, "actions": ["rollback"]},
+        ]
     },
 }
 

@@ -1,0 +1,196 @@
+"""Rollback requests: a rule on a candidate's verdict queues one request per (model, version) with its evidence.
+
+A real :class:`~monitor.pipeline.Pipeline` is fed a stable version and canaries, some clearly worse; the rules read
+what it exports, as in the daemon. The evidence's sample sizes and effects are checked against the test's own
+record of the calls it sent (numpy over the events), the request ids and deliveries across a restart against the
+first run's.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import msgspec
+import numpy as np
+import pytest
+
+from alerts.alert import Alert
+from monitor.config import parse_config
+from monitor.evaluate.versions import evidence
+from monitor.export.alerting import Alerting, AlertsCollector, _job_requests
+from monitor.export.collectors import Exports, PipelineCollector
+from monitor.pipeline import Pipeline
+from tests.unit.alerts.test_alerting import Broker
+from tests.unit.monitor.test_feedback import _apply
+
+T0 = 1_800_000_000
+ROLLBACK = {"name": "CanaryWorse", "metric": "version_verdict", "op": "<", "threshold": 0, "actions": ["rollback"]}
+RETRAIN = {"name": "Busy", "metric": "window_events", "op": ">", "threshold": 0, "actions": ["retrain"]}
+#: Each version's share of the calls, error ratio and latency factor: v2 fails far more often, v3 is three times
+#: slower, v4 is as good as the baseline.
+VERSIONS = {"v1": (0.7, 0.05, 1.0), "v2": (0.1, 0.4, 1.0), "v3": (0.1, 0.05, 3.0), "v4": (0.1, 0.05, 1.0)}
+
+
+def settings(state_dir, rules=(ROLLBACK,)) -> dict:
+    """The config of these tests, as its YAML file holds it."""
+    return {
+        "state": {"dir": str(state_dir)},
+        "windows": {"size": 5_000, "min_samples": 1},
+        "models": [{"name": "m", "reference": {"warmup": 1}, "versions": {"min_samples": 20}}],
+        "alerts": {"rules": list(rules)},
+        "rollback": {"topic": "rollbacks"},
+        "retraining": {"topic": "retraining"},
+    }
+
+
+def config_for(state_dir, rules=(ROLLBACK,)):
+    return parse_config(settings(state_dir, rules), environ={})
+
+
+def calls(n: int = 2_000, seed: int = 7, first: int = 0) -> list[dict]:
+    """``n`` calls of the versions of :data:`VERSIONS`, one a second from ``T0 + first``."""
+    rng = np.random.default_rng(seed)
+    names = list(VERSIONS)
+    chosen = rng.choice(len(names), size=n, p=[share for share, _, _ in VERSIONS.values()])
+    events = []
+    for i, index in enumerate(chosen.tolist()):
+        _, error_ratio, slower = VERSIONS[names[index]]
+        events.append({
+            "request_id": f"m-{first + i}", "timestamp": T0 + first + i, "model": "m", "model_version": names[index],
+            "latency_ms": float(rng.lognormal(5.0, 0.3)) * slower,
+            "error": "Timeout" if rng.random() < error_ratio else None,
+        })  # fmt: skip
+    return events
+
+
+class Daemon:
+    """A pipeline, its exports and its alerting, wired as ``driftwarden run`` wires them (the rules run after
+    each evaluation)."""
+
+    def __init__(self, config, broker: Broker):
+        self.pipeline = Pipeline(config)
+        exports = Exports(PipelineCollector(self.pipeline))
+        self.alerting = Alerting(config, exports.samples, publish=broker)
+        exports.add(AlertsCollector(self.alerting))
+
+    def tick(self) -> float:
+        now_ms = self.pipeline.watermark_ms
+        self.pipeline.evaluate(now_ms)
+        self.alerting.tick(self.pipeline, now_ms)
+        return now_ms
+
+
+def test_a_verdict_rule_queues_one_request_per_worse_version_with_its_evidence(tmp_path):
+    broker = Broker()
+    daemon = Daemon(config_for(tmp_path / "state", rules=[ROLLBACK, RETRAIN]), broker)
+    sent = calls()
+    _apply(daemon.pipeline, sent, batch=250)
+    now_ms = daemon.tick()
+    versions = daemon.pipeline.evaluations["m"].versions
+    assert {name: comparison.verdict for name, comparison in versions.comparisons.items()} == {
+        "v2": -1,
+        "v3": -1,
+        "v4": 0,
+    }
+    rollback = daemon.alerting.rollback
+    requests = {job.version: job for job in rollback.jobs()}
+    assert sorted(requests) == ["v2", "v3"]
+
+    # The evidence is the comparison of that tick; its figures are those of the calls both versions made since the
+    # later of their first calls, counted from the calls the test sent.
+    names = np.array([call["model_version"] for call in sent])
+    errors_sent = np.array([call["error"] is not None for call in sent])
+    for version, job in requests.items():
+        start = max(int(np.argmax(names == "v1")), int(np.argmax(names == version)))
+        failed = {name: errors_sent[start:][names[start:] == name] for name in ("v1", version)}
+        assert (job.model, job.created_ms, job.alerts[0]["labels"]["version"]) == ("m", int(now_ms), version)
+        assert job.evidence == evidence(versions.comparisons[version], "v1", now_ms)
+        errors = job.evidence["metrics"]["error_ratio"]
+        assert (errors["n_baseline"], errors["n_candidate"]) == (len(failed["v1"]), len(failed[version]))
+        assert errors["effect"] == pytest.approx(failed[version].mean() - failed["v1"].mean(), abs=1e-12)
+        assert job.evidence["start_ms"] == (T0 + start) * 1000 and job.evidence["evaluated_at_ms"] == now_ms
+    assert requests["v2"].evidence["metrics"]["error_ratio"]["significant"]
+    assert requests["v3"].evidence["metrics"]["latency"]["significant"]
+    # The retraining job of the same tick records the version it was queued against: the baseline.
+    [job] = daemon.alerting.retraining.jobs()
+    assert (job.version, job.evidence) == ("v1", None)
+
+    # Later ticks, with the verdicts still firing, ask for nothing more; delivery sends each request once.
+    _apply(daemon.pipeline, calls(500, seed=8, first=len(sent)))
+    daemon.tick()
+    daemon.alerting.deliver()
+    daemon.alerting.deliver()
+    rollbacks = [(topic, key, document) for topic, key, document in broker.messages if topic == "rollbacks"]
+    assert sorted(document["version"] for _, _, document in rollbacks) == ["v2", "v3"]
+    assert all(key == "m" and document["schema_version"] == 2 for _, key, document in rollbacks)
+    assert {document["id"] for _, _, document in rollbacks} == {job.id for job in requests.values()}
+    assert [document["version"] for topic, _, document in broker.messages if topic == "retraining"] == ["v1"]
+    readings = {
+        (reading.metric.name, reading.labels): reading.value for reading in AlertsCollector(daemon.alerting).readings()
+    }
+    assert readings[("driftwarden_rollback_requests_total", ("m", "queued"))] == 2
+    assert readings[("driftwarden_rollback_requests_total", ("m", "published"))] == 2
+    assert readings[("driftwarden_retraining_jobs_total", ("m", "published"))] == 1
+
+
+def test_a_restart_replaying_the_same_ticks_queues_and_publishes_nothing_more(tmp_path):
+    config = config_for(tmp_path / "state")
+    broker = Broker()
+    first = Daemon(config, broker)
+    sent = calls()
+    _apply(first.pipeline, sent, batch=250)
+    first.tick()
+    saved = msgspec.msgpack.decode(msgspec.msgpack.encode(first.alerting.snapshot()))  # as a checkpoint holds it
+    first.alerting.deliver()
+    ids = [job.id for job in first.alerting.rollback.jobs()]
+    assert len(ids) == 2 and len(broker.ids) == 2
+
+    again = Daemon(config, broker)  # the same state directory: the same ledger
+    again.alerting.restore(saved)
+    _apply(again.pipeline, sent, batch=250)  # the events since the checkpoint, read again
+    again.tick()
+    _apply(again.pipeline, calls(500, seed=8, first=len(sent)))
+    again.tick()
+    again.alerting.deliver()
+    assert [job.id for job in again.alerting.rollback.jobs()] == ids
+    assert sorted(broker.ids) == sorted(ids)
+
+
+def test_a_rollback_request_moves_with_its_model_to_another_replica(tmp_path):
+    broker = Broker()
+    broker.down = True  # A cannot publish before the model moves: B must, once
+    a = Daemon(config_for(tmp_path / "a"), broker)
+    b = Daemon(config_for(tmp_path / "b"), broker)
+    _apply(a.pipeline, calls(), batch=250)
+    a.tick()
+    a.alerting.deliver()
+    snapshot = msgspec.msgpack.decode(msgspec.msgpack.encode(a.alerting.snapshot_models({"m"})))
+    b.alerting.restore_models(snapshot)
+    a.alerting.forget_models({"m"})
+    broker.down = False
+    a.alerting.deliver()
+    assert broker.ids == []
+    b.alerting.deliver()
+    b.alerting.deliver()
+    assert sorted(broker.ids) == sorted(entry["id"] for entry in snapshot["rollbacks"]) and len(broker.ids) == 2
+    assert {job.status for job in a.alerting.rollback.jobs()} == {"handed_over"}
+
+
+def test_only_firing_rollback_alerts_with_a_version_other_than_other_ask_for_a_request():
+    def alert(version: str | None, state="firing", actions=("rollback",)) -> Alert:
+        labels = {"alertname": "CanaryWorse", "model": "m", **({"version": version} if version else {})}
+        return Alert(f"fp-{version}-{state}", labels, {}, state, -1.0, 0.0, None, actions)
+
+    pipeline = SimpleNamespace(evaluations={})
+    alerts = [
+        alert("v2"),
+        alert("v2"),
+        alert("v3", "resolved"),
+        alert("__other__"),
+        alert(None),
+        alert("v4", actions=("log",)),
+    ]
+    requests = _job_requests("rollback", alerts, pipeline, 1_000.0)
+    assert [(request.model, request.version, len(request.alerts), request.evidence) for request in requests] == [
+        ("m", "v2", 2, None)  # no evaluation of the model: no evidence, still a request
+    ]
