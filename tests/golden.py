@@ -3,7 +3,8 @@
 The golden events (``tests/data/golden_events.jsonl``) go through a
 pipeline whose config gives every family of the metrics spec a series: a
 two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute (a slice
-attribute too), and a rule with a ``retrain`` action (alerts and retraining jobs). The
+attribute too), a rule with a ``retrain`` action (alerts and retraining jobs), two versions of support-bot
+and a rule with a ``rollback`` action on their comparison (rollback requests). The
 pipeline starts from a checkpoint in which support-bot was saved under an
 older config (a state reset), and one more call of summarizer arrives on
 another partition than the file's (a producer that does not key by model). A classifier's labels arrive after two
@@ -46,7 +47,10 @@ CONFIG: dict[str, Any] = {
     ],
     "alerts": {
         "rules": [{"name": "SlowCalls", "metric": "window_latency_seconds", "selector": {"quantile": "0.5"},
-                   "op": ">", "threshold": 1.0, "actions": ["log", "retrain"]}]
+                   "op": ">", "threshold": 1.0, "actions": ["log", "retrain"]},
+                  {"name": "CanaryErrors", "metric": "version_comparison",
+                   "selector": {"metric": "error_ratio", "stat": "effect"}, "op": ">", "threshold": 0.5,
+                   "actions": ["rollback"]}]
     },
 }  # fmt: skip
 #: What the daemon's own collectors say in the scenario.
