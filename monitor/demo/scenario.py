@@ -35,6 +35,7 @@ __all__ = ["CHAT_FEATURES", "Traffic", "run_demo"]
 TOPIC = "llm-events"
 DEAD_LETTER_TOPIC = "llm-events-dlq"
 RETRAINING_TOPIC = "driftwarden-retraining"
+ROLLBACK_TOPIC = "driftwarden-rollback"
 REPORT_EVERY_S = 5.0
 
 
@@ -113,9 +114,13 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
                     "for": "10s",
                     "actions": ["retrain"],
                 },
+                # a canary judged worse than its baseline (-1): one rollback request per version
+                {"name": "CanaryWorse", "metric": "version_verdict", "op": "<", "threshold": 0,
+                 "actions": ["rollback"]},  # fmt: skip
             ]
         },
         "retraining": {"topic": RETRAINING_TOPIC, "cooldown": "1h"},
+        "rollback": {"topic": ROLLBACK_TOPIC},
     }
 
 
@@ -239,7 +244,7 @@ def run_demo(
     stop = stop or threading.Event()
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="driftwarden-demo-") as state_dir:
         say(f"broker (Tansu) on {broker.bootstrap_servers}; state in {state_dir}")
-        topics = {TOPIC: 3, DEAD_LETTER_TOPIC: 1, RETRAINING_TOPIC: 1}
+        topics = {TOPIC: 3, DEAD_LETTER_TOPIC: 1, RETRAINING_TOPIC: 1, ROLLBACK_TOPIC: 1}
         create_topics({"bootstrap_servers": broker.bootstrap_servers}, topics)
         daemon = Daemon(parse_config(demo_config(broker.bootstrap_servers, port, state_dir)))
         daemon_thread = threading.Thread(target=daemon.run, name="daemon")
@@ -274,7 +279,8 @@ def run_demo(
 
 
 def _report_verdicts(daemon: Daemon, announced: set[str], say: Callable[[str], None]) -> None:
-    """Each candidate version's verdict, once, when it is reached: the metrics that decided it."""
+    """Each candidate version's verdict, once, when it is reached: the metrics that decided it; and each
+    rollback request, once, when it is published."""
     for name, evaluation in sorted(daemon.pipeline.evaluations.items()):
         versions = evaluation.versions
         if versions is None:
@@ -295,6 +301,13 @@ def _report_verdicts(daemon: Daemon, announced: set[str], say: Callable[[str], N
                 f"{versions.baseline} after {calls.n_candidate} of its calls and {calls.n_baseline} of the baseline's: "
                 + "; ".join(decided)
             )
+    ledger = daemon.alerting.rollback
+    for request in reversed(ledger.jobs() if ledger is not None else []):
+        key = f"rollback {request.id}"
+        if request.status in ("published", "acknowledged") and key not in announced:
+            announced.add(key)
+            say(f"  published rollback request {request.id[:12]} for {request.model} {request.version} "
+                f"({ROLLBACK_TOPIC}): {request.reason}")  # fmt: skip
 
 
 def _effect(metric: str, effect: float, lower: float, upper: float, p_value: float) -> str:

@@ -15,6 +15,7 @@ from tests.components import http_get, wait_for
 
 DRIFTED = re.compile(r"support-bot +drifted from its reference: (.*)")
 VERDICT = re.compile(r"verdict: support-bot 2026-12-rc1 is (\w+) than 2026-11 after \d+ of its calls .*: (.*)")
+ROLLBACK = re.compile(r"published rollback request \w+ for support-bot 2026-12-rc1 \(driftwarden-rollback\): Canary")
 MISSING = re.compile(r"summarizer +data quality: locale missing \d+% \(reference 0%\)")
 
 
@@ -31,6 +32,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
         wait_for(lambda: MISSING.search(log_path.read_text()), 30, "the demo to point out summarizer's missing locale")
         wait_for(lambda: "queued retraining job" in log_path.read_text(), 30, "the demo to queue a retraining job")
         wait_for(lambda: VERDICT.search(log_path.read_text()), 30, "the demo to judge support-bot's canary")
+        wait_for(lambda: ROLLBACK.search(log_path.read_text()), 30, "the demo to request the canary's rollback")
         status, body = http_get(url)
         assert status == 200
         samples = {
@@ -61,6 +63,7 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     jobs = re.findall(r"queued retraining job \w+ for ([\w-]+) \(driftwarden-retraining\): (\w+)", output)
     assert ("support-bot", "DataDrift") in jobs and len(jobs) == len(set(jobs))  # each job is told once
     [(verdict, metrics)] = VERDICT.findall(output)  # told once
+    assert len(ROLLBACK.findall(output)) == 1  # one request, told once
     assert verdict == "worse" and "latency x1." in metrics  # 1.3 times slower (and judged worse, less often decided)
     assert re.search(r"\] consuming\n", output)  # the status line says so once it is ready
     assert "Traceback" not in output
