@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from monitor.demo.broker import free_port
-from monitor.demo.scenario import RETRAINING_TOPIC, Traffic, demo_config
+from monitor.demo.scenario import RETRAINING_TOPIC, ROLLBACK_TOPIC, Traffic, demo_config
 from monitor.export.metrics import SPEC
 from monitor.ingest.kafka import create_topics
 from tests.components import DaemonProcess, Prometheus, http_get, wait_for
@@ -67,7 +67,7 @@ def prometheus(kafka_broker, tmp_path_factory):
     """Prometheus scraping a daemon that has consumed the demo's traffic through the regression."""
     directory = tmp_path_factory.mktemp("dashboards")
     topic = f"dashboards-{uuid.uuid4().hex[:8]}"
-    topics = {topic: 3, f"{topic}-dlq": 1, RETRAINING_TOPIC: 1}
+    topics = {topic: 3, f"{topic}-dlq": 1, RETRAINING_TOPIC: 1, ROLLBACK_TOPIC: 1}
     create_topics({"bootstrap_servers": kafka_broker.bootstrap_servers}, topics)
     config = demo_config(kafka_broker.bootstrap_servers, free_port(), str(directory / "state"))
     config["kafka"].update(topics=[topic], group_id=f"{topic}-group", dead_letter_topic=f"{topic}-dlq")
