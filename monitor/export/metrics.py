@@ -432,8 +432,9 @@ VERSION_COMPARISON = MetricSpec(
     "its interval, and the anytime-valid p-value.",
     ("model", "version", "baseline", "metric", "stat"),
     "metric: latency (effect: the ratio of geometric means), error_ratio, feedback_positive_ratio, judge_score, "
-    "accuracy, content_filter_ratio, output_tokens (effect, lower, upper: a confidence sequence, and p_value, "
-    "valid however often read, Bonferroni-adjusted over `versions.verdict_metrics`); latency_p95 (seconds; a "
+    "accuracy, content_filter_ratio, output_tokens (effect; lower, upper: a confidence sequence at `versions.alpha` "
+    "over the number of verdict metrics; p_value: valid however often read, significant at that level); "
+    "latency_p95 (seconds; a "
     "fixed-horizon interval on the window's calls) and latency_slower (the probability that a candidate call is "
     "slower than a baseline call; effect only); stat: effect, lower, upper, p_value",
 )
