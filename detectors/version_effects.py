@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.spatial.distance import jensenshannon
 from scipy.special import ndtri
 from scipy.stats import binom
 
-__all__ = ["quantile_difference", "rank_effect"]
+__all__ = ["distribution_distance", "quantile_difference", "rank_effect"]
 
 
 def quantile_difference(
@@ -74,6 +75,25 @@ def _quantile_and_se(values: np.ndarray, q: float, z: float, below: int, above: 
     ordered = np.partition(values, sorted({below, floor, ceiling, above}))
     quantile = ordered[floor] + (position - floor) * (ordered[ceiling] - ordered[floor])
     return float(quantile), float(ordered[above] - ordered[below]) / (2.0 * z)
+
+
+def distribution_distance(baseline: np.ndarray, candidate: np.ndarray) -> float:
+    """The Jensen-Shannon distance (base 2: 0 for equal distributions, 1 for disjoint ones) between the
+    frequencies of the two arms' categories, given as codes (negative: none); NaN when an arm has none.
+
+    Examples
+    --------
+    >>> round(distribution_distance(np.array([0, 0, 1, 1, -1]), np.array([0, 1, 1, 1])), 3)
+    0.221
+    """
+    baseline, candidate = baseline[baseline >= 0], candidate[candidate >= 0]
+    if not baseline.size or not candidate.size:
+        return math.nan
+    size = int(max(baseline.max(), candidate.max())) + 1
+    baseline_share, candidate_share = (
+        np.bincount(codes, minlength=size) / codes.size for codes in (baseline, candidate)
+    )
+    return float(jensenshannon(baseline_share, candidate_share, base=2))
 
 
 def rank_effect(baseline: np.ndarray, candidate: np.ndarray, presorted: bool = False) -> float:

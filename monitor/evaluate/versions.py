@@ -51,9 +51,9 @@ import numpy as np
 from detectors.results import SequentialResult, TrafficResult
 from detectors.sequential import Moments
 from detectors.traffic import TrafficStats
-from detectors.version_effects import quantile_difference, rank_effect
+from detectors.version_effects import distribution_distance, quantile_difference, rank_effect
 from monitor.config import VERSION_METRICS
-from monitor.state.columns import FAILED, LATENCY_MS, TIMESTAMP_MS, VERSION
+from monitor.state.columns import FAILED, FINISH_REASON, LATENCY_MS, PREDICTION, TIMESTAMP_MS, VERSION
 from monitor.state.versions import VersionsRead, metric_values, moments_since
 from monitor.state.vocabulary import OTHER
 
@@ -80,9 +80,11 @@ class VersionComparison:
     call still in the window, NaN when none is).
 
     ``metrics`` holds each compared metric's anytime-valid result (the latency's is of log latency: its effect
-    and bounds are logarithms of the ratio of geometric means). ``latency_p95_ms`` is the difference of the p95
-    latencies of the calls in the window with its fixed-horizon interval, ``latency_slower`` the probability that
-    a candidate call is slower than a baseline call (ties half): NaN when either side has too few calls.
+    and bounds are logarithms of the ratio of geometric means). On the calls in the window: ``latency_p95_ms``
+    is the difference of the p95 latencies with its fixed-horizon interval, ``latency_slower`` the probability
+    that a candidate call is slower than a baseline call (ties half), and ``distances`` the Jensen-Shannon
+    distances of the output distributions (``finish_reason``, and a classifier's ``prediction``): NaN when either
+    side has too few calls or values.
     """
 
     verdict: int
@@ -90,6 +92,7 @@ class VersionComparison:
     latency_p95_ms: tuple[float, float, float]
     latency_slower: float
     start_ms: float
+    distances: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
         figures = _figures(view_names, view_groups, whole[0], view, view_latencies)
     group_of = {name: group for group, name in enumerate(names)}
     baseline = group_of.get(str(read.baseline), -1)
+    outputs = {FINISH_REASON: rows[FINISH_REASON]}  # as category codes (negative: none)
+    if not read.numeric:
+        outputs[PREDICTION] = np.nan_to_num(rows[PREDICTION], nan=-1.0).astype(np.int64)
     comparisons = {}
     for name, (comparison, start_row) in read.comparisons.items():
         candidate = group_of.get(name, -1)
@@ -135,12 +141,16 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
             )
         baseline_ms, candidate_ms = latencies.since(start_row, baseline), latencies.since(start_row, candidate)
         times = rows[TIMESTAMP_MS][compared]
+        arms = compared & (groups == baseline), compared & (groups == candidate)
         comparisons[name] = VersionComparison(
             verdict=_verdict(results, read.verdict_metrics),
             metrics=results,
             latency_p95_ms=quantile_difference(baseline_ms, candidate_ms, q=0.95),
             latency_slower=rank_effect(baseline_ms, candidate_ms, presorted=True),
             start_ms=float(times.min()) if times.size else float("nan"),
+            distances={
+                column: distribution_distance(*(codes[arm] for arm in arms)) for column, codes in outputs.items()
+            },
         )
         comparison.latest = evidence(comparisons[name], read.baseline, now_ms)
     return ModelVersions(read.baseline, figures, comparisons)
@@ -152,7 +162,7 @@ def evidence(comparison: VersionComparison, baseline: str | None, evaluated_at_m
 
     >>> from detectors.results import SequentialResult
     >>> result = SequentialResult(0.2, 0.1, 0.3, 0.001, 900, 100, tested=True, significant=True)
-    >>> comparison = VersionComparison(-1, {"error_ratio": result}, (5.0, 1.0, 9.0), 0.6, 1_000.0)
+    >>> comparison = VersionComparison(-1, {"error_ratio": result}, (5.0, 1.0, 9.0), 0.6, 1_000.0, {})
     >>> evidence(comparison, "v1", 2_000.0)["metrics"]["error_ratio"]["effect"]
     0.2
     """
@@ -167,6 +177,7 @@ def evidence(comparison: VersionComparison, baseline: str | None, evaluated_at_m
     effect, lower, upper = comparison.latency_p95_ms
     metrics["latency_p95_ms"] = {"effect": effect, "lower": lower, "upper": upper}
     metrics["latency_slower"] = {"effect": comparison.latency_slower}
+    metrics.update((f"{column}_distance", {"effect": distance}) for column, distance in comparison.distances.items())
     return _plain({
         "verdict": comparison.verdict, "baseline": baseline, "start_ms": comparison.start_ms,
         "evaluated_at_ms": evaluated_at_ms, "metrics": metrics,
@@ -251,5 +262,3 @@ def _verdict(results: dict[str, SequentialResult], verdict_metrics: tuple[str, .
             else:
                 better = True
     return -1 if worse else int(better)
-
-

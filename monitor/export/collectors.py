@@ -413,6 +413,9 @@ def _versions(evaluations: dict) -> Iterator[Reading]:
             yield from _figures(contract.VERSION_COMPARISON, (*compared, "latency_p95"), p95)
             slower = {"effect": comparison.latency_slower}
             yield from _figures(contract.VERSION_COMPARISON, (*compared, "latency_slower"), slower)
+            for column, distance in comparison.distances.items():
+                distance_labels = (*compared, f"{column}_distance")
+                yield from _figures(contract.VERSION_COMPARISON, distance_labels, {"effect": distance})
 
 
 def _finite(figures: dict[str, float]) -> dict[str, float]:

@@ -435,8 +435,9 @@ VERSION_COMPARISON = MetricSpec(
     "accuracy, content_filter_ratio, output_tokens (effect; lower, upper: a confidence sequence at `versions.alpha` "
     "over the number of verdict metrics; p_value: valid however often read, significant at that level); "
     "latency_p95 (seconds; a "
-    "fixed-horizon interval on the window's calls) and latency_slower (the probability that a candidate call is "
-    "slower than a baseline call; effect only); stat: effect, lower, upper, p_value",
+    "fixed-horizon interval on the window's calls), latency_slower (the probability that a candidate call is "
+    "slower than a baseline call), finish_reason_distance and prediction_distance (a classifier's; Jensen-Shannon "
+    "distances, base 2, of the output distributions) (effect only); stat: effect, lower, upper, p_value",
 )
 VERSION_COMPARISON_CALLS = MetricSpec(
     "driftwarden_version_comparison_calls",

@@ -41,7 +41,7 @@ deployment and prints its resident memory against this).
 >>> from monitor.config import parse_config
 >>> bound = memory_bound(parse_config({}))
 >>> bound.n_models, f"{bound.total / 2**30:.2f} GiB"
-(101, '2.96 GiB')
+(101, '2.99 GiB')
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from dataclasses import dataclass, fields
 
 from monitor.config import Config, FeatureConfig, ModelConfig
 from monitor.evaluate.drift import tested_features
-from monitor.state.columns import Columns, text_descriptors
+from monitor.state.columns import MAX_FINISH_REASONS, Columns, text_descriptors
 from monitor.state.feedback import MAX_KEY_CHARS
 from monitor.state.labels import BYTES_PER_CALL as LABEL_STORE_BYTES_PER_CALL
 from monitor.state.labels import BYTES_PER_GROUP as LABEL_STORE_BYTES_PER_GROUP
@@ -145,8 +145,9 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
             decoded += DECODED_PER_FILE_BYTE * os.stat(model.reference.file).st_size
         reference, row, tested = _reference_rows(model), row_bytes(model), tested_features(model)
         ids = IDS_PER_CALL * (key + INDEX_ENTRY_BYTES)
+        # predictions, each bias or slice attribute and categorical feature, and the (few) finish reasons
         n_vocabularies = 1 + len(Columns.grouped(model)) + sum(f.kind == "categorical" for f in model.features)
-        vocabularies, pending = n_vocabularies * max_categories, model.quality.max_pending
+        vocabularies, pending = n_vocabularies * max_categories + MAX_FINISH_REASONS, model.quality.max_pending
         stored, stored_row = model.quality.max_labelled_calls, _label_store_row(model)
         terms = {
             "windows": size * (row + ids),
@@ -188,8 +189,9 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
 
 def row_bytes(model: ModelConfig) -> int:
     """The bytes of one window (or reference) row of ``model``: its numpy columns, ids as references."""
-    # time, latency, label, rating, judge score, prediction, score, output tokens; two flags; the version's code
-    fixed = 8 * 8 + 2 + 4 + 8 * IDS_PER_CALL
+    # time, latency, label, rating, judge score, prediction, score, output tokens; two flags; the codes of the
+    # version and the finish reason
+    fixed = 8 * 8 + 2 + 4 + 4 + 8 * IDS_PER_CALL
     fixed += 8 * model.quality.json_response + 4 * len(Columns.grouped(model)) + 8 * (model.bias.outcome is not None)
     return fixed + sum(_feature_bytes(feature) for feature in model.features)
 

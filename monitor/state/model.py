@@ -37,9 +37,11 @@ from monitor.state.columns import (
     CONTENT_FILTER,
     FAILED,
     FEEDBACK_COLUMNS,
+    FINISH_REASON,
     ID_COLUMNS,
     JSON_VALID,
     LATENCY_MS,
+    MAX_FINISH_REASONS,
     OUTCOME,
     OUTPUT_TOKENS,
     PREDICTION,
@@ -56,7 +58,7 @@ from monitor.state.histogram import MAX_COUNT, Histogram
 from monitor.state.labels import LabelStore
 from monitor.state.reference import Reference, read_reference_file
 from monitor.state.versions import Versions, VersionsRead
-from monitor.state.vocabulary import MAX_VALUE_CHARS, OTHER, Vocabulary
+from monitor.state.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
 from monitor.state.windows import Window
 
 __all__ = ["LATENCY_BUCKETS_MS", "TTFT_BUCKETS_MS", "ModelState", "ModelStates"]
@@ -104,6 +106,9 @@ class ModelState:
         self._path_parts = tuple((head, key or None) for head, _, key in (path.partition(".") for path in self._paths))
         #: Predictions and labels (as codes unless numeric), and each bias or slice attribute's groups.
         self.categories = {PREDICTION: Vocabulary(config.limits.max_categories)}
+        #: Finish reasons as window codes (apart from :attr:`categories`, which the fingerprint reads: a model
+        #: saved before they were kept restores as it was).
+        self.finish_reasons = Vocabulary(MAX_FINISH_REASONS)
         for attribute in Columns.grouped(model):
             self.categories[attribute] = Vocabulary(config.limits.max_categories)
         self.window = Window(config.windows.size, self.columns.layout)
@@ -240,6 +245,7 @@ class ModelState:
             PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
             SCORE: _floats(read["score"]),
             CONTENT_FILTER: _equal(read["finish_reason"], "content_filter"),
+            FINISH_REASON: self._encode_finish_reasons(read["finish_reason"]),
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
@@ -258,6 +264,14 @@ class ModelState:
                 ]  # fmt: skip
             )
         return columns
+
+    def _encode_finish_reasons(self, values: list[Any]) -> np.ndarray:
+        """Finish reasons as codes (MISSING where a call has none); one search in C when none has (a model
+        that does not send them)."""
+        values = unset_as_none(values)
+        if values.count(None) == len(values):
+            return np.full(len(values), MISSING, dtype=np.int32)
+        return self.finish_reasons.encode([value if type(value) is str else None for value in values])
 
     def _encode_predictions(self, predictions: list[Any]) -> np.ndarray:
         """Predictions as window numbers: themselves for a numeric model, else their class codes."""
@@ -362,6 +376,7 @@ class ModelState:
             "reference_source": self.reference.source,
             "changes": self.changes.snapshot(),
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
+            "finish_reasons": self.finish_reasons.values,
             "join": self.join.snapshot(),
             "labels": None if self.labels is None else self.labels.snapshot(),
             "versions": self.versions.snapshot(),
@@ -382,6 +397,7 @@ class ModelState:
             self.vocabularies[name].restore(values)
         for name, values in snapshot["categories"].items():
             self.categories[name].restore(values)
+        self.finish_reasons.restore(snapshot.get("finish_reasons", self.finish_reasons.values))
         self.join.restore(snapshot["join"], self.window)
         if "versions" in snapshot:  # absent before versions were kept: the window's codes are all 0 then
             self.versions.restore(snapshot["versions"])

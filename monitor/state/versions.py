@@ -35,6 +35,7 @@ from monitor.config import VERSION_METRICS, VersionsConfig
 from monitor.state.columns import (
     CONTENT_FILTER,
     FAILED,
+    FINISH_REASON,
     JUDGE_SCORE,
     LABEL,
     LATENCY_MS,
@@ -54,7 +55,9 @@ __all__ = [
 #: The version code of the calls of versions past ``max_live`` (and of retired versions' calls).
 OTHER_CODE = -1
 #: The window columns the comparisons read.
-COMPARED_COLUMNS = (VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, OUTPUT_TOKENS)
+COMPARED_COLUMNS = (
+    VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, OUTPUT_TOKENS, FINISH_REASON,
+)  # fmt: skip
 
 
 def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.ndarray]:

@@ -4,13 +4,15 @@ closed-form quantiles of lognormal latencies, and scipy's Mann-Whitney U."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.spatial.distance import jensenshannon
 from scipy.special import ndtri
 
-from detectors.version_effects import quantile_difference, rank_effect
+from detectors.version_effects import distribution_distance, quantile_difference, rank_effect
 
 LOG_SD = 0.5
 
@@ -112,3 +114,16 @@ def test_rank_effect_edges():
     assert rank_effect(np.array([1.0, 2.0]), np.array([3.0, 4.0, 5.0])) == 1.0
     assert rank_effect(np.array([2.0, 2.0]), np.array([2.0])) == 0.5
     assert math.isnan(rank_effect(np.array([1.0]), np.array([np.nan])))
+
+
+def test_distribution_distance_is_scipys_jensen_shannon_of_the_categories_counted():
+    rng = np.random.default_rng(6)
+    baseline, candidate = rng.integers(-1, 5, 2_000), rng.choice([-1, 0, 1, 2, 6], 300, p=[0.1, 0.1, 0.2, 0.3, 0.3])
+    counted = [Counter(codes[codes >= 0].tolist()) for codes in (baseline, candidate)]  # the shares by hand
+    categories = sorted(set(counted[0]) | set(counted[1]))
+    shares = [[count[category] / sum(count.values()) for category in categories] for count in counted]
+
+    assert distribution_distance(baseline, candidate) == pytest.approx(jensenshannon(*shares, base=2), rel=1e-12)
+    assert distribution_distance(baseline, baseline) == 0.0
+    assert distribution_distance(np.array([0, 0]), np.array([1])) == 1.0  # disjoint
+    assert math.isnan(distribution_distance(np.array([-1, -1]), candidate))  # no category on one side

@@ -8,6 +8,7 @@ events), and their latency p-value against savvi's anytime-valid t-test on the s
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from savvi.linear_regression import LinearRegression
+from scipy.spatial.distance import jensenshannon
 
 from monitor.config import VersionsConfig, parse_config
 from monitor.pipeline import Pipeline
@@ -297,3 +299,24 @@ def test_without_promotion_the_reference_stays_what_it_was():
     _apply(pipeline, calls[60:], batch=10)
     assert _versions(pipeline).baseline == "v2"
     assert (pipeline.states["m"].reference.source, pipeline.states["m"].reference.id) == ("warmup", warmup_id)
+
+
+def test_the_output_distributions_of_a_classifiers_versions_are_compared_by_their_categories():
+    model = {"name": "m", "reference": {"warmup": 1}, "versions": {"min_samples": 10}}
+    pipeline = Pipeline(parse_config({"windows": {"size": 500, "min_samples": 1}, "models": [model]}))
+    rng = np.random.default_rng(8)
+    calls = []
+    for i in range(400):
+        canary = i % 4 == 0
+        call = _call(i, "rc" if canary else "v1")
+        call["prediction"] = str(rng.choice(["yes", "no", "maybe"], p=[0.2, 0.6, 0.2] if canary else [0.5, 0.4, 0.1]))
+        call["finish_reason"] = str(rng.choice(["stop", "length"], p=[0.7, 0.3] if canary else [0.95, 0.05]))
+        calls.append(call)
+    _apply(pipeline, calls)
+    comparison = _versions(pipeline).comparisons["rc"]
+    since = calls[pipeline.states["m"].versions.comparisons["rc"].start_row :]
+    for field in ("prediction", "finish_reason"):
+        counted = [Counter(call[field] for call in since if call["model_version"] == v) for v in ("v1", "rc")]
+        categories = sorted(set(counted[0]) | set(counted[1]))
+        shares = [[count[category] / sum(count.values()) for category in categories] for count in counted]
+        assert comparison.distances[field] == pytest.approx(jensenshannon(*shares, base=2), rel=1e-9), field
