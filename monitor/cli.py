@@ -102,16 +102,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay_command.set_defaults(command=_replay)
 
-    reference = commands.add_parser(
-        "reference", help="write a reference file: each model's first (or last) valid inference events of a file"
+    reference = commands.add_parser("reference", help="build a reference file, or promote a version's calls")
+    reference_commands = reference.add_subparsers(required=True, metavar="build|promote")
+    build = reference_commands.add_parser(
+        "build", help="write a reference file: each model's first (or last) valid inference events of a file"
     )
-    reference.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
-    reference.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic")
-    reference.add_argument("--out", required=True, metavar="REFERENCE.jsonl", help="where to write the reference")
-    reference.add_argument("--model", action="append", metavar="NAME", help="only this model (repeatable)")
-    reference.add_argument("--size", type=int, default=DEFAULT_WARMUP, metavar="N", help="events per model")
-    reference.add_argument("--last", action="store_true", help="take the last N events instead of the first")
-    reference.set_defaults(command=_reference)
+    build.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    build.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic")
+    build.add_argument("--out", required=True, metavar="REFERENCE.jsonl", help="where to write the reference")
+    build.add_argument("--model", action="append", metavar="NAME", help="only this model (repeatable)")
+    build.add_argument("--size", type=int, default=DEFAULT_WARMUP, metavar="N", help="events per model")
+    build.add_argument("--last", action="store_true", help="take the last N events instead of the first")
+    build.set_defaults(command=_reference_build)
+    promote = reference_commands.add_parser(
+        "promote", help="ask the running daemon to relearn a model's warm-up reference from a version's next calls"
+    )
+    promote.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    promote.add_argument("--model", required=True, metavar="NAME", help="the model")
+    promote.add_argument("--version", metavar="VERSION", help="a live version (default: the baseline)")
+    promote.set_defaults(command=_reference_promote)
 
     report = commands.add_parser(
         "report", help="replay a file, then write an HTML drift report of a model's last window (Evidently)"
@@ -241,7 +250,19 @@ def _iso(time_ms: float) -> str:
     return datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
-def _reference(config: Config, arguments: argparse.Namespace) -> int:
+def _reference_promote(config: Config, arguments: argparse.Namespace) -> int:
+    partitions = PartitionCheckpoints(open_store(config.state), config.kafka.group_id)
+    request_id = partitions.request_promotion(arguments.model, arguments.version)
+    version = printable(arguments.version) if arguments.version is not None else "its baseline"
+    print(
+        f"asked for request {request_id}: the replica that holds {printable(arguments.model)} promotes its reference "
+        f"from the next calls of {version} at its next checkpoint (driftwarden_reference_info shows source "
+        "'promoted'; the daemon logs why if it cannot)"
+    )
+    return 0
+
+
+def _reference_build(config: Config, arguments: argparse.Namespace) -> int:
     models = set(arguments.model) if arguments.model else None
     batches = JsonlSource(arguments.events).batches()
     records = reference_records(batches, config.limits.max_event_bytes, arguments.size, models, arguments.last)

@@ -305,7 +305,7 @@ class FeatureConfig(_Section):
 
 class ReferenceConfig(_Section):
     """The fixed sample windows are compared with: the model's first ``warmup`` inference events, or a
-    JSONL ``file`` of reference events (the model's own events in it; see ``driftwarden reference``)."""
+    JSONL ``file`` of reference events (the model's own events in it; see ``driftwarden reference build``)."""
 
     warmup: Integer | None = Field(None, ge=1, le=1_000_000)
     file: Path | None = None

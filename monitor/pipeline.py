@@ -320,6 +320,20 @@ class Pipeline:
             self._arrived_ms.pop(name, None)
             self._settled.discard(name)
 
+    def promote_reference(self, model: str, version: str | None, request_id: str) -> bool:
+        """Apply a reference promotion asked for (``request_id``) to ``model`` if it is here and has not applied
+        it yet (:meth:`ModelState.promote_reference <monitor.state.model.ModelState.promote_reference>`);
+        whether the request is done with here (applied, or refused for good)."""
+        with self.lock:
+            state = next((state for state in self.states if state.name == model), None)
+            if state is None:
+                return False  # another replica's model, or not seen yet
+            if state.promotion_id != request_id:
+                state.promotion_id = request_id
+                if state.promote_reference(version):
+                    self._forget_suites(model)
+            return True
+
     def _forget_suites(self, name: str) -> None:
         """Drop the suites fitted on a model's reference."""
         self._drift_suites.pop(name, None)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -145,6 +146,35 @@ class PartitionCheckpoints:
             self.store.put(key, msgspec.json.encode(home))  # not ours to read: taken over
             return None
         return (topic, number)
+
+    def request_promotion(self, model: str, version: str | None) -> str:
+        """Ask the replica that holds ``model`` to promote its reference from ``version``'s next calls (None: the
+        baseline's): recorded under ``<group>/promotions.json`` (one request a model, the latest), which every
+        replica reads at each checkpoint (:meth:`promotions`); the request's id."""
+        requests = self.promotions()
+        request_id = uuid.uuid4().hex
+        requests[model] = {"version": version, "id": request_id, "requested_at": time.time()}
+        self.store.put(self._promotions_key, msgspec.json.encode(requests))
+        return request_id
+
+    def promotions(self) -> dict[str, dict]:
+        """The reference promotions asked for, by model (see :meth:`request_promotion`); none if unreadable."""
+        recorded = self.store.get(self._promotions_key)
+        try:
+            return msgspec.json.decode(recorded, type=dict[str, dict]) if recorded is not None else {}
+        except msgspec.DecodeError:
+            return {}
+
+    def promoted(self, done: dict[str, str]) -> None:
+        """Drop the requests applied (model -> request id) from the record, unless a newer one replaced them."""
+        requests = self.promotions()
+        left = {model: request for model, request in requests.items() if done.get(model) != request.get("id")}
+        if left != requests:
+            self.store.put(self._promotions_key, msgspec.json.encode(left))
+
+    @property
+    def _promotions_key(self) -> str:
+        return f"{self.group}/promotions.json"
 
     def save(self, checkpoint: Checkpoint) -> None:
         """Save the checkpoint of one partition (its ``offsets`` hold that partition alone)."""

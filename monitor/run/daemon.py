@@ -331,6 +331,22 @@ class Daemon:
         assert self._source is not None  # checkpoints are taken only once connected
         self.checkpointer.checkpoint(self._positions(), self._source.commit)
         self._claim_homes()
+        self._promote_references()
+
+    def _promote_references(self) -> None:
+        """Apply the reference promotions asked for (``driftwarden reference promote``) of the models held here,
+        and drop them from the store's record."""
+        try:
+            requests = self.partitions.promotions()
+            done = {
+                model: request["id"]
+                for model, request in requests.items()
+                if self.pipeline.promote_reference(model, request.get("version"), str(request.get("id")))
+            }
+            if done:
+                self.partitions.promoted(done)
+        except OSError as error:
+            log.warning("cannot read or update the reference promotions asked for (%s); trying again later", error)
 
     def _claim_homes(self) -> None:
         """Record in the store the homes given to new models since the last checkpoint, and check those claimed

@@ -130,6 +130,10 @@ class ModelState:
         self.labels = self._new_label_store()
         #: Its versions, and each candidate's comparison with the baseline.
         self.versions = Versions(model.versions, model.quality.numeric)
+        #: The version a promoted reference takes its calls from, and the id of the last promotion asked for
+        #: with ``driftwarden reference promote`` that was applied (see :mod:`monitor.run.promotions`).
+        self.promoted_version: str | None = None
+        self.promotion_id: str | None = None
         warmup = 0 if reference_events is not None else _warmup(model)
         self.join = self._new_join(warmup)
 
@@ -180,15 +184,15 @@ class ModelState:
         return float(batch[TIMESTAMP_MS].max())
 
     def _offer_reference(self, batch: dict[str, np.ndarray]) -> None:
-        """Offer a batch to the warm-up reference; a promoted one takes only the baseline version's calls, and
-        tells the join their ids (its rows are not the window's first ones)."""
+        """Offer a batch to the warm-up reference; a promoted one takes only its version's calls, and tells the
+        join their ids (its rows are not the window's first ones)."""
         reference = self.reference
         if reference.source != "promoted":
             reference.offer(batch)
             return
-        if reference.complete or self.versions.baseline not in self.versions.live:
+        if reference.complete or self.promoted_version not in self.versions.live:
             return
-        taken = batch[VERSION] == self.versions.code(self.versions.baseline)
+        taken = batch[VERSION] == self.versions.code(self.promoted_version)
         first_row, room = len(reference), reference.capacity - len(reference)
         kept = {name: values[taken][:room] for name, values in batch.items()}
         reference.offer(kept)
@@ -203,17 +207,25 @@ class ModelState:
         """
         before = self.versions.baseline
         read = self.versions.read(self.window, view)
-        if (
-            self.model.versions.promote_reference
-            and self._reference_events is None
-            and before is not None
-            and read.baseline not in (None, before)
-        ):
-            log.info("model %s: version %s took over from %s; its reference is promoted from its calls",
-                     self.name, read.baseline, before)  # fmt: skip
-            self.reference = Reference(_warmup(self.model), self.columns.layout, "promoted", self._coded_columns())
-            self.join.forget_reference()
+        if self.model.versions.promote_reference and before is not None and read.baseline not in (None, before):
+            log.info("model %s: version %s took over from %s", self.name, read.baseline, before)
+            self.promote_reference(read.baseline)
         return read
+
+    def promote_reference(self, version: str | None) -> bool:
+        """Start a new warm-up reference from ``version``'s next calls (``reference.warmup`` of them; None: the
+        baseline's), source ``promoted``; whether it did: a live version and a warm-up reference are needed (a
+        reference file is the user's to change)."""
+        version = self.versions.baseline if version is None else version
+        if self._reference_events is not None or version not in self.versions.live:
+            why = "its reference is a file" if self._reference_events is not None else "not a live version"
+            log.warning("model %s: no reference promoted from version %s (%s)", self.name, version, why)
+            return False
+        log.info("model %s: its reference is promoted from the next calls of version %s", self.name, version)
+        self.reference = Reference(_warmup(self.model), self.columns.layout, "promoted", self._coded_columns())
+        self.promoted_version = version
+        self.join.forget_reference()
+        return True
 
     def _read(self, inference: list[Event]) -> dict[str, list]:
         """The fields (and feature entries) of a batch that the model reads, by path: all in one pass."""
@@ -374,6 +386,8 @@ class ModelState:
             "vocabularies": {name: vocabulary.values for name, vocabulary in self.vocabularies.items()},
             "reference": self.reference.snapshot() if self._reference_events is None else None,
             "reference_source": self.reference.source,
+            "promoted_version": self.promoted_version,
+            "promotion_id": self.promotion_id,
             "changes": self.changes.snapshot(),
             "categories": {name: vocabulary.values for name, vocabulary in self.categories.items()},
             "finish_reasons": self.finish_reasons.values,
@@ -409,6 +423,8 @@ class ModelState:
                 self.labels.append(self.window.view())
         if self._reference_events is None:
             self.reference.source = snapshot.get("reference_source", "warmup")
+            self.promoted_version = snapshot.get("promoted_version")
+            self.promotion_id = snapshot.get("promotion_id")
             self.reference.restore(snapshot["reference"])
         else:  # read again under the restored vocabularies, so categories keep the window's codes
             self.reference = self._new_reference()

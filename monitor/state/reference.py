@@ -195,7 +195,7 @@ def reference_records(
 ) -> list[Record]:
     """Each model's first (or ``last``) ``size`` valid inference events, as the records they came in.
 
-    What ``driftwarden reference`` writes: a reference file is made of the
+    What ``driftwarden reference build`` writes: a reference file is made of the
     events' own bytes, so it decodes exactly as they did. Records keep their
     order in the stream.
 

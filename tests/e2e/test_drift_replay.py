@@ -6,7 +6,7 @@ length of responses, an embedding's mean) and the others stay as they were.
 Replaying the file up to the change flags nothing; replaying all of it flags
 exactly the features that changed (for the text, exactly the descriptors that
 measure length), against a warm-up reference and against a reference file
-built with ``driftwarden reference``. ``driftwarden report`` draws the
+built with ``driftwarden reference build``. ``driftwarden report`` draws the
 Evidently page of the same window, and ``check-config`` states the
 false-alarm policy in alerts a week.
 """
@@ -148,7 +148,7 @@ def test_exactly_the_changed_features_are_flagged_after_the_change(stream, tmp_p
 
 def test_a_reference_file_built_from_a_replay_gives_the_same_verdicts(stream, tmp_path):
     reference = tmp_path / "reference.jsonl"
-    finished = _driftwarden("reference", "--config", str(stream["config"]), str(stream["before"]),
+    finished = _driftwarden("reference", "build", "--config", str(stream["config"]), str(stream["before"]),
                             "--size", "1000", "--out", str(reference))  # fmt: skip
     assert "wrote 1000 reference events" in finished.stdout
     assert reference.read_text().splitlines() == stream["before"].read_text().splitlines()[:1_000]

@@ -7,7 +7,8 @@ pages a real Alertmanager and requests a rollback on a topic. The test checks th
 Prometheus with its evidence, that the rule fires in Alertmanager with the version's labels, that exactly one
 rollback request lands on the topic (keyed by model, with the comparisons, sample sizes and span), that
 ``driftwarden versions`` shows it, and that a restart on the same state directory, with more of the canary's calls,
-publishes none.
+publishes none. ``driftwarden reference promote`` asks the first daemon to relearn the reference from the canary's
+calls; it takes the request at a checkpoint, and the reference completes, as ``promoted``, after the restart.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.components import Prometheus, daemon_config, wait_for
-from tests.e2e.test_alerts import driftwarden, jobs_on, value
+from tests.e2e.test_alerts import driftwarden, jobs_on, samples, value
 from tests.integration.kafka_helpers import JOIN_S, produce
 
 MODEL = "bot"
@@ -98,6 +99,9 @@ def test_a_worse_canary_is_judged_paged_and_rolled_back_once(
         assert "v2" in listed and "worse" in listed and request["id"][:12] in listed
         shown = json.loads(driftwarden("versions", "show", "--config", str(daemon.config_path), MODEL, "v2"))
         assert [each["id"] for each in shown["rollback_requests"]] == [request["id"]]
+        # A promotion of the canary's calls to be the reference, taken at a checkpoint; it completes after the restart.
+        driftwarden("reference", "promote", "--config", str(daemon.config_path), "--model", MODEL, "--version", "v2")
+        wait_for(lambda: "reference is promoted from the next calls of version v2" in daemon.log(), 10, "the promotion")
         assert daemon.stop(signal.SIGTERM) == 0
 
         restarted = start_daemon(config)  # the same state directory and consumer group
@@ -111,6 +115,10 @@ def test_a_worse_canary_is_judged_paged_and_rolled_back_once(
                  == -1, 20, "the verdict after the restart")  # fmt: skip
         time.sleep(3)  # a few more ticks, each of which would ask for a request
         assert [json.loads(each.value)["id"] for each in jobs_on(kafka_broker, rollback_topic)] == [request["id"]]
+        info = samples(restarted, "driftwarden_reference_info")
+        [(labels, _)] = [(dict(labels), value) for labels, value in info.items() if dict(labels)["model"] == MODEL]
+        assert labels["source"] == "promoted"  # 200 calls of v2 after the restart: the promoted reference is complete
+        assert "reference is promoted" not in restarted.log()  # applied once: the request was dropped
         assert restarted.stop(signal.SIGTERM) == 0
     finally:
         prometheus.stop()

@@ -859,7 +859,8 @@ def test_the_reference_command_writes_the_chosen_models_events_as_they_came(tmp_
     config.write_text("models:\n  - name: '*'\n")
     out = tmp_path / "reference.jsonl"
 
-    code = main(["reference", "--config", str(config), str(events), "--out", str(out), "--size", "2", "--model", "b"])
+    arguments = ["--config", str(config), str(events), "--out", str(out), "--size", "2", "--model", "b"]
+    code = main(["reference", "build", *arguments])
 
     assert code == 0
     assert out.read_bytes().splitlines() == [lines[1], lines[6]]

@@ -14,13 +14,17 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from savvi.linear_regression import LinearRegression
 from scipy.spatial.distance import jensenshannon
 
+from monitor.cli import main
 from monitor.config import VersionsConfig, parse_config
 from monitor.pipeline import Pipeline
+from monitor.run.checkpoint import PartitionCheckpoints
+from monitor.run.store import DirectoryStore
 from monitor.state.versions import Versions
 from monitor.state.vocabulary import OTHER
 from tests.unit.monitor.test_feedback import _apply, _sample, _through_disk
@@ -40,6 +44,13 @@ def _call(i: int, version: str | None, latency_ms: float = 100.0, failed: bool =
     if version is not None:
         call["model_version"] = version
     return call
+
+
+def _written(directory: Path, config) -> str:
+    """``config`` as a YAML file in ``directory``; its path."""
+    path = directory / "driftwarden.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True, exclude_defaults=True)))
+    return str(path)
 
 
 def _versions(pipeline: Pipeline):
@@ -320,3 +331,35 @@ def test_the_output_distributions_of_a_classifiers_versions_are_compared_by_thei
         categories = sorted(set(counted[0]) | set(counted[1]))
         shares = [[count[category] / sum(count.values()) for category in categories] for count in counted]
         assert comparison.distances[field] == pytest.approx(jensenshannon(*shares, base=2), rel=1e-9), field
+
+
+def test_a_promotion_asked_for_through_the_store_is_applied_once_by_the_replica_that_holds_the_model(tmp_path):
+    pipeline = _promoting(promote=False)
+    calls = _rollout()
+    _apply(pipeline, calls[:100], batch=10)  # v1 is the baseline, v2 live
+    config = parse_config({"state": {"dir": str(tmp_path)}})
+    written = _written(tmp_path, config)
+    assert main(["reference", "promote", "--config", written, "--model", "m", "--version", "v2"]) == 0
+    partitions = PartitionCheckpoints(DirectoryStore(tmp_path), config.kafka.group_id)
+    [(model, request)] = partitions.promotions().items()
+    assert (model, request["version"]) == ("m", "v2")
+
+    assert pipeline.promote_reference("m", request["version"], request["id"])  # what the daemon does at a checkpoint
+    assert not pipeline.promote_reference("elsewhere", None, "another")  # another replica's model: left for it
+    reference = pipeline.states["m"].reference
+    assert reference.source == "promoted" and len(reference) == 0
+    assert pipeline.promote_reference("m", request["version"], request["id"])  # done with it, but not again:
+    assert pipeline.states["m"].reference is reference
+    partitions.promoted({"m": request["id"]})
+    assert partitions.promotions() == {}
+    _apply(pipeline, calls[100:], batch=10)
+    v2_x = [call["features"]["x"] for call in calls[100:] if call["model_version"] == "v2"]
+    assert reference.columns()["feature.x"].tolist() == v2_x[:20]  # v2's next calls, though v1 is the baseline
+
+
+def test_a_promotion_of_a_version_that_is_not_live_changes_nothing():
+    pipeline = _promoting(promote=False)
+    _apply(pipeline, _rollout()[:60], batch=10)
+    reference = pipeline.states["m"].reference
+    assert pipeline.promote_reference("m", "v9", "request-1")  # refused for good: logged, not asked again
+    assert pipeline.states["m"].reference is reference and reference.source == "warmup"
