@@ -6,7 +6,7 @@ report that shows it. A model's :class:`Columns` lays out its window from its
 config: the fixed columns of every model, one per feature (a text feature's
 numeric descriptors one each) and beside it whether its value had the wrong
 type, the feedback and id columns, the quality, bias and slice columns the
-config asks for, and each call's version, output tokens and finish reason. The names and
+config asks for, and each call's version, tokens and finish reason. The names and
 their order are what a checkpoint saves (see :attr:`ModelState.fingerprint
 <monitor.state.model.ModelState.fingerprint>`), so they never change.
 
@@ -19,7 +19,7 @@ their order are what a checkpoint saves (see :attr:`ModelState.fingerprint
 >>> list(columns.layout)[:4]
 ['timestamp_ms', 'latency_ms', 'failed', 'feature.topic']
 >>> list(columns.layout)[-4:]
-['outcome', 'version', 'output_tokens', 'finish_reason']
+['version', 'input_tokens', 'output_tokens', 'finish_reason']
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "LATENCY_MS",
     "MAX_FINISH_REASONS",
     "OUTCOME",
+    "INPUT_TOKENS",
     "OUTPUT_TOKENS",
     "PREDICTION",
     "RATING",
@@ -82,9 +83,11 @@ REQUEST_ID, RESPONSE_ID = "request_id", "response_id"
 #: the response is valid JSON (if the config asks), and whether the outcome is the positive class (bias only).
 PREDICTION, SCORE, CONTENT_FILTER = "prediction", "score", "content_filter"
 JSON_VALID, OUTCOME = "json_valid", "outcome"
-#: Each call's version (a code of :class:`~monitor.state.versions.Versions`, 0 without one), output tokens and
-#: finish reason (a code of the model's finish-reason vocabulary): what versions are compared on.
-VERSION, OUTPUT_TOKENS, FINISH_REASON = "version", "output_tokens", "finish_reason"
+#: Each call's version (a code of :class:`~monitor.state.versions.Versions`, 0 without one), tokens (float32:
+#: exact to 2**24 a call) and finish reason (a code of the model's finish-reason vocabulary): what versions are
+#: compared on.
+VERSION, FINISH_REASON = "version", "finish_reason"
+INPUT_TOKENS, OUTPUT_TOKENS = "input_tokens", "output_tokens"
 #: Finish reasons a model keeps by name (providers have a handful: stop, length, content_filter, tool_calls...);
 #: the rest are "__other__".
 MAX_FINISH_REASONS = 32
@@ -125,7 +128,8 @@ class Columns:
         if model.bias.outcome is not None:
             layout[OUTCOME] = Column(np.float64)
         layout[VERSION] = Column(np.int32, missing=0, optional=True)
-        layout[OUTPUT_TOKENS] = Column(np.float64, optional=True)
+        layout[INPUT_TOKENS] = Column(np.float32, optional=True)
+        layout[OUTPUT_TOKENS] = Column(np.float32, optional=True)
         layout[FINISH_REASON] = Column(np.int32, missing=MISSING, optional=True)
         self.layout = layout
 

@@ -189,9 +189,9 @@ def memory_bound(config: Config, key_chars: int = MAX_KEY_CHARS, value_chars: in
 
 def row_bytes(model: ModelConfig) -> int:
     """The bytes of one window (or reference) row of ``model``: its numpy columns, ids as references."""
-    # time, latency, label, rating, judge score, prediction, score, output tokens; two flags; the codes of the
-    # version and the finish reason
-    fixed = 8 * 8 + 2 + 4 + 4 + 8 * IDS_PER_CALL
+    # time, latency, label, rating, judge score, prediction, score; two flags; the codes of the version and the
+    # finish reason, input and output tokens (float32)
+    fixed = 8 * 7 + 2 + 4 * 4 + 8 * IDS_PER_CALL
     fixed += 8 * model.quality.json_response + 4 * len(Columns.grouped(model)) + 8 * (model.bias.outcome is not None)
     return fixed + sum(_feature_bytes(feature) for feature in model.features)
 

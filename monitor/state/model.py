@@ -39,6 +39,7 @@ from monitor.state.columns import (
     FEEDBACK_COLUMNS,
     FINISH_REASON,
     ID_COLUMNS,
+    INPUT_TOKENS,
     JSON_VALID,
     LATENCY_MS,
     MAX_FINISH_REASONS,
@@ -239,6 +240,7 @@ class ModelState:
             LATENCY_MS: _floats(read["latency_ms"]),
             FAILED: _given(read["error"]),
             VERSION: np.zeros(len(inference), np.int32),  # (coded by the versions, for the window only)
+            INPUT_TOKENS: _floats(read["input_tokens"]),
             OUTPUT_TOKENS: _floats(read["output_tokens"]),
         }
         for feature in self.features:

@@ -36,6 +36,7 @@ from monitor.state.columns import (
     CONTENT_FILTER,
     FAILED,
     FINISH_REASON,
+    INPUT_TOKENS,
     JUDGE_SCORE,
     LABEL,
     LATENCY_MS,
@@ -56,24 +57,26 @@ __all__ = [
 OTHER_CODE = -1
 #: The window columns the comparisons read.
 COMPARED_COLUMNS = (
-    VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, OUTPUT_TOKENS, FINISH_REASON,
+    VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, INPUT_TOKENS, OUTPUT_TOKENS,
+    FINISH_REASON,
 )  # fmt: skip
 
 
 def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.ndarray]:
     """Each compared metric's value per call, NaN where the call has none: the log of its latency (a latency
     ratio is a difference of logs), whether it failed, whether its rating is positive, its judge score, whether
-    its label equals its prediction (a classifier's), whether a content filter stopped it, its output tokens.
+    its label equals its prediction (a classifier's), whether a content filter stopped it, its input and output
+    tokens.
 
     >>> rows = {LATENCY_MS: np.array([100.0, np.nan]), FAILED: np.array([False, True]),
     ...         RATING: np.array([1.0, np.nan]), JUDGE_SCORE: np.array([np.nan, 0.5]), LABEL: np.array([2.0, 1.0]),
     ...         PREDICTION: np.array([2.0, 3.0]), CONTENT_FILTER: np.array([False, False]),
-    ...         OUTPUT_TOKENS: np.array([12.0, np.nan])}
+    ...         INPUT_TOKENS: np.array([300.0, 40.0]), OUTPUT_TOKENS: np.array([12.0, np.nan])}
     >>> values = metric_values(rows, numeric=False)
     >>> {name: column.round(2).tolist() for name, column in values.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'latency': [4.61, nan], 'error_ratio': [0.0, 1.0], 'feedback_positive_ratio': [1.0, nan],
      'judge_score': [nan, 0.5], 'accuracy': [1.0, 0.0], 'content_filter_ratio': [0.0, 0.0],
-     'output_tokens': [12.0, nan]}
+     'input_tokens': [300.0, 40.0], 'output_tokens': [12.0, nan]}
     """
     latency = rows[LATENCY_MS]
     rating, label, prediction = rows[RATING], rows[LABEL], rows[PREDICTION]
@@ -84,7 +87,8 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
         "judge_score": rows[JUDGE_SCORE],
         "accuracy": np.where(np.isnan(label) | np.isnan(prediction) | numeric, np.nan, label == prediction),
         "content_filter_ratio": rows[CONTENT_FILTER].astype(np.float64),
-        "output_tokens": rows[OUTPUT_TOKENS],
+        "input_tokens": rows[INPUT_TOKENS].astype(np.float64),
+        "output_tokens": rows[OUTPUT_TOKENS].astype(np.float64),
     }
     assert values.keys() == VERSION_METRICS.keys(), "every compared metric has its values"
     return values
