@@ -223,7 +223,8 @@ class Versions:
 
     def _admit_new(self, names: list[Any], timestamps_ms: np.ndarray, first_row: int, codes: np.ndarray) -> None:
         """Code the batch's versions not live yet, in the order they come: admitted while there is room (or a
-        silent one to retire), else :data:`OTHER_CODE`. One pass over their rows, however many names they have."""
+        silent one to retire), else :data:`OTHER_CODE`; a version named :data:`OTHER` is that fold's already.
+        One pass over their rows, however many names they have."""
         rows_of: dict[str, list[int]] = {}
         for row in np.flatnonzero(codes == 0).tolist():
             name = names[row]
@@ -231,7 +232,7 @@ class Versions:
                 rows_of.setdefault(name, []).append(row)
         for name, rows in rows_of.items():
             latest_ms = float(timestamps_ms[rows].max())
-            if len(self._codes) >= self.config.max_live and not self._retire_one(latest_ms):
+            if name == OTHER or (len(self._codes) >= self.config.max_live and not self._retire_one(latest_ms)):
                 codes[rows] = OTHER_CODE
                 continue
             codes[rows] = self._codes[name] = self._next_code

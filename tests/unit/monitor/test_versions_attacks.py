@@ -1,0 +1,155 @@
+"""Attacks on a model's versions: what a hostile producer, a wrong clock, a restart or a config change can do to
+the codes, the comparisons, their verdicts, the exports and the rollback requests.
+
+Each test sends events through a real :class:`~monitor.pipeline.Pipeline` (or :class:`~monitor.state.model.
+ModelState` and :func:`~monitor.evaluate.versions.evaluate_versions`, as the pipeline calls them) and checks what
+comes out against the test's own record of the calls it sent. The tests marked ``xfail`` document defects whose fix
+is a design decision (see their reasons).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.config import parse_config
+from monitor.evaluate.versions import evaluate_versions, evidence
+from monitor.ingest.events import Event
+from monitor.state.model import ModelState
+from monitor.state.vocabulary import OTHER
+from tests.unit.alerts.test_alerting import Broker
+from tests.unit.alerts.test_rollback import Daemon, calls, config_for
+from tests.unit.monitor.test_feedback import _apply, _metrics
+from tests.unit.monitor.test_versions import _call, _pipeline, _versions
+
+# --- Hostile version names ----------------------------------------------------------------------------------------
+
+
+def test_a_version_named_other_folds_into_other_and_is_never_a_candidate():
+    # A producer that names a version "__other__" must not make a second series of that name, nor a comparison whose
+    # candidate group is the fold's (evaluate_versions finds a group by name: the two would be one).
+    pipeline = _pipeline(max_live=3)
+    names = ["a", OTHER, "b", "c", "d"]  # d: past max_live (a, b and c are live)
+    _apply(pipeline, [_call(i, names[i % 5]) for i in range(50)])
+    versions = _versions(pipeline)
+    assert OTHER not in pipeline.states["m"].versions.live
+    assert OTHER not in versions.comparisons
+    sent = {name: names.count(name) * 10 for name in names}
+    assert {name: figures.n_calls for name, figures in versions.figures.items()} == {
+        "a": sent["a"], "b": sent["b"], "c": sent["c"], OTHER: sent[OTHER] + sent["d"]
+    }  # fmt: skip
+
+
+def test_a_rollback_request_names_the_version_the_producer_sent_not_its_exported_label(tmp_path):
+    # "" is exported as "(empty)" and "(empty)" as "((empty))": the rules see those, the ledger must not.
+    renamed = {"v2": "", "v3": "(empty)"}
+    sent = [{**call, "model_version": renamed.get(call["model_version"], call["model_version"])} for call in calls()]
+    daemon = Daemon(config_for(tmp_path / "state"), Broker())
+    _apply(daemon.pipeline, sent, batch=250)
+    now_ms = daemon.tick()
+    comparisons = daemon.pipeline.evaluations["m"].versions.comparisons
+    assert (comparisons[""].verdict, comparisons["(empty)"].verdict) == (-1, -1)  # both worse (v2 and v3)
+    requests = {job.version: job for job in daemon.alerting.rollback.jobs()}
+    assert sorted(requests) == ["", "(empty)"]
+    for version, job in requests.items():  # each with its own comparison's evidence
+        assert job.evidence == evidence(comparisons[version], "v1", now_ms)
+    assert requests[""].evidence["metrics"]["error_ratio"]["significant"]  # v2 fails more
+    assert requests["(empty)"].evidence["metrics"]["latency"]["significant"]  # v3 is slower
+
+
+# --- Exports ----------------------------------------------------------------------------------------------------
+
+
+def _exposed(pipeline) -> list[tuple[str, dict, float]]:
+    """The samples of ``/metrics`` as (name, labels, value)."""
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(_metrics(pipeline).decode())
+        for sample in family.samples
+    ]
+
+
+def test_latencies_too_far_apart_for_their_ratio_leave_it_out_of_the_scrape():
+    # The latency effect is a difference of logs; its exp overflows a float when the candidate's calls are 1e300
+    # times slower. The scrape must still answer, every other series in it, and that ratio left out.
+    pipeline = _pipeline(size=1_000)
+    slow = [i % 3 == 0 for i in range(600)]
+    sent = [
+        _call(i, "b" if slow[i] else "a", latency_ms=1e300 if slow[i] else 1e-300 * (1 + i % 7)) for i in range(600)
+    ]
+    _apply(pipeline, sent, batch=100)
+    versions = _versions(pipeline)
+    assert versions.comparisons["b"].metrics["latency"].effect > math.log(1e300)
+    samples = _exposed(pipeline)
+    assert all(math.isfinite(value) for name, _, value in samples if name.startswith("driftwarden_version"))
+    compared = {(labels["metric"], labels["stat"]): value for name, labels, value in samples
+                if name == "driftwarden_version_comparison"}  # fmt: skip
+    assert ("latency", "effect") not in compared and compared[("latency", "p_value")] < 1e-9
+    assert compared[("error_ratio", "effect")] == 0.0  # the rest of the comparison is there
+
+
+def test_a_p95_interval_too_wide_for_a_float_is_left_out_not_exported_infinite():
+    # The candidate's p95 sits on 1.7e308 ms calls and its order-statistic interval reaches down to the fast ones:
+    # effect plus radius overflows to +inf, which must be left out like an unbounded interval of the t-test.
+    pipeline = _pipeline(size=1_000)
+    huge = [i % 34 == 1 for i in range(600)]  # 6% of b's calls
+    sent = [_call(i, "b" if i % 2 else "a", latency_ms=1.7e308 if huge[i] else 100.0 + i % 9) for i in range(600)]
+    _apply(pipeline, sent, batch=100)
+    _versions(pipeline)
+    samples = _exposed(pipeline)
+    assert all(math.isfinite(value) for name, _, value in samples if name.startswith("driftwarden_version"))
+
+
+# --- Statistics through the real plumbing -----------------------------------------------------------------------
+
+
+def _a_a_stream(seed: int, canary_share: float, n_ticks: int = 200, batch: int = 100, alpha: float = 0.1) -> bool:
+    """Whether an A/A stream (two versions, identical lognormal latencies) ever gets a verdict: a model state of a
+    200-call window (so settle runs on every batch) evaluated after each batch, as the pipeline does."""
+    config = parse_config({"windows": {"size": 200, "min_samples": 1}, "models": [{
+        "name": "m", "reference": {"warmup": 1}, "drift": {"change_detector": None},
+        "versions": {"min_samples": 10, "alpha": alpha, "verdict_metrics": ["latency"]},
+    }]})  # fmt: skip
+    state = ModelState("m", config.models[0], config)
+    rng = np.random.default_rng(seed)
+    for tick in range(n_ticks):
+        canary = (rng.random(batch) < canary_share).tolist()
+        latency_ms = rng.lognormal(5.0, 0.5, batch).tolist()
+        at_ms = 1.8e12 + 1_000.0 * tick * batch
+        state.ingest([
+            Event(type="inference", request_id=f"r{tick}-{k}", timestamp_ms=at_ms + k, model="m",
+                  model_version="canary" if canary[k] else "stable", latency_ms=latency_ms[k])
+            for k in range(batch)
+        ])  # fmt: skip
+        view = state.window.view()
+        versions = evaluate_versions(state.read_versions(view), view, at_ms + batch)
+        if any(comparison.verdict for comparison in versions.comparisons.values()):
+            return True
+    return False
+
+
+#: Streams per A/A check, and the most that may get a verdict: P(Binomial(30, 0.1) >= 7) = 2.6%.
+_N_STREAMS, _MOST_VERDICTS = 30, 6
+
+
+@pytest.mark.statistical
+def test_an_a_a_canary_gets_a_verdict_in_at_most_alpha_of_streams():
+    verdicts = sum(_a_a_stream(seed, canary_share=0.1) for seed in range(_N_STREAMS))
+    assert verdicts <= _MOST_VERDICTS
+
+
+@pytest.mark.statistical
+@pytest.mark.xfail(
+    strict=True,
+    reason="at 50/50 traffic the baseline (the version with the most calls in the window) flips on about every "
+    "other evaluation, and each flip starts every comparison again with a fresh anytime-valid test: alpha is spent "
+    "anew each time (19 of 30 A/A streams get a verdict at alpha 0.1; 20% of 60 streams of 1,500 ticks at the "
+    "default 0.05). A fix is a design decision: keep one test per pair of versions across flips (the effect's sign "
+    "swapped), or make the baseline sticky (hysteresis), which only slows the flips down.",
+)
+def test_an_a_a_test_at_half_the_traffic_gets_a_verdict_in_at_most_alpha_of_streams():
+    verdicts = sum(_a_a_stream(seed, canary_share=0.5) for seed in range(_N_STREAMS))
+    assert verdicts <= _MOST_VERDICTS
