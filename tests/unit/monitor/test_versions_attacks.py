@@ -22,8 +22,8 @@ from monitor.state.model import ModelState
 from monitor.state.vocabulary import OTHER
 from tests.unit.alerts.test_alerting import Broker
 from tests.unit.alerts.test_rollback import Daemon, calls, config_for
-from tests.unit.monitor.test_feedback import _apply, _metrics
-from tests.unit.monitor.test_versions import _call, _pipeline, _versions
+from tests.unit.monitor.test_feedback import _apply, _metrics, _sample, _through_disk
+from tests.unit.monitor.test_versions import _call, _pipeline, _promoting, _rollout, _versions
 
 # --- Hostile version names ----------------------------------------------------------------------------------------
 
@@ -101,6 +101,49 @@ def test_a_p95_interval_too_wide_for_a_float_is_left_out_not_exported_infinite()
     _versions(pipeline)
     samples = _exposed(pipeline)
     assert all(math.isfinite(value) for name, _, value in samples if name.startswith("driftwarden_version"))
+
+
+# --- A reference promoted from a new baseline -------------------------------------------------------------------
+
+
+def test_a_promoted_reference_kept_through_a_config_change_is_still_said_to_be_promoted(tmp_path):
+    pipeline = _promoting(promote=True)
+    _apply(pipeline, _rollout(), batch=10)
+    promoted = pipeline.states["m"].reference
+    assert promoted.source == "promoted" and promoted.complete
+    changed = pipeline.config.model_copy(update={"windows": pipeline.config.windows.model_copy(update={"size": 60})})
+    pipeline.config = changed  # the window's size changed: only the reference (and vocabularies) is kept
+    restarted = _through_disk(pipeline, tmp_path)
+    assert restarted.states.resets == {"m": "config_changed"}
+    reference = restarted.states["m"].reference
+    assert (reference.id, reference.source) == (promoted.id, "promoted")
+    assert _sample(restarted, "driftwarden_reference_info", model="m", source="promoted", reference_id=promoted.id)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with promote_reference, every change of baseline relearns the reference from the new one's calls: at "
+    "50/50 traffic the baseline flips on about every other evaluation, so the reference is relearned again and "
+    "again, alternately from either version, and is incomplete (drift unevaluated) most of the time. Same design "
+    "decision as the A/A flapping: a sticky baseline, or promotion only once a version clearly took over.",
+)
+def test_a_baseline_flapping_at_half_the_traffic_does_not_relearn_the_reference_on_every_flip():
+    pipeline = _promoting(promote=True)
+    _apply(pipeline, [{**_call(i, "v1"), "features": {"x": 0.0}} for i in range(60)], batch=10)  # v1's warm-up
+    warmup = pipeline.states["m"].reference.id
+    rng = np.random.default_rng(1)
+    ids, complete = {warmup}, []
+    for tick in range(60):  # then v1 and v2 at 50/50, evaluated after every batch of 25
+        _apply(pipeline, [
+            {**_call(i, "v2" if rng.random() < 0.5 else "v1"), "features": {"x": 1.0}}
+            for i in range(60 + 25 * tick, 60 + 25 * (tick + 1))
+        ])  # fmt: skip
+        pipeline.evaluate(pipeline.watermark_ms)
+        reference = pipeline.states["m"].reference
+        ids.add(reference.id)
+        complete.append(reference.complete)
+    assert len(ids - {None}) <= 2  # the warm-up's and at most one promoted reference
+    assert np.mean(complete) > 0.9
 
 
 # --- Statistics through the real plumbing -----------------------------------------------------------------------
