@@ -60,6 +60,31 @@ def test_a_rollback_request_names_the_version_the_producer_sent_not_its_exported
     assert requests["(empty)"].evidence["metrics"]["latency"]["significant"]  # v3 is slower
 
 
+# --- Verdicts ------------------------------------------------------------------------------------------------------
+
+
+def test_a_canary_found_worse_is_never_called_better_because_its_running_mean_crossed_zero():
+    # A canary twice as slow for its first 150 calls, then 0.6 times as fast: the cumulative difference of log
+    # latencies falls through zero while the test's interval (the intersection of every tick's) still lies above it.
+    # A verdict says on which side of zero the interval is, not where the noisy point estimate happens to be.
+    rng = np.random.default_rng(3)
+    pipeline = _pipeline(size=500, min_samples=100)
+    verdicts = []
+    for tick in range(12):
+        canary = (rng.random(100) < 0.3).tolist()
+        factor = [(2.0 if tick < 5 else 0.6) if is_canary else 1.0 for is_canary in canary]
+        latency_ms = rng.lognormal(5.0, 0.3, 100) * factor
+        _apply(pipeline, [
+            _call(100 * tick + k, "canary" if canary[k] else "stable", float(latency_ms[k])) for k in range(100)
+        ])  # fmt: skip
+        comparison = _versions(pipeline).comparisons["canary"]
+        latency = comparison.metrics["latency"]
+        verdicts.append(comparison.verdict)
+        if latency.significant:  # an interval that excludes zero: worse when above it (latency: higher is worse)
+            assert latency.lower > 0 and comparison.verdict == -1, (tick, latency)
+    assert verdicts[-1] == -1 and 1 not in verdicts and -1 in verdicts
+
+
 # --- Exports ----------------------------------------------------------------------------------------------------
 
 
