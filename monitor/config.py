@@ -489,7 +489,8 @@ class VersionsConfig(_Section):
     """How a model's versions (``model_version``) are kept apart and compared: canaries, A/B tests, rollouts.
 
     A model keeps at most ``max_live`` versions by name; a new one takes the place of the least recently seen
-    once that one has been silent for ``retire_after`` (event time), else it folds into ``"__other__"``.
+    (never the configured ``baseline``) once that one has been silent for ``retire_after`` (event time), else it
+    folds into ``"__other__"``, as does a version of that name.
     The ``baseline`` is the named version, or by default the one with the most calls in the window. Every other
     version is compared with it on the calls both made since it went live, by an anytime-valid test
     (``detectors.sequential``): ``verdict_metrics`` share ``alpha`` (Bonferroni), and no verdict comes before

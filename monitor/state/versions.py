@@ -2,9 +2,10 @@
 
 Each call's ``model_version`` becomes a code in the window's ``version`` column (0: the call named none). At most
 ``versions.max_live`` versions of a model are live: a new one takes the code-less place of the least recently seen
-once that one has been silent for ``versions.retire_after`` of event time, else it folds into :data:`OTHER` (so a
-producer that sends a new version per call makes one series, not thousands). Codes are never given twice: the
-window's rows of a retired version count as :data:`OTHER` until they leave it.
+(never the configured baseline) once that one has been silent for ``versions.retire_after`` of event time, else it
+folds into :data:`OTHER`, as does a version of that name (so a producer that sends a new version per call makes one
+series, not thousands). Codes are never given twice: the window's rows of a retired version count as :data:`OTHER`
+until they leave it.
 
 Every live version other than the baseline is a candidate, compared with the baseline on the calls both made since
 the comparison began (the later of the candidate's first call and the baseline's taking over), and on nothing
@@ -240,9 +241,11 @@ class Versions:
             self.first_row[name], self.last_seen_ms[name] = first_row + rows[0], latest_ms
 
     def _retire_one(self, now_ms: float) -> bool:
-        """Retire the least recently seen live version if it has been silent for ``retire_after``; whether it was."""
-        name = min(self.last_seen_ms, key=self.last_seen_ms.__getitem__)
-        if self.last_seen_ms[name] > now_ms - self.config.retire_after_ms:
+        """Retire the least recently seen live version other than the configured baseline if it has been silent
+        for ``retire_after``; whether it was."""
+        retirable = [name for name in self.last_seen_ms if name != self.config.baseline]
+        name = min(retirable, key=self.last_seen_ms.__getitem__, default=None)
+        if name is None or self.last_seen_ms[name] > now_ms - self.config.retire_after_ms:
             return False
         del self._codes[name]  # its calls still in the window are OTHER's now (see name)
         del self.last_seen_ms[name], self.first_row[name]

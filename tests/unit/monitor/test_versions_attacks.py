@@ -60,6 +60,19 @@ def test_a_rollback_request_names_the_version_the_producer_sent_not_its_exported
     assert requests["(empty)"].evidence["metrics"]["latency"]["significant"]  # v3 is slower
 
 
+def test_the_configured_baseline_is_not_retired_for_a_new_version_while_it_is_silent():
+    # stable, the configured baseline, is quiet for a while (a night, a deploy); a new canary must not take its place
+    # for good: once back, stable would fold into OTHER for as long as the canaries keep sending, and no version
+    # would be compared with anything.
+    pipeline = _pipeline(max_live=2, retire_after="1m", baseline="stable")
+    _apply(pipeline, [_call(i, "stable" if i % 2 else "canary-a") for i in range(40)])
+    _apply(pipeline, [_call(100 + i, "canary-a" if i % 2 else "canary-b", at_s=100 + i) for i in range(40)])
+    _apply(pipeline, [_call(200 + i, ["stable", "canary-a", "canary-b"][i % 3], at_s=150 + i) for i in range(60)])
+    versions = _versions(pipeline)
+    assert pipeline.states["m"].versions.live == ["canary-a", "stable"]
+    assert versions.baseline == "stable" and list(versions.comparisons) == ["canary-a"]
+
+
 # --- Verdicts ------------------------------------------------------------------------------------------------------
 
 
