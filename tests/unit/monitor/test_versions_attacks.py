@@ -98,6 +98,18 @@ def test_a_canary_found_worse_is_never_called_better_because_its_running_mean_cr
     assert verdicts[-1] == -1 and 1 not in verdicts and -1 in verdicts
 
 
+@pytest.mark.parametrize("latency_ms", [37.0, 100.0, 123.0, 250.0, 1_000.0])
+def test_identical_constant_latencies_get_no_verdict(latency_ms):
+    # A stub, a cache or a coarse clock answers every call in the same time, in both versions: the arms' log
+    # latencies are the same number, so nothing may be significant (rounding in their means is no difference).
+    pipeline = _pipeline(size=300)
+    _apply(pipeline, [_call(i, "c" if i % 4 == 0 else "s", latency_ms=latency_ms) for i in range(300)], batch=50)
+    comparison = _versions(pipeline).comparisons["c"]
+    latency = comparison.metrics["latency"]
+    assert (latency.n_baseline, latency.n_candidate) == (225, 74)  # from s's first call, the second
+    assert (latency.effect, latency.significant, comparison.verdict) == (0.0, False, 0)
+
+
 # --- Exports ----------------------------------------------------------------------------------------------------
 
 
