@@ -210,6 +210,10 @@ class _SortedLatencies:
         self._sorted: dict[tuple[int, int], np.ndarray] = {}
 
     def since(self, start_row: int, group: int) -> np.ndarray:
+        """The group's latencies from ``start_row`` on, sorted; none for group -1 (a version without calls here:
+        the rows of that group are the calls that name no version)."""
+        if group < 0:
+            return np.empty(0)
         key = (max(start_row, self._first_row), group)
         if key not in self._sorted:
             first = int(np.searchsorted(self._row_numbers, key[0]))

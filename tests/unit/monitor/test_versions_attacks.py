@@ -110,6 +110,23 @@ def test_identical_constant_latencies_get_no_verdict(latency_ms):
     assert (latency.effect, latency.significant, comparison.verdict) == (0.0, False, 0)
 
 
+def test_a_candidate_without_calls_in_the_window_is_not_compared_with_the_calls_that_name_no_version():
+    # The canary falls silent (not long enough to retire) while the window fills with stable calls and calls that
+    # name no version, ten times slower: its window figures (p95 difference, probability of being slower) have no
+    # calls to rest on, and must not be taken from those.
+    pipeline = _pipeline(size=200)
+    _apply(pipeline, [_call(i, "canary" if i % 4 == 0 else "stable") for i in range(200)])
+    _versions(pipeline)
+    later = [_call(200 + i, "stable" if i % 2 else None, latency_ms=100.0 if i % 2 else 1_000.0) for i in range(200)]
+    _apply(pipeline, later)
+    versions = _versions(pipeline)
+    assert "canary" not in versions.figures  # none of its calls is in the window
+    comparison = versions.comparisons["canary"]
+    assert comparison.metrics["latency"].n_candidate == 49  # its calls since the comparison began, settled
+    assert math.isnan(comparison.latency_slower)
+    assert all(math.isnan(value) for value in comparison.latency_p95_ms)
+
+
 # --- Exports ----------------------------------------------------------------------------------------------------
 
 
