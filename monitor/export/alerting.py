@@ -349,7 +349,7 @@ def _job_requests(action: str, alerts: list[Alert], pipeline: Pipeline, now_ms: 
         window, reference = _summaries(evaluation)
         if action == "retrain":
             requests.append(_JobRequest(model, now_ms, tuple(model_alerts), window, reference, _baseline(evaluation)))
-        elif version is not None and version != OTHER:  # __other__ is no version one could roll back
+        elif version is not None and OTHER not in (model, version):  # a fold (of models, of versions): no rollback
             found = _evidence(evaluation, version)
             requests.append(_JobRequest(model, now_ms, tuple(model_alerts), window, reference, version, found))
     return requests

@@ -21,7 +21,7 @@ from monitor.ingest.events import Event
 from monitor.state.model import ModelState
 from monitor.state.vocabulary import OTHER
 from tests.unit.alerts.test_alerting import Broker
-from tests.unit.alerts.test_rollback import Daemon, calls, config_for
+from tests.unit.alerts.test_rollback import Daemon, calls, config_for, settings
 from tests.unit.monitor.test_feedback import _apply, _metrics, _sample, _through_disk
 from tests.unit.monitor.test_versions import _call, _pipeline, _promoting, _rollout, _versions
 
@@ -168,6 +168,20 @@ def test_a_p95_interval_too_wide_for_a_float_is_left_out_not_exported_infinite()
     _versions(pipeline)
     samples = _exposed(pipeline)
     assert all(math.isfinite(value) for name, _, value in samples if name.startswith("driftwarden_version"))
+
+
+def test_no_rollback_is_requested_for_the_fold_of_the_models_past_the_limit(tmp_path):
+    # Past limits.max_models, every new model's calls fold into one state, "__other__": its versions mix the versions
+    # of many models (each one's v2 is one version there), so no rollback of one can be asked for.
+    configured = settings(tmp_path / "state")
+    configured["models"] = [{"name": "*", "reference": {"warmup": 1}, "versions": {"min_samples": 20}}]
+    configured["limits"] = {"max_models": 1}
+    daemon = Daemon(parse_config(configured, environ={}), Broker())
+    _apply(daemon.pipeline, [{**call, "model": "first"} for call in calls(200, seed=1)])
+    _apply(daemon.pipeline, [{**call, "model": "second"} for call in calls()], batch=250)  # folded
+    daemon.tick()
+    assert daemon.pipeline.evaluations[OTHER].versions.comparisons["v2"].verdict == -1
+    assert {job.model for job in daemon.alerting.rollback.jobs()} == {"first"}
 
 
 # --- A reference promoted from a new baseline -------------------------------------------------------------------
