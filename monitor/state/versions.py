@@ -243,9 +243,10 @@ class Versions:
     def _retire_one(self, now_ms: float) -> bool:
         """Retire the least recently seen live version other than the configured baseline if it has been silent
         for ``retire_after``; whether it was."""
-        retirable = [name for name in self.last_seen_ms if name != self.config.baseline]
-        name = min(retirable, key=self.last_seen_ms.__getitem__, default=None)
-        if name is None or self.last_seen_ms[name] > now_ms - self.config.retire_after_ms:
+        seen, kept = self.last_seen_ms, self.config.baseline
+        retirable = [name for name in seen if name != kept] if kept in seen else seen
+        name = min(retirable, key=seen.__getitem__, default=None)
+        if name is None or seen[name] > now_ms - self.config.retire_after_ms:
             return False
         del self._codes[name]  # its calls still in the window are OTHER's now (see name)
         del self.last_seen_ms[name], self.first_row[name]
