@@ -18,12 +18,33 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.config import parse_config
 from monitor.evaluate.versions import evaluate_versions, evidence
 from monitor.ingest.events import Event
+from monitor.pipeline import Pipeline
 from monitor.state.model import ModelState
 from monitor.state.vocabulary import OTHER
 from tests.unit.alerts.test_alerting import Broker
 from tests.unit.alerts.test_rollback import Daemon, calls, config_for, settings
 from tests.unit.monitor.test_feedback import _apply, _metrics, _sample, _through_disk
 from tests.unit.monitor.test_versions import _call, _pipeline, _promoting, _rollout, _versions
+
+# --- Restarts ---------------------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_from_before_versions_restores_and_versions_begin_with_the_next_calls():
+    pipeline = _pipeline(size=50)
+    _apply(pipeline, [_call(i, None) for i in range(30)])
+    snapshot = pipeline.snapshot()
+    saved = snapshot["states"]["models"]["m"]
+    del saved["versions"]  # as a checkpoint written before versions were kept: no versions, no version column
+    saved["window"]["columns"] = {name: data for name, data in saved["window"]["columns"].items() if name != "version"}
+    restored = Pipeline(pipeline.config)
+    restored.restore(snapshot)
+    assert restored.states.resets == {}
+    _apply(restored, [_call(30 + i, "b" if i % 3 == 0 else "a") for i in range(30)])
+    versions = _versions(restored)
+    assert {name: figures.n_calls for name, figures in versions.figures.items()} == {"a": 20, "b": 10}
+    errors = versions.comparisons["b"].metrics["error_ratio"]
+    assert (versions.baseline, errors.n_baseline, errors.n_candidate) == ("a", 20, 9)  # from a's first call, call 31
+
 
 # --- Hostile version names ----------------------------------------------------------------------------------------
 
