@@ -291,9 +291,10 @@ def test_an_a_a_canary_gets_a_verdict_in_at_most_alpha_of_streams():
     strict=True,
     reason="at 50/50 traffic the baseline (the version with the most calls in the window) flips on about every "
     "other evaluation, and each flip starts every comparison again with a fresh anytime-valid test: alpha is spent "
-    "anew each time (19 of 30 A/A streams get a verdict at alpha 0.1; 20% of 60 streams of 1,500 ticks at the "
-    "default 0.05). A fix is a design decision: keep one test per pair of versions across flips (the effect's sign "
-    "swapped), or make the baseline sticky (hysteresis), which only slows the flips down.",
+    "anew each time (19 of 30 A/A streams get a verdict at alpha 0.1, none of the same 30 with versions.baseline "
+    "configured; 20% of 60 streams of 1,500 ticks at the default 0.05). A fix is a design decision: keep one test "
+    "per pair of versions across flips (the effect's sign swapped), or make the baseline sticky (hysteresis), which "
+    "only slows the flips down.",
 )
 def test_an_a_a_test_at_half_the_traffic_gets_a_verdict_in_at_most_alpha_of_streams():
     verdicts = sum(_a_a_stream(seed, canary_share=0.5) for seed in range(_N_STREAMS))
