@@ -264,8 +264,8 @@ class Versions:
         if configured is not None:
             chosen = configured if configured in self._codes else None
         else:
-            counts = np.bincount(codes[codes > 0], minlength=self._next_code)
-            calls = {name: int(counts[code]) for name, code in self._codes.items()}
+            # a pass per live version, not a count per code ever given (codes grow with every version admitted)
+            calls = {name: int(np.count_nonzero(codes == code)) for name, code in self._codes.items()}
             chosen = max(calls, key=lambda name: (calls[name], name == self.baseline), default=None)
             if chosen is not None and calls[chosen] == 0:
                 chosen = None

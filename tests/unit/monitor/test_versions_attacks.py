@@ -10,17 +10,21 @@ is a design decision (see their reasons).
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import parse_config
+from monitor.config import VersionsConfig, parse_config
 from monitor.evaluate.versions import evaluate_versions, evidence
 from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
+from monitor.state.columns import TIMESTAMP_MS, VERSION
 from monitor.state.model import ModelState
+from monitor.state.versions import Versions
 from monitor.state.vocabulary import OTHER
+from monitor.state.windows import Column, Window
 from tests.unit.alerts.test_alerting import Broker
 from tests.unit.alerts.test_rollback import Daemon, calls, config_for, settings
 from tests.unit.monitor.test_feedback import _apply, _metrics, _sample, _through_disk
@@ -92,6 +96,27 @@ def test_the_configured_baseline_is_not_retired_for_a_new_version_while_it_is_si
     versions = _versions(pipeline)
     assert pipeline.states["m"].versions.live == ["canary-a", "stable"]
     assert versions.baseline == "stable" and list(versions.comparisons) == ["canary-a"]
+
+
+def test_choosing_the_baseline_takes_memory_by_the_window_not_by_the_versions_ever_admitted():
+    # retire_after 1ms and a version per call: each call retires the least recently seen and takes a new code, so
+    # codes keep growing; the baseline's choice counts the window's 100 calls, whatever the codes given so far.
+    versions = Versions(VersionsConfig(max_live=2, retire_after="1ms"))
+    window = Window(100, {TIMESTAMP_MS: Column(np.float64), VERSION: Column(np.int32, missing=0)})
+    for start in range(0, 200_000, 1_000):
+        times_ms = np.arange(start, start + 1_000, dtype=float)
+        names = [f"v{i}" for i in range(start, start + 1_000)]
+        window.append({TIMESTAMP_MS: times_ms, VERSION: versions.encode(names, times_ms, window.n_appended)})
+    assert versions.code("v199999") == 200_000  # every call was admitted
+    codes = window.view()[VERSION]
+    tracemalloc.start()
+    try:
+        versions.choose_baseline(codes, window.n_appended - len(window))
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert versions.baseline in ("v199998", "v199999")
+    assert peak_bytes < 50_000  # not a count for each of the 200,000 codes ever given (1.6 MB)
 
 
 # --- Verdicts ------------------------------------------------------------------------------------------------------
