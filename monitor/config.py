@@ -45,6 +45,7 @@ from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.export.metrics import METRICS
 from monitor.export.webconfig import WebConfig
 from monitor.ingest.events import INFERENCE_FIELDS
+from monitor.state.vocabulary import OTHER
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -520,6 +521,13 @@ class VersionsConfig(_Section):
                 raise ValueError(f"unknown verdict metric {metric!r}; valid: {', '.join(valid)}")
         _require_unique("verdict metric", metrics)
         return metrics
+
+    @field_validator("baseline")
+    @classmethod
+    def _not_the_fold(cls, baseline: str | None) -> str | None:
+        if baseline == OTHER:
+            raise ValueError(f"{OTHER!r} is where the versions past max_live fold, never a version")
+        return baseline
 
 
 def _check_attributes(what: str, attributes: list[str]) -> list[str]:

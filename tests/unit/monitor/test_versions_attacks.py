@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import VersionsConfig, parse_config
+from monitor.config import ConfigError, VersionsConfig, parse_config
 from monitor.evaluate.versions import evaluate_versions, evidence
 from monitor.ingest.events import Event
 from monitor.pipeline import Pipeline
@@ -66,6 +66,11 @@ def test_a_version_named_other_folds_into_other_and_is_never_a_candidate():
     assert {name: figures.n_calls for name, figures in versions.figures.items()} == {
         "a": sent["a"], "b": sent["b"], "c": sent["c"], OTHER: sent[OTHER] + sent["d"]
     }  # fmt: skip
+
+
+def test_other_cannot_be_configured_as_the_baseline():
+    with pytest.raises(ConfigError, match="versions.baseline"):
+        parse_config({"models": [{"name": "m", "versions": {"baseline": OTHER}}]})
 
 
 def test_a_rollback_request_names_the_version_the_producer_sent_not_its_exported_label(tmp_path):
