@@ -45,6 +45,7 @@ from detectors.registry import CHANGE_DETECTORS, TWO_SAMPLE_TESTS, methods_for
 from monitor.export.metrics import METRICS
 from monitor.export.webconfig import WebConfig
 from monitor.ingest.events import INFERENCE_FIELDS
+from monitor.state.vocabulary import OTHER
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration_ms"]
 
@@ -489,7 +490,8 @@ class VersionsConfig(_Section):
     """How a model's versions (``model_version``) are kept apart and compared: canaries, A/B tests, rollouts.
 
     A model keeps at most ``max_live`` versions by name; a new one takes the place of the least recently seen
-    once that one has been silent for ``retire_after`` (event time), else it folds into ``"__other__"``.
+    (never the configured ``baseline``) once that one has been silent for ``retire_after`` (event time), else it
+    folds into ``"__other__"``, as does a version of that name.
     The ``baseline`` is the named version, or by default the one with the most calls in the window. Every other
     version is compared with it on the calls both made since it went live, by an anytime-valid test
     (``detectors.sequential``): ``verdict_metrics`` share ``alpha`` (Bonferroni), and no verdict comes before
@@ -519,6 +521,13 @@ class VersionsConfig(_Section):
                 raise ValueError(f"unknown verdict metric {metric!r}; valid: {', '.join(valid)}")
         _require_unique("verdict metric", metrics)
         return metrics
+
+    @field_validator("baseline")
+    @classmethod
+    def _not_the_fold(cls, baseline: str | None) -> str | None:
+        if baseline == OTHER:
+            raise ValueError(f"{OTHER!r} is where the versions past max_live fold, never a version")
+        return baseline
 
 
 def _check_attributes(what: str, attributes: list[str]) -> list[str]:

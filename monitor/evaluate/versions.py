@@ -221,6 +221,10 @@ class _SortedLatencies:
         self._sorted: dict[tuple[int, int], np.ndarray] = {}
 
     def since(self, start_row: int, group: int) -> np.ndarray:
+        """The group's latencies from ``start_row`` on, sorted; none for group -1 (a version without calls here:
+        the rows of that group are the calls that name no version)."""
+        if group < 0:
+            return np.empty(0)
         key = (max(start_row, self._first_row), group)
         if key not in self._sorted:
             first = int(np.searchsorted(self._row_numbers, key[0]))
@@ -251,14 +255,18 @@ def _figures(
 
 
 def _verdict(results: dict[str, SequentialResult], verdict_metrics: tuple[str, ...]) -> int:
-    """-1 when a verdict metric is significantly worse, else 1 when one is significantly better, else 0."""
+    """-1 when a verdict metric is significantly worse, else 1 when one is significantly better, else 0.
+
+    The side is the interval's (significant: it excludes 0), not the current effect's: the interval intersects
+    every tick's, so a candidate once found worse stays so even when its running mean later crosses zero (an
+    interval on both sides, the difference having changed sign, is worse and better: worse).
+    """
     worse = better = False
     for metric in verdict_metrics:
         result = results[metric]
         if result.significant:
-            higher = result.effect > 0
-            if higher == (VERSION_METRICS[metric] == "higher"):
-                worse = True
-            else:
-                better = True
+            above, below = result.lower > 0, result.upper < 0
+            higher_is_worse = VERSION_METRICS[metric] == "higher"
+            worse |= above if higher_is_worse else below
+            better |= below if higher_is_worse else above
     return -1 if worse else int(better)

@@ -59,7 +59,7 @@ from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config, RetrainingConfig, RollbackConfig
 from monitor.evaluate.versions import evidence
 from monitor.export import metrics as contract
-from monitor.export.collectors import Reading, SpecCollector
+from monitor.export.collectors import Reading, SpecCollector, unshown
 from monitor.pipeline import Evaluation, Pipeline
 from monitor.state.vocabulary import OTHER
 
@@ -340,7 +340,8 @@ def _job_requests(action: str, alerts: list[Alert], pipeline: Pipeline, now_ms: 
     firing: dict[tuple[str, str | None], list[Alert]] = {}
     for alert in alerts:
         if alert.state == "firing" and action in alert.actions:
-            version = alert.labels.get("version") if action == "rollback" else None
+            label = alert.labels.get("version") if action == "rollback" else None
+            version = None if label is None else unshown(label)  # the name the producer sent, not the label
             firing.setdefault((alert.labels.get("model", ""), version), []).append(alert)
     requests = []
     for (model, version), model_alerts in firing.items():
@@ -348,7 +349,7 @@ def _job_requests(action: str, alerts: list[Alert], pipeline: Pipeline, now_ms: 
         window, reference = _summaries(evaluation)
         if action == "retrain":
             requests.append(_JobRequest(model, now_ms, tuple(model_alerts), window, reference, _baseline(evaluation)))
-        elif version is not None and version != OTHER:  # __other__ is no version one could roll back
+        elif version is not None and OTHER not in (model, version):  # a fold (of models, of versions): no rollback
             found = _evidence(evaluation, version)
             requests.append(_JobRequest(model, now_ms, tuple(model_alerts), window, reference, version, found))
     return requests

@@ -152,6 +152,18 @@ def shown(value: str) -> str:
     return value
 
 
+def unshown(value: str) -> str:
+    """The value a label value :func:`shown` was exported from (what a rule's alert reads back): its inverse.
+
+    >>> [unshown(shown(value)) for value in ("de", "", "(empty)", "((empty))", "(empty")]
+    ['de', '', '(empty)', '((empty))', '(empty']
+    """
+    if value == contract.EMPTY:
+        return ""
+    depth = (len(value) - len("empty")) // 2
+    return value[1:-1] if depth > 1 and value == "(" * depth + "empty" + ")" * depth else value
+
+
 def samples(readings: Iterable[Reading], models: Collection[str] | None = None) -> Iterator[Sample]:
     """The rules' samples of ``readings`` (a histogram's ``_count`` and ``_sum``) of ``models`` (None: all).
 
@@ -404,12 +416,12 @@ def _versions(evaluations: dict) -> Iterator[Reading]:
                 if math.isnan(result.effect):  # a side has no value of it
                     continue
                 figures = _finite({"effect": result.effect, "lower": result.lower, "upper": result.upper})
-                if metric == "latency":  # of log latency: as the ratio of the geometric means
-                    figures = {stat: math.exp(value) for stat, value in figures.items()}
+                if metric == "latency":  # of log latency: as the ratio of the geometric means (left out past a float)
+                    figures = _finite({stat: _exp(value) for stat, value in figures.items()})
                 yield from _figures(contract.VERSION_COMPARISON, (*compared, metric), figures)
                 yield Reading(contract.VERSION_COMPARISON, (*compared, metric, "p_value"), result.p_value)
             effect, lower, upper = (value / 1000.0 for value in comparison.latency_p95_ms)
-            p95 = {"effect": effect, "lower": lower, "upper": upper}
+            p95 = _finite({"effect": effect, "lower": lower, "upper": upper})  # 1e308 ms calls overflow its bounds
             yield from _figures(contract.VERSION_COMPARISON, (*compared, "latency_p95"), p95)
             slower = {"effect": comparison.latency_slower}
             yield from _figures(contract.VERSION_COMPARISON, (*compared, "latency_slower"), slower)
@@ -421,6 +433,18 @@ def _versions(evaluations: dict) -> Iterator[Reading]:
 def _finite(figures: dict[str, float]) -> dict[str, float]:
     """The figures with +-inf (an interval not yet bounded on that side) as NaN, which is left out."""
     return {name: value if math.isfinite(value) else math.nan for name, value in figures.items()}
+
+
+def _exp(value: float) -> float:
+    """``exp(value)``, +inf where a float cannot hold it (a log ratio of latencies 1e300 times apart).
+
+    >>> _exp(0.0), _exp(1_000.0), _exp(-math.inf)
+    (1.0, inf, 0.0)
+    """
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
 
 
 def _named(quality: QualityResult, metrics: tuple[str, ...]) -> dict[str, float]:

@@ -448,6 +448,7 @@ class ModelState:
         for name, values in snapshot["categories"].items():
             self.categories[name].restore(values)
         self.reference.restore(saved)
+        self.reference.source = snapshot.get("reference_source", "warmup")  # a promoted one stays so
         # no row of the fresh window belongs to the reference, which is complete
         self.join = self._new_join(0)
         self.join.restore_reference_rows(snapshot["join"])

@@ -2,9 +2,10 @@
 
 Each call's ``model_version`` becomes a code in the window's ``version`` column (0: the call named none). At most
 ``versions.max_live`` versions of a model are live: a new one takes the code-less place of the least recently seen
-once that one has been silent for ``versions.retire_after`` of event time, else it folds into :data:`OTHER` (so a
-producer that sends a new version per call makes one series, not thousands). Codes are never given twice: the
-window's rows of a retired version count as :data:`OTHER` until they leave it.
+(never the configured baseline) once that one has been silent for ``versions.retire_after`` of event time, else it
+folds into :data:`OTHER`, as does a version of that name (so a producer that sends a new version per call makes one
+series, not thousands). Codes are never given twice: the window's rows of a retired version count as :data:`OTHER`
+until they leave it.
 
 Every live version other than the baseline is a candidate, compared with the baseline on the calls both made since
 the comparison began (the later of the candidate's first call and the baseline's taking over), and on nothing
@@ -230,7 +231,8 @@ class Versions:
 
     def _admit_new(self, names: list[Any], timestamps_ms: np.ndarray, first_row: int, codes: np.ndarray) -> None:
         """Code the batch's versions not live yet, in the order they come: admitted while there is room (or a
-        silent one to retire), else :data:`OTHER_CODE`. One pass over their rows, however many names they have."""
+        silent one to retire), else :data:`OTHER_CODE`; a version named :data:`OTHER` is that fold's already.
+        One pass over their rows, however many names they have."""
         rows_of: dict[str, list[int]] = {}
         for row in np.flatnonzero(codes == 0).tolist():
             name = names[row]
@@ -238,7 +240,7 @@ class Versions:
                 rows_of.setdefault(name, []).append(row)
         for name, rows in rows_of.items():
             latest_ms = float(timestamps_ms[rows].max())
-            if len(self._codes) >= self.config.max_live and not self._retire_one(latest_ms):
+            if name == OTHER or (len(self._codes) >= self.config.max_live and not self._retire_one(latest_ms)):
                 codes[rows] = OTHER_CODE
                 continue
             codes[rows] = self._codes[name] = self._next_code
@@ -246,9 +248,12 @@ class Versions:
             self.first_row[name], self.last_seen_ms[name] = first_row + rows[0], latest_ms
 
     def _retire_one(self, now_ms: float) -> bool:
-        """Retire the least recently seen live version if it has been silent for ``retire_after``; whether it was."""
-        name = min(self.last_seen_ms, key=self.last_seen_ms.__getitem__)
-        if self.last_seen_ms[name] > now_ms - self.config.retire_after_ms:
+        """Retire the least recently seen live version other than the configured baseline if it has been silent
+        for ``retire_after``; whether it was."""
+        seen, kept = self.last_seen_ms, self.config.baseline
+        retirable = [name for name in seen if name != kept] if kept in seen else seen
+        name = min(retirable, key=seen.__getitem__, default=None)
+        if name is None or seen[name] > now_ms - self.config.retire_after_ms:
             return False
         del self._codes[name]  # its calls still in the window are OTHER's now (see name)
         del self.last_seen_ms[name], self.first_row[name]
@@ -266,8 +271,8 @@ class Versions:
         if configured is not None:
             chosen = configured if configured in self._codes else None
         else:
-            counts = np.bincount(codes[codes > 0], minlength=self._next_code)
-            calls = {name: int(counts[code]) for name, code in self._codes.items()}
+            # a pass per live version, not a count per code ever given (codes grow with every version admitted)
+            calls = {name: int(np.count_nonzero(codes == code)) for name, code in self._codes.items()}
             chosen = max(calls, key=lambda name: (calls[name], name == self.baseline), default=None)
             if chosen is not None and calls[chosen] == 0:
                 chosen = None
