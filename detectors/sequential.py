@@ -251,6 +251,20 @@ class AnytimeTTest:
             significant=self._p_value <= self.alpha,
         )
 
+    def turned(self) -> AnytimeTTest:
+        """The test of the same two arms with their roles swapped: the p-value is the same (the test is
+        two-sided), the interval is negated, and the arms' counts change places, so it carries on valid.
+
+        >>> test = AnytimeTTest(min_samples=2)
+        >>> _ = test.update(Moments.of(np.array([1.0, 2.0, 3.0])), Moments.of(np.array([5.0, 6.0, 8.0])))
+        >>> test.turned().snapshot()["upper"] == -test.snapshot()["lower"]
+        True
+        """
+        turned = AnytimeTTest(self.alpha, self.phi, self.min_samples)
+        turned._p_value, turned._lower, turned._upper = self._p_value, -self._upper, -self._lower
+        turned._n_baseline, turned._n_candidate = self._n_candidate, self._n_baseline
+        return turned
+
     def snapshot(self) -> dict:
         """The state as plain numbers (the interval's ends may be infinite), ready for msgpack."""
         return {

@@ -490,9 +490,10 @@ class VersionsConfig(_Section):
     """How a model's versions (``model_version``) are kept apart and compared: canaries, A/B tests, rollouts.
 
     A model keeps at most ``max_live`` versions by name; a new one takes the place of the least recently seen
-    (never the configured ``baseline``) once that one has been silent for ``retire_after`` (event time), else it
-    folds into ``"__other__"``, as does a version of that name.
-    The ``baseline`` is the named version, or by default the one with the most calls in the window. Every other
+    (never the configured ``baseline``) once that one has been silent for ``retire_after`` (event time, at least
+    a minute: codes are never given twice), else it folds into ``"__other__"``, as does a version of that name.
+    The ``baseline`` is the named version, or by default the one with the most calls in the window (another takes
+    over once it has twice the baseline's calls there, so a 50/50 test keeps one baseline). Every other
     version is compared with it on the calls both made since it went live, by an anytime-valid test
     (``detectors.sequential``): ``verdict_metrics`` share ``alpha`` (Bonferroni), and no verdict comes before
     ``min_samples`` calls on each side. ``prior_scale`` is the test's mixture scale: about the effect, in
@@ -503,7 +504,7 @@ class VersionsConfig(_Section):
 
     max_live: Integer = Field(4, ge=1, le=50)
     baseline: str | None = Field(None, min_length=1, max_length=256)
-    retire_after_ms: DurationMs = Field(_UNIT_MS["h"], alias="retire_after")
+    retire_after_ms: DurationMs = Field(_UNIT_MS["h"], alias="retire_after", ge=_UNIT_MS["m"])
     alpha: float = Field(0.05, ge=MIN_ALPHA, lt=1.0)
     min_samples: Integer = Field(500, ge=10)
     prior_scale: float = Field(1.0, gt=0.0, le=1_000.0)

@@ -56,6 +56,8 @@ __all__ = [
 
 #: The version code of the calls of versions past ``max_live`` (and of retired versions' calls).
 OTHER_CODE = -1
+#: How many times the baseline's calls another version must have in the window to take over from it.
+TAKE_OVER = 2.0
 #: The window columns the comparisons read.
 COMPARED_COLUMNS = (
     VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, INPUT_TOKENS, OUTPUT_TOKENS,
@@ -128,6 +130,7 @@ class Comparison:
     rollback requests)."""
 
     def __init__(self, start_row: int, config: VersionsConfig):
+        self.config = config
         self.start_row = start_row
         self.latest: dict[str, Any] | None = None
         self.settled = {metric: (Moments(), Moments()) for metric in VERSION_METRICS}
@@ -136,6 +139,13 @@ class Comparison:
             metric: AnytimeTTest(alpha=alpha, phi=config.prior_scale, min_samples=config.min_samples)
             for metric in VERSION_METRICS
         }
+
+    def turned(self) -> Comparison:
+        """The same comparison with the two sides swapped (the candidate became the baseline)."""
+        turned = Comparison(self.start_row, self.config)
+        turned.settled = {metric: (candidate, baseline) for metric, (baseline, candidate) in self.settled.items()}
+        turned.tests = {metric: test.turned() for metric, test in self.tests.items()}
+        return turned
 
     def settle(self, leaving: dict[str, tuple[Moments, Moments]]) -> None:
         """Add the moments of calls leaving the window, per metric the baseline's and the candidate's."""
@@ -264,20 +274,29 @@ class Versions:
 
     def choose_baseline(self, codes: np.ndarray, first_held_row: int) -> None:
         """Take the configured baseline if it is live, else the live version with the most calls among ``codes``
-        (the window's, from ``first_held_row`` on), keeping the current one on a tie; a new baseline starts every
-        comparison again, on the calls the window holds. Then open a comparison for each new candidate: from the
-        later of its and the baseline's first call."""
+        (the window's, from ``first_held_row`` on); the current baseline stays until another has more than
+        :data:`TAKE_OVER` times its calls (or it has none), so that a 50/50 test does not swap them at every
+        evaluation. A new baseline starts the comparisons again, on the calls the window holds, but for the one
+        of the old baseline against the new, which carries on turned around (its test, moments and interval:
+        what the two made is the same evidence either way). Then open a comparison for each new candidate: from
+        the later of its and the baseline's first call."""
         configured = self.config.baseline
         if configured is not None:
             chosen = configured if configured in self._codes else None
         else:
             # a pass per live version, not a count per code ever given (codes grow with every version admitted)
             calls = {name: int(np.count_nonzero(codes == code)) for name, code in self._codes.items()}
-            chosen = max(calls, key=lambda name: (calls[name], name == self.baseline), default=None)
-            if chosen is not None and calls[chosen] == 0:
+            chosen = max(calls, key=calls.__getitem__, default=None)
+            current = calls.get(self.baseline, 0) if self.baseline is not None else 0
+            if chosen is None or calls[chosen] == 0:
                 chosen = None
+            elif current > 0 and calls[chosen] <= TAKE_OVER * current:
+                chosen = self.baseline
         if chosen != self.baseline:
+            old, turned = self.baseline, self.comparisons.get(chosen) if chosen is not None else None
             self._set_baseline(chosen, first_held_row)
+            if turned is not None and old in self._codes:
+                self.comparisons[old] = turned.turned()
         if self.baseline is None:
             return
         for name in self._codes:

@@ -147,21 +147,30 @@ def test_the_configured_baseline_is_kept_however_little_traffic_it_has():
     assert versions.baseline == "old" and list(versions.comparisons) == ["new"]
 
 
-def test_a_new_baseline_starts_the_comparisons_again_on_the_calls_the_window_holds():
-    def version(i: int) -> str:  # b is rolled out from call 200 on
+def test_a_baseline_that_takes_over_carries_the_comparison_of_the_two_on_turned_around():
+    def version(i: int) -> str:  # b is rolled out from call 200 on: a quarter of the calls, then three quarters
         return ("a" if i % 4 else "b") if i < 200 else ("b" if i % 4 else "a")
 
     pipeline = _pipeline(size=50)
-    _apply(pipeline, [_call(i, version(i)) for i in range(200)], batch=20)
-    assert _versions(pipeline).baseline == "a"
-    _apply(pipeline, [_call(i, version(i)) for i in range(200, 260)], batch=20)
+    _apply(pipeline, [_call(i, version(i), failed=version(i) == "b" and i % 8 == 0) for i in range(200)], batch=20)
+    before = _versions(pipeline).comparisons["b"].metrics["error_ratio"]
+    start = pipeline.states["m"].versions.comparisons["b"].start_row
+    _apply(pipeline, [_call(i, version(i)) for i in range(200, 300)], batch=20)
     versions = _versions(pipeline)
     assert versions.baseline == "b" and list(versions.comparisons) == ["a"]
-    start = pipeline.states["m"].versions.comparisons["a"].start_row
-    assert start > 150  # begun again when b took over, on the calls the window held then (the old one began at 1)
-    calls = versions.comparisons["a"].metrics["error_ratio"]
-    since = [version(i) for i in range(start, 260)]
-    assert (calls.n_baseline, calls.n_candidate) == (since.count("b"), since.count("a"))
+    assert pipeline.states["m"].versions.comparisons["a"].start_row == start  # the same comparison, not a new one
+    after = versions.comparisons["a"].metrics["error_ratio"]
+    since = [version(i) for i in range(start, 300)]  # every call since it began, settled or in the window
+    assert (after.n_baseline, after.n_candidate) == (since.count("b"), since.count("a"))
+    assert after.n_candidate > before.n_baseline and after.effect < 0  # a fails less than b did: turned around
+
+
+def test_at_half_the_traffic_the_baseline_stays_until_another_has_twice_its_calls():
+    pipeline = _pipeline(size=100)
+    _apply(pipeline, [_call(i, "a" if i < 10 or i % 2 else "b") for i in range(200)], batch=10)
+    assert _versions(pipeline).baseline == "a"  # 50/50 and b ahead now and then: a stays
+    _apply(pipeline, [_call(200 + i, "b" if i % 4 else "a") for i in range(100)], batch=10)
+    assert _versions(pipeline).baseline == "b"  # three quarters of the window: b took over
 
 
 # --- What the comparisons count ---------------------------------------------------------------------------------
