@@ -67,9 +67,23 @@ class Moments:
         >>> [(moments.mean == math.log(100.0), moments.m2) for moments in Moments.of_groups(
         ...     np.full(300, math.log(100.0)), np.arange(300) % 4 // 3, 2)]
         [(True, 0.0), (True, 0.0)]
+
+        Booleans (0/1 outcomes, never missing) are counted: their spread follows from the count of ones.
+
+        >>> Moments.of_groups(np.array([True, False, True, True]), np.array([0, 0, 1, -1]), 2)
+        [Moments(n=2, mean=0.5, m2=0.5), Moments(n=1, mean=1.0, m2=0.0)]
         """
+        if values.dtype == np.bool_:  # 0/1 outcomes: the counts of ones give the spread exactly, in one pass
+            grouped = groups >= 0
+            counts = np.bincount(groups[grouped], minlength=n_groups)
+            ones = np.bincount(groups[grouped], weights=values[grouped], minlength=n_groups)
+            return [
+                cls(count, one / count, one * (count - one) / count) if count else cls()
+                for count, one in zip(counts.tolist(), ones.tolist())
+            ]
         kept = (groups >= 0) & np.isfinite(values)
-        groups, values = groups[kept], values[kept]
+        if not kept.all():  # (a metric every call has, in a window of versioned calls, needs no copy)
+            groups, values = groups[kept], values[kept]
         counts = np.bincount(groups, minlength=n_groups)
         sizes = np.maximum(counts, 1)
         means = np.bincount(groups, weights=values, minlength=n_groups) / sizes

@@ -77,23 +77,20 @@ def _quantile_and_se(values: np.ndarray, q: float, z: float, below: int, above: 
     return float(quantile), float(ordered[above] - ordered[below]) / (2.0 * z)
 
 
-def distribution_distance(baseline: np.ndarray, candidate: np.ndarray) -> float:
-    """The Jensen-Shannon distance (base 2: 0 for equal distributions, 1 for disjoint ones) between the
-    frequencies of the two arms' categories, given as codes (negative: none); NaN when an arm has none.
+def distribution_distance(baseline_counts: np.ndarray, candidate_counts: np.ndarray) -> float:
+    """The Jensen-Shannon distance (base 2: 0 for equal distributions, 1 for disjoint ones) between the two arms'
+    category shares, given as counts per category (the same categories, in the same order); NaN when an arm has
+    none.
 
     Examples
     --------
-    >>> round(distribution_distance(np.array([0, 0, 1, 1, -1]), np.array([0, 1, 1, 1])), 3)
+    >>> round(distribution_distance(np.array([2, 2]), np.array([1, 3])), 3)
     0.221
     """
-    baseline, candidate = baseline[baseline >= 0], candidate[candidate >= 0]
-    if not baseline.size or not candidate.size:
+    baseline_total, candidate_total = baseline_counts.sum(), candidate_counts.sum()
+    if not baseline_total or not candidate_total:
         return math.nan
-    size = int(max(baseline.max(), candidate.max())) + 1
-    baseline_share, candidate_share = (
-        np.bincount(codes, minlength=size) / codes.size for codes in (baseline, candidate)
-    )
-    return float(jensenshannon(baseline_share, candidate_share, base=2))
+    return float(jensenshannon(baseline_counts / baseline_total, candidate_counts / candidate_total, base=2))
 
 
 def rank_effect(baseline: np.ndarray, candidate: np.ndarray, presorted: bool = False) -> float:

@@ -127,6 +127,7 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
     outputs = {FINISH_REASON: rows[FINISH_REASON]}  # as category codes (negative: none)
     if not read.numeric:
         outputs[PREDICTION] = np.nan_to_num(rows[PREDICTION], nan=-1.0).astype(np.int64)
+    counts = {column: _CategoryCounts(codes, groups, len(names), row_numbers) for column, codes in outputs.items()}
     comparisons = {}
     for name, (comparison, start_row) in read.comparisons.items():
         candidate = group_of.get(name, -1)
@@ -141,7 +142,6 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
             )
         baseline_ms, candidate_ms = latencies.since(start_row, baseline), latencies.since(start_row, candidate)
         times = rows[TIMESTAMP_MS][compared]
-        arms = compared & (groups == baseline), compared & (groups == candidate)
         comparisons[name] = VersionComparison(
             verdict=_verdict(results, read.verdict_metrics),
             metrics=results,
@@ -149,7 +149,8 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
             latency_slower=rank_effect(baseline_ms, candidate_ms, presorted=True),
             start_ms=float(times.min()) if times.size else float("nan"),
             distances={
-                column: distribution_distance(*(codes[arm] for arm in arms)) for column, codes in outputs.items()
+                column: distribution_distance(*table.since(start_row, baseline, candidate))
+                for column, table in counts.items()
             },
         )
         comparison.latest = evidence(comparisons[name], read.baseline, now_ms)
@@ -231,6 +232,29 @@ class _SortedLatencies:
             latency_ms = self._latency_ms[first:][self._groups[first:] == group]
             self._sorted[key] = np.sort(latency_ms[~np.isnan(latency_ms)])
         return self._sorted[key]
+
+
+class _CategoryCounts:
+    """Each group's count of each category code (negative: none) from a row on, counted once for every
+    candidate that shares the start."""
+
+    def __init__(self, codes: np.ndarray, groups: np.ndarray, n_groups: int, row_numbers: np.ndarray):
+        self._codes, self._groups, self._n_groups, self._row_numbers = codes, groups, n_groups, row_numbers
+        self._first_row = int(row_numbers[0]) if len(row_numbers) else 0
+        self._tables: dict[int, np.ndarray] = {}
+
+    def since(self, start_row: int, *groups: int) -> list[np.ndarray]:
+        """The counts of ``groups`` (one row of categories each; none for a group -1) from ``start_row`` on."""
+        start_row = max(start_row, self._first_row)
+        if start_row not in self._tables:
+            first = int(np.searchsorted(self._row_numbers, start_row))
+            codes, owners = self._codes[first:], self._groups[first:]
+            counted = (codes >= 0) & (owners >= 0)
+            size = int(codes[counted].max()) + 1 if counted.any() else 1
+            cells = np.bincount(owners[counted] * size + codes[counted], minlength=self._n_groups * size)
+            self._tables[start_row] = cells.reshape(self._n_groups, size)
+        table = self._tables[start_row]
+        return [table[group] if group >= 0 else np.zeros(table.shape[1], np.int64) for group in groups]
 
 
 def _figures(

@@ -76,7 +76,7 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
     ...         PREDICTION: np.array([2.0, 3.0]), CONTENT_FILTER: np.array([False, False]),
     ...         INPUT_TOKENS: np.array([300.0, 40.0]), OUTPUT_TOKENS: np.array([12.0, np.nan])}
     >>> values = metric_values(rows, numeric=False)
-    >>> {name: column.round(2).tolist() for name, column in values.items()}  # doctest: +NORMALIZE_WHITESPACE
+    >>> {name: np.round(column * 1.0, 2).tolist() for name, column in values.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'latency': [4.61, nan], 'error_ratio': [0.0, 1.0], 'feedback_positive_ratio': [1.0, nan],
      'judge_score': [nan, 0.5], 'accuracy': [1.0, 0.0], 'content_filter_ratio': [0.0, 0.0],
      'input_tokens': [300.0, 40.0], 'output_tokens': [12.0, nan]}
@@ -85,13 +85,13 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
     rating, label, prediction = rows[RATING], rows[LABEL], rows[PREDICTION]
     values = {
         "latency": np.log(latency, out=np.full(len(latency), np.nan), where=latency > 0),
-        "error_ratio": rows[FAILED].astype(np.float64),
+        "error_ratio": rows[FAILED],  # booleans: their moments are counted (Moments.of_groups)
         "feedback_positive_ratio": np.where(np.isnan(rating), np.nan, rating > 0),
         "judge_score": rows[JUDGE_SCORE],
         "accuracy": np.where(np.isnan(label) | np.isnan(prediction) | numeric, np.nan, label == prediction),
-        "content_filter_ratio": rows[CONTENT_FILTER].astype(np.float64),
-        "input_tokens": rows[INPUT_TOKENS].astype(np.float64),
-        "output_tokens": rows[OUTPUT_TOKENS].astype(np.float64),
+        "content_filter_ratio": rows[CONTENT_FILTER],
+        "input_tokens": rows[INPUT_TOKENS],
+        "output_tokens": rows[OUTPUT_TOKENS],
     }
     assert values.keys() == VERSION_METRICS.keys(), "every compared metric has its values"
     return values
