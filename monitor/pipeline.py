@@ -81,7 +81,7 @@ class Evaluation:
     labelled cohort's figures, if the cohort has that many calls),
     ``drift`` and ``data_quality`` also until the model's reference is complete, and ``slices`` too, or without
     slice attributes: it holds each slice attribute's groups present in the window (see
-    :mod:`monitor.evaluate.slices`). ``versions`` is None until the model's calls name a ``model_version``.
+    :mod:`monitor.evaluate.slices`). ``versions`` is None until two versions of the model are live.
     """
 
     evaluated_at_ms: float
@@ -381,7 +381,7 @@ class Pipeline:
             n_events = len(view[TIMESTAMP_MS])
             traffic = drift = quality = slices = data_quality = compared = None
             try:
-                if name in versions:
+                if name in versions and len(versions[name].codes) > 1:  # one version: the model's figures are its
                     compared = evaluate_versions(versions[name], view, now_ms)
                 if n_events >= windows.min_samples:
                     traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])

@@ -282,10 +282,10 @@ class ModelState:
     def _encode_finish_reasons(self, values: list[Any]) -> np.ndarray:
         """Finish reasons as codes (MISSING where a call has none); one search in C when none has (a model
         that does not send them)."""
-        values = unset_as_none(values)
+        values = unset_as_none(values)  # strings or None: the decoder's type for it
         if values.count(None) == len(values):
             return np.full(len(values), MISSING, dtype=np.int32)
-        return self.finish_reasons.encode([value if type(value) is str else None for value in values])
+        return self.finish_reasons.encode(values)
 
     def _encode_predictions(self, predictions: list[Any]) -> np.ndarray:
         """Predictions as window numbers: themselves for a numeric model, else their class codes."""

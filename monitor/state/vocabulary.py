@@ -39,13 +39,14 @@ class Vocabulary:
         self._reset()
 
     def _reset(self) -> None:
-        self._codes: dict[str | None, int] = {OTHER: 0}  # looked up with None too (see encode)
+        self._codes: dict[str | None, int] = {OTHER: 0, None: MISSING}  # None: a batch's missing values in C
         self.values = [OTHER]
 
     def restore(self, values: list[str]) -> None:
         """Take back the :attr:`values` of a vocabulary, codes and all (a checkpoint saves the list)."""
         self.values = list(values)
         self._codes = {value: code for code, value in enumerate(self.values)}
+        self._codes[None] = MISSING
 
     def __len__(self) -> int:
         return len(self.values)
@@ -62,9 +63,9 @@ class Vocabulary:
 
     def encode(self, values: Sequence[str | None]) -> np.ndarray:
         """Codes of many values as ``int32``; ``None`` becomes :data:`MISSING`."""
-        codes = list(map(self._codes.get, values))  # known values: one lookup each, in C
-        if None in codes:
+        codes = list(map(self._codes.get, values))  # known values and None: one lookup each, in C
+        if None in codes:  # values not seen yet
             for position, value in enumerate(values):
                 if codes[position] is None:
-                    codes[position] = MISSING if value is None else self.code(value)
+                    codes[position] = self.code(value)  # type: ignore[arg-type]  # (None is known: MISSING)
         return np.array(codes, dtype=np.int32)

@@ -135,9 +135,12 @@ def test_calls_without_a_version_are_in_no_version_and_make_no_comparison():
     pipeline.evaluate(pipeline.watermark_ms)
     assert pipeline.evaluations["m"].versions is None
     _apply(pipeline, [_call(20 + i, "v1") for i in range(5)])
+    assert _versions(pipeline) is None  # one version: the model's own figures are its
+    assert pipeline.states["m"].versions.baseline == "v1"  # (kept track of, for when another comes)
+    _apply(pipeline, [_call(25 + i, "v2") for i in range(2)])
     versions = _versions(pipeline)
-    assert versions.baseline == "v1" and versions.comparisons == {}
-    assert versions.figures["v1"].n_calls == 5 and versions.figures["v1"].traffic_share == 5 / 25
+    assert versions.baseline == "v1" and list(versions.comparisons) == ["v2"]
+    assert versions.figures["v1"].n_calls == 5 and versions.figures["v1"].traffic_share == 5 / 27
 
 
 def test_the_configured_baseline_is_kept_however_little_traffic_it_has():
