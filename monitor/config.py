@@ -482,7 +482,8 @@ class SliceConfig(_Section):
 #: The metrics on which a version is compared with its baseline, each with the direction that is worse.
 VERSION_METRICS = {
     "latency": "higher", "error_ratio": "higher", "feedback_positive_ratio": "lower", "judge_score": "lower",
-    "accuracy": "lower", "content_filter_ratio": "higher", "input_tokens": None, "output_tokens": None,
+    "accuracy": "lower", "absolute_error": "higher", "content_filter_ratio": "higher", "input_tokens": None,
+    "output_tokens": None,
 }  # fmt: skip
 
 

@@ -415,8 +415,8 @@ VERSION_QUALITY = MetricSpec(
     "gauge",
     "Mean of each figure over each version's calls in the latest window that have it (a ratio for 0/1 figures).",
     ("model", "version", "metric"),
-    "error_ratio, feedback_positive_ratio, judge_score, accuracy (labelled calls of a classifier), "
-    "content_filter_ratio, input_tokens, output_tokens",
+    "error_ratio, feedback_positive_ratio, judge_score, accuracy (labelled calls of a classifier), absolute_error "
+    "(of a numeric model's), content_filter_ratio, input_tokens, output_tokens",
 )
 VERSION_BASELINE = MetricSpec(
     "driftwarden_version_baseline",
@@ -432,9 +432,9 @@ VERSION_COMPARISON = MetricSpec(
     "its interval, and the anytime-valid p-value.",
     ("model", "version", "baseline", "metric", "stat"),
     "metric: latency (effect: the ratio of geometric means), error_ratio, feedback_positive_ratio, judge_score, "
-    "accuracy, content_filter_ratio, input_tokens, output_tokens (effect; lower, upper: a confidence sequence at "
-    "`versions.alpha` over the number of verdict metrics; p_value: valid however often read, significant at that "
-    "level); "
+    "accuracy, absolute_error, content_filter_ratio, input_tokens, output_tokens (effect; lower, upper: a "
+    "confidence sequence at `versions.alpha` over the number of verdict metrics; p_value: valid however often "
+    "read, significant at that level); "
     "latency_p95 (seconds; a "
     "fixed-horizon interval on the window's calls), latency_slower (the probability that a candidate call is "
     "slower than a baseline call), finish_reason_distance and prediction_distance (a classifier's; Jensen-Shannon "

@@ -68,8 +68,8 @@ COMPARED_COLUMNS = (
 def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.ndarray]:
     """Each compared metric's value per call, NaN where the call has none: the log of its latency (a latency
     ratio is a difference of logs), whether it failed, whether its rating is positive, its judge score, whether
-    its label equals its prediction (a classifier's), whether a content filter stopped it, its input and output
-    tokens.
+    its label equals its prediction (a classifier's) or how far it is from it (a numeric model's), whether a
+    content filter stopped it, its input and output tokens.
 
     >>> rows = {LATENCY_MS: np.array([100.0, np.nan]), FAILED: np.array([False, True]),
     ...         RATING: np.array([1.0, np.nan]), JUDGE_SCORE: np.array([np.nan, 0.5]), LABEL: np.array([2.0, 1.0]),
@@ -78,8 +78,8 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
     >>> values = metric_values(rows, numeric=False)
     >>> {name: np.round(column * 1.0, 2).tolist() for name, column in values.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'latency': [4.61, nan], 'error_ratio': [0.0, 1.0], 'feedback_positive_ratio': [1.0, nan],
-     'judge_score': [nan, 0.5], 'accuracy': [1.0, 0.0], 'content_filter_ratio': [0.0, 0.0],
-     'input_tokens': [300.0, 40.0], 'output_tokens': [12.0, nan]}
+     'judge_score': [nan, 0.5], 'accuracy': [1.0, 0.0], 'absolute_error': [nan, nan],
+     'content_filter_ratio': [0.0, 0.0], 'input_tokens': [300.0, 40.0], 'output_tokens': [12.0, nan]}
     """
     latency = rows[LATENCY_MS]
     rating, label, prediction = rows[RATING], rows[LABEL], rows[PREDICTION]
@@ -89,6 +89,7 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
         "feedback_positive_ratio": np.where(np.isnan(rating), np.nan, rating > 0),
         "judge_score": rows[JUDGE_SCORE],
         "accuracy": np.where(np.isnan(label) | np.isnan(prediction) | numeric, np.nan, label == prediction),
+        "absolute_error": np.abs(label - prediction) if numeric else np.full(len(label), np.nan),
         "content_filter_ratio": rows[CONTENT_FILTER],
         "input_tokens": rows[INPUT_TOKENS],
         "output_tokens": rows[OUTPUT_TOKENS],

@@ -375,3 +375,22 @@ def test_a_promotion_of_a_version_that_is_not_live_changes_nothing():
     reference = pipeline.states["m"].reference
     assert pipeline.promote_reference("m", "v9", "request-1")  # refused for good: logged, not asked again
     assert pipeline.states["m"].reference is reference and reference.source == "warmup"
+
+
+def test_a_numeric_models_versions_are_compared_on_their_absolute_errors():
+    model = {"name": "m", "reference": {"warmup": 1}, "quality": {"numeric": True}, "versions": {"min_samples": 10}}
+    pipeline = Pipeline(parse_config({"windows": {"size": 500, "min_samples": 1}, "models": [model]}))
+    rng = np.random.default_rng(9)
+    events, errors = [], {"v1": [], "rc": []}
+    for i in range(300):
+        version = "rc" if i % 3 == 0 else "v1"
+        prediction, label = float(rng.normal(10, 2)), float(rng.normal(10, 2))
+        events.append({**_call(i, version), "prediction": prediction})
+        events.append({"type": "feedback", "request_id": f"m-{i}", "timestamp": T0 + i, "model": "m", "label": label})
+        errors[version].append((i, abs(label - prediction)))
+    _apply(pipeline, events)
+    result = _versions(pipeline).comparisons["rc"].metrics["absolute_error"]
+    start = pipeline.states["m"].versions.comparisons["rc"].start_row
+    baseline, candidate = ([error for i, error in errors[v] if i >= start] for v in ("v1", "rc"))
+    assert (result.n_baseline, result.n_candidate) == (len(baseline), len(candidate))
+    assert result.effect == pytest.approx(np.mean(candidate) - np.mean(baseline), rel=1e-9)
