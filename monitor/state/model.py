@@ -171,6 +171,8 @@ class ModelState:
         batch = self._batch(inference, read)
         first_row = self.window.n_appended
         batch[VERSION] = self.versions.encode(read["model_version"], batch[TIMESTAMP_MS], first_row)
+        if len(self.versions.live) > 1:  # only comparisons read finish reasons: a model of one version pays nothing
+            batch[FINISH_REASON] = self._encode_finish_reasons(read["finish_reason"])
         self.latency.observe(batch[LATENCY_MS])
         self.ttft.observe(_floats(read["ttft_ms"]))
         self.join.forget(self.window, len(inference))
@@ -259,7 +261,7 @@ class ModelState:
             PREDICTION: np.full(n, np.nan) if predictions.count(None) == n else self._encode_predictions(predictions),
             SCORE: _floats(read["score"]),
             CONTENT_FILTER: _equal(read["finish_reason"], "content_filter"),
-            FINISH_REASON: self._encode_finish_reasons(read["finish_reason"]),
+            FINISH_REASON: np.full(n, MISSING, dtype=np.int32),  # (coded while versions are compared)
             **{name: np.full(n, np.nan) for name in FEEDBACK_COLUMNS},
         }
         if model.quality.json_response:
