@@ -1,11 +1,14 @@
 """A model's versions: the codes its window keeps them by, its baseline, and each candidate's running comparison.
 
 Each call's ``model_version`` becomes a code in the window's ``version`` column (0: the call named none). At most
-``versions.max_live`` versions of a model are live: a new one takes the code-less place of the least recently seen
-(never the configured baseline) once that one has been silent for ``versions.retire_after`` of event time, else it
-folds into :data:`OTHER`, as does a version of that name (so a producer that sends a new version per call makes one
+``versions.max_live`` versions of a model are live: a new one takes the place of the least recently seen (never
+the configured baseline) once that one has been silent for ``versions.retire_after`` of event time, else it folds
+into :data:`OTHER`, as does a version of that name (so a producer that sends a new version per call makes one
 series, not thousands). Codes are never given twice: the window's rows of a retired version count as :data:`OTHER`
 until they leave it.
+
+The baseline is the configured version, or the live one with the most calls in the window; another takes over
+only with :data:`TAKE_OVER` times its calls, and the comparison of the two then carries on turned around.
 
 Every live version other than the baseline is a candidate, compared with the baseline on the calls both made since
 the comparison began (the later of the candidate's first call and the baseline's taking over), and on nothing
