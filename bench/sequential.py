@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     fixed = _fixed_horizon_candidates()
     print("| shift | events to verdict: median (p10-p90) | decided | fixed horizon: events | decided by then |")
-    print("|---|---|---|---|---|")
+    print("| --- | --- | --- | --- | --- |")
     for name, (draw, sign) in SHIFTS.items():
         events = np.array(
             [

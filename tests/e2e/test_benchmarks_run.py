@@ -129,6 +129,21 @@ def test_quality_benchmark_prints_its_tables():
     assert "per-group outcome rates identical to fairlearn's selection rates: True" in output
 
 
+def test_versions_benchmark_prints_its_table():
+    output, names = run_bench("versions.py", "--quick")
+    assert names == [
+        "tick: versions' figures and comparisons, against the window's traffic figures",
+        "hot path: events a second with versions, against the same without",
+    ]
+    assert "comparisons: 3" in output
+
+
+def test_sequential_benchmark_prints_its_table():
+    output, names = run_bench("sequential.py", "--runs", "5", "--horizon", "5000")
+    assert names == ["latency x1.3", "error 2% -> 5%", "judge score -0.3 sd"]
+    assert "version effects, 3 candidates vs a baseline in 100,000 events" in output
+
+
 @pytest.mark.soak  # 20 s; the formula it measures is tested in tests/unit/monitor/test_memory.py
 def test_memory_benchmark_prints_its_table():
     output, names = run_bench("memory.py", "--quick")
