@@ -62,6 +62,10 @@ def variable_queries(dashboard: dict) -> Iterator[tuple[str, str, str]]:
             yield variable["name"], found[1], found[2]
 
 
+#: The process collector's standard series, which ``driftwarden run`` exports beside the spec's.
+PROCESS_SERIES = frozenset(("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"))
+
+
 def contract_series() -> dict[str, tuple[str, ...]]:
     """Every series name of the metrics spec a query can read, with its label names (a histogram's ``_bucket``
     with ``le``, ``_count`` and ``_sum``).

@@ -57,6 +57,8 @@ CONFIG: dict[str, Any] = {
 LAG = {("llm-events", 0): 7, ("llm-events", 1): 0}
 CHECKPOINTS = {"saved": 12, "sink_failed": 1, "save_failed": 0}
 DEAD_LETTERS_FAILED = 2
+#: The build the scenario reports (a fixed one: the golden file is the same on every Python).
+BUILD = ("0.0.0-golden", "3.11.0")
 #: A call of summarizer on a partition other than its home (the file's): a split model.
 ELSEWHERE = Record(
     b'{"request_id": "g-elsewhere", "timestamp": "2026-03-01T12:00:30Z", "model": "summarizer", "latency_ms": 200}',
@@ -111,7 +113,7 @@ def golden_exports(config: Config, pipeline: Pipeline) -> Exports:
     exports = Exports(
         PipelineCollector(pipeline),
         ConsumerLagCollector(lambda: LAG),
-        DaemonCollector(checkpointer, lambda: DEAD_LETTERS_FAILED),
+        DaemonCollector(checkpointer, lambda: DEAD_LETTERS_FAILED, BUILD),
     )
     alerting = Alerting(config, exports.samples)
     exports.add(AlertsCollector(alerting))

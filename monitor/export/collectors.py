@@ -22,8 +22,10 @@ Prometheus families and the typed samples the alert rules read
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import math
 import os
+import platform
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -473,18 +475,23 @@ class ConsumerLagCollector(SpecCollector):
 
 
 class DaemonCollector(SpecCollector):
-    """The daemon's own health: checkpoints by outcome and dead letters that failed to send."""
+    """The daemon's own health: checkpoints by outcome, dead letters that failed to send, and its build
+    (``build``: the driftwarden release and the Python version; this process's by default)."""
 
     metrics = contract.DAEMON
 
-    def __init__(self, checkpointer: Checkpointer, n_dead_letters_failed: Callable[[], int]):
+    def __init__(
+        self, checkpointer: Checkpointer, n_dead_letters_failed: Callable[[], int], build: tuple[str, str] | None = None
+    ):
         self.checkpointer = checkpointer
         self.n_dead_letters_failed = n_dead_letters_failed
+        self.build = build or (importlib.metadata.version("driftwarden"), platform.python_version())
 
     def readings(self, models: Collection[str] | None = None) -> Iterator[Reading]:
         for result, count in self.checkpointer.n_checkpoints.items():
             yield Reading(contract.CHECKPOINTS, (result,), count)
         yield Reading(contract.DEAD_LETTERS_FAILED, (), self.n_dead_letters_failed())
+        yield Reading(contract.BUILD_INFO, self.build, 1)
 
 
 class Exports:

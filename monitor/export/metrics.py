@@ -478,6 +478,14 @@ DEAD_LETTERS_FAILED = MetricSpec(
     "Dead-letter deliveries that failed; each is sent again, and no offset is committed past it meanwhile.",
     note="dead-letter deliveries that failed; each is sent again, `run` only",
 )
+BUILD_INFO = MetricSpec(
+    "driftwarden_build_info",
+    "gauge",
+    "1, labelled with the driftwarden release and the Python version the daemon runs.",
+    ("version", "python_version"),
+    "`run` only; beside it, the process collector's standard `process_*` series (CPU seconds, resident memory, "
+    "open file descriptors)",
+)
 # --- from the alerting --------------------------------------------------------------------------------------------
 ALERTS_FIRING = MetricSpec(
     "driftwarden_alerts_firing", "gauge", "Alerts firing now, by rule.", ("alertname", "model", "severity")
@@ -518,7 +526,8 @@ EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     VERSION_COMPARISON_CALLS, VERSION_VERDICT,
 )  # fmt: skip
 CONSUMER: tuple[MetricSpec, ...] = (CONSUMER_LAG,)  # the Kafka consumer (``run`` only)
-DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED)  # the daemon's checkpoints and dead letters
+#: The daemon's checkpoints, dead letters and build.
+DAEMON: tuple[MetricSpec, ...] = (CHECKPOINTS, DEAD_LETTERS_FAILED, BUILD_INFO)
 ALERTING: tuple[MetricSpec, ...] = (ALERTS_FIRING, RETRAINING_JOBS, ROLLBACK_REQUESTS)  # the rule engine, the ledgers
 #: Every family, in the order a daemon's exposition shows them.
 SPEC: tuple[MetricSpec, ...] = PIPELINE + EVALUATION + CONSUMER + DAEMON + ALERTING

@@ -51,6 +51,7 @@ import time
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import ProcessCollector
 
 from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
@@ -117,6 +118,7 @@ class Daemon:
         self.pipeline.on_evaluate = lambda models, now_ms: self.alerting.tick(self.pipeline, now_ms, models)
         exports.add(AlertsCollector(self.alerting))
         self.registry = exports.registry
+        ProcessCollector(registry=self.registry)  # process_*: CPU, resident memory, open fds (the standard names)
         self._jobs: dict[str, KafkaSink] = {}  # a producer per topic of jobs (retraining, rollback), opened on use
         self.server = MetricsServer(
             self.registry,

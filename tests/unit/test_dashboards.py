@@ -11,13 +11,21 @@ import itertools
 
 import pytest
 
-from tests.dashboards import as_prometheus_sees_it, contract_series, dashboards, data_panels, queries, variable_queries
+from tests.dashboards import (
+    PROCESS_SERIES,
+    as_prometheus_sees_it,
+    contract_series,
+    dashboards,
+    data_panels,
+    queries,
+    variable_queries,
+)
 from tests.promql import selectors
 
 #: Grafana 10.0 writes schema 38, Grafana 11 39 to 41.
 SCHEMA_VERSIONS = range(38, 42)
 #: Grafana unit ids the panels use ("suffix:" units are Grafana's custom units).
-UNITS = {"reqps", "cps", "short", "none", "sci", "s", "percentunit", "bool_yes_no"}
+UNITS = {"reqps", "cps", "short", "none", "sci", "s", "percentunit", "bool_yes_no", "bytes"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 #: Series that Prometheus makes itself: not filtered by job (an absent target has none).
 PROMETHEUS_OWN = {"ALERTS"}
@@ -38,7 +46,7 @@ def _has_model_label(metric: str) -> bool:
 def test_panels_read_only_series_of_the_metrics_spec_by_their_labels(name):
     for panel, expr in queries(DASHBOARDS[name]):
         for metric, matchers in selectors(expr):
-            if metric in {*PROMETHEUS_OWN, "up"} or ":" in metric:  # recorded series: checked with the rules
+            if metric in {*PROMETHEUS_OWN, *PROCESS_SERIES, "up"} or ":" in metric:  # recorded: with the rules
                 continue
             assert metric in SERIES, f"{panel}: {metric} is not in monitor/export/metrics.py"
             for label, _, _ in matchers:

@@ -21,11 +21,13 @@ import yaml
 
 from monitor.config import parse_config
 from monitor.export.alerting import Alerting, AlertsCollector
-from monitor.export.collectors import ConsumerLagCollector, Exports, PipelineCollector
+from monitor.export.collectors import ConsumerLagCollector, DaemonCollector, Exports, PipelineCollector
 from monitor.ingest import Record
 from monitor.pipeline import Pipeline
+from monitor.run.checkpoint import CheckpointStore
+from monitor.run.checkpointer import Checkpointer
 from tests.components import require
-from tests.dashboards import as_prometheus_sees_it, contract_series, dashboards, queries
+from tests.dashboards import PROCESS_SERIES, as_prometheus_sees_it, contract_series, dashboards, queries
 from tests.promql import selectors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +36,9 @@ RECORDING = RULES / "recording.yaml"
 ALERTS = RULES / "alerts.yaml"
 TEST_FILES = sorted((RULES / "tests").glob("*.yaml"))
 
-#: Series that Prometheus makes itself rather than scrapes from driftwarden.
-PROMETHEUS_OWN = {"up", "ALERTS"}
+#: Series that Prometheus makes itself rather than scrapes from driftwarden's spec (and the process collector's,
+#: which `driftwarden run` exports beside it, read by the dashboard only).
+PROMETHEUS_OWN = {"up", "ALERTS", *PROCESS_SERIES}
 #: Labels of Prometheus' ALERTS series: its own, and those of the alerting rules' results.
 ALERTS_LABELS = {"alertname", "alertstate", "severity", "model", "feature", "check", "metric", "attribute", "topic"}
 #: Target labels Prometheus adds to scraped series (`pod`: the Prometheus Operator's ServiceMonitor).
@@ -138,8 +141,11 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     for start in range(0, len(records), 7):  # batches as a consumer's polls bring them
         pipeline.apply(records[start : start + 7])
     pipeline.evaluate(pipeline.watermark_ms)
-    # `driftwarden run` registers the consumer lag and the alerts beside the pipeline (monitor/run/daemon.py).
-    exports = Exports(PipelineCollector(pipeline), ConsumerLagCollector(lambda: {("llm-events", 0): 3}))
+    # `driftwarden run` registers the consumer lag, its own health and the alerts beside the pipeline
+    # (monitor/run/daemon.py).
+    checkpointer = Checkpointer(CheckpointStore(tmp_path_factory.mktemp("checkpoints")), pipeline.snapshot, "f")
+    lag = ConsumerLagCollector(lambda: {("llm-events", 0): 3})
+    exports = Exports(PipelineCollector(pipeline), lag, DaemonCollector(checkpointer, lambda: 0))
     alerting = Alerting(config, exports.samples)
     exports.add(AlertsCollector(alerting))
     registry = exports.registry
