@@ -303,9 +303,19 @@ def n_counted(metrics: bytes | str) -> int:
     )
 
 
+#: What only ``run`` exports: its build, and the process collector's series (its CPU, memory, descriptors).
+RUN_PROCESS = (
+    "driftwarden_build_info",
+    "process_cpu_seconds_total",
+    "process_max_fds",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_virtual_memory_bytes",
+)
 #: Samples that say when an evaluation ran rather than what it found (a run's model that has gone quiet
 #: follows the wall clock, a replay's does not), rejections, and how ``run`` itself fares (backlog,
-#: checkpoints, dead-letter deliveries), which a replay has no notion of.
+#: checkpoints, dead-letter deliveries, its process and build), which a replay has no notion of.
 NOT_STATISTICS = (
     "driftwarden_last_evaluation_timestamp_seconds",
     "driftwarden_reference_age_seconds",
@@ -313,6 +323,7 @@ NOT_STATISTICS = (
     "driftwarden_consumer_lag",
     "driftwarden_checkpoints_total",
     "driftwarden_dead_letters_failed_total",
+    *RUN_PROCESS,
 )
 
 

@@ -331,9 +331,10 @@ class Daemon:
         """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.run.checkpointer`)."""
         self._checkpoint_due.clear()
         assert self._source is not None  # checkpoints are taken only once connected
-        self.checkpointer.checkpoint(self._positions(), self._source.commit)
+        saved = self.checkpointer.checkpoint(self._positions(), self._source.commit)
         self._claim_homes()
-        self._promote_references()
+        if saved is not None and not self._stopping.is_set():  # (a store that fails, or a stop, waits for nothing)
+            self._promote_references()
 
     def _promote_references(self) -> None:
         """Apply the reference promotions asked for (``driftwarden reference promote``) of the models held here,

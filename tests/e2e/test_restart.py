@@ -35,7 +35,7 @@ from monitor.export.collectors import exposition
 from monitor.ingest.kafka import KafkaSink
 from monitor.run.checkpoint import CheckpointStore
 from monitor.run.replay import replay
-from tests.components import DaemonProcess, daemon_config, wait_for
+from tests.components import RUN_PROCESS, DaemonProcess, daemon_config, wait_for
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 EVENTS = EXAMPLES / "events.jsonl"
@@ -44,7 +44,7 @@ LINES = [line for line in EVENTS.read_bytes().splitlines() if line.strip()]  # a
 FIRST = 1_800  # consumed and checkpointed before the stop
 EXTRA = 400  # consumed, then the stop (after SIGKILL: not checkpointed)
 #: What only a daemon on Kafka exports.
-RUN_ONLY = ("driftwarden_consumer_lag", "driftwarden_checkpoints", "driftwarden_dead_letters_failed")
+RUN_ONLY = ("driftwarden_consumer_lag", "driftwarden_checkpoints", "driftwarden_dead_letters_failed", *RUN_PROCESS)
 
 
 def make_config(bootstrap_servers: str, state_dir: Path, topic: str, client: str = "kafka-python", **state: str):
