@@ -132,7 +132,8 @@ class ModelState:
         #: Its versions, and each candidate's comparison with the baseline.
         self.versions = Versions(model.versions, model.quality.numeric)
         #: The version a promoted reference takes its calls from, and the id of the last promotion asked for
-        #: with ``driftwarden reference promote`` that was applied (see :mod:`monitor.run.promotions`).
+        #: with ``driftwarden reference promote`` that was applied (see :meth:`monitor.run.checkpoint.
+        #: PartitionCheckpoints.request_promotion`).
         self.promoted_version: str | None = None
         self.promotion_id: str | None = None
         warmup = 0 if reference_events is not None else _warmup(model)

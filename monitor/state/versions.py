@@ -190,10 +190,6 @@ class VersionsRead(NamedTuple):
     numeric: bool
     verdict_metrics: tuple[str, ...]
 
-    def name(self, code: int) -> str:
-        """The version a window code (not 0) stands for: a live one's name, else :data:`OTHER`."""
-        return next((name for name, live_code in self.codes.items() if live_code == code), OTHER)
-
 
 class Versions:
     """One model's live versions and comparisons (see the module's docstring)."""
