@@ -295,7 +295,8 @@ def test_a_kafka_python_member_closed_while_it_joins_logs_no_error(kafka_broker,
         assert not source.assigned  # still joining
         source.close()
         assert logging.getLogger("kafka").level == logging.ERROR
-    assert [record.getMessage() for record in caplog.records if record.name.startswith("kafka")] == []
+    errors = [r.getMessage() for r in caplog.records if r.name.startswith("kafka") and r.levelno >= logging.ERROR]
+    assert errors == []  # its warnings (a slow task on a loaded machine) are not what this is about
 
 
 def test_confluent_commits_and_readiness_while_the_broker_is_away(tmp_path, open_source, caplog):
