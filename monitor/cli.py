@@ -192,7 +192,8 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     extent = f"{windows.size} events" + (f" within {windows.duration_ms} ms" if windows.duration_ms else "")
     kafka, state = config.kafka, config.state
     print(f"{arguments.config}: ok")
-    print(f"  kafka: {', '.join(kafka.topics)} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
+    topics = ", ".join(f"{topic.name} ({topic.encoding})" for topic in kafka.topics)
+    print(f"  kafka: {topics} as group {kafka.group_id!r}, dead letters to {kafka.dead_letter_topic}")
     print(f"  state: checkpoints in {open_store(state).describe()} every {state.checkpoint_every_ms} ms")
     server = config.server
     web = server.web_config_file.describe() if server.web_config_file else "http, no TLS, no basic auth"

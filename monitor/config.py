@@ -99,6 +99,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TopicConfig(_Section):
+    """A topic read and how its messages are encoded: driftwarden's JSON events (``json``), or OpenTelemetry
+    traces as the Collector's Kafka exporter writes them (its names: ``otlp_proto``, ``otlp_json``; see
+    :mod:`monitor.ingest.otlp`). A bare name in ``kafka.topics`` is a topic of JSON events."""
+
+    name: str = Field(min_length=1)
+    encoding: Literal["json", "otlp_proto", "otlp_json"] = "json"
+
+
+def _topic(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+Topic = Annotated[TopicConfig, BeforeValidator(_topic)]
+
+
 class KafkaConfig(_Section):
     """Where events come from. Client settings keep Kafka's own names and defaults (durations as '45s').
 
@@ -113,7 +129,7 @@ class KafkaConfig(_Section):
 
     client: Literal["kafka-python", "confluent"] = "kafka-python"
     bootstrap_servers: str | list[str] = "127.0.0.1:9092"
-    topics: list[str] = Field(default_factory=lambda: ["llm-events"], min_length=1)
+    topics: list[Topic] = Field(default_factory=lambda: [TopicConfig(name="llm-events")], min_length=1)
     group_id: str = "driftwarden"
     dead_letter_topic: str | None = "llm-events-dlq"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -133,6 +149,18 @@ class KafkaConfig(_Section):
     @classmethod
     def _client_installed(cls, client: str) -> str:
         return _installed_for(client, "confluent", "confluent-kafka", "confluent_kafka")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_once(cls, topics: list[TopicConfig]) -> list[TopicConfig]:
+        names = [topic.name for topic in topics]
+        if len(set(names)) < len(names):
+            raise ValueError(f"names a topic twice: {names}")
+        return topics
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [topic.name for topic in self.topics]
 
 
 def _web_config(value: Any) -> Any:

@@ -49,6 +49,7 @@ from monitor.evaluate.slices import GroupSlice, SliceSuite
 from monitor.evaluate.versions import ModelVersions, evaluate_versions
 from monitor.ingest import Partition, PartitionBatch, Record, partition_batches
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch, read_field
+from monitor.ingest.otlp import SKIPPED, decode_traces
 from monitor.state.columns import FAILED, ID_COLUMNS, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
 from monitor.state.windows import Window
@@ -108,6 +109,9 @@ class Pipeline:
         self.lock = threading.Lock()
         self.states = ModelStates(config)
         self.n_invalid = dict.fromkeys(REASONS, 0)
+        #: OpenTelemetry spans that were not model calls, by reason (:data:`monitor.ingest.otlp.SKIPPED`).
+        self.n_spans_skipped = dict.fromkeys(SKIPPED, 0)
+        self._encodings = {topic.name: topic.encoding for topic in config.kafka.topics}
         #: Exceptions caught where a bug could have stopped the daemon, by stage (events for ingest).
         self.n_internal_errors = dict.fromkeys(("ingest", "evaluate", "alerts"), 0)
         self.evaluations: dict[str, Evaluation] = {}
@@ -138,20 +142,26 @@ class Pipeline:
         latest_ms = math.inf if wall_ms is None else wall_ms + self.config.limits.max_clock_skew_ms
         rejected_all = []
         for batch in batches:
-            events, rejected = self.decode(batch, latest_ms)
-            self.ingest(events, rejected, wall_ms, (batch.topic, batch.partition))
+            events, rejected, skipped = self.decode(batch, latest_ms)
+            self.ingest(events, rejected, wall_ms, (batch.topic, batch.partition), skipped)
             rejected_all += rejected
         return rejected_all
 
-    def decode(self, batch: PartitionBatch, latest_ms: float = math.inf) -> tuple[list[Event], list[DeadLetter]]:
-        """Split a partition's batch into valid events and rejected records; touches no state.
+    def decode(
+        self, batch: PartitionBatch, latest_ms: float = math.inf
+    ) -> tuple[list[Event], list[DeadLetter], dict[str, int]]:
+        """Split a partition's batch into valid events and rejected records, and count the OpenTelemetry spans
+        skipped (by reason; none on a topic of driftwarden's JSON events); touches no state.
 
         Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
         clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
         """
+        encoding = self._encodings.get(batch.topic, "json")
+        if encoding != "json":
+            return self._decode_traces(batch, encoding, latest_ms)
         decoded = decode_batch(batch.values, self.config.limits.max_event_bytes, latest_ms)
         if Invalid not in set(map(type, decoded)):
-            return decoded, []  # type: ignore[return-value]  # no Invalid among them
+            return decoded, [], {}  # type: ignore[return-value]  # no Invalid among them
         events = []
         rejected = []
         for index, event in enumerate(decoded):
@@ -159,7 +169,27 @@ class Pipeline:
                 rejected.append(DeadLetter(batch.record(index), event))
             else:
                 events.append(event)
-        return events, rejected
+        return events, rejected, {}
+
+    def _decode_traces(
+        self, batch: PartitionBatch, encoding: str, latest_ms: float
+    ) -> tuple[list[Event], list[DeadLetter], dict[str, int]]:
+        """:meth:`decode` of a topic of OpenTelemetry traces: a rejected span is dead-lettered alone, as a request
+        of its own at its message's offset (see :mod:`monitor.ingest.otlp`)."""
+        events: list[Event] = []
+        rejected = []
+        skipped = dict.fromkeys(SKIPPED, 0)
+        for index, raw in enumerate(batch.values):
+            decoded = decode_traces(raw or b"", encoding, self.config.limits.max_event_bytes, latest_ms)
+            if isinstance(decoded, Invalid):
+                rejected.append(DeadLetter(batch.record(index), decoded))
+                continue
+            events += decoded.events
+            record = batch.record(index)
+            rejected += [DeadLetter(record._replace(value=span), invalid) for span, invalid in decoded.rejected]
+            for reason, count in decoded.skipped.items():
+                skipped[reason] += count
+        return events, rejected, skipped
 
     def ingest(
         self,
@@ -167,6 +197,7 @@ class Pipeline:
         rejected: Iterable[DeadLetter] = (),
         wall_ms: float | None = None,
         partition: Partition | None = None,
+        skipped: dict[str, int] | None = None,
     ) -> None:
         """Append valid events to their models' state, count the rejected ones, and evaluate every model
         whose event time crosses a boundary of ``windows.evaluate_every`` (see :meth:`_ingest_model`).
@@ -174,11 +205,14 @@ class Pipeline:
         ``wall_ms`` is the wall clock in ``run`` (None in a replay): it marks when each model was last heard
         from (:meth:`advance_idle`) and whether a model is catching up (:data:`CATCH_UP_LAG_MS`).
         ``partition`` is where the events came from: a new model's home (see :class:`ModelStates`).
+        ``skipped`` counts the OpenTelemetry spans that were not model calls, by reason.
         """
         by_model = _by_model(events)
         with self.lock:
             for letter in rejected:
                 self.n_invalid[letter.invalid.reason] += 1
+            for reason, count in (skipped or {}).items():
+                self.n_spans_skipped[reason] += count
         for model, group in by_model.items():
             with self.lock:
                 state = self.states.state_for(model, len(group), partition)
@@ -282,7 +316,11 @@ class Pipeline:
         The arrays are the live ones, not copies: save the snapshot before the next batch is applied.
         """
         with self.lock:
-            return {"n_invalid": self.n_invalid, "states": self.states.snapshot(homed_models)}
+            return {
+                "n_invalid": self.n_invalid,
+                "n_spans_skipped": self.n_spans_skipped,
+                "states": self.states.snapshot(homed_models),
+            }
 
     def restore(self, snapshot: dict) -> None:
         """Take back a :meth:`snapshot` taken under the same config (see :mod:`monitor.run.checkpoint`)."""
@@ -292,6 +330,7 @@ class Pipeline:
             self._quality_suites = {}
             self._slice_suites = {}
             self.n_invalid.update((reason, count) for reason, count in snapshot["n_invalid"].items())
+            self.n_spans_skipped.update(snapshot.get("n_spans_skipped", {}))  # absent before OpenTelemetry topics
 
     def snapshot_home(self, home: Partition | None) -> dict:
         """The state of the models whose home is ``home``: what moves with that partition to another owner."""

@@ -33,6 +33,7 @@ from typing import NamedTuple
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from alerts.rules import Sample
@@ -73,7 +74,7 @@ __all__ = [
 class Buckets(NamedTuple):
     """A histogram's reading: cumulative counts by upper bound (seconds, ``+Inf`` last) and the sum (seconds)."""
 
-    counts: list[tuple[str, float]]
+    counts: list[tuple[str, float] | tuple[str, float, Exemplar]]  # an exemplar where a traced call fell
     sum: float
 
 
@@ -227,6 +228,8 @@ def _process(pipeline: Pipeline) -> Iterator[Reading]:
     for reason, count in pipeline.n_invalid.items():
         yield Reading(contract.EVENTS_INVALID, (reason,), count)
     yield Reading(contract.EVENTS_UNMONITORED, (), pipeline.states.n_unmonitored_events)
+    for reason, count in pipeline.n_spans_skipped.items():
+        yield Reading(contract.SPANS_SKIPPED, (reason,), count)
     yield Reading(contract.LABEL_VALUES_DROPPED, ("*", "model"), pipeline.states.n_folded_events)
     for stage, count in pipeline.n_internal_errors.items():
         yield Reading(contract.INTERNAL_ERRORS, (stage,), count)
@@ -248,6 +251,8 @@ def _state(states: list) -> Iterator[Reading]:
         yield Reading(contract.REQUEST_LATENCY, (state.name,), _buckets(state.latency))
         yield Reading(contract.TIME_TO_FIRST_TOKEN, (state.name,), _buckets(state.ttft))
         yield Reading(contract.LABEL_DELAY, (state.name,), _buckets(state.join.delay))
+
+
 def _feedback(states: list) -> Iterator[Reading]:
     for state in states:
         join = state.join
@@ -257,9 +262,17 @@ def _feedback(states: list) -> Iterator[Reading]:
 
 
 def _buckets(histogram: Histogram) -> Buckets:
-    """A histogram of milliseconds as Prometheus reads it, in seconds."""
+    """A histogram of milliseconds as Prometheus reads it, in seconds, with its exemplars (OpenMetrics shows them)."""
     bounds = [floatToGoString(bound / 1000.0) for bound in histogram.bounds] + ["+Inf"]
-    return Buckets(list(zip(bounds, histogram.cumulative_counts().tolist())), histogram.total / 1000.0)
+    counts: list[tuple[str, float] | tuple[str, float, Exemplar]] = list(
+        zip(bounds, histogram.cumulative_counts().tolist())
+    )
+    for bucket, (trace_id, value_ms, timestamp_ms) in histogram.exemplars.items():
+        counts[bucket] = (
+            *counts[bucket],
+            Exemplar({"trace_id": trace_id.lower()}, value_ms / 1000.0, timestamp_ms / 1000.0),
+        )
+    return Buckets(counts, histogram.total / 1000.0)
 
 
 def _evaluations(evaluations: dict) -> Iterator[Reading]:

@@ -91,6 +91,13 @@ EVENTS_UNMONITORED = MetricSpec(
     "Valid events of models that no config entry monitors.",
     note="valid events of models no config entry monitors",
 )
+SPANS_SKIPPED = MetricSpec(
+    "driftwarden_spans_skipped_total",
+    "counter",
+    "OpenTelemetry spans read that were not model calls, by reason.",
+    ("reason",),
+    "`not_genai` (no `gen_ai.*` attribute) or `not_a_model_call` (a tool's or an agent's span), exported from 0",
+)
 SPLIT_MODEL_EVENTS = MetricSpec(
     "driftwarden_split_model_events_total",
     "counter",
@@ -510,9 +517,9 @@ ROLLBACK_REQUESTS = MetricSpec(
 
 #: The families by where they come from, each in the order of the exposition.
 PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
-    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, SPLIT_MODEL_EVENTS, TOKENS, LABEL_VALUES_DROPPED, CHANGES,
-    REFERENCE_EVENTS, REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN, LABEL_DELAY,
-    FEEDBACK_PENDING, FEEDBACK,
+    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, SPANS_SKIPPED, SPLIT_MODEL_EVENTS, TOKENS, LABEL_VALUES_DROPPED,
+    CHANGES, REFERENCE_EVENTS, REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN,
+    LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
 )  # fmt: skip
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
     WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,

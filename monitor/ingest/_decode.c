@@ -496,6 +496,7 @@ floats(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 enum {
     KIND_TYPE,       /* "inference" or "feedback" */
     KIND_ID,         /* an identifier, at most MAX_ID_CHARS */
+    KIND_TRACE,      /* a W3C trace id: 32 hexadecimal digits */
     KIND_NAME,       /* an identifier that takes few values (shared) */
     KIND_TEXT,       /* a string of any length */
     KIND_TIMESTAMP,  /* RFC 3339 or epoch seconds (a number) */
@@ -512,7 +513,7 @@ enum {
     N_KINDS
 };
 static const char *const KIND_NAMES[N_KINDS] = {
-    "type", "id", "name", "text", "timestamp", "nonnegative", "count", "unit", "number", "class", "label", "bool",
+    "type", "id", "trace", "name", "text", "timestamp", "nonnegative", "count", "unit", "number", "class", "label", "bool",
     "features", "segment", "msgspec",
 };
 #define MAX_ID_CHARS 256
@@ -1002,6 +1003,22 @@ new_ref(PyObject *object)
 
 static PyObject *plain_object(Cursor *c, int kind);
 
+/* Whether a string is a trace id as msgspec's pattern reads it: 32 hexadecimal digits, either case. */
+static int
+is_trace_id(const unsigned char *s, Py_ssize_t length)
+{
+    if (length != 32) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char lower = s[i] | 0x20;
+        if (!((s[i] >= '0' && s[i] <= '9') || (lower >= 'a' && lower <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The value at the cursor as a field of `kind` holds it (None for null); NULL without an error if not plain. */
 static PyObject *
 plain_value(Cursor *c, int kind)
@@ -1028,6 +1045,9 @@ plain_value(Cursor *c, int kind)
                 return shared_text(s, length);
             }
             return NULL;
+        }
+        if (kind == KIND_TRACE) {
+            return found == ASCII && is_trace_id(s, length) ? new_text(s, length) : NULL;
         }
         if (kind != KIND_ID && kind != KIND_NAME && kind != KIND_TEXT && kind != KIND_CLASS && kind != KIND_LABEL) {
             return NULL;

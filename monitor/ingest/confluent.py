@@ -129,7 +129,7 @@ class ConfluentSource(SourceProgress):
         self._retry: Offsets = {}  # commits that failed and were not superseded: sent again from poll
         self._retry_at = 0.0
         self._consumer.subscribe(
-            config.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+            config.topic_names, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
 
     @property

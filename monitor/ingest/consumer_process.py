@@ -211,7 +211,7 @@ def _connect(config: KafkaConfig, parent: Connection, pending: list) -> KafkaSou
     while True:
         try:
             source = KafkaSource(config, restore, checkpoint_before_revoke)
-            log.info("consuming %s as group %r", ", ".join(config.topics), config.group_id)
+            log.info("consuming %s as group %r", ", ".join(config.topic_names), config.group_id)
             return source
         except KafkaError as error:
             log.warning("Kafka at %s: %s; retrying in %g s", config.bootstrap_servers, error, _RETRY_S)

@@ -59,6 +59,7 @@ __all__ = [
     "Invalid",
     "decode",
     "decode_batch",
+    "decode_mapping",
     "packed_floats",
     "read_columns",
     "read_field",
@@ -73,6 +74,7 @@ REASONS = (
     "not_json",  # not a JSON document
     "non_finite",  # NaN or +-Infinity, as a JSON literal or an overflowing number
     "not_object",  # JSON, but not an object
+    "not_otlp",  # on an OpenTelemetry topic: not an ExportTraceServiceRequest in the topic's encoding
     "unknown_type",  # "type" is neither "inference" nor "feedback"
     "missing_field",  # a required field is absent or null
     "wrong_type",  # a field has the wrong JSON type
@@ -104,6 +106,7 @@ Count = Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)]
 UnitInterval = Annotated[int, Meta(ge=0, le=1)] | Annotated[float, Meta(ge=0, le=1)]
 Scalar = str | ExactInt | float | bool | None
 Timestamp = Annotated[datetime, Meta(tz=True)]  # RFC 3339; a time without an offset is ambiguous
+TraceId = Annotated[str, Meta(pattern="^[0-9a-fA-F]{32}$")]  # W3C trace context's, as OpenTelemetry writes it
 
 
 class Invalid(NamedTuple):
@@ -150,6 +153,7 @@ class Event(msgspec.Struct, gc=False):
     score: UnitInterval | None | UnsetType = UNSET
     segment: dict[str, str | None] | None | UnsetType = UNSET
     stream: bool | None | UnsetType = UNSET
+    trace_id: TraceId | None | UnsetType = UNSET  # the call's trace: an exemplar of the latency histograms
     # feedback
     label: str | Number | bool | None | UnsetType = UNSET
     rating: Number | None | UnsetType = UNSET
@@ -223,6 +227,7 @@ PLAIN_KINDS = (
     ("score", "unit"),
     ("segment", "segment"),
     ("stream", "bool"),
+    ("trace_id", "trace"),
     ("label", "label"),
     ("rating", "number"),
     ("judge_score", "unit"),
@@ -373,6 +378,28 @@ def decode(raw: bytes, max_bytes: int = 1_048_576, latest_ms: float = math.inf) 
             return Invalid("oversized", "nested deeper than the parser allows")
         if repeated is not None:
             return Invalid("duplicate_key", repeated)
+        return _apply_aliases(event) or _complete(event, latest_ms)
+    except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
+        return Invalid("internal_error", type(error).__name__)
+
+
+def decode_mapping(mapping: dict[str, Any], latest_ms: float = math.inf) -> Event | Invalid:
+    """:func:`decode` of an event given as a mapping of wire names to values (an OpenTelemetry span's, see
+    :mod:`monitor.ingest.otlp`): the same types, bounds, aliases and checks, without a parse. Never raises.
+
+    >>> decode_mapping({"request_id": "r1", "timestamp": 1700000000, "gen_ai.request.model": "m"}).model
+    'm'
+    >>> decode_mapping({"request_id": "r1", "timestamp": 1700000000, "model": "m", "latency_ms": float("inf")})
+    Invalid(reason='non_finite', detail='latency_ms')
+    """
+    try:
+        for name, value in mapping.items():  # JSON has no such numbers, so msgspec's types let them through
+            if type(value) is float and not math.isfinite(value):
+                return Invalid("non_finite", name)
+        try:
+            event = msgspec.convert(mapping, _WireEvent)
+        except msgspec.ValidationError as error:
+            return _rejection(str(error))
         return _apply_aliases(event) or _complete(event, latest_ms)
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)

@@ -101,7 +101,7 @@ class KafkaSource(SourceProgress):
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._owned: set[TopicPartition] = set()  # kafka-python's assignment() lags behind a rebalance
-        self._consumer.subscribe(config.topics, listener=_Rebalance(self))
+        self._consumer.subscribe(config.topic_names, listener=_Rebalance(self))
 
     @property
     def assigned(self) -> bool:

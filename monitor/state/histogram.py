@@ -52,6 +52,8 @@ class Histogram:
     def _reset(self) -> None:
         self.counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
         self._total_thousandths = 0
+        #: Each bucket's latest exemplar (by index, ``+Inf`` last): trace id, value, timestamp in ms.
+        self.exemplars: dict[int, tuple[str, float, float]] = {}
 
     def observe(self, values: np.ndarray) -> None:
         """Add every non-NaN value of ``values``."""
@@ -61,6 +63,23 @@ class Histogram:
             self.counts += np.bincount(buckets, minlength=len(self.counts))
             thousandths = np.rint(np.minimum(values, MAX_SUMMED) * 1000.0).astype(np.int64)
             self._total_thousandths = min(self._total_thousandths + int(thousandths.sum()), MAX_COUNT)
+
+    def exemplify(self, values: np.ndarray, trace_ids: list, timestamps_ms: np.ndarray) -> None:
+        """Keep, for each bucket, the last of ``values`` that came with a trace id (a string of ``trace_ids``), as
+        its exemplar: a link from the bucket to one call's trace. Exemplars are not saved by :meth:`snapshot`.
+
+        >>> histogram = Histogram(bounds=[100.0])
+        >>> histogram.exemplify(np.array([50.0, 70.0, 900.0]), ["a" * 32, "b" * 32, None], np.array([1.0, 2.0, 3.0]))
+        >>> histogram.exemplars
+        {0: ('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 70.0, 2.0)}
+        """
+        traced = np.fromiter((type(trace_id) is str for trace_id in trace_ids), bool, len(trace_ids))
+        positions = np.flatnonzero(traced & ~np.isnan(values))
+        buckets = np.searchsorted(self.bounds, values[positions], side="left")
+        _, last_from_end = np.unique(buckets[::-1], return_index=True)
+        last = len(positions) - 1 - last_from_end
+        for bucket, position in zip(buckets[last].tolist(), positions[last].tolist(), strict=True):
+            self.exemplars[bucket] = (trace_ids[position], float(values[position]), float(timestamps_ms[position]))
 
     def snapshot(self) -> dict:
         return {"counts": self.counts, "total_thousandths": self._total_thousandths}

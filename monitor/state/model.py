@@ -80,7 +80,7 @@ _ABSENT_TYPES: frozenset = frozenset((type(None), UnsetType))
 #: The fields every model reads of its inference events.
 _FIELDS_READ = (
     "timestamp_ms", "latency_ms", "ttft_ms", "error", "score", "finish_reason", "prediction", *ID_COLUMNS,
-    "input_tokens", "output_tokens", "model_version",
+    "input_tokens", "output_tokens", "model_version", "trace_id",
 )  # fmt: skip
 
 
@@ -174,8 +174,13 @@ class ModelState:
         batch[VERSION] = self.versions.encode(read["model_version"], batch[TIMESTAMP_MS], first_row)
         if len(self.versions.live) > 1:  # only comparisons read finish reasons: a model of one version pays nothing
             batch[FINISH_REASON] = self._encode_finish_reasons(read["finish_reason"])
+        ttft = _floats(read["ttft_ms"])
         self.latency.observe(batch[LATENCY_MS])
-        self.ttft.observe(_floats(read["ttft_ms"]))
+        self.ttft.observe(ttft)
+        trace_ids = read["trace_id"]
+        if trace_ids.count(UNSET) != len(trace_ids):  # calls with traces: each bucket links to its latest one
+            self.latency.exemplify(batch[LATENCY_MS], trace_ids, batch[TIMESTAMP_MS])
+            self.ttft.exemplify(ttft, trace_ids, batch[TIMESTAMP_MS])
         self.join.forget(self.window, len(inference))
         self.versions.settle(self.window, batch)
         self.window.append(batch)

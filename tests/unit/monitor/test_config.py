@@ -211,7 +211,7 @@ def test_check_config_accepts_the_example(capsys):
     out, err = capsys.readouterr()
     assert f"{EXAMPLE}: ok" in out
     assert "model 'support-bot'" in out
-    assert "kafka: llm-events as group 'driftwarden', dead letters to llm-events-dlq" in out
+    assert "kafka: llm-events (json) as group 'driftwarden', dead letters to llm-events-dlq" in out
     assert "every 30000 ms" in out  # the default checkpoint interval
     assert "    labels: the last 20000 calls kept for labels up to 604800000 ms late (20000 x 61 bytes" in out
     assert err == ""
@@ -279,7 +279,7 @@ def test_environment_sets_secrets_absent_from_the_file(tmp_path):
     environ = {"DRIFTWARDEN_KAFKA_SASL_PASSWORD": "a", "DRIFTWARDEN_KAFKA_SSL_PASSWORD": "b"}
     kafka = load_config(path, environ=environ).kafka
     assert (kafka.sasl_password.get_secret_value(), kafka.ssl_password.get_secret_value()) == ("a", "b")
-    assert kafka.topics == ["llm-events"]
+    assert kafka.topic_names == ["llm-events"]
 
 
 @pytest.mark.parametrize(

@@ -155,8 +155,9 @@ def test_bad_event_is_rejected_with_its_reason(raw, reason, detail, max_bytes):
 
 
 def test_table_covers_every_reason_but_internal_error():
-    # future_timestamp needs a latest_ms, which Pipeline.apply does not pass: see its own tests below
-    assert {param.values[1] for param in _PASSING} == set(REASONS) - {"internal_error", "future_timestamp"}
+    # future_timestamp needs a latest_ms, which Pipeline.apply does not pass: see its own tests below;
+    # not_otlp is for topics of OpenTelemetry traces (tests/unit/monitor/test_otlp.py)
+    assert {param.values[1] for param in _PASSING} == set(REASONS) - {"internal_error", "future_timestamp", "not_otlp"}
 
 
 @pytest.mark.parametrize(("raw", "reason", "detail", "max_bytes"), BAD)
@@ -476,13 +477,14 @@ def test_pipeline_decode_rejects_events_after_latest_ms_and_touches_no_state():
         Record(_feedback(timestamp=_YEAR_3000), "t", 0, 2),
     ]
     (batch,) = partition_batches(records)
-    events, rejected = pipeline.decode(batch, latest_ms=1_700_000_600_000)
+    events, rejected, skipped = pipeline.decode(batch, latest_ms=1_700_000_600_000)
+    assert skipped == {}  # no spans on a topic of JSON events
     assert [event.timestamp_ms for event in events] == [1_700_000_000_000]
     assert [(letter.record, letter.invalid) for letter in rejected] == [
         (records[1], Invalid("future_timestamp", "timestamp")),
         (records[2], Invalid("future_timestamp", "timestamp")),
     ]
-    events, rejected = pipeline.decode(batch)  # as a replay calls it
+    events, rejected, _ = pipeline.decode(batch)  # as a replay calls it
     assert (len(events), rejected) == (3, [])
     assert len(pipeline.states) == 0 and pipeline.n_invalid["future_timestamp"] == 0
 
@@ -953,6 +955,7 @@ def test_a_batch_with_escapes_colons_and_offsets_in_its_strings_takes_the_batch_
 _KIND_TYPES = {
     "type": Literal["inference", "feedback"],
     "id": events_module.Identifier,
+    "trace": events_module.TraceId,
     "name": events_module.Identifier,
     "text": str,
     "timestamp": events_module.Timestamp | events_module.Number,
@@ -985,6 +988,8 @@ def test_a_batch_of_realistic_events_is_parsed_in_c_into_what_msgspec_decodes(mo
     raws += [
         _event(timestamp="2023-11-14T22:13:20.5+05:30", prompt='caf\u00e9\n"\u2603" \U0001f600', features={"k": -0.0}),
         _event(timestamp=1_700_000_000.25, segment={"tier": None, "locale": "fr-FR"}, score=1, stream=True),
+        _event(trace_id="4bf92f3577b34da6a3ce929d0e0e4736"),
+        _event(trace_id="4BF92F3577B34DA6A3CE929D0E0E4736"),
         _event(type="feedback", request_id="r1", label=True, rating=-3, judge_score=0.25, evaluation_name="judge"),
         json.dumps({**_BASE, "model": "mod\u00e8le", "features": {"city": "Z\u00fcrich"}}, ensure_ascii=False).encode(),
     ]

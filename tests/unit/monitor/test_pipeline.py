@@ -32,6 +32,7 @@ OPTIONAL = {
     "prediction": st.text(max_size=5) | st.floats(-1e6, 1e6),
     "score": st.floats(0, 1),
     "stream": st.booleans(),
+    "trace_id": st.text("0123456789abcdefABCDEF", min_size=32, max_size=32),
     "type": st.sampled_from(["inference", "feedback"]),
 }
 assert set(OPTIONAL) >= set(EVENT_FIELDS)

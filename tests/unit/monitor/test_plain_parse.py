@@ -400,9 +400,9 @@ def test_keys_in_changing_orders_and_names_that_prefix_each_other_are_each_read_
 @pytest.mark.parametrize(
     "members",
     [
-        b'"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"',
-        b'"trace_id": "caf\\u00e9 \\n", "span_id": 7, "sampled": true, "parent": null, "w": -1.5e3, "f": false',
-        b'"trace_id": "' + "caf\u00e9".encode() + b'"',
+        b'"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"',
+        b'"traceparent": "caf\\u00e9 \\n", "span_id": 7, "sampled": true, "parent": null, "w": -1.5e3, "f": false',
+        b'"traceparent": "' + "caf\u00e9".encode() + b'"',
         b'"gen_ai_request_model": "m2"',  # not an alias (those have dots): a key like any other
     ],
 )

@@ -1,0 +1,236 @@
+"""OpenTelemetry traces as the Collector's Kafka exporter writes them: each model call's span an inference event.
+
+A message is one ``ExportTraceServiceRequest``, encoded ``otlp_proto`` (protobuf, the
+Collector's default) or ``otlp_json`` (protobuf's JSON mapping, with OTLP's hex trace
+and span ids and 64-bit integers as strings), decoded by the official
+``opentelemetry-proto`` package. A span is a model call when it names a model
+(``gen_ai.request.model``, else ``gen_ai.response.model``) or a model operation
+(``chat``, ``text_completion``, ``generate_content``, ``embeddings``); its GenAI
+attributes become the event's fields through the decoder's own alias table (see
+:data:`monitor.ingest.events.ALIASES`), and :func:`~monitor.ingest.events.decode_mapping`
+judges the result as it judges a JSON event. Besides them:
+
+- ``request_id`` is ``TRACEID-SPANID`` (hex), ``trace_id`` the trace's (an exemplar);
+- ``timestamp`` is the span's end, ``latency_ms`` its end minus its start;
+- ``error`` is ``error.type``, else ``_OTHER`` (the conventions' fallback) if the span's status is an error;
+- ``model_version`` is ``gen_ai.response.model`` where it differs from the model asked for (the snapshot a
+  provider served, as ``gpt-4o-2024-08-06`` for ``gpt-4o``).
+
+Each ``gen_ai.evaluation.result`` event of a span becomes a feedback event on that span's call (its request id;
+``gen_ai.response.id`` if the event names one): ``gen_ai.evaluation.name`` and ``gen_ai.evaluation.score.value``
+(the judge score, in [0, 1]), at the event's time. Other spans are skipped and counted by :data:`SKIPPED`; a span
+whose call is not a valid event is rejected alone (its dead letter is a request holding it only, in the topic's
+encoding), and a message that does not decode is rejected whole, as ``not_otlp``.
+
+>>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+>>> request = ExportTraceServiceRequest()
+>>> span = request.resource_spans.add().scope_spans.add().spans.add(
+...     trace_id=bytes(range(16)), span_id=bytes(range(8)), start_time_unix_nano=1_700_000_000_000_000_000,
+...     end_time_unix_nano=1_700_000_000_250_000_000)
+>>> span.attributes.add(key="gen_ai.request.model").value.string_value = "gpt-4o"
+>>> decoded = decode_traces(request.SerializeToString(), "otlp_proto")
+>>> [(event.model, event.latency_ms, event.request_id) for event in decoded.events]
+[('gpt-4o', 250.0, '000102030405060708090a0b0c0d0e0f-0001020304050607')]
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import msgspec
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from monitor.ingest.events import ALIASES, Event, Invalid, decode_mapping
+
+__all__ = ["ENCODINGS", "SKIPPED", "Decoded", "decode_traces"]
+
+#: The Collector's names of the encodings read here (its Kafka exporter's ``encoding``).
+ENCODINGS = ("otlp_proto", "otlp_json")
+#: Why a span is skipped: it has no GenAI attribute at all, or it has some but is not a model call (a tool's or an
+#: agent's span). Each is a label value of ``driftwarden_spans_skipped_total``.
+SKIPPED = ("not_genai", "not_a_model_call")
+#: The operations that are model calls, even where the span names no model (then it is invalid: ``missing_field``).
+MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+#: The conventions' ``error.type`` when nothing better is known.
+OTHER_ERROR = "_OTHER"
+
+_MODEL_ATTRIBUTES = ("gen_ai.request.model", "gen_ai.response.model")
+#: The span attributes read: the decoder's aliases and the response model.
+_READ = frozenset(ALIASES) | {"gen_ai.response.model"}
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId")  # hex in OTLP/JSON, base64 in protobuf's own mapping
+_NS_PER_MS = 1e6
+_NS_PER_S = 1e9
+
+
+class Decoded(NamedTuple):
+    """What one message held: its events, its rejected spans (each a request of its own, in the message's
+    encoding, and why) and how many spans were skipped, by reason."""
+
+    events: list[Event]
+    rejected: list[tuple[bytes, Invalid]]
+    skipped: dict[str, int]
+
+
+def decode_traces(
+    raw: bytes, encoding: str, max_bytes: int = 1_048_576, latest_ms: float = math.inf
+) -> Decoded | Invalid:
+    """The events of one ``ExportTraceServiceRequest`` in ``encoding``, or why the message is invalid as a whole.
+
+    ``max_bytes`` and ``latest_ms`` are :func:`~monitor.ingest.events.decode`'s. Never raises.
+    """
+    try:
+        if len(raw) > max_bytes:
+            return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
+        request = _parse(raw, encoding)
+        if isinstance(request, Invalid):
+            return request
+        decoded = Decoded([], [], dict.fromkeys(SKIPPED, 0))
+        for resource_spans, scope_spans, span in _spans(request):
+            skipped = _add_span(span, decoded.events, latest_ms)
+            if isinstance(skipped, Invalid):
+                decoded.rejected.append((_alone(resource_spans, scope_spans, span, encoding), skipped))
+            elif skipped is not None:
+                decoded.skipped[skipped] += 1
+        return decoded
+    except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
+        return Invalid("internal_error", type(error).__name__)
+
+
+def _parse(raw: bytes, encoding: str) -> ExportTraceServiceRequest | Invalid:
+    if encoding == "otlp_proto":
+        try:
+            return ExportTraceServiceRequest.FromString(raw)
+        except DecodeError as error:
+            return Invalid("not_otlp", str(error)[:120])
+    try:
+        document = msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        return Invalid("not_json", str(error)[:120])
+    try:
+        _convert_ids(document, _hex_to_base64)
+        return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as error:
+        return Invalid("not_otlp", str(error)[:120])
+
+
+def _hex_to_base64(text: str) -> str:
+    return base64.b64encode(bytes.fromhex(text)).decode()
+
+
+def _base64_to_hex(text: str) -> str:
+    return base64.b64decode(text).hex()
+
+
+def _convert_ids(document: Any, convert: Callable[[str], str]) -> None:
+    """The trace and span ids of an OTLP/JSON ``document`` (its spans' and their links') converted in place: OTLP
+    writes them in hex, protobuf's JSON mapping reads bytes in base64. ValueError or TypeError if not hex."""
+    for resource_spans in document.get("resourceSpans") or ():
+        for scope_spans in resource_spans.get("scopeSpans") or ():
+            for span in scope_spans.get("spans") or ():
+                for holder in (span, *(span.get("links") or ())):
+                    for name in _ID_FIELDS:
+                        if holder.get(name):
+                            holder[name] = convert(holder[name])
+
+
+def _spans(request: ExportTraceServiceRequest) -> Iterator[tuple[ResourceSpans, ScopeSpans, Span]]:
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                yield resource_spans, scope_spans, span
+
+
+def _add_span(span: Span, events: list[Event], latest_ms: float) -> str | Invalid | None:
+    """Add the events of ``span`` (its call, its evaluations) to ``events``; why it was skipped, why it is
+    invalid, or None."""
+    attributes = {}
+    genai = False
+    for attribute in span.attributes:
+        key = attribute.key
+        if key.startswith("gen_ai."):
+            genai = True
+        if key in _READ:
+            attributes[key] = _value(attribute.value)
+    model = next((attributes[name] for name in _MODEL_ATTRIBUTES if attributes.get(name)), None)
+    evaluations = [event for event in span.events if event.name == EVALUATION_EVENT]
+    if model is None and attributes.get("gen_ai.operation.name") not in MODEL_OPERATIONS and not evaluations:
+        return "not_genai" if not genai else "not_a_model_call"
+    request_id = f"{span.trace_id.hex()}-{span.span_id.hex()}"
+    added = []
+    if model is not None or not evaluations:
+        call = _call(span, attributes, model, request_id, latest_ms)
+        if isinstance(call, Invalid):
+            return call
+        added.append(call)
+    for evaluation in evaluations:
+        feedback = _evaluation(evaluation, model, request_id, latest_ms)
+        if isinstance(feedback, Invalid):
+            return feedback
+        added.append(feedback)
+    events += added
+    return None
+
+
+def _call(
+    span: Span, attributes: dict[str, Any], model: str | None, request_id: str, latest_ms: float
+) -> Event | Invalid:
+    """The inference event of a model call's span."""
+    mapping = {name: value for name, value in attributes.items() if name in ALIASES}
+    mapping["model"] = model
+    asked = attributes.get("gen_ai.request.model")
+    served = attributes.get("gen_ai.response.model")
+    if asked and served and served != asked:
+        mapping["model_version"] = served
+    mapping["request_id"] = request_id
+    if len(span.trace_id) == 16:
+        mapping["trace_id"] = span.trace_id.hex()
+    mapping["timestamp"] = span.end_time_unix_nano / _NS_PER_S
+    mapping["latency_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) / _NS_PER_MS
+    if span.status.code == Status.STATUS_CODE_ERROR and "error.type" not in mapping:
+        mapping["error"] = OTHER_ERROR
+    return decode_mapping(mapping, latest_ms)
+
+
+def _evaluation(evaluation: Span.Event, model: str | None, request_id: str, latest_ms: float) -> Event | Invalid:
+    """The feedback event of a ``gen_ai.evaluation.result`` event of a span."""
+    mapping: dict[str, Any] = {"type": "feedback", "model": model, "request_id": request_id}
+    for attribute in evaluation.attributes:
+        if attribute.key in _READ:
+            mapping[attribute.key] = _value(attribute.value)
+    if model is None:
+        mapping["model"] = next((mapping[name] for name in _MODEL_ATTRIBUTES if mapping.get(name)), None)
+    mapping.pop("gen_ai.response.model", None)
+    mapping["timestamp"] = evaluation.time_unix_nano / _NS_PER_S
+    return decode_mapping(mapping, latest_ms)
+
+
+def _value(value: AnyValue) -> Any:
+    """An attribute's value as JSON would hold it (a list for an array; None for bytes, a map or nothing)."""
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    if kind in ("string_value", "bool_value", "int_value", "double_value"):
+        return getattr(value, kind)
+    return None
+
+
+def _alone(resource_spans: ResourceSpans, scope_spans: ScopeSpans, span: Span, encoding: str) -> bytes:
+    """A request that holds ``span`` only, with its resource and scope, encoded as ``encoding``: a dead letter
+    that can be sent again as it is."""
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add(resource=resource_spans.resource, schema_url=resource_spans.schema_url)
+    scope = resource.scope_spans.add(scope=scope_spans.scope, schema_url=scope_spans.schema_url)
+    scope.spans.append(span)
+    if encoding == "otlp_proto":
+        return request.SerializeToString()
+    document = json_format.MessageToDict(request)
+    _convert_ids(document, _base64_to_hex)
+    return msgspec.json.encode(document)
