@@ -226,8 +226,12 @@ def _alone(resource_spans: ResourceSpans, scope_spans: ScopeSpans, span: Span, e
     """A request that holds ``span`` only, with its resource and scope, encoded as ``encoding``: a dead letter
     that can be sent again as it is."""
     request = ExportTraceServiceRequest()
-    resource = request.resource_spans.add(resource=resource_spans.resource, schema_url=resource_spans.schema_url)
-    scope = resource.scope_spans.add(scope=scope_spans.scope, schema_url=scope_spans.schema_url)
+    resource = request.resource_spans.add(schema_url=resource_spans.schema_url)
+    if resource_spans.HasField("resource"):
+        resource.resource.CopyFrom(resource_spans.resource)
+    scope = resource.scope_spans.add(schema_url=scope_spans.schema_url)
+    if scope_spans.HasField("scope"):
+        scope.scope.CopyFrom(scope_spans.scope)
     scope.spans.append(span)
     if encoding == "otlp_proto":
         return request.SerializeToString()

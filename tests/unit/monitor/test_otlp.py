@@ -1,0 +1,234 @@
+"""OpenTelemetry traces from the SDK's own OTLP encoders into events: every model call once, with what it recorded."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from monitor.config import parse_config
+from monitor.export.collectors import build_registry, exposition
+from monitor.ingest import Record
+from monitor.ingest.events import Invalid
+from monitor.ingest.otlp import ENCODINGS, decode_traces
+from monitor.pipeline import Pipeline
+from tests.otel import NS, encode, expected_calls, genai_calls
+
+START_S = 1_767_225_600
+SPANS = genai_calls(40, START_S)
+CALLS = expected_calls(SPANS)
+
+
+def _request(span_attributes: dict, start_ns: int = START_S * NS, end_ns: int = START_S * NS + 250_000_000) -> bytes:
+    """A request of one span with ``span_attributes`` (values as protobuf AnyValue fields)."""
+    request = ExportTraceServiceRequest()
+    span = (
+        request.resource_spans.add()
+        .scope_spans.add()
+        .spans.add(
+            trace_id=bytes(range(16)), span_id=bytes(range(8)), start_time_unix_nano=start_ns, end_time_unix_nano=end_ns
+        )
+    )
+    for key, value in span_attributes.items():
+        field = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}[type(value)]
+        setattr(span.attributes.add(key=key).value, field, value)
+    return request.SerializeToString()
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_model_call_becomes_one_event_with_what_the_sdk_recorded(encoding):
+    decoded = decode_traces(encode(SPANS, encoding), encoding)
+
+    calls = [event for event in decoded.events if event.type == "inference"]
+    assert decoded.rejected == []
+    assert len(calls) == len(CALLS)
+    for event, call in zip(
+        sorted(calls, key=lambda e: e.request_id), sorted(CALLS, key=lambda c: c.trace_id + "-" + c.span_id)
+    ):
+        assert event.request_id == f"{call.trace_id}-{call.span_id}"
+        assert event.trace_id == call.trace_id
+        assert event.model == call.model and event.model_version == f"{call.model}-2026-01-01"
+        assert event.latency_ms == pytest.approx(call.latency_ms, abs=1e-6)
+        assert (event.input_tokens, event.output_tokens) == (call.input_tokens, call.output_tokens)
+        assert isinstance(event.error, str) == call.failed
+        assert (event.operation, event.provider) == ("chat", "openai")
+        assert event.finish_reason in ("stop", "length")
+    assert decoded.skipped == {"not_genai": 40, "not_a_model_call": 10}  # the HTTP spans; the tool calls
+
+
+def test_both_encodings_give_the_same_events():
+    by_encoding = [decode_traces(encode(SPANS, encoding), encoding).events for encoding in ENCODINGS]
+
+    as_tuples = [[msgspec.structs.astuple(event) for event in events] for events in by_encoding]
+    assert as_tuples[0] == as_tuples[1]
+
+
+def test_an_evaluation_result_becomes_feedback_on_its_call():
+    decoded = decode_traces(encode(SPANS, "otlp_proto"), "otlp_proto")
+
+    feedback = [event for event in decoded.events if event.type == "feedback"]
+    calls = {event.request_id: event for event in decoded.events if event.type == "inference"}
+    assert len(feedback) == 8  # every fifth of 40 calls
+    for event in feedback:
+        call = calls[event.request_id]  # joins its call
+        assert event.model == call.model and event.evaluation_name == "relevance"
+        assert 0 <= event.judge_score <= 1
+        assert event.timestamp_ms < call.timestamp_ms  # the event's own time
+
+
+def test_a_failed_call_without_an_error_type_is_the_conventions_other():
+    request = ExportTraceServiceRequest.FromString(_request({"gen_ai.request.model": "m"}))
+    request.resource_spans[0].scope_spans[0].spans[0].status.code = 2  # STATUS_CODE_ERROR
+
+    (event,) = decode_traces(request.SerializeToString(), "otlp_proto").events
+    assert event.error == "_OTHER"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason", "detail"),
+    [
+        ({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": -1}, "negative", "gen_ai.usage.input_tokens"),
+        (
+            {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 2**62},
+            "out_of_range",
+            "gen_ai.usage.input_tokens",
+        ),
+        ({"gen_ai.request.model": "m", "gen_ai.usage.output_tokens": "12"}, "wrong_type", "gen_ai.usage.output_tokens"),
+        ({"gen_ai.request.model": "m", "gen_ai.response.time_to_first_chunk": math.nan}, "non_finite", ""),
+        ({"gen_ai.request.model": "m" * 300}, "too_long", "gen_ai.request.model"),  # named as sent
+        ({"gen_ai.operation.name": "chat"}, "missing_field", "model"),  # a model call that names no model
+    ],
+)
+def test_a_span_that_is_not_a_valid_call_is_rejected_alone(attributes, reason, detail):
+    good = ExportTraceServiceRequest.FromString(encode(SPANS[:6], "otlp_proto"))
+    bad = ExportTraceServiceRequest.FromString(_request(attributes))
+    good.resource_spans.extend(bad.resource_spans)
+
+    decoded = decode_traces(good.SerializeToString(), "otlp_proto")
+    assert len(decoded.events) == len([span for span in SPANS[:6] if "gen_ai.request.model" in span.attributes]) + 1
+    [(letter, invalid)] = decoded.rejected
+    assert invalid.reason == reason and invalid.detail.startswith(detail)
+    assert ExportTraceServiceRequest.FromString(letter) == bad  # the span alone, as it came: it can be sent again
+
+
+def test_a_rejected_span_of_a_json_topic_is_dead_lettered_in_json_with_hex_ids():
+    bad = ExportTraceServiceRequest.FromString(_request({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": -1}))
+    raw = encode(SPANS[:3], "otlp_json")
+    document = msgspec.json.decode(raw)
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"].append(
+        {
+            "traceId": bytes(range(16)).hex(),
+            "spanId": bytes(range(8)).hex(),
+            "name": "chat m",
+            "startTimeUnixNano": str(START_S * NS),
+            "endTimeUnixNano": str(START_S * NS + 5),
+            "attributes": [
+                {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "-1"}},
+            ],
+        }
+    )
+    decoded = decode_traces(msgspec.json.encode(document), "otlp_json")
+
+    [(letter, invalid)] = decoded.rejected
+    assert invalid == Invalid("negative", "gen_ai.usage.input_tokens")
+    [span] = msgspec.json.decode(letter)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert (span["traceId"], span["spanId"]) == (bytes(range(16)).hex(), bytes(range(8)).hex())
+    assert decode_traces(letter, "otlp_json").rejected[0][1] == invalid  # sent again, judged the same
+    assert bad.resource_spans[0].scope_spans[0].spans[0].trace_id == bytes(range(16))
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding", "reason"),
+    [
+        (b"\xff\xff\xff", "otlp_proto", "not_otlp"),
+        (b'{"request_id": "r1", "timestamp": 1767225600, "model": "m"}', "otlp_proto", "not_otlp"),  # JSON events
+        (b"{not json", "otlp_json", "not_json"),
+        (b"[1, 2]", "otlp_json", "not_otlp"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not hex"}]}]}]}', "otlp_json", "not_otlp"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}', "otlp_json", "not_otlp"),
+        (b'{"resourceSpans": 7}', "otlp_json", "not_otlp"),
+    ],
+)
+def test_a_message_that_does_not_decode_is_invalid_whole(raw, encoding, reason):
+    decoded = decode_traces(raw, encoding)
+    assert isinstance(decoded, Invalid) and decoded.reason == reason
+
+
+def test_an_oversized_message_is_invalid_before_it_is_parsed():
+    raw = encode(SPANS, "otlp_proto")
+    assert decode_traces(raw, "otlp_proto", max_bytes=len(raw) - 1) == Invalid(
+        "oversized", f"{len(raw)} bytes > {len(raw) - 1}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("start_ns", "end_ns", "reason"), [(START_S * NS, START_S * NS - 1, "negative"), (0, 5, "bad_timestamp")]
+)
+def test_a_span_that_ends_before_it_starts_or_never_is_rejected(start_ns, end_ns, reason):
+    decoded = decode_traces(_request({"gen_ai.request.model": "m"}, start_ns, end_ns), "otlp_proto")
+    assert [invalid.reason for _, invalid in decoded.rejected] == [reason]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(ENCODINGS))
+def test_the_decoder_never_raises(raw, encoding):
+    assert isinstance(decode_traces(raw, encoding), Invalid | tuple)
+
+
+def _otlp_config(encoding: str) -> dict:
+    return {"kafka": {"topics": [{"name": "traces", "encoding": encoding}, "events"]}, "windows": {"min_samples": 1}}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_the_pipeline_counts_each_call_under_its_model_with_its_tokens(encoding):
+    pipeline = Pipeline(parse_config(_otlp_config(encoding)))
+    halves = [SPANS[: len(SPANS) // 2], SPANS[len(SPANS) // 2 :]]
+    records = [Record(encode(half, encoding), "traces", 0, offset) for offset, half in enumerate(halves)]
+
+    assert pipeline.apply(records) == []
+    expected = Counter(call.model for call in CALLS)
+    for model, n in expected.items():
+        state = next(state for state in pipeline.states if state.name == model)
+        assert state.n_events["inference"] == n
+        calls = [call for call in CALLS if call.model == model]
+        assert state.n_tokens == {
+            "input": sum(call.input_tokens for call in calls),
+            "output": sum(call.output_tokens for call in calls),
+        }
+    assert pipeline.n_spans_skipped == {"not_genai": 40, "not_a_model_call": 10}
+    restored = Pipeline(parse_config(_otlp_config(encoding)))
+    restored.restore(pipeline.snapshot())
+    assert restored.n_spans_skipped == pipeline.n_spans_skipped
+
+
+def test_a_topic_of_json_events_beside_one_of_traces_is_read_as_json():
+    pipeline = Pipeline(parse_config(_otlp_config("otlp_proto")))
+    letters = pipeline.apply([Record(encode(SPANS, "otlp_proto"), "events", 0, 0)])
+    assert [letter.invalid.reason for letter in letters] == ["not_utf8"]  # protobuf's bytes, judged as JSON
+
+
+def test_each_latency_bucket_links_to_its_latest_traced_call_in_openmetrics_only():
+    pipeline = Pipeline(parse_config(_otlp_config("otlp_proto")))
+    pipeline.apply([Record(encode(SPANS, "otlp_proto"), "traces", 0, 0)])
+    registry = build_registry(pipeline)
+
+    families = {family.name: family for family in text_string_to_metric_families(openmetrics(registry).decode())}
+    buckets = [s for s in families["driftwarden_request_latency_seconds"].samples if s.name.endswith("_bucket")]
+    exemplars = {(s.labels["model"], s.labels["le"]): s.exemplar for s in buckets if s.exemplar is not None}
+    bounds = sorted({float(s.labels["le"]) for s in buckets})
+    latest = {}  # the oracle: each model's last call (in the order sent) in each bucket
+    for call in CALLS:
+        le = next(bound for bound in bounds if call.latency_ms / 1000 <= bound)
+        latest[call.model, "+Inf" if math.isinf(le) else str(le)] = call
+    assert {key: (e.labels["trace_id"], e.value) for key, e in exemplars.items()} == {
+        (model, le): (call.trace_id, pytest.approx(call.latency_ms / 1000)) for (model, le), call in latest.items()
+    }
+    assert b"trace_id" not in exposition(registry)  # Prometheus' text format 0.0.4 has no exemplars
