@@ -76,10 +76,10 @@ def wait_for(
         time.sleep(every_s)
 
 
-def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """Status and body; connection errors come back as status 0."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout_s) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -176,9 +176,15 @@ class Prometheus:
     """A real Prometheus scraping ``targets`` every second, queried through its HTTP API."""
 
     def __init__(
-        self, targets: list[str], directory: Path, rule_files: list[Path] = (), scrape_configs: list[dict] = ()
+        self,
+        targets: list[str],
+        directory: Path,
+        rule_files: list[Path] = (),
+        scrape_configs: list[dict] = (),
+        features: tuple[str, ...] = (),
     ):
-        """``scrape_configs`` replace the one plain-HTTP job ``driftwarden`` of ``targets``."""
+        """``scrape_configs`` replace the one plain-HTTP job ``driftwarden`` of ``targets``; ``features`` are
+        Prometheus' feature flags (``exemplar-storage``)."""
         require(shutil.which("prometheus") is not None, "prometheus (Debian package 'prometheus')")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -196,6 +202,7 @@ class Prometheus:
             f"--config.file={config_path}",
             f"--storage.tsdb.path={directory / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
+            *(f"--enable-feature={feature}" for feature in features),
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -208,6 +215,14 @@ class Prometheus:
         answer = json.loads(body or b"{}")
         assert status == 200 and answer.get("status") == "success", f"{expression}: {status} {body[:500]!r}"
         return answer["data"]["result"]
+
+    def exemplars(self, expression: str) -> list[dict]:
+        """The exemplars of ``expression``'s series stored so far, each series' ``seriesLabels`` and ``exemplars``."""
+        query = urllib.parse.urlencode({"query": expression, "start": 0, "end": time.time() + 3600})
+        status, body = http_get(f"{self.url}/api/v1/query_exemplars?{query}")
+        answer = json.loads(body or b"{}")
+        assert status == 200 and answer.get("status") == "success", f"{expression}: {status} {body[:500]!r}"
+        return answer["data"]
 
     def values(self, expression: str, *labels: str) -> dict[tuple[str, ...], float]:
         """``expression``'s samples keyed by the given label values."""

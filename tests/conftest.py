@@ -88,10 +88,12 @@ def start_prometheus(tmp_path):
 
     servers = []
 
-    def start(targets: list[str], rule_files: list[Path] = (), scrape_configs: list[dict] = ()) -> Prometheus:
+    def start(
+        targets: list[str], rule_files: list[Path] = (), scrape_configs: list[dict] = (), features: tuple[str, ...] = ()
+    ) -> Prometheus:
         directory = tmp_path / f"prometheus-{len(servers)}"
         directory.mkdir()
-        servers.append(Prometheus(targets, directory, rule_files, scrape_configs))
+        servers.append(Prometheus(targets, directory, rule_files, scrape_configs, features))
         return servers[-1]
 
     yield start

@@ -15,6 +15,7 @@ Ctrl-C (or ``--duration``) stops everything cleanly.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 import threading
@@ -200,6 +201,7 @@ class Traffic:
             output_tokens=int(rng.poisson(120)),
             finish_reason="stop",
             error="RateLimitError" if failed else None,
+            trace_id=hashlib.blake2b(request_id.encode(), digest_size=16).hexdigest(),  # serving code is traced
             prompt=f"A question about {topic}",
             features={"topic": topic},
             segment=segment,

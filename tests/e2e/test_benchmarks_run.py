@@ -198,3 +198,12 @@ def test_failover_benchmark_prints_its_table():
     assert "ratio: driftwarden gap / raw group gap" in output
     assert "bytes per checkpoint (the group's 4 partition objects)" in output
     assert "bytes per model" in output and "MB/s" in output
+
+
+def test_otlp_benchmark_prints_its_table():
+    _, names = run_bench("otlp.py", "--calls", "2000", "--repeat", "1")
+    assert names == [
+        "driftwarden JSON events, one a message",
+        "otlp_proto, 100 spans a message",
+        "otlp_json, 100 spans a message",
+    ]

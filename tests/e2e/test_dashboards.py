@@ -37,7 +37,7 @@ from monitor.demo.scenario import RETRAINING_TOPIC, ROLLBACK_TOPIC, Traffic, dem
 from monitor.export.metrics import SPEC
 from monitor.ingest.kafka import create_topics
 from tests.components import DaemonProcess, Prometheus, http_get, wait_for
-from tests.dashboards import as_prometheus_sees_it, dashboards, queries, variable_queries
+from tests.dashboards import as_prometheus_sees_it, dashboards, data_panels, queries, variable_queries
 
 RULES = Path(__file__).resolve().parents[2] / "dashboards" / "prometheus"
 RULE_FILES = [RULES / "recording.yaml", RULES / "alerts.yaml"]
@@ -78,7 +78,9 @@ def prometheus(kafka_broker, tmp_path_factory):
     traffic = server = None
     try:
         daemon.start()
-        server = Prometheus([f"127.0.0.1:{daemon.port}"], directory / "prometheus", RULE_FILES)
+        server = Prometheus(
+            [f"127.0.0.1:{daemon.port}"], directory / "prometheus", RULE_FILES, features=("exemplar-storage",)
+        )
         traffic = Traffic(kafka_broker.bootstrap_servers, RATE, REGRESS_AT_S, topic=topic).start()
         for what, expression in REGRESSED.items():
             wait_for(partial(server.query, expression), 120, f"Prometheus to hold {what} ({expression})", every_s=1)
@@ -106,6 +108,27 @@ PANELS = [(name, panel, expr) for name, dashboard in dashboards().items() for pa
 @pytest.mark.parametrize(("dashboard", "panel", "expr"), PANELS, ids=[f"{n}: {p}" for n, p, _ in PANELS])
 def test_every_panel_query_returns_data(prometheus, dashboard, panel, expr):
     assert prometheus.query(as_prometheus_sees_it(expr)), f"{dashboard}, panel {panel!r} would be empty: {expr}"
+
+
+EXEMPLARS = [
+    (name, f"{panel['title']} [{target['refId']}]", target["expr"])
+    for name, dashboard in dashboards().items()
+    for panel in data_panels(dashboard)
+    for target in panel["targets"]
+    if target.get("exemplar")
+]
+
+
+@pytest.mark.parametrize(("dashboard", "panel", "expr"), EXEMPLARS, ids=[f"{n}: {p}" for n, p, _ in EXEMPLARS])
+def test_every_panel_that_shows_exemplars_finds_traces(prometheus, dashboard, panel, expr):
+    """The demo's serving code sends trace ids: Prometheus scraped OpenMetrics and stored the buckets' exemplars."""
+    series = prometheus.exemplars(as_prometheus_sees_it(expr))
+    trace_ids = [exemplar["labels"]["trace_id"] for one in series for exemplar in one["exemplars"]]
+    assert trace_ids and all(re.fullmatch("[0-9a-f]{32}", trace_id) for trace_id in trace_ids), f"{dashboard}, {panel}"
+
+
+def test_the_latency_panels_show_exemplars():
+    assert {panel for _, panel, _ in EXEMPLARS} == {"Latency p50, p95, p99 [C]", "Time to first token p50, p95 [A]"}
 
 
 def test_what_prometheus_scraped_is_the_metrics_spec(prometheus):
