@@ -18,9 +18,10 @@ judges the result as it judges a JSON event. Besides them:
 
 Each ``gen_ai.evaluation.result`` event of a span becomes a feedback event on that span's call (its request id;
 ``gen_ai.response.id`` if the event names one): ``gen_ai.evaluation.name`` and ``gen_ai.evaluation.score.value``
-(the judge score, in [0, 1]), at the event's time. Other spans are skipped and counted by :data:`SKIPPED`; a span
-whose call is not a valid event is rejected alone (its dead letter is a request holding it only, in the topic's
-encoding), and a message that does not decode is rejected whole, as ``not_otlp``.
+(the judge score, in [0, 1]), at the event's time. A span whose call or evaluation is not a valid event is rejected
+whole (sent again, nothing of it is counted twice). Other spans are skipped and counted by :data:`SKIPPED`; a rejected
+span's dead letter is a request holding it only, in the topic's encoding, and a message that does not decode is
+rejected whole, as ``not_otlp``.
 
 >>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 >>> request = ExportTraceServiceRequest()
@@ -171,7 +172,7 @@ def _add_span(span: Span, events: list[Event], latest_ms: float) -> str | Invali
             return call
         added.append(call)
     for evaluation in evaluations:
-        feedback = _evaluation(evaluation, model, request_id, latest_ms)
+        feedback = _evaluation(evaluation, model, request_id, span.end_time_unix_nano, latest_ms)
         if isinstance(feedback, Invalid):
             return feedback
         added.append(feedback)
@@ -199,8 +200,10 @@ def _call(
     return decode_mapping(mapping, latest_ms)
 
 
-def _evaluation(evaluation: Span.Event, model: str | None, request_id: str, latest_ms: float) -> Event | Invalid:
-    """The feedback event of a ``gen_ai.evaluation.result`` event of a span."""
+def _evaluation(
+    evaluation: Span.Event, model: str | None, request_id: str, span_end_ns: int, latest_ms: float
+) -> Event | Invalid:
+    """The feedback event of a ``gen_ai.evaluation.result`` event of a span (at its span's end if it has no time)."""
     mapping: dict[str, Any] = {"type": "feedback", "model": model, "request_id": request_id}
     for attribute in evaluation.attributes:
         if attribute.key in _READ:
@@ -208,7 +211,7 @@ def _evaluation(evaluation: Span.Event, model: str | None, request_id: str, late
     if model is None:
         mapping["model"] = next((mapping[name] for name in _MODEL_ATTRIBUTES if mapping.get(name)), None)
     mapping.pop("gen_ai.response.model", None)
-    mapping["timestamp"] = evaluation.time_unix_nano / _NS_PER_S
+    mapping["timestamp"] = (evaluation.time_unix_nano or span_end_ns) / _NS_PER_S
     return decode_mapping(mapping, latest_ms)
 
 

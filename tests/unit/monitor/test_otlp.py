@@ -232,3 +232,22 @@ def test_each_latency_bucket_links_to_its_latest_traced_call_in_openmetrics_only
         (model, le): (call.trace_id, pytest.approx(call.latency_ms / 1000)) for (model, le), call in latest.items()
     }
     assert b"trace_id" not in exposition(registry)  # Prometheus' text format 0.0.4 has no exemplars
+
+
+def _with_evaluation(score: float, time_ns: int) -> bytes:
+    request = ExportTraceServiceRequest.FromString(_request({"gen_ai.request.model": "m"}))
+    event = request.resource_spans[0].scope_spans[0].spans[0].events.add(name="gen_ai.evaluation.result")
+    event.time_unix_nano = time_ns
+    event.attributes.add(key="gen_ai.evaluation.score.value").value.double_value = score
+    return request.SerializeToString()
+
+
+def test_an_evaluation_without_a_time_is_at_its_span_end():
+    call, feedback = decode_traces(_with_evaluation(0.5, 0), "otlp_proto").events
+    assert feedback.timestamp_ms == call.timestamp_ms and feedback.judge_score == 0.5
+
+
+def test_a_span_whose_evaluation_is_invalid_is_rejected_whole_so_that_sending_it_again_counts_nothing_twice():
+    decoded = decode_traces(_with_evaluation(5.0, START_S * NS), "otlp_proto")
+    assert decoded.events == []
+    assert [invalid for _, invalid in decoded.rejected] == [Invalid("out_of_range", "gen_ai.evaluation.score.value")]
