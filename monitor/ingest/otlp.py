@@ -162,7 +162,9 @@ def _add_span(span: Span, events: list[Event], latest_ms: float) -> str | Invali
             attributes[key] = _value(attribute.value)
     model = next((attributes[name] for name in _MODEL_ATTRIBUTES if attributes.get(name)), None)
     evaluations = [event for event in span.events if event.name == EVALUATION_EVENT]
-    if model is None and attributes.get("gen_ai.operation.name") not in MODEL_OPERATIONS and not evaluations:
+    operation = attributes.get("gen_ai.operation.name")
+    model_call = model is not None or (type(operation) is str and operation in MODEL_OPERATIONS)
+    if not model_call and not evaluations:
         return "not_genai" if not genai else "not_a_model_call"
     request_id = f"{span.trace_id.hex()}-{span.span_id.hex()}"
     added = []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections import Counter
 
 import msgspec
 import pytest
+from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -251,3 +254,91 @@ def test_a_span_whose_evaluation_is_invalid_is_rejected_whole_so_that_sending_it
     decoded = decode_traces(_with_evaluation(5.0, START_S * NS), "otlp_proto")
     assert decoded.events == []
     assert [invalid for _, invalid in decoded.rejected] == [Invalid("out_of_range", "gen_ai.evaluation.score.value")]
+
+
+_KEYS = st.sampled_from(
+    [
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.operation.name",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.response.time_to_first_chunk",
+        "error.type",
+        "gen_ai.tool.name",
+        "http.request.method",
+    ]
+)
+_VALUES = st.one_of(
+    st.text(max_size=5),
+    st.sampled_from(["chat", "execute_tool", "m"]),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=2),
+)
+_SPANS = st.lists(
+    st.tuples(
+        st.dictionaries(_KEYS, _VALUES, max_size=5),
+        st.integers(0, 2**64 - 1),  # start
+        st.integers(0, 2**64 - 1),  # end
+        st.sampled_from([0, 1, 2]),  # status
+        st.lists(st.one_of(st.none(), st.floats(-1, 2)), max_size=2),  # evaluation results' scores
+    ),
+    max_size=8,
+)
+
+
+def _hostile_request(spans: list) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for number, (attributes, start, end, status, scores) in enumerate(spans):
+        span = scope.spans.add(
+            trace_id=number.to_bytes(16, "big"), span_id=number.to_bytes(8, "big"), start_time_unix_nano=start,
+            end_time_unix_nano=end,
+        )  # fmt: skip
+        span.status.code = status
+        for key, value in attributes.items():
+            target = span.attributes.add(key=key).value
+            if isinstance(value, list):
+                for item in value:
+                    target.array_value.values.add().string_value = item
+            else:
+                field = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}
+                setattr(target, field[type(value)], value)
+        for score in scores:
+            event = span.events.add(name="gen_ai.evaluation.result", time_unix_nano=start)
+            if score is not None:
+                event.attributes.add(key="gen_ai.evaluation.score.value").value.double_value = score
+    return request
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPANS, st.sampled_from(ENCODINGS))
+def test_every_span_is_counted_rejected_or_skipped_and_a_rejected_one_is_sent_back_alone(spans, encoding):
+    """Hostile attributes, times and statuses: nothing raises, nothing is an internal error, and each span ends up
+    exactly once as a call (with its evaluations), a rejection (whose dead letter holds it alone) or a skip."""
+    request = _hostile_request(spans)
+    raw = request.SerializeToString() if encoding == "otlp_proto" else _as_otlp_json(request)
+
+    decoded = decode_traces(raw, encoding)
+    assert not isinstance(decoded, Invalid), decoded
+    request_ids = {event.request_id for event in decoded.events}
+    n_skipped = sum(decoded.skipped.values())
+    assert len(request_ids) + len(decoded.rejected) + n_skipped == len(spans)
+    for letter, invalid in decoded.rejected:
+        assert invalid.reason != "internal_error"
+        alone = decode_traces(letter, encoding)
+        assert not isinstance(alone, Invalid) and (alone.events, [i for _, i in alone.rejected]) == ([], [invalid])
+
+
+def _as_otlp_json(request: ExportTraceServiceRequest) -> bytes:
+    """``request`` in OTLP/JSON: protobuf's JSON mapping, with ids in hex and enums as integers."""
+    document = json_format.MessageToDict(request, use_integers_for_enums=True)
+    for resource_spans in document.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                for name in ("traceId", "spanId"):
+                    if name in span:
+                        span[name] = base64.b64decode(span[name]).hex()
+    return json.dumps(document).encode()
