@@ -135,7 +135,7 @@ def main() -> None:
             assert sum(state.n_events["inference"] for state in pipeline.states) == len(made)
     baseline = arguments.calls / min(times["driftwarden JSON events, one a message"])
     print(f"{arguments.calls:,} model calls, best of {arguments.repeat}")
-    print("| path | model calls/s | ratio to JSON events |")
+    print("| path | model calls/s (spans/s: each span a call) | ratio to JSON events |")
     print("| --- | --- | --- |")
     for name, measured in times.items():
         rate = arguments.calls / min(measured)
