@@ -29,7 +29,7 @@ from monitor.export.alerting import RETRAINING_LEDGER, ROLLBACK_LEDGER
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
-from monitor.logs import log_to_stderr
+from monitor.logs import FORMATS, log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
 from monitor.run.replay import replay
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="the daemon: consume Kafka, serve /metrics, checkpoint, until SIGTERM")
     run.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    _log_format_argument(run)
     run.set_defaults(command=_run)
 
     demo = commands.add_parser(
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=100.0, help="synthetic calls per second")
     demo.add_argument("--regress-at", type=float, default=30.0, metavar="S", help="when support-bot slows down")
     demo.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    _log_format_argument(demo)
     demo.set_defaults(command=_demo)
 
     check = commands.add_parser("check-config", help="validate a config file and say what it sets up")
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     replay_command.add_argument(
         "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
     )
+    _log_format_argument(replay_command)
     replay_command.set_defaults(command=_replay)
 
     reference = commands.add_parser("reference", help="build a reference file, or promote a version's calls")
@@ -159,11 +162,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_format_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="stderr log lines as text, or one JSON object each"
+    )
+
+
 def _run(config: Config, arguments: argparse.Namespace) -> int:
     from monitor.run.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
     from monitor.run.heap import settle_heap
 
-    log_to_stderr(logging.INFO)
+    log_to_stderr(logging.INFO, arguments.log_format)
     daemon = Daemon(config)
     settle_heap()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -175,7 +184,7 @@ def _run(config: Config, arguments: argparse.Namespace) -> int:
 def _demo(config: None, arguments: argparse.Namespace) -> int:
     from monitor.demo.scenario import run_demo
 
-    log_to_stderr(logging.WARNING)
+    log_to_stderr(logging.WARNING, arguments.log_format)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -228,6 +237,7 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
 
 
 def _replay(config: Config, arguments: argparse.Namespace) -> int:
+    log_to_stderr(logging.WARNING, arguments.log_format)
     dead_letters = JsonlDeadLetters(arguments.dead_letter_file) if arguments.dead_letter_file else None
     try:
         result = replay(config, arguments.events, dead_letters)
