@@ -48,6 +48,14 @@ def require(found: bool, what: str) -> None:
         pytest.skip(message)
 
 
+def required_module(name: str, what: str) -> ModuleType:
+    """A module a test file needs, imported at its top: where it is not installed the file skips with the reason,
+    in CI (``CI=true``) it fails to import."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"{what} is not installed here")
+
+
 def c_extension(name: str) -> ModuleType:
     """One of the hot path's C extensions (setup.py): built wherever CI runs, where its absence is a failure;
     elsewhere a test of it skips where it was built without a C compiler."""
