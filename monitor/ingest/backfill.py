@@ -74,6 +74,7 @@ class TopicRange:
             "group_id": None,  # no group: nothing to join, nothing to commit
             "enable_auto_commit": False,
             "allow_auto_create_topics": False,
+            "auto_offset_reset": "earliest",  # a start that retention deleted meanwhile: what is left of the range
             "max_poll_records": batch_size,
         }
 

@@ -10,6 +10,7 @@ they came from; the daemon's consumer group holds no offset afterwards.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -47,7 +48,7 @@ def topic(kafka_broker):
     in batches of several messages (a broker may answer a batch's offsets differently from a message's)."""
     from monitor.ingest.kafka import create_topics
 
-    name = f"backfill-{T0_MS}"
+    name = f"backfill-{uuid.uuid4().hex[:8]}"
     create_topics({"bootstrap_servers": kafka_broker.bootstrap_servers}, {name: PARTITIONS})
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, linger_ms=50)
     for i in range(N):
@@ -146,6 +147,16 @@ def test_a_topic_that_does_not_exist_is_an_error_and_is_not_created(kafka_broker
         assert "no-such-topic" not in consumer.topics()
     finally:
         consumer.close()
+
+
+def test_no_broker_is_an_error_that_says_where_it_looked(tmp_path, capsys):
+    from monitor.demo.broker import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    path = tmp_path / "driftwarden.yaml"
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": address}, "state": {"dir": str(tmp_path)}}))
+    assert _replay(path, "--from-kafka", "t", "--since", _iso(T0_MS), "--until", _iso(T0_MS + 1000)) == 1
+    assert f"Kafka at {address}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
