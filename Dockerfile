@@ -3,7 +3,7 @@
 # The chart runs it read-only as uid/gid 10001 with the config at /etc/driftwarden/config.yaml and the
 # state directory at /var/lib/driftwarden.
 
-ARG PYTHON_IMAGE=python:3.11-slim
+ARG PYTHON_IMAGE=python:3.11-slim-trixie
 
 # --- builder: the project and every dependency as wheels --------------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder

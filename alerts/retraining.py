@@ -377,7 +377,7 @@ class RetrainingQueue:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        log.info("%s %s queued for model %s: %s", self._what, job.id, model, job.reason)
+        log.info("%s %s queued for model %s: %s", self._what, job.id, model, job.reason, extra=_named(job))
         return job
 
     # -- delivery -------------------------------------------------------------------------------------------
@@ -419,14 +419,14 @@ class RetrainingQueue:
             except Exception as error:
                 return self._failed(job, now_ms, f"publish: {_describe(error)}")
             job = self._update(job, now_ms, status=PUBLISHED, attempts=0, last_error=None, next_attempt_ms=0)
-            log.info("%s %s for model %s published", self._what, job.id, job.model)
+            log.info("%s %s for model %s published", self._what, job.id, job.model, extra=_named(job))
         if self.trigger_url is None:
             return job
         headers = {"Content-Type": "application/json", "Idempotency-Key": job.id, "User-Agent": "driftwarden"}
         answer = self._client.post(self.trigger_url, body, headers)
         if not answer.ok:
             return self._failed(job, now_ms, f"trigger: {answer.error}"[:_MAX_ERROR_CHARS], give_up=answer.rejected)
-        log.info("%s %s for model %s acknowledged by the trigger", self._what, job.id, job.model)
+        log.info("%s %s for model %s acknowledged by the trigger", self._what, job.id, job.model, extra=_named(job))
         return self._update(job, now_ms, status=ACKNOWLEDGED, attempts=0, last_error=None, next_attempt_ms=None)
 
     def _failed(self, job: Job, now_ms: float, error: str, give_up: bool = False) -> Job:
@@ -434,7 +434,7 @@ class RetrainingQueue:
         next_attempt_ms = None if give_up else self.backoff.next_attempt_ms(attempts, now_ms)
         if next_attempt_ms is None:
             message = "%s %s for model %s failed after %d attempts: %s"
-            log.error(message, self._what, job.id, job.model, attempts, error)
+            log.error(message, self._what, job.id, job.model, attempts, error, extra=_named(job))
             return self._update(job, now_ms, status=FAILED, attempts=attempts, last_error=error, next_attempt_ms=None)
         log.warning(
             "%s %s for model %s, attempt %d of %d: %s; next in %d ms",
@@ -445,6 +445,7 @@ class RetrainingQueue:
             self.backoff.max_attempts,
             error,
             next_attempt_ms - int(now_ms),
+            extra=_named(job),
         )
         return self._update(job, now_ms, attempts=attempts, last_error=error, next_attempt_ms=next_attempt_ms)
 
@@ -654,6 +655,11 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
         return _plain(value.tolist())
     raise TypeError(f"job summaries must be JSON data, got {type(value).__name__}: {value!r}")
+
+
+def _named(job: Job) -> dict[str, str | None]:
+    """What a log line about ``job`` names, as its fields (``extra=``)."""
+    return {"job": job.id, "model": job.model, "version": job.version}
 
 
 def _describe(error: Exception) -> str:

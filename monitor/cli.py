@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
 
@@ -29,7 +30,7 @@ from monitor.export.alerting import RETRAINING_LEDGER, ROLLBACK_LEDGER
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
-from monitor.logs import log_to_stderr
+from monitor.logs import FORMATS, log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
 from monitor.run.replay import replay
@@ -39,7 +40,14 @@ from monitor.state.labels import store_policy
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
 
+if TYPE_CHECKING:
+    from monitor.ingest.backfill import TopicRange
+
 __all__ = ["main"]
+
+
+class _UsageError(Exception):
+    """The command line is wrong in a way argparse cannot see (exit 2)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +70,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     try:
         return arguments.command(config, arguments)
+    except _UsageError as error:
+        print(f"driftwarden: {error}", file=sys.stderr)
+        return 2
     except (CheckpointError, ReferenceFileError) as error:
         print(f"driftwarden: {error}", file=sys.stderr)
         return 1
@@ -76,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="the daemon: consume Kafka, serve /metrics, checkpoint, until SIGTERM")
     run.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
+    _log_format_argument(run)
     run.set_defaults(command=_run)
 
     demo = commands.add_parser(
@@ -85,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=100.0, help="synthetic calls per second")
     demo.add_argument("--regress-at", type=float, default=30.0, metavar="S", help="when support-bot slows down")
     demo.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    _log_format_argument(demo)
     demo.set_defaults(command=_demo)
 
     check = commands.add_parser("check-config", help="validate a config file and say what it sets up")
@@ -92,14 +105,24 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command=_check_config)
 
     replay_command = commands.add_parser(
-        "replay", help="run the pipeline over a JSONL file of events, ticks on event time"
+        "replay", help="run the pipeline over a JSONL file of events, or a topic's time range, ticks on event time"
     )
     replay_command.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
-    replay_command.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic")
+    replay_command.add_argument(
+        "events", nargs="?", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic"
+    )
+    replay_command.add_argument(
+        "--from-kafka", metavar="TOPIC", help="read the topic's messages from --since to --until instead of a file"
+    )
+    for bound, where in (("--since", "at or after"), ("--until", "before")):
+        replay_command.add_argument(
+            bound, type=_instant_ms, metavar="TIME", help=f"messages stamped {where} TIME (ISO 8601; UTC if no zone)"
+        )
     replay_command.add_argument("--metrics-file", metavar="OUT.prom", help="write the final exposition here")
     replay_command.add_argument(
         "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
     )
+    _log_format_argument(replay_command)
     replay_command.set_defaults(command=_replay)
 
     reference = commands.add_parser("reference", help="build a reference file, or promote a version's calls")
@@ -159,11 +182,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_format_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="stderr log lines as text, or one JSON object each"
+    )
+
+
 def _run(config: Config, arguments: argparse.Namespace) -> int:
     from monitor.run.daemon import Daemon  # Kafka and APScheduler load only for the commands that use them
     from monitor.run.heap import settle_heap
 
-    log_to_stderr(logging.INFO)
+    log_to_stderr(logging.INFO, arguments.log_format)
     daemon = Daemon(config)
     settle_heap()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -175,7 +204,7 @@ def _run(config: Config, arguments: argparse.Namespace) -> int:
 def _demo(config: None, arguments: argparse.Namespace) -> int:
     from monitor.demo.scenario import run_demo
 
-    log_to_stderr(logging.WARNING)
+    log_to_stderr(logging.WARNING, arguments.log_format)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -228,10 +257,48 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _instant_ms(text: str) -> int:
+    """An ISO 8601 time (UTC when it names no zone) in epoch milliseconds; a bare number is refused (seconds or
+    milliseconds?)."""
+    try:
+        if text.strip().isdigit():
+            raise ValueError
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)") from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return round(instant.timestamp() * 1000)
+
+
+def _replay_source(config: Config, arguments: argparse.Namespace) -> str | TopicRange:
+    """The file, or the topic's range; exits 2 (argparse) when the command line names both, neither or half a
+    range."""
+    ranged = arguments.since is not None or arguments.until is not None
+    if arguments.from_kafka is None:
+        if arguments.events is None or ranged:
+            raise _UsageError("replay takes EVENTS.jsonl, or --from-kafka TOPIC with --since and --until")
+        return arguments.events
+    if arguments.events is not None or arguments.since is None or arguments.until is None:
+        raise _UsageError("--from-kafka TOPIC takes --since and --until, and no EVENTS.jsonl")
+    if arguments.since >= arguments.until:
+        raise _UsageError(f"--since ({_iso(arguments.since)}) must come before --until ({_iso(arguments.until)})")
+    from monitor.ingest.backfill import TopicRange  # Kafka loads only for the commands that use it
+
+    return TopicRange(config.kafka, arguments.from_kafka, arguments.since, arguments.until)
+
+
 def _replay(config: Config, arguments: argparse.Namespace) -> int:
+    log_to_stderr(logging.WARNING, arguments.log_format)
+    source = _replay_source(config, arguments)
+    from monitor.ingest.backfill import BackfillError
+
     dead_letters = JsonlDeadLetters(arguments.dead_letter_file) if arguments.dead_letter_file else None
     try:
-        result = replay(config, arguments.events, dead_letters)
+        result = replay(config, source if isinstance(source, str) else source.polls(), dead_letters)
+    except BackfillError as error:
+        print(f"driftwarden: {error}", file=sys.stderr)
+        return 1
     finally:
         if dead_letters is not None:
             dead_letters.close()

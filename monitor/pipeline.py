@@ -252,7 +252,8 @@ class Pipeline:
             try:
                 state.ingest(events)
             except Exception:  # a bug, since the decoder vouched for them: counted and logged, never fatal
-                log.exception("ingesting %d events of %r failed; they are dropped", len(events), state.name)
+                message = "ingesting %d events of %r failed; they are dropped"
+                log.exception(message, len(events), state.name, extra={"model": state.name})
                 self.n_internal_errors["ingest"] += len(events)
 
     def _catching_up_skips(self, model: str, boundary_ms: float, wall_ms: float | None) -> bool:
@@ -305,7 +306,7 @@ class Pipeline:
             try:
                 self.on_evaluate(scope, now_ms)
             except Exception:
-                log.exception("alert rules on %r failed at %s", scope[0], now_ms)
+                log.exception("alert rules on %r failed at %s", scope[0], now_ms, extra={"model": scope[0] or None})
                 self.n_internal_errors["alerts"] += 1
 
     def snapshot(self, homed_models: bool = True) -> dict:
@@ -442,7 +443,7 @@ class Pipeline:
                     classes = categories[name].pop(PREDICTION)
                     quality = self._quality_suite(name).evaluate_cohort(cohorts[name], classes, categories[name])
             except Exception:  # a bug for one model's data must not stop the others, nor the daemon
-                log.exception("evaluating %r failed; its previous evaluation stands", name)
+                log.exception("evaluating %r failed; its previous evaluation stands", name, extra={"model": name})
                 self.n_internal_errors["evaluate"] += 1
                 continue
             evaluations[name] = Evaluation(now_ms, n_events, traffic, drift, quality, slices, data_quality, compared)

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -46,6 +46,14 @@ def require(found: bool, what: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def required_module(name: str, what: str) -> ModuleType:
+    """A module a test file needs, imported at its top: where it is not installed the file skips with the reason,
+    in CI (``CI=true``) it fails to import."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"{what} is not installed here")
 
 
 def c_extension(name: str) -> ModuleType:
@@ -110,8 +118,9 @@ def daemon_config(bootstrap_servers: str, state_dir: Path, topic: str, **section
 class DaemonProcess:
     """``driftwarden run`` as a child process, as an operator would run it."""
 
-    def __init__(self, config: dict, directory: Path):
+    def __init__(self, config: dict, directory: Path, options: Sequence[str] = ()):
         self.config = config
+        self.options = list(options)  # after ``run --config FILE``
         self.config_path = directory / "driftwarden.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = directory / "daemon.log"
@@ -124,7 +133,7 @@ class DaemonProcess:
 
     def launch(self, environ: dict[str, str] | None = None) -> DaemonProcess:
         """Start the process without waiting for anything; ``environ`` adds environment variables."""
-        command = [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)]
+        command = [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path), *self.options]
         with self.log_path.open("ab") as log:
             env = {**os.environ, **(environ or {})}
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

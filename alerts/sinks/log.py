@@ -53,6 +53,7 @@ class LogSink:
                 printable(series),
                 alert.value,
                 printable(alert.annotations.get("summary", "")),
+                extra={"rule": alert.labels.get("alertname"), "model": alert.labels.get("model")},
             )
             self._transitions.remember([alert])
 

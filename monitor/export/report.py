@@ -279,7 +279,7 @@ class DriftReports:
             try:
                 outcome = self._render(data, self.library_url)
             except Exception as error:  # noqa: BLE001 - Evidently can fail on odd data; say so, once
-                log.exception("drawing the report of %r failed", model)
+                log.exception("drawing the report of %r failed", model, extra={"model": model})
                 outcome = ReportFailed(f"drawing the report of {model!r} failed: {type(error).__name__}: {error}")
             with self._lock:
                 self._pages[model] = (evaluated_at_ms, outcome)

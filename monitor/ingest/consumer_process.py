@@ -41,7 +41,7 @@ from typing import Any
 from monitor.config import KafkaConfig
 from monitor.ingest import Offsets, Partition, PartitionBatch
 from monitor.ingest.kafka import KafkaError, KafkaSource
-from monitor.logs import log_to_stderr
+from monitor.logs import LogFormat, log_format, log_to_stderr
 from monitor.run.heap import settle_heap
 
 __all__ = ["ConsumerProcess"]
@@ -72,7 +72,7 @@ class ConsumerProcess:
         self._connection, child_end = context.Pipe()
         level = logging.getLogger().getEffectiveLevel()
         self._process = context.Process(
-            target=_consume, args=(config, child_end, level), name="kafka-consumer"
+            target=_consume, args=(config, child_end, level, log_format()), name="kafka-consumer"
         )
         # Ctrl-C reaches the whole process group, the child too, maybe before it has set these signals aside (it
         # imports for a second): it is born with them blocked. Here they stay pending meanwhile: none is lost.
@@ -159,12 +159,12 @@ class ConsumerProcess:
             self._received.put(message)
 
 
-def _consume(config: KafkaConfig, parent: Connection, level: int) -> None:
+def _consume(config: KafkaConfig, parent: Connection, level: int, logs: LogFormat) -> None:
     """The child: poll, send what each poll read, obey commit and close, until told or orphaned."""
     for signum in _PARENTS_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)  # the parent decides; any that came while blocked is dropped
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
-    log_to_stderr(level)
+    log_to_stderr(level, logs)
     pending: list[tuple] = []  # commands that arrive while a revocation waits for its checkpoint
     source = _connect(config, parent, pending)
     if source is None:

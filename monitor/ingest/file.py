@@ -55,10 +55,11 @@ class JsonlDeadLetters:
         self._file = self.path.open("ab")
 
     def write(self, record: Record, reason: str, detail: str) -> None:
+        raw = record.value or b""  # a tombstone (from Kafka) is None
         try:
-            value, encoding = record.value.decode("utf-8"), "utf-8"
+            value, encoding = raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            value, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
+            value, encoding = base64.b64encode(raw).decode("ascii"), "base64"
         letter = {
             "reason": reason,
             "detail": detail,

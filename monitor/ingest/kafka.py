@@ -249,14 +249,15 @@ class KafkaSink:
         try:
             self._producer.close(timeout=timeout_s)
         except KafkaTimeoutError:  # kafka-python's close gives up here and leaves its sender thread running
-            log.warning("closing the producer for %s: the broker took no more in %g s", self.topic, timeout_s)
+            message = "closing the producer for %s: the broker took no more in %g s"
+            log.warning(message, self.topic, timeout_s, extra={"topic": self.topic})
             sender = self._producer._sender  # type: ignore[attr-defined]  # private: the stub omits it
             sender.force_close()  # fails what is pending, and the thread ends
             sender.join(timeout_s)
 
     def _failed(self, error: Exception) -> None:
         self.n_failed += 1
-        log.error("delivery to %s failed: %s", self.topic, error)
+        log.error("delivery to %s failed: %s", self.topic, error, extra={"topic": self.topic})
 
 
 class KafkaDeadLetters:
@@ -316,7 +317,7 @@ class KafkaDeadLetters:
         try:
             self.sink.send(value, headers=headers).add_errback(failed)
         except Exception as error:  # noqa: BLE001 - refused at once (buffer full, closed): one send never stops the loop
-            log.error("dead letter to %s refused: %s", self.sink.topic, error)
+            log.error("dead letter to %s refused: %s", self.sink.topic, error, extra={"topic": self.sink.topic})
             failed(error)
 
 

@@ -226,12 +226,14 @@ class Daemon:
                     continue
                 offsets[partition] = checkpoint.offsets[partition]
                 if checkpoint.config_fingerprint != PARTITION_FINGERPRINT:
-                    log.warning("%s[%d]: the state layout changed since its save; its models start afresh", *partition)
+                    message = "%s[%d]: the state layout changed since its save; its models start afresh"
+                    log.warning(message, *partition, extra={"topic": partition[0], "partition": partition[1]})
                     continue
                 n_models = self._restore_home(partition, checkpoint.pipeline)
                 log.info(
                     "%s[%d]: restored %d models in %.2f s, resuming at offset %d",
                     *partition, n_models, time.monotonic() - started, offsets[partition],
+                    extra={"topic": partition[0], "partition": partition[1]},
                 )  # fmt: skip
             return offsets
         finally:
@@ -245,10 +247,12 @@ class Daemon:
             try:
                 return self.partitions.load(partition)
             except CheckpointError as error:
-                log.error("%s[%d]: its state cannot be restored (%s); its models start afresh", *partition, error)
+                message = "%s[%d]: its state cannot be restored (%s); its models start afresh"
+                log.error(message, *partition, error, extra={"topic": partition[0], "partition": partition[1]})
                 return None
             except OSError as error:
-                log.error("%s[%d]: the state store does not answer (%s); trying again", *partition, error)
+                message = "%s[%d]: the state store does not answer (%s); trying again"
+                log.error(message, *partition, error, extra={"topic": partition[0], "partition": partition[1]})
                 self._restoring = f"{_RESTORING}: the state store does not answer ({error})"
                 self._stopping.wait(_RETRY_S)
         raise _Stopped
@@ -260,7 +264,8 @@ class Daemon:
             models = self.pipeline.restore_home(saved)
             self.alerting.restore_models(saved["alerts"])
         except Exception as error:  # noqa: BLE001 - a document in the store must never stop the daemon
-            log.error("%s[%d]: its saved state does not fit (%r); its models start afresh", *partition, error)
+            message = "%s[%d]: its saved state does not fit (%r); its models start afresh"
+            log.error(message, *partition, error, extra={"topic": partition[0], "partition": partition[1]})
             self.alerting.forget_models(self.pipeline.forget([partition]))
             return 0
         return len(models)
@@ -325,7 +330,10 @@ class Daemon:
             if self._dead_letters is not None:
                 self._dead_letters.write(record, invalid.reason, invalid.detail)
             else:
-                log.warning("dropped %s[%d]@%d: %s", record.topic, record.partition, record.offset, invalid.reason)
+                where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+                log.warning(
+                    "dropped %s[%d]@%d: %s", *where.values(), invalid.reason, extra={**where, "reason": invalid.reason}
+                )
 
     def _checkpoint(self) -> None:
         """Save state and offsets, then commit the offsets to the group (see :mod:`monitor.run.checkpointer`)."""

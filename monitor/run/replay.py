@@ -1,4 +1,5 @@
-"""Replay a JSONL file through the pipeline as fast as it goes, with evaluations on event time.
+"""Replay a JSONL file, or a topic's time range (:class:`~monitor.ingest.backfill.TopicRange`), through the
+pipeline as fast as it goes, with evaluations on event time.
 
 A replay evaluates exactly as ``driftwarden run`` does (see
 :class:`~monitor.pipeline.Pipeline`): each model at the multiples of
@@ -25,6 +26,7 @@ model goes idle, and nothing is coalesced as a backlog.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -33,6 +35,7 @@ from alerts.alert import Alert
 from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import Exports, PipelineCollector, build_registry
+from monitor.ingest import PartitionBatch, partition_batches
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource
 from monitor.pipeline import Pipeline
 
@@ -57,11 +60,14 @@ class ReplayResult:
 
 def replay(
     config: Config,
-    events_path: str | os.PathLike[str],
+    events: str | os.PathLike[str] | Iterable[list[PartitionBatch]],
     dead_letters: JsonlDeadLetters | None = None,
     batch_size: int = 2_000,
 ) -> ReplayResult:
-    """Feed ``events_path`` through a fresh pipeline; rejected lines go to ``dead_letters`` if given."""
+    """Feed ``events`` (a JSONL file's path, or what a Kafka source's polls read) through a fresh pipeline;
+    rejected records go to ``dead_letters`` if given."""
+    if isinstance(events, str | os.PathLike):
+        events = (partition_batches(lines) for lines in JsonlSource(events, batch_size).batches())
     pipeline = Pipeline(config)
     alerting = Alerting(config, Exports(PipelineCollector(pipeline)).samples, deliver=False)
     transitions: list[Alert] = []
@@ -72,9 +78,9 @@ def replay(
 
     pipeline.on_evaluate = rules
     n_records = n_rejected = 0
-    for batch in JsonlSource(events_path, batch_size).batches():
-        rejected = pipeline.apply(batch)
-        n_records += len(batch)
+    for batches in events:
+        rejected = pipeline.apply_batches(batches)
+        n_records += sum(len(batch.values) for batch in batches)
         n_rejected += len(rejected)
         if dead_letters is not None:
             for letter in rejected:

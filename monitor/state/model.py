@@ -217,7 +217,10 @@ class ModelState:
         before = self.versions.baseline
         read = self.versions.read(self.window, view)
         if self.model.versions.promote_reference and before is not None and read.baseline not in (None, before):
-            log.info("model %s: version %s took over from %s", self.name, read.baseline, before)
+            log.info(
+                "model %s: version %s took over from %s", self.name, read.baseline, before,
+                extra={"model": self.name, "version": read.baseline},
+            )  # fmt: skip
             self.promote_reference(read.baseline)
         return read
 
@@ -228,9 +231,12 @@ class ModelState:
         version = self.versions.baseline if version is None else version
         if self._reference_events is not None or version not in self.versions.live:
             why = "its reference is a file" if self._reference_events is not None else "not a live version"
-            log.warning("model %s: no reference promoted from version %s (%s)", self.name, version, why)
+            context = {"model": self.name, "version": version}
+            log.warning("model %s: no reference promoted from version %s (%s)", self.name, version, why, extra=context)
             return False
-        log.info("model %s: its reference is promoted from the next calls of version %s", self.name, version)
+        context = {"model": self.name, "version": version}
+        message = "model %s: its reference is promoted from the next calls of version %s"
+        log.info(message, self.name, version, extra=context)
         self.reference = Reference(_warmup(self.model), self.columns.layout, "promoted", self._coded_columns())
         self.promoted_version = version
         self.join.forget_reference()
@@ -578,6 +584,7 @@ class ModelStates:
                 "model %s arrives on %s[%d] as well as on its home %s[%d]: its producer does not key events by "
                 "model, so with more than one replica its statistics are split between them",
                 name, *partition, *home,
+                extra={"model": name, "topic": partition[0], "partition": partition[1]},
             )  # fmt: skip
         self.n_split_events[name] = self.n_split_events.get(name, 0) + n_events
 
@@ -624,10 +631,11 @@ class ModelStates:
         for name, saved in models.items():
             model = self.config.model_config_for(name)
             if model is None:
-                log.warning("model %s is no longer monitored: its saved state is dropped", name)
+                log.warning("model %s is no longer monitored: its saved state is dropped", name, extra={"model": name})
                 continue
             if name in self._states:
-                log.warning("model %s is already here: its state saved elsewhere is dropped", name)
+                message = "model %s is already here: its state saved elsewhere is dropped"
+                log.warning(message, name, extra={"model": name})
                 continue
             if model.name == "*" and name != OTHER:
                 self._admitted.code(name)  # already admitted where it was saved: it keeps its series
@@ -647,14 +655,18 @@ class ModelStates:
                         "its category vocabularies; the rest starts afresh",
                         name,
                         state.reference.id,
+                        extra={"model": name},
                     )
                 else:
-                    log.warning("model %s: its config changed how its state is shaped; it starts afresh", name)
+                    message = "model %s: its config changed how its state is shaped; it starts afresh"
+                    log.warning(message, name, extra={"model": name})
             except Exception as error:  # noqa: BLE001 - one model's state must never stop the daemon
                 self._states[name] = self._new_state(name, model)
                 self._states[name].home = state.home
                 self.resets[name] = "unreadable"
-                log.warning("model %s: its saved state does not fit (%s); it starts afresh", name, error)
+                log.warning(
+                    "model %s: its saved state does not fit (%s); it starts afresh", name, error, extra={"model": name}
+                )
         return restored
 
     def forget(self, homes: Collection[Partition]) -> list[str]:

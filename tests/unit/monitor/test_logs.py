@@ -1,0 +1,64 @@
+"""The JSON log format: one object per line whatever a model is called, context in fields, tracebacks in one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from alerts.alert import Alert
+from alerts.retraining import RetrainingQueue
+from alerts.sinks.log import LogSink
+from monitor.logs import FORMAT, JsonFormatter, OneLineFormatter
+
+EVIL = 'bot\n{"level": "INFO", "message": "forged"}\r\x1b[2J\u2028\u202e\x00 模型'
+
+
+def _record(**fields: object) -> logging.LogRecord:
+    return logging.makeLogRecord({"name": "monitor.pipeline", "levelname": "WARNING", "created": 1_767_225_600.25,
+                                  "msg": "evaluating %r failed", "args": (EVIL,), **fields})  # fmt: skip
+
+
+def test_a_hostile_name_stays_in_its_field_on_one_printable_line():
+    line = JsonFormatter().format(_record(model=EVIL, partition=3))
+
+    assert len(line.splitlines()) == 1 and line.isascii() and line.isprintable()
+    assert json.loads(line) == {
+        "time": "2026-01-01T00:00:00.250Z",
+        "level": "WARNING",
+        "logger": "monitor.pipeline",
+        "process": "MainProcess",
+        "message": f"evaluating {EVIL!r} failed",
+        "model": EVIL,
+        "partition": 3,
+    }
+
+
+def test_a_traceback_goes_in_its_own_field():
+    try:
+        raise ValueError(EVIL)
+    except ValueError:
+        line = JsonFormatter().format(_record(exc_info=sys.exc_info()))
+
+    assert len(line.splitlines()) == 1
+    fields = json.loads(line)
+    assert fields["message"] == f"evaluating {EVIL!r} failed"
+    assert fields["exception"].startswith("Traceback (most recent call last):\n")
+    assert fields["exception"].endswith(f"ValueError: {EVIL}")
+
+
+def test_context_leaves_the_text_line_as_it_was():
+    formatter = OneLineFormatter(FORMAT)
+    assert formatter.format(_record(model=EVIL, rule="Errors")) == formatter.format(_record())
+
+
+def test_the_log_sink_and_the_job_ledger_name_their_rule_model_and_job(tmp_path, caplog):
+    alert = Alert("fp", {"alertname": "DataDrift", "model": EVIL}, {}, "firing", 0.4, 0.0, None, ("log",))
+    with caplog.at_level(logging.INFO):
+        LogSink(logging.getLogger("driftwarden.alerts")).add([alert])
+        with RetrainingQueue(tmp_path / "jobs.sqlite", cooldown_ms=0) as queue:
+            job = queue.request(EVIL, [alert], {}, {}, now_ms=60_000)
+
+    fired, queued = (json.loads(JsonFormatter().format(record)) for record in caplog.records)
+    assert (fired["rule"], fired["model"]) == ("DataDrift", EVIL)
+    assert (queued["job"], queued["model"]) == (job.id, EVIL) and "version" not in queued
