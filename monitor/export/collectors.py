@@ -218,8 +218,8 @@ class PipelineCollector(SpecCollector):
         if models is not None:
             evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
         return readings + [
-            *_evaluations(evaluations, currencies), *_drift(evaluations), *_data_quality(evaluations), *_quality(evaluations),
-            *_slices(evaluations), *_cohort(evaluations), *_versions(evaluations),
+            *_evaluations(evaluations, currencies), *_drift(evaluations), *_data_quality(evaluations),
+            *_quality(evaluations), *_slices(evaluations), *_cohort(evaluations), *_versions(evaluations),
         ]
 
 
