@@ -596,15 +596,22 @@ class PricingConfig(_Section):
 
     def prices(self, version: str | None = None) -> tuple[Decimal, Decimal, Decimal]:
         """The prices per million tokens of input not read from a cache, of cache reads and of output that
-        ``version`` pays (None: the model's own)."""
-        own = (self.input, self.input if self.cache_read is None else self.cache_read, self.output)
+        ``version`` pays (None: the model's own). A price the version leaves out is the model's; a cache-read price
+        that neither gives is the version's input price.
+
+        >>> pricing = PricingConfig(currency="USD", input=3, output=15, versions={"rc1": {"input": 2}})
+        >>> [str(price) for price in pricing.prices("rc1")], [str(price) for price in pricing.prices("v1")]
+        (['2', '2', '15'], ['3', '3', '15'])
+        """
         override = self.versions.get(version) if version is not None else None
         if override is None:
-            return own
+            override = VersionPriceConfig.model_construct()  # (every price the model's)
+        input_price = self.input if override.input is None else override.input
+        cache_read = override.cache_read if override.cache_read is not None else self.cache_read
         return (
-            own[0] if override.input is None else override.input,
-            own[1] if override.cache_read is None else override.cache_read,
-            own[2] if override.output is None else override.output,
+            input_price,
+            input_price if cache_read is None else cache_read,
+            self.output if override.output is None else override.output,
         )
 
 
