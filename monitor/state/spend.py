@@ -42,7 +42,7 @@ import numpy as np
 from monitor.config import PricingConfig
 from monitor.state.histogram import MAX_COUNT
 
-__all__ = ["Spend"]
+__all__ = ["Spend", "price_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,33 @@ class Spend:
         for prices, counts in snapshot["tokens"]:
             key = (Decimal(prices[0]), Decimal(prices[1]), Decimal(prices[2]))
             self.tokens[key] = [min(int(count), MAX_COUNT) for count in counts]
+
+
+def price_lines(pricing: PricingConfig) -> list[str]:
+    """What ``check-config`` shows of a model's pricing: the prices it applies, then each version's own.
+
+    >>> from monitor.config import parse_config
+    >>> pricing = parse_config({"models": [{"name": "m", "pricing": {"currency": "USD", "input": 3, "output": 15,
+    ...     "versions": {"rc1": {"output": 12.5}}, "budget": {"amount": 120, "per": "1d"}}}]}).models[0].pricing
+    >>> for line in price_lines(pricing):
+    ...     print(line)
+    USD per million tokens: input 3, cache read 3, output 15 (input_tokens include the cache reads)
+    version 'rc1': input 3, cache read 3, output 12.5
+    budget: 120 USD per 86400000 ms (0.00138889 a second)
+    """
+    cache = "include" if pricing.input_includes_cache_read else "leave out"
+    own = _prices(pricing.prices())
+    lines = [f"{pricing.currency} per million tokens: {own} (input_tokens {cache} the cache reads)"]
+    lines += [f"version {version!r}: {_prices(pricing.prices(version))}" for version in pricing.versions]
+    budget = pricing.budget
+    if budget is not None:
+        per_second = float(budget.amount * 1000 / budget.per_ms)
+        lines.append(f"budget: {budget.amount} {pricing.currency} per {budget.per_ms} ms ({per_second:.6g} a second)")
+    return lines
+
+
+def _prices(prices: Prices) -> str:
+    return "input {}, cache read {}, output {}".format(*prices)
 
 
 def _exact_sum(tokens: np.ndarray) -> int:
