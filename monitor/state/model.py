@@ -117,14 +117,15 @@ class ModelState:
         for attribute in Columns.grouped(model):
             self.categories[attribute] = Vocabulary(config.limits.max_categories)
         self.window = Window(config.windows.size, self.columns.layout)
+        #: What its calls cost (None without ``pricing``: no cost is known, none is exported; set before the
+        #: reference, whose file's calls are windowed as the window's are).
+        self.spend = None if model.pricing is None else Spend(model.pricing)
         self._reference_events = reference_events
         self.reference = self._new_reference()
         self.latency = Histogram(LATENCY_BUCKETS_MS)
         self.ttft = Histogram(TTFT_BUCKETS_MS)
         self.n_events = {"inference": 0, "feedback": 0}
         self.n_tokens = {"input": 0, "output": 0}
-        #: What its calls cost (None without ``pricing``: no cost is known, none is exported).
-        self.spend = None if model.pricing is None else Spend(model.pricing)
         #: The model's event time: the latest timestamp it has seen (or an idle watermark; see monitor.pipeline).
         self.watermark_ms = -math.inf
         #: The (topic, partition) its first event came from: its state is saved and moves with that partition.

@@ -345,3 +345,15 @@ def test_a_version_price_for_a_model_without_prices_is_refused():
         "models[0].pricing.input: required key is missing",
         "models[0].pricing.output: required key is missing",
     ]
+
+
+def test_a_model_with_a_reference_file_is_priced_and_its_reference_costs_nothing(tmp_path):
+    reference = tmp_path / "reference.jsonl"
+    reference.write_text("".join(json.dumps(call) + "\n" for call in _calls(30, seed=4)))
+    model = {"name": "m", "reference": {"file": str(reference)}, "pricing": PRICING}
+    config = parse_config({"windows": {"min_samples": 1}, "models": [model]})
+    pipeline = Pipeline(config)
+    calls = _calls(60)
+    _apply(pipeline, calls)
+    assert _cost_total(pipeline) == _spend(calls)  # the reference's calls were not billed
+    assert np.isnan(pipeline.states["m"].reference.columns()["cost"]).all()
