@@ -357,3 +357,14 @@ def test_a_model_with_a_reference_file_is_priced_and_its_reference_costs_nothing
     _apply(pipeline, calls)
     assert _cost_total(pipeline) == _spend(calls)  # the reference's calls were not billed
     assert np.isnan(pipeline.states["m"].reference.columns()["cost"]).all()
+
+
+def test_opentelemetry_token_names_are_priced_as_the_v1_fields():
+    named = {"input_tokens": 5_000, "cache_read_input_tokens": 4_000, "output_tokens": 300, "model_version": "rc1"}
+    otel = {
+        "gen_ai.usage.input_tokens": 5_000, "gen_ai.usage.cache_read.input_tokens": 4_000,
+        "gen_ai.usage.output_tokens": 300, "model_version": "rc1",
+    }  # fmt: skip
+    pipeline = Pipeline(_config())
+    _apply(pipeline, [{"request_id": f"r{i}", "timestamp": T0 + i, "model": "m", **otel} for i in range(3)])
+    assert _cost_total(pipeline) == _spend([named] * 3) > 0
