@@ -423,7 +423,7 @@ class ModelState:
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
         if self.spend is not None:
-            self.spend.restore(snapshot.get("spend"))  # absent before spend was kept
+            self.spend.restore(snapshot.get("spend"), self.name)  # absent before spend was kept
         self.watermark_ms = snapshot["watermark_ms"]
         self.home = _saved_home(snapshot)
         self.changes.restore(snapshot["changes"])

@@ -124,14 +124,17 @@ class Spend:
             "tokens": [[[str(price) for price in prices], counts] for prices, counts in self.tokens.items()],
         }
 
-    def restore(self, snapshot: dict | None) -> None:
-        """Take back a :meth:`snapshot`: the spend goes on from it, under whatever prices applied to each token.
-        Spend in another currency (the config changed it) is not carried over: this currency's starts at 0."""
+    def restore(self, snapshot: dict | None, model: str) -> None:
+        """Take back a :meth:`snapshot` of ``model``'s spend: it goes on from there, under whatever prices applied to
+        each token. Spend in another currency (the config changed it) is not carried over: this one's starts at 0."""
         self.tokens = {}
         if snapshot is None:  # saved before the model had pricing, or before spend was kept
             return
         if snapshot["currency"] != self.currency:
-            log.warning("spend in %s is not carried over into %s: it starts at 0", snapshot["currency"], self.currency)
+            log.warning(
+                "model %s: its spend in %s is not carried over into %s, which starts at 0",
+                model, snapshot["currency"], self.currency,
+            )  # fmt: skip
             return
         for prices, counts in snapshot["tokens"]:
             key = (Decimal(prices[0]), Decimal(prices[1]), Decimal(prices[2]))
