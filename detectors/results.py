@@ -20,16 +20,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrafficResult:
-    """Latency quantiles and error ratio of one window.
+    """Latency quantiles, error ratio and cost per call quantiles of one window.
 
     ``latency_quantiles_ms`` pairs each quantile with its value, and is empty
-    when no event of the window carried a latency.
+    when no event of the window carried a latency; ``cost_quantiles`` likewise
+    for the calls' costs (empty too for a model without prices).
     """
 
     n_events: int
     n_latencies: int
     latency_quantiles_ms: tuple[tuple[float, float], ...]
     error_ratio: float
+    cost_quantiles: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Traffic statistics of a window: latency quantiles and the error ratio."""
+"""Traffic statistics of a window: latency quantiles, the error ratio and cost per call quantiles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["TrafficStats"]
 
 
 class TrafficStats:
-    """Latency quantiles (numpy's default linear interpolation) and share of failed calls.
+    """Latency quantiles (numpy's default linear interpolation), share of failed calls, and cost quantiles.
 
     Parameters
     ----------
@@ -37,13 +37,18 @@ class TrafficStats:
         if not all(0.0 <= q <= 1.0 for q in self.quantiles):
             raise ValueError("quantiles must lie in [0, 1]")
 
-    def compute(self, latency_ms: np.ndarray, failed: np.ndarray) -> TrafficResult:
-        """Statistics of one window; NaN latencies (not reported) are left out of the quantiles."""
+    def compute(self, latency_ms: np.ndarray, failed: np.ndarray, cost: np.ndarray | None = None) -> TrafficResult:
+        """Statistics of one window (``cost``: each call's, if known); NaN latencies and costs (not reported) are
+        left out of the quantiles."""
         latencies = latency_ms[~np.isnan(latency_ms)]
-        values = np.quantile(latencies, self.quantiles).tolist() if latencies.size else []
         return TrafficResult(
             n_events=len(failed),
             n_latencies=int(latencies.size),
-            latency_quantiles_ms=tuple(zip(self.quantiles, values)),
+            latency_quantiles_ms=self._quantiles(latencies),
             error_ratio=float(np.mean(failed)) if len(failed) else float("nan"),
+            cost_quantiles=() if cost is None else self._quantiles(cost[~np.isnan(cost)]),
         )
+
+    def _quantiles(self, values: np.ndarray) -> tuple[tuple[float, float], ...]:
+        """Each quantile paired with its value; none of no values."""
+        return tuple(zip(self.quantiles, np.quantile(values, self.quantiles).tolist())) if values.size else ()

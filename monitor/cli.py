@@ -39,6 +39,7 @@ from monitor.state.changes import change_policy
 from monitor.state.labels import store_policy
 from monitor.state.memory import memory_bound
 from monitor.state.reference import ReferenceFileError, reference_records
+from monitor.state.spend import price_lines
 
 if TYPE_CHECKING:
     from monitor.ingest.backfill import TopicRange
@@ -248,6 +249,11 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
             alpha = drift_alpha(model.drift, windows)
             print(f"    slices: {slice_policy(model, alpha, windows.evaluations_per_week)}")
         print(f"    labels: {store_policy(model)}")
+        if model.pricing is not None:
+            first, *others = price_lines(model.pricing)
+            print(f"    pricing: {first}")
+            for line in others:
+                print(f"      {line}")
     sinks = [name for name in ("alertmanager", "webhook") if getattr(config.alerts.sinks, name) is not None]
     for rule in config.alerts.rules:
         wait = f" for {rule.for_ms} ms" if rule.for_ms else ""

@@ -21,6 +21,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -560,6 +561,88 @@ class VersionsConfig(_Section):
         return baseline
 
 
+#: The highest price per million tokens (and budget) a config may give: far above any model's, and low enough that
+#: a model's whole spend (at most 2**63 tokens of each kind) stays a finite float.
+MAX_PRICE = 10**9
+#: A price per million tokens, or an amount of money: exact as written (``0.3`` is three tenths, not a float).
+Money = Annotated[Decimal, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+
+
+class VersionPriceConfig(_Section):
+    """A version's own prices per million tokens; a price it leaves out is the model's."""
+
+    input: Money | None = None
+    output: Money | None = None
+    cache_read: Money | None = None
+
+    @model_validator(mode="after")
+    def _some_price(self) -> VersionPriceConfig:
+        if not self.model_fields_set:
+            raise ValueError("a version's prices must give at least one of input, output, cache_read")
+        return self
+
+
+class BudgetConfig(_Section):
+    """What a model may spend per span of time, in its currency (the shipped alert compares the spend rate)."""
+
+    amount: Money = Field(gt=0)
+    per_ms: DurationMs = Field(_UNIT_MS["d"], alias="per")
+
+
+class PricingConfig(_Section):
+    """What a model's calls cost: prices per million tokens in one ``currency`` (an ISO 4217 code).
+
+    ``input`` prices the input tokens not read from a cache, ``cache_read`` those read from one (default: the
+    input price), ``output`` the output tokens. ``input_includes_cache_read`` (default true, as OpenTelemetry's
+    ``gen_ai.usage.input_tokens`` and OpenAI's ``prompt_tokens``) says whether ``input_tokens`` counts the cache
+    reads too; false for Anthropic's API, whose ``input_tokens`` leaves them out. ``versions`` gives a
+    ``model_version`` prices of its own (by the name it is sent as, whether it is live or folded).
+    """
+
+    currency: str
+    input: Money
+    output: Money
+    cache_read: Money | None = None
+    input_includes_cache_read: bool = True
+    versions: dict[str, VersionPriceConfig] = Field(default_factory=dict, max_length=100)
+    budget: BudgetConfig | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, currency: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise ValueError(f"must be a three-letter ISO 4217 code such as USD or EUR (got {currency!r})")
+        return currency
+
+    @field_validator("versions")
+    @classmethod
+    def _named_versions(cls, versions: dict[str, VersionPriceConfig]) -> dict[str, VersionPriceConfig]:
+        for version in versions:
+            if version == OTHER or not 1 <= len(version) <= 256:
+                raise ValueError(f"{version!r} is not a version's name (1 to 256 characters, never {OTHER!r})")
+        return versions
+
+    def prices(self, version: str | None = None) -> tuple[Decimal, Decimal, Decimal]:
+        """The prices per million tokens of input not read from a cache, of cache reads and of output that
+        ``version`` pays (None: the model's own). A price the version leaves out is the model's; a cache-read price
+        that neither gives is the version's input price.
+
+        >>> pricing = PricingConfig(currency="USD", input=3, output=15, versions={"rc1": {"input": 2}})
+        >>> [str(price) for price in pricing.prices("rc1")], [str(price) for price in pricing.prices("v1")]
+        (['2', '2', '15'], ['3', '3', '15'])
+        """
+        override = self.versions.get(version) if version is not None else None
+        if override is None:
+            override = VersionPriceConfig.model_construct()  # (every price the model's)
+        input_price = self.input if override.input is None else override.input
+        cache_read = override.cache_read if override.cache_read is not None else self.cache_read
+        return (
+            input_price,
+            input_price if cache_read is None else cache_read,
+            self.output if override.output is None else override.output,
+        )
+
+
 def _check_attributes(what: str, attributes: list[str]) -> list[str]:
     """Raise unless each of ``attributes`` is a valid path, named once."""
     for attribute in attributes:
@@ -597,6 +680,7 @@ class ModelConfig(_Section):
     bias: BiasConfig = Field(default_factory=BiasConfig)
     slices: SliceConfig = Field(default_factory=SliceConfig)
     versions: VersionsConfig = Field(default_factory=VersionsConfig)
+    pricing: PricingConfig | None = None
 
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:
@@ -887,6 +971,9 @@ _REASONS = {
     "int_from_float": "must be an integer (got {given!r})",
     "float_type": "must be a number (got {given!r})",
     "float_parsing": "must be a number (got {given!r})",
+    "decimal_type": "must be a number (got {given!r})",
+    "decimal_parsing": "must be a number (got {given!r})",
+    "finite_number": "must be a finite number (got {given!r})",
     "string_type": "must be a string (got {given!r})",
     "bool_type": "must be true or false (got {given!r})",
     "bool_parsing": "must be true or false (got {given!r})",

@@ -50,7 +50,7 @@ from monitor.evaluate.versions import ModelVersions, evaluate_versions
 from monitor.ingest import Partition, PartitionBatch, Record, partition_batches
 from monitor.ingest.events import REASONS, Event, Invalid, decode_batch, read_field
 from monitor.ingest.otlp import SKIPPED, decode_traces
-from monitor.state.columns import FAILED, ID_COLUMNS, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
+from monitor.state.columns import COST, FAILED, ID_COLUMNS, LABEL, LATENCY_MS, PREDICTION, SCORE, TIMESTAMP_MS
 from monitor.state.model import ModelState, ModelStates
 from monitor.state.windows import Window
 
@@ -424,7 +424,7 @@ class Pipeline:
                 if name in versions and len(versions[name].codes) > 1:  # one version: the model's figures are its
                     compared = evaluate_versions(versions[name], view, now_ms)
                 if n_events >= windows.min_samples:
-                    traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED])
+                    traffic = self._traffic_stats.compute(view[LATENCY_MS], view[FAILED], view.get(COST))
                     suite, slicing = suites[name], self._slice_suites.get(name)
                     if name in references:
                         suite.fit(*references[name])

@@ -4,7 +4,8 @@ The golden events (``tests/data/golden_events.jsonl``) go through a
 pipeline whose config gives every family of the metrics spec a series: a
 two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute (a slice
 attribute too), a rule with a ``retrain`` action (alerts and retraining jobs), two versions of support-bot
-and a rule with a ``rollback`` action on their comparison (rollback requests). The
+and a rule with a ``rollback`` action on their comparison (rollback requests), prices (v2 has its own) and a budget
+(the spend, its budget, the window's cost per call). The
 pipeline starts from a checkpoint in which support-bot was saved under an
 older config (a state reset), and one more call of summarizer arrives on
 another partition than the file's (a producer that does not key by model). A classifier's labels arrive after two
@@ -43,6 +44,8 @@ CONFIG: dict[str, Any] = {
             "bias": {"attributes": ["segment.locale"], "outcome": {"field": "finish_reason", "positive": "stop"},
                      "min_group_size": 1},
             "slices": {"attributes": ["segment.locale"], "min_group_size": 1},
+            "pricing": {"currency": "USD", "input": 3, "output": 15, "cache_read": 0.3,
+                        "versions": {"v2": {"output": 10}}, "budget": {"amount": 100, "per": "1d"}},
         }
     ],
     "alerts": {

@@ -9,7 +9,9 @@ data-quality check flags it; drift cannot: the locales still sent keep their
 mix), and a few malformed messages go to the topic now and then, to be
 counted and dead-lettered. From the start, a canary of ``support-bot``
 serves a tenth of its calls, slower and judged worse than the stable
-version: the demo prints the comparison's verdict when it is reached.
+version: the demo prints the comparison's verdict when it is reached. Every
+model's calls are priced (the canary at its own output price), and the demo
+prints what each has spent.
 Ctrl-C (or ``--duration``) stops everything cleanly.
 """
 
@@ -101,6 +103,10 @@ def demo_config(bootstrap_servers: str, port: int, state_dir: str) -> dict:
                 "bias": {"attributes": ["segment.region"], "outcome": {"field": "prediction", "positive": "approve"}},
                 "slices": {"attributes": ["segment.locale", "segment.region"]},  # figures per locale and region too
                 "versions": {"min_samples": 100},  # a verdict from 100 calls a side: the canary's first half minute
+                # what the calls cost (the canary has its own output price), against a budget a model of 40 calls
+                # a second overruns once its prompts grow
+                "pricing": {"currency": "USD", "input": 3, "cache_read": 0.3, "output": 15,
+                            "versions": {CANARY: {"output": 12}}, "budget": {"amount": 400, "per": "1h"}},
             }
         ],
         "alerts": {
@@ -197,7 +203,8 @@ class Traffic:
             operation="chat",
             latency_ms=round(latency_ms, 1),
             ttft_ms=round(latency_ms * float(rng.uniform(0.1, 0.3)), 1),
-            input_tokens=int(rng.poisson(450 if regressed else 300)),
+            input_tokens=(input_tokens := int(rng.poisson(450 if regressed else 300))),
+            cache_read_input_tokens=input_tokens // 2 if number % 3 == 0 else 0,  # a third reuse a cached prefix
             output_tokens=int(rng.poisson(120)),
             finish_reason="stop",
             error="RateLimitError" if failed else None,
@@ -373,9 +380,12 @@ def _report(
         if not regressed:
             first_p95_ms.setdefault(name, p95_ms)
         ratio = p95_ms / first_p95_ms.get(name, p95_ms)
+        with pipeline.lock:
+            spend = pipeline.states[name].spend
+            spent = "" if spend is None else f"  spent {spend.total:8.2f} {spend.currency}"
         lines.append(
             f"  {name:<15} window {evaluation.window_events:5d}  p50 {quantiles[0.5]:6.0f} ms  "
-            f"p95 {p95_ms:6.0f} ms  errors {traffic.error_ratio:6.2%}"
+            f"p95 {p95_ms:6.0f} ms  errors {traffic.error_ratio:6.2%}{spent}"
             + (f"  <- p95 {ratio:.1f}x its first window" if ratio >= 1.5 else "")
         )
         drift = evaluation.drift

@@ -202,6 +202,7 @@ class PipelineCollector(SpecCollector):
         with pipeline.lock:  # one consistent snapshot, built before the scrape writes anything
             states = [state for state in pipeline.states if models is None or state.name in models]
             readings = [*_state(states), *_feedback(states)]
+            currencies = {state.name: state.spend.currency for state in states if state.spend is not None}
             readings += (
                 Reading(contract.SPLIT_MODEL_EVENTS, (state.name,), pipeline.states.n_split_events[state.name])
                 for state in states
@@ -218,8 +219,8 @@ class PipelineCollector(SpecCollector):
         if models is not None:
             evaluations = {model: evaluation for model, evaluation in evaluations.items() if model in models}
         return readings + [
-            *_evaluations(evaluations), *_drift(evaluations), *_data_quality(evaluations), *_quality(evaluations),
-            *_slices(evaluations), *_cohort(evaluations), *_versions(evaluations),
+            *_evaluations(evaluations, currencies), *_drift(evaluations), *_data_quality(evaluations),
+            *_quality(evaluations), *_slices(evaluations), *_cohort(evaluations), *_versions(evaluations),
         ]
 
 
@@ -242,6 +243,11 @@ def _state(states: list) -> Iterator[Reading]:
             yield Reading(contract.EVENTS, (state.name, kind), count)
         for direction, count in state.n_tokens.items():
             yield Reading(contract.TOKENS, (state.name, direction), count)
+        spend = state.spend
+        if spend is not None:
+            yield Reading(contract.COST, (state.name, spend.currency), spend.total)
+            if spend.budget_per_second is not None:
+                yield Reading(contract.COST_BUDGET, (state.name, spend.currency), spend.budget_per_second)
         reference = state.reference
         yield Reading(contract.REFERENCE_EVENTS, (state.name,), len(reference))
         if reference.id is not None:
@@ -275,8 +281,8 @@ def _buckets(histogram: Histogram) -> Buckets:
     return Buckets(counts, histogram.total / 1000.0)
 
 
-def _evaluations(evaluations: dict) -> Iterator[Reading]:
-    """Window size, traffic and time of each model's latest evaluation."""
+def _evaluations(evaluations: dict, currencies: dict[str, str]) -> Iterator[Reading]:
+    """Window size, traffic and time of each model's latest evaluation (cost in each model's ``currencies``)."""
     for model, evaluation in evaluations.items():
         yield Reading(contract.WINDOW_EVENTS, (model,), evaluation.window_events)
         yield Reading(contract.LAST_EVALUATION, (model,), evaluation.evaluated_at_ms / 1000.0)
@@ -286,6 +292,9 @@ def _evaluations(evaluations: dict) -> Iterator[Reading]:
         yield Reading(contract.ERROR_RATIO, (model,), traffic.error_ratio)
         for quantile, value_ms in traffic.latency_quantiles_ms:
             yield Reading(contract.WINDOW_LATENCY, (model, str(quantile)), value_ms / 1000.0)
+        if model in currencies:
+            for quantile, cost in traffic.cost_quantiles:
+                yield Reading(contract.WINDOW_COST, (model, currencies[model], str(quantile)), cost)
 
 
 #: ``driftwarden_quality``'s metrics, from the fields of a QualityResult.

@@ -106,6 +106,22 @@ SPLIT_MODEL_EVENTS = MetricSpec(
     note="its producer does not key events by model: with several replicas, its statistics are split",
 )
 TOKENS = MetricSpec("driftwarden_tokens_total", "counter", "Tokens used by model calls.", ("model", "direction"))
+COST = MetricSpec(
+    "driftwarden_cost_total",
+    "counter",
+    "Spend of the model's calls in its pricing currency: their tokens at the prices of the version each named.",
+    ("model", "currency"),
+    "models with `pricing` only; currency: its ISO 4217 code, one per model (sum by currency, never across "
+    "currencies); exact: each token at its price, summed as a fraction, rounded once",
+)
+COST_BUDGET = MetricSpec(
+    "driftwarden_cost_budget_per_second",
+    "gauge",
+    "The model's spend budget (pricing.budget) as spend per second in its currency: what "
+    "rate(driftwarden_cost_total[...]) should stay under.",
+    ("model", "currency"),
+    "models with `pricing.budget` only",
+)
 LABEL_VALUES_DROPPED = MetricSpec(
     "driftwarden_label_values_dropped_total",
     "counter",
@@ -193,6 +209,13 @@ WINDOW_LATENCY = MetricSpec(
     "Latency quantiles over the latest evaluated window.",
     ("model", "quantile"),
     "0.5, 0.9, 0.95, 0.99",
+)
+WINDOW_COST = MetricSpec(
+    "driftwarden_window_cost_per_call",
+    "gauge",
+    "Quantiles of a call's cost over the latest evaluated window, in the model's pricing currency.",
+    ("model", "currency", "quantile"),
+    "0.5, 0.9, 0.95, 0.99 of the calls that report tokens; models with `pricing` only",
 )
 ERROR_RATIO = MetricSpec(
     "driftwarden_error_ratio", "gauge", "Share of failed calls in the latest evaluated window.", ("model",)
@@ -517,12 +540,12 @@ ROLLBACK_REQUESTS = MetricSpec(
 
 #: The families by where they come from, each in the order of the exposition.
 PIPELINE: tuple[MetricSpec, ...] = (  # the pipeline's counters and histograms, kept by the hot path
-    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, SPANS_SKIPPED, SPLIT_MODEL_EVENTS, TOKENS, LABEL_VALUES_DROPPED,
-    CHANGES, REFERENCE_EVENTS, REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY, TIME_TO_FIRST_TOKEN,
-    LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
+    EVENTS, EVENTS_INVALID, EVENTS_UNMONITORED, SPANS_SKIPPED, SPLIT_MODEL_EVENTS, TOKENS, COST, COST_BUDGET,
+    LABEL_VALUES_DROPPED, CHANGES, REFERENCE_EVENTS, REFERENCE_INFO, INTERNAL_ERRORS, STATE_RESET, REQUEST_LATENCY,
+    TIME_TO_FIRST_TOKEN, LABEL_DELAY, FEEDBACK_PENDING, FEEDBACK,
 )  # fmt: skip
 EVALUATION: tuple[MetricSpec, ...] = (  # each model's latest evaluation
-    WINDOW_EVENTS, WINDOW_LATENCY, ERROR_RATIO, LAST_EVALUATION,
+    WINDOW_EVENTS, WINDOW_LATENCY, WINDOW_COST, ERROR_RATIO, LAST_EVALUATION,
     DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_DETECTED, DRIFT_SHARE, REFERENCE_AGE,
     DATA_QUALITY_SHARE, DATA_QUALITY_REFERENCE_SHARE, DATA_QUALITY_P_VALUE, DATA_QUALITY_THRESHOLD,
     DATA_QUALITY_FLAGGED,

@@ -6,7 +6,7 @@ report that shows it. A model's :class:`Columns` lays out its window from its
 config: the fixed columns of every model, one per feature (a text feature's
 numeric descriptors one each) and beside it whether its value had the wrong
 type, the feedback and id columns, the quality, bias and slice columns the
-config asks for, and each call's version, tokens and finish reason. The names and
+config asks for, and each call's version, tokens and finish reason (and cost, with pricing). The names and
 their order are what a checkpoint saves (see :attr:`ModelState.fingerprint
 <monitor.state.model.ModelState.fingerprint>`), so they never change.
 
@@ -34,6 +34,7 @@ from monitor.state.vocabulary import MISSING
 
 __all__ = [
     "CONTENT_FILTER",
+    "COST",
     "FAILED",
     "FEEDBACK_COLUMNS",
     "FINISH_REASON",
@@ -88,6 +89,8 @@ JSON_VALID, OUTCOME = "json_valid", "outcome"
 #: compared on.
 VERSION, FINISH_REASON = "version", "finish_reason"
 INPUT_TOKENS, OUTPUT_TOKENS = "input_tokens", "output_tokens"
+#: Each call's cost in its model's currency (a model with ``pricing`` only; see :mod:`monitor.state.spend`).
+COST = "cost"
 #: Finish reasons a model keeps by name (providers have a handful: stop, length, content_filter, tool_calls...);
 #: the rest are "__other__".
 MAX_FINISH_REASONS = 32
@@ -131,6 +134,8 @@ class Columns:
         layout[INPUT_TOKENS] = Column(np.float32, optional=True)
         layout[OUTPUT_TOKENS] = Column(np.float32, optional=True)
         layout[FINISH_REASON] = Column(np.int32, missing=MISSING, optional=True)
+        if model.pricing is not None:
+            layout[COST] = Column(np.float64, optional=True)
         self.layout = layout
 
     @staticmethod

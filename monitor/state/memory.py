@@ -193,6 +193,7 @@ def row_bytes(model: ModelConfig) -> int:
     # finish reason, input and output tokens (float32)
     fixed = 8 * 7 + 2 + 4 * 4 + 8 * IDS_PER_CALL
     fixed += 8 * model.quality.json_response + 4 * len(Columns.grouped(model)) + 8 * (model.bias.outcome is not None)
+    fixed += 8 * (model.pricing is not None)  # each call's cost
     return fixed + sum(_feature_bytes(feature) for feature in model.features)
 
 

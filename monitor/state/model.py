@@ -35,6 +35,7 @@ from monitor.ingest.events import Event, packed_floats, read_columns, read_field
 from monitor.state.changes import ChangeWatch
 from monitor.state.columns import (
     CONTENT_FILTER,
+    COST,
     FAILED,
     FEEDBACK_COLUMNS,
     FINISH_REASON,
@@ -58,6 +59,7 @@ from monitor.state.feedback import FeedbackJoin, feedback_values, join_key, join
 from monitor.state.histogram import MAX_COUNT, Histogram
 from monitor.state.labels import LabelStore
 from monitor.state.reference import Reference, read_reference_file
+from monitor.state.spend import Spend
 from monitor.state.versions import Versions, VersionsRead
 from monitor.state.vocabulary import MAX_VALUE_CHARS, MISSING, OTHER, Vocabulary
 from monitor.state.windows import Window
@@ -82,6 +84,8 @@ _FIELDS_READ = (
     "timestamp_ms", "latency_ms", "ttft_ms", "error", "score", "finish_reason", "prediction", *ID_COLUMNS,
     "input_tokens", "output_tokens", "model_version", "trace_id",
 )  # fmt: skip
+#: The field a model with pricing reads as well.
+_CACHE_READ = "cache_read_input_tokens"
 
 
 class ModelState:
@@ -113,6 +117,9 @@ class ModelState:
         for attribute in Columns.grouped(model):
             self.categories[attribute] = Vocabulary(config.limits.max_categories)
         self.window = Window(config.windows.size, self.columns.layout)
+        #: What its calls cost (None without ``pricing``: no cost is known, none is exported; set before the
+        #: reference, whose file's calls are windowed as the window's are).
+        self.spend = None if model.pricing is None else Spend(model.pricing)
         self._reference_events = reference_events
         self.reference = self._new_reference()
         self.latency = Histogram(LATENCY_BUCKETS_MS)
@@ -174,6 +181,9 @@ class ModelState:
         batch[VERSION] = self.versions.encode(read["model_version"], batch[TIMESTAMP_MS], first_row)
         if len(self.versions.live) > 1:  # only comparisons read finish reasons: a model of one version pays nothing
             batch[FINISH_REASON] = self._encode_finish_reasons(read["finish_reason"])
+        if self.spend is not None:
+            cache_read = _floats(read[_CACHE_READ])
+            batch[COST] = self.spend.add(batch[INPUT_TOKENS], batch[OUTPUT_TOKENS], cache_read, read["model_version"])
         ttft = _floats(read["ttft_ms"])
         self.latency.observe(batch[LATENCY_MS])
         self.ttft.observe(ttft)
@@ -257,6 +267,8 @@ class ModelState:
             INPUT_TOKENS: _floats(read["input_tokens"]),
             OUTPUT_TOKENS: _floats(read["output_tokens"]),
         }
+        if self.spend is not None:
+            batch[COST] = np.full(len(inference), np.nan)  # (billed by the spend, for the window only)
         for feature in self.features:
             batch.update(self._feature_columns(feature, read[feature.path]))
         batch.update(self._quality_columns(inference, read))
@@ -399,6 +411,7 @@ class ModelState:
             "ttft": self.ttft.snapshot(),
             "n_events": self.n_events,
             "n_tokens": self.n_tokens,
+            "spend": None if self.spend is None else self.spend.snapshot(),
             "vocabularies": {name: vocabulary.values for name, vocabulary in self.vocabularies.items()},
             "reference": self.reference.snapshot() if self._reference_events is None else None,
             "reference_source": self.reference.source,
@@ -420,6 +433,8 @@ class ModelState:
         self.ttft.restore(snapshot["ttft"])
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
+        if self.spend is not None:
+            self.spend.restore(snapshot.get("spend"), self.name)  # absent before spend was kept
         self.watermark_ms = snapshot["watermark_ms"]
         self.home = _saved_home(snapshot)
         self.changes.restore(snapshot["changes"])
@@ -728,6 +743,8 @@ def _paths_read(model: ModelConfig) -> tuple[str, ...]:
     """The paths at which the model's inference events are read (see :meth:`ModelState._read`): a top-level field
     (unset where absent), or ``features.<key>`` and ``segment.<key>`` (None where absent)."""
     paths = [*_FIELDS_READ, *(feature.path for feature in model.features), *Columns.grouped(model)]
+    if model.pricing is not None:
+        paths.append(_CACHE_READ)
     if model.quality.json_response:
         paths.append("response")
     if model.bias.outcome is not None:

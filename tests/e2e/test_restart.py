@@ -5,8 +5,9 @@ as a child process, and real signals. The reference is
 :func:`monitor.run.replay.replay` of ``examples/events.jsonl`` under the same
 config; the daemon's ``/metrics`` (without the families a replay has no notion
 of: consumer lag, checkpoints, dead-letter failures) must equal the replay's exposition
-byte for byte: counters, histogram buckets and exact sums, window gauges and
-the evaluation timestamp (the watermark in both).
+byte for byte: counters, histogram buckets and exact sums, the spend (the
+example prices its models), window gauges and the evaluation timestamp (the
+watermark in both).
 
 * Kafka vs replay: the whole file on a topic, one daemon, identical statistics.
 * SIGKILL: half the file is consumed and checkpointed, a few hundred more
@@ -64,7 +65,9 @@ def make_config(bootstrap_servers: str, state_dir: Path, topic: str, client: str
 def reference_exposition(config: dict) -> str:
     result = replay(parse_config(config), EVENTS)
     assert result.n_records == len(LINES) == 3609 and result.n_rejected == 3
-    return exposition(result.registry()).decode()
+    text = exposition(result.registry()).decode()
+    assert 'driftwarden_cost_total{currency="USD",model="support-bot"}' in text  # the example prices its models
+    return text
 
 
 def without_lag(text: str) -> str:

@@ -136,6 +136,8 @@ def test_the_overview_shows_what_the_issue_asks():
         "driftwarden_request_latency_seconds_bucket",  # p99 from the buckets, which hold the exemplars
         "model:driftwarden_time_to_first_token_seconds:p95_5m",
         "model_direction:driftwarden_tokens:rate5m",  # tokens
+        "model_currency:driftwarden_cost:rate5m", "driftwarden_cost_total", "driftwarden_window_cost_per_call",  # cost
+        "model_currency:driftwarden_cost_burn:ratio_rate1h", "model_currency:driftwarden_cost_burn:ratio_rate5m",
         "driftwarden_drift_share", "driftwarden_drift_detected", "driftwarden_drift_score", "driftwarden_drift_p_value",
         "driftwarden_data_quality_share", "driftwarden_data_quality_flagged",  # missing, wrong types, out of range
         "driftwarden_quality",  # quality proxies and label coverage

@@ -125,6 +125,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
                         "min_group_size": 10,
                     },
                     "slices": {"attributes": ["segment.region"], "min_group_size": 10},
+                    "pricing": {"currency": "USD", "input": 0.5, "output": 1.5, "budget": {"amount": 10}},
                 }
             ],
             "alerts": {
@@ -173,6 +174,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     assert series["driftwarden_alerts_firing"]["alertname"] == {"DataDrift"}
     assert series["driftwarden_retraining_jobs_total"]["model"] == {"loans"}
     assert series["driftwarden_version_verdict"]["version"] == {"rc1"}
+    assert series["driftwarden_cost_budget_per_second"]["currency"] == {"USD"}
     return series
 
 
@@ -241,7 +243,7 @@ def test_the_brief_alerts_are_all_there():
         "DriftwardenQualityDrop", "DriftwardenBias", "DriftwardenLabelsExpiring", "DriftwardenAccuracyEstimateOff",
         "DriftwardenChangeDetected",
         "DriftwardenInvalidEvents", "DriftwardenConsumerLag", "DriftwardenDown", "DriftwardenStale",
-        "DriftwardenDataQuality",
+        "DriftwardenDataQuality", "DriftwardenCostBurnRate",
     }  # fmt: skip
 
 

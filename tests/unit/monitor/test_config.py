@@ -214,6 +214,12 @@ def test_check_config_accepts_the_example(capsys):
     assert "kafka: llm-events (json) as group 'driftwarden', dead letters to llm-events-dlq" in out
     assert "every 30000 ms" in out  # the default checkpoint interval
     assert "    labels: the last 20000 calls kept for labels up to 604800000 ms late (20000 x 61 bytes" in out
+    assert (
+        "    pricing: USD per million tokens: input 3.0, cache read 0.3, output 15.0 (input_tokens include the cache "
+        "reads)\n      version '2026-02': input 3.0, cache read 0.3, output 12.0\n"
+        "      budget: 50 USD per 86400000 ms (0.000578704 a second)\n"
+    ) in out
+    assert "    pricing: EUR per million tokens: input 0.5, cache read 0.5, output 1.5" in out
     assert err == ""
 
 

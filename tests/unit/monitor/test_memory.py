@@ -37,6 +37,7 @@ WIDE = "\U0001f600"  # 4 bytes a character in a Python string
 EVERY_KIND = {
     "name": "m",
     "quality": {"json_response": True},
+    "pricing": {"currency": "USD", "input": 3, "output": 15},
     "bias": {"attributes": ["segment.region", "segment.tier"], "outcome": {"field": "prediction", "positive": "yes"}},
     "features": [
         {"name": "input_tokens", "kind": "numeric"},

@@ -30,6 +30,7 @@ CONFIG = {
             "bias": {"attributes": ["segment.region"], "outcome": {"positive": "yes"}, "min_group_size": 1},
             "slices": {"attributes": ["segment.region"], "min_group_size": 1},
             "versions": {"min_samples": 10},
+            "pricing": {"currency": "EUR", "input": 2, "output": 8, "budget": {"amount": 100}},
         }
     ],
     "alerts": {
@@ -46,8 +47,8 @@ def _events() -> list[Record]:
     for i in range(40):
         call = {"request_id": f"r{i}", "timestamp": 1_800_000_000 + i, "model": "bot", "latency_ms": 100 + i,
                 "ttft_ms": 10, "features": {"x": i * (3 if i > 20 else 1)}, "prediction": "yes" if i % 3 else "no",
-                "score": 0.8, "segment": {"region": "north" if i % 2 else "south"},
-                "model_version": "canary" if i % 4 == 0 else "stable"}  # fmt: skip
+                "score": 0.8, "segment": {"region": "north" if i % 2 else "south"}, "input_tokens": 100 + i,
+                "output_tokens": 9, "model_version": "canary" if i % 4 == 0 else "stable"}  # fmt: skip
         lines += [call, {"type": "feedback", "request_id": f"r{i}", "timestamp": 1_800_000_001 + i, "model": "bot",
                          "label": "yes"}]  # fmt: skip
     return [Record(json.dumps(line).encode(), "t", 0, i) for i, line in enumerate(lines)]
