@@ -11,11 +11,20 @@ from __future__ import annotations
 import json
 import re
 
+import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from monitor.ingest.events import Invalid, decode, decode_batch
+from monitor.ingest.otlp import decode_traces
+from tests.unit.monitor.test_otlp import START_S, _as_otlp_json, _request
 from tests.unit.monitor.test_plain_parse import _BASE, _strictly
+
+NS = 1_000_000_000
+TRACE = bytes(range(16))
+SPAN = bytes(range(8))
 
 # --- A trace id in a JSON event ---------------------------------------------------------------------------------------
 
@@ -41,3 +50,61 @@ def test_a_trace_id_is_32_hex_digits_exactly_in_c_and_in_msgspec_alike(trace_id)
         assert type(alone) is not Invalid and alone.trace_id == trace_id
     else:
         assert alone == Invalid("wrong_type", "trace_id")
+
+
+# --- OTLP/JSON documents ----------------------------------------------------------------------------------------------
+
+
+def _document(**span_fields) -> dict:
+    """An OTLP/JSON request of one model call's span, its fields overridden by ``span_fields``."""
+    span = {
+        "traceId": TRACE.hex(),
+        "spanId": SPAN.hex(),
+        "startTimeUnixNano": str(START_S * NS),
+        "endTimeUnixNano": str(START_S * NS + 250_000_000),
+        "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "m"}}],
+        **span_fields,
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+
+
+def test_ids_under_protobufs_original_field_names_are_read_as_hex_too():
+    """protobuf's JSON mapping (and the Collector's own OTLP/JSON reader) take ``trace_id`` as well as ``traceId``:
+    the ids under those names were read as base64, and 32 hex digits are valid base64, so the call was counted under
+    a request id and trace id that no tracer ever wrote."""
+    document = _document()
+    span = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["trace_id"], span["span_id"] = span.pop("traceId"), span.pop("spanId")
+
+    (event,) = decode_traces(msgspec.json.encode(document), "otlp_json").events
+
+    assert (event.request_id, event.trace_id) == (f"{TRACE.hex()}-{SPAN.hex()}", TRACE.hex())
+
+
+def test_a_document_nested_deeper_than_the_parser_allows_is_oversized_as_a_json_event_is_not_an_internal_error():
+    """A JSON event nested too deeply is ``oversized`` (see REASONS); an OTLP/JSON document was an internal error,
+    counted as a bug of the decoder."""
+    depth = 5_000
+    deep = '{"arrayValue": {"values": [' * depth + '{"stringValue": "x"}' + "]}}" * depth
+    document = json.dumps(_document()).replace('{"stringValue": "m"}', deep)
+
+    decoded = decode_traces(document.encode(), "otlp_json")
+
+    assert isinstance(decoded, Invalid) and decoded.reason == "oversized"
+
+
+# --- Spans --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
+def test_a_span_without_a_start_time_has_no_latency_rather_than_one_of_fifty_years(encoding):
+    """OTLP's times are required, 0 meaning unset: a span that never set its start was a call that took since 1970
+    (1.7e12 ms), in the latency histogram, its quantiles and the error budget's slow calls."""
+    raw = _request({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 7}, start_ns=0)
+    if encoding == "otlp_json":
+        raw = _as_otlp_json(ExportTraceServiceRequest.FromString(raw))
+
+    (event,) = decode_traces(raw, encoding).events
+
+    assert event.latency_ms in (msgspec.UNSET, None)
+    assert event.input_tokens == 7 and event.timestamp_ms == pytest.approx((START_S + 0.25) * 1000)
