@@ -113,6 +113,7 @@ def test_the_daemons_group_is_neither_joined_nor_committed(kafka_broker, topic, 
         (T0_MS + 10_200, T0_MS + 10_800, 0),  # between two messages
         (T0_MS + 10_000, T0_MS + 10_001, 1),  # one message
         (T0_MS - 3_600_000, T0_MS + 3_600_000, N),  # the whole topic
+        (-3_600_000, T0_MS + 10_000, 10),  # from before the epoch (Kafka's time lookup refuses negative times)
     ],
 )
 def test_ranges_at_the_edges(kafka_broker, topic, since_ms, until_ms, n_expected):
