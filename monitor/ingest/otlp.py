@@ -69,8 +69,10 @@ _READ = frozenset(ALIASES) | {"gen_ai.response.model"}
 #: Hex in OTLP/JSON, base64 in protobuf's own mapping; under protobuf's original names too, which its mapping (and the
 #: Collector's reader) takes as well.
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
-_NS_PER_MS = 1e6
-_NS_PER_S = 1e9
+# Integers: an integer divided by one is correctly rounded, where the float 1e9 rounds the nanoseconds first (a span
+# would be earlier than a JSON event of the same instant, on the other side of a boundary there).
+_NS_PER_MS = 10**6
+_NS_PER_S = 10**9
 
 
 class Decoded(NamedTuple):

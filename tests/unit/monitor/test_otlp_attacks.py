@@ -135,3 +135,20 @@ def test_the_dead_letters_of_a_messages_rejected_spans_are_not_much_larger_than_
 
     assert [invalid.reason for _, invalid in decoded.rejected] == ["negative"] * 200
     assert sum(len(letter) for letter, _ in decoded.rejected) <= 2 * len(raw)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.integers(946_684_800 * NS, 2**64 - 1), st.integers(0, 10**12))
+def test_a_span_is_at_the_time_a_json_event_of_the_same_instant_is(end_ns, latency_ns):
+    """The oracle is a JSON event whose timestamp is the span's end in decimal seconds, exactly: the two must fall on
+    the same side of every boundary. Dividing by the float 1e9 rounded the nanoseconds to a float first, so a span
+    ending at 12:00:00.250 was 0.2 us earlier, in the window before a boundary there."""
+    start_ns = max(end_ns - latency_ns, 1)
+    raw = _request({"gen_ai.request.model": "m"}, start_ns, end_ns)
+    seconds = f"{end_ns // NS}.{end_ns % NS:09d}"
+    as_json = decode(b'{"request_id": "r", "model": "m", "timestamp": ' + seconds.encode() + b"}")
+
+    (event,) = decode_traces(raw, "otlp_proto").events
+
+    assert event.timestamp_ms == as_json.timestamp_ms
+    assert event.latency_ms == (end_ns - start_ns) / 10**6  # correctly rounded
