@@ -247,6 +247,6 @@ def _alone(resource_spans: ResourceSpans, scope_spans: ScopeSpans, span: Span, e
     scope.spans.append(span)
     if encoding == "otlp_proto":
         return request.SerializeToString()
-    document = json_format.MessageToDict(request)
+    document = json_format.MessageToDict(request, use_integers_for_enums=True)  # as OTLP/JSON requires
     _convert_ids(document, _base64_to_hex)
     return msgspec.json.encode(document)

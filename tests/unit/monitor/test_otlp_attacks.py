@@ -152,3 +152,19 @@ def test_a_span_is_at_the_time_a_json_event_of_the_same_instant_is(end_ns, laten
 
     assert event.timestamp_ms == as_json.timestamp_ms
     assert event.latency_ms == (end_ns - start_ns) / 10**6  # correctly rounded
+
+
+def test_a_rejected_spans_json_dead_letter_writes_enums_as_integers_as_otlp_json_requires():
+    """OTLP/JSON: "values of enum fields MUST be encoded as integer values". The dead letter wrote protobuf's names
+    (``"kind": "SPAN_KIND_CLIENT"``), which a strict OTLP/JSON reader refuses: it could not be sent again as it was."""
+    request = ExportTraceServiceRequest.FromString(
+        _request({"gen_ai.request.model": "m"}, START_S * NS + 1, START_S * NS)
+    )
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    span.kind, span.status.code = 3, 2  # CLIENT, ERROR
+    sent = _as_otlp_json(request)
+
+    [(letter, invalid)] = decode_traces(sent, "otlp_json").rejected
+
+    assert invalid.reason == "negative"
+    assert msgspec.json.decode(letter) == json.loads(sent)  # the span as it came
