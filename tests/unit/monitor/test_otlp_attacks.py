@@ -9,6 +9,7 @@ defects whose fix is a design decision (see their reasons).
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import msgspec
@@ -16,10 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from monitor.config import parse_config
+from monitor.export.collectors import build_registry
+from monitor.ingest import Record
 from monitor.ingest.events import Invalid, decode, decode_batch
 from monitor.ingest.otlp import decode_traces
-from tests.unit.monitor.test_otlp import START_S, _as_otlp_json, _request
+from monitor.pipeline import Pipeline
+from monitor.state.model import LATENCY_BUCKETS_MS, TTFT_BUCKETS_MS
+from monitor.state.vocabulary import OTHER
+from tests.unit.monitor.test_otlp import START_S, _as_otlp_json, _otlp_config, _request
 from tests.unit.monitor.test_plain_parse import _BASE, _strictly
 
 NS = 1_000_000_000
@@ -168,3 +177,49 @@ def test_a_rejected_spans_json_dead_letter_writes_enums_as_integers_as_otlp_json
 
     assert invalid.reason == "negative"
     assert msgspec.json.decode(letter) == json.loads(sent)  # the span as it came
+
+
+# --- Exemplars in the OpenMetrics exposition --------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    st.lists(st.text(min_size=1, max_size=40).filter(lambda name: name != OTHER), min_size=1, max_size=3, unique=True)
+)
+def test_the_openmetrics_exposition_parses_with_an_exemplar_on_every_bucket_whatever_the_model_names(models):
+    """Models named with quotes, backslashes, newlines, ``# EOF``, braces or any other character, each with a traced
+    call in every latency and time-to-first-token bucket: the exposition parses as OpenMetrics, and every bucket's
+    exemplar is the last call sent into it, under the model's name as sent."""
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    sent = {}  # (family, model, bucket's upper bound in ms) -> trace id of the last call into it
+    number = 0
+    for model in models:
+        for _ in range(2):  # the second call into a bucket is its exemplar
+            for latency_ms, ttft_ms in zip((*LATENCY_BUCKETS_MS, 10**6), (*TTFT_BUCKETS_MS, 10**6), strict=True):
+                number += 1
+                end_ns = START_S * NS + number * 10**6 + latency_ms * 10**6
+                span = scope.spans.add(
+                    trace_id=number.to_bytes(16, "big"), span_id=number.to_bytes(8, "big"),
+                    start_time_unix_nano=end_ns - latency_ms * 10**6, end_time_unix_nano=end_ns,
+                )  # fmt: skip
+                span.attributes.add(key="gen_ai.request.model").value.string_value = model
+                span.attributes.add(key="gen_ai.response.time_to_first_chunk").value.double_value = ttft_ms / 1000
+                sent["driftwarden_request_latency_seconds", model, latency_ms] = f"{number:032x}"
+                sent["driftwarden_time_to_first_token_seconds", model, ttft_ms] = f"{number:032x}"
+    pipeline = Pipeline(parse_config(_otlp_config("otlp_proto")))
+    assert pipeline.apply([Record(request.SerializeToString(), "traces", 0, 0)]) == []
+
+    families = text_string_to_metric_families(openmetrics(build_registry(pipeline)).decode())
+
+    shown = {
+        (family.name, sample.labels["model"], float(sample.labels["le"])): sample.exemplar.labels["trace_id"]
+        for family in families
+        if family.name in ("driftwarden_request_latency_seconds", "driftwarden_time_to_first_token_seconds")
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+    assert shown == {
+        (family, model, math.inf if bound == 10**6 else bound / 1000): trace
+        for (family, model, bound), trace in sent.items()
+    }
