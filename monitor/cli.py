@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -274,7 +274,9 @@ def _instant_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)") from None
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
-    return round(instant.timestamp() * 1000)
+    # The millisecond at or after it, exactly: Kafka stamps whole ones, so a message is at or after (or before) the
+    # time if and only if it is at or after (before) that millisecond.
+    return -(-(instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1))
 
 
 def _replay_source(config: Config, arguments: argparse.Namespace) -> str | TopicRange:

@@ -159,6 +159,15 @@ class KafkaConfig(_Section):
             raise ValueError(f"names a topic twice: {names}")
         return topics
 
+    @model_validator(mode="after")
+    def _dead_letters_elsewhere(self) -> KafkaConfig:
+        if self.dead_letter_topic in self.topic_names:
+            raise ValueError(
+                f"dead_letter_topic {self.dead_letter_topic!r} is a topic read: each dead letter would be read, "
+                "rejected and dead-lettered again, forever"
+            )
+        return self
+
     @property
     def topic_names(self) -> list[str]:
         return [topic.name for topic in self.topics]

@@ -97,7 +97,8 @@ class TopicRange:
         partitions = [TopicPartition(self.topic, number) for number in sorted(numbers)]
         first = consumer.beginning_offsets(partitions)
         ends = consumer.end_offsets(partitions)
-        found = consumer.offsets_for_times({partition: self.since_ms for partition in partitions})
+        since_ms = max(self.since_ms, 0)  # Kafka's time lookup refuses times before the epoch; none is stamped so
+        found = consumer.offsets_for_times({partition: since_ms for partition in partitions})
         starts = {p: at.offset for p, at in found.items() if at is not None and ends[p] > first[p]}
         reading = set(starts)
         confirmed: set[TopicPartition] = set()  # partitions whose end a fetch's high watermark has checked

@@ -106,7 +106,8 @@ Count = Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)]
 UnitInterval = Annotated[int, Meta(ge=0, le=1)] | Annotated[float, Meta(ge=0, le=1)]
 Scalar = str | ExactInt | float | bool | None
 Timestamp = Annotated[datetime, Meta(tz=True)]  # RFC 3339; a time without an offset is ambiguous
-TraceId = Annotated[str, Meta(pattern="^[0-9a-fA-F]{32}$")]  # W3C trace context's, as OpenTelemetry writes it
+# W3C trace context's, as OpenTelemetry writes it; \Z, since Python's $ also matches before a final newline
+TraceId = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{32}\Z")]
 
 
 class Invalid(NamedTuple):

@@ -11,7 +11,7 @@ attributes become the event's fields through the decoder's own alias table (see
 judges the result as it judges a JSON event. Besides them:
 
 - ``request_id`` is ``TRACEID-SPANID`` (hex), ``trace_id`` the trace's (an exemplar);
-- ``timestamp`` is the span's end, ``latency_ms`` its end minus its start;
+- ``timestamp`` is the span's end, ``latency_ms`` its end minus its start (none if its start is unset, 0);
 - ``error`` is ``error.type``, else ``_OTHER`` (the conventions' fallback) if the span's status is an error;
 - ``model_version`` is ``gen_ai.response.model`` where it differs from the model asked for (the snapshot a
   provider served, as ``gpt-4o-2024-08-06`` for ``gpt-4o``).
@@ -66,9 +66,13 @@ OTHER_ERROR = "_OTHER"
 _MODEL_ATTRIBUTES = ("gen_ai.request.model", "gen_ai.response.model")
 #: The span attributes read: the decoder's aliases and the response model.
 _READ = frozenset(ALIASES) | {"gen_ai.response.model"}
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId")  # hex in OTLP/JSON, base64 in protobuf's own mapping
-_NS_PER_MS = 1e6
-_NS_PER_S = 1e9
+#: Hex in OTLP/JSON, base64 in protobuf's own mapping; under protobuf's original names too, which its mapping (and the
+#: Collector's reader) takes as well.
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+# Integers: an integer divided by one is correctly rounded, where the float 1e9 rounds the nanoseconds first (a span
+# would be earlier than a JSON event of the same instant, on the other side of a boundary there).
+_NS_PER_MS = 10**6
+_NS_PER_S = 10**9
 
 
 class Decoded(NamedTuple):
@@ -115,6 +119,8 @@ def _parse(raw: bytes, encoding: str) -> ExportTraceServiceRequest | Invalid:
         document = msgspec.json.decode(raw)
     except msgspec.DecodeError as error:
         return Invalid("not_json", str(error)[:120])
+    except RecursionError:  # as a JSON event's
+        return Invalid("oversized", "nested deeper than the parser allows")
     try:
         _convert_ids(document, _hex_to_base64)
         return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
@@ -196,7 +202,8 @@ def _call(
     if len(span.trace_id) == 16:
         mapping["trace_id"] = span.trace_id.hex()
     mapping["timestamp"] = span.end_time_unix_nano / _NS_PER_S
-    mapping["latency_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) / _NS_PER_MS
+    if span.start_time_unix_nano:  # 0 is unset: no latency, rather than one since 1970
+        mapping["latency_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) / _NS_PER_MS
     if span.status.code == Status.STATUS_CODE_ERROR and "error.type" not in mapping:
         mapping["error"] = OTHER_ERROR
     return decode_mapping(mapping, latest_ms)
@@ -240,6 +247,6 @@ def _alone(resource_spans: ResourceSpans, scope_spans: ScopeSpans, span: Span, e
     scope.spans.append(span)
     if encoding == "otlp_proto":
         return request.SerializeToString()
-    document = json_format.MessageToDict(request)
+    document = json_format.MessageToDict(request, use_integers_for_enums=True)  # as OTLP/JSON requires
     _convert_ids(document, _base64_to_hex)
     return msgspec.json.encode(document)

@@ -433,8 +433,8 @@ class ModelState:
         self.ttft.restore(snapshot["ttft"])
         self.n_events = dict(snapshot["n_events"])
         self.n_tokens = dict(snapshot["n_tokens"])
-        if self.spend is not None:
-            self.spend.restore(snapshot.get("spend"), self.name)  # absent before spend was kept
+        if self.spend is not None and not self.spend.restore(snapshot.get("spend"), self.name):  # absent: before spend
+            self.window.clear(COST)  # its calls' costs are in the currency before: unknown in this one
         self.watermark_ms = snapshot["watermark_ms"]
         self.home = _saved_home(snapshot)
         self.changes.restore(snapshot["changes"])

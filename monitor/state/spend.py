@@ -124,21 +124,23 @@ class Spend:
             "tokens": [[[str(price) for price in prices], counts] for prices, counts in self.tokens.items()],
         }
 
-    def restore(self, snapshot: dict | None, model: str) -> None:
+    def restore(self, snapshot: dict | None, model: str) -> bool:
         """Take back a :meth:`snapshot` of ``model``'s spend: it goes on from there, under whatever prices applied to
-        each token. Spend in another currency (the config changed it) is not carried over: this one's starts at 0."""
+        each token. Spend in another currency (the config changed it) is not carried over: this one's starts at 0.
+        Whether the saved costs are in this currency (False: the window's costs of the saved calls are not)."""
         self.tokens = {}
         if snapshot is None:  # saved before the model had pricing, or before spend was kept
-            return
+            return True
         if snapshot["currency"] != self.currency:
             log.warning(
                 "model %s: its spend in %s is not carried over into %s, which starts at 0",
                 model, snapshot["currency"], self.currency,
             )  # fmt: skip
-            return
+            return False
         for prices, counts in snapshot["tokens"]:
             key = (Decimal(prices[0]), Decimal(prices[1]), Decimal(prices[2]))
             self.tokens[key] = [min(int(count), MAX_COUNT) for count in counts]
+        return True
 
 
 def price_lines(pricing: PricingConfig) -> list[str]:

@@ -99,6 +99,10 @@ class Window:
         """Overwrite one column of several rows the ring still holds."""
         self._data[name][rows % self.capacity] = values
 
+    def clear(self, name: str) -> None:
+        """Set one column of every row to its missing value."""
+        self._data[name][:] = self.columns[name].missing
+
     def read(self, row: int, name: str) -> Any:
         """One value of a row the ring still holds."""
         return self._data[name][row % self.capacity]

@@ -113,6 +113,7 @@ def test_the_daemons_group_is_neither_joined_nor_committed(kafka_broker, topic, 
         (T0_MS + 10_200, T0_MS + 10_800, 0),  # between two messages
         (T0_MS + 10_000, T0_MS + 10_001, 1),  # one message
         (T0_MS - 3_600_000, T0_MS + 3_600_000, N),  # the whole topic
+        (-3_600_000, T0_MS + 10_000, 10),  # from before the epoch (Kafka's time lookup refuses negative times)
     ],
 )
 def test_ranges_at_the_edges(kafka_broker, topic, since_ms, until_ms, n_expected):
@@ -188,3 +189,21 @@ def _exit_code(config_file, *arguments: str) -> int:
         return _replay(config_file, *arguments)
     except SystemExit as exit:
         return exit.code
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "n_expected"),
+    [
+        ("2026-01-01T00:00:10.0004Z", "2026-01-01T00:00:12Z", 1),  # message 10 is before --since: 11 only
+        ("2026-01-01T00:00:10Z", "2026-01-01T00:00:11.0004Z", 2),  # message 11 is before --until: 10 and 11
+        ("2026-01-01T00:00:10.001Z", "2026-01-01T00:00:12.001Z", 2),  # 11, 12: a millisecond is exact (no float)
+    ],
+)
+def test_a_time_between_two_milliseconds_bounds_the_range_as_it_says(
+    topic, config_file, capsys, since, until, n_expected
+):
+    """Kafka stamps whole milliseconds: a message is at or after ``--since`` if it is at or after the millisecond
+    above it, and before ``--until`` if before the millisecond above it. Rounding to the nearest one took a message
+    stamped before ``--since`` and left out one before ``--until``."""
+    assert _replay(config_file, "--from-kafka", topic, "--since", since, "--until", until) == 0
+    assert f"replayed {n_expected} events" in capsys.readouterr().out

@@ -97,6 +97,12 @@ BAD = [
     ),  # fmt: skip
     pytest.param("kafka: {topics: []}\n", "kafka.topics: must have at least 1 item(s)", id="no-topics"),
     pytest.param(
+        "kafka: {topics: [llm-events, {name: traces, encoding: otlp_proto}], dead_letter_topic: traces}\n",
+        "kafka: dead_letter_topic 'traces' is a topic read: each dead letter would be read, rejected and dead-lettered "
+        "again, forever",
+        id="dead-letters-into-a-topic-read",
+    ),  # fmt: skip
+    pytest.param(
         "windows:\n  size: 10\n   bad: [\n",
         "not valid YAML at line 3, column 7: mapping values are not allowed here",
         id="invalid-yaml",
