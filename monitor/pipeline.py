@@ -68,10 +68,12 @@ CATCH_UP_EVERY = 10
 
 
 class DeadLetter(NamedTuple):
-    """A rejected record and why."""
+    """A rejected record, why, and how many events it holds (the spans of an OpenTelemetry message rejected for
+    one reason share a record: see :mod:`monitor.ingest.otlp`)."""
 
     record: Record
     invalid: Invalid
+    n_events: int = 1
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,8 @@ class Pipeline:
     def _decode_traces(
         self, batch: PartitionBatch, encoding: str, latest_ms: float
     ) -> tuple[list[Event], list[DeadLetter], dict[str, int]]:
-        """:meth:`decode` of a topic of OpenTelemetry traces: a rejected span is dead-lettered alone, as a request
-        of its own at its message's offset (see :mod:`monitor.ingest.otlp`)."""
+        """:meth:`decode` of a topic of OpenTelemetry traces: the spans of a message rejected for one reason are
+        dead-lettered together, as a request of their own at their message's offset (see :mod:`monitor.ingest.otlp`)."""
         events: list[Event] = []
         rejected = []
         skipped = dict.fromkeys(SKIPPED, 0)
@@ -186,7 +188,10 @@ class Pipeline:
                 continue
             events += decoded.events
             record = batch.record(index)
-            rejected += [DeadLetter(record._replace(value=span), invalid) for span, invalid in decoded.rejected]
+            rejected += [
+                DeadLetter(record._replace(value=letter), invalid, n_spans)
+                for letter, invalid, n_spans in decoded.rejected
+            ]
             for reason, count in decoded.skipped.items():
                 skipped[reason] += count
         return events, rejected, skipped
@@ -210,7 +215,7 @@ class Pipeline:
         by_model = _by_model(events)
         with self.lock:
             for letter in rejected:
-                self.n_invalid[letter.invalid.reason] += 1
+                self.n_invalid[letter.invalid.reason] += letter.n_events
             for reason, count in (skipped or {}).items():
                 self.n_spans_skipped[reason] += count
         for model, group in by_model.items():

@@ -19,9 +19,10 @@ judges the result as it judges a JSON event. Besides them:
 Each ``gen_ai.evaluation.result`` event of a span becomes a feedback event on that span's call (its request id;
 ``gen_ai.response.id`` if the event names one): ``gen_ai.evaluation.name`` and ``gen_ai.evaluation.score.value``
 (the judge score, in [0, 1]), at the event's time. A span whose call or evaluation is not a valid event is rejected
-whole (sent again, nothing of it is counted twice). Other spans are skipped and counted by :data:`SKIPPED`; a rejected
-span's dead letter is a request holding it only, in the topic's encoding, and a message that does not decode is
-rejected whole, as ``not_otlp``.
+whole (sent again, nothing of it is counted twice). Other spans are skipped and counted by :data:`SKIPPED`. The
+spans of a message rejected for one reason share a dead letter: a request holding them only (:class:`Rejected`), in
+the topic's encoding, so that the dead letters of a message are never more than one copy of it a reason. A message
+that does not decode is rejected whole, as ``not_otlp``.
 
 >>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 >>> request = ExportTraceServiceRequest()
@@ -50,7 +51,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from monitor.ingest.events import ALIASES, Event, Invalid, decode_mapping
 
-__all__ = ["ENCODINGS", "SKIPPED", "Decoded", "decode_traces"]
+__all__ = ["ENCODINGS", "SKIPPED", "Decoded", "Rejected", "decode_traces"]
 
 #: The Collector's names of the encodings read here (its Kafka exporter's ``encoding``).
 ENCODINGS = ("otlp_proto", "otlp_json")
@@ -75,12 +76,21 @@ _NS_PER_MS = 10**6
 _NS_PER_S = 10**9
 
 
+class Rejected(NamedTuple):
+    """A message's spans rejected for one reason: a request holding them (each resource and scope once), in the
+    message's encoding; why the first was rejected; how many there are."""
+
+    letter: bytes
+    invalid: Invalid
+    n_spans: int
+
+
 class Decoded(NamedTuple):
-    """What one message held: its events, its rejected spans (each a request of its own, in the message's
-    encoding, and why) and how many spans were skipped, by reason."""
+    """What one message held: its events, its rejected spans (by reason) and how many spans were skipped, by
+    reason."""
 
     events: list[Event]
-    rejected: list[tuple[bytes, Invalid]]
+    rejected: list[Rejected]
     skipped: dict[str, int]
 
 
@@ -98,12 +108,16 @@ def decode_traces(
         if isinstance(request, Invalid):
             return request
         decoded = Decoded([], [], dict.fromkeys(SKIPPED, 0))
-        for resource_spans, scope_spans, span in _spans(request):
+        rejected: dict[str, list[tuple[Invalid, _Where, Span]]] = {}  # by reason, in order
+        for where, span in _spans(request):
             skipped = _add_span(span, decoded.events, latest_ms)
             if isinstance(skipped, Invalid):
-                decoded.rejected.append((_alone(resource_spans, scope_spans, span, encoding), skipped))
+                rejected.setdefault(skipped.reason, []).append((skipped, where, span))
             elif skipped is not None:
                 decoded.skipped[skipped] += 1
+        for spans in rejected.values():
+            letter = _request_of([(where, span) for _, where, span in spans], encoding)
+            decoded.rejected.append(Rejected(letter, spans[0][0], len(spans)))
         return decoded
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)
@@ -148,11 +162,20 @@ def _convert_ids(document: Any, convert: Callable[[str], str]) -> None:
                             holder[name] = convert(holder[name])
 
 
-def _spans(request: ExportTraceServiceRequest) -> Iterator[tuple[ResourceSpans, ScopeSpans, Span]]:
-    for resource_spans in request.resource_spans:
-        for scope_spans in resource_spans.scope_spans:
+class _Where(NamedTuple):
+    """Where a span is in its request: its resource's and its scope's place, and theirs."""
+
+    resource: int
+    scope: int
+    resource_spans: ResourceSpans
+    scope_spans: ScopeSpans
+
+
+def _spans(request: ExportTraceServiceRequest) -> Iterator[tuple[_Where, Span]]:
+    for resource, resource_spans in enumerate(request.resource_spans):
+        for scope, scope_spans in enumerate(resource_spans.scope_spans):
             for span in scope_spans.spans:
-                yield resource_spans, scope_spans, span
+                yield _Where(resource, scope, resource_spans, scope_spans), span
 
 
 def _add_span(span: Span, events: list[Event], latest_ms: float) -> str | Invalid | None:
@@ -234,17 +257,26 @@ def _value(value: AnyValue) -> Any:
     return None
 
 
-def _alone(resource_spans: ResourceSpans, scope_spans: ScopeSpans, span: Span, encoding: str) -> bytes:
-    """A request that holds ``span`` only, with its resource and scope, encoded as ``encoding``: a dead letter
-    that can be sent again as it is."""
+def _request_of(spans: list[tuple[_Where, Span]], encoding: str) -> bytes:
+    """A request that holds ``spans`` only, each under its resource and scope (each of those once), encoded as
+    ``encoding``: a dead letter that can be sent again as it is, no larger than the message it came from."""
     request = ExportTraceServiceRequest()
-    resource = request.resource_spans.add(schema_url=resource_spans.schema_url)
-    if resource_spans.HasField("resource"):
-        resource.resource.CopyFrom(resource_spans.resource)
-    scope = resource.scope_spans.add(schema_url=scope_spans.schema_url)
-    if scope_spans.HasField("scope"):
-        scope.scope.CopyFrom(scope_spans.scope)
-    scope.spans.append(span)
+    resources: dict[int, ResourceSpans] = {}
+    scopes: dict[tuple[int, int], ScopeSpans] = {}
+    for where, span in spans:
+        if where.resource not in resources:
+            resource = resources[where.resource] = request.resource_spans.add(
+                schema_url=where.resource_spans.schema_url
+            )
+            if where.resource_spans.HasField("resource"):
+                resource.resource.CopyFrom(where.resource_spans.resource)
+        if (where.resource, where.scope) not in scopes:
+            scope = scopes[where.resource, where.scope] = resources[where.resource].scope_spans.add(
+                schema_url=where.scope_spans.schema_url
+            )
+            if where.scope_spans.HasField("scope"):
+                scope.scope.CopyFrom(where.scope_spans.scope)
+        scopes[where.resource, where.scope].spans.append(span)
     if encoding == "otlp_proto":
         return request.SerializeToString()
     document = json_format.MessageToDict(request, use_integers_for_enums=True)  # as OTLP/JSON requires

@@ -326,7 +326,7 @@ class Daemon:
                 self._checkpoint()
 
     def _apply(self, batches: list[PartitionBatch]) -> None:
-        for record, invalid in self.pipeline.apply_batches(batches, wall_ms=time.time() * 1000):
+        for record, invalid, _ in self.pipeline.apply_batches(batches, wall_ms=time.time() * 1000):
             if self._dead_letters is not None:
                 self._dead_letters.write(record, invalid.reason, invalid.detail)
             else:

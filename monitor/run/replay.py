@@ -81,7 +81,7 @@ def replay(
     for batches in events:
         rejected = pipeline.apply_batches(batches)
         n_records += sum(len(batch.values) for batch in batches)
-        n_rejected += len(rejected)
+        n_rejected += sum(letter.n_events for letter in rejected)
         if dead_letters is not None:
             for letter in rejected:
                 dead_letters.write(letter.record, letter.invalid.reason, letter.invalid.detail)

@@ -116,8 +116,8 @@ def test_a_span_that_is_not_a_valid_call_is_rejected_alone(attributes, reason, d
 
     decoded = decode_traces(good.SerializeToString(), "otlp_proto")
     assert len(decoded.events) == len([span for span in SPANS[:6] if "gen_ai.request.model" in span.attributes]) + 1
-    [(letter, invalid)] = decoded.rejected
-    assert invalid.reason == reason and invalid.detail.startswith(detail)
+    [(letter, invalid, n_spans)] = decoded.rejected
+    assert invalid.reason == reason and invalid.detail.startswith(detail) and n_spans == 1
     assert ExportTraceServiceRequest.FromString(letter) == bad  # the span alone, as it came: it can be sent again
 
 
@@ -140,11 +140,11 @@ def test_a_rejected_span_of_a_json_topic_is_dead_lettered_in_json_with_hex_ids()
     )
     decoded = decode_traces(msgspec.json.encode(document), "otlp_json")
 
-    [(letter, invalid)] = decoded.rejected
+    [(letter, invalid, _)] = decoded.rejected
     assert invalid == Invalid("negative", "gen_ai.usage.input_tokens")
     [span] = msgspec.json.decode(letter)["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert (span["traceId"], span["spanId"]) == (bytes(range(16)).hex(), bytes(range(8)).hex())
-    assert decode_traces(letter, "otlp_json").rejected[0][1] == invalid  # sent again, judged the same
+    assert decode_traces(letter, "otlp_json").rejected[0].invalid == invalid  # sent again, judged the same
     assert bad.resource_spans[0].scope_spans[0].spans[0].trace_id == bytes(range(16))
 
 
@@ -177,7 +177,7 @@ def test_an_oversized_message_is_invalid_before_it_is_parsed():
 )
 def test_a_span_that_ends_before_it_starts_or_never_is_rejected(start_ns, end_ns, reason):
     decoded = decode_traces(_request({"gen_ai.request.model": "m"}, start_ns, end_ns), "otlp_proto")
-    assert [invalid.reason for _, invalid in decoded.rejected] == [reason]
+    assert [rejected.invalid.reason for rejected in decoded.rejected] == [reason]
 
 
 @settings(max_examples=300, deadline=None)
@@ -253,7 +253,9 @@ def test_an_evaluation_without_a_time_is_at_its_span_end():
 def test_a_span_whose_evaluation_is_invalid_is_rejected_whole_so_that_sending_it_again_counts_nothing_twice():
     decoded = decode_traces(_with_evaluation(5.0, START_S * NS), "otlp_proto")
     assert decoded.events == []
-    assert [invalid for _, invalid in decoded.rejected] == [Invalid("out_of_range", "gen_ai.evaluation.score.value")]
+    assert [rejected.invalid for rejected in decoded.rejected] == [
+        Invalid("out_of_range", "gen_ai.evaluation.score.value")
+    ]
 
 
 _KEYS = st.sampled_from(
@@ -315,9 +317,10 @@ def _hostile_request(spans: list) -> ExportTraceServiceRequest:
 
 @settings(max_examples=300, deadline=None)
 @given(_SPANS, st.sampled_from(ENCODINGS))
-def test_every_span_is_counted_rejected_or_skipped_and_a_rejected_one_is_sent_back_alone(spans, encoding):
+def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_back_by_reason(spans, encoding):
     """Hostile attributes, times and statuses: nothing raises, nothing is an internal error, and each span ends up
-    exactly once as a call (with its evaluations), a rejection (whose dead letter holds it alone) or a skip."""
+    exactly once as a call (with its evaluations), a rejection (whose dead letter holds the spans of its reason only)
+    or a skip."""
     request = _hostile_request(spans)
     raw = request.SerializeToString() if encoding == "otlp_proto" else _as_otlp_json(request)
 
@@ -325,11 +328,16 @@ def test_every_span_is_counted_rejected_or_skipped_and_a_rejected_one_is_sent_ba
     assert not isinstance(decoded, Invalid), decoded
     request_ids = {event.request_id for event in decoded.events}
     n_skipped = sum(decoded.skipped.values())
-    assert len(request_ids) + len(decoded.rejected) + n_skipped == len(spans)
-    for letter, invalid in decoded.rejected:
+    n_rejected = sum(rejected.n_spans for rejected in decoded.rejected)
+    assert len(request_ids) + n_rejected + n_skipped == len(spans)
+    assert len({rejected.invalid.reason for rejected in decoded.rejected}) == len(decoded.rejected)  # one a reason
+    for letter, invalid, n_spans in decoded.rejected:
         assert invalid.reason != "internal_error"
-        alone = decode_traces(letter, encoding)
-        assert not isinstance(alone, Invalid) and (alone.events, [i for _, i in alone.rejected]) == ([], [invalid])
+        again = decode_traces(letter, encoding)  # its spans only, rejected for the same reason
+        assert not isinstance(again, Invalid) and again.events == [] and sum(again.skipped.values()) == 0
+        assert [(rejected.invalid.reason, rejected.n_spans) for rejected in again.rejected] == [
+            (invalid.reason, n_spans)
+        ]
 
 
 def _as_otlp_json(request: ExportTraceServiceRequest) -> bytes:
@@ -342,3 +350,24 @@ def _as_otlp_json(request: ExportTraceServiceRequest) -> bytes:
                     if name in span:
                         span[name] = base64.b64decode(span[name]).hex()
     return json.dumps(document).encode()
+
+
+def test_spans_rejected_for_one_reason_share_a_dead_letter_and_count_one_each():
+    good = ExportTraceServiceRequest.FromString(encode(SPANS[:3], "otlp_proto"))
+    for number in range(3):
+        bad = ExportTraceServiceRequest.FromString(
+            _request({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": -1 - number})
+        )
+        good.resource_spans.extend(bad.resource_spans)
+    good.resource_spans.extend(
+        ExportTraceServiceRequest.FromString(_request({"gen_ai.operation.name": "chat"})).resource_spans
+    )
+    pipeline = Pipeline(parse_config(_otlp_config("otlp_proto")))
+
+    letters = pipeline.apply([Record(good.SerializeToString(), "traces", 0, 7)])
+    assert [(letter.invalid.reason, letter.n_events, letter.record.offset) for letter in letters] == [
+        ("negative", 3, 7),
+        ("missing_field", 1, 7),
+    ]
+    assert pipeline.n_invalid["negative"] == 3 and pipeline.n_invalid["missing_field"] == 1
+    assert len(ExportTraceServiceRequest.FromString(letters[0].record.value).resource_spans) == 3  # each its own
