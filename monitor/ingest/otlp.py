@@ -222,7 +222,7 @@ def _call(
     if asked and served and served != asked:
         mapping["model_version"] = served
     mapping["request_id"] = request_id
-    if len(span.trace_id) == 16:
+    if len(span.trace_id) == 16 and any(span.trace_id):  # all zeros: no trace (W3C), no exemplar
         mapping["trace_id"] = span.trace_id.hex()
     mapping["timestamp"] = span.end_time_unix_nano / _NS_PER_S
     if span.start_time_unix_nano:  # 0 is unset: no latency, rather than one since 1970

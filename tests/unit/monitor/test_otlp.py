@@ -371,3 +371,11 @@ def test_spans_rejected_for_one_reason_share_a_dead_letter_and_count_one_each():
     ]
     assert pipeline.n_invalid["negative"] == 3 and pipeline.n_invalid["missing_field"] == 1
     assert len(ExportTraceServiceRequest.FromString(letters[0].record.value).resource_spans) == 3  # each its own
+
+
+def test_a_span_with_the_all_zero_trace_id_is_a_call_without_an_exemplar():
+    request = ExportTraceServiceRequest.FromString(_request({"gen_ai.request.model": "m"}))
+    request.resource_spans[0].scope_spans[0].spans[0].trace_id = bytes(16)  # W3C: not a trace
+
+    (event,) = decode_traces(request.SerializeToString(), "otlp_proto").events
+    assert event.trace_id is msgspec.UNSET and event.model == "m"
