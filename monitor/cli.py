@@ -12,8 +12,10 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +35,7 @@ from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
 from monitor.logs import FORMATS, log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
-from monitor.run.replay import replay
+from monitor.run.replay import Drained, drain, replay
 from monitor.run.store import open_store
 from monitor.state.changes import change_policy
 from monitor.state.labels import store_policy
@@ -121,6 +123,19 @@ def _parser() -> argparse.ArgumentParser:
     replay_command.add_argument("--metrics-file", metavar="OUT.prom", help="write the final exposition here")
     replay_command.add_argument(
         "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
+    )
+    replay_command.add_argument(
+        "--deliver-alerts",
+        action="store_true",
+        help="deliver the alert transitions to the configured sinks (log, Alertmanager, webhook) through an outbox "
+        "of the replay's own, not the daemon's; never queues retraining or rollback jobs for old data",
+    )
+    replay_command.add_argument(
+        "--deliver-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with --deliver-alerts: give up delivering after S seconds (plus Alertmanager's resolve_hold), exit 1",
     )
     _log_format_argument(replay_command)
     replay_command.set_defaults(command=_replay)
@@ -294,14 +309,18 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     from monitor.ingest.backfill import BackfillError
 
     dead_letters = JsonlDeadLetters(arguments.dead_letter_file) if arguments.dead_letter_file else None
-    try:
-        result = replay(config, source if isinstance(source, str) else source.polls(), dead_letters)
-    except BackfillError as error:
-        print(f"driftwarden: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if dead_letters is not None:
-            dead_letters.close()
+    delivering = arguments.deliver_alerts
+    with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else nullcontext() as outbox_dir:
+        try:
+            events = source if isinstance(source, str) else source.polls()
+            result = replay(config, events, dead_letters, outbox_dir=Path(outbox_dir) if outbox_dir else None)
+        except BackfillError as error:
+            print(f"driftwarden: {error}", file=sys.stderr)
+            return 1
+        finally:
+            if dead_letters is not None:
+                dead_letters.close()
+        drained = drain(result.alerting, arguments.deliver_timeout) if delivering else []
     if arguments.metrics_file:
         write_exposition(result.registry(), arguments.metrics_file)
     print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} model evaluations")
@@ -311,7 +330,23 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
         summary = alert.annotations.get("summary", "")
         print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
+    if delivering:
+        return _delivered_alerts(result.alerts, drained, arguments.deliver_timeout)
     return 0
+
+
+def _delivered_alerts(alerts: list, drained: list[Drained], timeout_s: float) -> int:
+    """Print what a replay delivered; exit 1 (with the sinks' origins on stderr) if some were left undelivered."""
+    print(f"delivered alerts: {sum('log' in alert.actions for alert in alerts)} transitions logged")
+    for sink in drained:
+        print(f"  {sink.sink} at {sink.origin}: {sink.n_delivered} delivered, {sink.n_left} undelivered")
+    failed = 0
+    for sink in drained:
+        if sink.n_left:
+            failed = 1
+            message = f"driftwarden: {sink.n_left} alert(s) not delivered to {sink.sink} at {sink.origin}"
+            print(f"{message} within --deliver-timeout {timeout_s:g} s (see the log for why)", file=sys.stderr)
+    return failed
 
 
 def _iso(time_ms: float) -> str:
