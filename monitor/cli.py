@@ -310,6 +310,8 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
 
     dead_letters = JsonlDeadLetters(arguments.dead_letter_file) if arguments.dead_letter_file else None
     delivering = arguments.deliver_alerts
+    if delivering:  # the log sink writes a resolve at INFO
+        logging.getLogger("driftwarden.alerts").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else nullcontext() as outbox_dir:
         try:
             events = source if isinstance(source, str) else source.polls()

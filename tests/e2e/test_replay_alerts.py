@@ -27,6 +27,8 @@ from tests.integration.kafka_helpers import JOIN_S, produce
 from tests.receiver import Receiver
 
 NO_BROKER = SimpleNamespace(bootstrap_servers="127.0.0.1:9")  # a file replay never connects
+#: The reference, then a drift that fires the rule and lasts to the end.
+DRIFTED_CALLS = events(0, WARMUP, False, 1) + events(WARMUP, WARMUP, True, 2)
 
 
 def write_events(path: Path, messages: list[tuple[int, bytes]], shift_s: int = 0) -> Path:
@@ -55,7 +57,7 @@ def test_only_a_replay_that_asks_delivers_its_alert_with_its_event_time(tmp_path
     alertmanager = start_alertmanager()
     state = tmp_path / "state"
     config = config_file(tmp_path, make_config(NO_BROKER, state, "events", alertmanager, "jobs"))
-    drifting = write_events(tmp_path / "events.jsonl", events(0, WARMUP, False, 1) + events(WARMUP, WARMUP, True, 2))
+    drifting = write_events(tmp_path / "events.jsonl", DRIFTED_CALLS)
 
     plain = replay(config, drifting)
     assert plain.returncode == 0, plain.stderr
@@ -79,11 +81,12 @@ def test_an_alert_that_fired_and_resolved_in_the_replay_pages_and_resolves(tmp_p
     alertmanager = Alertmanager(tmp_path, webhook_url=receiver.url)
     try:
         config = config_file(tmp_path, make_config(NO_BROKER, tmp_path / "state", "events", alertmanager, "jobs"))
-        story = events(0, WARMUP, False, 1) + events(WARMUP, WARMUP, True, 2) + events(2 * WARMUP, WARMUP + 50, False, 3)
+        story = DRIFTED_CALLS + events(2 * WARMUP, WARMUP + 50, False, 3)
         finished = replay(config, write_events(tmp_path / "events.jsonl", story), "--deliver-alerts")
 
         assert finished.returncode == 0, finished.stderr
         assert "alert resolved at" in finished.stdout
+        assert "alert firing DataDrift" in finished.stderr and "alert resolved DataDrift" in finished.stderr
         # The firing copy, then the resolve, held back by resolve_hold (2 s) so that Alertmanager notifies both.
         assert f"alertmanager at {alertmanager.url}: 2 delivered, 0 undelivered" in finished.stdout
         expected = {(MODEL, "firing"): 1, (MODEL, "resolved"): 1}
@@ -100,7 +103,7 @@ def test_an_alertmanager_that_is_down_makes_the_replay_exit_1_within_the_bound(t
     config = make_config(NO_BROKER, tmp_path / "state", "events", alertmanager, "jobs")
     config["alerts"]["sinks"]["alertmanager"]["url"] += "/s3cret"  # a path is often the credential
     path = config_file(tmp_path, config)
-    drifting = write_events(tmp_path / "events.jsonl", events(0, WARMUP, False, 1) + events(WARMUP, WARMUP, True, 2))
+    drifting = write_events(tmp_path / "events.jsonl", DRIFTED_CALLS)
 
     started = time.monotonic()
     replay(path, drifting)
@@ -126,15 +129,13 @@ def test_a_running_daemons_outbox_and_ledger_are_not_the_replays(
     topic, jobs_topic = new_topic(), new_topic()
     config = make_config(kafka_broker, tmp_path / "state", topic, alertmanager, jobs_topic)
     daemon = start_daemon(config)
-    produce(kafka_broker, topic, events(0, WARMUP, False, 1) + events(WARMUP, WARMUP, True, 2))
+    produce(kafka_broker, topic, DRIFTED_CALLS)
     wait_for(lambda: "alertmanager sink: delivering" in daemon.log(), JOIN_S, "the daemon failing to deliver")
     jobs = ["jobs", "list", "--config", str(daemon.config_path)]
     listed = subprocess.run([sys.executable, "-m", "monitor.cli", *jobs], capture_output=True, text=True).stdout
     assert len(listed.splitlines()) == 2  # a header and the daemon's job
 
-    day_before = write_events(
-        tmp_path / "events.jsonl", events(0, WARMUP, False, 1) + events(WARMUP, WARMUP, True, 2), shift_s=-86_400
-    )
+    day_before = write_events(tmp_path / "events.jsonl", DRIFTED_CALLS, shift_s=-86_400)
     finished = replay(daemon.config_path, day_before, "--deliver-alerts", "--deliver-timeout", "1")
     assert finished.returncode == 1  # Alertmanager is down for the replay too
 
