@@ -76,25 +76,41 @@ def test_only_a_replay_that_asks_delivers_its_alert_with_its_event_time(tmp_path
     assert not state.exists()  # no outbox, and no retraining job, in the daemon's state directory
 
 
-def test_an_alert_that_fired_and_resolved_in_the_replay_pages_and_resolves(tmp_path):
-    receiver = Receiver()
-    alertmanager = Alertmanager(tmp_path, webhook_url=receiver.url)
+def test_two_episodes_reach_the_webhook_each_and_alertmanager_the_latest_which_pages_and_resolves(tmp_path):
+    notified, hook = Receiver(), Receiver()  # Alertmanager's receiver, and the webhook sink's
+    alertmanager = Alertmanager(tmp_path, webhook_url=notified.url)
     try:
-        config = config_file(tmp_path, make_config(NO_BROKER, tmp_path / "state", "events", alertmanager, "jobs"))
-        story = DRIFTED_CALLS + events(2 * WARMUP, WARMUP + 50, False, 3)
-        finished = replay(config, write_events(tmp_path / "events.jsonl", story), "--deliver-alerts")
+        config = make_config(NO_BROKER, tmp_path / "state", "events", alertmanager, "jobs")
+        config["alerts"]["sinks"]["webhook"] = {"url": f"{hook.url}/hook"}
+        config["alerts"]["rules"][0]["actions"].append("webhook")
+        calm = WARMUP + 50  # refills the window: the alert resolves
+        story = DRIFTED_CALLS + events(2 * WARMUP, calm, False, 3)
+        story += events(3 * WARMUP + 50, WARMUP, True, 4) + events(4 * WARMUP + 50, calm, False, 5)
+        events_file = write_events(tmp_path / "events.jsonl", story)
+        finished = replay(config_file(tmp_path, config), events_file, "--deliver-alerts")
 
         assert finished.returncode == 0, finished.stderr
-        assert "alert resolved at" in finished.stdout
-        assert "alert firing DataDrift" in finished.stderr and "alert resolved DataDrift" in finished.stderr
-        # The firing copy, then the resolve, held back by resolve_hold (2 s) so that Alertmanager notifies both.
+        printed = [line.split()[:3] for line in finished.stdout.splitlines() if line.startswith("  alert ")]
+        assert [state for _, state, _ in printed] == ["firing", "resolved", "firing", "resolved"]
+        assert finished.stderr.count("alert firing DataDrift") == finished.stderr.count("alert resolved DataDrift") == 2
+        # Every transition to the webhook, in order, with its event time.
+        told = [alert for body in hook.bodies() for alert in body["alerts"]]
+        assert [alert["state"] for alert in told] == ["firing", "resolved", "firing", "resolved"]
+        second_start = epoch_s(told[2]["starts_at"])
+        assert T0 + 3 * WARMUP + 50 <= second_start <= T0 + 4 * WARMUP + 50
+        assert T0 + 4 * WARMUP + 50 <= epoch_s(told[3]["ends_at"]) <= T0 + 5 * WARMUP + 100
+        assert "4 transitions logged" in finished.stdout and f"webhook at {hook.url}: 4 delivered" in finished.stdout
+        # Alertmanager: the latest episode's firing copy, then its resolve, held back by resolve_hold (2 s) so
+        # that it notifies both.
         assert f"alertmanager at {alertmanager.url}: 2 delivered, 0 undelivered" in finished.stdout
-        expected = {(MODEL, "firing"): 1, (MODEL, "resolved"): 1}
-        wait_for(lambda: notifications(receiver) == expected, 20, "a firing and a resolved notification")
+        wait_for(lambda: notifications(notified) == {(MODEL, "firing"): 1, (MODEL, "resolved"): 1}, 20, "notices")
+        sent = [alert for body in notified.bodies() for alert in body["alerts"]]
+        assert [epoch_s(alert["startsAt"]) for alert in sent] == [second_start, second_start]
         assert paged(alertmanager) == []
     finally:
         alertmanager.stop()
-        receiver.close()
+        notified.close()
+        hook.close()
 
 
 def test_an_alertmanager_that_is_down_makes_the_replay_exit_1_within_the_bound(tmp_path, start_alertmanager):
