@@ -322,7 +322,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         finally:
             if dead_letters is not None:
                 dead_letters.close()
-        drained = drain(result.alerting, arguments.deliver_timeout) if delivering else []
+        drained = drain(result.alerting, arguments.deliver_timeout) if delivering else None
     if arguments.metrics_file:
         write_exposition(result.registry(), arguments.metrics_file)
     print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} model evaluations")
@@ -332,23 +332,26 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
         summary = alert.annotations.get("summary", "")
         print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
-    if delivering:
+    if drained is not None:
         return _delivered_alerts(result.alerts, drained, arguments.deliver_timeout)
     return 0
 
 
-def _delivered_alerts(alerts: list, drained: list[Drained], timeout_s: float) -> int:
+def _delivered_alerts(alerts: list, drained: Drained, timeout_s: float) -> int:
     """Print what a replay delivered; exit 1 (with the sinks' origins on stderr) if some were left undelivered."""
     print(f"delivered alerts: {sum('log' in alert.actions for alert in alerts)} transitions logged")
-    for sink in drained:
-        print(f"  {sink.sink} at {sink.origin}: {sink.n_delivered} delivered, {sink.n_left} undelivered")
-    failed = 0
-    for sink in drained:
-        if sink.n_left:
-            failed = 1
-            message = f"driftwarden: {sink.n_left} alert(s) not delivered to {sink.sink} at {sink.origin}"
+    for name, where in drained.origins.items():
+        print(f"  {name} at {where}: {drained.delivered[name]} delivered, {drained.left[name]} undelivered")
+    for name, n_left in drained.left.items():
+        if n_left:
+            message = f"driftwarden: {n_left} alert(s) not delivered to {name} at {drained.origins[name]}"
             print(f"{message} within --deliver-timeout {timeout_s:g} s (see the log for why)", file=sys.stderr)
-    return failed
+    if drained.n_dropped:
+        message = (
+            f"driftwarden: the outbox was full (alerts.outbox_size): it dropped {drained.n_dropped} queued alert(s)"
+        )
+        print(message, file=sys.stderr)
+    return 0 if drained.complete else 1
 
 
 def _iso(time_ms: float) -> str:

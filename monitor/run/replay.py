@@ -107,24 +107,29 @@ def replay(
 
 @dataclass(frozen=True)
 class Drained:
-    """What :func:`drain` came to for one HTTP sink: alerts delivered and left undelivered; ``origin`` is its
-    ``scheme://host:port`` (never a path or credentials)."""
+    """What :func:`drain` came to, by HTTP sink: its ``origins`` (``scheme://host:port``, never a path or
+    credentials), the alerts it ``delivered`` and ``left`` undelivered; and ``n_dropped`` alerts of any sink that a
+    full outbox dropped (``alerts.outbox_size``)."""
 
-    sink: str
-    origin: str
-    n_delivered: int
-    n_left: int
+    origins: dict[str, str]
+    delivered: dict[str, int]
+    left: dict[str, int]
+    n_dropped: int
+
+    @property
+    def complete(self) -> bool:
+        """Every alert was delivered."""
+        return not self.n_dropped and not any(self.left.values())
 
 
-def drain(alerting: Alerting, timeout_s: float, every_s: float = 0.1) -> list[Drained]:
+def drain(alerting: Alerting, timeout_s: float, every_s: float = 0.1) -> Drained:
     """Deliver a replay's outbox until it is empty or the bound passes: ``timeout_s``, plus the Alertmanager
     sink's ``resolve_hold_s`` (a resolve waits that long after its firing copy reached Alertmanager, so that an
     alert that fired and resolved still pages). Each round sends what is due (failures back off as in the
     daemon); what is left, or was refused by a full disk, is counted per sink."""
     sinks = {name: sink for name, sink in alerting.sinks.items() if isinstance(sink, OutboxSink)}
     holds = [sink.resolve_hold_s for sink in alerting.sinks.values() if isinstance(sink, AlertmanagerSink)]
-    hold_s = max(holds, default=0)
-    deadline = time.monotonic() + timeout_s + hold_s
+    deadline = time.monotonic() + timeout_s + max(holds, default=0)
     delivered = dict.fromkeys(sinks, 0)
     while True:
         for name, n in alerting.deliver().items():
@@ -133,5 +138,8 @@ def drain(alerting: Alerting, timeout_s: float, every_s: float = 0.1) -> list[Dr
         refused = alerting.snapshot()["refused"]
         left = {name: sink.outbox.count(sink.name) + len(refused.get(name, [])) for name, sink in sinks.items()}
         if not any(left.values()) or time.monotonic() >= deadline:
-            return [Drained(name, origin(sink.endpoint), delivered[name], left[name]) for name, sink in sinks.items()]
+            break
         time.sleep(min(every_s, max(deadline - time.monotonic(), 0)))
+    origins = {name: origin(sink.endpoint) for name, sink in sinks.items()}
+    dropped = {sink.outbox.dropped for sink in sinks.values()}  # the sinks share one outbox
+    return Drained(origins, delivered, left, max(dropped, default=0))

@@ -14,6 +14,7 @@ state directory keeps its outbox and its ledger to itself.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from types import SimpleNamespace
 
 from alerts.sinks.outbox import Outbox
 from tests.components import Alertmanager, wait_for
-from tests.e2e.test_alerts import LABELS, MODEL, T0, WARMUP, epoch_s, events, make_config, notifications, paged
+from tests.e2e.test_alerts import LABELS, MODEL, RULE, T0, WARMUP, epoch_s, events, make_config, notifications, paged
 from tests.integration.kafka_helpers import JOIN_S, produce
 from tests.receiver import Receiver
 
@@ -82,7 +83,7 @@ def test_two_episodes_reach_the_webhook_each_and_alertmanager_the_latest_which_p
     try:
         config = make_config(NO_BROKER, tmp_path / "state", "events", alertmanager, "jobs")
         config["alerts"]["sinks"]["webhook"] = {"url": f"{hook.url}/hook"}
-        config["alerts"]["rules"][0]["actions"].append("webhook")
+        config["alerts"]["rules"] = [{**RULE, "actions": [*RULE["actions"], "webhook"]}]
         calm = WARMUP + 50  # refills the window: the alert resolves
         story = DRIFTED_CALLS + events(2 * WARMUP, calm, False, 3)
         story += events(3 * WARMUP + 50, WARMUP, True, 4) + events(4 * WARMUP + 50, calm, False, 5)
@@ -135,6 +136,23 @@ def test_an_alertmanager_that_is_down_makes_the_replay_exit_1_within_the_bound(t
     assert "s3cret" not in finished.stdout + finished.stderr
     # 3 s and the 2 s resolve hold, then it gives up (slack: a loaded machine's replay and retries).
     assert 4 <= delivering_s - plain_s <= 15, (plain_s, delivering_s)
+
+
+def test_alerts_a_full_outbox_dropped_make_the_replay_exit_1(tmp_path, start_alertmanager):
+    alertmanager, hook = start_alertmanager(), Receiver()
+    try:
+        config = make_config(NO_BROKER, tmp_path / "state", "events", alertmanager, "jobs")
+        config["alerts"] |= {"outbox_size": 1, "sinks": {**config["alerts"]["sinks"], "webhook": {"url": hook.url}}}
+        config["alerts"]["rules"] = [{**RULE, "actions": [*RULE["actions"], "webhook"]}]
+        finished = replay(config_file(tmp_path, config), write_events(tmp_path / "events.jsonl", DRIFTED_CALLS),
+                          "--deliver-alerts")  # fmt: skip
+
+        assert finished.returncode == 1, finished.stderr
+        # Each sink's alert (Alertmanager's is queued again on every tick) pushed the other's out.
+        assert re.search(r"the outbox was full \(alerts.outbox_size\): it dropped [1-9]\d* queued", finished.stderr)
+        assert len(paged(alertmanager)) + len(hook.requests) == 1  # the one the outbox kept
+    finally:
+        hook.close()
 
 
 def test_a_running_daemons_outbox_and_ledger_are_not_the_replays(
