@@ -12,8 +12,10 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +35,7 @@ from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
 from monitor.logs import FORMATS, log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
-from monitor.run.replay import replay
+from monitor.run.replay import Drained, drain, replay
 from monitor.run.store import open_store
 from monitor.state.changes import change_policy
 from monitor.state.labels import store_policy
@@ -122,6 +124,19 @@ def _parser() -> argparse.ArgumentParser:
     replay_command.add_argument("--metrics-file", metavar="OUT.prom", help="write the final exposition here")
     replay_command.add_argument(
         "--dead-letter-file", metavar="OUT.jsonl", help="append rejected lines here with their reason"
+    )
+    replay_command.add_argument(
+        "--deliver-alerts",
+        action="store_true",
+        help="deliver the alert transitions to the configured sinks (log, Alertmanager, webhook) through an outbox "
+        "of the replay's own, not the daemon's; never queues retraining or rollback jobs for old data",
+    )
+    replay_command.add_argument(
+        "--deliver-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with --deliver-alerts: give up delivering after S seconds (plus Alertmanager's resolve_hold), exit 1",
     )
     _log_format_argument(replay_command)
     replay_command.set_defaults(command=_replay)
@@ -302,24 +317,50 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     from monitor.ingest.backfill import BackfillError
 
     dead_letters = JsonlDeadLetters(arguments.dead_letter_file) if arguments.dead_letter_file else None
-    try:
-        result = replay(config, source if isinstance(source, str) else source.polls(), dead_letters)
-    except BackfillError as error:
-        print(f"driftwarden: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if dead_letters is not None:
-            dead_letters.close()
+    delivering = arguments.deliver_alerts
+    if delivering:  # the log sink writes a resolve at INFO
+        logging.getLogger("driftwarden.alerts").setLevel(logging.INFO)
+    with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else nullcontext() as outbox_dir:
+        try:
+            events = source if isinstance(source, str) else source.polls()
+            result = replay(config, events, dead_letters, outbox_dir=Path(outbox_dir) if outbox_dir else None)
+        except BackfillError as error:
+            print(f"driftwarden: {error}", file=sys.stderr)
+            return 1
+        finally:
+            if dead_letters is not None:
+                dead_letters.close()
+        drained = drain(result.alerting, arguments.deliver_timeout) if delivering else None
     if arguments.metrics_file:
         write_exposition(result.registry(), arguments.metrics_file)
-    print(f"replayed {result.n_records} events ({result.n_rejected} rejected), {result.n_ticks} model evaluations")
+    # a message of OpenTelemetry traces holds several events, so several may be rejected of one
+    print(f"replayed {result.n_records} messages ({result.n_rejected} events rejected), {result.n_ticks} evaluations")
     _print_summary(result.pipeline)
     for alert in result.alerts:
         at_ms = alert.starts_at_ms if alert.ends_at_ms is None else alert.ends_at_ms  # set once resolved
         labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
         summary = alert.annotations.get("summary", "")
         print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
+    if drained is not None:
+        return _delivered_alerts(result.alerts, drained, arguments.deliver_timeout)
     return 0
+
+
+def _delivered_alerts(alerts: list, drained: Drained, timeout_s: float) -> int:
+    """Print what a replay delivered; exit 1 (with the sinks' origins on stderr) if some were left undelivered."""
+    print(f"delivered alerts: {sum('log' in alert.actions for alert in alerts)} transitions logged")
+    for name, where in drained.origins.items():
+        print(f"  {name} at {where}: {drained.delivered[name]} delivered, {drained.left[name]} undelivered")
+    for name, n_left in drained.left.items():
+        if n_left:
+            message = f"driftwarden: {n_left} alert(s) not delivered to {name} at {drained.origins[name]}"
+            print(f"{message} within --deliver-timeout {timeout_s:g} s (see the log for why)", file=sys.stderr)
+    if drained.n_dropped:
+        message = (
+            f"driftwarden: the outbox was full (alerts.outbox_size): it dropped {drained.n_dropped} queued alert(s)"
+        )
+        print(message, file=sys.stderr)
+    return 0 if drained.complete else 1
 
 
 def _iso(time_ms: float) -> str:

@@ -196,6 +196,11 @@ class Outbox:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
+    def count(self, sink: str) -> int:
+        """The entries waiting for ``sink``."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -14,7 +14,8 @@ the baseline (:func:`monitor.evaluate.versions.evidence`: effects, intervals,
 p-values, the calls each side made, the span). Annotations get per-model
 context: the drifted features (with statistic and method), window and
 reference sizes, drift share and the link to the HTML report. In a replay
-nothing is delivered: the alerts are returned for the command to print.
+nothing is delivered (the alerts are returned for the command to print)
+unless it asks: then through an outbox of its own, and no job is requested.
 
 No transition is lost to a sink that cannot take it (a full disk under the
 outbox or a ledger): the engine moves on, and what a sink's
@@ -80,7 +81,9 @@ class Alerting:
     """Rules, sinks and the job ledgers of one daemon (or, with ``deliver=False``, of a replay).
 
     ``publish(topic=, key=, value=)`` sends a retraining job or a rollback request to its topic and returns once
-    the broker has it (the daemon's producer).
+    the broker has it (the daemon's producer). ``outbox_dir``: where the sinks' outbox lives (default
+    ``state.dir``); ``jobs=False`` opens no job ledger, so that the ``retrain`` and ``rollback`` actions ask for
+    nothing. A replay that delivers takes both, to keep off a daemon's state directory.
     """
 
     def __init__(
@@ -89,6 +92,8 @@ class Alerting:
         samples: ReadSamples,
         deliver: bool = True,
         publish: Callable[..., None] | None = None,
+        outbox_dir: Path | None = None,
+        jobs: bool = True,
     ):
         self.config = config
         self.samples = samples
@@ -106,14 +111,13 @@ class Alerting:
         # sink name, "retrain" or "rollback" -> alerts (job requests) it has not taken yet
         self._refused: dict[str, list] = {}
         if deliver:
-            self._open(publish)
+            self._open(publish, outbox_dir, jobs)
 
-    def _open(self, publish: Callable[..., None] | None) -> None:
-        state_dir = Path(self.config.state.dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+    def _open(self, publish: Callable[..., None] | None, outbox_dir: Path | None, jobs: bool) -> None:
+        state_dir = Path(self.config.state.dir)  # the outbox and the ledgers create their directory
         alerts = self.config.alerts
         self.sinks["log"] = LogSink(log)
-        outbox = Outbox(state_dir / "outbox.sqlite", alerts.outbox_size)
+        outbox = Outbox((state_dir if outbox_dir is None else outbox_dir) / "outbox.sqlite", alerts.outbox_size)
         if alerts.sinks.alertmanager is not None:
             target = alerts.sinks.alertmanager
             self.sinks["alertmanager"] = AlertmanagerSink(
@@ -127,7 +131,7 @@ class Alerting:
             hook = alerts.sinks.webhook
             secret = hook.secret.get_secret_value() if hook.secret else None
             self.sinks["webhook"] = WebhookSink(hook.url, outbox, secret, hook.timeout_ms / 1000)
-        actions = {action for rule in alerts.rules for action in rule.actions}
+        actions = {action for rule in alerts.rules for action in rule.actions} if jobs else set()
         if "retrain" in actions:
             self.retraining = _ledger(state_dir / RETRAINING_LEDGER, self.config.retraining, publish, "retraining")
         if "rollback" in actions:
@@ -194,20 +198,26 @@ class Alerting:
             if job is not None:
                 self.evaluated_models.add(model)  # a rule may name a model that is not evaluated
 
-    def deliver(self) -> None:
-        """Send what the outbox and the job ledgers hold and is due (the scheduler calls this).
+    def deliver(self) -> dict[str, int]:
+        """Send what the outbox and the job ledgers hold and is due (the scheduler calls this); returns how many
+        alerts each sink delivered.
 
         A sink whose delivery fails for want of its outbox (a full disk) is
         logged and left for the next round; the other sinks still deliver.
         """
         now_ms = time.time() * 1000
         destinations: dict[str, Any] = {**self.sinks, **self.ledgers()}
+        delivered = dict.fromkeys(self.sinks, 0)
         for name, destination in destinations.items():
             try:
-                destination.deliver(now_ms)
+                sent = destination.deliver(now_ms)
             except Exception as error:
                 message = "%s: delivery failed (%s: %s); trying again in the next round"
                 log.error(message, name, type(error).__name__, error)
+            else:
+                if name in delivered:  # a ledger returns its jobs
+                    delivered[name] = sent
+        return delivered
 
     def snapshot(self, models: Collection[str] | None = None) -> dict:
         """The rule engine's series and what sinks have not taken yet, as plain data for the checkpoint: of every

@@ -6,9 +6,12 @@ A replay evaluates exactly as ``driftwarden run`` does (see
 ``windows.evaluate_every`` that its own event time crosses, over the events
 that came before. It ends with one evaluation of every model as of its latest
 event, so its gauges describe the file's last window whatever the batch size.
-Alert rules run after every evaluation; their transitions are returned, not
-delivered. A replay has no wall clock: no event is too far in the future, no
-model goes idle, and nothing is coalesced as a backlog.
+Alert rules run after every evaluation; their transitions are returned, and
+delivered only when asked (``outbox_dir``, then :func:`drain`): through an
+outbox of the replay's own, never a daemon's, and no retraining or rollback
+job is requested (a backfill must not act on old data). A replay has no wall
+clock: no event is too far in the future, no model goes idle, and nothing is
+coalesced as a backlog.
 
 >>> import tempfile, pathlib
 >>> from monitor.config import parse_config
@@ -26,12 +29,17 @@ model goes idle, and nothing is coalesced as a backlog.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from alerts.alert import Alert
+from alerts.http import origin
+from alerts.sinks import OutboxSink
+from alerts.sinks.alertmanager import AlertmanagerSink
 from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import Exports, PipelineCollector, build_registry
@@ -39,7 +47,7 @@ from monitor.ingest import PartitionBatch, partition_batches
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource
 from monitor.pipeline import Pipeline
 
-__all__ = ["ReplayResult", "replay"]
+__all__ = ["Drained", "ReplayResult", "drain", "replay"]
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,17 @@ def replay(
     events: str | os.PathLike[str] | Iterable[list[PartitionBatch]],
     dead_letters: JsonlDeadLetters | None = None,
     batch_size: int = 2_000,
+    outbox_dir: Path | None = None,
 ) -> ReplayResult:
     """Feed ``events`` (a JSONL file's path, or what a Kafka source's polls read) through a fresh pipeline;
-    rejected records go to ``dead_letters`` if given."""
+    rejected records go to ``dead_letters`` if given. With ``outbox_dir`` the alerts go to the configured sinks
+    through an outbox there (the log sink writes at once; :func:`drain` delivers the rest), and job ledgers are
+    left out."""
     if isinstance(events, str | os.PathLike):
         events = (partition_batches(lines) for lines in JsonlSource(events, batch_size).batches())
     pipeline = Pipeline(config)
-    alerting = Alerting(config, Exports(PipelineCollector(pipeline)).samples, deliver=False)
+    samples = Exports(PipelineCollector(pipeline)).samples
+    alerting = Alerting(config, samples, deliver=outbox_dir is not None, outbox_dir=outbox_dir, jobs=False)
     transitions: list[Alert] = []
 
     def rules(models: list[str], now_ms: float) -> None:
@@ -91,3 +103,43 @@ def replay(
     if len(pipeline.states):
         rules([""], pipeline.watermark_ms)
     return ReplayResult(pipeline, n_records, n_rejected, pipeline.n_evaluations, transitions, alerting)
+
+
+@dataclass(frozen=True)
+class Drained:
+    """What :func:`drain` came to, by HTTP sink: its ``origins`` (``scheme://host:port``, never a path or
+    credentials), the alerts it ``delivered`` and ``left`` undelivered; and ``n_dropped`` alerts of any sink that a
+    full outbox dropped (``alerts.outbox_size``)."""
+
+    origins: dict[str, str]
+    delivered: dict[str, int]
+    left: dict[str, int]
+    n_dropped: int
+
+    @property
+    def complete(self) -> bool:
+        """Every alert was delivered."""
+        return not self.n_dropped and not any(self.left.values())
+
+
+def drain(alerting: Alerting, timeout_s: float, every_s: float = 0.1) -> Drained:
+    """Deliver a replay's outbox until it is empty or the bound passes: ``timeout_s``, plus the Alertmanager
+    sink's ``resolve_hold_s`` (a resolve waits that long after its firing copy reached Alertmanager, so that an
+    alert that fired and resolved still pages). Each round sends what is due (failures back off as in the
+    daemon); what is left, or was refused by a full disk, is counted per sink."""
+    sinks = {name: sink for name, sink in alerting.sinks.items() if isinstance(sink, OutboxSink)}
+    holds = [sink.resolve_hold_s for sink in alerting.sinks.values() if isinstance(sink, AlertmanagerSink)]
+    deadline = time.monotonic() + timeout_s + max(holds, default=0)
+    delivered = dict.fromkeys(sinks, 0)
+    while True:
+        for name, n in alerting.deliver().items():
+            if name in delivered:
+                delivered[name] += n
+        refused = alerting.snapshot()["refused"]
+        left = {name: sink.outbox.count(sink.name) + len(refused.get(name, [])) for name, sink in sinks.items()}
+        if not any(left.values()) or time.monotonic() >= deadline:
+            break
+        time.sleep(min(every_s, max(deadline - time.monotonic(), 0)))
+    origins = {name: origin(sink.endpoint) for name, sink in sinks.items()}
+    dropped = {sink.outbox.dropped for sink in sinks.values()}  # the sinks share one outbox
+    return Drained(origins, delivered, left, max(dropped, default=0))

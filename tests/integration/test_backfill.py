@@ -85,7 +85,7 @@ def test_exactly_the_messages_stamped_in_the_range_are_counted_and_dead_lettered
     in_range = range(first, last)
     rejected = {i for i in in_range if i in MALFORMED}
     valid = Counter(json.loads(_value(i))["model"] for i in in_range if i not in rejected)
-    assert f"replayed {len(in_range)} events ({len(rejected)} rejected)" in capsys.readouterr().out
+    assert f"replayed {len(in_range)} messages ({len(rejected)} events rejected)" in capsys.readouterr().out
     counted = statistics(metrics.read_text())
     assert {labels[0][1]: n for (name, labels), n in counted.items() if name == "driftwarden_events_total" and n} == {
         model: float(n) for model, n in valid.items()
@@ -206,4 +206,4 @@ def test_a_time_between_two_milliseconds_bounds_the_range_as_it_says(
     above it, and before ``--until`` if before the millisecond above it. Rounding to the nearest one took a message
     stamped before ``--since`` and left out one before ``--until``."""
     assert _replay(config_file, "--from-kafka", topic, "--since", since, "--until", until) == 0
-    assert f"replayed {n_expected} events" in capsys.readouterr().out
+    assert f"replayed {n_expected} messages" in capsys.readouterr().out
