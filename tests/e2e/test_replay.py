@@ -34,7 +34,7 @@ def test_replay_command_writes_metrics_and_dead_letters(tmp_path):
                "--metrics-file", str(metrics), "--dead-letter-file", str(dead)]  # fmt: skip
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
-    assert "3 rejected" in finished.stdout
+    assert "3 events rejected" in finished.stdout
     letters = [json.loads(line) for line in dead.read_text().splitlines()]
     assert [(letter["reason"], letter["offset"]) for letter in letters] == [
         ("not_json", 101),
