@@ -134,8 +134,9 @@ def test_an_alertmanager_that_is_down_makes_the_replay_exit_1_within_the_bound(t
     message = f"1 alert(s) not delivered to alertmanager at http://127.0.0.1:{alertmanager.port} within"
     assert message in finished.stderr
     assert "s3cret" not in finished.stdout + finished.stderr
-    # 3 s and the 2 s resolve hold, then it gives up (slack: a loaded machine's replay and retries).
-    assert 4 <= delivering_s - plain_s <= 15, (plain_s, delivering_s)
+    # It waits out 3 s and the 2 s resolve hold, then gives up: it cannot be done sooner; and it does give up (the
+    # upper bound is loose: the replay itself may take several seconds on a loaded machine).
+    assert delivering_s >= 5 and delivering_s - plain_s <= 20, (plain_s, delivering_s)
 
 
 def test_alerts_a_full_outbox_dropped_make_the_replay_exit_1(tmp_path, start_alertmanager):
