@@ -110,11 +110,11 @@ def decode_traces(
         decoded = Decoded([], [], dict.fromkeys(SKIPPED, 0))
         rejected: dict[str, list[tuple[Invalid, _Where, Span]]] = {}  # by reason, in order
         for where, span in _spans(request):
-            skipped = _add_span(span, decoded.events, latest_ms)
-            if isinstance(skipped, Invalid):
-                rejected.setdefault(skipped.reason, []).append((skipped, where, span))
-            elif skipped is not None:
-                decoded.skipped[skipped] += 1
+            outcome = _add_span(span, decoded.events, latest_ms)
+            if isinstance(outcome, Invalid):
+                rejected.setdefault(outcome.reason, []).append((outcome, where, span))
+            elif outcome is not None:
+                decoded.skipped[outcome] += 1
         for spans in rejected.values():
             letter = _request_of([(where, span) for _, where, span in spans], encoding)
             decoded.rejected.append(Rejected(letter, spans[0][0], len(spans)))
