@@ -123,9 +123,6 @@ def test_an_alertmanager_that_is_down_makes_the_replay_exit_1_within_the_bound(t
     drifting = write_events(tmp_path / "events.jsonl", DRIFTED_CALLS)
 
     started = time.monotonic()
-    replay(path, drifting)
-    plain_s = time.monotonic() - started
-    started = time.monotonic()
     finished = replay(path, drifting, "--deliver-alerts", "--deliver-timeout", "3")
     delivering_s = time.monotonic() - started
 
@@ -135,8 +132,8 @@ def test_an_alertmanager_that_is_down_makes_the_replay_exit_1_within_the_bound(t
     assert message in finished.stderr
     assert "s3cret" not in finished.stdout + finished.stderr
     # It waits out 3 s and the 2 s resolve hold, then gives up: it cannot be done sooner; and it does give up (the
-    # upper bound is loose: the replay itself may take several seconds on a loaded machine).
-    assert delivering_s >= 5 and delivering_s - plain_s <= 20, (plain_s, delivering_s)
+    # upper bound is loose: the replay itself takes several seconds on a loaded machine).
+    assert 5 <= delivering_s <= 40, delivering_s
 
 
 def test_alerts_a_full_outbox_dropped_make_the_replay_exit_1(tmp_path, start_alertmanager):
