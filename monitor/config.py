@@ -597,6 +597,11 @@ class BudgetConfig(_Section):
     amount: Money = Field(gt=0)
     per_ms: DurationMs = Field(_UNIT_MS["d"], alias="per")
 
+    @property
+    def per_second(self) -> float:
+        """The budget as spend per second (what the exported budget and the burn-rate rule compare with)."""
+        return float(self.amount * 1000 / self.per_ms)
+
 
 class PricingConfig(_Section):
     """What a model's calls cost: prices per million tokens in one ``currency`` (an ISO 4217 code).

@@ -183,11 +183,11 @@ class Pipeline:
         skipped = dict.fromkeys(SKIPPED, 0)
         for index, raw in enumerate(batch.values):
             decoded = decode_traces(raw or b"", encoding, self.config.limits.max_event_bytes, latest_ms)
+            record = batch.record(index)
             if isinstance(decoded, Invalid):
-                rejected.append(DeadLetter(batch.record(index), decoded))
+                rejected.append(DeadLetter(record, decoded))
                 continue
             events += decoded.events
-            record = batch.record(index)
             rejected += [
                 DeadLetter(record._replace(value=letter), invalid, n_spans)
                 for letter, invalid, n_spans in decoded.rejected

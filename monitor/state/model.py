@@ -239,12 +239,11 @@ class ModelState:
         baseline's), source ``promoted``; whether it did: a live version and a warm-up reference are needed (a
         reference file is the user's to change)."""
         version = self.versions.baseline if version is None else version
+        context = {"model": self.name, "version": version}
         if self._reference_events is not None or version not in self.versions.live:
             why = "its reference is a file" if self._reference_events is not None else "not a live version"
-            context = {"model": self.name, "version": version}
             log.warning("model %s: no reference promoted from version %s (%s)", self.name, version, why, extra=context)
             return False
-        context = {"model": self.name, "version": version}
         message = "model %s: its reference is promoted from the next calls of version %s"
         log.info(message, self.name, version, extra=context)
         self.reference = Reference(_warmup(self.model), self.columns.layout, "promoted", self._coded_columns())

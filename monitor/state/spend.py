@@ -64,9 +64,7 @@ class Spend:
         self.currency = pricing.currency
         self.includes_cache_read = pricing.input_includes_cache_read
         #: The budget as spend per second (None: none set).
-        self.budget_per_second = (
-            None if pricing.budget is None else float(pricing.budget.amount * 1000 / pricing.budget.per_ms)
-        )
+        self.budget_per_second = None if pricing.budget is None else pricing.budget.per_second
         self._prices: list[Prices] = [pricing.prices()]
         self._tier_of: dict[Any, int] = {}  # a version's name -> its prices' index in _prices
         for version in pricing.versions:
@@ -161,8 +159,8 @@ def price_lines(pricing: PricingConfig) -> list[str]:
     lines += [f"version {version!r}: {_prices(pricing.prices(version))}" for version in pricing.versions]
     budget = pricing.budget
     if budget is not None:
-        per_second = float(budget.amount * 1000 / budget.per_ms)
-        lines.append(f"budget: {budget.amount} {pricing.currency} per {budget.per_ms} ms ({per_second:.6g} a second)")
+        per = f"{budget.per_ms} ms ({budget.per_second:.6g} a second)"
+        lines.append(f"budget: {budget.amount} {pricing.currency} per {per}")
     return lines
 
 
