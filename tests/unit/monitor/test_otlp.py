@@ -379,3 +379,12 @@ def test_a_span_with_the_all_zero_trace_id_is_a_call_without_an_exemplar():
 
     (event,) = decode_traces(request.SerializeToString(), "otlp_proto").events
     assert event.trace_id is msgspec.UNSET and event.model == "m"
+
+
+def test_a_span_dated_after_the_daemons_clock_allows_is_rejected_as_a_json_event_is():
+    """A tracer whose clock is a century ahead cannot move the model's event time: ``run`` passes the wall clock
+    plus limits.max_clock_skew as ``latest_ms``."""
+    in_2100 = 4_102_444_800 * NS
+    raw = _request({"gen_ai.request.model": "m"}, in_2100, in_2100 + 5)
+    decoded = decode_traces(raw, "otlp_proto", latest_ms=START_S * 1000.0)
+    assert decoded.events == [] and [r.invalid for r in decoded.rejected] == [Invalid("future_timestamp", "timestamp")]
