@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from alerts.alert import Alert
 from alerts.sinks import OutboxSink, rfc3339
@@ -12,15 +12,16 @@ from alerts.sinks.outbox import Delivery, Outbox
 __all__ = ["AlertmanagerSink", "alertmanager_alert"]
 
 
-def alertmanager_alert(alert: Alert, generator_url: str | None = None) -> dict:
-    """One alert as Alertmanager's API v2 takes it (``PostableAlert``).
+def alertmanager_alert(alert: Alert, generator_url: str | None = None, label_value: Callable[[str], str] = str) -> dict:
+    """One alert as Alertmanager's API v2 takes it (``PostableAlert``), each label value as ``label_value`` gives it.
 
     A firing alert carries no ``endsAt``: Alertmanager then keeps it active
     for its ``resolve_timeout`` (default 5 min) after it last received it, and
     the rule engine re-sends it on every tick. A resolved alert carries the
     time it ended, which is in the past, so Alertmanager resolves it at once.
-    Label and annotation values are strings; empty label values are dropped,
-    as Alertmanager does.
+    Label and annotation values are strings; label values that are empty after ``label_value`` are dropped, as
+    Alertmanager does (the daemon passes the exposition's :func:`~monitor.export.collectors.shown`, so an alert
+    has the labels of the series it was raised on as Prometheus has them).
 
     Examples
     --------
@@ -40,7 +41,7 @@ def alertmanager_alert(alert: Alert, generator_url: str | None = None) -> dict:
     }
     """
     payload = {
-        "labels": {str(name): str(value) for name, value in alert.labels.items() if value not in (None, "")},
+        "labels": {name: shown for name, value in alert.labels.items() if (shown := label_value(value))},
         "annotations": {str(name): str(value) for name, value in alert.annotations.items()},
         "startsAt": rfc3339(alert.starts_at_ms),
     }
@@ -99,6 +100,8 @@ class AlertmanagerSink(OutboxSink):
     resolve_hold_s : float
         Least time between the delivery of a firing alert and of its resolve
         (default 35 s: Alertmanager's default ``group_wait`` is 30 s).
+    label_value : callable
+        Each label value as Alertmanager gets it (default: as the alert has it).
     """
 
     def __init__(
@@ -110,19 +113,22 @@ class AlertmanagerSink(OutboxSink):
         resolve_after_s: float | None = None,
         name: str = "alertmanager",
         resolve_hold_s: float = 35.0,
+        label_value: Callable[[str], str] = str,
     ):
         super().__init__(f"{url.rstrip('/')}/api/v2/alerts", outbox, name, timeout_s)
         self.generator_url = generator_url
         self.resolve_after_s = resolve_after_s
         self.resolve_hold_s = resolve_hold_s
+        self.label_value = label_value
         self._fired_ms: dict[str, float] = {}  # fingerprint -> when its firing copy was first delivered
 
     def add(self, alerts: Iterable[Alert]) -> None:
         """Queue every alert (firing ones replace their previous queued copy); durable on return."""
         with self.outbox.batch():
             for alert in alerts:
-                payload = json.dumps(alertmanager_alert(alert, self.generator_url), separators=(",", ":"))
-                self.outbox.put(self.name, f"{alert.fingerprint}/{alert.state}", payload.encode())
+                payload = alertmanager_alert(alert, self.generator_url, self.label_value)
+                body = json.dumps(payload, separators=(",", ":")).encode()
+                self.outbox.put(self.name, f"{alert.fingerprint}/{alert.state}", body)
 
     def _sendable(self, entries: list[Delivery], now_ms: float) -> list[Delivery]:
         """Up to the first resolve whose firing copy Alertmanager has had for less than the hold, deferred."""

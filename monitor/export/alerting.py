@@ -60,7 +60,7 @@ from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config, RetrainingConfig, RollbackConfig
 from monitor.evaluate.versions import evidence
 from monitor.export import metrics as contract
-from monitor.export.collectors import Reading, SpecCollector, unshown
+from monitor.export.collectors import Reading, SpecCollector, shown
 from monitor.pipeline import Evaluation, Pipeline
 from monitor.state.vocabulary import OTHER
 
@@ -126,6 +126,7 @@ class Alerting:
                 target.timeout_ms / 1000,
                 generator_url=alerts.external_url,
                 resolve_hold_s=target.resolve_hold_ms / 1000,
+                label_value=shown,
             )
         if alerts.sinks.webhook is not None:
             hook = alerts.sinks.webhook
@@ -350,8 +351,7 @@ def _job_requests(action: str, alerts: list[Alert], pipeline: Pipeline, now_ms: 
     firing: dict[tuple[str, str | None], list[Alert]] = {}
     for alert in alerts:
         if alert.state == "firing" and action in alert.actions:
-            label = alert.labels.get("version") if action == "rollback" else None
-            version = None if label is None else unshown(label)  # the name the producer sent, not the label
+            version = alert.labels.get("version") if action == "rollback" else None
             firing.setdefault((alert.labels.get("model", ""), version), []).append(alert)
     requests = []
     for (model, version), model_alerts in firing.items():

@@ -155,20 +155,10 @@ def shown(value: str) -> str:
     return value
 
 
-def unshown(value: str) -> str:
-    """The value a label value :func:`shown` was exported from (what a rule's alert reads back): its inverse.
-
-    >>> [unshown(shown(value)) for value in ("de", "", "(empty)", "((empty))", "(empty")]
-    ['de', '', '(empty)', '((empty))', '(empty']
-    """
-    if value == contract.EMPTY:
-        return ""
-    depth = (len(value) - len("empty")) // 2
-    return value[1:-1] if depth > 1 and value == "(" * depth + "empty" + ")" * depth else value
-
-
 def samples(readings: Iterable[Reading], models: Collection[str] | None = None) -> Iterator[Sample]:
-    """The rules' samples of ``readings`` (a histogram's ``_count`` and ``_sum``) of ``models`` (None: all).
+    """The rules' samples of ``readings`` (a histogram's ``_count`` and ``_sum``) of ``models`` (None: all), with
+    the label values producers sent: they are :func:`shown` only where they leave the process as labels (the
+    exposition, Alertmanager).
 
     >>> from monitor.export.metrics import LABEL_DELAY
     >>> list(samples([Reading(LABEL_DELAY, ("bot",), Buckets([("1.0", 2), ("+Inf", 3)], 4.5))], models={"bot"}))
@@ -178,8 +168,8 @@ def samples(readings: Iterable[Reading], models: Collection[str] | None = None) 
     """
     for metric, values, value in readings:
         if models is not None and dict(zip(metric.labels, values)).get("model", "") not in models:
-            continue  # (by the model's own name, before it is shown)
-        labels = dict(zip(metric.labels, _shown(values)))
+            continue
+        labels = dict(zip(metric.labels, values))
         if isinstance(value, Buckets):
             count, total = metric.sample_names
             yield Sample(count, labels, value.counts[-1][1])

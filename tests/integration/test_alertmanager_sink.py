@@ -9,6 +9,7 @@ from datetime import datetime
 from alerts.alert import Alert
 from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.outbox import Outbox
+from monitor.export.collectors import shown
 
 GENERATOR = "http://driftwarden.test:9108/models/support-bot"
 
@@ -106,3 +107,22 @@ def test_outage_keeps_alerts_until_alertmanager_is_back(start_alertmanager, tmp_
     ]
     [received] = named(alertmanager, "LatencyRegression")
     assert abs(ms(received["startsAt"]) - first.starts_at_ms) < 1
+
+
+def test_label_values_reach_alertmanager_as_the_exposition_shows_them(start_alertmanager, tmp_path):
+    # Alerts carry the names producers sent; a version "" would be dropped by Alertmanager (an empty value is no
+    # label) and meet the model's own alert, so the daemon's sink shows values as /metrics does.
+    alertmanager = start_alertmanager()
+    sink = AlertmanagerSink(alertmanager.url, Outbox(tmp_path / "outbox.db"), timeout_s=2.0, label_value=shown)
+    now_ms = time.time() * 1000
+    canary, model_wide = (
+        dataclasses.replace(firing("CanaryWorse", now_ms), fingerprint=f"fp-{version}",
+                            labels={"alertname": "CanaryWorse", "model": "(empty)", **version})
+        for version in ({"version": ""}, {})
+    )  # fmt: skip
+    sink.add([canary, model_wide])
+    assert sink.deliver(now_ms) == 2
+    assert sorted(tuple(sorted(alert["labels"].items())) for alert in named(alertmanager, "CanaryWorse")) == [
+        (("alertname", "CanaryWorse"), ("model", "((empty))")),
+        (("alertname", "CanaryWorse"), ("model", "((empty))"), ("version", "(empty)")),
+    ]

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import msgspec
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from alerts.alert import Alert
 from monitor.config import parse_config
@@ -69,9 +70,9 @@ class Daemon:
 
     def __init__(self, config, broker: Broker):
         self.pipeline = Pipeline(config)
-        exports = Exports(PipelineCollector(self.pipeline))
-        self.alerting = Alerting(config, exports.samples, publish=broker)
-        exports.add(AlertsCollector(self.alerting))
+        self.exports = Exports(PipelineCollector(self.pipeline))
+        self.alerting = Alerting(config, self.exports.samples, publish=broker)
+        self.exports.add(AlertsCollector(self.alerting))
 
     def tick(self) -> float:
         now_ms = self.pipeline.watermark_ms
@@ -194,3 +195,32 @@ def test_only_firing_rollback_alerts_with_a_version_other_than_other_ask_for_a_r
     assert [(request.model, request.version, len(request.alerts), request.evidence) for request in requests] == [
         ("m", "v2", 2, None)  # no evaluation of the model: no evidence, still a request
     ]
+
+
+def test_alerts_carry_the_names_producers_sent_so_a_model_named_like_an_exported_empty_value_is_alerted_on(tmp_path):
+    # A model named "(empty)" is exported as model="((empty))" (and a version "" as "(empty)"). The rules must read
+    # the names the producer sent: a tick for that model finds its series, its retraining job and rollback request
+    # name it, and driftwarden_alerts_firing shows it as every other series of it does (shown once, not twice).
+    rules = [{**ROLLBACK, "labels": {}}, RETRAIN]
+    broker = Broker()
+    config = parse_config({**settings(tmp_path / "state", rules), "models": [
+        {"name": "(empty)", "reference": {"warmup": 1}, "versions": {"min_samples": 20}}]}, environ={})  # fmt: skip
+    daemon = Daemon(config, broker)
+    renamed = {"v2": ""}
+    sent = [{**call, "model": "(empty)", "model_version": renamed.get(call["model_version"], call["model_version"])}
+            for call in calls()]  # fmt: skip
+    _apply(daemon.pipeline, sent, batch=250)
+    now_ms = daemon.pipeline.watermark_ms
+    daemon.pipeline.evaluate(now_ms)
+    alerts = daemon.alerting.tick(daemon.pipeline, now_ms, models={"(empty)"})  # the per-model tick of the daemon
+    assert {(alert.name, alert.labels["model"], alert.labels.get("version")) for alert in alerts} == {
+        ("CanaryWorse", "(empty)", ""), ("CanaryWorse", "(empty)", "v3"), ("Busy", "(empty)", None)
+    }  # fmt: skip
+    [job] = daemon.alerting.retraining.jobs()
+    assert (job.model, job.version, job.window["events"]) == ("(empty)", "v1", len(sent))
+    assert sorted((job.model, job.version) for job in daemon.alerting.rollback.jobs()) == [
+        ("(empty)", ""), ("(empty)", "v3")
+    ]  # fmt: skip
+    exposition = generate_latest(daemon.exports.registry).decode()
+    assert 'driftwarden_alerts_firing{alertname="Busy",model="((empty))",severity="warning"} 1.0' in exposition
+    assert 'driftwarden_window_events{model="((empty))"}' in exposition
