@@ -7,15 +7,17 @@ the command line) is wrong; the message on stderr says which key and why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import io
 import json
 import logging
+import math
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +34,7 @@ from monitor.export.alerting import RETRAINING_LEDGER, ROLLBACK_LEDGER
 from monitor.export.collectors import write_exposition
 from monitor.export.report import ReportUnavailable, drift_report_html
 from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
-from monitor.logs import FORMATS, log_to_stderr
+from monitor.logs import FORMATS, LogFormat, error_line, log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
 from monitor.run.replay import Drained, drain, replay
@@ -61,27 +63,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = _parser()
-    arguments = parser.parse_args(argv)
+    log_format = _log_format_asked(sys.argv[1:] if argv is None else argv)
+    arguments = _parse(argv, log_format)
     # One BLAS thread: the tick's matrix work is small, threads waiting on each other on a busy
     # machine made the embedding tests ten times slower, and results stay bit-identical across hosts.
     threadpool_limits(limits=1)
     try:
         config = load_config(arguments.config) if "config" in arguments else None  # demo brings its own
     except ConfigError as error:
-        print(f"driftwarden: bad config: {error}", file=sys.stderr)
+        print(error_line(f"bad config: {error}", log_format), file=sys.stderr)
         return 2
     try:
         return arguments.command(config, arguments)
     except _UsageError as error:
-        print(f"driftwarden: {error}", file=sys.stderr)
+        print(error_line(str(error), log_format), file=sys.stderr)
         return 2
     except (CheckpointError, ReferenceFileError) as error:
-        print(f"driftwarden: {error}", file=sys.stderr)
+        print(error_line(str(error), log_format), file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"driftwarden: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        print(error_line(f"{error.filename or ''}: {error.strerror or error}", log_format), file=sys.stderr)
         return 1
+
+
+def _log_format_asked(argv: Sequence[str]) -> LogFormat:
+    """The ``--log-format`` of a command line, read before it is parsed, so that its usage errors are in it too."""
+    asked = argparse.ArgumentParser(add_help=False)
+    asked.add_argument("--log-format")
+    return "json" if asked.parse_known_args(argv)[0].log_format == "json" else "text"
+
+
+def _parse(argv: Sequence[str] | None, log_format: LogFormat) -> argparse.Namespace:
+    """The command line's arguments; a usage error exits 2 with argparse's text, or its error as one JSON log
+    line (a log pipeline wants the error, not the usage)."""
+    if log_format == "text":
+        return _parser().parse_args(argv)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return _parser().parse_args(argv)
+    except SystemExit as stop:
+        lines = said.getvalue().rstrip().splitlines()
+        print(error_line(lines[-1], log_format) if stop.code == 2 and lines else said.getvalue(), file=sys.stderr)
+        raise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,8 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--port", type=int, default=9108, help="where to serve /metrics (0: any free port)")
     demo.add_argument("--rate", type=float, default=100.0, help="synthetic calls per second")
-    demo.add_argument("--regress-at", type=float, default=30.0, metavar="S", help="when support-bot slows down")
-    demo.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    demo.add_argument("--regress-at", type=_seconds, default=30.0, metavar="S", help="when support-bot slows down")
+    demo.add_argument("--duration", type=_seconds, metavar="S", help="stop by itself after S seconds")
     _log_format_argument(demo)
     demo.set_defaults(command=_demo)
 
@@ -133,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay_command.add_argument(
         "--deliver-timeout",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="S",
         help="with --deliver-alerts: give up delivering after S seconds (plus Alertmanager's resolve_hold), exit 1",
@@ -278,6 +302,17 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds, finite and not negative."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
 def _instant_ms(text: str) -> int:
     """An ISO 8601 time (UTC when it names no zone) in epoch milliseconds; a bare number is refused (seconds or
     milliseconds?)."""
@@ -320,12 +355,13 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     delivering = arguments.deliver_alerts
     if delivering:  # the log sink writes a resolve at INFO
         logging.getLogger("driftwarden.alerts").setLevel(logging.INFO)
-    with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else nullcontext() as outbox_dir:
+    outbox = tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else contextlib.nullcontext()
+    with outbox as outbox_dir:
         try:
             events = source if isinstance(source, str) else source.polls()
             result = replay(config, events, dead_letters, outbox_dir=Path(outbox_dir) if outbox_dir else None)
         except BackfillError as error:
-            print(f"driftwarden: {error}", file=sys.stderr)
+            print(error_line(str(error), arguments.log_format), file=sys.stderr)
             return 1
         finally:
             if dead_letters is not None:
@@ -342,24 +378,23 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         summary = alert.annotations.get("summary", "")
         print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
     if drained is not None:
-        return _delivered_alerts(result.alerts, drained, arguments.deliver_timeout)
+        return _delivered_alerts(result.alerts, drained, arguments)
     return 0
 
 
-def _delivered_alerts(alerts: list, drained: Drained, timeout_s: float) -> int:
+def _delivered_alerts(alerts: list, drained: Drained, arguments: argparse.Namespace) -> int:
     """Print what a replay delivered; exit 1 (with the sinks' origins on stderr) if some were left undelivered."""
     print(f"delivered alerts: {sum('log' in alert.actions for alert in alerts)} transitions logged")
     for name, where in drained.origins.items():
         print(f"  {name} at {where}: {drained.delivered[name]} delivered, {drained.left[name]} undelivered")
     for name, n_left in drained.left.items():
         if n_left:
-            message = f"driftwarden: {n_left} alert(s) not delivered to {name} at {drained.origins[name]}"
-            print(f"{message} within --deliver-timeout {timeout_s:g} s (see the log for why)", file=sys.stderr)
+            where = f"{name} at {drained.origins[name]} within --deliver-timeout {arguments.deliver_timeout:g} s"
+            message = f"{n_left} alert(s) not delivered to {where} (see the log for why)"
+            print(error_line(message, arguments.log_format), file=sys.stderr)
     if drained.n_dropped:
-        message = (
-            f"driftwarden: the outbox was full (alerts.outbox_size): it dropped {drained.n_dropped} queued alert(s)"
-        )
-        print(message, file=sys.stderr)
+        message = f"the outbox was full (alerts.outbox_size): it dropped {drained.n_dropped} queued alert(s)"
+        print(error_line(message, arguments.log_format), file=sys.stderr)
     return 0 if drained.complete else 1
 
 

@@ -25,7 +25,16 @@ from typing import Literal
 
 from alerts.printable import printable
 
-__all__ = ["CONTEXT", "FORMATS", "JsonFormatter", "LogFormat", "OneLineFormatter", "log_format", "log_to_stderr"]
+__all__ = [
+    "CONTEXT",
+    "FORMATS",
+    "JsonFormatter",
+    "LogFormat",
+    "OneLineFormatter",
+    "error_line",
+    "log_format",
+    "log_to_stderr",
+]
 
 FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 #: The values of ``--log-format``.
@@ -89,6 +98,20 @@ def log_to_stderr(level: int = logging.INFO, log_format: LogFormat = "text") -> 
     handler.setFormatter(JsonFormatter() if log_format == "json" else OneLineFormatter(FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("kafka").setLevel(max(level, logging.ERROR))
+
+
+def error_line(message: str, log_format: LogFormat) -> str:
+    r"""A command's error on stderr: ``driftwarden: message``, or, as ``--log-format json`` asks, one JSON line.
+
+    >>> error_line("bad config: windows.size: must be > 0", "text")
+    'driftwarden: bad config: windows.size: must be > 0'
+    >>> json.loads(error_line("bad config:\nwindows.size", "json"))["message"]
+    'bad config:\nwindows.size'
+    """
+    if log_format == "text":
+        return f"driftwarden: {message}"
+    record = {"name": "driftwarden", "levelname": "ERROR", "levelno": logging.ERROR, "msg": message}
+    return JsonFormatter().format(logging.makeLogRecord(record))
 
 
 def log_format() -> LogFormat:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 
+import pytest
+
 from alerts.alert import Alert
 from alerts.retraining import RetrainingQueue
 from alerts.sinks.log import LogSink
+from monitor.cli import main
 from monitor.logs import FORMAT, JsonFormatter, OneLineFormatter
 
 EVIL = 'bot\n{"level": "INFO", "message": "forged"}\r\x1b[2J\u2028\u202e\x00 模型'
@@ -62,3 +66,36 @@ def test_the_log_sink_and_the_job_ledger_name_their_rule_model_and_job(tmp_path,
     fired, queued = (json.loads(JsonFormatter().format(record)) for record in caplog.records)
     assert (fired["rule"], fired["model"]) == ("DataDrift", EVIL)
     assert (queued["job"], queued["model"]) == (job.id, EVIL) and "version" not in queued
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "error"),
+    [
+        (["run"], 2, "driftwarden run: error: the following arguments are required: --config"),
+        (["replay", "--config", "c.yaml", "--deliver-timeout=-1", "x"], 2, "--deliver-timeout: '-1' is not a number"),
+        (["demo", "--duration", "nan"], 2, "argument --duration: 'nan' is not a number of seconds"),
+        (["run", "--config", "absent.yaml"], 2, "bad config: absent.yaml: cannot read"),
+        (["replay", "--config", "{config}", "--since", "2026-01-01"], 2, "replay takes EVENTS.jsonl, or --from-kafka"),
+        (["replay", "--config", "{config}", "absent.jsonl"], 1, "absent.jsonl: No such file or directory"),
+    ],
+)
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_command_line_error_is_in_the_log_format_asked_for(arguments, code, error, log_format, tmp_path, capsys):
+    # A log pipeline reading --log-format json must get the command's errors as JSON lines too, argparse's included.
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state: {{dir: {tmp_path / 'state'}}}\n")
+    argv = [argument.replace("{config}", str(config)) for argument in arguments]
+    with contextlib.chdir(tmp_path):
+        try:
+            returned = main([*argv, "--log-format", log_format])
+        except SystemExit as stop:  # argparse's own errors
+            returned = stop.code
+    said = capsys.readouterr()
+    assert (returned, said.out) == (code, "")
+    lines = said.err.splitlines()
+    if log_format == "json":
+        [line] = lines
+        record = json.loads(line)
+        assert (record["level"], record["logger"]) == ("ERROR", "driftwarden") and error in record["message"]
+    else:
+        assert error in lines[-1] and lines[-1].startswith("driftwarden")
