@@ -127,6 +127,20 @@ def test_a_model_without_pricing_has_no_cost_per_version_nor_a_cost_comparison()
     assert "output_tokens" in latest["metrics"] and "cost" not in latest["metrics"]
 
 
+def test_versions_whose_calls_report_no_tokens_export_no_cost_rather_than_a_free_one():
+    calls = [{key: value for key, value in call.items() if not key.endswith("_tokens")} for call in _calls(400)]
+    pipeline = Pipeline(_config())
+    _apply(pipeline, calls)
+    versions = _evaluated(pipeline)
+    assert all(math.isnan(figures.means["cost"]) for figures in versions.figures.values())
+    result = versions.comparisons["pricey"].metrics["cost"]
+    assert (result.n_baseline, result.n_candidate) == (0, 0) and math.isnan(result.effect)
+    for name in ("driftwarden_version_quality", "driftwarden_version_comparison"):
+        metrics = {dict(labels)["metric"] for labels in _samples(pipeline, name)}
+        assert "error_ratio" in metrics and "cost" not in metrics, name
+    assert pipeline.states["m"].versions.comparisons["pricey"].latest["metrics"]["cost"]["effect"] is None
+
+
 # --- The comparison -------------------------------------------------------------------------------------------------
 
 
