@@ -517,12 +517,15 @@ class SliceConfig(_Section):
         return _check_attributes("slice attribute", attributes)
 
 
-#: The metrics on which a version is compared with its baseline, each with the direction that is worse.
+#: The metrics on which a version is compared with its baseline, each with the direction that is worse (None: compared,
+#: never a verdict metric). A model is compared on ``cost`` (per call, in its currency) only if it has ``pricing``.
 VERSION_METRICS = {
     "latency": "higher", "error_ratio": "higher", "feedback_positive_ratio": "lower", "judge_score": "lower",
     "accuracy": "lower", "absolute_error": "higher", "content_filter_ratio": "higher", "input_tokens": None,
-    "output_tokens": None,
+    "output_tokens": None, "cost": "higher",
 }  # fmt: skip
+#: The verdict metrics a config may add to the default ones: a version that costs less is not a better model.
+OPT_IN_VERDICT_METRICS = ("cost",)
 
 
 class VersionsConfig(_Section):
@@ -534,8 +537,9 @@ class VersionsConfig(_Section):
     The ``baseline`` is the named version, or by default the one with the most calls in the window (another takes
     over once it has twice the baseline's calls there, so a 50/50 test keeps one baseline). Every other
     version is compared with it on the calls both made since it went live, by an anytime-valid test
-    (``detectors.sequential``): ``verdict_metrics`` share ``alpha`` (Bonferroni), and no verdict comes before
-    ``min_samples`` calls on each side. ``prior_scale`` is the test's mixture scale: about the effect, in
+    (``detectors.sequential``): ``verdict_metrics`` (by default each metric with a worse direction but ``cost``,
+    which a model with ``pricing`` may add: higher is worse) share ``alpha`` (Bonferroni), and no verdict comes
+    before ``min_samples`` calls on each side. ``prior_scale`` is the test's mixture scale: about the effect, in
     standard deviations of the metric, that it is tuned to find soonest. ``promote_reference: true``: when a new
     baseline takes over from another (a rollout completed), a warm-up reference is learned again from the new
     baseline's calls (source ``promoted``).
@@ -549,7 +553,9 @@ class VersionsConfig(_Section):
     prior_scale: float = Field(1.0, gt=0.0, le=1_000.0)
     promote_reference: bool = False
     verdict_metrics: list[str] = Field(
-        default_factory=lambda: [name for name, worse in VERSION_METRICS.items() if worse is not None]
+        default_factory=lambda: [
+            name for name, worse in VERSION_METRICS.items() if worse is not None and name not in OPT_IN_VERDICT_METRICS
+        ]
     )
 
     @field_validator("verdict_metrics")
@@ -557,8 +563,10 @@ class VersionsConfig(_Section):
     def _known_metrics(cls, metrics: list[str]) -> list[str]:
         for metric in metrics:
             if VERSION_METRICS.get(metric) is None:
-                valid = [name for name, worse in VERSION_METRICS.items() if worse is not None]
-                raise ValueError(f"unknown verdict metric {metric!r}; valid: {', '.join(valid)}")
+                valid = ", ".join(name for name, worse in VERSION_METRICS.items() if worse is not None)
+                what = "is compared but never a verdict metric" if metric in VERSION_METRICS else "is no verdict metric"
+                cost = "cost: named only, by a model with pricing; higher is worse"
+                raise ValueError(f"{metric!r} {what}; valid: {valid} ({cost})")
         _require_unique("verdict metric", metrics)
         return metrics
 
@@ -699,6 +707,12 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _unique_features(self) -> ModelConfig:
         _require_unique("feature", [feature.name for feature in self.features])
+        return self
+
+    @model_validator(mode="after")
+    def _cost_needs_pricing(self) -> ModelConfig:
+        if "cost" in self.versions.verdict_metrics and self.pricing is None:
+            raise ValueError("versions.verdict_metrics names cost, which only a model with a pricing section has")
         return self
 
 

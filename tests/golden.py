@@ -5,7 +5,7 @@ pipeline whose config gives every family of the metrics spec a series: a
 two-event warm-up reference (exported with its id) and a numeric feature (drift), a bias attribute (a slice
 attribute too), a rule with a ``retrain`` action (alerts and retraining jobs), two versions of support-bot
 and a rule with a ``rollback`` action on their comparison (rollback requests), prices (v2 has its own) and a budget
-(the spend, its budget, the window's cost per call). The
+(the spend, its budget, the window's cost per call, each version's and their comparison's). The
 pipeline starts from a checkpoint in which support-bot was saved under an
 older config (a state reset), and one more call of summarizer arrives on
 another partition than the file's (a producer that does not key by model). A classifier's labels arrive after two

@@ -10,8 +10,9 @@ mix), and a few malformed messages go to the topic now and then, to be
 counted and dead-lettered. From the start, a canary of ``support-bot``
 serves a tenth of its calls, slower and judged worse than the stable
 version: the demo prints the comparison's verdict when it is reached. Every
-model's calls are priced (the canary at its own output price), and the demo
-prints what each has spent.
+model's calls are priced (the canary at its own output price, so it costs
+less per call: the verdict's line says by how much), and the demo prints
+what each has spent.
 Ctrl-C (or ``--duration``) stops everything cleanly.
 """
 
@@ -288,12 +289,14 @@ def run_demo(
 
 
 def _report_verdicts(daemon: Daemon, announced: set[str], say: Callable[[str], None]) -> None:
-    """Each candidate version's verdict, once, when it is reached: the metrics that decided it; and each
-    rollback request, once, when it is published."""
+    """Each candidate version's verdict, once, when it is reached: the verdict metrics that decided it, and its cost
+    per call against the baseline's (when priced and not a verdict metric); and each rollback request, once, when
+    it is published."""
     for name, evaluation in sorted(daemon.pipeline.evaluations.items()):
         versions = evaluation.versions
         if versions is None:
             continue
+        kept = daemon.pipeline.states[name].versions
         for version, comparison in versions.comparisons.items():
             key = f"verdict {name} {version} {comparison.verdict}"
             if comparison.verdict == 0 or key in announced:
@@ -302,8 +305,11 @@ def _report_verdicts(daemon: Daemon, announced: set[str], say: Callable[[str], N
             decided = [
                 _effect(metric, result.effect, result.lower, result.upper, result.p_value)
                 for metric, result in comparison.metrics.items()
-                if result.significant
+                if result.significant and metric in kept.config.verdict_metrics
             ]
+            cost = comparison.metrics.get("cost")
+            if cost is not None and "cost" not in kept.config.verdict_metrics and not math.isnan(cost.effect):
+                decided.append(f"beside it, cost per call {cost.effect:+.2g} {kept.currency} (not a verdict metric)")
             calls = comparison.metrics["error_ratio"]
             say(
                 f"  verdict: {name} {version} is {'worse' if comparison.verdict < 0 else 'better'} than "

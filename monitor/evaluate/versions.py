@@ -4,7 +4,8 @@
 comparisons need; :func:`evaluate_versions` then computes, without it:
 
 - every version's figures in the evaluated window (:class:`VersionFigures`): its calls and share of them, latency
-  quantiles, error ratio, mean output tokens, and the quality proxies and accuracy of its labelled calls;
+  quantiles, error ratio, mean output tokens, mean cost per call (a model with pricing: over the calls that report
+  tokens), and the quality proxies and accuracy of its labelled calls;
 - every candidate's comparison with the baseline (:class:`VersionComparison`), on the calls both made since it
   began (those settled out of the window and those still in it): an anytime-valid test per metric
   (:class:`~detectors.sequential.AnytimeTTest`, whose running state the comparison keeps), the fixed-horizon

@@ -446,7 +446,8 @@ VERSION_QUALITY = MetricSpec(
     "Mean of each figure over each version's calls in the latest window that have it (a ratio for 0/1 figures).",
     ("model", "version", "metric"),
     "error_ratio, feedback_positive_ratio, judge_score, accuracy (labelled calls of a classifier), absolute_error "
-    "(of a numeric model's), content_filter_ratio, input_tokens, output_tokens",
+    "(of a numeric model's), content_filter_ratio, input_tokens, output_tokens, cost (per call that reports tokens, "
+    "in the model's pricing currency, that of `driftwarden_cost_total`; models with `pricing` only)",
 )
 VERSION_BASELINE = MetricSpec(
     "driftwarden_version_baseline",
@@ -462,7 +463,8 @@ VERSION_COMPARISON = MetricSpec(
     "its interval, and the anytime-valid p-value.",
     ("model", "version", "baseline", "metric", "stat"),
     "metric: latency (effect: the ratio of geometric means), error_ratio, feedback_positive_ratio, judge_score, "
-    "accuracy, absolute_error, content_filter_ratio, input_tokens, output_tokens (effect; lower, upper: a "
+    "accuracy, absolute_error, content_filter_ratio, input_tokens, output_tokens, cost (per call; models with "
+    "`pricing` only) (effect; lower, upper: a "
     "confidence sequence at `versions.alpha` over the number of verdict metrics; p_value: valid however often "
     "read, significant at that level); "
     "latency_p95 (seconds; a "

@@ -137,7 +137,8 @@ class ModelState:
         #: What late labels need of the model's recent calls (None with ``quality.max_labelled_calls: 0``).
         self.labels = self._new_label_store()
         #: Its versions, and each candidate's comparison with the baseline.
-        self.versions = Versions(model.versions, model.quality.numeric)
+        currency = None if model.pricing is None else model.pricing.currency
+        self.versions = Versions(model.versions, model.quality.numeric, currency)
         #: The version a promoted reference takes its calls from, and the id of the last promotion asked for
         #: with ``driftwarden reference promote`` that was applied (see :meth:`monitor.run.checkpoint.
         #: PartitionCheckpoints.request_promotion`).

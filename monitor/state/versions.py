@@ -17,6 +17,10 @@ test needs: the calls still in the window are read at each evaluation (with the 
 since), and a call's figures are :meth:`Versions.settle`-d into running moments just before the window overwrites
 it, so the test sees every call once. A label that joins a call after it left the window is not counted.
 
+A model with ``pricing`` is compared on its calls' cost too, in its currency: a restart under another currency
+begins each comparison's cost again (the window's costs in the old one are cleared; see
+:meth:`ModelState.restore <monitor.state.model.ModelState.restore>`), so no comparison mixes two currencies.
+
 >>> import numpy as np
 >>> from monitor.config import VersionsConfig
 >>> versions = Versions(VersionsConfig(max_live=2))
@@ -38,6 +42,7 @@ from detectors.sequential import AnytimeTTest, Moments
 from monitor.config import VERSION_METRICS, VersionsConfig
 from monitor.state.columns import (
     CONTENT_FILTER,
+    COST,
     FAILED,
     FINISH_REASON,
     INPUT_TOKENS,
@@ -61,7 +66,7 @@ __all__ = [
 OTHER_CODE = -1
 #: How many times the baseline's calls another version must have in the window to take over from it.
 TAKE_OVER = 2.0
-#: The window columns the comparisons read.
+#: The window columns the comparisons read (and :data:`~monitor.state.columns.COST`, a model with pricing).
 COMPARED_COLUMNS = (
     VERSION, LATENCY_MS, FAILED, RATING, JUDGE_SCORE, LABEL, PREDICTION, CONTENT_FILTER, INPUT_TOKENS, OUTPUT_TOKENS,
     FINISH_REASON,
@@ -72,7 +77,8 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
     """Each compared metric's value per call, NaN where the call has none: the log of its latency (a latency
     ratio is a difference of logs), whether it failed, whether its rating is positive, its judge score, whether
     its label equals its prediction (a classifier's) or how far it is from it (a numeric model's), whether a
-    content filter stopped it, its input and output tokens.
+    content filter stopped it, its input and output tokens, and its cost if ``rows`` have costs (a model with
+    pricing; NaN for a call that reports no token count).
 
     >>> rows = {LATENCY_MS: np.array([100.0, np.nan]), FAILED: np.array([False, True]),
     ...         RATING: np.array([1.0, np.nan]), JUDGE_SCORE: np.array([np.nan, 0.5]), LABEL: np.array([2.0, 1.0]),
@@ -97,8 +103,15 @@ def metric_values(rows: dict[str, np.ndarray], numeric: bool) -> dict[str, np.nd
         "input_tokens": rows[INPUT_TOKENS],
         "output_tokens": rows[OUTPUT_TOKENS],
     }
-    assert values.keys() == VERSION_METRICS.keys(), "every compared metric has its values"
+    if COST in rows:
+        values["cost"] = rows[COST]
+    assert values.keys() == _metrics(COST in rows).keys(), "every compared metric has its values"
     return values
+
+
+def _metrics(priced: bool) -> dict[str, str | None]:
+    """The metrics a model's versions are compared on (by their worse direction): cost only with pricing."""
+    return VERSION_METRICS if priced else {name: worse for name, worse in VERSION_METRICS.items() if name != "cost"}
 
 
 def moments_since(
@@ -133,20 +146,29 @@ class Comparison:
     latest evaluation found (:func:`~monitor.evaluate.versions.evidence`: for ``driftwarden versions`` and
     rollback requests)."""
 
-    def __init__(self, start_row: int, config: VersionsConfig):
+    def __init__(self, start_row: int, config: VersionsConfig, priced: bool = False):
         self.config = config
         self.start_row = start_row
+        self.priced = priced
         self.latest: dict[str, Any] | None = None
-        self.settled = {metric: (Moments(), Moments()) for metric in VERSION_METRICS}
+        self.settled = {metric: (Moments(), Moments()) for metric in _metrics(priced)}
+        self.tests = {metric: self._test() for metric in _metrics(priced)}
+
+    def _test(self) -> AnytimeTTest:
+        config = self.config
         alpha = config.alpha / len(config.verdict_metrics) if config.verdict_metrics else config.alpha
-        self.tests = {
-            metric: AnytimeTTest(alpha=alpha, phi=config.prior_scale, min_samples=config.min_samples)
-            for metric in VERSION_METRICS
-        }
+        return AnytimeTTest(alpha=alpha, phi=config.prior_scale, min_samples=config.min_samples)
+
+    def begin_again(self, metric: str) -> None:
+        """Forget what ``metric`` was compared on so far: its settled moments, its test and its latest figures."""
+        self.settled[metric] = (Moments(), Moments())
+        self.tests[metric] = self._test()
+        if self.latest is not None:
+            self.latest["metrics"].pop(metric, None)
 
     def turned(self) -> Comparison:
         """The same comparison with the two sides swapped (the candidate became the baseline)."""
-        turned = Comparison(self.start_row, self.config)
+        turned = Comparison(self.start_row, self.config, self.priced)
         turned.settled = {metric: (candidate, baseline) for metric, (baseline, candidate) in self.settled.items()}
         turned.tests = {metric: test.turned() for metric, test in self.tests.items()}
         return turned
@@ -194,9 +216,13 @@ class VersionsRead(NamedTuple):
 class Versions:
     """One model's live versions and comparisons (see the module's docstring)."""
 
-    def __init__(self, config: VersionsConfig, numeric: bool = False):
+    def __init__(self, config: VersionsConfig, numeric: bool = False, currency: str | None = None):
         self.config = config
         self.numeric = numeric
+        #: The model's pricing currency (None: no pricing, and no cost compared).
+        self.currency = currency
+        #: The window columns the comparisons read.
+        self.columns = COMPARED_COLUMNS if currency is None else (*COMPARED_COLUMNS, COST)
         self._reset()
 
     def _reset(self) -> None:
@@ -302,7 +328,7 @@ class Versions:
         for name in self._codes:
             if name != self.baseline and name not in self.comparisons:
                 start_row = max(self.first_row[name], self.first_row[self.baseline], self.baseline_row)
-                self.comparisons[name] = Comparison(start_row, self.config)
+                self.comparisons[name] = Comparison(start_row, self.config, self.currency is not None)
 
     def _set_baseline(self, name: str | None, row: int) -> None:
         self.baseline, self.baseline_row = name, row
@@ -320,7 +346,7 @@ class Versions:
         if first_row == first_held and len(view[TIMESTAMP_MS]) == len(window):
             rows = view
         else:
-            rows = window.since(start_row, (*COMPARED_COLUMNS, TIMESTAMP_MS))
+            rows = window.since(start_row, (*self.columns, TIMESTAMP_MS))
         return VersionsRead(
             baseline=self.baseline,
             codes=dict(self._codes),
@@ -339,10 +365,10 @@ class Versions:
         n_leaving = len(window) + n_rows - window.capacity
         if not self.comparisons or n_leaving <= 0 or self.baseline is None:
             return
-        leaving = window.oldest(n_leaving, COMPARED_COLUMNS)
+        leaving = window.oldest(n_leaving, self.columns)
         if n_rows > window.capacity:  # the batch's head never enters the ring
             head = n_rows - window.capacity
-            leaving = {name: np.concatenate((leaving[name], batch[name][:head])) for name in COMPARED_COLUMNS}
+            leaving = {name: np.concatenate((leaving[name], batch[name][:head])) for name in self.columns}
         first_row = window.n_appended - len(window)
         rows = np.arange(first_row, first_row + len(leaving[VERSION]))
         codes = leaving[VERSION]
@@ -359,6 +385,7 @@ class Versions:
     def snapshot(self) -> dict:
         return {
             "config": self.config.model_dump(mode="json"),
+            "currency": self.currency,
             "codes": self._codes,
             "last_seen_ms": self.last_seen_ms,
             "first_row": self.first_row,
@@ -377,8 +404,10 @@ class Versions:
         self.baseline, self.baseline_row = snapshot["baseline"], int(snapshot["baseline_row"])
         if snapshot.get("config") == self.config.model_dump(mode="json"):
             for name, saved in snapshot["comparisons"].items():
-                self.comparisons[name] = Comparison(0, self.config)
-                self.comparisons[name].restore(saved)
+                comparison = self.comparisons[name] = Comparison(0, self.config, self.currency is not None)
+                comparison.restore(saved)
+                if self.currency is not None and snapshot.get("currency") != self.currency:  # costs in another
+                    comparison.begin_again("cost")
         else:  # tested under other settings: the comparisons begin again at the next evaluation
             self.baseline = None
         while len(self._codes) > self.config.max_live:  # the config lowered max_live: keep the most recent

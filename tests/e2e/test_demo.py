@@ -65,6 +65,8 @@ def test_demo_serves_metrics_sees_the_regression_and_stops_on_ctrl_c(tmp_path):
     [(verdict, metrics)] = VERDICT.findall(output)  # told once
     assert len(ROLLBACK.findall(output)) == 1  # one request, told once
     assert verdict == "worse" and "latency x1." in metrics  # 1.3 times slower (and judged worse, less often decided)
+    # its own output price (12 for 15) makes it cheaper per call, which is shown and decides nothing
+    assert re.search(r"beside it, cost per call -0\.000\d+ USD \(not a verdict metric\)$", metrics)
     assert re.search(r"\] consuming\n", output)  # the status line says so once it is ready
     assert "Traceback" not in output
     assert "stopped:" in output

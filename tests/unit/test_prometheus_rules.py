@@ -126,6 +126,7 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
                     },
                     "slices": {"attributes": ["segment.region"], "min_group_size": 10},
                     "pricing": {"currency": "USD", "input": 0.5, "output": 1.5, "budget": {"amount": 10}},
+                    "versions": {"min_samples": 10},  # rc1's 24 calls: comparisons bounded (lower, upper)
                 }
             ],
             "alerts": {
