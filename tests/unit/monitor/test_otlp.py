@@ -155,14 +155,79 @@ def test_a_rejected_span_of_a_json_topic_is_dead_lettered_in_json_with_hex_ids()
         (b'{"request_id": "r1", "timestamp": 1767225600, "model": "m"}', "otlp_proto", "not_otlp"),  # JSON events
         (b"{not json", "otlp_json", "not_json"),
         (b"[1, 2]", "otlp_json", "not_otlp"),
-        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not hex"}]}]}]}', "otlp_json", "not_otlp"),
-        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}', "otlp_json", "not_otlp"),
+        (encode(SPANS[:3], "otlp_proto")[:-7], "otlp_proto", "not_otlp"),  # truncated
+        (b"\x0a\x05\x12\x07\x12\x01\x00", "otlp_proto", "not_otlp"),  # a scope longer than its resource
         (b'{"resourceSpans": 7}', "otlp_json", "not_otlp"),
+        (b'{"resourceSpans": [{"scopeSpans": [7]}]}', "otlp_json", "not_otlp"),
     ],
 )
 def test_a_message_that_does_not_decode_is_invalid_whole(raw, encoding, reason):
     decoded = decode_traces(raw, encoding)
     assert isinstance(decoded, Invalid) and decoded.reason == reason
+
+
+_CORRUPT = b"corrupt-span"  # a span's name, replaced in the wire bytes by one that is not UTF-8
+
+
+def _with_bad_span(encoding: str, corrupt: str) -> tuple[bytes, bytes]:
+    """SPANS[:9] encoded with one more span in their last scope, whose ``corrupt`` ("span", "resource" or "scope")
+    holds what its encoding cannot parse (a string not UTF-8; an int64 beyond its range, or an id not hex); and
+    SPANS[:9] encoded alone."""
+    alone = encode(SPANS[:9], encoding)
+    request = ExportTraceServiceRequest.FromString(encode(SPANS[:9], "otlp_proto"))
+    extra = ExportTraceServiceRequest.FromString(_request({"gen_ai.request.model": "m"}))
+    request.resource_spans.extend(extra.resource_spans)
+    resource_spans = request.resource_spans[-1]
+    holder = {
+        "span": resource_spans.scope_spans[0].spans[0].attributes,
+        "resource": resource_spans.resource.attributes,
+        "scope": resource_spans.scope_spans[0].scope.attributes,
+    }[corrupt]
+    if encoding == "otlp_proto":
+        holder.add(key="bad").value.string_value = _CORRUPT.decode()
+        raw = request.SerializeToString()
+        return raw.replace(_CORRUPT, b"\xff" + _CORRUPT[1:]), alone
+    holder.add(key="bad").value.int_value = 7
+    return _as_otlp_json(request).replace(b'"intValue": "7"', b'"intValue": "18446744073709551616"'), alone
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("corrupt", ["span", "resource", "scope"])
+def test_a_span_that_does_not_parse_is_rejected_alone_and_the_spans_beside_it_count(encoding, corrupt):
+    """A string that is not UTF-8 (protobuf refuses the whole message for it) or an int64 out of range (protobuf's
+    JSON mapping refuses the whole document): the message was ``not_otlp``, its good spans lost. The oracle is the
+    message without the bad span; a resource or scope that does not parse rejects its spans."""
+    raw, alone = _with_bad_span(encoding, corrupt)
+
+    decoded = decode_traces(raw, encoding)
+
+    expected = decode_traces(alone, encoding)
+    assert decoded.events == expected.events and decoded.skipped == expected.skipped
+    [(letter, invalid, n_spans)] = decoded.rejected
+    assert invalid.reason == "not_otlp" and invalid.detail.startswith(corrupt) and n_spans == 1
+    again = decode_traces(letter, encoding)  # the bad span alone, under its resource and scope: judged the same
+    assert again.events == [] and [(r.invalid, r.n_spans) for r in again.rejected] == [(invalid, 1)]
+    if encoding == "otlp_proto":
+        assert b"\xff" + _CORRUPT[1:] in letter and len(letter) <= len(raw) - len(alone)
+    else:
+        [resource_spans] = msgspec.json.decode(letter)["resourceSpans"]
+        assert resource_spans == json.loads(raw)["resourceSpans"][-1]  # as it came, ids in hex
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("traceId", "not hex"), ("startTimeUnixNano", "soon"), ("droppedAttributesCount", -1)]
+)
+def test_an_otlp_json_span_with_a_value_its_mapping_refuses_is_rejected_alone(field, value):
+    document = msgspec.json.decode(encode(SPANS[:3], "otlp_json"))
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({**spans[1], field: value})
+
+    decoded = decode_traces(msgspec.json.encode(document), "otlp_json")
+
+    assert decoded.events == decode_traces(encode(SPANS[:3], "otlp_json"), "otlp_json").events
+    [(letter, invalid, n_spans)] = decoded.rejected
+    assert invalid.reason == "not_otlp" and n_spans == 1
+    assert msgspec.json.decode(letter)["resourceSpans"][0]["scopeSpans"][0]["spans"] == [spans[-1]]
 
 
 def test_an_oversized_message_is_invalid_before_it_is_parsed():
@@ -316,13 +381,23 @@ def _hostile_request(spans: list) -> ExportTraceServiceRequest:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_SPANS, st.sampled_from(ENCODINGS))
-def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_back_by_reason(spans, encoding):
-    """Hostile attributes, times and statuses: nothing raises, nothing is an internal error, and each span ends up
-    exactly once as a call (with its evaluations), a rejection (whose dead letter holds the spans of its reason only)
-    or a skip."""
+@given(_SPANS, st.sampled_from(ENCODINGS), st.sets(st.integers(0, 7)))
+def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_back_by_reason(spans, encoding, broken):
+    """Hostile attributes, times and statuses, and ``broken`` spans that do not parse (a name that is not UTF-8; a
+    count out of its range): nothing raises, nothing is an internal error, and each span ends up exactly once as a
+    call (with its evaluations), a rejection (whose dead letter holds the spans of its reason only) or a skip."""
     request = _hostile_request(spans)
-    raw = request.SerializeToString() if encoding == "otlp_proto" else _as_otlp_json(request)
+    broken = {number for number in broken if number < len(spans)}
+    for number in broken:  # marked, then spoilt in the encoded message
+        request.resource_spans[0].scope_spans[0].spans[number].name = f"broken-{number}"
+    if encoding == "otlp_proto":
+        raw = request.SerializeToString()
+        for number in broken:
+            raw = raw.replace(f"broken-{number}".encode(), f"\xffroken-{number}".encode("latin-1"))
+    else:
+        raw = _as_otlp_json(request)
+        for number in broken:
+            raw = raw.replace(f'"name": "broken-{number}"'.encode(), b'"droppedAttributesCount": -1')
 
     decoded = decode_traces(raw, encoding)
     assert not isinstance(decoded, Invalid), decoded
@@ -330,6 +405,9 @@ def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_bac
     n_skipped = sum(decoded.skipped.values())
     n_rejected = sum(rejected.n_spans for rejected in decoded.rejected)
     assert len(request_ids) + n_rejected + n_skipped == len(spans)
+    unparsed = [rejected.n_spans for rejected in decoded.rejected if rejected.invalid.reason == "not_otlp"]
+    assert unparsed == ([len(broken)] if broken else [])
+    assert not {f"{number:032x}-{number:016x}" for number in broken} & request_ids
     assert len({rejected.invalid.reason for rejected in decoded.rejected}) == len(decoded.rejected)  # one a reason
     for letter, invalid, n_spans in decoded.rejected:
         assert invalid.reason != "internal_error"
@@ -346,7 +424,7 @@ def _as_otlp_json(request: ExportTraceServiceRequest) -> bytes:
     for resource_spans in document.get("resourceSpans", ()):
         for scope_spans in resource_spans.get("scopeSpans", ()):
             for span in scope_spans.get("spans", ()):
-                for name in ("traceId", "spanId"):
+                for name in ("traceId", "spanId", "parentSpanId"):
                     if name in span:
                         span[name] = base64.b64decode(span[name]).hex()
     return json.dumps(document).encode()
