@@ -50,7 +50,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitor.ingest.events import ALIASES, Event, Invalid, decode_mapping
+from monitor.ingest.events import ALIASES, Event, Invalid, decode_mapping, repeated_key
 
 __all__ = ["ENCODINGS", "SKIPPED", "Decoded", "Rejected", "decode_traces"]
 
@@ -151,6 +151,9 @@ def _parse(raw: bytes, encoding: str) -> ExportTraceServiceRequest | Invalid:
         return Invalid("not_json", str(error)[:120])
     except RecursionError:  # as a JSON event's
         return Invalid("oversized", "nested deeper than the parser allows")
+    repeated = repeated_key(raw, document)
+    if repeated is not None:  # as a JSON event's: protobuf's mapping would keep the last
+        return Invalid("duplicate_key", repeated)
     try:
         _convert_ids(document, _hex_to_base64)
         return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
