@@ -6,6 +6,7 @@ import base64
 import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,12 +17,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from monitor.cli import main
 from monitor.config import parse_config
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.ingest.events import Invalid
 from monitor.ingest.otlp import ENCODINGS, decode_traces
 from monitor.pipeline import Pipeline
+from tests.components import statistics
 from tests.otel import NS, encode, expected_calls, genai_calls
 
 START_S = 1_767_225_600
@@ -466,3 +469,66 @@ def test_a_span_dated_after_the_daemons_clock_allows_is_rejected_as_a_json_event
     raw = _request({"gen_ai.request.model": "m"}, in_2100, in_2100 + 5)
     decoded = decode_traces(raw, "otlp_proto", latest_ms=START_S * 1000.0)
     assert decoded.events == [] and [r.invalid for r in decoded.rejected] == [Invalid("future_timestamp", "timestamp")]
+
+
+# --- Replaying a file of traces ---------------------------------------------------------------------------------------
+
+
+def _replay_file(tmp_path, config: dict, *arguments: str) -> int:
+    config_file = tmp_path / "driftwarden.yaml"
+    config_file.write_text(json.dumps(config))  # YAML holds JSON
+    try:
+        return main(["replay", "--config", str(config_file), *arguments])
+    except SystemExit as exit:  # argparse's refusals
+        return exit.code
+
+
+def test_a_file_named_as_an_otlp_topic_is_replayed_as_what_replay_is_told_not_by_that_topics_encoding(
+    tmp_path, monkeypatch, capsys
+):
+    """A file's records are stamped with its path as their topic, and the pipeline looked the encoding up by topic:
+    a file of JSON events named as a topic of traces was read as protobuf, each line ``not_otlp``."""
+    monkeypatch.chdir(tmp_path)
+    Path("traces").write_text('{"request_id": "r1", "timestamp": 1767225600, "model": "m"}\n' * 3)
+    config = {"kafka": {"topics": [{"name": "traces", "encoding": "otlp_proto"}]}}
+
+    assert _replay_file(tmp_path, config, "traces") == 0
+    assert "replayed 3 messages (0 events rejected)" in capsys.readouterr().out
+    assert _replay_file(tmp_path, config, "traces", "--encoding", "otlp_proto") == 0  # told wrong: framed wrong
+    assert "replayed 1 messages (1 events rejected)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_file_of_otlp_requests_is_replayed_as_the_collectors_file_exporter_writes_it(tmp_path, encoding):
+    """``otlp_json``: one request a line; ``otlp_proto``: each preceded by its length, 4 bytes big-endian (the file
+    exporter's ``format: proto``). The oracle is the SDK's spans; a message that is not a request is dead-lettered
+    with its number in the file."""
+    requests = [encode(SPANS[start : start + 30], encoding) for start in range(0, len(SPANS), 30)]
+    garbage = b"\x00 not a protobuf message \xff" if encoding == "otlp_proto" else b"{not json"
+    messages = [*requests[:2], garbage, *requests[2:]]
+    path = tmp_path / "traces.otlp"
+    if encoding == "otlp_proto":
+        path.write_bytes(b"".join(len(message).to_bytes(4, "big") + message for message in messages))
+    else:
+        path.write_bytes(b"\n".join(messages) + b"\n")
+    metrics, dead_letters = tmp_path / "out.prom", tmp_path / "dead.jsonl"
+    outputs = ["--metrics-file", str(metrics), "--dead-letter-file", str(dead_letters)]
+
+    assert _replay_file(tmp_path, {}, str(path), "--encoding", encoding, *outputs) == 0
+
+    counted = statistics(metrics.read_text())
+    calls = {labels: n for (name, labels), n in counted.items() if name == "driftwarden_events_total" and n}
+    assert calls == {
+        (("model", model), ("type", "inference")): n for model, n in Counter(call.model for call in CALLS).items()
+    } | {(("model", model), ("type", "feedback")): 4 for model in ("chat-a", "chat-b")}  # every fifth call's
+    skipped = {labels: n for (name, labels), n in counted.items() if name == "driftwarden_spans_skipped_total"}
+    assert skipped == {(("reason", "not_genai"),): 40, (("reason", "not_a_model_call"),): 10}
+    [letter] = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+    assert (letter["offset"], letter["reason"]) == (3, "not_otlp" if encoding == "otlp_proto" else "not_json")
+
+
+def test_a_topics_range_is_decoded_as_its_topic_is_configured_and_takes_no_encoding(tmp_path, capsys):
+    arguments = ["--from-kafka", "traces", "--since", "2026-01-01", "--until", "2026-01-02", "--encoding", "json"]
+    assert _replay_file(tmp_path, {}, *arguments) == 2
+    assert "--encoding is a file's" in capsys.readouterr().err
+    assert _replay_file(tmp_path, {}, "events.jsonl", "--encoding", "protobuf") == 2
