@@ -21,8 +21,10 @@ Each ``gen_ai.evaluation.result`` event of a span becomes a feedback event on th
 (the judge score, in [0, 1]), at the event's time. A span whose call or evaluation is not a valid event is rejected
 whole (sent again, nothing of it is counted twice). Other spans are skipped and counted by :data:`SKIPPED`. The
 spans of a message rejected for one reason share a dead letter: a request holding them only (:class:`Rejected`), in
-the topic's encoding, so that the dead letters of a message are never more than one copy of it a reason. A message
-that does not decode is rejected whole, as ``not_otlp``.
+the topic's encoding, so that the dead letters of a message are never more than one copy of it a reason. A span
+that does not parse, or whose resource or scope does not, is rejected alone as ``not_otlp`` (see :func:`_salvage`);
+a message whose framing does not decode is rejected whole, as ``not_otlp``, and an ``otlp_json`` message that names
+a key twice as ``duplicate_key``, as a JSON event is.
 
 >>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 >>> request = ExportTraceServiceRequest()
