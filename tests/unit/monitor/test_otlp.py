@@ -158,7 +158,7 @@ def test_a_rejected_span_of_a_json_topic_is_dead_lettered_in_json_with_hex_ids()
         (b'{"request_id": "r1", "timestamp": 1767225600, "model": "m"}', "otlp_proto", "not_otlp"),  # JSON events
         (b"{not json", "otlp_json", "not_json"),
         (b"[1, 2]", "otlp_json", "not_otlp"),
-        (encode(SPANS[:3], "otlp_proto")[:-7], "otlp_proto", "not_otlp"),  # truncated
+        (_request({"gen_ai.request.model": "m"})[:-7], "otlp_proto", "not_otlp"),  # truncated
         (b"\x0a\x05\x12\x07\x12\x01\x00", "otlp_proto", "not_otlp"),  # a scope longer than its resource
         (b'{"resourceSpans": 7}', "otlp_json", "not_otlp"),
         (b'{"resourceSpans": [{"scopeSpans": [7]}]}', "otlp_json", "not_otlp"),
