@@ -37,7 +37,7 @@ from monitor.ingest.file import JsonlDeadLetters, JsonlSource, write_jsonl
 from monitor.logs import FORMATS, LogFormat, error_line, log_to_stderr
 from monitor.pipeline import Pipeline
 from monitor.run.checkpoint import CheckpointError, CheckpointStore, PartitionCheckpoints
-from monitor.run.replay import Drained, drain, replay
+from monitor.run.replay import FILE_ENCODINGS, Drained, drain, replay
 from monitor.run.store import open_store
 from monitor.state.changes import change_policy
 from monitor.state.labels import store_policy
@@ -132,11 +132,21 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command=_check_config)
 
     replay_command = commands.add_parser(
-        "replay", help="run the pipeline over a JSONL file of events, or a topic's time range, ticks on event time"
+        "replay",
+        help="run the pipeline over a file of events (JSONL; or OpenTelemetry traces, see --encoding), or a topic's "
+        "time range, ticks on event time",
     )
     replay_command.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config")
     replay_command.add_argument(
-        "events", nargs="?", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic"
+        "events", nargs="?", metavar="EVENTS.jsonl", help="one event per line, as on the Kafka topic (see --encoding)"
+    )
+    replay_command.add_argument(
+        "--encoding",
+        choices=FILE_ENCODINGS,
+        help="what the file holds (default json: driftwarden's JSON events one a line); OpenTelemetry traces as the "
+        "Collector's file exporter writes them: otlp_json one ExportTraceServiceRequest a line (format: json), "
+        "otlp_proto each preceded by its length in 4 bytes, big-endian (format: proto, uncompressed). Never taken "
+        "from a topic of the same name; --from-kafka decodes the topic as configured",
     )
     replay_command.add_argument(
         "--from-kafka", metavar="TOPIC", help="read the topic's messages from --since to --until instead of a file"
@@ -339,6 +349,8 @@ def _replay_source(config: Config, arguments: argparse.Namespace) -> str | Topic
         return arguments.events
     if arguments.events is not None or arguments.since is None or arguments.until is None:
         raise _UsageError("--from-kafka TOPIC takes --since and --until, and no EVENTS.jsonl")
+    if arguments.encoding is not None:
+        raise _UsageError("--encoding is a file's: --from-kafka decodes TOPIC as the config's kafka.topics say")
     if arguments.since >= arguments.until:
         raise _UsageError(f"--since ({_iso(arguments.since)}) must come before --until ({_iso(arguments.until)})")
     from monitor.ingest.backfill import TopicRange  # Kafka loads only for the commands that use it
@@ -359,7 +371,8 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     with outbox as outbox_dir:
         try:
             events = source if isinstance(source, str) else source.polls()
-            result = replay(config, events, dead_letters, outbox_dir=Path(outbox_dir) if outbox_dir else None)
+            outbox = Path(outbox_dir) if outbox_dir else None
+            result = replay(config, events, dead_letters, outbox_dir=outbox, encoding=arguments.encoding or "json")
         except BackfillError as error:
             print(error_line(str(error), arguments.log_format), file=sys.stderr)
             return 1

@@ -135,30 +135,34 @@ class Pipeline:
         """Decode and ingest records (a file's, a test's), grouped by partition: :meth:`apply_batches`."""
         return self.apply_batches(partition_batches(records), wall_ms)
 
-    def apply_batches(self, batches: Iterable[PartitionBatch], wall_ms: float | None = None) -> list[DeadLetter]:
+    def apply_batches(
+        self, batches: Iterable[PartitionBatch], wall_ms: float | None = None, encoding: str | None = None
+    ) -> list[DeadLetter]:
         """Decode and ingest what a poll read; return the rejected records, for the dead-letter queue.
 
         ``wall_ms`` is the wall clock in ``run``: events dated more than ``limits.max_clock_skew`` after it
         are rejected (``future_timestamp``), and it drives idle models and catch-up (see :meth:`ingest`).
+        ``encoding`` is :meth:`decode`'s.
         """
         latest_ms = math.inf if wall_ms is None else wall_ms + self.config.limits.max_clock_skew_ms
         rejected_all = []
         for batch in batches:
-            events, rejected, skipped = self.decode(batch, latest_ms)
+            events, rejected, skipped = self.decode(batch, latest_ms, encoding)
             self.ingest(events, rejected, wall_ms, (batch.topic, batch.partition), skipped)
             rejected_all += rejected
         return rejected_all
 
     def decode(
-        self, batch: PartitionBatch, latest_ms: float = math.inf
+        self, batch: PartitionBatch, latest_ms: float = math.inf, encoding: str | None = None
     ) -> tuple[list[Event], list[DeadLetter], dict[str, int]]:
         """Split a partition's batch into valid events and rejected records, and count the OpenTelemetry spans
         skipped (by reason; none on a topic of driftwarden's JSON events); touches no state.
 
         Events dated after ``latest_ms`` are rejected as ``future_timestamp``: ``run`` passes the wall
-        clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid).
+        clock plus ``limits.max_clock_skew``, a replay nothing (old events are valid). ``encoding`` is the
+        batch's (a file's: never looked up by its name); None: its topic's configured one.
         """
-        encoding = self._encodings.get(batch.topic, "json")
+        encoding = encoding or self._encodings.get(batch.topic, "json")
         if encoding != "json":
             return self._decode_traces(batch, encoding, latest_ms)
         decoded = decode_batch(batch.values, self.config.limits.max_event_bytes, latest_ms)

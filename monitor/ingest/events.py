@@ -63,6 +63,7 @@ __all__ = [
     "packed_floats",
     "read_columns",
     "read_field",
+    "repeated_key",
     "unset_as_none",
 ]
 
@@ -523,6 +524,23 @@ def _repeated_key(raw: bytes, event: Event) -> str | None:
     again by :func:`_first_repeated_key`, about twice the cost of decoding it.
     """
     return None if _no_repeated_key([raw], [event]) else _first_repeated_key(raw)
+
+
+def repeated_key(raw: bytes, document: Any) -> str | None:
+    """A key that some object of a JSON document names twice (escaped for printing), or None; ``document`` is what
+    msgspec decoded from ``raw`` (it keeps the last of repeated keys), of any shape.
+
+    Where ``raw`` holds no backslash, none of its strings is escaped, so msgspec encodes each back byte for byte: the
+    document encoded again has as many key colons (see :func:`_no_repeated_key`) as ``raw`` if and only if no key
+    was dropped (measured: about 1% of decoding an OTLP/JSON request). Otherwise (a backslash, or a key dropped) the
+    message is parsed again by :func:`_first_repeated_key` (about 6%).
+
+    >>> repeated_key(b'{"a": [{"b": 1, "b": 2}]}', msgspec.json.decode(b'{"a": [{"b": 1, "b": 2}]}'))
+    'b'
+    """
+    if _BACKSLASH not in raw and _key_colons([raw]) == _key_colons([msgspec.json.encode(document)]):
+        return None
+    return _first_repeated_key(raw)
 
 
 class _Repeated(Exception):

@@ -1,4 +1,5 @@
-"""JSONL files: events to replay, and dead letters written beside them.
+"""Files: events to replay (JSONL, or OTLP requests as the Collector's file exporter writes them), and dead letters
+written beside them.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.jsonl"
@@ -11,37 +12,79 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
 
 from monitor.ingest import Record
 
-__all__ = ["JsonlDeadLetters", "JsonlSource", "write_jsonl"]
+__all__ = ["JsonlDeadLetters", "JsonlSource", "LengthPrefixedSource", "write_jsonl"]
 
 
 class JsonlSource:
-    """Lines of a JSONL file in batches; ``offset`` is the 1-based line number, blank lines skipped."""
+    """Lines of a JSONL file in batches; ``offset`` is the 1-based line number, blank lines skipped.
+
+    Also OTLP/JSON requests one a line, as the Collector's file exporter writes them (``format: json``).
+    """
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int = 2_000):
         self.path = Path(path)
         self.batch_size = batch_size
 
     def batches(self) -> Iterator[list[Record]]:
+        return _in_batches(self._records(), self.batch_size)
+
+    def _records(self) -> Iterator[Record]:
         topic = str(self.path)
-        batch: list[Record] = []
         with self.path.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
                 line = line.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                batch.append(Record(line, topic, 0, number))
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-        if batch:
+                if line.strip():
+                    yield Record(line, topic, 0, number)
+
+
+class LengthPrefixedSource:
+    """Messages of a file each preceded by its length (4 bytes, big-endian), in batches; ``offset`` is the 1-based
+    message number.
+
+    The framing of the Collector's file exporter with ``format: proto`` (uncompressed): one
+    ``ExportTraceServiceRequest`` a message, which protobuf's bytes cannot be a line. A file cut short ends
+    with a message shorter than its length, given as it is (it will not decode).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "traces.binpb"
+    >>> _ = path.write_bytes(b"\\0\\0\\0\\2\\n\\0" + b"\\0\\0\\0\\0" + b"\\0\\0\\0\\x09cut")
+    >>> [(record.value, record.offset) for batch in LengthPrefixedSource(path).batches() for record in batch]
+    [(b'\\n\\x00', 1), (b'', 2), (b'cut', 3)]
+    """
+
+    def __init__(self, path: str | os.PathLike[str], batch_size: int = 2_000):
+        self.path = Path(path)
+        self.batch_size = batch_size
+
+    def batches(self) -> Iterator[list[Record]]:
+        return _in_batches(self._records(), self.batch_size)
+
+    def _records(self) -> Iterator[Record]:
+        topic = str(self.path)
+        with self.path.open("rb") as file:
+            number = 0
+            while length := file.read(4):
+                number += 1
+                value = file.read(int.from_bytes(length, "big")) if len(length) == 4 else length
+                yield Record(value, topic, 0, number)
+
+
+def _in_batches(records: Iterable[Record], batch_size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == batch_size:
             yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class JsonlDeadLetters:

@@ -21,8 +21,10 @@ Each ``gen_ai.evaluation.result`` event of a span becomes a feedback event on th
 (the judge score, in [0, 1]), at the event's time. A span whose call or evaluation is not a valid event is rejected
 whole (sent again, nothing of it is counted twice). Other spans are skipped and counted by :data:`SKIPPED`. The
 spans of a message rejected for one reason share a dead letter: a request holding them only (:class:`Rejected`), in
-the topic's encoding, so that the dead letters of a message are never more than one copy of it a reason. A message
-that does not decode is rejected whole, as ``not_otlp``.
+the topic's encoding, so that the dead letters of a message are never more than one copy of it a reason. A span
+that does not parse, or whose resource or scope does not, is rejected alone as ``not_otlp`` (see :func:`_salvage`);
+a message whose framing does not decode is rejected whole, as ``not_otlp``, and an ``otlp_json`` message that names
+a key twice as ``duplicate_key``, as a JSON event is.
 
 >>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 >>> request = ExportTraceServiceRequest()
@@ -38,18 +40,19 @@ that does not decode is rejected whole, as ``not_otlp``.
 from __future__ import annotations
 
 import base64
+import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import msgspec
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitor.ingest.events import ALIASES, Event, Invalid, decode_mapping
+from monitor.ingest.events import ALIASES, Event, Invalid, decode_mapping, repeated_key
 
 __all__ = ["ENCODINGS", "SKIPPED", "Decoded", "Rejected", "decode_traces"]
 
@@ -74,6 +77,8 @@ _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "paren
 # would be earlier than a JSON event of the same instant, on the other side of a boundary there).
 _NS_PER_MS = 10**6
 _NS_PER_S = 10**9
+#: What protobuf's JSON mapping raises for a document it does not take.
+_JSON_ERRORS = (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError)
 
 
 class Rejected(NamedTuple):
@@ -105,19 +110,32 @@ def decode_traces(
         if len(raw) > max_bytes:
             return Invalid("oversized", f"{len(raw)} bytes > {max_bytes}")
         request = _parse(raw, encoding)
+        spans: Iterable[tuple[_Where, Span] | _Unparsed]
         if isinstance(request, Invalid):
-            return request
+            salvaged = _salvage(raw, encoding) if request.reason == "not_otlp" else None
+            if salvaged is None:
+                return request
+            spans = salvaged
+        else:
+            spans = _spans(request)
         decoded = Decoded([], [], dict.fromkeys(SKIPPED, 0))
         rejected: dict[str, list[tuple[Invalid, _Where, Span]]] = {}  # by reason, in order
-        for where, span in _spans(request):
+        unparsed: list[_Unparsed] = []
+        for item in spans:
+            if isinstance(item, _Unparsed):
+                unparsed.append(item)
+                continue
+            where, span = item
             outcome = _add_span(span, decoded.events, latest_ms)
             if isinstance(outcome, Invalid):
                 rejected.setdefault(outcome.reason, []).append((outcome, where, span))
             elif outcome is not None:
                 decoded.skipped[outcome] += 1
-        for spans in rejected.values():
-            letter = _request_of([(where, span) for _, where, span in spans], encoding)
-            decoded.rejected.append(Rejected(letter, spans[0][0], len(spans)))
+        for group in rejected.values():
+            letter = _request_of([(where, span) for _, where, span in group], encoding)
+            decoded.rejected.append(Rejected(letter, group[0][0], len(group)))
+        if unparsed:
+            decoded.rejected.append(Rejected(_unparsed_request(unparsed, encoding), unparsed[0].invalid, len(unparsed)))
         return decoded
     except Exception as error:  # noqa: BLE001 - bad input must never stop the daemon
         return Invalid("internal_error", type(error).__name__)
@@ -135,10 +153,13 @@ def _parse(raw: bytes, encoding: str) -> ExportTraceServiceRequest | Invalid:
         return Invalid("not_json", str(error)[:120])
     except RecursionError:  # as a JSON event's
         return Invalid("oversized", "nested deeper than the parser allows")
+    repeated = repeated_key(raw, document)
+    if repeated is not None:  # as a JSON event's: protobuf's mapping would keep the last
+        return Invalid("duplicate_key", repeated)
     try:
         _convert_ids(document, _hex_to_base64)
         return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as error:
+    except _JSON_ERRORS as error:
         return Invalid("not_otlp", str(error)[:120])
 
 
@@ -153,13 +174,17 @@ def _base64_to_hex(text: str) -> str:
 def _convert_ids(document: Any, convert: Callable[[str], str]) -> None:
     """The trace and span ids of an OTLP/JSON ``document`` (its spans' and their links') converted in place: OTLP
     writes them in hex, protobuf's JSON mapping reads bytes in base64. ValueError or TypeError if not hex."""
-    for resource_spans in document.get("resourceSpans") or ():
-        for scope_spans in resource_spans.get("scopeSpans") or ():
+    for resource_spans in document.get("resourceSpans") or document.get("resource_spans") or ():
+        for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or ():
             for span in scope_spans.get("spans") or ():
-                for holder in (span, *(span.get("links") or ())):
-                    for name in _ID_FIELDS:
-                        if holder.get(name):
-                            holder[name] = convert(holder[name])
+                _convert_span_ids(span, convert)
+
+
+def _convert_span_ids(span: Any, convert: Callable[[str], str]) -> None:
+    for holder in (span, *(span.get("links") or ())):
+        for name in _ID_FIELDS:
+            if holder.get(name):
+                holder[name] = convert(holder[name])
 
 
 class _Where(NamedTuple):
@@ -176,6 +201,185 @@ def _spans(request: ExportTraceServiceRequest) -> Iterator[tuple[_Where, Span]]:
         for scope, scope_spans in enumerate(resource_spans.scope_spans):
             for span in scope_spans.spans:
                 yield _Where(resource, scope, resource_spans, scope_spans), span
+
+
+class _Unparsed(NamedTuple):
+    """A span that does not parse, or whose resource or scope does not (then each of its spans): why, where it is
+    (its resource's and scope's place), and the pieces as they came: its resource's fields but its scopes, its
+    scope's but its spans, and the span (wire bytes in ``otlp_proto``, JSON objects in ``otlp_json``)."""
+
+    invalid: Invalid
+    resource: int
+    scope: int
+    resource_head: Any
+    scope_head: Any
+    span: Any
+
+
+class _Broken(Exception):
+    """Where the request's resources, scopes or spans are cannot be read: the message is invalid whole."""
+
+
+def _salvage(raw: bytes, encoding: str) -> list[tuple[_Where, Span] | _Unparsed] | None:
+    """The spans of a request whose whole parse failed, each resource, scope and span parsed on its own (as
+    :func:`_spans` gives them, or :class:`_Unparsed`); None if its framing is broken.
+
+    ``otlp_proto``: protobuf's parser refuses a whole message for one bad field (a string that is not UTF-8), so
+    the wire format is split here (request, field 1: resources; each resource's field 2: scopes; each scope's
+    field 2: spans; the other fields of each are its head) and each piece parsed by its own class.
+    ``otlp_json``: protobuf's mapping refuses a whole document for one bad value (an int64 out of range), so each
+    resource's and scope's head and each span is mapped on its own.
+    """
+    split: Callable[[Any, int], tuple[Any, list[Any]]] = _split_proto if encoding == "otlp_proto" else _split_json
+    parse: Callable[[type[Message], Any, str], Any] = _parse_proto if encoding == "otlp_proto" else _parse_json
+    try:
+        _, resources = split(raw if encoding == "otlp_proto" else msgspec.json.decode(raw), 0)
+        salvaged: list[tuple[_Where, Span] | _Unparsed] = []
+        for resource, resource_raw in enumerate(resources):
+            resource_head, scopes = split(resource_raw, 1)
+            resource_spans = parse(ResourceSpans, resource_head, "resource")
+            for scope, scope_raw in enumerate(scopes):
+                scope_head, spans = split(scope_raw, 2)
+                scope_spans = parse(ScopeSpans, scope_head, "scope")
+                head_invalid = next((head for head in (resource_spans, scope_spans) if isinstance(head, Invalid)), None)
+                for span_raw in spans:
+                    span = head_invalid or parse(Span, span_raw, "span")
+                    if isinstance(span, Invalid):
+                        salvaged.append(_Unparsed(span, resource, scope, resource_head, scope_head, span_raw))
+                    else:
+                        salvaged.append((_Where(resource, scope, resource_spans, scope_spans), span))
+        return salvaged
+    except _Broken:
+        return None
+
+
+#: The field of a request, a resource's and a scope's that holds its resources, scopes and spans; OTLP/JSON's names.
+_CHILD_FIELDS = (1, 2, 2)
+_CHILD_NAMES = (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"), ("spans",))
+
+
+def _split_proto(raw: bytes, level: int) -> tuple[bytes, list[bytes]]:
+    """A message's fields but its children's, as they came, and its children's bytes (see :data:`_CHILD_FIELDS`)."""
+    child_field = _CHILD_FIELDS[level]
+    head, children = [], []
+    for number, wire_type, field, value in _wire_fields(raw):
+        if number != child_field:
+            head.append(field)
+        elif wire_type == 2:
+            children.append(value)
+        else:
+            raise _Broken(f"field {number} is not length-delimited")
+    return b"".join(head), children
+
+
+def _wire_fields(raw: bytes) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """Each field of a protobuf message: its number, its wire type, its bytes and its value's (a length-delimited
+    field's contents). Groups (deprecated; OTLP has none) are broken framing."""
+    at = 0
+    while at < len(raw):
+        start = at
+        key, at = _varint(raw, at)
+        number, wire_type = key >> 3, key & 7
+        value_at = at
+        if wire_type == 0:
+            _, at = _varint(raw, at)
+        elif wire_type == 1:
+            at += 8
+        elif wire_type == 2:
+            length, value_at = _varint(raw, at)
+            at = value_at + length
+        elif wire_type == 5:
+            at += 4
+        else:
+            raise _Broken(f"wire type {wire_type}")
+        if number == 0 or at > len(raw):
+            raise _Broken("truncated" if number else "field 0")
+        yield number, wire_type, raw[start:at], raw[value_at:at]
+
+
+def _varint(raw: bytes, at: int) -> tuple[int, int]:
+    """The varint at ``at`` and where it ends."""
+    value = shift = 0
+    while at < len(raw) and shift < 64:
+        byte = raw[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return value, at
+        shift += 7
+    raise _Broken("truncated varint")
+
+
+def _length_delimited(number: int, value: bytes) -> bytes:
+    """A length-delimited field of protobuf's wire format."""
+    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(value)) + value
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _parse_proto(message: type[Message], raw: bytes, what: str) -> Any:
+    try:
+        return message.FromString(raw)
+    except DecodeError as error:
+        return Invalid("not_otlp", f"{what}: {error}"[:120])
+
+
+def _split_json(holder: Any, level: int) -> tuple[dict[str, Any], list[Any]]:
+    """An object's members but its children, and its children (see :data:`_CHILD_NAMES`)."""
+    names = _CHILD_NAMES[level]
+    if type(holder) is not dict or sum(name in holder for name in names) > 1:
+        raise _Broken("not an object, or its children under two names")
+    children = next((holder[name] for name in names if name in holder), None) or []
+    if type(children) is not list:
+        raise _Broken(f"{names[0]} is not a list")
+    return {name: value for name, value in holder.items() if name not in names}, children
+
+
+def _parse_json(message: type[Message], holder: Any, what: str) -> Any:
+    try:
+        if message is Span:
+            holder = copy.deepcopy(holder)  # the dead letter keeps its ids in hex, as it came
+            _convert_span_ids(holder, _hex_to_base64)
+        return json_format.ParseDict(holder, message(), ignore_unknown_fields=True)
+    except _JSON_ERRORS as error:
+        return Invalid("not_otlp", f"{what}: {error}"[:120])
+
+
+def _unparsed_request(spans: list[_Unparsed], encoding: str) -> bytes:
+    """A request that holds ``spans`` only, as they came, each under its resource and scope (each of those once):
+    their dead letter, as :func:`_request_of` gives of parsed spans. It is put together from the pieces as they
+    came (wire bytes, JSON objects) rather than from messages, which a piece that does not parse cannot be; so it
+    shows the operator the bad span itself, and sent again it is judged the same."""
+    resources: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
+    for span in spans:
+        scopes = resources.setdefault(span.resource, (span.resource_head, {}))[1]
+        scopes.setdefault(span.scope, (span.scope_head, []))[1].append(span.span)
+    if encoding == "otlp_proto":
+        return b"".join(
+            _length_delimited(
+                1,
+                resource_head
+                + b"".join(
+                    _length_delimited(2, scope_head + b"".join(_length_delimited(2, raw) for raw in raws))
+                    for scope_head, raws in scopes.values()
+                ),
+            )
+            for resource_head, scopes in resources.values()
+        )
+    document = {
+        "resourceSpans": [
+            {**resource_head, "scopeSpans": [{**scope_head, "spans": raws} for scope_head, raws in scopes.values()]}
+            for resource_head, scopes in resources.values()
+        ]
+    }
+    return msgspec.json.encode(document)
 
 
 def _add_span(span: Span, events: list[Event], latest_ms: float) -> str | Invalid | None:

@@ -1,5 +1,8 @@
-"""Replay a JSONL file, or a topic's time range (:class:`~monitor.ingest.backfill.TopicRange`), through the
-pipeline as fast as it goes, with evaluations on event time.
+"""Replay a file, or a topic's time range (:class:`~monitor.ingest.backfill.TopicRange`), through the pipeline as
+fast as it goes, with evaluations on event time.
+
+A file's encoding is given (:data:`FILE_ENCODINGS`: driftwarden's JSON events one a line by default), never taken
+from a topic's name: a topic's range is decoded as its topic is configured.
 
 A replay evaluates exactly as ``driftwarden run`` does (see
 :class:`~monitor.pipeline.Pipeline`): each model at the multiples of
@@ -44,10 +47,16 @@ from monitor.config import Config
 from monitor.export.alerting import Alerting, AlertsCollector
 from monitor.export.collectors import Exports, PipelineCollector, build_registry
 from monitor.ingest import PartitionBatch, partition_batches
-from monitor.ingest.file import JsonlDeadLetters, JsonlSource
+from monitor.ingest.file import JsonlDeadLetters, JsonlSource, LengthPrefixedSource
+from monitor.ingest.otlp import ENCODINGS
 from monitor.pipeline import Pipeline
 
-__all__ = ["Drained", "ReplayResult", "drain", "replay"]
+__all__ = ["FILE_ENCODINGS", "Drained", "ReplayResult", "drain", "replay"]
+
+#: What a replayed file holds: driftwarden's JSON events one a line; OTLP requests as the Collector's file exporter
+#: writes them (``otlp_json``: one a line, ``format: json``; ``otlp_proto``: each preceded by its length in 4 bytes,
+#: big-endian, ``format: proto``).
+FILE_ENCODINGS = ("json", *ENCODINGS)
 
 
 @dataclass(frozen=True)
@@ -72,13 +81,19 @@ def replay(
     dead_letters: JsonlDeadLetters | None = None,
     batch_size: int = 2_000,
     outbox_dir: Path | None = None,
+    encoding: str = "json",
 ) -> ReplayResult:
-    """Feed ``events`` (a JSONL file's path, or what a Kafka source's polls read) through a fresh pipeline;
-    rejected records go to ``dead_letters`` if given. With ``outbox_dir`` the alerts go to the configured sinks
-    through an outbox there (the log sink writes at once; :func:`drain` delivers the rest), and job ledgers are
-    left out."""
+    """Feed ``events`` (a file's path, its ``encoding`` one of :data:`FILE_ENCODINGS`; or what a Kafka source's
+    polls read, each topic's as configured) through a fresh pipeline; rejected records go to ``dead_letters`` if
+    given. With ``outbox_dir`` the alerts go to the configured sinks through an outbox there (the log sink writes at
+    once; :func:`drain` delivers the rest), and job ledgers are left out."""
+    file_encoding = None
     if isinstance(events, str | os.PathLike):
-        events = (partition_batches(lines) for lines in JsonlSource(events, batch_size).batches())
+        if encoding not in FILE_ENCODINGS:
+            raise ValueError(f"a file's encoding is one of {', '.join(FILE_ENCODINGS)}, not {encoding!r}")
+        source = LengthPrefixedSource if encoding == "otlp_proto" else JsonlSource
+        events = (partition_batches(messages) for messages in source(events, batch_size).batches())
+        file_encoding = encoding
     pipeline = Pipeline(config)
     samples = Exports(PipelineCollector(pipeline)).samples
     alerting = Alerting(config, samples, deliver=outbox_dir is not None, outbox_dir=outbox_dir, jobs=False)
@@ -91,7 +106,7 @@ def replay(
     pipeline.on_evaluate = rules
     n_records = n_rejected = 0
     for batches in events:
-        rejected = pipeline.apply_batches(batches)
+        rejected = pipeline.apply_batches(batches, encoding=file_encoding)
         n_records += sum(len(batch.values) for batch in batches)
         n_rejected += sum(letter.n_events for letter in rejected)
         if dead_letters is not None:

@@ -22,6 +22,7 @@ from monitor.cli import main
 from monitor.config import parse_config
 from monitor.ingest.backfill import TopicRange
 from tests.components import committed_offset, statistics
+from tests.otel import encode, expected_calls, genai_calls
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the first message's Kafka timestamp
 N = 90
@@ -207,3 +208,33 @@ def test_a_time_between_two_milliseconds_bounds_the_range_as_it_says(
     stamped before ``--since`` and left out one before ``--until``."""
     assert _replay(config_file, "--from-kafka", topic, "--since", since, "--until", until) == 0
     assert f"replayed {n_expected} messages" in capsys.readouterr().out
+
+
+def test_a_topic_of_traces_is_replayed_as_its_config_encodes_it_not_as_a_file_would_be(
+    kafka_broker, new_topic, tmp_path, capsys
+):
+    """A file's encoding is given on the command line (json by default); a topic's range is decoded as the config
+    names the topic's encoding: OpenTelemetry requests, each call counted under its model (the SDK's spans are the
+    oracle)."""
+    traces = new_topic()
+    spans = genai_calls(20, T0_MS // 1000 - 86_400)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+    for start in range(0, len(spans), 15):
+        producer.send(traces, value=encode(spans[start : start + 15], "otlp_proto"), timestamp_ms=T0_MS + start)
+    producer.close()
+    path, metrics = tmp_path / "driftwarden.yaml", tmp_path / "out.prom"
+    topics = [{"name": traces, "encoding": "otlp_proto"}]
+    kafka = {"bootstrap_servers": kafka_broker.bootstrap_servers, "topics": topics}
+    path.write_text(yaml.safe_dump({"kafka": kafka, "state": {"dir": str(tmp_path / "state")}}))
+    arguments = ["--from-kafka", traces, "--since", _iso(T0_MS), "--until", _iso(T0_MS + 60_000)]
+
+    assert _replay(path, *arguments, "--metrics-file", str(metrics)) == 0
+
+    n_messages = -(-len(spans) // 15)
+    assert f"replayed {n_messages} messages (0 events rejected)" in capsys.readouterr().out
+    counted = statistics(metrics.read_text())
+    assert {
+        labels[0][1]: n
+        for (name, labels), n in counted.items()
+        if name == "driftwarden_events_total" and labels[1] == ("type", "inference")
+    } == {model: float(n) for model, n in Counter(call.model for call in expected_calls(spans)).items()}

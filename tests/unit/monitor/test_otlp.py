@@ -6,6 +6,7 @@ import base64
 import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,12 +17,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from monitor.cli import main
 from monitor.config import parse_config
 from monitor.export.collectors import build_registry, exposition
 from monitor.ingest import Record
 from monitor.ingest.events import Invalid
 from monitor.ingest.otlp import ENCODINGS, decode_traces
 from monitor.pipeline import Pipeline
+from tests.components import statistics
 from tests.otel import NS, encode, expected_calls, genai_calls
 
 START_S = 1_767_225_600
@@ -155,14 +158,79 @@ def test_a_rejected_span_of_a_json_topic_is_dead_lettered_in_json_with_hex_ids()
         (b'{"request_id": "r1", "timestamp": 1767225600, "model": "m"}', "otlp_proto", "not_otlp"),  # JSON events
         (b"{not json", "otlp_json", "not_json"),
         (b"[1, 2]", "otlp_json", "not_otlp"),
-        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not hex"}]}]}]}', "otlp_json", "not_otlp"),
-        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}', "otlp_json", "not_otlp"),
+        (_request({"gen_ai.request.model": "m"})[:-7], "otlp_proto", "not_otlp"),  # truncated
+        (b"\x0a\x05\x12\x07\x12\x01\x00", "otlp_proto", "not_otlp"),  # a scope longer than its resource
         (b'{"resourceSpans": 7}', "otlp_json", "not_otlp"),
+        (b'{"resourceSpans": [{"scopeSpans": [7]}]}', "otlp_json", "not_otlp"),
     ],
 )
 def test_a_message_that_does_not_decode_is_invalid_whole(raw, encoding, reason):
     decoded = decode_traces(raw, encoding)
     assert isinstance(decoded, Invalid) and decoded.reason == reason
+
+
+_CORRUPT = b"corrupt-span"  # a span's name, replaced in the wire bytes by one that is not UTF-8
+
+
+def _with_bad_span(encoding: str, corrupt: str) -> tuple[bytes, bytes]:
+    """SPANS[:9] encoded with one more span in their last scope, whose ``corrupt`` ("span", "resource" or "scope")
+    holds what its encoding cannot parse (a string not UTF-8; an int64 beyond its range, or an id not hex); and
+    SPANS[:9] encoded alone."""
+    alone = encode(SPANS[:9], encoding)
+    request = ExportTraceServiceRequest.FromString(encode(SPANS[:9], "otlp_proto"))
+    extra = ExportTraceServiceRequest.FromString(_request({"gen_ai.request.model": "m"}))
+    request.resource_spans.extend(extra.resource_spans)
+    resource_spans = request.resource_spans[-1]
+    holder = {
+        "span": resource_spans.scope_spans[0].spans[0].attributes,
+        "resource": resource_spans.resource.attributes,
+        "scope": resource_spans.scope_spans[0].scope.attributes,
+    }[corrupt]
+    if encoding == "otlp_proto":
+        holder.add(key="bad").value.string_value = _CORRUPT.decode()
+        raw = request.SerializeToString()
+        return raw.replace(_CORRUPT, b"\xff" + _CORRUPT[1:]), alone
+    holder.add(key="bad").value.int_value = 7
+    return _as_otlp_json(request).replace(b'"intValue": "7"', b'"intValue": "18446744073709551616"'), alone
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("corrupt", ["span", "resource", "scope"])
+def test_a_span_that_does_not_parse_is_rejected_alone_and_the_spans_beside_it_count(encoding, corrupt):
+    """A string that is not UTF-8 (protobuf refuses the whole message for it) or an int64 out of range (protobuf's
+    JSON mapping refuses the whole document): the message was ``not_otlp``, its good spans lost. The oracle is the
+    message without the bad span; a resource or scope that does not parse rejects its spans."""
+    raw, alone = _with_bad_span(encoding, corrupt)
+
+    decoded = decode_traces(raw, encoding)
+
+    expected = decode_traces(alone, encoding)
+    assert decoded.events == expected.events and decoded.skipped == expected.skipped
+    [(letter, invalid, n_spans)] = decoded.rejected
+    assert invalid.reason == "not_otlp" and invalid.detail.startswith(corrupt) and n_spans == 1
+    again = decode_traces(letter, encoding)  # the bad span alone, under its resource and scope: judged the same
+    assert again.events == [] and [(r.invalid, r.n_spans) for r in again.rejected] == [(invalid, 1)]
+    if encoding == "otlp_proto":
+        assert b"\xff" + _CORRUPT[1:] in letter and len(letter) <= len(raw) - len(alone)
+    else:
+        [resource_spans] = msgspec.json.decode(letter)["resourceSpans"]
+        assert resource_spans == json.loads(raw)["resourceSpans"][-1]  # as it came, ids in hex
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("traceId", "not hex"), ("startTimeUnixNano", "soon"), ("droppedAttributesCount", -1)]
+)
+def test_an_otlp_json_span_with_a_value_its_mapping_refuses_is_rejected_alone(field, value):
+    document = msgspec.json.decode(encode(SPANS[:3], "otlp_json"))
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({**spans[1], field: value})
+
+    decoded = decode_traces(msgspec.json.encode(document), "otlp_json")
+
+    assert decoded.events == decode_traces(encode(SPANS[:3], "otlp_json"), "otlp_json").events
+    [(letter, invalid, n_spans)] = decoded.rejected
+    assert invalid.reason == "not_otlp" and n_spans == 1
+    assert msgspec.json.decode(letter)["resourceSpans"][0]["scopeSpans"][0]["spans"] == [spans[-1]]
 
 
 def test_an_oversized_message_is_invalid_before_it_is_parsed():
@@ -316,13 +384,23 @@ def _hostile_request(spans: list) -> ExportTraceServiceRequest:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_SPANS, st.sampled_from(ENCODINGS))
-def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_back_by_reason(spans, encoding):
-    """Hostile attributes, times and statuses: nothing raises, nothing is an internal error, and each span ends up
-    exactly once as a call (with its evaluations), a rejection (whose dead letter holds the spans of its reason only)
-    or a skip."""
+@given(_SPANS, st.sampled_from(ENCODINGS), st.sets(st.integers(0, 7)))
+def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_back_by_reason(spans, encoding, broken):
+    """Hostile attributes, times and statuses, and ``broken`` spans that do not parse (a name that is not UTF-8; a
+    count out of its range): nothing raises, nothing is an internal error, and each span ends up exactly once as a
+    call (with its evaluations), a rejection (whose dead letter holds the spans of its reason only) or a skip."""
     request = _hostile_request(spans)
-    raw = request.SerializeToString() if encoding == "otlp_proto" else _as_otlp_json(request)
+    broken = {number for number in broken if number < len(spans)}
+    for number in broken:  # marked, then spoilt in the encoded message
+        request.resource_spans[0].scope_spans[0].spans[number].name = f"broken-{number}"
+    if encoding == "otlp_proto":
+        raw = request.SerializeToString()
+        for number in broken:
+            raw = raw.replace(f"broken-{number}".encode(), f"\xffroken-{number}".encode("latin-1"))
+    else:
+        raw = _as_otlp_json(request)
+        for number in broken:
+            raw = raw.replace(f'"name": "broken-{number}"'.encode(), b'"droppedAttributesCount": -1')
 
     decoded = decode_traces(raw, encoding)
     assert not isinstance(decoded, Invalid), decoded
@@ -330,6 +408,9 @@ def test_every_span_is_counted_rejected_or_skipped_and_the_rejected_are_sent_bac
     n_skipped = sum(decoded.skipped.values())
     n_rejected = sum(rejected.n_spans for rejected in decoded.rejected)
     assert len(request_ids) + n_rejected + n_skipped == len(spans)
+    unparsed = [rejected.n_spans for rejected in decoded.rejected if rejected.invalid.reason == "not_otlp"]
+    assert unparsed == ([len(broken)] if broken else [])
+    assert not {f"{number:032x}-{number:016x}" for number in broken} & request_ids
     assert len({rejected.invalid.reason for rejected in decoded.rejected}) == len(decoded.rejected)  # one a reason
     for letter, invalid, n_spans in decoded.rejected:
         assert invalid.reason != "internal_error"
@@ -346,7 +427,7 @@ def _as_otlp_json(request: ExportTraceServiceRequest) -> bytes:
     for resource_spans in document.get("resourceSpans", ()):
         for scope_spans in resource_spans.get("scopeSpans", ()):
             for span in scope_spans.get("spans", ()):
-                for name in ("traceId", "spanId"):
+                for name in ("traceId", "spanId", "parentSpanId"):
                     if name in span:
                         span[name] = base64.b64decode(span[name]).hex()
     return json.dumps(document).encode()
@@ -388,3 +469,66 @@ def test_a_span_dated_after_the_daemons_clock_allows_is_rejected_as_a_json_event
     raw = _request({"gen_ai.request.model": "m"}, in_2100, in_2100 + 5)
     decoded = decode_traces(raw, "otlp_proto", latest_ms=START_S * 1000.0)
     assert decoded.events == [] and [r.invalid for r in decoded.rejected] == [Invalid("future_timestamp", "timestamp")]
+
+
+# --- Replaying a file of traces ---------------------------------------------------------------------------------------
+
+
+def _replay_file(tmp_path, config: dict, *arguments: str) -> int:
+    config_file = tmp_path / "driftwarden.yaml"
+    config_file.write_text(json.dumps(config))  # YAML holds JSON
+    try:
+        return main(["replay", "--config", str(config_file), *arguments])
+    except SystemExit as exit:  # argparse's refusals
+        return exit.code
+
+
+def test_a_file_named_as_an_otlp_topic_is_replayed_as_what_replay_is_told_not_by_that_topics_encoding(
+    tmp_path, monkeypatch, capsys
+):
+    """A file's records are stamped with its path as their topic, and the pipeline looked the encoding up by topic:
+    a file of JSON events named as a topic of traces was read as protobuf, each line ``not_otlp``."""
+    monkeypatch.chdir(tmp_path)
+    Path("traces").write_text('{"request_id": "r1", "timestamp": 1767225600, "model": "m"}\n' * 3)
+    config = {"kafka": {"topics": [{"name": "traces", "encoding": "otlp_proto"}]}}
+
+    assert _replay_file(tmp_path, config, "traces") == 0
+    assert "replayed 3 messages (0 events rejected)" in capsys.readouterr().out
+    assert _replay_file(tmp_path, config, "traces", "--encoding", "otlp_proto") == 0  # told wrong: framed wrong
+    assert "replayed 1 messages (1 events rejected)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_file_of_otlp_requests_is_replayed_as_the_collectors_file_exporter_writes_it(tmp_path, encoding):
+    """``otlp_json``: one request a line; ``otlp_proto``: each preceded by its length, 4 bytes big-endian (the file
+    exporter's ``format: proto``). The oracle is the SDK's spans; a message that is not a request is dead-lettered
+    with its number in the file."""
+    requests = [encode(SPANS[start : start + 30], encoding) for start in range(0, len(SPANS), 30)]
+    garbage = b"\x00 not a protobuf message \xff" if encoding == "otlp_proto" else b"{not json"
+    messages = [*requests[:2], garbage, *requests[2:]]
+    path = tmp_path / "traces.otlp"
+    if encoding == "otlp_proto":
+        path.write_bytes(b"".join(len(message).to_bytes(4, "big") + message for message in messages))
+    else:
+        path.write_bytes(b"\n".join(messages) + b"\n")
+    metrics, dead_letters = tmp_path / "out.prom", tmp_path / "dead.jsonl"
+    outputs = ["--metrics-file", str(metrics), "--dead-letter-file", str(dead_letters)]
+
+    assert _replay_file(tmp_path, {}, str(path), "--encoding", encoding, *outputs) == 0
+
+    counted = statistics(metrics.read_text())
+    calls = {labels: n for (name, labels), n in counted.items() if name == "driftwarden_events_total" and n}
+    assert calls == {
+        (("model", model), ("type", "inference")): n for model, n in Counter(call.model for call in CALLS).items()
+    } | {(("model", model), ("type", "feedback")): 4 for model in ("chat-a", "chat-b")}  # every fifth call's
+    skipped = {labels: n for (name, labels), n in counted.items() if name == "driftwarden_spans_skipped_total"}
+    assert skipped == {(("reason", "not_genai"),): 40, (("reason", "not_a_model_call"),): 10}
+    [letter] = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+    assert (letter["offset"], letter["reason"]) == (3, "not_otlp" if encoding == "otlp_proto" else "not_json")
+
+
+def test_a_topics_range_is_decoded_as_its_topic_is_configured_and_takes_no_encoding(tmp_path, capsys):
+    arguments = ["--from-kafka", "traces", "--since", "2026-01-01", "--until", "2026-01-02", "--encoding", "json"]
+    assert _replay_file(tmp_path, {}, *arguments) == 2
+    assert "--encoding is a file's" in capsys.readouterr().err
+    assert _replay_file(tmp_path, {}, "events.jsonl", "--encoding", "protobuf") == 2

@@ -102,6 +102,65 @@ def test_a_document_nested_deeper_than_the_parser_allows_is_oversized_as_a_json_
     assert isinstance(decoded, Invalid) and decoded.reason == "oversized"
 
 
+def _spelled(value, ensure_ascii: bool) -> str:
+    """JSON text of ``value``, where an object is a list of (key, value) pairs, written in order, repeats and all."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_spelled(item, ensure_ascii) for item in value) + "]"
+    if isinstance(value, tuple):
+        pairs = (f"{json.dumps(key, ensure_ascii=ensure_ascii)} :{_spelled(item, ensure_ascii)}" for key, item in value)
+        return "{" + ",".join(pairs) + "}"
+    return json.dumps(value, ensure_ascii=ensure_ascii)
+
+
+_KEY_TEXT = st.text(st.sampled_from('ab:"\\ \n\u00e9\u2028'), max_size=3)
+_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _KEY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3).map(list) | st.lists(st.tuples(_KEY_TEXT, children), max_size=4).map(tuple)
+    ),
+    max_leaves=12,
+)
+
+
+def _repeated_keys(text: str) -> set[str]:
+    """The oracle: every key some object of ``text`` names twice, as the stdlib's parser sees each object's pairs."""
+    repeated = set()
+
+    def pairs(items):
+        keys = [key for key, _ in items]
+        repeated.update(key for key in keys if keys.count(key) > 1)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return repeated
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(_TREES, st.booleans())
+def test_an_otlp_json_document_that_names_a_key_twice_anywhere_is_rejected_as_a_json_event_is(tree, ensure_ascii):
+    """protobuf's JSON mapping and msgspec keep the last of repeated keys, so a document naming one twice was taken
+    (a JSON event is ``duplicate_key``). Any tree of objects, arrays and strings with quotes, backslashes, colons,
+    white space and non-ASCII, under a member the mapping ignores: rejected whole if and only if some object repeats
+    a key, the detail one of them."""
+    text = json.dumps(_document()).replace("{", '{"extra": ' + _spelled(tree, ensure_ascii) + ", ", 1)
+    repeated = _repeated_keys(text)
+
+    decoded = decode_traces(text.encode(), "otlp_json")
+
+    if repeated:
+        assert isinstance(decoded, Invalid) and decoded.reason == "duplicate_key"
+        assert decoded.detail in {json.dumps(key)[1:-1] for key in repeated}
+    else:
+        assert not isinstance(decoded, Invalid) and len(decoded.events) == 1
+
+
+def test_a_repeated_key_in_a_span_is_the_reason_a_json_event_gets():
+    raw = json.dumps(_document(name="chat")).replace('"name": "chat"', '"traceId": "00", "name": "chat"').encode()
+    as_event = decode(b'{"request_id": "r", "model": "m", "model": "n", "timestamp": 1767225600}')
+
+    assert decode_traces(raw, "otlp_json") == Invalid(as_event.reason, "traceId")
+
+
 # --- Spans --------------------------------------------------------------------------------------------------------
 
 
