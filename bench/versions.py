@@ -1,10 +1,10 @@
 """What model versions cost: the comparison's share of an evaluation tick, and of the hot path.
 
 One model with a 100,000-event window (``--window``) and ``--versions`` live versions (4 by default: a stable
-one with most of the traffic and three candidates at 10% each), fed 150,000 calls (``--calls``) with latency,
-errors, output tokens and judge scores for a tenth of them, so that the window has wrapped around and every
-comparison has calls settled out of it as well as calls in it. In the same run, interleaved, best of
-``--repeat``:
+one with most of the traffic and three candidates at 10% each), priced (so its calls' cost is compared too), fed
+150,000 calls (``--calls``) with latency, errors, input and output tokens and judge scores for a tenth of them, so
+that the window has wrapped around and every comparison has calls settled out of it as well as calls in it. In
+the same run, interleaved, best of ``--repeat``:
 
 - **tick**: what an evaluation spends on versions (``ModelState.read_versions`` under the lock and
   ``evaluate_versions``: every version's figures, every candidate's anytime-valid tests on all metrics, the
@@ -44,7 +44,7 @@ def records(n_calls: int, n_versions: int, with_versions: bool, seed: int = 3) -
     for i, version in enumerate(rng.choice(n_versions, size=n_calls, p=shares)):
         latency_ms = round(float(rng.lognormal(6, 0.4)), 1)
         call = {"request_id": f"r{i}", "timestamp": T0_S + i / 100, "model": "bot", "latency_ms": latency_ms}
-        call["output_tokens"] = int(rng.poisson(120))
+        call["input_tokens"], call["output_tokens"] = int(rng.poisson(900)), int(rng.poisson(120))
         if with_versions:
             call["model_version"] = names[version]
         if rng.random() < 0.02:
@@ -61,7 +61,8 @@ def records(n_calls: int, n_versions: int, with_versions: bool, seed: int = 3) -
 def pipeline(window: int, first: list[Record]) -> Pipeline:
     """A pipeline (no evaluation while it is fed) that has applied ``first`` and evaluated once: the comparisons
     have begun, so the calls that follow settle into them as the window overwrites them."""
-    model = {"name": "bot", "reference": {"warmup": 1_000}, "versions": {"min_samples": 100}}
+    pricing = {"currency": "USD", "input": 3, "output": 15, "versions": {"canary-1": {"output": 12}}}
+    model = {"name": "bot", "reference": {"warmup": 1_000}, "versions": {"min_samples": 100}, "pricing": pricing}
     config = {"windows": {"size": window, "min_samples": 100, "evaluate_every": "1d"}, "models": [model]}
     fed = Pipeline(parse_config(config, environ={}))
     fed.apply(first)
@@ -110,6 +111,7 @@ def main() -> None:
     baseline_s = best_of(arguments.repeat, lambda: traffic.compute(view[LATENCY_MS], view[FAILED]))
     result = evaluate_versions(state.read_versions(view), view, now_ms)
     settled = state.versions.comparisons["canary-1"].settled["latency"][1].n
+    assert "cost" in result.comparisons["canary-1"].metrics, "the calls are priced: their cost is compared"
 
     versions_s, plain_s = min(ingest_times["versions"]), min(ingest_times["plain"])
     n_fed = sum(map(len, versioned[1:]))

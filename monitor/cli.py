@@ -367,8 +367,8 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
     delivering = arguments.deliver_alerts
     if delivering:  # the log sink writes a resolve at INFO
         logging.getLogger("driftwarden.alerts").setLevel(logging.INFO)
-    outbox = tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else contextlib.nullcontext()
-    with outbox as outbox_dir:
+    temporary = tempfile.TemporaryDirectory(prefix="driftwarden-replay-") if delivering else contextlib.nullcontext()
+    with temporary as outbox_dir:
         try:
             events = source if isinstance(source, str) else source.polls()
             outbox = Path(outbox_dir) if outbox_dir else None
