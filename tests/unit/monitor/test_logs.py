@@ -99,3 +99,36 @@ def test_a_command_line_error_is_in_the_log_format_asked_for(arguments, code, er
         assert (record["level"], record["logger"]) == ("ERROR", "driftwarden") and error in record["message"]
     else:
         assert error in lines[-1] and lines[-1].startswith("driftwarden")
+
+
+def _said(argv, capsys):
+    """Exit code, stdout and stderr lines of ``main(argv)``, argparse's exits included."""
+    try:
+        returned = main(argv)
+    except SystemExit as stop:
+        returned = stop.code
+    said = capsys.readouterr()
+    return returned, said.out, said.err.splitlines()
+
+
+def test_a_log_format_without_its_value_is_the_subcommands_usage_error_as_before(capsys):
+    # The format is read before the command line is parsed; a trailing --log-format must not be reported by that
+    # first reading (with its own usage, "usage: <argv[0]> [--log-format LOG_FORMAT]") but by the command's parser.
+    returned, out, err = _said(["run", "--config", "c.yaml", "--log-format"], capsys)
+    assert (returned, out) == (2, "")
+    assert err[0].startswith("usage: driftwarden run ")
+    assert err[-1] == "driftwarden run: error: argument --log-format: expected one argument"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_with_json_logs_writes_no_stderr_line(argv, capsys):
+    # Help goes to stdout; with --log-format json every stderr line must be a JSON object, an empty one is not.
+    returned, out, err = _said([*argv, "--log-format", "json"], capsys)
+    assert (returned, err) == (0, []) and out.startswith("usage: driftwarden")
+
+
+def test_a_usage_error_naming_an_argument_with_a_newline_is_one_json_line_of_the_whole_error(capsys):
+    # argparse writes unrecognized arguments as they are: the error must not be cut to its last line.
+    returned, out, err = _said(["run", "--config", "c.yaml", "--log-format", "json", "x\ny"], capsys)
+    [line] = err
+    assert (returned, json.loads(line)["message"]) == (2, "driftwarden: error: unrecognized arguments: x\ny")
