@@ -19,8 +19,8 @@ EVIL = 'bot\n{"level": "INFO", "message": "forged"}\r\x1b[2J\u2028\u202e\x00 模
 
 
 def _record(**fields: object) -> logging.LogRecord:
-    return logging.makeLogRecord({"name": "monitor.pipeline", "levelname": "WARNING", "created": 1_767_225_600.25,
-                                  "msecs": 250.0, "msg": "evaluating %r failed", "args": (EVIL,), **fields})  # fmt: skip
+    return logging.makeLogRecord({"name": "monitor.pipeline", "levelname": "WARNING", "msg": "evaluating %r failed",
+                                  "args": (EVIL,), "created": 1_767_225_600.25, "msecs": 250.0, **fields})  # fmt: skip
 
 
 def test_a_hostile_name_stays_in_its_field_on_one_printable_line():
