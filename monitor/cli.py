@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import io
 import json
 import logging
 import math
@@ -20,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from threadpoolctl import threadpool_limits
 
@@ -87,29 +86,46 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _log_format_asked(argv: Sequence[str]) -> LogFormat:
-    """The ``--log-format`` of a command line, read before it is parsed, so that its usage errors are in it too."""
-    asked = argparse.ArgumentParser(add_help=False)
+    """The ``--log-format`` of a command line, read before it is parsed, so that its usage errors are in it too
+    (a ``--log-format`` without its value is left for the command's parser to report)."""
+    asked = _Parser(add_help=False)
     asked.add_argument("--log-format")
-    return "json" if asked.parse_known_args(argv)[0].log_format == "json" else "text"
+    try:
+        return "json" if asked.parse_known_args(argv)[0].log_format == "json" else "text"
+    except _Misused:
+        return "text"
+
+
+class _Misused(Exception):
+    """argparse's usage error, for :func:`_parse` to report in the log format asked for."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too), whose usage errors raise :class:`_Misused` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Misused(self, message)
 
 
 def _parse(argv: Sequence[str] | None, log_format: LogFormat) -> argparse.Namespace:
     """The command line's arguments; a usage error exits 2 with argparse's text, or its error as one JSON log
     line (a log pipeline wants the error, not the usage)."""
-    if log_format == "text":
-        return _parser().parse_args(argv)
-    said = io.StringIO()
     try:
-        with contextlib.redirect_stderr(said):
-            return _parser().parse_args(argv)
-    except SystemExit as stop:
-        lines = said.getvalue().rstrip().splitlines()
-        print(error_line(lines[-1], log_format) if stop.code == 2 and lines else said.getvalue(), file=sys.stderr)
-        raise
+        return _parser().parse_args(argv)
+    except _Misused as misused:
+        if log_format == "text":
+            argparse.ArgumentParser.error(misused.parser, misused.message)
+        print(error_line(f"{misused.parser.prog}: error: {misused.message}", log_format), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftwarden", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="driftwarden", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="the daemon: consume Kafka, serve /metrics, checkpoint, until SIGTERM")
