@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from alerts.alert import Alert
+from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from alerts.sinks.log import LogSink
 from monitor.cli import main
@@ -132,3 +133,23 @@ def test_a_usage_error_naming_an_argument_with_a_newline_is_one_json_line_of_the
     returned, out, err = _said(["run", "--config", "c.yaml", "--log-format", "json", "x\ny"], capsys)
     [line] = err
     assert (returned, json.loads(line)["message"]) == (2, "driftwarden: error: unrecognized arguments: x\ny")
+
+
+def test_a_replay_prints_each_model_and_alert_on_one_line_whatever_the_model_is_named(tmp_path, capsys):
+    # The alerts carry the model name as the producer sent it: replay's summary and alert lines must escape it
+    # (as the log lines do), or a name forges lines of the report.
+    config = tmp_path / "c.yaml"
+    rule = {"name": "Busy", "metric": "window_events", "op": ">", "threshold": 0, "actions": ["log"],
+            "annotations": {"summary": "{model} is busy"}}  # fmt: skip
+    config.write_text(json.dumps({"state": {"dir": str(tmp_path / "state")}, "windows": {"size": 100, "min_samples": 1},
+                                  "alerts": {"rules": [rule]}}))  # fmt: skip
+    model = "bot\n  alert resolved at 2027-01-15T08:00:04+00:00: Busy {model=bot, severity=warning}\x1b[2J"
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"request_id": f"r{i}", "timestamp": 1_800_000_000 + i, "model": model,
+                                          "latency_ms": 100.0}) + "\n" for i in range(5)))  # fmt: skip
+    returned, out, err = _said(["replay", "--config", str(config), str(events)], capsys)
+    lines = out.splitlines()
+    assert returned == 0 and all(line.isprintable() for line in lines)
+    [_, summary, alert] = lines
+    assert summary.startswith(f"  {printable(model)}: 5 calls") and alert.startswith("  alert firing at ")
+    assert alert.endswith(f"Busy {{model={printable(model)}, severity=warning}} {printable(model)} is busy")
