@@ -392,7 +392,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         at_ms = alert.starts_at_ms if alert.ends_at_ms is None else alert.ends_at_ms  # set once resolved
         labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
         summary = alert.annotations.get("summary", "")
-        print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
+        print(printable(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip()))
     if drained is not None:
         return _delivered_alerts(result.alerts, drained, arguments)
     return 0
@@ -566,7 +566,7 @@ def _delivered(job: Job) -> dict:
 def _print_summary(pipeline: Pipeline) -> None:
     for state in pipeline.states:
         evaluation = pipeline.evaluations.get(state.name)
-        line = f"  {state.name}: {state.n_events['inference']} calls, {state.n_events['feedback']} feedback"
+        line = f"  {printable(state.name)}: {state.n_events['inference']} calls, {state.n_events['feedback']} feedback"
         if evaluation is not None and evaluation.traffic is not None:
             traffic = evaluation.traffic
             latency = ", ".join(f"p{q * 100:g} {value:.0f} ms" for q, value in traffic.latency_quantiles_ms)
