@@ -13,6 +13,7 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import pytest
@@ -108,6 +109,20 @@ def test_a_tick_reads_the_samples_of_its_models_and_of_the_rules_metrics_only(tm
     alerting = Alerting(make_config(tmp_path, rules=[RULE, moved]), exported.samples, deliver=False)
     alerting.tick(evaluations("a", "b"), 0, models={"a"})
     assert exported.asked[-1][0] is None
+
+
+def test_the_report_url_of_a_model_is_read_back_as_that_model_by_the_report_endpoint(tmp_path):
+    # Alerts carry the model names producers sent; /report reads its ?model= with parse_qs, so the link must quote
+    # the name (a "+" would read as a space, "&" and "#" would cut it).
+    names = ["gpt-4o+tools", "a&model=b", "c#d", "50% e"]
+    rule = {**RULE, "for": 0, "annotations": {"report": "{report_url}"}}
+    config = make_config(tmp_path, rules=[rule], external_url="http://driftwarden.test:9108")
+    alerting = Alerting(config, Exported(**dict.fromkeys(names, 0.5)).samples, deliver=False)
+    alerts = alerting.tick(evaluations(*names), 0)
+    links = {alert.labels["model"]: urlsplit(alert.annotations["report"]) for alert in alerts}
+    assert {model: (link.path, parse_qs(link.query)["model"]) for model, link in links.items()} == {
+        model: ("/report", [model]) for model in names
+    }
 
 
 # -- nothing lost to a full disk ---------------------------------------------------------------------------------
