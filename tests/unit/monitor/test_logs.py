@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
+import math
 import sys
 
 import pytest
@@ -13,7 +15,7 @@ from alerts.alert import Alert
 from alerts.printable import printable
 from alerts.retraining import RetrainingQueue
 from alerts.sinks.log import LogSink
-from monitor.cli import main
+from monitor.cli import _seconds, main
 from monitor.logs import FORMAT, JsonFormatter, OneLineFormatter
 
 EVIL = 'bot\n{"level": "INFO", "message": "forged"}\r\x1b[2J\u2028\u202e\x00 模型'
@@ -153,3 +155,16 @@ def test_a_replay_prints_each_model_and_alert_on_one_line_whatever_the_model_is_
     [_, summary, alert] = lines
     assert summary.startswith(f"  {printable(model)}: 5 calls") and alert.startswith("  alert firing at ")
     assert alert.endswith(f"Busy {{model={printable(model)}, severity=warning}} {printable(model)} is busy")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("-0", 0.0), (" 5 ", 5.0), ("1e308", 1e308)])
+def test_seconds_are_finite_and_not_negative_not_even_a_negative_zero(text, seconds):
+    # --deliver-timeout -0 was accepted as -0.0 and reported as "within --deliver-timeout -0 s".
+    taken = _seconds(text)
+    assert taken == seconds and math.copysign(1.0, taken) == 1.0 and f"{taken:g}" == f"{seconds:g}"
+
+
+@pytest.mark.parametrize("text", ["-1", "nan", "inf", "-inf", "1e309", "0x10", "", "5 s"])
+def test_what_is_not_a_number_of_seconds_is_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a number of seconds"):
+        _seconds(text)
