@@ -326,7 +326,7 @@ def _seconds(text: str) -> float:
         seconds = math.nan
     if not 0 <= seconds < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return seconds
+    return seconds + 0.0  # -0 as 0
 
 
 def _instant_ms(text: str) -> int:
