@@ -270,3 +270,21 @@ def test_alert_state_of_a_checkpoint_from_before_raw_labels_keeps_its_alerts_fir
     assert daemon.alerting.engine.firing() == 3
     exposition = generate_latest(daemon.exports.registry).decode()
     assert exposition.count("driftwarden_alerts_firing{") == 2  # Busy, CanaryWorse: one series each
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="The retraining ledger of a daemon from before raw label values named a model as /metrics shows it (the "
+    "job of model '(empty)' is model '((empty))'); nothing renames those entries, so after the upgrade the model's "
+    "cooldown is not seen (a second job within it) and the old entries are exported as a model "
+    "'(((empty)))' of their own. Same migration question as the checkpointed series.",
+)
+def test_a_retraining_job_queued_before_raw_labels_still_holds_its_models_cooldown(tmp_path):
+    daemon, _ = _named_like_empty(tmp_path, rules=[RETRAIN])
+    now_ms = daemon.pipeline.watermark_ms
+    old = Alert("fp-old", {"alertname": "Busy", "model": "((empty))", "severity": "warning"}, {}, "firing", 1.0,
+                now_ms - 60_000, None, ("retrain",))  # fmt: skip
+    assert daemon.alerting.retraining.request("((empty))", [old], {}, {}, now_ms=now_ms - 60_000) is not None
+    daemon.pipeline.evaluate(now_ms)
+    daemon.alerting.tick(daemon.pipeline, now_ms, models={"(empty)"})
+    assert len(daemon.alerting.retraining.jobs()) == 1
