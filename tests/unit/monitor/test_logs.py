@@ -168,3 +168,20 @@ def test_seconds_are_finite_and_not_negative_not_even_a_negative_zero(text, seco
 def test_what_is_not_a_number_of_seconds_is_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="is not a number of seconds"):
         _seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("--rate", "nan", "argument --rate: 'nan' is not a rate"),  # the traffic thread died; the demo went on
+        ("--rate", "inf", "argument --rate: 'inf' is not a rate"),
+        ("--rate", "0", "argument --rate: '0' is not a rate"),  # no traffic at all, silently
+        ("--rate", "-1", "argument --rate: '-1' is not a rate"),
+        ("--port", "-5", "argument --port: '-5' is not a port"),  # a traceback of the demo's own config
+        ("--port", "65536", "argument --port: '65536' is not a port"),
+    ],
+)
+def test_a_demo_refuses_a_rate_or_port_it_cannot_run_with_as_a_usage_error(option, value, error, capsys):
+    returned, out, err = _said(["demo", option, value, "--duration", "0", "--log-format", "json"], capsys)
+    [line] = err
+    assert (returned, out) == (2, "") and error in json.loads(line)["message"]
