@@ -136,8 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="embedded broker + synthetic LLM traffic + the daemon, on localhost, until Ctrl-C"
     )
-    demo.add_argument("--port", type=int, default=9108, help="where to serve /metrics (0: any free port)")
-    demo.add_argument("--rate", type=float, default=100.0, help="synthetic calls per second")
+    demo.add_argument("--port", type=_port, default=9108, help="where to serve /metrics (0: any free port)")
+    demo.add_argument("--rate", type=_rate, default=100.0, help="synthetic calls per second")
     demo.add_argument("--regress-at", type=_seconds, default=30.0, metavar="S", help="when support-bot slows down")
     demo.add_argument("--duration", type=_seconds, metavar="S", help="stop by itself after S seconds")
     _log_format_argument(demo)
@@ -320,13 +320,35 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
 
 def _seconds(text: str) -> float:
     """A number of seconds, finite and not negative."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds < math.inf:
+    if not 0 <= (seconds := _number(text)) < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
     return seconds + 0.0  # -0 as 0
+
+
+def _rate(text: str) -> float:
+    """Calls per second, finite and more than 0."""
+    if not 0 < (rate := _number(text)) < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate (calls per second, more than 0)")
+    return rate
+
+
+def _port(text: str) -> int:
+    """A TCP port, or 0 for any free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return port
+
+
+def _number(text: str) -> float:
+    """``text`` as a number, NaN when it is none."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def _instant_ms(text: str) -> int:
