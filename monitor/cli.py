@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import io
 import json
 import logging
 import math
@@ -20,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from threadpoolctl import threadpool_limits
 
@@ -87,29 +86,46 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _log_format_asked(argv: Sequence[str]) -> LogFormat:
-    """The ``--log-format`` of a command line, read before it is parsed, so that its usage errors are in it too."""
-    asked = argparse.ArgumentParser(add_help=False)
+    """The ``--log-format`` of a command line, read before it is parsed, so that its usage errors are in it too
+    (a ``--log-format`` without its value is left for the command's parser to report)."""
+    asked = _Parser(add_help=False)
     asked.add_argument("--log-format")
-    return "json" if asked.parse_known_args(argv)[0].log_format == "json" else "text"
+    try:
+        return "json" if asked.parse_known_args(argv)[0].log_format == "json" else "text"
+    except _Misused:
+        return "text"
+
+
+class _Misused(Exception):
+    """argparse's usage error, for :func:`_parse` to report in the log format asked for."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too), whose usage errors raise :class:`_Misused` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Misused(self, message)
 
 
 def _parse(argv: Sequence[str] | None, log_format: LogFormat) -> argparse.Namespace:
     """The command line's arguments; a usage error exits 2 with argparse's text, or its error as one JSON log
     line (a log pipeline wants the error, not the usage)."""
-    if log_format == "text":
-        return _parser().parse_args(argv)
-    said = io.StringIO()
     try:
-        with contextlib.redirect_stderr(said):
-            return _parser().parse_args(argv)
-    except SystemExit as stop:
-        lines = said.getvalue().rstrip().splitlines()
-        print(error_line(lines[-1], log_format) if stop.code == 2 and lines else said.getvalue(), file=sys.stderr)
-        raise
+        return _parser().parse_args(argv)
+    except _Misused as misused:
+        if log_format == "text":
+            argparse.ArgumentParser.error(misused.parser, misused.message)
+        print(error_line(f"{misused.parser.prog}: error: {misused.message}", log_format), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftwarden", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="driftwarden", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="the daemon: consume Kafka, serve /metrics, checkpoint, until SIGTERM")
@@ -120,8 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="embedded broker + synthetic LLM traffic + the daemon, on localhost, until Ctrl-C"
     )
-    demo.add_argument("--port", type=int, default=9108, help="where to serve /metrics (0: any free port)")
-    demo.add_argument("--rate", type=float, default=100.0, help="synthetic calls per second")
+    demo.add_argument("--port", type=_port, default=9108, help="where to serve /metrics (0: any free port)")
+    demo.add_argument("--rate", type=_rate, default=100.0, help="synthetic calls per second")
     demo.add_argument("--regress-at", type=_seconds, default=30.0, metavar="S", help="when support-bot slows down")
     demo.add_argument("--duration", type=_seconds, metavar="S", help="stop by itself after S seconds")
     _log_format_argument(demo)
@@ -314,13 +330,35 @@ def _check_config(config: Config, arguments: argparse.Namespace) -> int:
 
 def _seconds(text: str) -> float:
     """A number of seconds, finite and not negative."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds < math.inf:
+    if not 0 <= (seconds := _number(text)) < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return seconds
+    return seconds + 0.0  # -0 as 0
+
+
+def _rate(text: str) -> float:
+    """Calls per second, finite and more than 0."""
+    if not 0 < (rate := _number(text)) < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate (calls per second, more than 0)")
+    return rate
+
+
+def _port(text: str) -> int:
+    """A TCP port, or 0 for any free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return port
+
+
+def _number(text: str) -> float:
+    """``text`` as a number, NaN when it is none."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def _instant_ms(text: str) -> int:
@@ -389,7 +427,7 @@ def _replay(config: Config, arguments: argparse.Namespace) -> int:
         at_ms = alert.starts_at_ms if alert.ends_at_ms is None else alert.ends_at_ms  # set once resolved
         labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items()) if key != "alertname")
         summary = alert.annotations.get("summary", "")
-        print(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip())
+        print(printable(f"  alert {alert.state} at {_iso(at_ms)}: {alert.name} {{{labels}}} {summary}".rstrip()))
     if drained is not None:
         return _delivered_alerts(result.alerts, drained, arguments)
     return 0
@@ -563,7 +601,7 @@ def _delivered(job: Job) -> dict:
 def _print_summary(pipeline: Pipeline) -> None:
     for state in pipeline.states:
         evaluation = pipeline.evaluations.get(state.name)
-        line = f"  {state.name}: {state.n_events['inference']} calls, {state.n_events['feedback']} feedback"
+        line = f"  {printable(state.name)}: {state.n_events['inference']} calls, {state.n_events['feedback']} feedback"
         if evaluation is not None and evaluation.traffic is not None:
             traffic = evaluation.traffic
             latency = ", ".join(f"p{q * 100:g} {value:.0f} ms" for q, value in traffic.latency_quantiles_ms)

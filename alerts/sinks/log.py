@@ -20,8 +20,10 @@ class LogSink:
     alert name, the other labels, the value and the ``summary`` annotation;
     it is written on ``add`` (logging is its delivery), ``deliver`` has
     nothing left to do. Labels and the summary come from events (a model
-    name): characters that are not printable are escaped (see
-    :func:`alerts.printable.printable`), so the line stays one line.
+    name): label values are quoted as the exposition quotes them and
+    characters that are not printable are escaped (see
+    :func:`alerts.printable.printable`), so the line stays one line and no
+    value reads as another label.
 
     Examples
     --------
@@ -44,7 +46,7 @@ class LogSink:
     def add(self, alerts: Iterable[Alert]) -> None:
         for alert in self._transitions.fresh(alerts):
             labels = sorted(alert.labels.items())
-            series = ", ".join(f'{name}="{value}"' for name, value in labels if name != "alertname")
+            series = ", ".join(f"{name}={_quoted(value)}" for name, value in labels if name != "alertname")
             self.logger.log(
                 logging.WARNING if alert.state == "firing" else logging.INFO,
                 "alert %s %s {%s} value=%g: %s",
@@ -59,3 +61,12 @@ class LogSink:
 
     def deliver(self, now_ms: float) -> int:
         return 0
+
+
+def _quoted(value: str) -> str:
+    r"""A label value in double quotes, as the exposition writes it, so that none reads as more labels.
+
+    >>> print(_quoted('bot", severity="critical'), _quoted("a\\b\nc"))
+    "bot\", severity=\"critical" "a\\b\nc"
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from alerts.alert import Alert
 from alerts.retraining import RetrainingQueue
@@ -314,7 +315,9 @@ class Alerting:
     def _context(self, model: str, evaluation) -> dict[str, str]:
         context = {"window_events": str(evaluation.window_events)}
         if self.config.alerts.external_url:
-            context["report_url"] = f"{self.config.alerts.external_url.rstrip('/')}/report?model={model}"
+            context["report_url"] = (
+                f"{self.config.alerts.external_url.rstrip('/')}/report?model={quote(model, safe='')}"
+            )
         drift = evaluation.drift
         if drift is not None:
             context["reference_events"] = str(drift.n_reference)

@@ -16,10 +16,11 @@ import pytest
 from prometheus_client import generate_latest
 
 from alerts.alert import Alert
+from alerts.rules import _fingerprint
 from monitor.config import parse_config
 from monitor.evaluate.versions import evidence
 from monitor.export.alerting import Alerting, AlertsCollector, _job_requests
-from monitor.export.collectors import Exports, PipelineCollector
+from monitor.export.collectors import Exports, PipelineCollector, shown
 from monitor.pipeline import Pipeline
 from tests.unit.alerts.test_alerting import Broker
 from tests.unit.monitor.test_feedback import _apply
@@ -224,3 +225,66 @@ def test_alerts_carry_the_names_producers_sent_so_a_model_named_like_an_exported
     exposition = generate_latest(daemon.exports.registry).decode()
     assert 'driftwarden_alerts_firing{alertname="Busy",model="((empty))",severity="warning"} 1.0' in exposition
     assert 'driftwarden_window_events{model="((empty))"}' in exposition
+
+
+def _named_like_empty(tmp_path, rules=({**ROLLBACK, "labels": {}}, RETRAIN)) -> tuple[Daemon, list[dict]]:
+    """A daemon of the model "(empty)" and the calls it read, its version v2 renamed "" (as in the test above)."""
+    config = parse_config({**settings(tmp_path / "state", list(rules)), "models": [
+        {"name": "(empty)", "reference": {"warmup": 1}, "versions": {"min_samples": 20}}]}, environ={})  # fmt: skip
+    daemon = Daemon(config, Broker())
+    renamed = {"v2": ""}
+    sent = [{**call, "model": "(empty)", "model_version": renamed.get(call["model_version"], call["model_version"])}
+            for call in calls()]  # fmt: skip
+    _apply(daemon.pipeline, sent, batch=250)
+    return daemon, sent
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="A checkpoint written before alerts carried raw label values holds its series with the exposition's "
+    "shown values (model '((empty))' for '(empty)', version '(empty)' for ''), and fingerprints of those; the "
+    "checkpoint's format version did not change and nothing converts them. After the upgrade a per-model tick of "
+    "'(empty)' never reaches the old series (their model reads '((empty))'): they stay firing for ever, exported "
+    "as model='(((empty)))', beside the same alerts raised again under new fingerprints (paged twice). Design "
+    "question: mark the alert state's label form in the checkpoint and unshow (the removed unshown()) the series "
+    "of an unmarked one, re-fingerprinting them, or accept one re-page and drop unmarked series.",
+)
+def test_alert_state_of_a_checkpoint_from_before_raw_labels_keeps_its_alerts_firing_once(tmp_path):
+    daemon, _ = _named_like_empty(tmp_path)
+    now_ms = daemon.pipeline.watermark_ms
+    daemon.pipeline.evaluate(now_ms)
+    fired = daemon.alerting.tick(daemon.pipeline, now_ms, models={"(empty)"})
+    assert len(fired) == 3
+    # The same state as the daemon before this change checkpointed it: its series' labels as /metrics shows them.
+    saved = daemon.alerting.snapshot()
+    old_series = {}
+    for labels, *rest in saved["series"].values():
+        old_labels = {name: shown(value) for name, value in labels.items()}
+        old_series[_fingerprint(old_labels)] = [old_labels, *rest]
+    daemon.alerting.restore(msgspec.msgpack.decode(msgspec.msgpack.encode({**saved, "series": old_series})))
+
+    later_ms = now_ms + 1_000
+    again = daemon.alerting.tick(daemon.pipeline, later_ms, models={"(empty)"})
+    # Nothing is paged again: the alerts keep firing under the identity (and since the time) they had.
+    assert sorted((alert.state, alert.starts_at_ms) for alert in again) == [("firing", now_ms)] * 3
+    assert daemon.alerting.engine.firing() == 3
+    exposition = generate_latest(daemon.exports.registry).decode()
+    assert exposition.count("driftwarden_alerts_firing{") == 2  # Busy, CanaryWorse: one series each
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="The retraining ledger of a daemon from before raw label values named a model as /metrics shows it (the "
+    "job of model '(empty)' is model '((empty))'); nothing renames those entries, so after the upgrade the model's "
+    "cooldown is not seen (a second job within it) and the old entries are exported as a model "
+    "'(((empty)))' of their own. Same migration question as the checkpointed series.",
+)
+def test_a_retraining_job_queued_before_raw_labels_still_holds_its_models_cooldown(tmp_path):
+    daemon, _ = _named_like_empty(tmp_path, rules=[RETRAIN])
+    now_ms = daemon.pipeline.watermark_ms
+    old = Alert("fp-old", {"alertname": "Busy", "model": "((empty))", "severity": "warning"}, {}, "firing", 1.0,
+                now_ms - 60_000, None, ("retrain",))  # fmt: skip
+    assert daemon.alerting.retraining.request("((empty))", [old], {}, {}, now_ms=now_ms - 60_000) is not None
+    daemon.pipeline.evaluate(now_ms)
+    daemon.alerting.tick(daemon.pipeline, now_ms, models={"(empty)"})
+    assert len(daemon.alerting.retraining.jobs()) == 1

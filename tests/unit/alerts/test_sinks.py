@@ -412,6 +412,19 @@ def test_log_sink_writes_one_line_per_transition(caplog):
     ]
 
 
+def test_log_sink_quotes_label_values_so_that_none_forges_another_label(caplog):
+    # Alerts carry label values as producers sent them; a quote must not close the value and open a label of its
+    # own. Values are quoted as the exposition quotes them (backslash, double quote, line feed), then escaped.
+    logger = logging.getLogger("driftwarden.test.alerts")
+    forged, plain = (make_alert(model=model) for model in ('bot", severity="critical', 'bot\\", severity=\\"critical'))
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        LogSink(logger).add([forged, plain])
+    assert [record.getMessage().split(" value=")[0] for record in caplog.records] == [
+        'alert firing DataDrift {model="bot\\", severity=\\"critical", severity="warning"}',
+        'alert firing DataDrift {model="bot\\\\\\", severity=\\\\\\"critical", severity="warning"}',
+    ]
+
+
 def test_sinks_import_no_third_party_http():
     import subprocess
     import sys
