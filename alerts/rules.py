@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import string
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -258,11 +258,15 @@ class RuleEngine:
             if models is None or series.model in models
         }
 
-    def restore(self, snapshot: dict, models: Collection[str] | None = None) -> None:
+    def restore(
+        self, snapshot: dict, models: Collection[str] | None = None, label_value: Callable[[str], str] | None = None
+    ) -> None:
         """Take back a :meth:`snapshot`: in place of every series (None), or of the series of ``models`` only.
 
         Series of rules no longer configured are dropped, and so are, when
-        ``models`` is given, series of other models.
+        ``models`` is given, series of other models. ``label_value``: how to read the values of the labels a
+        series took from its sample (not its rule's), for a snapshot that holds them in another form; the series
+        then get the fingerprints of the values read.
 
         >>> engine = RuleEngine([Rule("Drift", "driftwarden_drift_share", ">", 0.3)])
         >>> engine.evaluate([Sample("driftwarden_drift_share", {"model": m}, 0.5) for m in "ab"], now_ms=0)[0].state
@@ -272,12 +276,17 @@ class RuleEngine:
         >>> other = RuleEngine(engine.rules); other.restore(moved, {"a"}); other.restore(moved, {"a"}); other.firing()
         1
         """
-        names = {rule.name for rule in self.rules}
-        restored = {
-            fingerprint: _Series(dict(labels), state, active_since_ms, starts_at_ms, value)
-            for fingerprint, (labels, state, active_since_ms, starts_at_ms, value) in snapshot.items()
-            if labels["alertname"] in names
-        }
+        rules = {rule.name: rule for rule in self.rules}
+        restored = {}
+        for fingerprint, (labels, state, active_since_ms, starts_at_ms, value) in snapshot.items():
+            rule = rules.get(labels["alertname"])
+            if rule is None:
+                continue
+            if label_value is not None:
+                own = {*rule.labels, "alertname", "severity"}
+                labels = {name: text if name in own else label_value(text) for name, text in labels.items()}
+                fingerprint = _fingerprint(labels)
+            restored[fingerprint] = _Series(dict(labels), state, active_since_ms, starts_at_ms, value)
         if models is None:
             self._series = restored
             return
@@ -289,6 +298,12 @@ class RuleEngine:
         self._series = {key: series for key, series in self._series.items() if series.model not in models}
 
 
+_ESCAPED = str.maketrans({"\\": "\\\\", "\0": "\\0"})
+
+
 def _fingerprint(labels: dict[str, str]) -> str:
-    text = "\x00".join(f"{key}={value}" for key, value in sorted(labels.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A series' identity: its labels as ``name=value`` pairs joined by NUL, a value's backslashes and NULs
+    escaped (names are Prometheus label names), so that no two label sets meet; a value without either is as
+    it was before values were escaped, so a checkpoint's series keep their fingerprints."""
+    pairs = (f"{key}={value.translate(_ESCAPED)}" for key, value in sorted(labels.items()))
+    return hashlib.sha256("\x00".join(pairs).encode()).hexdigest()[:16]

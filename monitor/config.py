@@ -751,6 +751,16 @@ class RuleConfig(_Section):
             raise ValueError(f"{metric!r} is not a metric the daemon exports{hint}")
         return metric
 
+    @field_validator("labels")
+    @classmethod
+    def _alertmanager_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for name, value in labels.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name.startswith("__"):
+                raise ValueError(f"label name {name!r}: must be letters, digits and _, not starting with a digit or __")
+            if not value:
+                raise ValueError(f"label {name!r}: empty (Alertmanager reads an empty value as no label: leave it out)")
+        return labels
+
     @field_validator("annotations")
     @classmethod
     def _plain_templates(cls, annotations: dict[str, str]) -> dict[str, str]:

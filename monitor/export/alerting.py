@@ -61,7 +61,7 @@ from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config, RetrainingConfig, RollbackConfig
 from monitor.evaluate.versions import evidence
 from monitor.export import metrics as contract
-from monitor.export.collectors import Reading, SpecCollector, shown
+from monitor.export.collectors import Reading, SpecCollector, shown, unshown
 from monitor.pipeline import Evaluation, Pipeline
 from monitor.state.vocabulary import OTHER
 
@@ -230,7 +230,8 @@ class Alerting:
     def restore(self, snapshot: dict) -> None:
         """Take back a :meth:`snapshot` (or the bare series of a checkpoint from before the refused alerts)."""
         with self.lock:
-            self._take(snapshot["series"] if "series" in snapshot else snapshot, snapshot.get("refused", {}), None)
+            series = snapshot["series"] if "series" in snapshot else snapshot
+            self._take(series, snapshot.get("refused", {}), None, _label_value(snapshot))
             for ledger in self.ledgers().values():  # one replica: every model of its ledgers is its own
                 self.evaluated_models.update(model for model, _ in ledger.counts())
 
@@ -269,7 +270,7 @@ class Alerting:
             if ledger is not None:
                 ledger.merge(snapshot.get(key, []))  # no rollbacks in a snapshot from before them
         with self.lock:
-            self._take(snapshot["series"], snapshot["refused"], models)
+            self._take(snapshot["series"], snapshot["refused"], models, _label_value(snapshot))
             self.evaluated_models |= models
 
     def forget_models(self, models: Collection[str]) -> None:
@@ -296,13 +297,16 @@ class Alerting:
         """The series and refused items of ``models`` (None: all), under the lock."""
         refused = _select(self._refused, lambda model: models is None or model in models)
         return {
+            "labels": "raw",
             "series": self.engine.snapshot(models),
             "refused": {name: [_encode(item) for item in items] for name, items in refused.items()},
         }
 
-    def _take(self, series: dict, refused: dict[str, list], models: set[str] | None) -> None:
+    def _take(
+        self, series: dict, refused: dict[str, list], models: set[str] | None, label_value: Callable[[str], str] | None
+    ) -> None:
         """Restore ``series`` and ``refused`` in place of all (None) or of those of ``models``, under the lock."""
-        self.engine.restore(series, models)
+        self.engine.restore(series, models, label_value)
         destinations = {*self.sinks, *self.ledgers()}
         taken = {name: [_decode(document) for document in documents] for name, documents in refused.items()}
         taken = _select(taken, lambda model: models is None or model in models)
@@ -346,6 +350,12 @@ class _JobRequest(NamedTuple):
     reference: dict
     version: str | None = None  # absent from the refused requests of checkpoints from before versions
     evidence: dict | None = None
+
+
+def _label_value(snapshot: dict) -> Callable[[str], str] | None:
+    """How to read the series' label values of an alert state snapshot: as they are, or, from a checkpoint written
+    before alerts carried the values producers sent (no ``labels`` mark), as :func:`unshown` reads them back."""
+    return None if snapshot.get("labels") == "raw" else unshown
 
 
 def _job_requests(action: str, alerts: list[Alert], pipeline: Pipeline, now_ms: float) -> list[_JobRequest]:

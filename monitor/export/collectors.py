@@ -155,6 +155,19 @@ def shown(value: str) -> str:
     return value
 
 
+def unshown(value: str) -> str:
+    """The value a label value :func:`shown` was exported from: its inverse (alert state checkpointed before alerts
+    carried the values producers sent held them shown).
+
+    >>> [unshown(shown(value)) for value in ("de", "", "(empty)", "((empty))", "(empty")]
+    ['de', '', '(empty)', '((empty))', '(empty']
+    """
+    if value == contract.EMPTY:
+        return ""
+    depth = (len(value) - len("empty")) // 2
+    return value[1:-1] if depth > 1 and value == "(" * depth + "empty" + ")" * depth else value
+
+
 def samples(readings: Iterable[Reading], models: Collection[str] | None = None) -> Iterator[Sample]:
     """The rules' samples of ``readings`` (a histogram's ``_count`` and ``_sum``) of ``models`` (None: all), with
     the label values producers sent: they are :func:`shown` only where they leave the process as labels (the

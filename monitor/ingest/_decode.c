@@ -146,7 +146,8 @@ set_fields(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
 
 /* complete(events, latest_ms, unset, inference) -> bool
  *
- * Whether every event is a plain inference event: "type" unset, null or `inference`; "request_id" and "model" str;
+ * Whether every event is a plain inference event: "type" unset, null or `inference`; "request_id" and "model" str
+ * ("model" not empty);
  * "timestamp" all datetimes with an offset, or all numbers (epoch seconds), from 2000 on and before 1e11 s, none
  * later than `latest_ms`. If so, each event's "type" is set to `inference` and its "timestamp_ms" to its
  * timestamp in epoch milliseconds, computed as datetime.timestamp() * 1000.0 computes it; if not, nothing is set.
@@ -244,7 +245,8 @@ complete(PyObject *module, PyObject *const *args, Py_ssize_t n_args)
             break;
         }
         PyObject *id = FIELD(event, id_at), *model = FIELD(event, model_at);
-        if (id == NULL || model == NULL || !PyUnicode_CheckExact(id) || !PyUnicode_CheckExact(model) || timestamp == NULL) {
+        if (id == NULL || model == NULL || !PyUnicode_CheckExact(id) || !PyUnicode_CheckExact(model) || timestamp == NULL
+            || PyUnicode_GET_LENGTH(model) == 0) { /* a model named "" is no model: completed alone, missing */
             plain = 0;
             break;
         }

@@ -77,7 +77,7 @@ REASONS = (
     "not_object",  # JSON, but not an object
     "not_otlp",  # on an OpenTelemetry topic: not an ExportTraceServiceRequest in the topic's encoding
     "unknown_type",  # "type" is neither "inference" nor "feedback"
-    "missing_field",  # a required field is absent or null
+    "missing_field",  # a required field is absent or null (or the model is named "")
     "wrong_type",  # a field has the wrong JSON type
     "too_long",  # an identifier longer than MAX_ID_CHARS
     "bad_timestamp",  # not RFC 3339 with an offset, nor epoch seconds; before 2000, or epoch milliseconds
@@ -584,6 +584,8 @@ def _complete(event: Event, latest_ms: float) -> Event | Invalid:
     for name in _REQUIRED[kind]:
         if getattr(event, name) in _ABSENT:
             return Invalid("missing_field", name)
+    if event.model == "":  # a model named "" is no model (and would meet the series of none: process-wide alerts)
+        return Invalid("missing_field", "model")
     if kind == "feedback" and event.request_id in _ABSENT and event.response_id in _ABSENT:
         return Invalid("missing_field", "request_id")
     timestamp_ms = _timestamp_ms(event.timestamp)  # type: ignore[arg-type]  # required: given
@@ -607,8 +609,8 @@ def _complete_batch_twin(events: list[Event], latest_ms: float, unset: object, i
     (then each is completed on its own)."""
     if not {inference, None, unset}.issuperset(map(_TYPE, events)):
         return False
-    if {*map(type, map(_REQUEST_ID, events)), *map(type, map(_MODEL, events))} != {str}:
-        return False  # a required identifier is absent (unset or null)
+    if {*map(type, map(_REQUEST_ID, events)), *map(type, map(_MODEL, events))} != {str} or "" in map(_MODEL, events):
+        return False  # a required identifier is absent (unset or null), or the model is named ""
     timestamps = list(map(_TIMESTAMP, events))
     types = set(map(type, timestamps))
     if types == {datetime}:

