@@ -73,10 +73,12 @@ class Moments:
         >>> Moments.of_groups(np.array([True, False, True, True]), np.array([0, 0, 1, -1]), 2)
         [Moments(n=2, mean=0.5, m2=0.5), Moments(n=1, mean=1.0, m2=0.0)]
         """
-        if values.dtype == np.bool_:  # 0/1 outcomes: the counts of ones give the spread exactly, in one pass
+        if values.dtype == np.bool_:  # 0/1 outcomes: the counts of ones give the spread exactly, counted in integers
             grouped = groups >= 0
-            counts = np.bincount(groups[grouped], minlength=n_groups)
-            ones = np.bincount(groups[grouped], weights=values[grouped], minlength=n_groups)
+            if not grouped.all():
+                groups, values = groups[grouped], values[grouped]
+            counts = np.bincount(groups, minlength=n_groups)
+            ones = np.bincount(groups[values], minlength=n_groups)
             return [
                 cls(count, one / count, one * (count - one) / count) if count else cls()
                 for count, one in zip(counts.tolist(), ones.tolist())
