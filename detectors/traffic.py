@@ -44,11 +44,11 @@ class TrafficStats:
         return TrafficResult(
             n_events=len(failed),
             n_latencies=int(latencies.size),
-            latency_quantiles_ms=self._quantiles(latencies),
+            latency_quantiles_ms=self.quantiles_of(latencies),
             error_ratio=float(np.mean(failed)) if len(failed) else float("nan"),
-            cost_quantiles=() if cost is None else self._quantiles(cost[~np.isnan(cost)]),
+            cost_quantiles=() if cost is None else self.quantiles_of(cost[~np.isnan(cost)]),
         )
 
-    def _quantiles(self, values: np.ndarray) -> tuple[tuple[float, float], ...]:
+    def quantiles_of(self, values: np.ndarray) -> tuple[tuple[float, float], ...]:
         """Each quantile paired with its value; none of no values."""
         return tuple(zip(self.quantiles, np.quantile(values, self.quantiles).tolist())) if values.size else ()

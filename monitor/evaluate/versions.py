@@ -54,7 +54,7 @@ from detectors.sequential import Moments
 from detectors.traffic import TrafficStats
 from detectors.version_effects import distribution_distance, quantile_difference, rank_effect
 from monitor.config import VERSION_METRICS
-from monitor.state.columns import FAILED, FINISH_REASON, LATENCY_MS, PREDICTION, TIMESTAMP_MS, VERSION
+from monitor.state.columns import FINISH_REASON, LATENCY_MS, PREDICTION, TIMESTAMP_MS, VERSION
 from monitor.state.versions import VersionsRead, metric_values, moments_since
 from monitor.state.vocabulary import OTHER
 
@@ -116,13 +116,13 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
     since = moments_since(values, groups, len(names), row_numbers, [*starts, first_row])
     latencies = _SortedLatencies(rows[LATENCY_MS], groups, row_numbers)
     if rows is view:  # the comparisons read the evaluated window itself: its figures come with theirs
-        figures = _figures(names, groups, since[first_row], view, latencies)
+        figures = _figures(names, groups, since[first_row], latencies)
     else:
         view_names, view_groups = _groups(read, view[VERSION])
         view_rows = np.arange(len(view_groups))
         whole = moments_since(metric_values(view, read.numeric), view_groups, len(view_names), view_rows, [0])
         view_latencies = _SortedLatencies(view[LATENCY_MS], view_groups, view_rows)
-        figures = _figures(view_names, view_groups, whole[0], view, view_latencies)
+        figures = _figures(view_names, view_groups, whole[0], view_latencies)
     group_of = {name: group for group, name in enumerate(names)}
     baseline = group_of.get(str(read.baseline), -1)
     outputs = {FINISH_REASON: rows[FINISH_REASON]}  # as category codes (negative: none)
@@ -259,21 +259,20 @@ class _CategoryCounts:
 
 
 def _figures(
-    names: list[str],
-    groups: np.ndarray,
-    moments: dict[str, list[Moments]],
-    view: dict[str, np.ndarray],
-    latencies: _SortedLatencies,
+    names: list[str], groups: np.ndarray, moments: dict[str, list[Moments]], latencies: _SortedLatencies
 ) -> dict[str, VersionFigures]:
-    """Each version's figures in the window: ``moments`` are each metric's per group of ``groups``."""
+    """Each version's figures in the window: ``moments`` are each metric's per group of ``groups``; a group's
+    calls and error ratio are its ``error_ratio`` moments' (every call is failed or not)."""
     figures = {}
     for group, name in enumerate(names):
-        rows = groups == group
-        n_calls = int(np.count_nonzero(rows))
+        calls = moments["error_ratio"][group]
+        sorted_ms = latencies.since(0, group)
         figures[name] = VersionFigures(
-            n_calls=n_calls,
-            traffic_share=n_calls / len(groups),
-            traffic=_TRAFFIC.compute(latencies.since(0, group), view[FAILED][rows]),
+            n_calls=calls.n,
+            traffic_share=calls.n / len(groups),
+            traffic=TrafficResult(
+                calls.n, sorted_ms.size, _TRAFFIC.quantiles_of(sorted_ms), calls.mean if calls.n else math.nan
+            ),
             means={metric: sides[group].mean if sides[group].n else math.nan for metric, sides in moments.items()},
         )
     return figures
