@@ -22,11 +22,8 @@ from monitor.ingest import Record
 __all__ = ["JsonlDeadLetters", "JsonlSource", "LengthPrefixedSource", "write_jsonl"]
 
 
-class JsonlSource:
-    """Lines of a JSONL file in batches; ``offset`` is the 1-based line number, blank lines skipped.
-
-    Also OTLP/JSON requests one a line, as the Collector's file exporter writes them (``format: json``).
-    """
+class _FileSource:
+    """A file's messages in batches of ``batch_size``, each a record of topic the file's path, partition 0."""
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int = 2_000):
         self.path = Path(path)
@@ -34,6 +31,16 @@ class JsonlSource:
 
     def batches(self) -> Iterator[list[Record]]:
         return _in_batches(self._records(), self.batch_size)
+
+    def _records(self) -> Iterator[Record]:
+        raise NotImplementedError
+
+
+class JsonlSource(_FileSource):
+    """Lines of a JSONL file in batches; ``offset`` is the 1-based line number, blank lines skipped.
+
+    Also OTLP/JSON requests one a line, as the Collector's file exporter writes them (``format: json``).
+    """
 
     def _records(self) -> Iterator[Record]:
         topic = str(self.path)
@@ -44,7 +51,7 @@ class JsonlSource:
                     yield Record(line, topic, 0, number)
 
 
-class LengthPrefixedSource:
+class LengthPrefixedSource(_FileSource):
     """Messages of a file each preceded by its length (4 bytes, big-endian), in batches; ``offset`` is the 1-based
     message number.
 
@@ -58,13 +65,6 @@ class LengthPrefixedSource:
     >>> [(record.value, record.offset) for batch in LengthPrefixedSource(path).batches() for record in batch]
     [(b'\\n\\x00', 1), (b'', 2), (b'cut', 3)]
     """
-
-    def __init__(self, path: str | os.PathLike[str], batch_size: int = 2_000):
-        self.path = Path(path)
-        self.batch_size = batch_size
-
-    def batches(self) -> Iterator[list[Record]]:
-        return _in_batches(self._records(), self.batch_size)
 
     def _records(self) -> Iterator[Record]:
         topic = str(self.path)
