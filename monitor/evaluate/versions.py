@@ -146,7 +146,7 @@ def evaluate_versions(read: VersionsRead, view: dict[str, np.ndarray], now_ms: f
         comparisons[name] = VersionComparison(
             verdict=_verdict(results, read.verdict_metrics),
             metrics=results,
-            latency_p95_ms=quantile_difference(baseline_ms, candidate_ms, q=0.95),
+            latency_p95_ms=quantile_difference(baseline_ms, candidate_ms, q=0.95, presorted=True),
             latency_slower=rank_effect(baseline_ms, candidate_ms, presorted=True),
             start_ms=float(times.min()) if times.size else float("nan"),
             distances={
