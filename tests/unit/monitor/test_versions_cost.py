@@ -24,17 +24,12 @@ from monitor.evaluate.versions import evidence
 from monitor.pipeline import Pipeline
 from tests.unit.alerts.test_alerting import Broker
 from tests.unit.alerts.test_rollback import ROLLBACK, Daemon
-from tests.unit.monitor.test_spend import _apply, _oracle, _samples, _through_disk
+from tests.unit.monitor.test_spend import PRICING as SPEND_PRICING
+from tests.unit.monitor.test_spend import T0, _apply, _oracle, _samples, _through_disk
 
-T0 = 1_800_000_000
-#: v1 is the baseline; "cheap" pays a third of its output price and less for input, "pricey" three times its output.
-PRICING = {
-    "currency": "USD",
-    "input": 3,
-    "output": "15.00",
-    "cache_read": 0.3,
-    "versions": {"cheap": {"input": "0.25", "output": 5}, "pricey": {"output": 45}},
-}
+#: test_spend's prices as an operator writes them; v1 is the baseline, "cheap" pays a third of its output price and
+#: less for input, "pricey" three times its output.
+PRICING = {**SPEND_PRICING, "versions": {"cheap": {"input": "0.25", "output": 5}, "pricey": {"output": 45}}}
 SHARES = {"v1": 0.6, "cheap": 0.2, "pricey": 0.2}
 #: The default verdict metrics (cost is not one of them): each is tested at alpha over their number.
 N_DEFAULT_VERDICT_METRICS = 7
